@@ -1,0 +1,167 @@
+/**
+ * `npm run bench`: compute kernels raw in V8 vs each instrumentation
+ * profile, and preparation time, measured side by side in one run. Writes
+ * bench/RESULTS.md. Options: --quick (fewer rounds), --out FILE.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { BLOCKING_IMPORTS } from '../src/abi/imports.js';
+import { prepare, sha256Hex } from '../src/prepare/pipeline.js';
+import { PROFILES, type Profile } from '../src/prepare/profile.js';
+import type { CanonicalImport } from '../src/prepare/rewrite.js';
+import { PacketChannel } from '../src/runtime/channel.js';
+import { Instance } from '../src/runtime/instance.js';
+import { parseModule } from '../src/wasm/module.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const outIndex = args.indexOf('--out');
+const outFile = outIndex >= 0 ? args[outIndex + 1]! : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
+const ROUNDS = quick ? 3 : 7;
+const KERNELS = ['fib', 'sieve', 'sha256', 'nbody', 'qsort'];
+const buildDir = new URL('../../bench/build/', import.meta.url);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+const geomean = (xs: number[]): number => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
+const fmt = (x: number, d = 2): string => x.toFixed(d);
+
+interface Runner {
+  name: string;
+  run(): { ms: number; result: unknown };
+}
+
+function rawRunner(bytes: Uint8Array): Runner {
+  const mod = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+  return {
+    name: 'raw',
+    run() {
+      const inst = new WebAssembly.Instance(mod, {});
+      const t0 = performance.now();
+      const result = (inst.exports.run as () => number)();
+      return { ms: performance.now() - t0, result };
+    },
+  };
+}
+
+async function profileRunner(bytes: Uint8Array, profile: Profile): Promise<Runner> {
+  const m = parseModule(bytes);
+  const prepared = await prepare(m, await sha256Hex(bytes), { profile, imports: [], unwindingImports: new Set(BLOCKING_IMPORTS) });
+  const mod = new WebAssembly.Module(prepared.bytes as Uint8Array<ArrayBuffer>);
+  const mem = m.memories[0];
+  return {
+    name: profile,
+    run() {
+      const channel = new PacketChannel([], { packet() {}, bind() {}, inputReady() {} });
+      const inst = new Instance({
+        id: 'bench',
+        profile,
+        module: mod,
+        memoryPages: mem ? { initial: mem.min, maximum: mem.max ?? 65536 } : { initial: 1, maximum: 1 },
+        hasStart: m.start !== undefined,
+        entry: 'run',
+        timeResolutionNs: 1,
+        channel,
+        debug: undefined,
+        randomPool: new Uint8Array(16),
+      });
+      // 10 ms slices: the suspend-anywhere profile really unwinds and rewinds at each.
+      const t0 = performance.now();
+      for (;;) {
+        const o = inst.runSlice(10);
+        if (o.kind === 'stopped') {
+          if (o.status.state !== 'HALTED') throw new Error(`${profile}: ${JSON.stringify(o.status)}`);
+          break;
+        }
+      }
+      return { ms: performance.now() - t0, result: inst.lastReturn };
+    },
+  };
+}
+
+async function kernels(lines: string[]): Promise<void> {
+  lines.push('## Compute kernels: time relative to raw V8', '');
+  lines.push(`Median of ${ROUNDS} rounds of per-round ratios; variants alternate within each round. Instrumented runs go through the runtime's Instance with 10 ms time slices.`, '');
+  lines.push(`| kernel | raw (ms) | ${PROFILES.join(' | ')} |`, `|---|---|${PROFILES.map(() => '---').join('|')}|`);
+  const perProfile: Record<string, number[]> = Object.fromEntries(PROFILES.map((p) => [p, []]));
+  for (const k of KERNELS) {
+    const bytes = new Uint8Array(await readFile(new URL(`${k}.wasm`, buildDir)));
+    const runners = [rawRunner(bytes), ...(await Promise.all(PROFILES.map((p) => profileRunner(bytes, p))))];
+    for (const r of runners) r.run(); // warm up (and tier up)
+    const ratios: Record<string, number[]> = Object.fromEntries(PROFILES.map((p) => [p, []]));
+    const raws: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const times: Record<string, number> = {};
+      let expected: unknown;
+      for (const r of runners) {
+        const { ms, result } = r.run();
+        if (r.name === 'raw') expected = result;
+        else if (result !== expected) throw new Error(`${k}: ${r.name} computed ${String(result)}, raw ${String(expected)}`);
+        times[r.name] = ms;
+      }
+      raws.push(times.raw!);
+      for (const p of PROFILES) ratios[p]!.push(times[p]! / times.raw!);
+    }
+    const cells = PROFILES.map((p) => {
+      const r = median(ratios[p]!);
+      perProfile[p]!.push(r);
+      return `${fmt(r)}× (${fmt(Math.min(...ratios[p]!))}–${fmt(Math.max(...ratios[p]!))})`;
+    });
+    lines.push(`| ${k} | ${fmt(median(raws), 1)} | ${cells.join(' | ')} |`);
+    process.stderr.write(`bench: ${k} done\n`);
+  }
+  lines.push(`| **geomean** | | ${PROFILES.map((p) => `**${fmt(geomean(perProfile[p]!))}×**`).join(' | ')} |`, '');
+}
+
+async function prepareTimes(lines: string[]): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const sqlWasm = require.resolve('sql.js/dist/sql-wasm.wasm');
+  const modules: Array<[string, Uint8Array]> = [
+    ['sha256 (C kernel)', new Uint8Array(await readFile(new URL('sha256.wasm', buildDir)))],
+    ['sql.js 1.16 (SQLite, emscripten)', new Uint8Array(await readFile(sqlWasm))],
+  ];
+  lines.push('## Preparation time (binary rewrite + binaryen Asyncify + optimize)', '');
+  lines.push('| module | size | profile | time (ms) | MB/s | output size |', '|---|---|---|---|---|---|');
+  for (const [name, bytes] of modules) {
+    const m = parseModule(bytes);
+    // Foreign imports are treated as blocking ones: the costliest case for io-suspend.
+    const imports: CanonicalImport[] = m.imports.map((i) => ({ module: 'wasi', name: `${i.module}.${i.field}` }));
+    const unwinding = new Set(imports.map((i) => `${i.module}.${i.name}`));
+    for (const profile of PROFILES) {
+      const times: number[] = [];
+      let size = 0;
+      const runs = bytes.length > 100_000 ? 1 : quick ? 3 : 10;
+      for (let i = 0; i < runs; i++) {
+        const t0 = performance.now();
+        const p = await prepare(m, `bench-${i}`, { profile, imports, unwindingImports: unwinding });
+        times.push(performance.now() - t0);
+        size = p.bytes.length;
+      }
+      const t = median(times);
+      lines.push(`| ${name} | ${(bytes.length / 1024).toFixed(0)} KiB | ${profile} | ${fmt(t, 0)} | ${fmt(bytes.length / 1e6 / (t / 1000), 2)} | ${fmt(size / bytes.length)}× |`);
+      process.stderr.write(`bench: prepare ${name} ${profile} done\n`);
+    }
+  }
+  lines.push('');
+}
+
+async function main(): Promise<void> {
+  const lines: string[] = [
+    '# Benchmark results',
+    '',
+    `Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version} (V8 ${process.versions.v8}). ${new Date().toISOString()}${quick ? ' (quick run)' : ''}`,
+    '',
+  ];
+  await kernels(lines);
+  await prepareTimes(lines);
+  const text = lines.join('\n');
+  await writeFile(outFile, text);
+  process.stdout.write(`${text}\n`);
+}
+
+await main();

@@ -1,0 +1,60 @@
+import type { WasmModule } from '../wasm/module.js';
+import { asyncify } from './asyncify.js';
+import type { PreparedCache } from './cache.js';
+import type { Profile } from './profile.js';
+import { rewriteModule, type CanonicalImport } from './rewrite.js';
+
+/**
+ * Version of the instrumentation. Bump it whenever the prepared output for a
+ * given input may change (this code, binaryen's version, settings): prepared
+ * modules and suspended stacks are only valid for the exact same pipeline.
+ */
+export const PIPELINE_VERSION = 1;
+
+export interface PrepareOptions {
+  profile: Profile;
+  /** Canonical names of the module's function imports, in order. */
+  imports: CanonicalImport[];
+  /** Canonical imports (`module.name`) that may unwind the stack. */
+  unwindingImports: ReadonlySet<string>;
+  /** binaryen optimize level after Asyncify (0 = none). */
+  optimizeLevel?: number;
+  cache?: PreparedCache;
+}
+
+export interface PreparedModule {
+  /** Cache key: covers the input bytes, the pipeline version and the options. */
+  key: string;
+  bytes: Uint8Array;
+  profile: Profile;
+  fromCache: boolean;
+}
+
+export const DEFAULT_OPTIMIZE_LEVEL = 1;
+
+export async function sha256Hex(data: Uint8Array | string): Promise<string> {
+  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  const digest = await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Deterministic instrumentation of a parsed, validated module (see DESIGN.md). */
+export async function prepare(m: WasmModule, moduleHash: string, opts: PrepareOptions): Promise<PreparedModule> {
+  const optimizeLevel = opts.optimizeLevel ?? DEFAULT_OPTIMIZE_LEVEL;
+  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}:${optimizeLevel}:${moduleHash}`);
+  const cached = await opts.cache?.get(key);
+  if (cached) return { key, bytes: cached, profile: opts.profile, fromCache: true };
+
+  const rewritten = rewriteModule(m, { imports: opts.imports, checks: true });
+  const unwinding = opts.imports
+    .map((c) => `${c.module}.${c.name}`)
+    .filter((name, i, all) => opts.unwindingImports.has(name) && all.indexOf(name) === i);
+  const bytes = asyncify(rewritten.bytes, {
+    unwindingImports: unwinding,
+    yieldUnwinds: opts.profile === 'suspend-anywhere',
+    hasYieldStub: rewritten.yieldStubIndex !== undefined,
+    optimizeLevel,
+  });
+  await opts.cache?.set(key, bytes);
+  return { key, bytes, profile: opts.profile, fromCache: false };
+}

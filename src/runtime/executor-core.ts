@@ -1,0 +1,114 @@
+import { TrapId } from '../abi/trap.js';
+import { PacketChannel } from './channel.js';
+import { InternalRuntimeError } from './errors.js';
+import type { InstanceEvents, InstanceSpec, KillReason } from './executor.js';
+import { Instance } from './instance.js';
+import { Scheduler } from './scheduler.js';
+
+interface Entry {
+  instance: Instance;
+  channel: PacketChannel;
+  events: InstanceEvents;
+}
+
+/**
+ * The part of an executor that touches untrusted code: compiled modules,
+ * instances and their scheduler. It runs inside the executor process (or in
+ * process, for tests and the browser) and talks to the trusted side only
+ * through InstanceEvents and the methods below.
+ */
+export class ExecutorCore {
+  private readonly modules = new Map<string, WebAssembly.Module>();
+  private readonly instances = new Map<string, Entry>();
+  private readonly scheduler: Scheduler;
+
+  constructor(sliceMs = 10) {
+    this.scheduler = new Scheduler((inst, status) => {
+      const e = this.instances.get(inst.id);
+      if (!e) return;
+      this.instances.delete(inst.id);
+      e.channel.close();
+      e.events.stopped(status);
+    }, sliceMs);
+  }
+
+  async loadModule(key: string, bytes: Uint8Array): Promise<void> {
+    if (this.modules.has(key)) return;
+    this.modules.set(key, await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>));
+  }
+
+  hasModule(key: string): boolean {
+    return this.modules.has(key);
+  }
+
+  dropModule(key: string): void {
+    this.modules.delete(key);
+  }
+
+  get instanceCount(): number {
+    return this.instances.size;
+  }
+
+  createInstance(spec: InstanceSpec, events: InstanceEvents): void {
+    if (this.instances.has(spec.id)) throw new InternalRuntimeError(`instance ${spec.id} already exists in this executor`);
+    const module = this.modules.get(spec.moduleKey);
+    if (!module) throw new InternalRuntimeError(`module ${spec.moduleKey} is not loaded in this executor`);
+    let instance: Instance | undefined;
+    const channel = new PacketChannel(spec.services, {
+      packet: (p) => events.packet(p),
+      bind: (code, name) => events.bind(code, name),
+      inputReady: () => instance && this.scheduler.wake(instance),
+    });
+    const random = new Uint8Array(16);
+    globalThis.crypto.getRandomValues(random);
+    try {
+      instance = new Instance({
+        id: spec.id,
+        profile: spec.profile,
+        module,
+        memoryPages: spec.memoryPages,
+        hasStart: spec.hasStart,
+        entry: spec.entry,
+        timeResolutionNs: spec.timeResolutionNs,
+        channel,
+        debug: spec.debug ? (d) => events.debug(d) : undefined,
+        randomPool: random,
+        computeLimitMs: spec.computeLimitMs,
+      });
+    } catch (e) {
+      // Instantiation failures (e.g. memory cannot be allocated) end the instance, not the executor.
+      const message = e instanceof Error ? e.message : String(e);
+      queueMicrotask(() => events.stopped({ state: 'KILLED', cause: 'INTERNAL', error: `instantiation failed: ${message}` }));
+      return;
+    }
+    this.instances.set(spec.id, { instance, channel, events });
+    this.scheduler.add(instance);
+  }
+
+  deliver(id: string, packet: Uint8Array): void {
+    this.instances.get(id)?.channel.deliver(packet);
+  }
+
+  ack(id: string, bytes: number): void {
+    this.instances.get(id)?.channel.ack(bytes);
+  }
+
+  suspend(id: string): void {
+    const e = this.instances.get(id);
+    if (!e) return;
+    e.instance.requestSuspend();
+    this.scheduler.wake(e.instance);
+  }
+
+  kill(id: string, reason?: KillReason): void {
+    const e = this.instances.get(id);
+    if (!e) return;
+    if (reason !== undefined) {
+      const trap = reason.trap === TrapId.AbiViolation ? TrapId.AbiViolation : TrapId.InternalError;
+      this.scheduler.stop(e.instance, trap, reason.message);
+      return;
+    }
+    e.instance.requestKill();
+    this.scheduler.wake(e.instance);
+  }
+}

@@ -1,0 +1,440 @@
+import type { AbiContext, WaitCondition } from '../abi/context.js';
+import { createHostImports } from '../abi/host.js';
+import { Trap, TrapId } from '../abi/trap.js';
+import { YIELD_IMPORT } from '../prepare/asyncify.js';
+import type { Profile } from '../prepare/profile.js';
+import { InternalExport, MEMORY_IMPORT } from '../prepare/rewrite.js';
+import type { PacketChannel } from './channel.js';
+import { InternalRuntimeError } from './errors.js';
+import { State, statusForTrap, type InstanceStatus } from './status.js';
+import { ExitSignal, KillSignal, classifyError } from './traps.js';
+
+/** Checks run between two calls of the yield import (fuel is refilled there). */
+const FUEL = 20000;
+/** Initial size of the memory region borrowed for an unwound stack. */
+const INITIAL_REGION = 256 * 1024;
+const MAX_REGION = 64 * 1024 * 1024;
+const ASYNCIFY_HEADER = 8;
+
+const enum AsyncifyState {
+  Normal = 0,
+  Unwinding = 1,
+  Rewinding = 2,
+}
+
+interface AsyncifyExports {
+  asyncify_start_unwind(ptr: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(ptr: number): void;
+  asyncify_stop_rewind(): void;
+  asyncify_get_state(): number;
+}
+
+export interface InstanceOptions {
+  id: string;
+  profile: Profile;
+  /** Compiled prepared module. */
+  module: WebAssembly.Module;
+  /** Initial and maximum memory in pages (maximum already capped by policy). */
+  memoryPages: { initial: number; maximum: number };
+  hasStart: boolean;
+  entry: string | undefined;
+  /** Time resolution in nanoseconds (spec abi.md §5.1). */
+  timeResolutionNs: number;
+  channel: PacketChannel;
+  debug: ((data: Uint8Array) => void) | undefined;
+  /** Monotonic time of the instance when this run began (restores continue from there). */
+  monotonicStartNs?: bigint;
+  /** Random bytes for the 16-byte pool. */
+  randomPool: Uint8Array;
+  /** io-suspend: longest computation without a blocking call (see InstanceSpec). */
+  computeLimitMs?: number;
+}
+
+/** Why the instance's stack was unwound. */
+type UnwindReason = 'wait' | 'yield' | 'deficiency';
+
+/** What one slice of execution ended with. */
+export type SliceOutcome =
+  | { kind: 'ready' } // preempted; runnable at once
+  | { kind: 'blocked'; wait: BlockedWait } // waits for I/O or time
+  | { kind: 'stopped'; status: InstanceStatus };
+
+export interface BlockedWait {
+  input: boolean;
+  output: boolean;
+  /** performance.now() milliseconds; Infinity for none. */
+  deadline: number;
+}
+
+export function granularityOf(resolutionNs: number): bigint {
+  let r = resolutionNs;
+  if (!(r > 0) || r > 1e9) r = 1e9;
+  const bits = Math.floor(r).toString(2).length;
+  return 1n << BigInt(bits);
+}
+
+/**
+ * One program instance inside an executor: its wasm instance, the state of an
+ * unwound stack, and the AbiContext its host functions run against.
+ *
+ * Blocking works with Asyncify: a host function that must wait starts an
+ * unwind; the program's frames save themselves into a region of linear
+ * memory that the host has borrowed (its bytes saved aside and put back
+ * afterwards, so the program never sees it), and the host copies the unwound
+ * stack out. To continue, the host lays the stack into the borrowed region
+ * again and rewinds; the program's frames restore themselves and the same host
+ * function is called again.
+ */
+export class Instance implements AbiContext {
+  readonly id: string;
+  readonly granularityNs: bigint;
+  private readonly opts: InstanceOptions;
+  private readonly memoryObject: WebAssembly.Memory;
+  private readonly wasm: WebAssembly.Instance;
+  private readonly asyncify: AsyncifyExports;
+  private readonly fuel: WebAssembly.Global | undefined;
+  private readonly calls: string[] = [];
+
+  private stack: Uint8Array | undefined;
+  private regionSize = INITIAL_REGION;
+  private regionSave = new Uint8Array(0);
+  private regionLength = 0;
+  private unwindReason: UnwindReason | undefined;
+  private pendingWait: BlockedWait | undefined;
+  /** Set while a host function is being repeated after a rewind. */
+  private reentered = false;
+  private started = false;
+  private startedFlag = true;
+  private sliceDeadline = 0;
+  private computeDeadline = Infinity;
+  private suspendRequested = false;
+  private killRequested = false;
+  private running = false;
+  private finalStatus: InstanceStatus | undefined;
+  /** What the last entry function returned (ignored by the ABI; benchmarks check it). */
+  lastReturn: unknown;
+  private random: Uint8Array;
+  private readonly monotonicBaseMs: number;
+  private readonly monotonicStartNs: bigint;
+
+  constructor(opts: InstanceOptions) {
+    this.opts = opts;
+    this.id = opts.id;
+    this.granularityNs = granularityOf(opts.timeResolutionNs);
+    this.random = opts.randomPool;
+    this.monotonicBaseMs = performance.now();
+    this.monotonicStartNs = opts.monotonicStartNs ?? 1_000_000_000n;
+    this.memoryObject = new WebAssembly.Memory({ initial: opts.memoryPages.initial, maximum: opts.memoryPages.maximum });
+
+    const host = createHostImports(this);
+    const gate: Record<string, unknown> = { ...host.gate, [MEMORY_IMPORT.name]: this.memoryObject };
+    gate[YIELD_IMPORT.name] = () => this.yieldImport();
+    const wrap = (fns: Record<string, Function>): Record<string, Function> => {
+      const out: Record<string, Function> = {};
+      for (const [name, fn] of Object.entries(fns)) {
+        out[name] = (...args: unknown[]) => {
+          if (this.rewinding) this.finishRewind();
+          try {
+            return fn(...args);
+          } finally {
+            this.reentered = false;
+          }
+        };
+      }
+      return out;
+    };
+    const imports = { gate: { ...wrap(host.gate), [MEMORY_IMPORT.name]: this.memoryObject, [YIELD_IMPORT.name]: gate[YIELD_IMPORT.name] }, wasi: wrap(host.wasi) };
+    this.wasm = new WebAssembly.Instance(opts.module, imports as WebAssembly.Imports);
+    const ex = this.wasm.exports as Record<string, unknown>;
+    this.asyncify = ex as unknown as AsyncifyExports;
+    this.fuel = ex[InternalExport.fuel] as WebAssembly.Global | undefined;
+    if (this.fuel) this.fuel.value = FUEL;
+    if (opts.hasStart) this.calls.push(InternalExport.start);
+    if (opts.entry !== undefined) this.calls.push(opts.entry);
+  }
+
+  get memoryPages(): number {
+    return this.memoryObject.buffer.byteLength / 65536;
+  }
+
+  get status(): InstanceStatus {
+    if (this.finalStatus) return this.finalStatus;
+    return { state: State.Running };
+  }
+
+  private get rewinding(): boolean {
+    return this.stack !== undefined && this.asyncify.asyncify_get_state() === AsyncifyState.Rewinding;
+  }
+
+  /** Asks the instance to stop at its next check point (suspend-anywhere) or blocking call. */
+  requestSuspend(): void {
+    this.suspendRequested = true;
+  }
+
+  requestKill(): void {
+    this.killRequested = true;
+  }
+
+  get wantsSuspend(): boolean {
+    return this.suspendRequested;
+  }
+
+  get wantsKill(): boolean {
+    return this.killRequested;
+  }
+
+  /** Whether a blocked instance's wait is over. */
+  waitSatisfied(w: BlockedWait, now: number): boolean {
+    return (
+      (w.input && this.opts.channel.inputBuffered() > 0) ||
+      (w.output && this.opts.channel.outputSpace() > 0) ||
+      now >= w.deadline ||
+      this.suspendRequested ||
+      this.killRequested
+    );
+  }
+
+  /** Ends the instance from outside while it is not running (blocked or ready). */
+  stopNow(trap: number, message?: string): InstanceStatus {
+    return this.finish(statusForTrap(trap, message));
+  }
+
+  /** Runs the instance until it blocks, is preempted, or stops. */
+  runSlice(sliceMs: number): SliceOutcome {
+    if (this.finalStatus) return { kind: 'stopped', status: this.finalStatus };
+    if (this.killRequested) return { kind: 'stopped', status: this.finish({ state: State.Killed }) };
+    if (this.suspendRequested) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
+    const now = performance.now();
+    this.sliceDeadline = now + sliceMs;
+    this.computeDeadline = now + (this.opts.computeLimitMs ?? Infinity);
+    this.running = true;
+    try {
+      while (this.calls.length) {
+        const name = this.calls[0]!;
+        const fn = this.wasm.exports[name] as (() => unknown) | undefined;
+        if (typeof fn !== 'function') throw new Trap(TrapId.NoFunction);
+        if (this.stack) this.startRewind();
+        this.started = true;
+        const ret = fn();
+        if (this.asyncify.asyncify_get_state() === AsyncifyState.Unwinding) {
+          this.finishUnwind();
+          return this.afterUnwind();
+        }
+        this.calls.shift();
+        this.lastReturn = ret;
+      }
+      return { kind: 'stopped', status: this.finish({ state: State.Halted, result: 0 }) };
+    } catch (e) {
+      return { kind: 'stopped', status: this.afterThrow(e) };
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private afterUnwind(): SliceOutcome {
+    const reason = this.unwindReason;
+    this.unwindReason = undefined;
+    if (reason === 'deficiency') return { kind: 'stopped', status: this.finish({ state: State.Suspended, cause: 'ABI_DEFICIENCY' }) };
+    if (this.killRequested) return { kind: 'stopped', status: this.finish({ state: State.Killed }) };
+    if (this.suspendRequested) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
+    if (reason === 'wait') {
+      const wait = this.pendingWait!;
+      this.pendingWait = undefined;
+      return { kind: 'blocked', wait };
+    }
+    return { kind: 'ready' };
+  }
+
+  private afterThrow(e: unknown): InstanceStatus {
+    const state = this.asyncify.asyncify_get_state();
+    if (state !== AsyncifyState.Normal) {
+      // A trap in the middle of unwinding or rewinding: the unwind region was
+      // too small, or the stack did not match the code. The stack is lost.
+      this.restoreRegion();
+      try {
+        if (state === AsyncifyState.Unwinding) this.asyncify.asyncify_stop_unwind();
+        else this.asyncify.asyncify_stop_rewind();
+      } catch {
+        // the instance is unusable anyway
+      }
+      const detail = state === AsyncifyState.Unwinding ? `call stack too deep to unwind in ${this.regionLength} bytes` : 'stack could not be rewound';
+      return this.finish(statusForTrap(TrapId.InternalError, `${detail} (${classifyError(e).trap === TrapId.Unreachable ? 'asyncify' : String(e)})`));
+    }
+    if (e instanceof ExitSignal) {
+      return this.finish({ state: State.Terminated, result: e.status === 0 ? 0 : 1 });
+    }
+    if (e instanceof KillSignal) return this.finish({ state: State.Killed });
+    const { trap, message } = classifyError(e);
+    return this.finish(statusForTrap(trap, message));
+  }
+
+  private finish(status: InstanceStatus): InstanceStatus {
+    if (!this.finalStatus) {
+      // A kill request overrides ordinary outcomes (abi.md §7.1).
+      if (this.killRequested && (status.state === State.Suspended || status.state === State.Halted || status.state === State.Terminated)) {
+        status = { state: State.Killed };
+      }
+      this.finalStatus = status;
+    }
+    return this.finalStatus;
+  }
+
+  // --- Asyncify glue -------------------------------------------------------
+
+  private startUnwind(reason: UnwindReason): void {
+    const mem = new Uint8Array(this.memoryObject.buffer);
+    const length = Math.min(mem.length, this.regionSize);
+    if (length < ASYNCIFY_HEADER + 64) throw new InternalRuntimeError('memory is too small to unwind the stack (a memory of at least one page is needed)');
+    this.saveRegion(mem, length);
+    const v = new DataView(mem.buffer);
+    v.setUint32(0, ASYNCIFY_HEADER, true);
+    v.setUint32(4, length, true);
+    this.unwindReason = reason;
+    this.asyncify.asyncify_start_unwind(0);
+  }
+
+  private finishUnwind(): void {
+    this.asyncify.asyncify_stop_unwind();
+    const mem = new Uint8Array(this.memoryObject.buffer);
+    const end = new DataView(mem.buffer).getUint32(0, true);
+    this.stack = mem.slice(ASYNCIFY_HEADER, end);
+    this.restoreRegion();
+    // Grow the region for next time if this stack used much of it.
+    if (end * 2 > this.regionSize && this.regionSize < MAX_REGION) this.regionSize *= 2;
+  }
+
+  private startRewind(): void {
+    const stack = this.stack!;
+    const mem = new Uint8Array(this.memoryObject.buffer);
+    const length = Math.min(mem.length, Math.max(this.regionSize, ASYNCIFY_HEADER + stack.length));
+    if (ASYNCIFY_HEADER + stack.length > length) throw new InternalRuntimeError('memory is too small to rewind the stack');
+    this.saveRegion(mem, length);
+    mem.set(stack, ASYNCIFY_HEADER);
+    const v = new DataView(mem.buffer);
+    v.setUint32(0, ASYNCIFY_HEADER + stack.length, true);
+    v.setUint32(4, length, true);
+    this.asyncify.asyncify_start_rewind(0);
+  }
+
+  private finishRewind(): void {
+    this.asyncify.asyncify_stop_rewind();
+    this.stack = undefined;
+    this.restoreRegion();
+    this.reentered = true;
+  }
+
+  private saveRegion(mem: Uint8Array, length: number): void {
+    if (this.regionSave.length < length) this.regionSave = new Uint8Array(length);
+    this.regionSave.set(mem.subarray(0, length));
+    this.regionLength = length;
+  }
+
+  private restoreRegion(): void {
+    if (this.regionLength === 0) return;
+    new Uint8Array(this.memoryObject.buffer).set(this.regionSave.subarray(0, this.regionLength));
+    this.regionLength = 0;
+  }
+
+  private yieldImport(): void {
+    if (this.rewinding) this.finishRewind();
+    if (this.fuel) this.fuel.value = FUEL;
+    if (this.reentered) {
+      this.reentered = false;
+      return;
+    }
+    if (this.killRequested) throw new KillSignal();
+    const now = performance.now();
+    if (this.opts.profile !== 'suspend-anywhere') {
+      if (now >= this.computeDeadline) {
+        throw new Trap(TrapId.InternalError, `computed for over ${this.opts.computeLimitMs} ms without a blocking call, which the io-suspend profile cannot preempt`);
+      }
+      return;
+    }
+    if (this.suspendRequested || now >= this.sliceDeadline) this.startUnwind('yield');
+  }
+
+  // --- AbiContext ----------------------------------------------------------
+
+  memory(): Uint8Array {
+    return new Uint8Array(this.memoryObject.buffer);
+  }
+
+  debugWrite(data: Uint8Array): void {
+    this.opts.debug?.(data.slice());
+  }
+
+  inputBuffered(): number {
+    return this.opts.channel.inputBuffered();
+  }
+
+  readInput(dst: Uint8Array): number {
+    return this.opts.channel.readInput(dst);
+  }
+
+  outputSpace(): number {
+    return this.opts.channel.outputSpace();
+  }
+
+  writeOutput(src: Uint8Array): number {
+    return this.opts.channel.writeOutput(src);
+  }
+
+  takeStartedFlag(): boolean {
+    const f = this.startedFlag;
+    this.startedFlag = false;
+    return f;
+  }
+
+  realtimeNs(): bigint {
+    return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+  }
+
+  monotonicNs(): bigint {
+    return this.monotonicStartNs + BigInt(Math.round((performance.now() - this.monotonicBaseMs) * 1e6));
+  }
+
+  takeRandom(n: number): Uint8Array {
+    const take = Math.min(n, this.random.length);
+    const out = this.random.subarray(0, take);
+    this.random = this.random.subarray(take);
+    return out;
+  }
+
+  wait(cond: WaitCondition): boolean {
+    if (this.reentered) {
+      this.reentered = false;
+      return false;
+    }
+    if (this.killRequested) throw new KillSignal();
+    const ch = this.opts.channel;
+    if ((cond.input && ch.inputBuffered() > 0) || (cond.output && ch.outputSpace() > 0)) return false;
+    if (cond.timeoutNs !== undefined && cond.timeoutNs <= 0n) return false;
+    const deadline = cond.timeoutNs === undefined ? Infinity : performance.now() + Number(cond.timeoutNs) / 1e6;
+    this.pendingWait = { input: cond.input, output: cond.output, deadline };
+    this.startUnwind('wait');
+    return true;
+  }
+
+  yieldPoint(): boolean {
+    if (this.reentered) {
+      this.reentered = false;
+      return false;
+    }
+    if (this.killRequested) throw new KillSignal();
+    if (this.suspendRequested || performance.now() >= this.sliceDeadline) {
+      this.startUnwind('yield');
+      return true;
+    }
+    return false;
+  }
+
+  abiDeficiency(): boolean {
+    this.startUnwind('deficiency');
+    return true;
+  }
+
+  exit(status: number): never {
+    throw new ExitSignal(status);
+  }
+}

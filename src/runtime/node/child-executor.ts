@@ -1,0 +1,171 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ExecutorError } from '../errors.js';
+import type { Executor, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
+import type { InstanceStatus } from '../status.js';
+import { FrameDecoder, encodeFrame, type Message } from './framing.js';
+
+const MAIN = fileURLToPath(new URL('./executor-main.js', import.meta.url));
+
+export interface ChildExecutorOptions {
+  /** Node flags for the executor (e.g. --disable-wasm-trap-handler). */
+  nodeArgs?: string[];
+  sliceMs?: number;
+}
+
+/**
+ * Runs instances in a separate Node process, started with an empty
+ * environment. (The sandbox layers around it come from the sandbox issue.)
+ * If the process dies, its instances are reported KILLED.
+ */
+export class ChildProcessExecutor implements Executor {
+  private readonly child: ChildProcess;
+  private readonly decoder = new FrameDecoder();
+  private readonly instances = new Map<string, InstanceEvents>();
+  private readonly loaded = new Set<string>();
+  private readonly loading = new Map<number, { resolve(): void; reject(e: Error): void }>();
+  private seq = 0;
+  private exited = false;
+  private readonly ready: Promise<void>;
+
+  constructor(opts: ChildExecutorOptions = {}) {
+    const env: Record<string, string> = {};
+    if (opts.sliceMs) env.GATE_EXECUTOR_SLICE_MS = String(opts.sliceMs);
+    this.child = spawn(process.execPath, [...(opts.nodeArgs ?? []), MAIN], {
+      env,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let markReady!: () => void;
+    let failReady!: (e: Error) => void;
+    this.ready = new Promise((res, rej) => {
+      markReady = res;
+      failReady = rej;
+    });
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      let messages: Message[];
+      try {
+        messages = this.decoder.push(chunk);
+      } catch (e) {
+        this.fail(`executor sent a malformed message: ${e instanceof Error ? e.message : e}`);
+        return;
+      }
+      for (const m of messages) {
+        if (m.header.t === 'ready') markReady();
+        else this.onMessage(m);
+      }
+    });
+    this.child.stdin!.on('error', () => {});
+    this.child.on('error', (e) => {
+      failReady(new ExecutorError(`cannot start executor process: ${e.message}`));
+      this.fail(`executor process error: ${e.message}`);
+    });
+    this.child.on('exit', (code, signal) => {
+      failReady(new ExecutorError(`executor process exited early (${signal ?? code})`));
+      this.fail(`executor process exited (${signal ?? `code ${code}`})`);
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  async loadModule(key: string, bytes: Uint8Array): Promise<void> {
+    if (this.loaded.has(key)) return;
+    await this.ready;
+    const seq = ++this.seq;
+    await new Promise<void>((resolve, reject) => {
+      this.loading.set(seq, { resolve, reject });
+      this.send({ t: 'load', key, seq }, bytes);
+    });
+    this.loaded.add(key);
+  }
+
+  hasModule(key: string): boolean {
+    return this.loaded.has(key);
+  }
+
+  createInstance(spec: InstanceSpec, events: InstanceEvents): void {
+    if (this.exited) {
+      queueMicrotask(() => events.stopped({ state: 'KILLED', cause: 'INTERNAL', error: 'executor process is gone' }));
+      return;
+    }
+    this.instances.set(spec.id, events);
+    this.send({ t: 'create', spec });
+  }
+
+  deliver(id: string, packet: Uint8Array): void {
+    this.send({ t: 'deliver', id }, packet);
+  }
+
+  ack(id: string, bytes: number): void {
+    this.send({ t: 'ack', id, bytes });
+  }
+
+  suspend(id: string): void {
+    this.send({ t: 'suspend', id });
+  }
+
+  kill(id: string, reason?: KillReason): void {
+    this.send(reason === undefined ? { t: 'kill', id } : { t: 'kill', id, trap: reason.trap, message: reason.message });
+  }
+
+  async close(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((res) => this.child.once('exit', () => res()));
+    this.child.stdin!.end();
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** Kills the executor process at once (all its instances end KILLED). */
+  terminate(): void {
+    this.child.kill('SIGKILL');
+  }
+
+  private send(header: Message['header'], payload?: Uint8Array): void {
+    if (this.exited) return;
+    this.child.stdin!.write(encodeFrame(header, payload));
+  }
+
+  private onMessage(m: Message): void {
+    const h = m.header;
+    if (h.t === 'loaded') {
+      const pending = this.loading.get(Number(h.seq));
+      this.loading.delete(Number(h.seq));
+      if (typeof h.error === 'string') pending?.reject(new ExecutorError(`executor could not compile the module: ${h.error}`));
+      else pending?.resolve();
+      return;
+    }
+    const id = String(h.id);
+    const ev = this.instances.get(id);
+    if (!ev) return;
+    switch (h.t) {
+      case 'packet':
+        ev.packet(m.payload ?? new Uint8Array(0));
+        break;
+      case 'bind':
+        ev.bind(Number(h.code), String(h.name));
+        break;
+      case 'debug':
+        ev.debug(m.payload ?? new Uint8Array(0));
+        break;
+      case 'stopped':
+        this.instances.delete(id);
+        ev.stopped(h.status as InstanceStatus);
+        break;
+      default:
+        this.fail(`executor sent an unknown message type ${h.t}`);
+    }
+  }
+
+  private fail(reason: string): void {
+    if (!this.exited && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    this.exited = true;
+    for (const p of this.loading.values()) p.reject(new ExecutorError(reason));
+    this.loading.clear();
+    const lost = [...this.instances.values()];
+    this.instances.clear();
+    for (const ev of lost) ev.stopped({ state: 'KILLED', cause: 'INTERNAL', error: reason });
+  }
+}

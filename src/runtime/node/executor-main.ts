@@ -1,0 +1,92 @@
+/**
+ * Entry point of an executor process. Untrusted programs run here, never in
+ * the server or CLI process. Messages arrive on stdin and leave on stdout
+ * (see framing.ts); stdout carries nothing else.
+ */
+import { ExecutorCore } from '../executor-core.js';
+import type { InstanceSpec } from '../executor.js';
+import type { InstanceStatus } from '../status.js';
+import { FrameDecoder, encodeFrame, type Message } from './framing.js';
+
+// Anything printed by accident must not corrupt the message stream.
+console.log = console.error;
+console.info = console.error;
+
+const sliceMs = Number(process.env.GATE_EXECUTOR_SLICE_MS) || 10;
+const core = new ExecutorCore(sliceMs);
+const out = process.stdout;
+
+function send(header: Message['header'], payload?: Uint8Array): void {
+  out.write(encodeFrame(header, payload));
+}
+
+async function handle(m: Message): Promise<void> {
+  const h = m.header;
+  const id = typeof h.id === 'string' ? h.id : '';
+  switch (h.t) {
+    case 'load': {
+      const key = String(h.key);
+      try {
+        await core.loadModule(key, m.payload ?? new Uint8Array(0));
+        send({ t: 'loaded', key, seq: h.seq });
+      } catch (e) {
+        send({ t: 'loaded', key, seq: h.seq, error: e instanceof Error ? e.message : String(e) });
+      }
+      break;
+    }
+    case 'create': {
+      const spec = h.spec as InstanceSpec;
+      try {
+        core.createInstance(spec, {
+          packet: (p) => send({ t: 'packet', id: spec.id }, p),
+          bind: (code, name) => send({ t: 'bind', id: spec.id, code, name }),
+          debug: (d) => send({ t: 'debug', id: spec.id }, d),
+          stopped: (status: InstanceStatus) => send({ t: 'stopped', id: spec.id, status }),
+        });
+      } catch (e) {
+        const status: InstanceStatus = { state: 'KILLED', cause: 'INTERNAL', error: e instanceof Error ? e.message : String(e) };
+        send({ t: 'stopped', id: spec.id, status });
+      }
+      break;
+    }
+    case 'deliver':
+      core.deliver(id, m.payload ?? new Uint8Array(0));
+      break;
+    case 'ack':
+      core.ack(id, Number(h.bytes) || 0);
+      break;
+    case 'suspend':
+      core.suspend(id);
+      break;
+    case 'kill':
+      core.kill(id, typeof h.message === 'string' ? { trap: Number(h.trap), message: h.message } : undefined);
+      break;
+    case 'drop':
+      core.dropModule(String(h.key));
+      break;
+    default:
+      throw new Error(`unknown message type ${h.t}`);
+  }
+}
+
+const decoder = new FrameDecoder();
+let queue = Promise.resolve();
+process.stdin.on('data', (chunk: Buffer) => {
+  let messages: Message[];
+  try {
+    messages = decoder.push(chunk);
+  } catch (e) {
+    console.error(`executor: ${e instanceof Error ? e.message : e}`);
+    process.exit(70);
+  }
+  for (const m of messages) {
+    // Keep messages in order even though loading a module is asynchronous.
+    queue = queue.then(() => handle(m)).catch((e: unknown) => {
+      console.error(`executor: ${e instanceof Error ? e.stack : e}`);
+      process.exit(70);
+    });
+  }
+});
+// The parent is gone: nobody is left to serve.
+process.stdin.on('end', () => process.exit(0));
+send({ t: 'ready' });

@@ -1,0 +1,75 @@
+/**
+ * Message framing between the trusted process and an executor process:
+ * `u32 length` (of the rest), `u32 headerLength`, a JSON header, then an
+ * optional binary payload. Both sides treat a malformed frame as fatal for
+ * the connection (the executor is not trusted; the parent kills it).
+ */
+export interface Message {
+  header: Record<string, unknown> & { t: string };
+  payload?: Uint8Array;
+}
+
+export const MAX_FRAME = 64 * 1024 * 1024 + 4096;
+
+export class FrameError extends Error {}
+
+export function encodeFrame(header: Message['header'], payload?: Uint8Array): Buffer {
+  const h = Buffer.from(JSON.stringify(header));
+  const plen = payload ? payload.length : 0;
+  const buf = Buffer.allocUnsafe(8 + h.length + plen);
+  buf.writeUInt32LE(4 + h.length + plen, 0);
+  buf.writeUInt32LE(h.length, 4);
+  h.copy(buf, 8);
+  if (payload) buf.set(payload, 8 + h.length);
+  return buf;
+}
+
+/** Accumulates stream chunks and yields complete messages. */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  push(chunk: Buffer): Message[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const out: Message[] = [];
+    for (;;) {
+      if (this.buffered < 4) break;
+      const head = this.peek(4);
+      const len = head.readUInt32LE(0);
+      if (len < 4 || len > MAX_FRAME) throw new FrameError(`invalid frame length ${len}`);
+      if (this.buffered < 4 + len) break;
+      const frame = this.take(4 + len).subarray(4);
+      const hlen = frame.readUInt32LE(0);
+      if (hlen > frame.length - 4) throw new FrameError('invalid frame header length');
+      let header: unknown;
+      try {
+        header = JSON.parse(frame.subarray(4, 4 + hlen).toString());
+      } catch {
+        throw new FrameError('frame header is not JSON');
+      }
+      if (typeof header !== 'object' || header === null || typeof (header as { t?: unknown }).t !== 'string') {
+        throw new FrameError('frame header has no type');
+      }
+      const payload = frame.subarray(4 + hlen);
+      out.push({ header: header as Message['header'], payload: payload.length ? new Uint8Array(payload) : undefined });
+    }
+    return out;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length >= n) return this.chunks[0]!;
+    const all = Buffer.concat(this.chunks);
+    this.chunks = [all];
+    return all;
+  }
+
+  private take(n: number): Buffer {
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.chunks = rest.length ? [rest] : [];
+    this.buffered -= n;
+    return out;
+  }
+}

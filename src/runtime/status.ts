@@ -1,0 +1,54 @@
+import { TrapCauseName, TrapId } from '../abi/trap.js';
+
+export const State = {
+  Running: 'RUNNING',
+  Suspended: 'SUSPENDED',
+  Halted: 'HALTED',
+  Terminated: 'TERMINATED',
+  Killed: 'KILLED',
+} as const;
+export type StateName = (typeof State)[keyof typeof State];
+
+/** Instance status as the API reports it (spec web-api.md / abi.md §7.3). */
+export interface InstanceStatus {
+  state: StateName;
+  /** Empty for ordinary outcomes, else a trap cause name (abi.md §7.2). */
+  cause?: string;
+  /** Exit result (0 or 1) for HALTED and TERMINATED. */
+  result?: number;
+  /** Public text of an ABI violation or internal error. */
+  error?: string;
+}
+
+/** The status an instance ends with for a given trap (abi.md §7.2). */
+export function statusForTrap(trap: number, message?: string): InstanceStatus {
+  switch (trap) {
+    case TrapId.Suspended:
+      return { state: State.Suspended };
+    case TrapId.CallStackExhausted:
+    case TrapId.Breakpoint:
+    case TrapId.AbiDeficiency:
+      return { state: State.Suspended, cause: TrapCauseName[trap] };
+    case TrapId.Killed:
+      return { state: State.Killed };
+    case TrapId.AbiViolation:
+    case TrapId.InternalError:
+      return { state: State.Killed, cause: TrapCauseName[trap], ...(message ? { error: message } : {}) };
+    case TrapId.NoFunction:
+      return { state: State.Killed, cause: String(TrapId.NoFunction) };
+    default:
+      return { state: State.Killed, cause: TrapCauseName[trap] ?? String(trap) };
+  }
+}
+
+export function isFinal(s: StateName): boolean {
+  return s === State.Terminated || s === State.Killed;
+}
+
+export function formatStatus(s: InstanceStatus): string {
+  let out = s.state;
+  if (s.cause) out += ` ${s.cause}`;
+  if (s.result !== undefined && (s.state === State.Halted || s.state === State.Terminated)) out += ` result ${s.result}`;
+  if (s.error) out += `: ${s.error}`;
+  return out;
+}

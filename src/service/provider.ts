@@ -1,0 +1,71 @@
+import type { ServiceConnection, ServiceHooks, ServiceProvider } from '../runtime/runtime.js';
+import type { ServiceFactory } from './api.js';
+import { builtinServices } from './builtin.js';
+import type { OriginConnector, OriginOptions } from './origin.js';
+import type { RandomOptions } from './random.js';
+import { ServiceRegistry } from './registry.js';
+import type { ProgramScope } from './scope.js';
+import { ServiceSession, type ServiceBuffer } from './session.js';
+
+export interface InstanceServicesOptions {
+  /** `ed25519:<key>`, `local`, or undefined for anonymous (see ServiceContext). */
+  principalId?: string;
+  /** Request scope; undefined is unrestricted. */
+  scope?: readonly string[];
+  /** The deployment's extensions. */
+  registry?: ServiceRegistry;
+  origin?: OriginOptions;
+  random?: RandomOptions;
+}
+
+/** The services of one run of one instance: the session plus its origin connector. */
+export class InstanceServices implements ServiceConnection {
+  readonly session: ServiceSession;
+  readonly origin: OriginConnector;
+  readonly programScope: ProgramScope;
+
+  constructor(hooks: ServiceHooks, opts: InstanceServicesOptions) {
+    const builtins = builtinServices({ parent: opts.registry, origin: opts.origin, random: opts.random });
+    this.origin = builtins.origin;
+    this.programScope = builtins.programScope;
+    this.session = new ServiceSession({
+      registry: builtins.registry,
+      context: { principalId: opts.principalId, instanceId: hooks.instanceId, scope: opts.scope },
+      sendToProgram: hooks.send,
+      onError: hooks.fail,
+    });
+  }
+
+  availableNames(): string[] {
+    return this.session.availableNames();
+  }
+
+  bind(code: number, name: string): void {
+    this.session.bind(code, name);
+  }
+
+  handle(packet: Uint8Array): void {
+    this.session.handle(packet);
+  }
+
+  async shutdown(suspend: boolean): Promise<ServiceBuffer[]> {
+    try {
+      return await this.session.shutdown(suspend);
+    } finally {
+      // Clients still waiting for an accept are turned away.
+      this.origin.close();
+    }
+  }
+}
+
+/** A ServiceProvider creating the built-in services plus the given extensions for each instance. */
+export function instanceServices(opts: InstanceServicesOptions = {}): ServiceProvider<InstanceServices> {
+  return (hooks) => new InstanceServices(hooks, opts);
+}
+
+/** Registry holding the given extensions, for `InstanceServicesOptions.registry`. */
+export function extensionRegistry(extensions: ServiceFactory[]): ServiceRegistry {
+  const r = new ServiceRegistry();
+  for (const f of extensions) r.register(f);
+  return r;
+}

@@ -1,0 +1,176 @@
+import { ModuleError } from './errors.js';
+
+/** A cursor over a byte array that decodes the primitives of the wasm binary format. */
+export class ByteReader {
+  pos: number;
+  constructor(readonly bytes: Uint8Array, start = 0, readonly end = bytes.length) {
+    this.pos = start;
+  }
+
+  get remaining(): number {
+    return this.end - this.pos;
+  }
+
+  eof(): boolean {
+    return this.pos >= this.end;
+  }
+
+  u8(): number {
+    if (this.pos >= this.end) throw new ModuleError('unexpected end of module data', this.pos);
+    return this.bytes[this.pos++]!;
+  }
+
+  /** Unsigned LEB128 up to 32 bits. */
+  u32(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const b = this.u8();
+      if (shift === 28 && (b & 0x70) !== 0) throw new ModuleError('integer representation too long', this.pos - 1);
+      result |= (b & 0x7f) << shift;
+      if ((b & 0x80) === 0) break;
+      shift += 7;
+      if (shift > 28) throw new ModuleError('integer representation too long', this.pos);
+    }
+    return result >>> 0;
+  }
+
+  /** Signed LEB128 up to 32 bits. */
+  s32(): number {
+    let result = 0;
+    let shift = 0;
+    let b: number;
+    do {
+      b = this.u8();
+      if (shift > 28) throw new ModuleError('integer representation too long', this.pos - 1);
+      result |= (b & 0x7f) << shift;
+      shift += 7;
+    } while (b & 0x80);
+    if (shift < 32 && (b & 0x40)) result |= -1 << shift;
+    return result | 0;
+  }
+
+  /** Signed LEB128 up to 64 bits. */
+  s64(): bigint {
+    let result = 0n;
+    let shift = 0n;
+    let b: number;
+    do {
+      b = this.u8();
+      if (shift > 63n) throw new ModuleError('integer representation too long', this.pos - 1);
+      result |= BigInt(b & 0x7f) << shift;
+      shift += 7n;
+    } while (b & 0x80);
+    if (shift < 64n && (b & 0x40)) result |= -1n << shift;
+    return BigInt.asIntN(64, result);
+  }
+
+  /** Skips a LEB128 number of at most `maxBytes` bytes without decoding it. */
+  skipLeb(maxBytes: number): void {
+    for (let i = 0; i < maxBytes; i++) {
+      if ((this.u8() & 0x80) === 0) return;
+    }
+    throw new ModuleError('integer representation too long', this.pos);
+  }
+
+  bytesView(n: number): Uint8Array {
+    if (n > this.remaining) throw new ModuleError('unexpected end of module data', this.pos);
+    const v = this.bytes.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+
+  name(): string {
+    const n = this.u32();
+    const view = this.bytesView(n);
+    try {
+      return utf8Decoder.decode(view);
+    } catch {
+      throw new ModuleError('name is not valid UTF-8', this.pos - n);
+    }
+  }
+}
+
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Growable output buffer for the wasm binary format. */
+export class ByteWriter {
+  private buf: Uint8Array;
+  length = 0;
+  constructor(initial = 256) {
+    this.buf = new Uint8Array(initial);
+  }
+
+  private reserve(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.length + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+  }
+
+  u8(v: number): this {
+    this.reserve(1);
+    this.buf[this.length++] = v;
+    return this;
+  }
+
+  u32(v: number): this {
+    v >>>= 0;
+    do {
+      let b = v & 0x7f;
+      v >>>= 7;
+      if (v !== 0) b |= 0x80;
+      this.u8(b);
+    } while (v !== 0);
+    return this;
+  }
+
+  s32(v: number): this {
+    v |= 0;
+    for (;;) {
+      const b = v & 0x7f;
+      v >>= 7;
+      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
+        this.u8(b);
+        return this;
+      }
+      this.u8(b | 0x80);
+    }
+  }
+
+  s64(v: bigint): this {
+    v = BigInt.asIntN(64, v);
+    for (;;) {
+      const b = Number(v & 0x7fn);
+      v >>= 7n;
+      if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) {
+        this.u8(b);
+        return this;
+      }
+      this.u8(b | 0x80);
+    }
+  }
+
+  bytes(data: Uint8Array): this {
+    this.reserve(data.length);
+    this.buf.set(data, this.length);
+    this.length += data.length;
+    return this;
+  }
+
+  name(s: string): this {
+    const data = new TextEncoder().encode(s);
+    return this.u32(data.length).bytes(data);
+  }
+
+  /** Appends `payload` framed as a section: id byte, size, payload. */
+  section(id: number, payload: Uint8Array): this {
+    return this.u8(id).u32(payload.length).bytes(payload);
+  }
+
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.length);
+  }
+}

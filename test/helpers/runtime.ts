@@ -1,0 +1,67 @@
+import { readFileSync } from 'node:fs';
+import type { Profile } from '../../src/prepare/profile.js';
+import { InProcessExecutor } from '../../src/runtime/inprocess.js';
+import type { Executor } from '../../src/runtime/executor.js';
+import { Program } from '../../src/runtime/program.js';
+import { Runtime, type RunningInstance, type ServiceConnection, type ServiceProvider } from '../../src/runtime/runtime.js';
+import type { InstanceStatus } from '../../src/runtime/status.js';
+import { DEFAULT_LOCAL_LIMITS } from '../../src/wasm/validate.js';
+
+const BUILD = new URL('../../../test/programs/build/', import.meta.url);
+
+/** Bytes of a test program built by scripts/build-programs.mjs. */
+export function programBytes(name: string): Uint8Array {
+  return new Uint8Array(readFileSync(new URL(`${name}.wasm`, BUILD)));
+}
+
+/** A service set with nothing available. */
+export const noServices: ServiceProvider = () => ({
+  availableNames: () => [],
+  bind() {},
+  handle() {},
+  shutdown() {},
+});
+
+export interface RunResult {
+  status: InstanceStatus;
+  debug: string;
+  instance: RunningInstance<ServiceConnection>;
+}
+
+export interface RunOptions<C extends ServiceConnection> {
+  entry?: string;
+  profile?: Profile;
+  executor?: Executor;
+  services?: ServiceProvider<C>;
+  timeResolutionNs?: number;
+  memoryLimitPages?: number;
+  computeLimitMs?: number;
+  /** Called once the instance is launched (e.g. to connect clients, or suspend it). */
+  onLaunch?: (inst: RunningInstance<C>) => void;
+}
+
+/** Runs a program to its end (in process unless an executor is given). */
+export async function runProgram<C extends ServiceConnection = ServiceConnection>(
+  bytes: Uint8Array,
+  opts: RunOptions<C> = {},
+): Promise<RunResult> {
+  const executor = opts.executor ?? new InProcessExecutor();
+  const runtime = new Runtime({
+    executor,
+    memoryLimitPages: opts.memoryLimitPages ?? 2048,
+    timeResolutionNs: opts.timeResolutionNs ?? 1000,
+    computeLimitMs: opts.computeLimitMs,
+  });
+  const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
+  const chunks: Uint8Array[] = [];
+  const instance = await runtime.launch(program, {
+    entry: opts.entry,
+    profile: opts.profile,
+    debug: (d) => chunks.push(d),
+    services: (opts.services ?? noServices) as ServiceProvider<C>,
+  });
+  opts.onLaunch?.(instance);
+  const status = await instance.wait();
+  const debug = Buffer.concat(chunks).toString();
+  return { status, debug, instance: instance as unknown as RunningInstance<ServiceConnection> };
+}
