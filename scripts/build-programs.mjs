@@ -267,7 +267,8 @@ async function build(job) {
   const { code, output } = await run(cmd, argv);
   if (code !== 0) {
     fs.rmSync(tmp, { force: true });
-    return `${rel(job.src)}: ${path.basename(cmd)} failed (exit ${code}):\n${output.trimEnd()}`;
+    const hint = /file not found|unable to execute|No such file/.test(output) ? `\n(missing toolchain parts? ${INSTALL_HINT})` : '';
+    return `${rel(job.src)}: ${path.basename(cmd)} failed (exit ${code}):\n${output.trimEnd()}${hint}`;
   }
   if (job.kind === 'c') {
     let bad;

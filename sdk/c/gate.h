@@ -324,7 +324,7 @@ static inline size_t gate_align_packet(size_t size)
  * instead, or it spins until the host catches up. */
 static inline int gate_send_packet(const struct gate_packet *packet)
 {
-	static const uint8_t zeros[GATE_PACKET_ALIGNMENT];
+	static const uint8_t zeros[GATE_PACKET_ALIGNMENT] = {0};
 	size_t size = packet->size;
 	if (size < GATE_PACKET_HEADER_SIZE || size > GATE_MAX_SEND_SIZE)
 		return -1;

@@ -80,7 +80,8 @@ export class Runtime {
     await executor.loadModule(prepared.key, prepared.bytes);
 
     const id = launch.instanceId ?? globalThis.crypto.randomUUID();
-    const inst = new RunningInstance<C>(id, executor);
+    const debug = launch.debug ? new DebugLog(launch.debug) : undefined;
+    const inst = new RunningInstance<C>(id, executor, debug);
     const services = launch.services({
       instanceId: id,
       send: (packet) => inst.sendToProgram(packet),
@@ -96,14 +97,14 @@ export class Runtime {
         hasStart: program.hasStart,
         memoryPages,
         timeResolutionNs: this.opts.timeResolutionNs,
-        debug: launch.debug !== undefined,
+        debug: debug !== undefined,
         services: services.availableNames(),
         computeLimitMs: this.opts.computeLimitMs ?? DEFAULT_COMPUTE_LIMIT_MS,
       },
       {
         packet: (p) => inst.fromProgram(p),
         bind: (code, name) => services.bind(code, name),
-        debug: (d) => launch.debug?.(d),
+        debug: (d) => debug?.write(d),
         stopped: (status) => inst.stopped(status),
       },
     );
@@ -121,6 +122,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   constructor(
     readonly id: string,
     private readonly executor: Executor,
+    private readonly debug: DebugLog | undefined,
   ) {
     this.done = new Promise((res) => (this.resolveDone = res));
   }
@@ -194,8 +196,28 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   /** @internal */
   stopped(status: InstanceStatus): void {
     this.current = status;
+    this.debug?.end();
     Promise.resolve(this.servicesRef?.shutdown(status.state === State.Suspended))
       .catch(() => undefined)
       .then(() => this.resolveDone(status));
+  }
+}
+
+/**
+ * The debug log of one run: passes bytes on, and at the end adds a newline
+ * if the last byte written was not one (spec abi.md §7.5: "ping" → "ping\n").
+ */
+class DebugLog {
+  private last = 0x0a;
+  constructor(private readonly sink: (data: Uint8Array) => void) {}
+
+  write(data: Uint8Array): void {
+    if (data.length === 0) return;
+    this.last = data[data.length - 1]!;
+    this.sink(data);
+  }
+
+  end(): void {
+    if (this.last !== 0x0a) this.write(Uint8Array.of(0x0a));
   }
 }

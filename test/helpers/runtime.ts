@@ -1,11 +1,16 @@
 import { readFileSync } from 'node:fs';
+import { MemoryCache } from '../../src/prepare/cache.js';
 import type { Profile } from '../../src/prepare/profile.js';
+import { instanceServices, type InstanceServices } from '../../src/service/provider.js';
 import { InProcessExecutor } from '../../src/runtime/inprocess.js';
 import type { Executor } from '../../src/runtime/executor.js';
 import { Program } from '../../src/runtime/program.js';
 import { Runtime, type RunningInstance, type ServiceConnection, type ServiceProvider } from '../../src/runtime/runtime.js';
 import type { InstanceStatus } from '../../src/runtime/status.js';
 import { DEFAULT_LOCAL_LIMITS } from '../../src/wasm/validate.js';
+
+/** Shared by all tests in a process: each program is prepared once per profile. */
+const cache = new MemoryCache();
 
 const BUILD = new URL('../../../test/programs/build/', import.meta.url);
 
@@ -51,6 +56,7 @@ export async function runProgram<C extends ServiceConnection = ServiceConnection
     memoryLimitPages: opts.memoryLimitPages ?? 2048,
     timeResolutionNs: opts.timeResolutionNs ?? 1000,
     computeLimitMs: opts.computeLimitMs,
+    cache,
   });
   const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
   const chunks: Uint8Array[] = [];
@@ -64,4 +70,36 @@ export async function runProgram<C extends ServiceConnection = ServiceConnection
   const status = await instance.wait();
   const debug = Buffer.concat(chunks).toString();
   return { status, debug, instance: instance as unknown as RunningInstance<ServiceConnection> };
+}
+
+export interface ClientRunResult extends RunResult {
+  /** What the program sent to the client over its origin stream. */
+  output: string;
+}
+
+/**
+ * Runs a program with the built-in services, one origin client connected
+ * from the start (input `input`, then EOF), as the original's core tests do.
+ */
+export async function runWithClient(
+  bytes: Uint8Array,
+  opts: RunOptions<InstanceServices> & { input?: string } = {},
+): Promise<ClientRunResult> {
+  const out: Uint8Array[] = [];
+  let connected: Promise<void> = Promise.resolve();
+  const result = await runProgram<InstanceServices>(bytes, {
+    ...opts,
+    services: opts.services ?? instanceServices({ principalId: 'local' }),
+    onLaunch: (inst) => {
+      async function* input(): AsyncGenerator<Uint8Array> {
+        if (opts.input) yield new TextEncoder().encode(opts.input);
+      }
+      connected = inst.services.origin
+        .connect(input(), { write: (c) => void out.push(c.slice()), end: () => {} })
+        .catch(() => undefined);
+      opts.onLaunch?.(inst);
+    },
+  });
+  await connected;
+  return { ...result, output: Buffer.concat(out).toString() };
 }

@@ -29,7 +29,7 @@
 
 // About 50 ms of work per round on a current x86-64 core running V8's
 // optimizing tier; instrumented code takes longer, which is fine.
-#define WORK_ITERATIONS 40000000
+#define WORK_ITERATIONS 20000000
 
 #define LOG_EVERY 10
 
