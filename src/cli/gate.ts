@@ -6,7 +6,8 @@ import { ChildProcessExecutor } from '../runtime/node/child-executor.js';
 import { FileCache } from '../runtime/node/file-cache.js';
 import { InProcessExecutor } from '../runtime/inprocess.js';
 import { Program } from '../runtime/program.js';
-import { Runtime } from '../runtime/runtime.js';
+import { Runtime, type RunningInstance } from '../runtime/runtime.js';
+import type { InstanceServices } from '../service/provider.js';
 import { formatStatus, State, type InstanceStatus } from '../runtime/status.js';
 import { DEFAULT_LOCAL_LIMITS } from '../wasm/validate.js';
 import { createLocalServices } from './services.js';
@@ -60,33 +61,46 @@ async function call(file: string, fn: string | undefined, opts: CallOptions): Pr
     profile: opts.profile,
     cache: opts.cache ? new FileCache() : undefined,
   });
+  // Signals are handled from the start, so that one arriving while the module
+  // is being prepared still ends the run in order.
+  let instance: RunningInstance<InstanceServices> | undefined;
+  let pending: 'kill' | 'suspend' | undefined;
+  const onInt = (): void => {
+    if (instance) instance.kill();
+    else pending = 'kill';
+  };
+  const onQuit = (): void => {
+    if (!instance) {
+      pending ??= 'suspend';
+      return;
+    }
+    try {
+      instance.suspend();
+    } catch {
+      // not running any more
+    }
+  };
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onInt);
+  process.on('SIGQUIT', onQuit);
   try {
-    const instance = await runtime.launch(program, {
+    instance = await runtime.launch(program, {
       entry: fn,
       debug: opts.debug ? (d) => process.stderr.write(d) : undefined,
       services: createLocalServices(),
     });
+    if (pending === 'kill') onInt();
+    else if (pending === 'suspend') onQuit();
     const detach = connectStdio(instance);
-    const onInt = (): void => instance.kill();
-    const onQuit = (): void => {
-      try {
-        instance.suspend();
-      } catch {
-        // not running any more
-      }
-    };
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onInt);
-    process.on('SIGQUIT', onQuit);
     const status = await instance.wait();
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onInt);
-    process.off('SIGQUIT', onQuit);
     await detach();
     const code = exitCodeFor(status);
     if (code !== 0) process.stderr.write(`gate: ${formatStatus(status)}\n`);
     return code;
   } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onInt);
+    process.off('SIGQUIT', onQuit);
     await executor.close();
   }
 }

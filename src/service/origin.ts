@@ -255,14 +255,23 @@ export class OriginService implements ServiceFactory, OriginConnector {
     });
   }
 
-  private shutdown(suspend: boolean): Uint8Array | undefined {
+  private async shutdown(suspend: boolean): Promise<Uint8Array | undefined> {
     this.stopped = true;
     this.close();
+    if (!suspend) {
+      // What the program sent before it ended still reaches its clients.
+      await Promise.all(
+        [...this.active.values()].map(async ({ stream, client }) => {
+          await stream.drain();
+          client?.resolve();
+        }),
+      );
+      return undefined;
+    }
     for (const { stream, client } of this.active.values()) {
       stream.stop();
       client?.resolve();
     }
-    if (!suspend) return undefined;
     const streams = [...this.active.entries()]
       .sort(([a], [b]) => a - b)
       .map(([id, { stream }]) => ({ id, state: stream.state() }));

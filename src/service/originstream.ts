@@ -95,6 +95,8 @@ export class OriginStream {
   /** Bytes received from the program and not yet written (queued or being written). */
   private wBuffered = 0;
   private wBusy = false;
+  /** The client write in progress, if any (awaited when draining). */
+  private wInflight: Promise<void> | undefined;
   private readonly output: OriginOutput | undefined;
 
   constructor(options: OriginStreamOptions) {
@@ -189,6 +191,24 @@ export class OriginStream {
   /** The program instance stopped: nothing more is sent, the client is let go (its output is not ended). */
   stop(): void {
     this.stopped = true;
+  }
+
+  /**
+   * The program ended (not suspended): bytes it sent before that still reach
+   * the client, then the client is let go. Write errors only end the drain.
+   */
+  async drain(): Promise<void> {
+    this.stopped = true;
+    try {
+      while (this.wInflight) await this.wInflight;
+      if (this.wWriting && this.wQueue.length > 0) {
+        const chunk = this.wQueue.length === 1 ? this.wQueue[0]! : concat(this.wQueue, this.wBuffered);
+        this.wQueue = [];
+        await this.output!.write(chunk);
+      }
+    } catch {
+      // The client went away; nothing more to deliver.
+    }
   }
 
   /**
@@ -305,8 +325,9 @@ export class OriginStream {
       return true;
     }
     this.wBusy = true;
-    (result as Promise<void>).then(
+    const inflight = (result as Promise<void>).then(
       () => {
+        this.wInflight = undefined;
         this.wBusy = false;
         if (this.stopped) return;
         done();
@@ -314,12 +335,14 @@ export class OriginStream {
         this.checkClosed();
       },
       () => {
+        this.wInflight = undefined;
         this.wBusy = false;
         if (this.stopped) return;
         this.writeSideGone();
         this.checkClosed();
       },
     );
+    this.wInflight = inflight;
     return false;
   }
 

@@ -202,7 +202,9 @@ static int accept_stream(int32_t recv_flow)
 	return 0;
 }
 
-// Sends "hello, world\n" as one DATA packet (size 29, padded to 32).
+// Sends "hello, world\n" as one DATA packet (size 29, padded to 32).  If the
+// credit is too small it waits for more FLOW (the original failed unless it
+// had at least 20 bytes; with origin's initial 32767 the two are the same).
 static int send_hello(void)
 {
 	while (send_credit < (int64_t) HELLO_LEN) {

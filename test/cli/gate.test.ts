@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const GATE = join(ROOT, 'bin/gate');
+const PROGRAMS = join(ROOT, 'test/programs/build');
+const CACHE = mkdtempSync(join(tmpdir(), 'gate-cli-test-'));
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function gate(args: string[], input = '', opts: { signalAfterMs?: number; signal?: NodeJS.Signals } = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(GATE, args, { env: { ...process.env, XDG_CACHE_HOME: CACHE } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    child.stdin.end(input);
+    if (opts.signalAfterMs) setTimeout(() => child.kill(opts.signal ?? 'SIGINT'), opts.signalAfterMs);
+  });
+}
+
+describe('gate call', () => {
+  it('runs a program with stdin and stdout as the origin stream', async () => {
+    const r = await gate(['call', join(PROGRAMS, 'hello.wasm'), 'repl'], 'one');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello, world\n');
+    assert.equal(r.stderr, '');
+  });
+
+  it('writes the debug log to stderr with -d', async () => {
+    const r = await gate(['call', '-d', join(PROGRAMS, 'hello-debug.wasm'), 'debug']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stderr, 'hello, world\n');
+  });
+
+  it('exits non-zero and prints the state when the program fails', async () => {
+    const r = await gate(['call', join(PROGRAMS, 'hello.wasm'), 'fail']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /TERMINATED result 1/);
+    const t = await gate(['call', join(PROGRAMS, 'traps.wasm'), 'div_zero']);
+    assert.equal(t.code, 1);
+    assert.match(t.stderr, /KILLED INTEGER_DIVIDE_BY_ZERO/);
+  });
+
+  it('runs under either profile', async () => {
+    for (const profile of ['suspend-anywhere', 'io-suspend']) {
+      const r = await gate(['call', '-f', profile, join(PROGRAMS, 'hello.wasm'), 'twice']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'hello, world\nhello, world\n');
+    }
+    const bad = await gate(['call', '-f', 'fastest', join(PROGRAMS, 'hello.wasm')]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /suspend-anywhere, io-suspend/);
+  });
+
+  it('refuses bad modules, unknown functions and missing files with exit status 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gate-bad-'));
+    const junk = join(dir, 'junk.wasm');
+    writeFileSync(junk, 'not wasm at all');
+    const r1 = await gate(['call', junk]);
+    assert.equal(r1.code, 2);
+    assert.match(r1.stderr, /not a WebAssembly module/);
+    const r2 = await gate(['call', join(PROGRAMS, 'hello.wasm'), 'nosuch']);
+    assert.equal(r2.code, 2);
+    assert.match(r2.stderr, /function not exported or it cannot be used as entry function/);
+    const r3 = await gate(['call', join(dir, 'missing.wasm')]);
+    assert.equal(r3.code, 2);
+    assert.match(r3.stderr, /cannot read/);
+  });
+
+  it('Ctrl-C kills a running program; SIGQUIT suspends it', async () => {
+    const killed = await gate(['call', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalAfterMs: 1500 });
+    assert.equal(killed.code, 1);
+    assert.match(killed.stderr, /KILLED/);
+    const suspended = await gate(['call', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalAfterMs: 1500, signal: 'SIGQUIT' });
+    assert.equal(suspended.code, 1);
+    assert.match(suspended.stderr, /SUSPENDED/);
+  });
+
+  it('explains every option in --help', async () => {
+    const r = await gate(['call', '--help']);
+    assert.equal(r.code, 0);
+    for (const flag of ['--debug', '--profile', '--memory-limit', '--time-resolution', '--max-exports', '--no-cache', '--in-process']) {
+      assert.ok(r.stdout.includes(flag), `help lacks ${flag}`);
+    }
+  });
+});
