@@ -145,15 +145,26 @@ export class ChildProcessExecutor implements Executor {
         ev.packet(m.payload ?? new Uint8Array(0));
         break;
       case 'bind':
-        ev.bind(Number(h.code), String(h.name));
+        if (!Number.isInteger(h.code) || typeof h.name !== 'string') {
+          this.fail('executor sent an invalid service binding');
+          return;
+        }
+        ev.bind(h.code as number, h.name);
         break;
       case 'debug':
         ev.debug(m.payload ?? new Uint8Array(0));
         break;
-      case 'stopped':
+      case 'stopped': {
         this.instances.delete(id);
-        ev.stopped(h.status as InstanceStatus);
+        const status = parseStatus(h.status);
+        if (!status) {
+          ev.stopped({ state: 'KILLED', cause: 'INTERNAL', error: 'executor reported an invalid status' });
+          this.fail('executor sent an invalid status');
+          return;
+        }
+        ev.stopped(status);
         break;
+      }
       default:
         this.fail(`executor sent an unknown message type ${h.t}`);
     }
@@ -168,4 +179,30 @@ export class ChildProcessExecutor implements Executor {
     this.instances.clear();
     for (const ev of lost) ev.stopped({ state: 'KILLED', cause: 'INTERNAL', error: reason });
   }
+}
+
+const STATES = new Set(['RUNNING', 'SUSPENDED', 'HALTED', 'TERMINATED', 'KILLED']);
+
+/**
+ * The executor is not trusted: a status it reports is checked field by field
+ * before anything on the trusted side sees it.
+ */
+export function parseStatus(v: unknown): InstanceStatus | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const o = v as Record<string, unknown>;
+  if (typeof o.state !== 'string' || !STATES.has(o.state) || o.state === 'RUNNING') return undefined;
+  const status: InstanceStatus = { state: o.state as InstanceStatus['state'] };
+  if (o.cause !== undefined) {
+    if (typeof o.cause !== 'string' || !/^[A-Z0-9_]{1,40}$/.test(o.cause)) return undefined;
+    status.cause = o.cause;
+  }
+  if (o.result !== undefined) {
+    if (o.result !== 0 && o.result !== 1) return undefined;
+    status.result = o.result;
+  }
+  if (o.error !== undefined) {
+    if (typeof o.error !== 'string') return undefined;
+    status.error = o.error.slice(0, 1000);
+  }
+  return status;
 }

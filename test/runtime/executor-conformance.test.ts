@@ -1,0 +1,82 @@
+/**
+ * Every executor host passes the same suite: the in-process host (tests,
+ * browser) and the child-process host (CLI, server).
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import type { Executor } from '../../src/runtime/executor.js';
+import { InProcessExecutor } from '../../src/runtime/inprocess.js';
+import { ChildProcessExecutor } from '../../src/runtime/node/child-executor.js';
+import { programBytes, runWithClient } from '../helpers/runtime.js';
+
+const hosts: Array<[string, () => Executor]> = [
+  ['in-process', () => new InProcessExecutor()],
+  ['child-process', () => new ChildProcessExecutor()],
+];
+
+for (const [name, create] of hosts) {
+  describe(`executor conformance: ${name}`, () => {
+    const executor = create();
+    after(() => executor.close());
+
+    it('runs a program that talks to its origin client', async () => {
+      const r = await runWithClient(programBytes('hello'), { executor, entry: 'repl', input: 'a' });
+      assert.deepEqual(r.status, { state: 'HALTED', result: 0 });
+      assert.equal(r.output, 'hello, world\n');
+    });
+
+    it('runs several instances at once, each with its own services', async () => {
+      const runs = await Promise.all(
+        Array.from({ length: 5 }, (_, i) => runWithClient(programBytes('hello'), { executor, entry: i % 2 ? 'greet' : 'twice' })),
+      );
+      runs.forEach((r, i) => assert.equal(r.output, i % 2 ? 'hello, world\n' : 'hello, world\nhello, world\n'));
+    });
+
+    it('time-slices CPU-bound instances so that others progress', async () => {
+      const spinners = [0, 1].map(() =>
+        runWithClient(programBytes('nomem'), { executor, entry: 'spin', onLaunch: (inst) => setTimeout(() => inst.kill(), 1500) }),
+      );
+      const hello = await runWithClient(programBytes('hello'), { executor, entry: 'greet' });
+      assert.equal(hello.output, 'hello, world\n');
+      for (const s of await Promise.all(spinners)) assert.deepEqual(s.status, { state: 'KILLED' });
+    });
+
+    it('reports traps, exits and ABI deficiencies', async () => {
+      assert.deepEqual((await runWithClient(programBytes('traps'), { executor, entry: 'oob' })).status, { state: 'KILLED', cause: 'MEMORY_ACCESS_OUT_OF_BOUNDS' });
+      assert.deepEqual((await runWithClient(programBytes('traps'), { executor, entry: 'exit1' })).status, { state: 'TERMINATED', result: 1 });
+      assert.deepEqual((await runWithClient(programBytes('randomseed'), { executor, entry: 'toomuch' })).status, { state: 'SUSPENDED', cause: 'ABI_DEFICIENCY' });
+    });
+
+    it('suspends and kills on request', async () => {
+      const s = await runWithClient(programBytes('suspend'), { executor, entry: 'loop', onLaunch: (i) => setTimeout(() => i.suspend(), 200) });
+      assert.deepEqual(s.status, { state: 'SUSPENDED' });
+      const k = await runWithClient(programBytes('hello'), { executor, entry: 'multi', onLaunch: (i) => setTimeout(() => i.kill(), 200) });
+      assert.deepEqual(k.status, { state: 'KILLED' });
+    });
+
+    it('kills the instance on an ABI violation', async () => {
+      const r = await runWithClient(programBytes('violations'), { executor, entry: 'bad_domain' });
+      assert.equal(r.status.cause, 'ABI_VIOLATION');
+    });
+  });
+}
+
+describe('child-process executor', () => {
+  it('runs programs in another process', async () => {
+    const executor = new ChildProcessExecutor();
+    try {
+      await runWithClient(programBytes('nop'), { executor });
+      assert.ok(executor.pid !== undefined && executor.pid !== process.pid);
+    } finally {
+      await executor.close();
+    }
+  });
+
+  it('reports the instances of a crashed executor KILLED, and the host process lives on', async () => {
+    const executor = new ChildProcessExecutor();
+    const r = await runWithClient(programBytes('suspend'), { executor, entry: 'loop', onLaunch: () => setTimeout(() => executor.terminate(), 300) });
+    assert.equal(r.status.state, 'KILLED');
+    assert.match(r.status.error ?? '', /executor process exited/);
+    await executor.close();
+  });
+});
