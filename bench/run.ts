@@ -125,7 +125,7 @@ async function prepareTimes(lines: string[]): Promise<void> {
     ['sha256 (C kernel)', new Uint8Array(await readFile(new URL('sha256.wasm', buildDir)))],
     ['sql.js 1.16 (SQLite, emscripten)', new Uint8Array(await readFile(sqlWasm))],
   ];
-  lines.push('## Preparation time (binary rewrite + binaryen Asyncify + optimize)', '');
+  lines.push('## Preparation time (binary rewrite + binaryen Asyncify at optimize level 1)', '');
   lines.push('| module | size | profile | time (ms) | MB/s | output size |', '|---|---|---|---|---|---|');
   for (const [name, bytes] of modules) {
     const m = parseModule(bytes);

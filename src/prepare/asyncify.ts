@@ -8,7 +8,7 @@ export interface AsyncifyOptions {
   yieldUnwinds: boolean;
   /** Whether the module has the check stub (see rewrite.ts). */
   hasYieldStub: boolean;
-  /** binaryen optimize level for the asyncify pass and the optimization after it (0 = none). */
+  /** binaryen optimize level of the asyncify pass (0 = none). */
   optimizeLevel: number;
 }
 
@@ -55,7 +55,6 @@ export function asyncify(bytes: Uint8Array, opts: AsyncifyOptions): Uint8Array {
     // An empty list would make asyncify assume that *every* import may unwind.
     binaryen.setPassArgument('asyncify-imports', imports.length ? imports.join(',') : 'gate.__none__');
     mod.runPasses(['asyncify']);
-    if (opts.optimizeLevel > 0) mod.optimize();
     binaryen.clearPassArguments();
     return mod.emitBinary();
   } finally {

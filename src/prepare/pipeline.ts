@@ -17,7 +17,7 @@ export interface PrepareOptions {
   imports: CanonicalImport[];
   /** Canonical imports (`module.name`) that may unwind the stack. */
   unwindingImports: ReadonlySet<string>;
-  /** binaryen optimize level after Asyncify (0 = none). */
+  /** Optimize level of binaryen's Asyncify pass (0 = none). */
   optimizeLevel?: number;
   cache?: PreparedCache;
 }
@@ -30,6 +30,11 @@ export interface PreparedModule {
   fromCache: boolean;
 }
 
+/**
+ * Asyncify's own optimizations at level 1 halve code size and speed up
+ * recursive code (fib 3.3× → 2.3× of raw); a separate optimize() pass after it
+ * doubled preparation time for no gain in size or speed (measured on sql.js).
+ */
 export const DEFAULT_OPTIMIZE_LEVEL = 1;
 
 export async function sha256Hex(data: Uint8Array | string): Promise<string> {
