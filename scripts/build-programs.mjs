@@ -4,6 +4,12 @@
 //   test/programs/*.c    → test/programs/build/<name>.wasm   (clang)
 //   test/programs/*.wat  → test/programs/build/<name>.wasm   (wat2wasm)
 //   bench/programs/*.c   → bench/build/<name>.wasm           (clang)
+//   examples/*.c         → examples/build/<name>.wasm        (clang)
+//
+// Examples are built without --allow-undefined, like the command line in
+// examples/README.md, and each examples/build/<name>.wasm is then copied to
+// the committed examples/<name>.wasm if their contents differ (so that the
+// prebuilt modules stay current and are not touched needlessly).
 //
 // A C source may append flags with a first-line comment `// cflags: ...`
 // (appended after the defaults, so they win, e.g. `--target=wasm32-wasi`);
@@ -42,6 +48,9 @@ const DEFAULT_CFLAGS = [
   '-I',
   sdkDir,
 ];
+
+// Undefined symbols are link errors for the examples (users build them so).
+const EXAMPLE_CFLAGS = DEFAULT_CFLAGS.filter((f) => f !== '-Wl,--allow-undefined');
 
 // Imports a Gate program may have (abi.md §1.2).  With --allow-undefined a
 // missing definition (memset, a compiler-rt helper, a typo) silently becomes
@@ -85,10 +94,13 @@ function mtime(file) {
 
 const headers = listSources(sdkDir, ['.h']);
 
+const examplesDir = path.join(root, 'examples');
+
 const jobs = [];
-for (const [srcDir, outDir, exts] of [
-  [path.join(root, 'test', 'programs'), path.join(root, 'test', 'programs', 'build'), ['.c', '.wat']],
-  [path.join(root, 'bench', 'programs'), path.join(root, 'bench', 'build'), ['.c']],
+for (const [srcDir, outDir, exts, cflags] of [
+  [path.join(root, 'test', 'programs'), path.join(root, 'test', 'programs', 'build'), ['.c', '.wat'], DEFAULT_CFLAGS],
+  [path.join(root, 'bench', 'programs'), path.join(root, 'bench', 'build'), ['.c'], DEFAULT_CFLAGS],
+  [examplesDir, path.join(examplesDir, 'build'), ['.c'], EXAMPLE_CFLAGS],
 ]) {
   const seen = new Map();
   for (const src of listSources(srcDir, exts)) {
@@ -102,7 +114,8 @@ for (const [srcDir, outDir, exts] of [
     seen.set(name, src);
     const deps = [src, scriptPath];
     if (ext === '.c') deps.push(...headers, ...listSources(srcDir, ['.h']));
-    jobs.push({ kind: ext === '.c' ? 'c' : 'wat', src, out, deps });
+    const example = srcDir === examplesDir ? path.join(examplesDir, `${name}.wasm`) : undefined;
+    jobs.push({ kind: ext === '.c' ? 'c' : 'wat', src, out, deps, cflags, example });
   }
 }
 
@@ -112,7 +125,33 @@ function rel(p) {
 
 const stale = jobs.filter((j) => force || mtime(j.out) < Math.max(...j.deps.map(mtime)));
 
+// Copies built examples over the committed prebuilt modules whose content differs.
+function updatePrebuiltExamples() {
+  for (const job of jobs) {
+    if (!job.example) continue;
+    let built;
+    try {
+      built = fs.readFileSync(job.out);
+    } catch (err) {
+      if (err.code === 'ENOENT') continue;
+      throw err;
+    }
+    let current;
+    try {
+      current = fs.readFileSync(job.example);
+    } catch (err) {
+      if (err.code !== 'ENOENT') throw err;
+    }
+    if (current && built.equals(current)) continue;
+    const tmp = `${job.example}.tmp`;
+    fs.writeFileSync(tmp, built);
+    fs.renameSync(tmp, job.example);
+    console.log(`build-programs: updated ${rel(job.example)}`);
+  }
+}
+
 if (stale.length === 0) {
+  updatePrebuiltExamples();
   console.log(`build-programs: ${jobs.length} programs up to date`);
   process.exit(0);
 }
@@ -192,7 +231,7 @@ function firstLineFlags(src, marker) {
 function commandFor(job, tmp) {
   if (job.kind === 'c') {
     const extra = firstLineFlags(job.src, /^\s*\/\/\s*cflags:(.*)$/);
-    return [toolchain.clang, [...DEFAULT_CFLAGS, `-fuse-ld=${toolchain.wasmLd}`, ...extra, '-o', tmp, job.src]];
+    return [toolchain.clang, [...job.cflags, `-fuse-ld=${toolchain.wasmLd}`, ...extra, '-o', tmp, job.src]];
   }
   const extra = firstLineFlags(job.src, /^\s*;;\s*watflags:(.*)$/);
   return [toolchain.wat2wasm, [...extra, '-o', tmp, job.src]];
@@ -306,4 +345,5 @@ if (errors.length > 0) {
   console.error(`build-programs: ${errors.length} of ${stale.length} builds failed`);
   process.exit(1);
 }
+updatePrebuiltExamples();
 console.log(`build-programs: built ${stale.length}, ${jobs.length - stale.length} up to date`);

@@ -4,7 +4,7 @@
  * Header-only and freestanding: it needs no libc, only the compiler's own
  * <stddef.h>, <stdint.h> and <stdbool.h>.  Build for wasm32, e.g.:
  *
- *     clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry -I sdk/c prog.c
+ *     clang --target=wasm32 -O2 -nostdlib -mbulk-memory -Wl,--no-entry -I sdk/c prog.c
  *
  * A Gate program talks to the outside world only through a byte stream of
  * packets exchanged with the `io` import (see the ABI specification,

@@ -2,31 +2,16 @@
  * The Gate-specific functions `fd` and `io` (spec abi.md §3.1, §4).
  */
 import type { AbiContext } from './context.js';
-import { GuestMemory } from './memory.js';
+import { GuestMemory, IOVEC_SIZE, transferIovecs } from './memory.js';
 import { maskNs } from './time.js';
 import type { HostFunctions } from './wasi.js';
 
-const IOVEC_SIZE = 8;
 
 /** The gate host functions of one instance, keyed by canonical name. */
 export function createGateFunctions(ctx: AbiContext): HostFunctions {
   const mem = new GuestMemory(ctx);
 
-  /** Transfers iovecs in order, stopping at the first short transfer; returns the byte count. */
-  function transfer(iov: number, cnt: number, write: boolean): number {
-    let total = 0;
-    for (let i = 0; i < cnt; i++) {
-      const e = iov + i * IOVEC_SIZE;
-      const ptr = mem.getU32(e);
-      const len = mem.getU32(e + 4);
-      if (len === 0) continue;
-      const buf = mem.bytes(ptr, len);
-      const n = write ? ctx.writeOutput(buf) : ctx.readInput(buf);
-      total += n;
-      if (n < len) break;
-    }
-    return total;
-  }
+  const transfer = (iov: number, cnt: number, write: boolean): number => Math.max(0, transferIovecs(mem, ctx, iov, cnt, write));
 
   /** Whether any iovec has a non-zero length. */
   function anyLength(iov: number, cnt: number): boolean {

@@ -98,3 +98,27 @@ export class GuestMemory {
     this.dv.setUint32(ptr + 4, Math.floor(v / 0x100000000), true);
   }
 }
+
+/** Size of an iovec / ciovec: {u32 ptr, u32 len}. */
+export const IOVEC_SIZE = 8;
+
+/**
+ * Moves bytes between the program's iovecs and the packet stream, in order,
+ * stopping at the first short transfer (spec abi.md §3–§4). Returns the
+ * number of bytes transferred, or -1 if the stream was not ready for the
+ * first non-empty iovec. `mem` must be synced.
+ */
+export function transferIovecs(mem: GuestMemory, ctx: AbiContext, iov: number, cnt: number, write: boolean): number {
+  let total = 0;
+  for (let i = 0; i < cnt; i++) {
+    const e = iov + i * IOVEC_SIZE;
+    const ptr = mem.getU32(e);
+    const len = mem.getU32(e + 4);
+    if (len === 0) continue;
+    const buf = mem.bytes(ptr, len);
+    const n = write ? ctx.writeOutput(buf) : ctx.readInput(buf);
+    total += n;
+    if (n < len) return total === 0 ? -1 : total;
+  }
+  return total;
+}

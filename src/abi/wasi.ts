@@ -14,7 +14,7 @@
  * blocking point.
  */
 import type { AbiContext } from './context.js';
-import { GuestMemory } from './memory.js';
+import { GuestMemory, IOVEC_SIZE, transferIovecs } from './memory.js';
 import { maskNs, reportedResolution } from './time.js';
 
 export const Errno = {
@@ -45,7 +45,6 @@ const DEBUG_NBYTES = 0x7fffffff;
 
 const SUBSCRIPTION_SIZE = 48;
 const EVENT_SIZE = 32;
-const IOVEC_SIZE = 8;
 const U64_MASK = (1n << 64n) - 1n;
 
 /** The environment block written by environ_get: strings at offsets 0, 24 and 40 of a 72-byte buffer. */
@@ -87,28 +86,8 @@ export function createWasiFunctions(ctx: AbiContext): HostFunctions {
     return maskNs(t, ctx.granularityNs);
   }
 
-  /**
-   * fd_read/fd_write on the packet fd: transfers iovecs in order until one
-   * is short. Returns the total, or -1 when nothing was transferred because
-   * the stream was not ready (EAGAIN).
-   */
-  function transfer(iov: number, cnt: number, write: boolean): number {
-    let total = 0;
-    for (let i = 0; i < cnt; i++) {
-      const e = iov + i * IOVEC_SIZE;
-      const ptr = mem.getU32(e);
-      const len = mem.getU32(e + 4);
-      if (len === 0) continue;
-      const buf = mem.bytes(ptr, len);
-      const n = write ? ctx.writeOutput(buf) : ctx.readInput(buf);
-      total += n;
-      if (n < len) {
-        if (total === 0) return -1;
-        break;
-      }
-    }
-    return total;
-  }
+  /** fd_read/fd_write on the packet fd: the byte count, or -1 for EAGAIN. */
+  const transfer = (iov: number, cnt: number, write: boolean): number => transferIovecs(mem, ctx, iov, cnt, write);
 
   /** A wait that cannot block is only a preemption point. */
   function poll(input: boolean, output: boolean, timeoutNs: bigint | undefined): boolean {

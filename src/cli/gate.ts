@@ -4,7 +4,6 @@ import { GateError } from '../errors.js';
 import { DEFAULT_PROFILE, PROFILES, isProfile, type Profile } from '../prepare/profile.js';
 import { ChildProcessExecutor } from '../runtime/node/child-executor.js';
 import { FileCache } from '../runtime/node/file-cache.js';
-import { InProcessExecutor } from '../runtime/inprocess.js';
 import { Program } from '../runtime/program.js';
 import { Runtime, type RunningInstance } from '../runtime/runtime.js';
 import type { InstanceServices } from '../service/provider.js';
@@ -34,7 +33,6 @@ interface CallOptions {
   timeResolution: number;
   maxExports: number;
   cache: boolean;
-  inProcess: boolean;
 }
 
 /** Exit code for a finished call: 0 only for a clean finish. */
@@ -52,8 +50,8 @@ async function call(file: string, fn: string | undefined, opts: CallOptions): Pr
     return EXIT_USAGE;
   }
   const program = await Program.load(bytes, { ...DEFAULT_LOCAL_LIMITS, maxExports: opts.maxExports });
-  // Untrusted code runs in a separate executor process unless asked otherwise.
-  const executor = opts.inProcess ? new InProcessExecutor() : new ChildProcessExecutor();
+  // Untrusted code never runs in this process.
+  const executor = new ChildProcessExecutor();
   const runtime = new Runtime({
     executor,
     memoryLimitPages: Math.floor(opts.memoryLimit / 65536),
@@ -132,7 +130,6 @@ export function buildProgram(): Command {
     .addOption(new Option('--time-resolution <ns>', 'clock resolution visible to the program, in nanoseconds').default(1).argParser(parsePositiveInt))
     .addOption(new Option('--max-exports <n>', 'largest number of exports accepted').default(DEFAULT_LOCAL_LIMITS.maxExports).argParser(parsePositiveInt))
     .option('--no-cache', 'do not read or write the cache of prepared modules (~/.cache/gate/prepared)')
-    .option('--in-process', 'run the program inside the CLI process (debugging only: no process isolation)', false)
     .action(async (file: string, fn: string | undefined, opts: CallOptions) => {
       process.exitCode = await call(file, fn, opts);
     });

@@ -129,7 +129,7 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
   const exp = (name: string, kind: number, index: number): void => {
     extraExports.push(new ByteWriter().name(name).u8(kind).u32(index).finish());
   };
-  m.globals.forEach((g, i) => exp(`${InternalExport.globalPrefix}${i}`, ExternalKind.Global, i));
+  m.globals.forEach((_g, i) => exp(`${InternalExport.globalPrefix}${i}`, ExternalKind.Global, i));
   if (opts.checks) {
     exp(InternalExport.fuel, ExternalKind.Global, fuelGlobal);
     exp(InternalExport.yieldStub, ExternalKind.Function, yieldStubIndex!);

@@ -104,13 +104,11 @@ export class Instance implements AbiContext {
   private pendingWait: BlockedWait | undefined;
   /** Set while a host function is being repeated after a rewind. */
   private reentered = false;
-  private started = false;
   private startedFlag = true;
   private sliceDeadline = 0;
   private computeDeadline = Infinity;
   private suspendRequested = false;
   private killRequested = false;
-  private running = false;
   private finalStatus: InstanceStatus | undefined;
   /** What the last entry function returned (ignored by the ABI; benchmarks check it). */
   lastReturn: unknown;
@@ -208,14 +206,12 @@ export class Instance implements AbiContext {
     const now = performance.now();
     this.sliceDeadline = now + sliceMs;
     this.computeDeadline = now + (this.opts.computeLimitMs ?? Infinity);
-    this.running = true;
     try {
       while (this.calls.length) {
         const name = this.calls[0]!;
         const fn = this.wasm.exports[name] as (() => unknown) | undefined;
         if (typeof fn !== 'function') throw new Trap(TrapId.NoFunction);
         if (this.stack) this.startRewind();
-        this.started = true;
         const ret = fn();
         if (this.asyncify.asyncify_get_state() === AsyncifyState.Unwinding) {
           this.finishUnwind();
@@ -227,8 +223,6 @@ export class Instance implements AbiContext {
       return { kind: 'stopped', status: this.finish({ state: State.Halted, result: 0 }) };
     } catch (e) {
       return { kind: 'stopped', status: this.afterThrow(e) };
-    } finally {
-      this.running = false;
     }
   }
 

@@ -7,6 +7,8 @@ const soon: (fn: () => void) => void =
     ? (fn) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(fn)
     : (fn) => setTimeout(fn, 0);
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 interface Blocked {
   wait: BlockedWait;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -55,6 +57,18 @@ export class Scheduler {
     this.onStopped(inst, inst.stopNow(trap, message));
   }
 
+  /** Wakes the instance at its deadline. Timers cannot be set further ahead than ~24.8 days, so far deadlines re-arm. */
+  private arm(inst: Instance, b: Blocked): void {
+    if (!Number.isFinite(b.wait.deadline)) return;
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(b.wait.deadline - performance.now())));
+    b.timer = setTimeout(() => {
+      b.timer = undefined;
+      if (this.blocked.get(inst) !== b) return;
+      if (performance.now() < b.wait.deadline - 1 && delay === MAX_TIMER_MS) this.arm(inst, b);
+      else this.unblock(inst, b);
+    }, delay);
+  }
+
   private unblock(inst: Instance, b: Blocked): void {
     if (b.timer) clearTimeout(b.timer);
     this.blocked.delete(inst);
@@ -82,12 +96,8 @@ export class Scheduler {
         this.blocked.set(inst, b);
         if (inst.waitSatisfied(b.wait, performance.now())) {
           this.unblock(inst, b);
-        } else if (Number.isFinite(b.wait.deadline)) {
-          const delay = Math.max(0, b.wait.deadline - performance.now());
-          b.timer = setTimeout(() => {
-            b.timer = undefined;
-            if (this.blocked.get(inst) === b) this.unblock(inst, b);
-          }, Math.ceil(delay));
+        } else {
+          this.arm(inst, b);
         }
         break;
       }

@@ -66,8 +66,7 @@ export const SubopcodeFC = {
   TableCopy: 14,
 } as const;
 
-// Immediate kinds.
-const K_INVALID = 0;
+// Immediate kinds; 0 (the table default) marks an opcode that is not supported.
 const K_NONE = 1;
 const K_BLOCK = 2;
 const K_END = 3;

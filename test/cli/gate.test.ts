@@ -92,7 +92,7 @@ describe('gate call', () => {
   it('explains every option in --help', async () => {
     const r = await gate(['call', '--help']);
     assert.equal(r.code, 0);
-    for (const flag of ['--debug', '--profile', '--memory-limit', '--time-resolution', '--max-exports', '--no-cache', '--in-process']) {
+    for (const flag of ['--debug', '--profile', '--memory-limit', '--time-resolution', '--max-exports', '--no-cache']) {
       assert.ok(r.stdout.includes(flag), `help lacks ${flag}`);
     }
   });

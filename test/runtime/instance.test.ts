@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PROFILES } from '../../src/prepare/profile.js';
 import { programBytes, runProgram } from '../helpers/runtime.js';
+import { wat } from '../helpers/wat.js';
 
 describe('instances', () => {
   for (const profile of PROFILES) {
@@ -48,5 +49,19 @@ describe('instances', () => {
       onLaunch: (inst) => setTimeout(() => inst.suspend(), 50),
     });
     assert.deepEqual(status, { state: 'SUSPENDED' });
+  });
+
+  it('keeps waiting on a timeout too far ahead for one timer', async () => {
+    // io with nothing to transfer and a ~146-year timeout, then a trap if it ever returns.
+    const bytes = wat(`(module
+      (import "env" "__gate_io_65536" (func $io (param i32 i32 i32 i32 i32 i32 i64 i32)))
+      (memory 1)
+      (func (export "main")
+        (call $io (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 4611686018427387904) (i32.const 0))
+        unreachable))`);
+    for (const profile of PROFILES) {
+      const { status } = await runProgram(bytes, { profile, entry: 'main', onLaunch: (inst) => setTimeout(() => inst.kill(), 300) });
+      assert.deepEqual(status, { state: 'KILLED' }, profile);
+    }
   });
 });
