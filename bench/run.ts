@@ -7,12 +7,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { BLOCKING_IMPORTS } from '../src/abi/imports.js';
-import { prepare, sha256Hex } from '../src/prepare/pipeline.js';
+import { prepare } from '../src/prepare/pipeline.js';
 import { PROFILES, type Profile } from '../src/prepare/profile.js';
 import type { CanonicalImport } from '../src/prepare/rewrite.js';
 import { PacketChannel } from '../src/runtime/channel.js';
 import { Instance } from '../src/runtime/instance.js';
+import { Program } from '../src/runtime/program.js';
+import { DEFAULT_LOCAL_LIMITS } from '../src/wasm/validate.js';
 import { parseModule } from '../src/wasm/module.js';
 
 const args = process.argv.slice(2);
@@ -50,10 +51,10 @@ function rawRunner(bytes: Uint8Array): Runner {
 }
 
 async function profileRunner(bytes: Uint8Array, profile: Profile): Promise<Runner> {
-  const m = parseModule(bytes);
-  const prepared = await prepare(m, await sha256Hex(bytes), { profile, imports: [], unwindingImports: new Set(BLOCKING_IMPORTS) });
+  const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
+  const prepared = await program.prepare(profile);
   const mod = new WebAssembly.Module(prepared.bytes as Uint8Array<ArrayBuffer>);
-  const mem = m.memories[0];
+  const mem = program.memoryLimits;
   return {
     name: profile,
     run() {
@@ -63,8 +64,10 @@ async function profileRunner(bytes: Uint8Array, profile: Profile): Promise<Runne
         profile,
         module: mod,
         memoryPages: mem ? { initial: mem.min, maximum: mem.max ?? 65536 } : { initial: 1, maximum: 1 },
-        hasStart: m.start !== undefined,
+        hasStart: program.hasStart,
         entry: 'run',
+        globalTypes: program.globalTypes,
+        init: program.initialState(),
         timeResolutionNs: 1,
         channel,
         debug: undefined,
@@ -138,7 +141,7 @@ async function prepareTimes(lines: string[]): Promise<void> {
       const runs = bytes.length > 100_000 ? 1 : quick ? 3 : 10;
       for (let i = 0; i < runs; i++) {
         const t0 = performance.now();
-        const p = await prepare(m, `bench-${i}`, { profile, imports, unwindingImports: unwinding });
+        const p = await prepare(m, { profile, imports, unwindingImports: unwinding });
         times.push(performance.now() - t0);
         size = p.bytes.length;
       }

@@ -27,6 +27,7 @@ export interface PreparedModule {
   key: string;
   bytes: Uint8Array;
   profile: Profile;
+  optimizeLevel: number;
   fromCache: boolean;
 }
 
@@ -43,14 +44,20 @@ export async function sha256Hex(data: Uint8Array | string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** Deterministic instrumentation of a parsed, validated module (see DESIGN.md). */
-export async function prepare(m: WasmModule, moduleHash: string, opts: PrepareOptions): Promise<PreparedModule> {
+/**
+ * Deterministic instrumentation of a parsed, validated module (see
+ * DESIGN.md). The key covers the rewritten module, which depends only on the
+ * program's code, imports and exports (not on memory contents or global
+ * values): a snapshot prepares to the same bytes as its original program,
+ * which is what lets an unwound stack be rewound in it.
+ */
+export async function prepare(m: WasmModule, opts: PrepareOptions): Promise<PreparedModule> {
   const optimizeLevel = opts.optimizeLevel ?? DEFAULT_OPTIMIZE_LEVEL;
-  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}:${optimizeLevel}:${moduleHash}`);
-  const cached = await opts.cache?.get(key);
-  if (cached) return { key, bytes: cached, profile: opts.profile, fromCache: true };
-
   const rewritten = rewriteModule(m, { imports: opts.imports, checks: true });
+  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}:${optimizeLevel}:${await sha256Hex(rewritten.bytes)}`);
+  const cached = await opts.cache?.get(key);
+  if (cached) return { key, bytes: cached, profile: opts.profile, optimizeLevel, fromCache: true };
+
   const unwinding = opts.imports
     .map((c) => `${c.module}.${c.name}`)
     .filter((name, i, all) => opts.unwindingImports.has(name) && all.indexOf(name) === i);
@@ -61,5 +68,5 @@ export async function prepare(m: WasmModule, moduleHash: string, opts: PrepareOp
     optimizeLevel,
   });
   await opts.cache?.set(key, bytes);
-  return { key, bytes, profile: opts.profile, fromCache: false };
+  return { key, bytes, profile: opts.profile, optimizeLevel, fromCache: false };
 }

@@ -1,7 +1,6 @@
 import { ByteReader, ByteWriter } from '../wasm/leb128.js';
 import { decodeInstructions } from '../wasm/code.js';
-import { ExternalKind, SectionId, type WasmModule } from '../wasm/module.js';
-import { cyclicFunctions } from './callgraph.js';
+import { ExternalKind, SectionId, type GlobalDef, type WasmModule } from '../wasm/module.js';
 
 /** Names the prepared module exports for the runtime (never visible to programs). */
 export const InternalExport = {
@@ -47,7 +46,8 @@ const OP_CALL_INDIRECT = 0x11;
  * section would run during instantiation, where the stack cannot be unwound);
  * memory and globals are exported for the host; a fuel global and a stub
  * function are appended, and the stub is called from a fuel check after every
- * `loop` and at the entry of functions on call-graph cycles. The binaryen
+ * `loop`, at the entry of every function that calls, and before bulk memory
+ * operations (charged by length). The binaryen
  * stage later turns the stub into an import.
  */
 export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResult {
@@ -105,10 +105,13 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
       if (!c || imp.kind !== ExternalKind.Function) throw new Error('rewriteModule: imports must be resolved functions');
       w.name(c.module).name(c.name).u8(ExternalKind.Function).u32(imp.typeIndex);
     }
+    // The declared minimum is 0: the host creates the memory with the right
+    // size (the program's initial size, or a snapshot's current one), and
+    // the prepared module must not depend on it.
     const mem = m.memories[0] ?? { min: 1, max: 1 };
     w.name(MEMORY_IMPORT.module).name(MEMORY_IMPORT.name).u8(ExternalKind.Memory);
-    if (mem.max === undefined) w.u8(0).u32(mem.min);
-    else w.u8(1).u32(mem.min).u32(mem.max);
+    if (mem.max === undefined) w.u8(0).u32(0);
+    else w.u8(1).u32(0).u32(mem.max);
     out.section(SectionId.Import, w.finish());
   }
 
@@ -120,26 +123,45 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
 
   // (The memory section became an import.)
 
-  // Globals (+ fuel)
-  if (opts.checks) extendVector(SectionId.Global, [Uint8Array.of(0x7f, 1, 0x41, 0, 0x0b)]);
-  else copy(SectionId.Global);
+  // Globals (+ fuel). Mutable globals start at zero here: the host sets
+  // their values after instantiation, from the module or from a snapshot, so
+  // that both prepare to the same bytes.
+  {
+    const globals = m.globals.map((g) => globalEntry(bytes, g));
+    if (opts.checks) globals.push(Uint8Array.of(0x7f, 1, 0x41, 0, 0x0b));
+    if (globals.length) {
+      const w = new ByteWriter().u32(globals.length);
+      for (const g of globals) w.bytes(g);
+      out.section(SectionId.Global, w.finish());
+    }
+  }
 
-  // Exports (+ internal ones)
-  const extraExports: Uint8Array[] = [];
+  // Exports (the program's, re-encoded, + internal ones)
+  const exportEntries: Uint8Array[] = [];
   const exp = (name: string, kind: number, index: number): void => {
-    extraExports.push(new ByteWriter().name(name).u8(kind).u32(index).finish());
+    exportEntries.push(new ByteWriter().name(name).u8(kind).u32(index).finish());
   };
+  for (const e of m.exports) exp(e.name, e.kind, e.index);
   m.globals.forEach((_g, i) => exp(`${InternalExport.globalPrefix}${i}`, ExternalKind.Global, i));
   if (opts.checks) {
     exp(InternalExport.fuel, ExternalKind.Global, fuelGlobal);
     exp(InternalExport.yieldStub, ExternalKind.Function, yieldStubIndex!);
   }
   if (m.start !== undefined) exp(InternalExport.start, ExternalKind.Function, m.start);
-  extendVector(SectionId.Export, extraExports);
+  {
+    const w = new ByteWriter().u32(exportEntries.length);
+    for (const e of exportEntries) w.bytes(e);
+    out.section(SectionId.Export, w.finish());
+  }
 
   // Start section is dropped on purpose (see above).
   copy(SectionId.Element);
-  copy(SectionId.DataCount);
+  // Active data segments are applied by the host (from the module or a
+  // snapshot). Only code that names segments (memory.init, data.drop) needs
+  // the section, with active segments turned into empty passive ones so that
+  // indices and the runtime behaviour of such instructions stay the same.
+  const keepData = usesDataSegments(m);
+  if (keepData) copy(SectionId.DataCount);
 
   // Code section
   let loopChecks = 0;
@@ -150,37 +172,40 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
     if (!opts.checks) {
       if (codeSec) out.bytes(bytes.subarray(codeSec.start, codeSec.end));
     } else {
-      const callees: number[][] = [];
-      const indirect: boolean[] = [];
-      const loopEnds: number[][] = [];
-      for (const body of m.bodies) {
-        const calls: number[] = [];
-        const loops: number[] = [];
-        let hasIndirect = false;
-        decodeInstructions(bytes, body, (op, _sub, pos, immEnd) => {
-          if (op === OP_LOOP) loops.push(immEnd);
-          else if (op === OP_CALL) calls.push(new ByteReader(bytes, pos + 1, immEnd).u32());
-          else if (op === OP_CALL_INDIRECT) hasIndirect = true;
-        });
-        callees.push(calls);
-        indirect.push(hasIndirect);
-        loopEnds.push(loops);
-      }
-      const cyclic = cyclicFunctions(m, callees, indirect);
       const check = checkSequence(fuelGlobal, yieldStubIndex!);
       m.bodies.forEach((body, i) => {
-        const loops = loopEnds[i]!;
-        const atEntry = cyclic.has(i);
-        const w = new ByteWriter(body.end - body.bodyStart + (loops.length + 1) * check.length);
-        w.bytes(bytes.subarray(body.bodyStart, body.codeStart));
-        if (atEntry) {
+        const loops: number[] = [];
+        const bulk: number[] = [];
+        let calls = false;
+        decodeInstructions(bytes, body, (op, sub, pos, immEnd) => {
+          if (op === OP_LOOP) loops.push(immEnd);
+          else if (op === OP_CALL || op === OP_CALL_INDIRECT) calls = true;
+          else if (op === 0xfc && (sub === 10 || sub === 11)) bulk.push(pos);
+        });
+        const type = m.types[m.functions[i]!]!;
+        // A scratch local for the length of bulk memory operations.
+        const scratch = type.params.length + body.localCount;
+        const w = new ByteWriter(body.end - body.bodyStart + (loops.length + bulk.length + 1) * (check.length + 16));
+        if (bulk.length) {
+          const r = new ByteReader(bytes, body.bodyStart, body.codeStart);
+          const groups = r.u32();
+          w.u32(groups + 1).bytes(bytes.subarray(r.pos, body.codeStart)).u32(1).u8(0x7f);
+        } else {
+          w.bytes(bytes.subarray(body.bodyStart, body.codeStart));
+        }
+        // Entry checks in every function that calls: between two checks the
+        // program then runs only straight-line code of bounded length.
+        if (calls) {
           w.bytes(check);
           entryChecks++;
         }
+        const points = [...loops.map((at) => ({ at, kind: 'loop' as const })), ...bulk.map((at) => ({ at, kind: 'bulk' as const }))].sort((a, b) => a.at - b.at);
         let pos = body.codeStart;
-        for (const at of loops) {
-          w.bytes(bytes.subarray(pos, at)).bytes(check);
-          pos = at;
+        for (const p of points) {
+          w.bytes(bytes.subarray(pos, p.at));
+          if (p.kind === 'bulk') w.bytes(bulkCharge(fuelGlobal, scratch));
+          w.bytes(check);
+          pos = p.at;
         }
         loopChecks += loops.length;
         w.bytes(bytes.subarray(pos, body.end));
@@ -193,25 +218,88 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
     }
   }
 
-  copy(SectionId.Data);
+  if (keepData) {
+    const w = new ByteWriter().u32(m.dataSegments.length);
+    for (const d of m.dataSegments) {
+      if (d.passive) w.u32(1).u32(d.end - d.start).bytes(bytes.subarray(d.start, d.end));
+      else w.u32(1).u32(0);
+    }
+    out.section(SectionId.Data, w.finish());
+  }
   // Custom sections (names, debug info) are left out: nothing downstream needs them.
   return { bytes: out.finish(), yieldStubIndex, loopChecks, entryChecks };
 }
 
 /**
- * `if (fuel == 0) yield(); fuel -= 1;` — the host refills fuel in yield()
+ * `fuel -= 1; if (fuel <= 0) yield();` — the host refills fuel in yield()
  * and decides there whether the time slice is over.
  */
 function checkSequence(fuel: number, yieldFn: number): Uint8Array {
   return new ByteWriter()
     .u8(0x23).u32(fuel) // global.get
-    .u8(0x45) // i32.eqz
-    .u8(0x04).u8(0x40) // if (void)
-    .u8(0x10).u32(yieldFn) // call
-    .u8(0x0b) // end
-    .u8(0x23).u32(fuel)
     .u8(0x41).s32(1) // i32.const 1
     .u8(0x6b) // i32.sub
     .u8(0x24).u32(fuel) // global.set
+    .u8(0x23).u32(fuel)
+    .u8(0x41).s32(0)
+    .u8(0x4c) // i32.le_s
+    .u8(0x04).u8(0x40) // if (void)
+    .u8(0x10).u32(yieldFn) // call
+    .u8(0x0b) // end
     .finish();
+}
+
+/**
+ * Before memory.fill / memory.copy (length on top of the stack): one unit of
+ * fuel per 64 KiB, so that a loop of huge copies still reaches yield() in time.
+ */
+function bulkCharge(fuel: number, scratch: number): Uint8Array {
+  return new ByteWriter()
+    .u8(0x22).u32(scratch) // local.tee (the length stays on the stack)
+    .u8(0x23).u32(fuel)
+    .u8(0x20).u32(scratch) // local.get
+    .u8(0x41).s32(16)
+    .u8(0x76) // i32.shr_u
+    .u8(0x6b) // i32.sub
+    .u8(0x24).u32(fuel)
+    .finish();
+}
+
+/** Whether any function body uses memory.init or data.drop (which refer to data segments by index). */
+export function usesDataSegments(m: WasmModule): boolean {
+  let found = false;
+  for (const body of m.bodies) {
+    decodeInstructions(m.bytes, body, (op, sub) => {
+      if (op === 0xfc && (sub === 8 || sub === 9)) found = true;
+    });
+    if (found) return true;
+  }
+  return false;
+}
+
+/** A global's entry, canonical: zero for mutable globals, the re-encoded constant for immutable ones. */
+function globalEntry(bytes: Uint8Array, g: GlobalDef): Uint8Array {
+  const w = new ByteWriter().u8(g.type).u8(g.mutable ? 1 : 0);
+  const value = g.mutable ? undefined : g.init;
+  if (!g.mutable && value === undefined) return w.bytes(bytes.subarray(g.initStart, g.initEnd)).finish();
+  switch (g.type) {
+    case 0x7f:
+      w.u8(0x41).s32(Number(value ?? 0));
+      break;
+    case 0x7e:
+      w.u8(0x42).s64(BigInt(value ?? 0n));
+      break;
+    case 0x7d: {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, Number(value ?? 0), true);
+      w.u8(0x43).bytes(b);
+      break;
+    }
+    default: {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigUint64(0, BigInt(value ?? 0n), true);
+      w.u8(0x44).bytes(b);
+    }
+  }
+  return w.u8(0x0b).finish();
 }

@@ -9,6 +9,13 @@ import { PacketStreamDecoder } from '../abi/outputstream.js';
  */
 export const OUTPUT_WINDOW = 256 * 1024;
 
+/**
+ * While this much input waits unread, the program's output is not writable:
+ * replies to its requests (discovery included) cannot pile up without bound
+ * when it never reads. This is the backpressure the original got from a pipe.
+ */
+export const INPUT_LIMIT = 64 * 1024 + 65536;
+
 export interface ChannelSink {
   /** A validated packet for an available service. */
   packet(packet: Uint8Array): void;
@@ -29,11 +36,17 @@ export class PacketChannel {
   private unacked = 0;
   private closed = false;
 
+  /**
+   * @param services names the instance may discover
+   * @param restore for an instance continuing from a snapshot: the services
+   *   discovered before (code order), unread input and a partly written packet
+   */
   constructor(
     services: readonly string[],
     private readonly sink: ChannelSink,
+    restore?: { services: readonly string[]; input: Uint8Array; outputTail: Uint8Array },
   ) {
-    const discovery = new ServiceDiscovery(new Set(services));
+    const discovery = new ServiceDiscovery(new Set(services), restore?.services ?? []);
     this.decoder = new PacketStreamDecoder(discovery, {
       onDiscovery: (response, bound) => {
         this.input.push(response);
@@ -45,6 +58,24 @@ export class PacketChannel {
         sink.packet(packet);
       },
     });
+    if (restore) {
+      // What the program had not read yet comes first, then the services'
+      // availability on this host (spec abi.md §9.3), then anything new.
+      if (restore.input.length) this.input.pushRaw(restore.input);
+      const info = discovery.stateInfoPacket();
+      if (info) this.input.push(info);
+      if (restore.outputTail.length) this.decoder.write(restore.outputTail);
+    }
+  }
+
+  /** Takes the unread input (for a snapshot of a stopped instance). */
+  drainInput(): Uint8Array {
+    return this.input.drain();
+  }
+
+  /** The start of a packet the program has partly written. */
+  outputTail(): Uint8Array {
+    return this.decoder.pendingBytes().slice();
   }
 
   inputBuffered(): number {
@@ -52,25 +83,34 @@ export class PacketChannel {
   }
 
   readInput(dst: Uint8Array): number {
-    return this.input.read(dst);
+    const wasFull = this.input.buffered() > INPUT_LIMIT;
+    const n = this.input.read(dst);
+    // Reading may make output writable again for a program blocked on it.
+    if (wasFull && this.input.buffered() <= INPUT_LIMIT) this.sink.inputReady();
+    return n;
   }
 
   outputSpace(): number {
+    if (this.closed || this.input.buffered() > INPUT_LIMIT) return 0;
     return Math.max(0, OUTPUT_WINDOW - this.unacked);
   }
 
   /** Takes program output (at most outputSpace() bytes); throws AbiViolation. */
   writeOutput(src: Uint8Array): number {
+    if (this.closed) return 0;
     const n = Math.min(src.length, this.outputSpace());
     if (n > 0) this.decoder.write(n === src.length ? src : src.subarray(0, n));
     return n;
   }
 
-  /** A packet from the trusted side to the program. */
+  /**
+   * A packet from the trusted side to the program. After the instance has
+   * stopped, packets still arriving (replies that were in flight) are kept
+   * for its snapshot.
+   */
   deliver(packet: Uint8Array): void {
-    if (this.closed) return;
     this.input.push(packet);
-    this.sink.inputReady();
+    if (!this.closed) this.sink.inputReady();
   }
 
   ack(bytes: number): void {
@@ -79,6 +119,7 @@ export class PacketChannel {
     if (wasFull && this.outputSpace() > 0) this.sink.inputReady();
   }
 
+  /** The instance stopped: nothing more is written or woken. */
   close(): void {
     this.closed = true;
   }

@@ -1,7 +1,7 @@
 import { TrapId } from '../abi/trap.js';
 import { PacketChannel } from './channel.js';
-import { InternalRuntimeError } from './errors.js';
-import type { InstanceEvents, InstanceSpec, KillReason } from './executor.js';
+import { InstanceStateError, InternalRuntimeError } from './errors.js';
+import type { ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 import { Instance } from './instance.js';
 import { Scheduler } from './scheduler.js';
 
@@ -9,6 +9,8 @@ interface Entry {
   instance: Instance;
   channel: PacketChannel;
   events: InstanceEvents;
+  retain: boolean;
+  stopped: boolean;
 }
 
 /**
@@ -25,11 +27,21 @@ export class ExecutorCore {
   constructor(sliceMs = 10) {
     this.scheduler = new Scheduler((inst, status) => {
       const e = this.instances.get(inst.id);
-      if (!e) return;
-      this.instances.delete(inst.id);
+      if (!e || e.stopped) return;
+      e.stopped = true;
+      if (!e.retain) this.instances.delete(inst.id);
       e.channel.close();
       e.events.stopped(status);
     }, sliceMs);
+  }
+
+  /** Holds all instances between slices (while the host cannot take more output). */
+  pause(): void {
+    this.scheduler.pause();
+  }
+
+  resume(): void {
+    this.scheduler.resume();
   }
 
   async loadModule(key: string, bytes: Uint8Array): Promise<void> {
@@ -50,18 +62,23 @@ export class ExecutorCore {
   }
 
   createInstance(spec: InstanceSpec, events: InstanceEvents): void {
-    if (this.instances.has(spec.id)) throw new InternalRuntimeError(`instance ${spec.id} already exists in this executor`);
+    if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} already exists in this executor`);
     const module = this.modules.get(spec.moduleKey);
     if (!module) throw new InternalRuntimeError(`module ${spec.moduleKey} is not loaded in this executor`);
     let instance: Instance | undefined;
-    const channel = new PacketChannel(spec.services, {
-      packet: (p) => events.packet(p),
-      bind: (code, name) => events.bind(code, name),
-      inputReady: () => instance && this.scheduler.wake(instance),
-    });
     const random = new Uint8Array(16);
     globalThis.crypto.getRandomValues(random);
+    let channel: PacketChannel;
     try {
+      channel = new PacketChannel(
+        spec.services,
+        {
+          packet: (p) => events.packet(p),
+          bind: (code, name) => events.bind(code, name),
+          inputReady: () => instance && this.scheduler.wake(instance),
+        },
+        spec.resume,
+      );
       instance = new Instance({
         id: spec.id,
         profile: spec.profile,
@@ -74,6 +91,9 @@ export class ExecutorCore {
         debug: spec.debug ? (d) => events.debug(d) : undefined,
         randomPool: random,
         computeLimitMs: spec.computeLimitMs,
+        globalTypes: spec.globalTypes,
+        init: spec.init,
+        resume: spec.resume,
       });
     } catch (e) {
       // Instantiation failures (e.g. memory cannot be allocated) end the instance, not the executor.
@@ -81,8 +101,20 @@ export class ExecutorCore {
       queueMicrotask(() => events.stopped({ state: 'KILLED', cause: 'INTERNAL', error: `instantiation failed: ${message}` }));
       return;
     }
-    this.instances.set(spec.id, { instance, channel, events });
+    this.instances.set(spec.id, { instance, channel, events, retain: spec.retain, stopped: false });
     this.scheduler.add(instance);
+  }
+
+  snapshot(id: string): ExecutorSnapshot {
+    const e = this.instances.get(id);
+    if (!e) throw new InstanceStateError(`instance ${id} is not in this executor (or was not retained)`);
+    if (!e.stopped) throw new InstanceStateError(`instance ${id} is running`);
+    return e.instance.snapshotState();
+  }
+
+  release(id: string): void {
+    const e = this.instances.get(id);
+    if (e?.stopped) this.instances.delete(id);
   }
 
   deliver(id: string, packet: Uint8Array): void {
@@ -95,17 +127,20 @@ export class ExecutorCore {
 
   suspend(id: string): void {
     const e = this.instances.get(id);
-    if (!e) return;
+    if (!e || e.stopped) return;
     e.instance.requestSuspend();
     this.scheduler.wake(e.instance);
   }
 
   kill(id: string, reason?: KillReason): void {
     const e = this.instances.get(id);
-    if (!e) return;
+    if (!e || e.stopped) return;
     if (reason !== undefined) {
       const trap = reason.trap === TrapId.AbiViolation ? TrapId.AbiViolation : TrapId.InternalError;
-      this.scheduler.stop(e.instance, trap, reason.message);
+      // While it runs (a service failed synchronously inside a host call), it
+      // stops at its next check point or host call.
+      if (e.instance.isRunning) e.instance.requestKill({ trap, message: reason.message });
+      else this.scheduler.stop(e.instance, trap, reason.message);
       return;
     }
     e.instance.requestKill();

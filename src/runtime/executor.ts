@@ -1,5 +1,50 @@
 import type { Profile } from '../prepare/profile.js';
+import type { GlobalValue } from '../snapshot/state.js';
 import type { InstanceStatus } from './status.js';
+
+/** A defined global of the program: its type and mutability. */
+export interface GlobalType {
+  type: number;
+  mutable: boolean;
+}
+
+/**
+ * Memory contents and global values an instance starts with, from the
+ * program module or a snapshot (the prepared module holds neither).
+ */
+export interface InitialState {
+  /** Active data segments, written into the new memory in order. */
+  data: Array<{ offset: number; bytes: Uint8Array }>;
+  /** Values of the mutable globals, by global index. */
+  globals: Array<{ index: number; value: GlobalValue }>;
+}
+
+/** Where a restored instance continues (from a snapshot). */
+export interface ResumeState {
+  /** Asyncify unwind data of calls[0]; empty if it has not started. */
+  stack: Uint8Array;
+  /** Calls still to make: `__gate_start` first if pending, then the entry function. */
+  calls: string[];
+  monotonicNs: bigint;
+  /** Unread input stream bytes, delivered before anything else. */
+  input: Uint8Array;
+  /** The start of a packet the program had partly written. */
+  outputTail: Uint8Array;
+  /** Names of the services discovered before, in code order. */
+  services: string[];
+}
+
+/** What an executor hands out to make a snapshot of a stopped instance. */
+export interface ExecutorSnapshot {
+  memory: Uint8Array;
+  globals: GlobalValue[];
+  /** Unwind data, if the instance stopped with an unwound stack. */
+  stack: Uint8Array | undefined;
+  calls: string[];
+  monotonicNs: bigint;
+  input: Uint8Array;
+  outputTail: Uint8Array;
+}
 
 /** Everything an executor needs to start an instance of a loaded module. */
 export interface InstanceSpec {
@@ -19,6 +64,13 @@ export interface InstanceSpec {
    * runaway code from holding its executor forever.
    */
   computeLimitMs: number;
+  /** Types of the program's defined globals, in order (for snapshots). */
+  globalTypes: GlobalType[];
+  init: InitialState;
+  /** Present when the instance continues from a snapshot. */
+  resume?: ResumeState;
+  /** Keep the stopped instance until `release`, so that it can be snapshotted. */
+  retain: boolean;
 }
 
 /** Events of one instance, delivered to the trusted side. */
@@ -46,6 +98,10 @@ export interface Executor {
   /** The trusted side has consumed `bytes` of the instance's packets (flow control). */
   ack(id: string, bytes: number): void;
   suspend(id: string): void;
+  /** State of a stopped, retained instance (see InstanceSpec.retain). */
+  snapshot(id: string): Promise<ExecutorSnapshot>;
+  /** Forgets a stopped, retained instance. */
+  release(id: string): void;
   /** Kills the instance; with a reason, as a trap found by the trusted side (ABI violation, service failure). */
   kill(id: string, reason?: KillReason): void;
   close(): Promise<void>;

@@ -1,5 +1,5 @@
 import { ExecutorCore } from './executor-core.js';
-import type { Executor, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
+import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 
 /**
  * Runs instances in the calling process. For tests and the browser only: the
@@ -27,6 +27,12 @@ export class InProcessExecutor implements Executor {
   }
   suspend(id: string): void {
     this.core.suspend(id);
+  }
+  async snapshot(id: string): Promise<ExecutorSnapshot> {
+    return this.core.snapshot(id);
+  }
+  release(id: string): void {
+    this.core.release(id);
   }
   kill(id: string, reason?: KillReason): void {
     this.core.kill(id, reason);

@@ -4,17 +4,30 @@ import { Trap, TrapId } from '../abi/trap.js';
 import { YIELD_IMPORT } from '../prepare/asyncify.js';
 import type { Profile } from '../prepare/profile.js';
 import { InternalExport, MEMORY_IMPORT } from '../prepare/rewrite.js';
+import type { GlobalValue } from '../snapshot/state.js';
 import type { PacketChannel } from './channel.js';
+import type { ExecutorSnapshot, GlobalType, InitialState, KillReason, ResumeState } from './executor.js';
 import { InternalRuntimeError } from './errors.js';
 import { State, statusForTrap, type InstanceStatus } from './status.js';
 import { ExitSignal, KillSignal, classifyError } from './traps.js';
 
 /** Checks run between two calls of the yield import (fuel is refilled there). */
 const FUEL = 20000;
-/** Initial size of the memory region borrowed for an unwound stack. */
-const INITIAL_REGION = 256 * 1024;
-const MAX_REGION = 64 * 1024 * 1024;
+/**
+ * Largest memory region borrowed for an unwound stack (Asyncify needs about
+ * 20 bytes per frame plus the frame's live locals). The region is the end of
+ * linear memory, so a stack that does not fit traps at the memory's end
+ * instead of writing over program data.
+ */
+const REGION = 1024 * 1024;
 const ASYNCIFY_HEADER = 8;
+
+/**
+ * Where the borrowed region's bytes wait while Asyncify uses it. One buffer
+ * serves every instance: the executor runs one instance at a time, and a
+ * region is always given back before the slice ends.
+ */
+let scratch = new Uint8Array(0);
 
 const enum AsyncifyState {
   Normal = 0,
@@ -43,12 +56,13 @@ export interface InstanceOptions {
   timeResolutionNs: number;
   channel: PacketChannel;
   debug: ((data: Uint8Array) => void) | undefined;
-  /** Monotonic time of the instance when this run began (restores continue from there). */
-  monotonicStartNs?: bigint;
   /** Random bytes for the 16-byte pool. */
   randomPool: Uint8Array;
   /** io-suspend: longest computation without a blocking call (see InstanceSpec). */
   computeLimitMs?: number;
+  globalTypes: GlobalType[];
+  init: InitialState;
+  resume?: ResumeState;
 }
 
 /** Why the instance's stack was unwound. */
@@ -97,8 +111,8 @@ export class Instance implements AbiContext {
   private readonly calls: string[] = [];
 
   private stack: Uint8Array | undefined;
-  private regionSize = INITIAL_REGION;
-  private regionSave = new Uint8Array(0);
+  /** Start of the borrowed region and how many bytes of it are saved in `scratch` (0: none borrowed). */
+  private regionBase = 0;
   private regionLength = 0;
   private unwindReason: UnwindReason | undefined;
   private pendingWait: BlockedWait | undefined;
@@ -109,7 +123,11 @@ export class Instance implements AbiContext {
   private computeDeadline = Infinity;
   private suspendRequested = false;
   private killRequested = false;
+  private killReason: KillReason | undefined;
+  private running = false;
   private finalStatus: InstanceStatus | undefined;
+  /** The monotonic clock when the instance stopped (it does not advance while stopped). */
+  private stoppedMonotonicNs: bigint | undefined;
   /** What the last entry function returned (ignored by the ABI; benchmarks check it). */
   lastReturn: unknown;
   private random: Uint8Array;
@@ -122,7 +140,7 @@ export class Instance implements AbiContext {
     this.granularityNs = granularityOf(opts.timeResolutionNs);
     this.random = opts.randomPool;
     this.monotonicBaseMs = performance.now();
-    this.monotonicStartNs = opts.monotonicStartNs ?? 1_000_000_000n;
+    this.monotonicStartNs = opts.resume?.monotonicNs ?? 1_000_000_000n;
     this.memoryObject = new WebAssembly.Memory({ initial: opts.memoryPages.initial, maximum: opts.memoryPages.maximum });
 
     const host = createHostImports(this);
@@ -148,8 +166,44 @@ export class Instance implements AbiContext {
     this.asyncify = ex as unknown as AsyncifyExports;
     this.fuel = ex[InternalExport.fuel] as WebAssembly.Global | undefined;
     if (this.fuel) this.fuel.value = FUEL;
-    if (opts.hasStart) this.calls.push(InternalExport.start);
-    if (opts.entry !== undefined) this.calls.push(opts.entry);
+    this.applyInitialState(opts.init);
+    if (opts.resume) {
+      this.calls.push(...opts.resume.calls);
+      if (opts.resume.stack.length > 0) this.stack = opts.resume.stack;
+    } else {
+      if (opts.hasStart) this.calls.push(InternalExport.start);
+      if (opts.entry !== undefined) this.calls.push(opts.entry);
+    }
+  }
+
+  private applyInitialState(init: InitialState): void {
+    const mem = new Uint8Array(this.memoryObject.buffer);
+    for (const d of init.data) {
+      if (d.offset + d.bytes.length > mem.length) throw new InternalRuntimeError(`data segment at ${d.offset} does not fit in memory`);
+      mem.set(d.bytes, d.offset);
+    }
+    for (const g of init.globals) {
+      const global = this.wasm.exports[`${InternalExport.globalPrefix}${g.index}`] as WebAssembly.Global | undefined;
+      if (!global) throw new InternalRuntimeError(`global ${g.index} is not exported by the prepared module`);
+      global.value = g.value.value;
+    }
+  }
+
+  /** The state a snapshot needs; only for a stopped instance. */
+  snapshotState(): ExecutorSnapshot {
+    const globals: GlobalValue[] = this.opts.globalTypes.map((t, i) => {
+      const v = (this.wasm.exports[`${InternalExport.globalPrefix}${i}`] as WebAssembly.Global).value as number | bigint;
+      return { type: t.type, value: v } as GlobalValue;
+    });
+    return {
+      memory: new Uint8Array(this.memoryObject.buffer).slice(),
+      globals,
+      stack: this.stack,
+      calls: [...this.calls],
+      monotonicNs: this.stoppedMonotonicNs ?? this.monotonicNs(),
+      input: this.opts.channel.drainInput(),
+      outputTail: this.opts.channel.outputTail(),
+    };
   }
 
   get memoryPages(): number {
@@ -170,8 +224,15 @@ export class Instance implements AbiContext {
     this.suspendRequested = true;
   }
 
-  requestKill(): void {
+  /** Asks the instance to stop KILLED (or with the reason's trap) at its next check point or host call. */
+  requestKill(reason?: KillReason): void {
     this.killRequested = true;
+    this.killReason ??= reason;
+  }
+
+  /** Whether the instance is inside runSlice (a host function is calling out). */
+  get isRunning(): boolean {
+    return this.running;
   }
 
   get wantsSuspend(): boolean {
@@ -201,11 +262,12 @@ export class Instance implements AbiContext {
   /** Runs the instance until it blocks, is preempted, or stops. */
   runSlice(sliceMs: number): SliceOutcome {
     if (this.finalStatus) return { kind: 'stopped', status: this.finalStatus };
-    if (this.killRequested) return { kind: 'stopped', status: this.finish({ state: State.Killed }) };
+    if (this.killRequested) return { kind: 'stopped', status: this.finish(this.killReason ? statusForTrap(this.killReason.trap, this.killReason.message) : { state: State.Killed }) };
     if (this.suspendRequested) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
     const now = performance.now();
     this.sliceDeadline = now + sliceMs;
     this.computeDeadline = now + (this.opts.computeLimitMs ?? Infinity);
+    this.running = true;
     try {
       while (this.calls.length) {
         const name = this.calls[0]!;
@@ -223,6 +285,8 @@ export class Instance implements AbiContext {
       return { kind: 'stopped', status: this.finish({ state: State.Halted, result: 0 }) };
     } catch (e) {
       return { kind: 'stopped', status: this.afterThrow(e) };
+    } finally {
+      this.running = false;
     }
   }
 
@@ -230,7 +294,7 @@ export class Instance implements AbiContext {
     const reason = this.unwindReason;
     this.unwindReason = undefined;
     if (reason === 'deficiency') return { kind: 'stopped', status: this.finish({ state: State.Suspended, cause: 'ABI_DEFICIENCY' }) };
-    if (this.killRequested) return { kind: 'stopped', status: this.finish({ state: State.Killed }) };
+    if (this.killRequested) return { kind: 'stopped', status: this.finish(this.killReason ? statusForTrap(this.killReason.trap, this.killReason.message) : { state: State.Killed }) };
     if (this.suspendRequested) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
     if (reason === 'wait') {
       const wait = this.pendingWait!;
@@ -242,29 +306,36 @@ export class Instance implements AbiContext {
 
   private afterThrow(e: unknown): InstanceStatus {
     const state = this.asyncify.asyncify_get_state();
-    if (state !== AsyncifyState.Normal) {
-      // A trap in the middle of unwinding or rewinding: the unwind region was
-      // too small, or the stack did not match the code. The stack is lost.
-      this.restoreRegion();
+    if (state !== AsyncifyState.Normal || this.regionLength > 0) {
+      // A trap in the middle of unwinding or rewinding: the stack did not fit
+      // in the borrowed region, or the native stack ran out while rewinding.
+      // The program's memory is intact (the region is given back); its stack is lost.
+      const detail =
+        state === AsyncifyState.Rewinding
+          ? 'the stack could not be rewound'
+          : `the call stack is too deep to suspend (more than ${this.regionLength - ASYNCIFY_HEADER} bytes)`;
+      this.restoreRegion(this.regionLength);
+      this.stack = undefined;
       try {
         if (state === AsyncifyState.Unwinding) this.asyncify.asyncify_stop_unwind();
-        else this.asyncify.asyncify_stop_rewind();
+        else if (state === AsyncifyState.Rewinding) this.asyncify.asyncify_stop_rewind();
       } catch {
         // the instance is unusable anyway
       }
-      const detail = state === AsyncifyState.Unwinding ? `call stack too deep to unwind in ${this.regionLength} bytes` : 'stack could not be rewound';
-      return this.finish(statusForTrap(TrapId.InternalError, `${detail} (${classifyError(e).trap === TrapId.Unreachable ? 'asyncify' : String(e)})`));
+      if (classifyError(e).trap === TrapId.CallStackExhausted) return this.finish(statusForTrap(TrapId.CallStackExhausted));
+      return this.finish(statusForTrap(TrapId.InternalError, detail));
     }
     if (e instanceof ExitSignal) {
       return this.finish({ state: State.Terminated, result: e.status === 0 ? 0 : 1 });
     }
-    if (e instanceof KillSignal) return this.finish({ state: State.Killed });
+    if (e instanceof KillSignal) return this.finish(e.reason ? statusForTrap(e.reason.trap, e.reason.message) : { state: State.Killed });
     const { trap, message } = classifyError(e);
     return this.finish(statusForTrap(trap, message));
   }
 
   private finish(status: InstanceStatus): InstanceStatus {
     if (!this.finalStatus) {
+      this.stoppedMonotonicNs = this.monotonicNs();
       // A kill request overrides ordinary outcomes (abi.md §7.1).
       if (this.killRequested && (status.state === State.Suspended || status.state === State.Halted || status.state === State.Terminated)) {
         status = { state: State.Killed };
@@ -276,57 +347,63 @@ export class Instance implements AbiContext {
 
   // --- Asyncify glue -------------------------------------------------------
 
+  /** Whether memory is large enough to hold an unwound stack at all. */
+  private get canUnwind(): boolean {
+    return this.memoryObject.buffer.byteLength >= ASYNCIFY_HEADER + 64;
+  }
+
   private startUnwind(reason: UnwindReason): void {
     const mem = new Uint8Array(this.memoryObject.buffer);
-    const length = Math.min(mem.length, this.regionSize);
-    if (length < ASYNCIFY_HEADER + 64) throw new InternalRuntimeError('memory is too small to unwind the stack (a memory of at least one page is needed)');
-    this.saveRegion(mem, length);
+    if (!this.canUnwind) throw new InternalRuntimeError('the program cannot wait or be suspended: its memory is empty');
+    const length = Math.min(mem.length, REGION);
+    this.borrowRegion(mem, mem.length - length, length);
     const v = new DataView(mem.buffer);
-    v.setUint32(0, ASYNCIFY_HEADER, true);
-    v.setUint32(4, length, true);
+    v.setUint32(this.regionBase, this.regionBase + ASYNCIFY_HEADER, true);
+    v.setUint32(this.regionBase + 4, mem.length, true);
     this.unwindReason = reason;
-    this.asyncify.asyncify_start_unwind(0);
+    this.asyncify.asyncify_start_unwind(this.regionBase);
   }
 
   private finishUnwind(): void {
     this.asyncify.asyncify_stop_unwind();
     const mem = new Uint8Array(this.memoryObject.buffer);
-    const end = new DataView(mem.buffer).getUint32(0, true);
-    this.stack = mem.slice(ASYNCIFY_HEADER, end);
-    this.restoreRegion();
-    // Grow the region for next time if this stack used much of it.
-    if (end * 2 > this.regionSize && this.regionSize < MAX_REGION) this.regionSize *= 2;
+    const end = new DataView(mem.buffer).getUint32(this.regionBase, true);
+    this.stack = mem.slice(this.regionBase + ASYNCIFY_HEADER, end);
+    this.restoreRegion(end - this.regionBase);
   }
 
   private startRewind(): void {
     const stack = this.stack!;
     const mem = new Uint8Array(this.memoryObject.buffer);
-    const length = Math.min(mem.length, Math.max(this.regionSize, ASYNCIFY_HEADER + stack.length));
-    if (ASYNCIFY_HEADER + stack.length > length) throw new InternalRuntimeError('memory is too small to rewind the stack');
-    this.saveRegion(mem, length);
-    mem.set(stack, ASYNCIFY_HEADER);
+    const length = ASYNCIFY_HEADER + stack.length;
+    if (length > mem.length) throw new InternalRuntimeError('memory is too small to rewind the stack');
+    this.borrowRegion(mem, mem.length - length, length);
+    mem.set(stack, this.regionBase + ASYNCIFY_HEADER);
     const v = new DataView(mem.buffer);
-    v.setUint32(0, ASYNCIFY_HEADER + stack.length, true);
-    v.setUint32(4, length, true);
-    this.asyncify.asyncify_start_rewind(0);
+    v.setUint32(this.regionBase, mem.length, true);
+    v.setUint32(this.regionBase + 4, mem.length, true);
+    this.asyncify.asyncify_start_rewind(this.regionBase);
   }
 
   private finishRewind(): void {
     this.asyncify.asyncify_stop_rewind();
     this.stack = undefined;
-    this.restoreRegion();
+    this.restoreRegion(this.regionLength);
     this.reentered = true;
   }
 
-  private saveRegion(mem: Uint8Array, length: number): void {
-    if (this.regionSave.length < length) this.regionSave = new Uint8Array(length);
-    this.regionSave.set(mem.subarray(0, length));
+  private borrowRegion(mem: Uint8Array, base: number, length: number): void {
+    if (scratch.length < length) scratch = new Uint8Array(Math.max(length, Math.min(2 * scratch.length, REGION)));
+    scratch.set(mem.subarray(base, base + length));
+    this.regionBase = base;
     this.regionLength = length;
   }
 
-  private restoreRegion(): void {
+  /** Gives back the region; only its first `used` bytes can have changed. */
+  private restoreRegion(used: number): void {
     if (this.regionLength === 0) return;
-    new Uint8Array(this.memoryObject.buffer).set(this.regionSave.subarray(0, this.regionLength));
+    const n = Math.max(0, Math.min(used, this.regionLength));
+    new Uint8Array(this.memoryObject.buffer).set(scratch.subarray(0, n), this.regionBase);
     this.regionLength = 0;
   }
 
@@ -337,9 +414,9 @@ export class Instance implements AbiContext {
       this.reentered = false;
       return;
     }
-    if (this.killRequested) throw new KillSignal();
+    if (this.killRequested) throw new KillSignal(this.killReason);
     const now = performance.now();
-    if (this.opts.profile !== 'suspend-anywhere') {
+    if (this.opts.profile !== 'suspend-anywhere' || !this.canUnwind) {
       if (now >= this.computeDeadline) {
         throw new Trap(TrapId.InternalError, `computed for over ${this.opts.computeLimitMs} ms without a blocking call, which the io-suspend profile cannot preempt`);
       }
@@ -400,7 +477,7 @@ export class Instance implements AbiContext {
       this.reentered = false;
       return false;
     }
-    if (this.killRequested) throw new KillSignal();
+    if (this.killRequested) throw new KillSignal(this.killReason);
     const ch = this.opts.channel;
     if ((cond.input && ch.inputBuffered() > 0) || (cond.output && ch.outputSpace() > 0)) return false;
     if (cond.timeoutNs !== undefined && cond.timeoutNs <= 0n) return false;
@@ -415,7 +492,7 @@ export class Instance implements AbiContext {
       this.reentered = false;
       return false;
     }
-    if (this.killRequested) throw new KillSignal();
+    if (this.killRequested) throw new KillSignal(this.killReason);
     if (this.suspendRequested || performance.now() >= this.sliceDeadline) {
       this.startUnwind('yield');
       return true;

@@ -4,34 +4,54 @@ import { prepare, sha256Hex, type PreparedModule } from '../prepare/pipeline.js'
 import type { PreparedCache } from '../prepare/cache.js';
 import type { Profile } from '../prepare/profile.js';
 import { INTERNAL_PREFIX, type CanonicalImport } from '../prepare/rewrite.js';
+import { readSnapshot, type SnapshotInfo } from '../snapshot/format.js';
+import type { GlobalValue } from '../snapshot/state.js';
 import { ModuleError } from '../wasm/errors.js';
 import { parseModule, type WasmModule } from '../wasm/module.js';
 import { validateModule, type ModuleLimits } from '../wasm/validate.js';
+import type { GlobalType, InitialState } from './executor.js';
 
 const UNWINDING = new Set<string>(BLOCKING_IMPORTS);
 
-/** A module that passed Gate's acceptance rules (spec abi.md §1). */
+/**
+ * A module that passed Gate's acceptance rules (spec abi.md §1): a program,
+ * or a snapshot of an instance (a program module with `gate.*` sections).
+ */
 export class Program {
   private constructor(
     readonly hash: string,
+    /** The module as the runtime sees it: for a snapshot, with its hidden exports and its start function. */
     readonly module: WasmModule,
     readonly imports: CanonicalImport[],
+    /** Set when the module is a snapshot. */
+    readonly snapshot: SnapshotInfo | undefined,
   ) {}
 
-  /** Reads, validates and resolves the imports of module bytes; throws ModuleError. */
+  /** Reads and validates module bytes, a program or a snapshot; throws ModuleError (or SnapshotError). */
   static async load(bytes: Uint8Array, limits: ModuleLimits): Promise<Program> {
     if (bytes.length > limits.maxModuleSize) {
       throw new ModuleError(`module size ${bytes.length} exceeds the limit of ${limits.maxModuleSize} bytes`, undefined, 'GATE_MODULE_LIMIT');
     }
-    const module = parseModule(bytes);
+    const parsed = parseModule(bytes);
+    const snapshot = readSnapshot(parsed);
+    // A snapshot hides its exports while it has a stack, and keeps its start
+    // function (if still pending) in the stack instead of a start section.
+    const module: WasmModule = snapshot ? { ...parsed, exports: snapshot.exports, start: snapshot.stack?.startFunction } : parsed;
     validateModule(module, limits);
     for (const e of module.exports) {
       if (e.name.startsWith(INTERNAL_PREFIX) || e.name.startsWith('asyncify_')) {
         throw new ModuleError(`export name "${e.name}" is reserved by the runtime`);
       }
     }
+    const memory = module.memories[0];
+    const memoryBytes = (memory?.min ?? 0) * 65536;
+    for (const d of module.dataSegments) {
+      if (!d.passive && (d.offset === undefined || d.offset + (d.end - d.start) > memoryBytes)) {
+        throw new ModuleError('data segment does not fit in the initial memory', d.start);
+      }
+    }
     const imports = resolveImports(module).map((r) => r.canonical);
-    return new Program(await sha256Hex(bytes), module, imports);
+    return new Program(await sha256Hex(bytes), module, imports, snapshot);
   }
 
   get bytes(): Uint8Array {
@@ -44,7 +64,7 @@ export class Program {
 
   /** The entry function to call (spec abi.md §1.3); throws EntryError. */
   entry(requested: string | undefined): string | undefined {
-    return resolveEntry(this.module, requested, { snapshot: false }).entry;
+    return resolveEntry(this.module, requested, { snapshot: this.snapshot !== undefined, suspended: this.snapshot?.stack !== undefined }).entry;
   }
 
   /** Initial and maximum memory pages, or undefined if the module has no memory. */
@@ -52,7 +72,45 @@ export class Program {
     return this.module.memories[0];
   }
 
+  get globalTypes(): GlobalType[] {
+    return this.module.globals.map((g) => ({ type: g.type, mutable: g.mutable }));
+  }
+
+  /** Memory contents and mutable global values an instance of this module starts with. */
+  initialState(): InitialState {
+    const m = this.module;
+    const data = m.dataSegments
+      .filter((d) => !d.passive && d.end > d.start)
+      .map((d) => ({ offset: d.offset!, bytes: m.bytes.subarray(d.start, d.end) }));
+    const globals: InitialState['globals'] = [];
+    m.globals.forEach((g, index) => {
+      if (g.mutable) globals.push({ index, value: globalValue(g.type, g.init) });
+    });
+    return { data, globals };
+  }
+
   prepare(profile: Profile, cache?: PreparedCache, optimizeLevel?: number): Promise<PreparedModule> {
-    return prepare(this.module, this.hash, { profile, imports: this.imports, unwindingImports: UNWINDING, cache, optimizeLevel });
+    return prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache, optimizeLevel });
+  }
+}
+
+const f32 = new Float32Array(1);
+const f32bits = new Uint32Array(f32.buffer);
+const f64 = new Float64Array(1);
+const f64bits = new BigUint64Array(f64.buffer);
+
+/** A global's value from its constant init expression (floats arrive as raw bits). */
+function globalValue(type: number, init: number | bigint | undefined): GlobalValue {
+  switch (type) {
+    case 0x7f:
+      return { type: 0x7f, value: Number(init ?? 0) | 0 };
+    case 0x7e:
+      return { type: 0x7e, value: BigInt.asIntN(64, BigInt(init ?? 0n)) };
+    case 0x7d:
+      f32bits[0] = Number(init ?? 0);
+      return { type: 0x7d, value: f32[0]! };
+    default:
+      f64bits[0] = BigInt.asUintN(64, BigInt(init ?? 0n));
+      return { type: 0x7c, value: f64[0]! };
   }
 }

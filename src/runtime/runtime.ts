@@ -1,12 +1,18 @@
 import { HEADER_SIZE, MAX_PACKET_SIZE } from '../abi/packet.js';
-import { Trap, TrapId } from '../abi/trap.js';
+import { Trap, TrapCauseName, TrapId } from '../abi/trap.js';
+import { PIPELINE_VERSION, type PreparedModule } from '../prepare/pipeline.js';
+import { InternalExport } from '../prepare/rewrite.js';
+import { SnapshotError } from '../snapshot/errors.js';
+import { writeSnapshot } from '../snapshot/format.js';
+import type { ServiceState, SnapshotState } from '../snapshot/state.js';
+import type { ModuleLimits } from '../wasm/validate.js';
 import type { PreparedCache } from '../prepare/cache.js';
 import { DEFAULT_PROFILE, type Profile } from '../prepare/profile.js';
 import { ModuleLimitError } from '../wasm/errors.js';
-import type { Executor } from './executor.js';
-import type { Program } from './program.js';
+import type { Executor, ResumeState } from './executor.js';
+import { Program } from './program.js';
 import { InstanceStateError } from './errors.js';
-import { isFinal, State, type InstanceStatus } from './status.js';
+import { isFinal, State, statusForTrap, type InstanceStatus } from './status.js';
 
 /** The trusted side's services of one instance (implemented by service/session.ts). */
 export interface ServiceConnection {
@@ -15,7 +21,10 @@ export interface ServiceConnection {
   bind(code: number, name: string): void;
   /** A packet from the program; may complete asynchronously. */
   handle(packet: Uint8Array): void | Promise<void>;
-  shutdown(suspend: boolean): Promise<unknown> | unknown;
+  /** The program stopped; with `suspend`, returns each discovered service's state in code order. */
+  shutdown(suspend: boolean): Promise<ServiceState[] | void> | ServiceState[] | void;
+  /** Re-creates the services of a snapshot before the instance continues. */
+  restore(states: ServiceState[]): void | Promise<void>;
 }
 
 export interface ServiceHooks {
@@ -52,11 +61,13 @@ export interface LaunchOptions<C extends ServiceConnection> {
   debug?: (data: Uint8Array) => void;
   instanceId?: string;
   services: ServiceProvider<C>;
+  /** Keep the instance's state in the executor after it stops, for snapshot() and resume. */
+  retain?: boolean;
 }
 
 /**
- * The runtime's public face: launches programs in an executor and wires
- * their packets to the trusted side's services.
+ * The runtime's public face: launches programs (and snapshots) in an
+ * executor and wires their packets to the trusted side's services.
  */
 export class Runtime {
   constructor(private readonly opts: RuntimeOptions) {}
@@ -65,9 +76,17 @@ export class Runtime {
     return this.opts.executor;
   }
 
+  /**
+   * Starts an instance of a program, or continues one from a snapshot (a
+   * Program loaded from snapshot bytes): a suspended snapshot resumes where it
+   * stopped, a halted one runs the requested function (if any) on its state,
+   * a final one gives a stopped instance with the recorded status.
+   */
   async launch<C extends ServiceConnection>(program: Program, launch: LaunchOptions<C>): Promise<RunningInstance<C>> {
+    const snap = program.snapshot;
     const entry = program.entry(launch.entry);
-    const profile = launch.profile ?? this.opts.profile ?? DEFAULT_PROFILE;
+    const profile = snap?.stack?.profile ?? launch.profile ?? this.opts.profile ?? DEFAULT_PROFILE;
+    const optimizeLevel = snap?.stack?.optimizeLevel ?? this.opts.optimizeLevel;
     const mem = program.memoryLimits;
     let memoryPages = { initial: 1, maximum: 1 };
     if (mem) {
@@ -75,19 +94,55 @@ export class Runtime {
       if (mem.min > maximum) throw new ModuleLimitError('initial program memory size exceeds instance memory size limit');
       memoryPages = { initial: mem.min, maximum };
     }
-    const prepared = await program.prepare(profile, this.opts.cache, this.opts.optimizeLevel);
+    const id = launch.instanceId ?? globalThis.crypto.randomUUID();
     const executor = this.opts.executor;
+    const debug = launch.debug ? new DebugLog(launch.debug) : undefined;
+
+    if (snap?.final) {
+      const inst = new RunningInstance<C>(id, executor, debug, program, undefined, false);
+      inst.stoppedWithoutRun(statusOfSnapshot(snap.trap, snap.result));
+      return inst;
+    }
+
+    const prepared = await program.prepare(profile, this.opts.cache, optimizeLevel);
+    if (snap?.stack) {
+      if (snap.stack.pipelineVersion !== PIPELINE_VERSION) {
+        throw new SnapshotError(`snapshot was made by instrumentation pipeline version ${snap.stack.pipelineVersion}; this runtime has version ${PIPELINE_VERSION}`);
+      }
+      if (snap.stack.preparedKey !== prepared.key) {
+        throw new SnapshotError("snapshot's call stack does not belong to this program's prepared code");
+      }
+    }
     await executor.loadModule(prepared.key, prepared.bytes);
 
-    const id = launch.instanceId ?? globalThis.crypto.randomUUID();
-    const debug = launch.debug ? new DebugLog(launch.debug) : undefined;
-    const inst = new RunningInstance<C>(id, executor, debug);
+    const retain = launch.retain ?? false;
+    const inst = new RunningInstance<C>(id, executor, debug, program, prepared, retain);
     const services = launch.services({
       instanceId: id,
       send: (packet) => inst.sendToProgram(packet),
       fail: (error) => inst.serviceFailed(error),
     });
     inst.attach(services);
+    let resume: ResumeState | undefined;
+    if (snap) {
+      // Services first: the restored output below may hold packets for them.
+      await services.restore(snap.services);
+      const calls: string[] = [];
+      if (snap.stack) {
+        if (snap.stack.startPending) calls.push(InternalExport.start);
+        if (snap.stack.entry !== undefined) calls.push(snap.stack.entry);
+      } else if (entry !== undefined) {
+        calls.push(entry);
+      }
+      resume = {
+        stack: snap.stack?.unwound ?? new Uint8Array(0),
+        calls,
+        monotonicNs: snap.monotonicNs,
+        input: snap.input,
+        outputTail: snap.output,
+        services: snap.services.map((s) => s.name),
+      };
+    }
     executor.createInstance(
       {
         id,
@@ -100,6 +155,10 @@ export class Runtime {
         debug: debug !== undefined,
         services: services.availableNames(),
         computeLimitMs: this.opts.computeLimitMs ?? DEFAULT_COMPUTE_LIMIT_MS,
+        globalTypes: program.globalTypes,
+        init: program.initialState(),
+        resume,
+        retain,
       },
       {
         packet: (p) => inst.fromProgram(p),
@@ -110,6 +169,39 @@ export class Runtime {
     );
     return inst;
   }
+
+  /**
+   * Continues a stopped (suspended or halted) instance under the same id:
+   * takes its snapshot, releases it and launches the snapshot. With `entry`,
+   * a halted instance runs that function.
+   */
+  async resume<C extends ServiceConnection>(
+    instance: RunningInstance<ServiceConnection>,
+    launch: LaunchOptions<C> & { limits: ModuleLimits },
+  ): Promise<RunningInstance<C>> {
+    if (instance.status.state !== State.Suspended && instance.status.state !== State.Halted) {
+      throw new InstanceStateError(`only a SUSPENDED or HALTED instance can be resumed; it is ${instance.status.state}`);
+    }
+    const bytes = await instance.snapshot();
+    instance.release();
+    const program = await Program.load(bytes, launch.limits);
+    return this.launch(program, { ...launch, instanceId: instance.id });
+  }
+}
+
+/** Status of a launched final snapshot, from its trap and result (spec snapshot.md §7). */
+function statusOfSnapshot(trap: number, result: number): InstanceStatus {
+  if (trap === TrapId.Exit) return { state: State.Terminated, result: result === 0 ? 0 : 1 };
+  return trap === TrapId.Killed ? { state: State.Killed } : statusForTrap(trap);
+}
+
+/** Trap id recorded in a snapshot for a status (spec snapshot.md §3). */
+function trapOfStatus(status: InstanceStatus): number {
+  if (status.state === State.Halted || status.state === State.Terminated) return TrapId.Exit;
+  if (status.state === State.Suspended) return status.cause ? Number(Object.entries(TrapCauseName).find(([, n]) => n === status.cause)?.[0] ?? TrapId.Suspended) : TrapId.Suspended;
+  if (!status.cause) return TrapId.Killed;
+  const id = Object.entries(TrapCauseName).find(([, n]) => n === status.cause)?.[0];
+  return id !== undefined ? Number(id) : Number(status.cause) || TrapId.InternalError;
 }
 
 /** A launched instance, seen from the trusted side. */
@@ -119,12 +211,77 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   private readonly done: Promise<InstanceStatus>;
   private resolveDone!: (s: InstanceStatus) => void;
 
+  private serviceStates: ServiceState[] = [];
+  private released = false;
+
   constructor(
     readonly id: string,
     private readonly executor: Executor,
     private readonly debug: DebugLog | undefined,
+    private readonly program: Program,
+    private readonly prepared: PreparedModule | undefined,
+    private readonly retained: boolean,
   ) {
     this.done = new Promise((res) => (this.resolveDone = res));
+  }
+
+  /**
+   * The instance as a snapshot module (spec snapshot.md): only when it has
+   * stopped, and only if it was launched with `retain`.
+   */
+  async snapshot(): Promise<Uint8Array> {
+    const status = this.current;
+    if (status.state === State.Running) throw new InstanceStateError('instance must not be running; suspend it first');
+    const final = isFinal(status.state);
+    if (!this.prepared) {
+      // A final snapshot that was never run: its state is the module itself.
+      return this.program.bytes;
+    }
+    if (!this.retained || this.released) throw new InstanceStateError('instance state was not retained; launch it with retain to snapshot it');
+    const s = await this.executor.snapshot(this.id);
+    // V8 has unwound the stack of an instance whose call stack was exhausted:
+    // there is nothing to continue from, so its snapshot is final.
+    const resumable = status.state === State.Suspended && status.cause !== 'CALL_STACK_EXHAUSTED';
+    const startPending = s.calls[0] === InternalExport.start;
+    const state: SnapshotState = {
+      trap: trapOfStatus(status),
+      result: status.result ?? 0,
+      final: final || (status.state === State.Suspended && !resumable),
+      monotonicNs: s.monotonicNs,
+      breakpoints: [],
+      memory: s.memory,
+      memoryMaxPages: this.program.memoryLimits?.max,
+      globals: s.globals,
+      input: s.input,
+      output: s.outputTail,
+      services: this.serviceStates,
+      stack: resumable
+        ? {
+            pipelineVersion: PIPELINE_VERSION,
+            profile: this.prepared.profile,
+            optimizeLevel: this.prepared.optimizeLevel,
+            preparedKey: this.prepared.key,
+            startFunction: this.program.module.start,
+            startPending,
+            entry: s.calls.find((c) => c !== InternalExport.start),
+            unwound: s.stack ?? new Uint8Array(0),
+          }
+        : undefined,
+    };
+    return writeSnapshot(this.program.module, state);
+  }
+
+  /** Lets the executor forget a retained instance. */
+  release(): void {
+    if (this.released || !this.retained) return;
+    this.released = true;
+    this.executor.release(this.id);
+  }
+
+  /** @internal */
+  stoppedWithoutRun(status: InstanceStatus): void {
+    this.current = status;
+    this.resolveDone(status);
   }
 
   get services(): C {
@@ -157,7 +314,9 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
 
   /** @internal */
   sendToProgram(packet: Uint8Array): void {
-    if (this.current.state !== State.Running) return;
+    // Replies still in flight when the instance suspends belong in its snapshot.
+    const keep = this.current.state === State.Running || (this.current.state === State.Suspended && this.retained && !this.released);
+    if (!keep) return;
     const size = packet.length >= HEADER_SIZE ? new DataView(packet.buffer, packet.byteOffset).getUint32(0, true) : -1;
     if (size !== packet.length || size > MAX_PACKET_SIZE) {
       this.serviceFailed(new Error(`a service sent a malformed packet (size field ${size}, length ${packet.length})`));
@@ -199,7 +358,10 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
     this.debug?.end();
     Promise.resolve(this.servicesRef?.shutdown(status.state === State.Suspended))
       .catch(() => undefined)
-      .then(() => this.resolveDone(status));
+      .then((states) => {
+        if (Array.isArray(states)) this.serviceStates = states;
+        this.resolveDone(status);
+      });
   }
 }
 

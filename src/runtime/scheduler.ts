@@ -23,6 +23,7 @@ export class Scheduler {
   private readonly ready: Instance[] = [];
   private readonly blocked = new Map<Instance, Blocked>();
   private scheduled = false;
+  private paused = false;
 
   constructor(
     private readonly onStopped: (inst: Instance, status: InstanceStatus) => void,
@@ -76,14 +77,25 @@ export class Scheduler {
     this.kick();
   }
 
+  /** Stops running slices until resume() (the executor's output is backed up). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.kick();
+  }
+
   private kick(): void {
-    if (this.scheduled || this.ready.length === 0) return;
+    if (this.paused || this.scheduled || this.ready.length === 0) return;
     this.scheduled = true;
     soon(() => this.turn());
   }
 
   private turn(): void {
     this.scheduled = false;
+    if (this.paused) return;
     const inst = this.ready.shift();
     if (!inst) return;
     const outcome = inst.runSlice(this.sliceMs);

@@ -9,7 +9,8 @@ export class ExitSignal extends Error {
 
 /** Thrown through the program's frames when the host kills the instance. */
 export class KillSignal extends Error {
-  constructor() {
+  /** Set when the trusted side killed the instance for a reason (ABI violation, service failure). */
+  constructor(readonly reason?: { trap: number; message: string }) {
     super('killed');
   }
 }

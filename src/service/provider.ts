@@ -48,6 +48,10 @@ export class InstanceServices implements ServiceConnection {
     this.session.handle(packet);
   }
 
+  restore(states: ServiceBuffer[]): void {
+    this.session.restore(states);
+  }
+
   async shutdown(suspend: boolean): Promise<ServiceBuffer[]> {
     try {
       return await this.session.shutdown(suspend);

@@ -61,6 +61,15 @@ export interface Limits {
   max: number | undefined;
 }
 
+export interface DataSegment {
+  passive: boolean;
+  /** Memory offset of an active segment (from an `i32.const` offset expression; undefined otherwise). */
+  offset: number | undefined;
+  /** Offsets of the segment's bytes in the module. */
+  start: number;
+  end: number;
+}
+
 export interface FunctionBody {
   /** Offset of the body's size field. */
   start: number;
@@ -77,6 +86,8 @@ export interface FunctionBody {
 export interface GlobalDef {
   type: number;
   mutable: boolean;
+  /** Value of a constant init expression (undefined if it is not one constant). */
+  init: number | bigint | undefined;
   /** Offsets of the init expression, including its `end`. */
   initStart: number;
   initEnd: number;
@@ -102,6 +113,7 @@ export interface WasmModule {
   elementSegmentCount: number;
   elementEntryCount: number;
   dataSegmentCount: number;
+  dataSegments: DataSegment[];
   bodies: FunctionBody[];
   /** Number of imported functions (defined functions are numbered after them). */
   importedFunctionCount: number;
@@ -156,6 +168,45 @@ export function skipConstExpr(r: ByteReader): void {
   }
 }
 
+/**
+ * Reads a constant expression up to and including its `end`; returns its
+ * value if it is a single constant (f32/f64 as their raw bits: number for
+ * f32, bigint for f64), else undefined.
+ */
+export function constExprValue(r: ByteReader): number | bigint | undefined {
+  const start = r.pos;
+  const op = r.u8();
+  let v: number | bigint | undefined;
+  switch (op) {
+    case 0x41:
+      v = r.s32();
+      break;
+    case 0x42:
+      v = r.s64();
+      break;
+    case 0x43: {
+      const b = r.bytesView(4);
+      v = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+      break;
+    }
+    case 0x44: {
+      const b = r.bytesView(8);
+      v = BigInt.asUintN(64, BigInt((b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0) | (BigInt((b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0) << 32n));
+      break;
+    }
+    default:
+      r.pos = start;
+      skipConstExpr(r);
+      return undefined;
+  }
+  if (r.u8() !== 0x0b) {
+    r.pos = start;
+    skipConstExpr(r);
+    return undefined;
+  }
+  return v;
+}
+
 export function parseModule(bytes: Uint8Array): WasmModule {
   if (bytes.length < 8) throw new ModuleError('module is too short to be WebAssembly');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -177,6 +228,7 @@ export function parseModule(bytes: Uint8Array): WasmModule {
     elementSegmentCount: 0,
     elementEntryCount: 0,
     dataSegmentCount: 0,
+    dataSegments: [],
     bodies: [],
     importedFunctionCount: 0,
   };
@@ -290,8 +342,8 @@ function readSection(m: WasmModule, id: number, s: ByteReader): void {
         const mut = s.u8();
         if (mut > 1) throw new ModuleError('invalid global mutability', s.pos - 1);
         const initStart = s.pos;
-        skipConstExpr(s);
-        m.globals.push({ type, mutable: mut === 1, initStart, initEnd: s.pos });
+        const init = constExprValue(s);
+        m.globals.push({ type, mutable: mut === 1, init, initStart, initEnd: s.pos });
       }
       break;
     }
@@ -348,15 +400,19 @@ function readSection(m: WasmModule, id: number, s: ByteReader): void {
       m.dataSegmentCount = n;
       for (let i = 0; i < n; i++) {
         const flags = s.u32();
+        let offset: number | undefined;
         if (flags === 1) {
           // passive segment (bulk memory)
         } else if (flags === 0) {
-          skipConstExpr(s);
+          const v = constExprValue(s);
+          offset = typeof v === 'number' ? v >>> 0 : undefined;
         } else {
           throw new ModuleError(`data segment kind ${flags} is not supported`, s.pos - 1);
         }
         const size = s.u32();
+        const start = s.pos;
         s.bytesView(size);
+        m.dataSegments.push({ passive: flags === 1, offset, start, end: s.pos });
       }
       break;
     }

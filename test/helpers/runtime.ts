@@ -25,6 +25,7 @@ export const noServices: ServiceProvider = () => ({
   bind() {},
   handle() {},
   shutdown() {},
+  restore() {},
 });
 
 export interface RunResult {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryCache } from '../../src/prepare/cache.js';
-import { prepare, sha256Hex } from '../../src/prepare/pipeline.js';
+import { prepare } from '../../src/prepare/pipeline.js';
 import { InternalExport, rewriteModule } from '../../src/prepare/rewrite.js';
 import { parseModule } from '../../src/wasm/module.js';
 import { wat } from '../helpers/wat.js';
@@ -32,7 +32,7 @@ describe('rewrite', () => {
   it('puts checks after loops and at entries of recursive functions only', () => {
     const r = rewriteModule(parseModule(LOOPS), { imports: IMPORTS, checks: true });
     assert.equal(r.loopChecks, 1);
-    assert.equal(r.entryChecks, 1); // fib only: run and leaf are not on a cycle
+    assert.equal(r.entryChecks, 2); // fib and run call; leaf does not
     const mod = new WebAssembly.Module(r.bytes as Uint8Array<ArrayBuffer>);
     const imports = WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}:${i.kind}`);
     assert.deepEqual(imports, ['wasi.sched_yield:function', 'gate.memory:memory']);
@@ -53,24 +53,23 @@ describe('rewrite', () => {
 describe('prepare', () => {
   it('is deterministic and cached by content', async () => {
     const m = parseModule(LOOPS);
-    const hash = await sha256Hex(LOOPS);
     const cache = new MemoryCache();
     const opts = { profile: 'suspend-anywhere' as const, imports: IMPORTS, unwindingImports: new Set(['wasi.sched_yield']), cache };
-    const a = await prepare(m, hash, opts);
-    const b = await prepare(parseModule(LOOPS), hash, { ...opts, cache: undefined });
+    const a = await prepare(m, opts);
+    const b = await prepare(parseModule(LOOPS), { ...opts, cache: undefined });
     assert.deepEqual(a.bytes, b.bytes);
     assert.equal(a.fromCache, false);
-    const c = await prepare(m, hash, opts);
+    const c = await prepare(m, opts);
     assert.equal(c.fromCache, true);
     assert.equal(c.key, a.key);
-    const io = await prepare(m, hash, { ...opts, profile: 'io-suspend' });
+    const io = await prepare(m, { ...opts, profile: 'io-suspend' });
     assert.notEqual(io.key, a.key);
     assert.ok(io.bytes.length < a.bytes.length, 'io-suspend instruments less code');
   });
 
   it('produces modules with the asyncify control exports', async () => {
     for (const profile of ['suspend-anywhere', 'io-suspend'] as const) {
-      const p = await prepare(parseModule(LOOPS), 'x', { profile, imports: IMPORTS, unwindingImports: new Set(['wasi.sched_yield']) });
+      const p = await prepare(parseModule(LOOPS), { profile, imports: IMPORTS, unwindingImports: new Set(['wasi.sched_yield']) });
       const mod = new WebAssembly.Module(p.bytes as Uint8Array<ArrayBuffer>);
       const names = WebAssembly.Module.exports(mod).map((e) => e.name);
       for (const n of ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyncify_start_rewind', 'asyncify_stop_rewind', 'asyncify_get_state']) {

@@ -1,3 +1,4 @@
+// cflags: -Wl,--initial-memory=2097152
 // counter: long-running CPU-bound programs for preemption, suspend,
 // snapshot and migration tests.
 //
@@ -13,7 +14,8 @@
 //            "counter <n>\n".  The count is sent as "<n>\n" to a client at
 //            the origin whenever one is connected and there is credit.
 //   compute  a pure CPU loop forever with no I/O at all.
-//   deep     recursion to depth 10000 with a live value in every frame; at
+//   deep     recursion to depth 10000 with a live value in every frame (the
+//            2 MiB initial memory leaves room for the unwound stack); at
 //            the bottom it polls io (timeout 0) until it sees that it has
 //            been resumed, then unwinds and logs "deep <result> ok\n" (or
 //            "deep <result> MISMATCH\n" and exit 1), where the result

@@ -1,9 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ExecutorError } from '../errors.js';
-import type { Executor, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
+import { ExecutorError, InstanceStateError } from '../errors.js';
+import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
 import type { InstanceStatus } from '../status.js';
 import { FrameDecoder, encodeFrame, type Message } from './framing.js';
+import { decodeSnapshot, encodeSpec } from './protocol.js';
+
+/** How long a killed instance may take to stop before its whole executor process is killed. */
+const KILL_GRACE_MS = 5000;
 
 const MAIN = fileURLToPath(new URL('./executor-main.js', import.meta.url));
 
@@ -24,6 +28,8 @@ export class ChildProcessExecutor implements Executor {
   private readonly instances = new Map<string, InstanceEvents>();
   private readonly loaded = new Set<string>();
   private readonly loading = new Map<number, { resolve(): void; reject(e: Error): void }>();
+  private readonly killTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private readonly snapshots = new Map<number, { resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
   private seq = 0;
   private exited = false;
   private readonly ready: Promise<void>;
@@ -33,7 +39,16 @@ export class ChildProcessExecutor implements Executor {
     if (opts.sliceMs) env.GATE_EXECUTOR_SLICE_MS = String(opts.sliceMs);
     this.child = spawn(process.execPath, [...(opts.nodeArgs ?? []), MAIN], {
       env,
-      stdio: ['pipe', 'pipe', 'inherit'],
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    // The executor's stderr carries untrusted text (runtime errors): pass it
+    // on as sanitised lines, within a budget.
+    let stderrBudget = 64 * 1024;
+    this.child.stderr!.on('data', (chunk: Buffer) => {
+      if (stderrBudget <= 0) return;
+      const text = chunk.toString('utf8', 0, Math.min(chunk.length, stderrBudget)).replace(/[^\t\n\x20-\x7e]/g, '?');
+      stderrBudget -= chunk.length;
+      process.stderr.write(text.replace(/^/gm, 'executor: '));
     });
     let markReady!: () => void;
     let failReady!: (e: Error) => void;
@@ -41,6 +56,8 @@ export class ChildProcessExecutor implements Executor {
       markReady = res;
       failReady = rej;
     });
+    // Nobody may be waiting yet when the process fails to start.
+    this.ready.catch(() => undefined);
     this.child.stdout!.on('data', (chunk: Buffer) => {
       let messages: Message[];
       try {
@@ -89,8 +106,23 @@ export class ChildProcessExecutor implements Executor {
       queueMicrotask(() => events.stopped({ state: 'KILLED', cause: 'INTERNAL', error: 'executor process is gone' }));
       return;
     }
+    if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} is already running in this executor`);
     this.instances.set(spec.id, events);
-    this.send({ t: 'create', spec });
+    const { header, payload } = encodeSpec(spec);
+    this.send({ t: 'create', ...header }, payload);
+  }
+
+  snapshot(id: string): Promise<ExecutorSnapshot> {
+    if (this.exited) return Promise.reject(new ExecutorError('executor process is gone'));
+    const seq = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.snapshots.set(seq, { resolve, reject });
+      this.send({ t: 'snapshot', id, seq });
+    });
+  }
+
+  release(id: string): void {
+    this.send({ t: 'release', id });
   }
 
   deliver(id: string, packet: Uint8Array): void {
@@ -106,6 +138,13 @@ export class ChildProcessExecutor implements Executor {
   }
 
   kill(id: string, reason?: KillReason): void {
+    // A program that never reaches a check point (it should not happen:
+    // every loop and call has one) cannot hold its executor forever.
+    if (this.instances.has(id) && !this.killTimers.has(id)) {
+      const timer = setTimeout(() => this.fail(`instance ${id} did not stop within ${KILL_GRACE_MS} ms of being killed`), KILL_GRACE_MS);
+      timer.unref();
+      this.killTimers.set(id, timer);
+    }
     this.send(reason === undefined ? { t: 'kill', id } : { t: 'kill', id, trap: reason.trap, message: reason.message });
   }
 
@@ -137,6 +176,22 @@ export class ChildProcessExecutor implements Executor {
       else pending?.resolve();
       return;
     }
+    if (h.t === 'snapshot') {
+      const pending = this.snapshots.get(Number(h.seq));
+      this.snapshots.delete(Number(h.seq));
+      if (!pending) return;
+      if (typeof h.error === 'string') {
+        pending.reject(new InstanceStateError(h.error));
+        return;
+      }
+      try {
+        pending.resolve(decodeSnapshot(h, m.payload));
+      } catch (e) {
+        pending.reject(new ExecutorError(`executor sent an invalid snapshot: ${e instanceof Error ? e.message : e}`));
+        this.fail('executor sent an invalid snapshot');
+      }
+      return;
+    }
     const id = String(h.id);
     const ev = this.instances.get(id);
     if (!ev) return;
@@ -156,6 +211,8 @@ export class ChildProcessExecutor implements Executor {
         break;
       case 'stopped': {
         this.instances.delete(id);
+        clearTimeout(this.killTimers.get(id));
+        this.killTimers.delete(id);
         const status = parseStatus(h.status);
         if (!status) {
           ev.stopped({ state: 'KILLED', cause: 'INTERNAL', error: 'executor reported an invalid status' });
@@ -175,6 +232,10 @@ export class ChildProcessExecutor implements Executor {
     this.exited = true;
     for (const p of this.loading.values()) p.reject(new ExecutorError(reason));
     this.loading.clear();
+    for (const p of this.snapshots.values()) p.reject(new ExecutorError(reason));
+    this.snapshots.clear();
+    for (const t of this.killTimers.values()) clearTimeout(t);
+    this.killTimers.clear();
     const lost = [...this.instances.values()];
     this.instances.clear();
     for (const ev of lost) ev.stopped({ state: 'KILLED', cause: 'INTERNAL', error: reason });

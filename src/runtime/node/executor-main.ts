@@ -4,9 +4,9 @@
  * (see framing.ts); stdout carries nothing else.
  */
 import { ExecutorCore } from '../executor-core.js';
-import type { InstanceSpec } from '../executor.js';
 import type { InstanceStatus } from '../status.js';
 import { FrameDecoder, encodeFrame, type Message } from './framing.js';
+import { decodeSpec, encodeSnapshot } from './protocol.js';
 
 // Anything printed by accident must not corrupt the message stream.
 console.log = console.error;
@@ -16,9 +16,18 @@ const sliceMs = Number(process.env.GATE_EXECUTOR_SLICE_MS) || 10;
 const core = new ExecutorCore(sliceMs);
 const out = process.stdout;
 
+/**
+ * Past this much unsent output (debug logs, packets), no instance runs until
+ * the parent has read it: a program writing without end cannot grow this
+ * process's memory without bound.
+ */
+const OUTPUT_HIGH_WATER = 8 * 1024 * 1024;
+
 function send(header: Message['header'], payload?: Uint8Array): void {
   out.write(encodeFrame(header, payload));
+  if (out.writableLength > OUTPUT_HIGH_WATER) core.pause();
 }
+out.on('drain', () => core.resume());
 
 async function handle(m: Message): Promise<void> {
   const h = m.header;
@@ -35,7 +44,7 @@ async function handle(m: Message): Promise<void> {
       break;
     }
     case 'create': {
-      const spec = h.spec as InstanceSpec;
+      const spec = decodeSpec(h, m.payload);
       try {
         core.createInstance(spec, {
           packet: (p) => send({ t: 'packet', id: spec.id }, p),
@@ -57,6 +66,18 @@ async function handle(m: Message): Promise<void> {
       break;
     case 'suspend':
       core.suspend(id);
+      break;
+    case 'snapshot': {
+      try {
+        const { header, payload } = encodeSnapshot(core.snapshot(id));
+        send({ t: 'snapshot', id, seq: h.seq, ...header }, payload);
+      } catch (e) {
+        send({ t: 'snapshot', id, seq: h.seq, error: e instanceof Error ? e.message : String(e) });
+      }
+      break;
+    }
+    case 'release':
+      core.release(id);
       break;
     case 'kill':
       core.kill(id, typeof h.message === 'string' ? { trap: Number(h.trap), message: h.message } : undefined);

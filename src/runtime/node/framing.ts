@@ -9,7 +9,8 @@ export interface Message {
   payload?: Uint8Array;
 }
 
-export const MAX_FRAME = 64 * 1024 * 1024 + 4096;
+/** Large enough for a whole 2 GiB memory in one snapshot message. */
+export const MAX_FRAME = 2 ** 32 - 1;
 
 export class FrameError extends Error {}
 
@@ -72,4 +73,29 @@ export class FrameDecoder {
     this.buffered -= n;
     return out;
   }
+}
+
+/** Several byte arrays in one payload: their lengths go in the header. */
+export function packParts(parts: Uint8Array[]): { lengths: number[]; payload: Uint8Array } {
+  const lengths = parts.map((p) => p.length);
+  const payload = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
+  let off = 0;
+  for (const p of parts) {
+    payload.set(p, off);
+    off += p.length;
+  }
+  return { lengths, payload };
+}
+
+export function unpackParts(lengths: unknown, payload: Uint8Array | undefined): Uint8Array[] {
+  if (!Array.isArray(lengths) || !lengths.every((n) => Number.isInteger(n) && n >= 0)) throw new FrameError('invalid part lengths');
+  const data = payload ?? new Uint8Array(0);
+  if ((lengths as number[]).reduce((a, b) => a + b, 0) !== data.length) throw new FrameError('part lengths do not match the payload');
+  const out: Uint8Array[] = [];
+  let off = 0;
+  for (const n of lengths as number[]) {
+    out.push(data.subarray(off, off + n));
+    off += n;
+  }
+  return out;
 }

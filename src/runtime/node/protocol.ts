@@ -1,0 +1,115 @@
+/**
+ * Encoding of instance specs and snapshots in executor messages: JSON
+ * headers for the small fields, binary parts (framing.ts) for the bytes.
+ * Values coming back from the executor are checked: it is not trusted.
+ */
+import type { GlobalValue } from '../../snapshot/state.js';
+import type { ExecutorSnapshot, InstanceSpec } from '../executor.js';
+import { FrameError, packParts, unpackParts } from './framing.js';
+
+type Json = Record<string, unknown>;
+
+const f64 = new Float64Array(1);
+const f64bits = new BigUint64Array(f64.buffer);
+const f32 = new Float32Array(1);
+const f32bits = new Uint32Array(f32.buffer);
+
+/** A global's value as the decimal string of its raw bits (keeps -0 and NaN payloads apart). */
+function globalToJson(g: GlobalValue): Json {
+  switch (g.type) {
+    case 0x7f:
+      return { type: g.type, bits: String(g.value | 0) };
+    case 0x7e:
+      return { type: g.type, bits: String(BigInt.asIntN(64, g.value)) };
+    case 0x7d:
+      f32[0] = g.value;
+      return { type: g.type, bits: String(f32bits[0]) };
+    default:
+      f64[0] = g.value;
+      return { type: g.type, bits: String(f64bits[0]) };
+  }
+}
+
+function globalFromJson(v: unknown): GlobalValue {
+  const o = v as Json;
+  if (typeof o !== 'object' || o === null || typeof o.bits !== 'string' || !/^-?\d{1,20}$/.test(o.bits)) throw new FrameError('invalid global value');
+  const bits = BigInt(o.bits);
+  switch (o.type) {
+    case 0x7f:
+      return { type: 0x7f, value: Number(BigInt.asIntN(32, bits)) };
+    case 0x7e:
+      return { type: 0x7e, value: BigInt.asIntN(64, bits) };
+    case 0x7d:
+      f32bits[0] = Number(BigInt.asUintN(32, bits));
+      return { type: 0x7d, value: f32[0]! };
+    case 0x7c:
+      f64bits[0] = BigInt.asUintN(64, bits);
+      return { type: 0x7c, value: f64[0]! };
+    default:
+      throw new FrameError('invalid global type');
+  }
+}
+
+export function encodeSpec(spec: InstanceSpec): { header: Json; payload: Uint8Array } {
+  const parts: Uint8Array[] = spec.init.data.map((d) => d.bytes);
+  const json: Json = {
+    ...spec,
+    init: { data: spec.init.data.map((d) => d.offset), globals: spec.init.globals.map((g) => ({ index: g.index, value: globalToJson(g.value) })) },
+    resume: undefined,
+  };
+  if (spec.resume) {
+    const r = spec.resume;
+    parts.push(r.stack, r.input, r.outputTail);
+    json.resume = { calls: r.calls, monotonicNs: String(r.monotonicNs), services: r.services };
+  }
+  const { lengths, payload } = packParts(parts);
+  return { header: { spec: json, lengths }, payload };
+}
+
+/** Executor side: the spec comes from the trusted parent. */
+export function decodeSpec(header: Json, payload: Uint8Array | undefined): InstanceSpec {
+  const parts = unpackParts(header.lengths, payload);
+  const json = header.spec as Json & { init: { data: number[]; globals: Array<{ index: number; value: unknown }> }; resume?: Json };
+  const data = json.init.data.map((offset, i) => ({ offset, bytes: parts[i]! }));
+  const spec = {
+    ...json,
+    init: { data, globals: json.init.globals.map((g) => ({ index: g.index, value: globalFromJson(g.value) })) },
+    resume: undefined,
+  } as unknown as InstanceSpec;
+  if (json.resume) {
+    const r = json.resume as { calls: string[]; monotonicNs: string; services: string[] };
+    const [stack, input, outputTail] = parts.slice(data.length);
+    spec.resume = { calls: r.calls, monotonicNs: BigInt(r.monotonicNs), services: r.services, stack: stack!, input: input!, outputTail: outputTail! };
+  }
+  return spec;
+}
+
+export function encodeSnapshot(s: ExecutorSnapshot): { header: Json; payload: Uint8Array } {
+  const parts = [s.memory, s.stack ?? new Uint8Array(0), s.input, s.outputTail];
+  const { lengths, payload } = packParts(parts);
+  return {
+    header: { lengths, hasStack: s.stack !== undefined, globals: s.globals.map(globalToJson), calls: s.calls, monotonicNs: String(s.monotonicNs) },
+    payload,
+  };
+}
+
+/** Parent side: everything is checked, the executor is not trusted. */
+export function decodeSnapshot(header: Json, payload: Uint8Array | undefined): ExecutorSnapshot {
+  const parts = unpackParts(header.lengths, payload);
+  if (parts.length !== 4) throw new FrameError('snapshot has the wrong number of parts');
+  const [memory, stack, input, outputTail] = parts as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+  if (memory.length % 65536 !== 0) throw new FrameError('snapshot memory is not a whole number of pages');
+  if (!Array.isArray(header.globals) || !Array.isArray(header.calls) || !header.calls.every((c) => typeof c === 'string')) {
+    throw new FrameError('invalid snapshot header');
+  }
+  if (typeof header.monotonicNs !== 'string' || !/^\d{1,20}$/.test(header.monotonicNs)) throw new FrameError('invalid monotonic time');
+  return {
+    memory: memory.slice(),
+    globals: header.globals.map(globalFromJson),
+    stack: header.hasStack === true ? stack.slice() : undefined,
+    calls: header.calls as string[],
+    monotonicNs: BigInt(header.monotonicNs),
+    input: input.slice(),
+    outputTail: outputTail.slice(),
+  };
+}
