@@ -15,22 +15,20 @@ import { Instance } from '../src/runtime/instance.js';
 import { Program } from '../src/runtime/program.js';
 import { DEFAULT_LOCAL_LIMITS } from '../src/wasm/validate.js';
 import { parseModule } from '../src/wasm/module.js';
+import { fmt, geomean, median } from './stats.js';
+import { sqljsSection } from './sqljs.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const outIndex = args.indexOf('--out');
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const ROUNDS = quick ? 3 : 7;
+const onlyIndex = args.indexOf('--only');
+/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot); for development. */
+const only = onlyIndex >= 0 ? new Set(args[onlyIndex + 1]!.split(',')) : undefined;
+const want = (section: string): boolean => !only || only.has(section);
 const KERNELS = ['fib', 'sieve', 'sha256', 'nbody', 'qsort'];
 const buildDir = new URL('../../bench/build/', import.meta.url);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-const geomean = (xs: number[]): number => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
-const fmt = (x: number, d = 2): string => x.toFixed(d);
 
 interface Runner {
   name: string;
@@ -160,8 +158,10 @@ async function main(): Promise<void> {
     `Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version} (V8 ${process.versions.v8}). ${new Date().toISOString()}${quick ? ' (quick run)' : ''}`,
     '',
   ];
-  await kernels(lines);
-  await prepareTimes(lines);
+  const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  if (want('kernels')) await kernels(lines);
+  if (want('prepare')) await prepareTimes(lines);
+  if (want('sqljs')) await sqljsSection(lines, quick ? 3 : 9, log);
   const text = lines.join('\n');
   await writeFile(outFile, text);
   process.stdout.write(`${text}\n`);

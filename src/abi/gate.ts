@@ -64,8 +64,9 @@ export function createGateFunctions(ctx: AbiContext): HostFunctions {
       const nsent = sending ? transfer(sendIov, sendCnt, true) : 0;
       const nrecv = transfer(recvIov, recvCnt, false);
 
-      if (nsentPtr !== 0) mem.setU32(nsentPtr, nsent);
+      // The original stores nrecv, nsent, flags in this order (visible when they alias).
       if (nrecvPtr !== 0) mem.setU32(nrecvPtr, nrecv);
+      if (nsentPtr !== 0) mem.setU32(nsentPtr, nsent);
       if (flagsPtr !== 0) {
         mem.check(flagsPtr, 8);
         // Bit 0: started or resumed. Taken only here, in the call that

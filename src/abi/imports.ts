@@ -6,6 +6,7 @@
  * The preparation step rewrites imports to these names so that the host
  * object from createHostImports binds directly.
  */
+import { MAX_PACKET_SIZE } from './packet.js';
 import { ImportError, goQuote } from '../wasm/import-error.js';
 import { ExternalKind, ValType, type FuncType, type ValTypeCode, type WasmModule } from '../wasm/module.js';
 
@@ -37,7 +38,6 @@ function sig(params: ValTypeCode[], results: ValTypeCode[] = [i32]): FuncType {
 }
 
 /** Maximum packet size; `io_N`/`fd_N` suffixes must be at least this. */
-export const MAX_PACKET_SIZE = 65536;
 
 /** Signatures of the gate module's functions (by canonical name). */
 export const GATE_SIGNATURES: Readonly<Record<string, FuncType>> = Object.freeze({

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { GateError } from '../errors.js';
 import { DEFAULT_PROFILE, PROFILES, isProfile, type Profile } from '../prepare/profile.js';
 import { ChildProcessExecutor } from '../runtime/node/child-executor.js';
@@ -33,6 +33,7 @@ interface CallOptions {
   timeResolution: number;
   maxExports: number;
   cache: boolean;
+  snapshot: string | undefined;
 }
 
 /** Exit code for a finished call: 0 only for a clean finish. */
@@ -86,12 +87,19 @@ async function call(file: string, fn: string | undefined, opts: CallOptions): Pr
       entry: fn,
       debug: opts.debug ? (d) => process.stderr.write(d) : undefined,
       services: createLocalServices(),
+      retain: opts.snapshot !== undefined,
     });
     if (pending === 'kill') onInt();
     else if (pending === 'suspend') onQuit();
     const detach = connectStdio(instance);
     const status = await instance.wait();
     await detach();
+    if (opts.snapshot !== undefined) {
+      const bytes = await instance.snapshot();
+      await writeFile(opts.snapshot, bytes);
+      process.stderr.write(`gate: ${formatStatus(status)}; snapshot written to ${opts.snapshot}\n`);
+      return status.state === State.Suspended ? 0 : exitCodeFor(status);
+    }
     const code = exitCodeFor(status);
     if (code !== 0) process.stderr.write(`gate: ${formatStatus(status)}\n`);
     return code;
@@ -112,7 +120,8 @@ export function buildProgram(): Command {
   cli
     .command('call')
     .description(
-      'Run a wasm module from a local file. The origin stream is wired to stdin and stdout.\n' +
+      'Run a wasm module from a local file (a program, or a snapshot made with --snapshot, which continues\n' +
+        'where it stopped). The origin stream is wired to stdin and stdout.\n' +
         'Exit status: 0 when the program finishes cleanly (returns, or exits with 0); 1 when it exits with\n' +
         'a non-zero status, traps, is killed or suspended (the state and cause are printed to stderr);\n' +
         '2 when the module cannot be used (bad module, unsupported import, unknown function).\n' +
@@ -130,6 +139,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--time-resolution <ns>', 'clock resolution visible to the program, in nanoseconds').default(1).argParser(parsePositiveInt))
     .addOption(new Option('--max-exports <n>', 'largest number of exports accepted').default(DEFAULT_LOCAL_LIMITS.maxExports).argParser(parsePositiveInt))
     .option('--no-cache', 'do not read or write the cache of prepared modules (~/.cache/gate/prepared)')
+    .option('--snapshot <file>', 'when the program stops, write its snapshot (a wasm module) to FILE; `gate call FILE` continues it (exit status 0 when it was suspended)')
     .action(async (file: string, fn: string | undefined, opts: CallOptions) => {
       process.exitCode = await call(file, fn, opts);
     });

@@ -7,7 +7,8 @@ import { rewriteModule, type CanonicalImport } from './rewrite.js';
 /**
  * Version of the instrumentation. Bump it whenever the prepared output for a
  * given input may change (this code, binaryen's version, settings): prepared
- * modules and suspended stacks are only valid for the exact same pipeline.
+ * modules and suspended stacks are only valid for the exact same pipeline
+ * (binaryen is pinned to an exact version in package.json for this reason).
  */
 export const PIPELINE_VERSION = 1;
 

@@ -4,6 +4,7 @@ import { InstanceStateError, InternalRuntimeError } from './errors.js';
 import type { ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 import { Instance } from './instance.js';
 import { Scheduler } from './scheduler.js';
+import { internalFailure } from './status.js';
 
 interface Entry {
   instance: Instance;
@@ -98,7 +99,7 @@ export class ExecutorCore {
     } catch (e) {
       // Instantiation failures (e.g. memory cannot be allocated) end the instance, not the executor.
       const message = e instanceof Error ? e.message : String(e);
-      queueMicrotask(() => events.stopped({ state: 'KILLED', cause: 'INTERNAL', error: `instantiation failed: ${message}` }));
+      queueMicrotask(() => events.stopped(internalFailure(`instantiation failed: ${message}`)));
       return;
     }
     this.instances.set(spec.id, { instance, channel, events, retain: spec.retain, stopped: false });

@@ -1,5 +1,6 @@
 import type { AbiContext, WaitCondition } from '../abi/context.js';
 import { createHostImports } from '../abi/host.js';
+import { granularityFor } from '../abi/time.js';
 import { Trap, TrapId } from '../abi/trap.js';
 import { YIELD_IMPORT } from '../prepare/asyncify.js';
 import type { Profile } from '../prepare/profile.js';
@@ -81,12 +82,6 @@ export interface BlockedWait {
   deadline: number;
 }
 
-export function granularityOf(resolutionNs: number): bigint {
-  let r = resolutionNs;
-  if (!(r > 0) || r > 1e9) r = 1e9;
-  const bits = Math.floor(r).toString(2).length;
-  return 1n << BigInt(bits);
-}
 
 /**
  * One program instance inside an executor: its wasm instance, the state of an
@@ -137,7 +132,7 @@ export class Instance implements AbiContext {
   constructor(opts: InstanceOptions) {
     this.opts = opts;
     this.id = opts.id;
-    this.granularityNs = granularityOf(opts.timeResolutionNs);
+    this.granularityNs = granularityFor(BigInt(Math.round(opts.timeResolutionNs)));
     this.random = opts.randomPool;
     this.monotonicBaseMs = performance.now();
     this.monotonicStartNs = opts.resume?.monotonicNs ?? 1_000_000_000n;

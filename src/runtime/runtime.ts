@@ -5,7 +5,7 @@ import { InternalExport } from '../prepare/rewrite.js';
 import { SnapshotError } from '../snapshot/errors.js';
 import { writeSnapshot } from '../snapshot/format.js';
 import type { ServiceState, SnapshotState } from '../snapshot/state.js';
-import type { ModuleLimits } from '../wasm/validate.js';
+import { DEFAULT_LOCAL_LIMITS, type ModuleLimits } from '../wasm/validate.js';
 import type { PreparedCache } from '../prepare/cache.js';
 import { DEFAULT_PROFILE, type Profile } from '../prepare/profile.js';
 import { ModuleLimitError } from '../wasm/errors.js';
@@ -49,6 +49,8 @@ export interface RuntimeOptions {
   optimizeLevel?: number;
   /** io-suspend: longest computation without a blocking call (default 10 s); see InstanceSpec. */
   computeLimitMs?: number;
+  /** Acceptance limits for modules and snapshots loaded through load()/restore() (default: the local ones). */
+  limits?: ModuleLimits;
 }
 
 export const DEFAULT_COMPUTE_LIMIT_MS = 10_000;
@@ -74,6 +76,16 @@ export class Runtime {
 
   get executor(): Executor {
     return this.opts.executor;
+  }
+
+  /** Reads and validates module bytes (a program or a snapshot) under this runtime's limits. */
+  load(bytes: Uint8Array): Promise<Program> {
+    return Program.load(bytes, this.opts.limits ?? DEFAULT_LOCAL_LIMITS);
+  }
+
+  /** Launches an instance from snapshot bytes (see launch). */
+  async restore<C extends ServiceConnection>(bytes: Uint8Array, launch: LaunchOptions<C>): Promise<RunningInstance<C>> {
+    return this.launch(await this.load(bytes), launch);
   }
 
   /**
@@ -175,17 +187,13 @@ export class Runtime {
    * takes its snapshot, releases it and launches the snapshot. With `entry`,
    * a halted instance runs that function.
    */
-  async resume<C extends ServiceConnection>(
-    instance: RunningInstance<ServiceConnection>,
-    launch: LaunchOptions<C> & { limits: ModuleLimits },
-  ): Promise<RunningInstance<C>> {
+  async resume<C extends ServiceConnection>(instance: RunningInstance<ServiceConnection>, launch: LaunchOptions<C>): Promise<RunningInstance<C>> {
     if (instance.status.state !== State.Suspended && instance.status.state !== State.Halted) {
       throw new InstanceStateError(`only a SUSPENDED or HALTED instance can be resumed; it is ${instance.status.state}`);
     }
     const bytes = await instance.snapshot();
     instance.release();
-    const program = await Program.load(bytes, launch.limits);
-    return this.launch(program, { ...launch, instanceId: instance.id });
+    return this.restore(bytes, { ...launch, instanceId: instance.id });
   }
 }
 

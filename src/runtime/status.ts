@@ -41,6 +41,11 @@ export function statusForTrap(trap: number, message?: string): InstanceStatus {
   }
 }
 
+/** KILLED with cause INTERNAL: a failure of the runtime or executor, with a message. */
+export function internalFailure(message: string): InstanceStatus {
+  return statusForTrap(TrapId.InternalError, message);
+}
+
 export function isFinal(s: StateName): boolean {
   return s === State.Terminated || s === State.Killed;
 }

@@ -89,10 +89,24 @@ describe('gate call', () => {
     assert.match(suspended.stderr, /SUSPENDED/);
   });
 
+  it('writes a snapshot on suspension and continues it from the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gate-snap-'));
+    const file = join(dir, 'loop.snapshot.wasm');
+    const first = await gate(['call', '-d', '--snapshot', file, join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalAfterMs: 2500, signal: 'SIGQUIT' });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /SUSPENDED; snapshot written to/);
+    const counts = [...first.stderr.matchAll(/running: (\d+)/g)].map((m) => Number(m[1]));
+    const second = await gate(['call', '-d', file], '', { signalAfterMs: 2500 });
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /KILLED/);
+    const next = Number(second.stderr.match(/running: (\d+)/)![1]);
+    assert.equal(next, counts[counts.length - 1]! + 1, 'continues counting where it stopped');
+  });
+
   it('explains every option in --help', async () => {
     const r = await gate(['call', '--help']);
     assert.equal(r.code, 0);
-    for (const flag of ['--debug', '--profile', '--memory-limit', '--time-resolution', '--max-exports', '--no-cache']) {
+    for (const flag of ['--debug', '--profile', '--memory-limit', '--time-resolution', '--max-exports', '--no-cache', '--snapshot']) {
       assert.ok(r.stdout.includes(flag), `help lacks ${flag}`);
     }
   });

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ExecutorError, InstanceStateError } from '../errors.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
-import type { InstanceStatus } from '../status.js';
+import { internalFailure, State, type InstanceStatus } from '../status.js';
 import { FrameDecoder, encodeFrame, type Message } from './framing.js';
 import { decodeSnapshot, encodeSpec } from './protocol.js';
 
@@ -103,7 +103,7 @@ export class ChildProcessExecutor implements Executor {
 
   createInstance(spec: InstanceSpec, events: InstanceEvents): void {
     if (this.exited) {
-      queueMicrotask(() => events.stopped({ state: 'KILLED', cause: 'INTERNAL', error: 'executor process is gone' }));
+      queueMicrotask(() => events.stopped(internalFailure('executor process is gone')));
       return;
     }
     if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} is already running in this executor`);
@@ -215,7 +215,7 @@ export class ChildProcessExecutor implements Executor {
         this.killTimers.delete(id);
         const status = parseStatus(h.status);
         if (!status) {
-          ev.stopped({ state: 'KILLED', cause: 'INTERNAL', error: 'executor reported an invalid status' });
+          ev.stopped(internalFailure('executor reported an invalid status'));
           this.fail('executor sent an invalid status');
           return;
         }
@@ -238,11 +238,11 @@ export class ChildProcessExecutor implements Executor {
     this.killTimers.clear();
     const lost = [...this.instances.values()];
     this.instances.clear();
-    for (const ev of lost) ev.stopped({ state: 'KILLED', cause: 'INTERNAL', error: reason });
+    for (const ev of lost) ev.stopped(internalFailure(reason));
   }
 }
 
-const STATES = new Set(['RUNNING', 'SUSPENDED', 'HALTED', 'TERMINATED', 'KILLED']);
+const STATES = new Set<string>(Object.values(State));
 
 /**
  * The executor is not trusted: a status it reports is checked field by field

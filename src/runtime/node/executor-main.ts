@@ -4,7 +4,7 @@
  * (see framing.ts); stdout carries nothing else.
  */
 import { ExecutorCore } from '../executor-core.js';
-import type { InstanceStatus } from '../status.js';
+import { internalFailure, type InstanceStatus } from '../status.js';
 import { FrameDecoder, encodeFrame, type Message } from './framing.js';
 import { decodeSpec, encodeSnapshot } from './protocol.js';
 
@@ -53,7 +53,7 @@ async function handle(m: Message): Promise<void> {
           stopped: (status: InstanceStatus) => send({ t: 'stopped', id: spec.id, status }),
         });
       } catch (e) {
-        const status: InstanceStatus = { state: 'KILLED', cause: 'INTERNAL', error: e instanceof Error ? e.message : String(e) };
+        const status: InstanceStatus = internalFailure(e instanceof Error ? e.message : String(e));
         send({ t: 'stopped', id: spec.id, status });
       }
       break;
