@@ -117,3 +117,45 @@ __attribute__((export_name("clone"))) void clone(void)
 		spin(10000);
 	}
 }
+
+/* Discovers origin (reading the reply), waits for a resume, then prints the
+ * first packet it receives: after a restore it must be the INFO-domain
+ * service-state packet (abi.md §9.3). */
+static uint8_t packet_buf[GATE_MAX_RECV_SIZE] __attribute__((aligned(8)));
+
+__attribute__((export_name("info"))) void info(void)
+{
+	static const char names[] = "\x06origin";
+	static uint8_t req[24] __attribute__((aligned(8)));
+	struct gate_packet *header = (struct gate_packet *) req;
+	header->size = GATE_PACKET_HEADER_SIZE + 2 + sizeof names - 1;
+	header->code = GATE_PACKET_CODE_SERVICES;
+	header->domain = GATE_PACKET_DOMAIN_CALL;
+	header->index = 0;
+	req[8] = 1; /* count */
+	req[9] = 0;
+	for (unsigned i = 0; i < sizeof names - 1; i++)
+		req[10 + i] = (uint8_t) names[i];
+	if (gate_send_packet(header) != 0)
+		gate_exit(1);
+	struct gate_packet *reply = gate_recv_packet(packet_buf);
+	if (reply == NULL || reply->code != GATE_PACKET_CODE_SERVICES)
+		gate_exit(1);
+	gate_debug("discovered\n");
+	resumed_since_last();
+	while (!resumed_since_last())
+		spin(1000);
+	struct gate_packet *p = gate_recv_packet(packet_buf);
+	if (p == NULL)
+		gate_exit(1);
+	const uint8_t *content = (const uint8_t *) p + GATE_PACKET_HEADER_SIZE;
+	gate_debug("first packet code ");
+	gate_debug_int(p->code);
+	gate_debug(" domain ");
+	gate_debug_uint(gate_packet_domain(p));
+	gate_debug(" count ");
+	gate_debug_uint(content[0] | (content[1] << 8));
+	gate_debug(" state ");
+	gate_debug_uint(content[2]);
+	gate_debug("\n");
+}

@@ -235,6 +235,29 @@ describe('snapshots', () => {
     await assert.rejects(start(b, otherVersion), /pipeline version 99/);
   });
 
+  it('after a restore the program first receives the services\' states (INFO packet)', async () => {
+    const run = await start(a, programBytes('snaptest'), 'info');
+    await waitFor(run, /discovered\n/);
+    await sleep(100);
+    const bytes = await suspendAndSnapshot(run);
+    const restored = await start(b, bytes);
+    assert.deepEqual(await restored.inst.wait(), { state: 'HALTED', result: 0 });
+    // code -1, INFO domain, one service, available.
+    assert.equal(restored.debug(), 'first packet code -1 domain 1 count 1 state 1\n');
+  });
+
+  it('restores service state: a pending origin accept is served by a client of the new host', async () => {
+    const run = await start(a, programBytes('hello'), 'multi');
+    await waitFor(run, /multi: accepting stream\n/);
+    const bytes = await suspendAndSnapshot(run);
+    const restored = await start(b, bytes);
+    const out: Uint8Array[] = [];
+    await restored.inst.services.origin.connect(null, { write: (c) => void out.push(c.slice()), end: () => {} });
+    assert.equal(Buffer.concat(out).toString(), 'hello, world\n');
+    restored.inst.kill();
+    await restored.inst.wait();
+  });
+
   it('several computing instances in one executor all make progress', async () => {
     const runs = await Promise.all([0, 1, 2].map(() => start(a, programBytes('snaptest'), 'clock')));
     await Promise.all(runs.map((r) => waitFor(r, /clock \d+\n(?:.|\n)*clock \d+\n/)));
