@@ -191,7 +191,9 @@ export class Instance implements AbiContext {
       return { type: t.type, value: v } as GlobalValue;
     });
     return {
-      memory: new Uint8Array(this.memoryObject.buffer).slice(),
+      // A view, not a copy: a stopped instance never runs again (it is
+      // continued from its snapshot), so its memory no longer changes.
+      memory: new Uint8Array(this.memoryObject.buffer),
       globals,
       stack: this.stack,
       calls: [...this.calls],

@@ -162,7 +162,7 @@ export class ChildProcessExecutor implements Executor {
     this.child.kill('SIGKILL');
   }
 
-  private send(header: Message['header'], payload?: Uint8Array): void {
+  private send(header: Message['header'], payload?: Uint8Array | Uint8Array[]): void {
     if (this.exited) return;
     this.child.stdin!.write(encodeFrame(header, payload));
   }

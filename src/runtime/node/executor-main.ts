@@ -23,7 +23,7 @@ const out = process.stdout;
  */
 const OUTPUT_HIGH_WATER = 8 * 1024 * 1024;
 
-function send(header: Message['header'], payload?: Uint8Array): void {
+function send(header: Message['header'], payload?: Uint8Array | Uint8Array[]): void {
   out.write(encodeFrame(header, payload));
   if (out.writableLength > OUTPUT_HIGH_WATER) core.pause();
 }

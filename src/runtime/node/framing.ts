@@ -14,16 +14,25 @@ export const MAX_FRAME = 2 ** 32 - 1;
 
 export class FrameError extends Error {}
 
-export function encodeFrame(header: Message['header'], payload?: Uint8Array): Buffer {
+/** One frame; a payload given in parts is written into the frame without joining it first. */
+export function encodeFrame(header: Message['header'], payload?: Uint8Array | Uint8Array[]): Buffer {
   const h = Buffer.from(JSON.stringify(header));
-  const plen = payload ? payload.length : 0;
+  const parts = payload === undefined ? [] : Array.isArray(payload) ? payload : [payload];
+  const plen = parts.reduce((n, p) => n + p.length, 0);
   const buf = Buffer.allocUnsafe(8 + h.length + plen);
   buf.writeUInt32LE(4 + h.length + plen, 0);
   buf.writeUInt32LE(h.length, 4);
   h.copy(buf, 8);
-  if (payload) buf.set(payload, 8 + h.length);
+  let off = 8 + h.length;
+  for (const p of parts) {
+    buf.set(p, off);
+    off += p.length;
+  }
   return buf;
 }
+
+/** Payloads above this size are handed out as views of the frame instead of copies. */
+const COPY_LIMIT = 1024 * 1024;
 
 /** Accumulates stream chunks and yields complete messages. */
 export class FrameDecoder {
@@ -53,7 +62,10 @@ export class FrameDecoder {
         throw new FrameError('frame header has no type');
       }
       const payload = frame.subarray(4 + hlen);
-      out.push({ header: header as Message['header'], payload: payload.length ? new Uint8Array(payload) : undefined });
+      // Small payloads (packets) are copied so that they do not pin the
+      // frame's buffer; a large one (a snapshot's memory) is used in place.
+      const owned = payload.length > COPY_LIMIT ? payload : new Uint8Array(payload);
+      out.push({ header: header as Message['header'], payload: payload.length ? owned : undefined });
     }
     return out;
   }
@@ -75,16 +87,9 @@ export class FrameDecoder {
   }
 }
 
-/** Several byte arrays in one payload: their lengths go in the header. */
-export function packParts(parts: Uint8Array[]): { lengths: number[]; payload: Uint8Array } {
-  const lengths = parts.map((p) => p.length);
-  const payload = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
-  let off = 0;
-  for (const p of parts) {
-    payload.set(p, off);
-    off += p.length;
-  }
-  return { lengths, payload };
+/** Several byte arrays in one payload: their lengths go in the header (encodeFrame joins them). */
+export function packParts(parts: Uint8Array[]): { lengths: number[]; payload: Uint8Array[] } {
+  return { lengths: parts.map((p) => p.length), payload: parts };
 }
 
 export function unpackParts(lengths: unknown, payload: Uint8Array | undefined): Uint8Array[] {

@@ -50,7 +50,7 @@ function globalFromJson(v: unknown): GlobalValue {
   }
 }
 
-export function encodeSpec(spec: InstanceSpec): { header: Json; payload: Uint8Array } {
+export function encodeSpec(spec: InstanceSpec): { header: Json; payload: Uint8Array[] } {
   const parts: Uint8Array[] = spec.init.data.map((d) => d.bytes);
   const json: Json = {
     ...spec,
@@ -84,7 +84,7 @@ export function decodeSpec(header: Json, payload: Uint8Array | undefined): Insta
   return spec;
 }
 
-export function encodeSnapshot(s: ExecutorSnapshot): { header: Json; payload: Uint8Array } {
+export function encodeSnapshot(s: ExecutorSnapshot): { header: Json; payload: Uint8Array[] } {
   const parts = [s.memory, s.stack ?? new Uint8Array(0), s.input, s.outputTail];
   const { lengths, payload } = packParts(parts);
   return {
@@ -103,13 +103,14 @@ export function decodeSnapshot(header: Json, payload: Uint8Array | undefined): E
     throw new FrameError('invalid snapshot header');
   }
   if (typeof header.monotonicNs !== 'string' || !/^\d{1,20}$/.test(header.monotonicNs)) throw new FrameError('invalid monotonic time');
+  // The parts are views of this message's own buffer: nothing else uses it.
   return {
-    memory: memory.slice(),
+    memory,
     globals: header.globals.map(globalFromJson),
-    stack: header.hasStack === true ? stack.slice() : undefined,
+    stack: header.hasStack === true ? stack : undefined,
     calls: header.calls as string[],
     monotonicNs: BigInt(header.monotonicNs),
-    input: input.slice(),
-    outputTail: outputTail.slice(),
+    input,
+    outputTail,
   };
 }
