@@ -10,6 +10,8 @@ export interface AsyncifyOptions {
   hasYieldStub: boolean;
   /** binaryen optimize level of the asyncify pass (0 = none). */
   optimizeLevel: number;
+  /** No indirect call can lead to an unwind (see reach.ts): Asyncify need not assume otherwise. */
+  ignoreIndirect: boolean;
 }
 
 /** Canonical import of the preemption check (the stub becomes this import). */
@@ -54,6 +56,7 @@ export function asyncify(bytes: Uint8Array, opts: AsyncifyOptions): Uint8Array {
     binaryen.clearPassArguments();
     // An empty list would make asyncify assume that *every* import may unwind.
     binaryen.setPassArgument('asyncify-imports', imports.length ? imports.join(',') : 'gate.__none__');
+    if (opts.ignoreIndirect) binaryen.setPassArgument('asyncify-ignore-indirect', '');
     mod.runPasses(['asyncify']);
     binaryen.clearPassArguments();
     return mod.emitBinary();

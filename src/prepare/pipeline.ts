@@ -2,6 +2,7 @@ import type { WasmModule } from '../wasm/module.js';
 import { asyncify } from './asyncify.js';
 import type { PreparedCache } from './cache.js';
 import type { Profile } from './profile.js';
+import { indirectCallsMayUnwind } from './reach.js';
 import { rewriteModule, type CanonicalImport } from './rewrite.js';
 
 /**
@@ -10,7 +11,7 @@ import { rewriteModule, type CanonicalImport } from './rewrite.js';
  * modules and suspended stacks are only valid for the exact same pipeline
  * (binaryen is pinned to an exact version in package.json for this reason).
  */
-export const PIPELINE_VERSION = 1;
+export const PIPELINE_VERSION = 2;
 
 export interface PrepareOptions {
   profile: Profile;
@@ -62,11 +63,17 @@ export async function prepare(m: WasmModule, opts: PrepareOptions): Promise<Prep
   const unwinding = opts.imports
     .map((c) => `${c.module}.${c.name}`)
     .filter((name, i, all) => opts.unwindingImports.has(name) && all.indexOf(name) === i);
+  const unwindingIndices = new Set<number>();
+  opts.imports.forEach((c, i) => {
+    if (opts.unwindingImports.has(`${c.module}.${c.name}`)) unwindingIndices.add(i);
+  });
+  const suspendAnywhere = opts.profile === 'suspend-anywhere';
   const bytes = asyncify(rewritten.bytes, {
     unwindingImports: unwinding,
-    yieldUnwinds: opts.profile === 'suspend-anywhere',
+    yieldUnwinds: suspendAnywhere,
     hasYieldStub: rewritten.yieldStubIndex !== undefined,
     optimizeLevel,
+    ignoreIndirect: !indirectCallsMayUnwind(m, rewritten.calls, unwindingIndices, suspendAnywhere),
   });
   await opts.cache?.set(key, bytes);
   return { key, bytes, profile: opts.profile, optimizeLevel, fromCache: false };

@@ -1,6 +1,7 @@
 import { ByteReader, ByteWriter } from '../wasm/leb128.js';
 import { decodeInstructions } from '../wasm/code.js';
 import { ExternalKind, SectionId, type GlobalDef, type WasmModule } from '../wasm/module.js';
+import type { CallInfo } from './reach.js';
 
 /** Names the prepared module exports for the runtime (never visible to programs). */
 export const InternalExport = {
@@ -33,6 +34,7 @@ export interface RewriteResult {
   yieldStubIndex: number | undefined;
   loopChecks: number;
   entryChecks: number;
+  calls: CallInfo;
 }
 
 const OP_LOOP = 0x03;
@@ -166,6 +168,7 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
   // Code section
   let loopChecks = 0;
   let entryChecks = 0;
+  const calls: CallInfo = { callees: [], indirect: [], checked: [] };
   const codeSec = sectionOf(SectionId.Code);
   if (codeSec || opts.checks) {
     const bodies: Uint8Array[] = [];
@@ -176,12 +179,18 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
       m.bodies.forEach((body, i) => {
         const loops: number[] = [];
         const bulk: number[] = [];
-        let calls = false;
+        const callees: number[] = [];
+        let indirect = false;
         decodeInstructions(bytes, body, (op, sub, pos, immEnd) => {
           if (op === OP_LOOP) loops.push(immEnd);
-          else if (op === OP_CALL || op === OP_CALL_INDIRECT) calls = true;
+          else if (op === OP_CALL) callees.push(new ByteReader(bytes, pos + 1, immEnd).u32());
+          else if (op === OP_CALL_INDIRECT) indirect = true;
           else if (op === 0xfc && (sub === 10 || sub === 11)) bulk.push(pos);
         });
+        const calling = callees.length > 0 || indirect;
+        calls.callees.push(callees);
+        calls.indirect.push(indirect);
+        calls.checked.push(calling || loops.length > 0 || bulk.length > 0);
         const type = m.types[m.functions[i]!]!;
         // A scratch local for the length of bulk memory operations.
         const scratch = type.params.length + body.localCount;
@@ -195,7 +204,7 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
         }
         // Entry checks in every function that calls: between two checks the
         // program then runs only straight-line code of bounded length.
-        if (calls) {
+        if (calling) {
           w.bytes(check);
           entryChecks++;
         }
@@ -227,7 +236,7 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
     out.section(SectionId.Data, w.finish());
   }
   // Custom sections (names, debug info) are left out: nothing downstream needs them.
-  return { bytes: out.finish(), yieldStubIndex, loopChecks, entryChecks };
+  return { bytes: out.finish(), yieldStubIndex, loopChecks, entryChecks, calls };
 }
 
 /**

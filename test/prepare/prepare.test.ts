@@ -4,6 +4,8 @@ import { MemoryCache } from '../../src/prepare/cache.js';
 import { prepare } from '../../src/prepare/pipeline.js';
 import { InternalExport, rewriteModule } from '../../src/prepare/rewrite.js';
 import { parseModule } from '../../src/wasm/module.js';
+import { indirectCallsMayUnwind } from '../../src/prepare/reach.js';
+import { runProgram } from '../helpers/runtime.js';
 import { wat } from '../helpers/wat.js';
 
 const LOOPS = wat(`(module
@@ -75,6 +77,47 @@ describe('prepare', () => {
       for (const n of ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyncify_start_rewind', 'asyncify_stop_rewind', 'asyncify_get_state']) {
         assert.ok(names.includes(n), `${profile}: missing ${n}`);
       }
+    }
+  });
+});
+
+describe('indirect calls', () => {
+  const IO = `(import "env" "__gate_io_65536" (func $io (param i32 i32 i32 i32 i32 i32 i64 i32)))`;
+  const blocking = wat(`(module ${IO}
+    (type $v (func))
+    (memory 1)
+    (table 1 funcref)
+    (elem (i32.const 0) $wait)
+    (func $wait (call $io (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 50000000) (i32.const 0)))
+    (func (export "main") (call_indirect (type $v) (i32.const 0)) (call_indirect (type $v) (i32.const 0))))`);
+  const leafTable = wat(`(module ${IO}
+    (type $c (func (param i32 i32) (result i32)))
+    (memory 1)
+    (table 1 funcref)
+    (elem (i32.const 0) $cmp)
+    (func $cmp (param i32 i32) (result i32) (i32.sub (local.get 0) (local.get 1)))
+    (func (export "main")
+      (drop (call_indirect (type $c) (i32.const 1) (i32.const 2) (i32.const 0)))
+      (call $io (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 50000000) (i32.const 0))))`);
+
+  it('knows when a table function may unwind', () => {
+    const io = new Set([0]);
+    for (const [bytes, expected] of [[blocking, true], [leafTable, false]] as const) {
+      const m = parseModule(bytes);
+      const r = rewriteModule(m, { imports: [{ module: 'gate', name: 'io' }], checks: true });
+      assert.equal(indirectCallsMayUnwind(m, r.calls, io, false), expected);
+    }
+    // Under suspend-anywhere every function with a check unwinds: main's callee in the table is a leaf, so still false.
+    const m = parseModule(leafTable);
+    assert.equal(indirectCallsMayUnwind(m, rewriteModule(m, { imports: [{ module: 'gate', name: 'io' }], checks: true }).calls, new Set([0]), true), false);
+  });
+
+  it('blocks and resumes correctly through an indirect call (both profiles)', async () => {
+    for (const profile of ['io-suspend', 'suspend-anywhere'] as const) {
+      const { status } = await runProgram(blocking, { profile, entry: 'main' });
+      assert.deepEqual(status, { state: 'HALTED', result: 0 }, profile);
+      const leaf = await runProgram(leafTable, { profile, entry: 'main' });
+      assert.deepEqual(leaf.status, { state: 'HALTED', result: 0 }, profile);
     }
   });
 });

@@ -16,7 +16,10 @@ export class FrameError extends Error {}
 
 /** One frame; a payload given in parts is written into the frame without joining it first. */
 export function encodeFrame(header: Message['header'], payload?: Uint8Array | Uint8Array[]): Buffer {
-  const h = Buffer.from(JSON.stringify(header));
+  // The header is padded with spaces to a multiple of 8 bytes, so that the
+  // payload starts 8-byte aligned in the frame (typed-array views need that).
+  const json = JSON.stringify(header);
+  const h = Buffer.from(json.padEnd(json.length + ((8 - (Buffer.byteLength(json) % 8)) % 8)));
   const parts = payload === undefined ? [] : Array.isArray(payload) ? payload : [payload];
   const plen = parts.reduce((n, p) => n + p.length, 0);
   const buf = Buffer.allocUnsafe(8 + h.length + plen);

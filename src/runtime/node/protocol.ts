@@ -104,8 +104,9 @@ export function decodeSnapshot(header: Json, payload: Uint8Array | undefined): E
   }
   if (typeof header.monotonicNs !== 'string' || !/^\d{1,20}$/.test(header.monotonicNs)) throw new FrameError('invalid monotonic time');
   // The parts are views of this message's own buffer: nothing else uses it.
+  // Memory is scanned with wide typed arrays, which need alignment.
   return {
-    memory,
+    memory: memory.byteOffset % 8 === 0 ? memory : memory.slice(),
     globals: header.globals.map(globalFromJson),
     stack: header.hasStack === true ? stack : undefined,
     calls: header.calls as string[],
