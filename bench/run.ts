@@ -1,8 +1,13 @@
 /**
  * `npm run bench`: compute kernels raw in V8 vs each instrumentation
- * profile, and preparation time, measured side by side in one run. Writes
- * bench/RESULTS.md. Options: --quick (fewer rounds), --out FILE.
+ * profile, preparation time, sql.js raw vs prepared (bench/sqljs.ts), and
+ * suspend/snapshot/restore latency in both executor hosts
+ * (bench/snapshot.ts). Side-by-side variants are measured alternately
+ * within rounds, in one process. Writes bench/RESULTS.md. Options: --quick
+ * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
+ * sqljs, snapshot).
  */
+import { execSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -16,6 +21,7 @@ import { Program } from '../src/runtime/program.js';
 import { DEFAULT_LOCAL_LIMITS } from '../src/wasm/validate.js';
 import { parseModule } from '../src/wasm/module.js';
 import { fmt, geomean, median } from './stats.js';
+import { snapshotSection } from './snapshot.js';
 import { sqljsSection } from './sqljs.js';
 
 const args = process.argv.slice(2);
@@ -152,16 +158,34 @@ async function prepareTimes(lines: string[]): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  // (binaryen's package exports do not include its package.json)
+  const version = async (pkg: string): Promise<string> =>
+    (JSON.parse(await readFile(new URL(`../../node_modules/${pkg}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
+  const started = performance.now();
+  let commit = 'unknown commit';
+  try {
+    const git = (cmd: string): string => execSync(`git ${cmd}`, { cwd: fileURLToPath(new URL('../..', import.meta.url)), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    // Measured code can differ from the commit: name what was changed (outside bench/).
+    const changed = git('status --porcelain --untracked-files=all -- src test package.json')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.slice(3));
+    commit = `commit ${git('rev-parse --short HEAD').trim()}${changed.length ? ` with uncommitted changes in ${changed.join(', ')}` : ''}`;
+  } catch {
+    // not a git checkout
+  }
   const lines: string[] = [
     '# Benchmark results',
     '',
-    `Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version} (V8 ${process.versions.v8}). ${new Date().toISOString()}${quick ? ' (quick run)' : ''}`,
+    `Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version} (V8 ${process.versions.v8}); binaryen ${await version('binaryen')}, sql.js ${await version('sql.js')}; ${commit}. ${new Date().toISOString()}${quick ? ' (quick run)' : ''}${only ? ` (sections: ${[...only].join(', ')})` : ''}`,
     '',
   ];
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
   if (want('kernels')) await kernels(lines);
   if (want('prepare')) await prepareTimes(lines);
   if (want('sqljs')) await sqljsSection(lines, quick ? 3 : 9, log);
+  if (want('snapshot')) await snapshotSection(lines, quick ? 5 : 15, log);
+  lines.push(`Whole run: ${fmt((performance.now() - started) / 1000, 0)} s.`, '');
   const text = lines.join('\n');
   await writeFile(outFile, text);
   process.stdout.write(`${text}\n`);

@@ -18,9 +18,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { prepare } from '../src/prepare/pipeline.js';
+import binaryen from 'binaryen';
+import { DEFAULT_OPTIMIZE_LEVEL, prepare } from '../src/prepare/pipeline.js';
 import { PROFILES, type Profile } from '../src/prepare/profile.js';
-import { InternalExport, MEMORY_IMPORT, type CanonicalImport } from '../src/prepare/rewrite.js';
+import { InternalExport, MEMORY_IMPORT, rewriteModule, type CanonicalImport } from '../src/prepare/rewrite.js';
 import { YIELD_IMPORT } from '../src/prepare/asyncify.js';
 import { globalValues } from '../src/snapshot/format.js';
 import { ExternalKind, parseModule, type WasmModule } from '../src/wasm/module.js';
@@ -28,6 +29,42 @@ import { fmt, median, range } from './stats.js';
 
 /** Checks between two refills of the fuel, as in the runtime (runtime/instance.ts FUEL). */
 const FUEL = 20000;
+const CHECKS_ONLY = 'checks only (diagnostic)';
+const IGNORE_INDIRECT = 'io-suspend + asyncify-ignore-indirect (diagnostic)';
+
+/**
+ * src/prepare/asyncify.ts for io-suspend, plus binaryen's
+ * `asyncify-ignore-indirect` (for a diagnostic row only: the runtime does
+ * not do this, and it would be unsound for a module whose indirect calls can
+ * reach a blocking import).
+ */
+function asyncifyIgnoringIndirect(rewritten: Uint8Array): Uint8Array {
+  const readBinary = binaryen.readBinary as unknown as (data: Uint8Array, features: binaryen.Features) => binaryen.Module;
+  const F = binaryen.Features;
+  const mod = readBinary(rewritten, F.MutableGlobals | F.NontrappingFPToInt | F.BulkMemory | F.BulkMemoryOpt | F.SignExt);
+  try {
+    const stub = binaryen.getExportInfo(mod.getExport(InternalExport.yieldStub)).value;
+    mod.removeExport(InternalExport.yieldStub);
+    mod.removeFunction(stub);
+    mod.addFunctionImport(stub, YIELD_IMPORT.module, YIELD_IMPORT.name, binaryen.none, binaryen.none);
+    // The same global settings as src/prepare/asyncify.ts.
+    binaryen.setOptimizeLevel(DEFAULT_OPTIMIZE_LEVEL);
+    binaryen.setShrinkLevel(0);
+    binaryen.setDebugInfo(false);
+    binaryen.setLowMemoryUnused(false);
+    binaryen.setZeroFilledMemory(false);
+    binaryen.setFastMath(false);
+    binaryen.setClosedWorld(false);
+    binaryen.clearPassArguments();
+    binaryen.setPassArgument('asyncify-imports', 'gate.__none__');
+    binaryen.setPassArgument('asyncify-ignore-indirect', '1');
+    mod.runPasses(['asyncify']);
+    binaryen.clearPassArguments();
+    return mod.emitBinary();
+  } finally {
+    mod.dispose();
+  }
+}
 
 // The subset of sql.js's API the workload uses.
 interface Statement {
@@ -84,7 +121,7 @@ function freshGlue(): InitSqlJs {
 }
 
 /** Instantiates a prepared sql.js module the way the runtime would instantiate a program. */
-function preparedInstance(original: WasmModule, module: WebAssembly.Module, glueImports: WebAssembly.Imports): WebAssembly.Instance {
+function preparedInstance(original: WasmModule, module: WebAssembly.Module, glueImports: WebAssembly.Imports, initialFuel = FUEL): WebAssembly.Instance {
   const mem = original.memories[0]!;
   const memory = new WebAssembly.Memory(mem.max === undefined ? { initial: mem.min } : { initial: mem.min, maximum: mem.max });
   let fuel: WebAssembly.Global | undefined;
@@ -99,6 +136,7 @@ function preparedInstance(original: WasmModule, module: WebAssembly.Module, glue
     wasi,
     [MEMORY_IMPORT.module]: {
       [MEMORY_IMPORT.name]: memory,
+      // (absent from the rewrite-only module, where the check calls an empty stub)
       [YIELD_IMPORT.name]: () => {
         fuel!.value = FUEL;
       },
@@ -106,7 +144,7 @@ function preparedInstance(original: WasmModule, module: WebAssembly.Module, glue
   };
   const instance = new WebAssembly.Instance(module, imports as WebAssembly.Imports);
   fuel = instance.exports[InternalExport.fuel] as WebAssembly.Global;
-  fuel.value = FUEL;
+  fuel.value = initialFuel;
   // Active data segments (the prepared module has none) ...
   const bytes = new Uint8Array(memory.buffer);
   for (const d of original.dataSegments) {
@@ -141,7 +179,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
   const original = parseModule(bytes);
   const imports: CanonicalImport[] = original.imports.map((i) => ({ module: 'wasi', name: `${i.module}.${i.field}` }));
 
-  const variants: Array<{ name: string; sql?: SqlJs; error?: string; prepareMs?: number; size?: number }> = [];
+  const variants: Array<{ name: string; sql?: SqlJs; error?: string; prepareMs?: number; size?: number; beforeRun?: () => void }> = [];
   const rawModule = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
   variants.push({ name: 'raw', sql: await engine((imp) => new WebAssembly.Instance(rawModule, imp)) });
   for (const profile of PROFILES as readonly Profile[]) {
@@ -161,12 +199,34 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
     }
   }
 
+  {
+    // Diagnostic: the binary rewrite alone (fuel checks, no Asyncify), with
+    // fuel that never runs out (the stub it would call is empty).
+    const rewritten = rewriteModule(original, { imports, checks: true });
+    const mod = new WebAssembly.Module(rewritten.bytes as Uint8Array<ArrayBuffer>);
+    let fuel: WebAssembly.Global | undefined;
+    const sql = await engine((imp) => {
+      const inst = preparedInstance(original, mod, imp, 2 ** 31 - 1);
+      fuel = inst.exports[InternalExport.fuel] as WebAssembly.Global;
+      return inst;
+    });
+    variants.push({ name: CHECKS_ONLY, size: rewritten.bytes.length, sql, beforeRun: () => void (fuel!.value = 2 ** 31 - 1) });
+    // Diagnostic: io-suspend as it would be if Asyncify did not assume that
+    // indirect calls may unwind (nothing here can unwind at all).
+    const t0 = performance.now();
+    const ignored = asyncifyIgnoringIndirect(rewritten.bytes);
+    const prepareMs = performance.now() - t0;
+    const mod2 = new WebAssembly.Module(ignored as Uint8Array<ArrayBuffer>);
+    variants.push({ name: IGNORE_INDIRECT, size: ignored.length, prepareMs, sql: await engine((imp) => preparedInstance(original, mod2, imp)) });
+  }
+
   // Warm up (V8 tiers up on the first runs) and check every variant's result.
   let expected: number | undefined;
   for (const v of variants) {
     if (!v.sql) continue;
     try {
       for (let i = 0; i < 2; i++) {
+        v.beforeRun?.();
         const r = workload(v.sql);
         if (v.name === 'raw') expected = r;
         else if (r !== expected) throw new Error(`checksum ${r}, raw ${expected}`);
@@ -185,6 +245,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
     const order = round % 2 ? [...variants].reverse() : variants;
     for (const v of order) {
       if (!v.sql) continue;
+      v.beforeRun?.();
       const t0 = performance.now();
       const r = workload(v.sql);
       t[v.name] = performance.now() - t0;
@@ -202,8 +263,11 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
   lines.push(
     `Workload (bench/sqljs.ts): CREATE TABLE, 20 000 INSERTs through a prepared statement in one transaction, CREATE INDEX, a LIKE scan, a GROUP BY over 97 groups, and a recursive CTE of 200 000 rows; checksum ${expected} (every variant checked against raw in every run). ` +
       `The prepared modules are instantiated through emscripten's \`instantiateWasm\` with the glue's imports mapped onto \`wasi.<module>.<field>\`, a host-created memory with the original's data segments and globals, and a check that only refills the fuel (${FUEL}) and never unwinds. ` +
-      `No import may unwind, so suspend-anywhere instruments what is reachable from the check and io-suspend has the checks alone (plus whatever Asyncify assumes of indirect calls). ` +
+      `No import may unwind, so suspend-anywhere instruments what is reachable from the check, and io-suspend's Asyncify has no unwinding import at all. ` +
       `Median of ${rounds} rounds (after 2 warm-up runs each), order alternating between rounds; min–max in parentheses. Preparation: one uncached run with these options.`,
+    '',
+    `Diagnostic rows (not configurations the runtime uses): *${CHECKS_ONLY}* is the binary rewrite stage alone — the fuel checks without Asyncify, fuel topped up so that the empty stub is never reached; *${IGNORE_INDIRECT}* is io-suspend's Asyncify run with binaryen's \`asyncify-ignore-indirect\`. ` +
+      'Binaryen assumes that any `call_indirect` may unwind unless told otherwise, so with no unwinding import at all it still instruments every function that makes an indirect call and everything that calls one; the io-suspend row against these two shows what that assumption costs in the pipeline as measured.',
     '',
   );
   lines.push('| variant | time (ms) | vs raw | preparation (s) | prepared size |', '|---|---|---|---|---|');

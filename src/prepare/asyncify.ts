@@ -56,7 +56,9 @@ export function asyncify(bytes: Uint8Array, opts: AsyncifyOptions): Uint8Array {
     binaryen.clearPassArguments();
     // An empty list would make asyncify assume that *every* import may unwind.
     binaryen.setPassArgument('asyncify-imports', imports.length ? imports.join(',') : 'gate.__none__');
-    if (opts.ignoreIndirect) binaryen.setPassArgument('asyncify-ignore-indirect', '');
+    // binaryen.js turns an empty value into a null pointer, which clears the
+    // argument: any non-empty value means "present".
+    if (opts.ignoreIndirect) binaryen.setPassArgument('asyncify-ignore-indirect', '1');
     mod.runPasses(['asyncify']);
     binaryen.clearPassArguments();
     return mod.emitBinary();

@@ -1,6 +1,6 @@
 import { BLOCKING_IMPORTS, resolveImports } from '../abi/imports.js';
 import { resolveEntry } from '../abi/entry.js';
-import { prepare, sha256Hex, type PreparedModule } from '../prepare/pipeline.js';
+import { prepare, type PreparedModule } from '../prepare/pipeline.js';
 import type { PreparedCache } from '../prepare/cache.js';
 import type { Profile } from '../prepare/profile.js';
 import { INTERNAL_PREFIX, type CanonicalImport } from '../prepare/rewrite.js';
@@ -19,7 +19,6 @@ const UNWINDING = new Set<string>(BLOCKING_IMPORTS);
  */
 export class Program {
   private constructor(
-    readonly hash: string,
     /** The module as the runtime sees it: for a snapshot, with its hidden exports and its start function. */
     readonly module: WasmModule,
     readonly imports: CanonicalImport[],
@@ -51,7 +50,7 @@ export class Program {
       }
     }
     const imports = resolveImports(module).map((r) => r.canonical);
-    return new Program(await sha256Hex(bytes), module, imports, snapshot);
+    return new Program(module, imports, snapshot);
   }
 
   get bytes(): Uint8Array {

@@ -60,7 +60,8 @@ function grow(): void {
  */
 function words32(memory: Uint8Array): Int32Array {
   if (memory.byteOffset % 4 === 0) return new Int32Array(memory.buffer, memory.byteOffset, memory.length >>> 2);
-  return new Int32Array(memory.slice().buffer, 0, memory.length >>> 2);
+  // Uint8Array.prototype.slice copies even when `memory` is a Node Buffer (whose slice does not).
+  return new Int32Array(Uint8Array.prototype.slice.call(memory).buffer, 0, memory.length >>> 2);
 }
 
 /**

@@ -4,6 +4,7 @@ import { MemoryCache } from '../../src/prepare/cache.js';
 import { prepare } from '../../src/prepare/pipeline.js';
 import { InternalExport, rewriteModule } from '../../src/prepare/rewrite.js';
 import { parseModule } from '../../src/wasm/module.js';
+import { asyncify } from '../../src/prepare/asyncify.js';
 import { indirectCallsMayUnwind } from '../../src/prepare/reach.js';
 import { runProgram } from '../helpers/runtime.js';
 import { wat } from '../helpers/wat.js';
@@ -110,6 +111,15 @@ describe('indirect calls', () => {
     // Under suspend-anywhere every function with a check unwinds: main's callee in the table is a leaf, so still false.
     const m = parseModule(leafTable);
     assert.equal(indirectCallsMayUnwind(m, rewriteModule(m, { imports: [{ module: 'gate', name: 'io' }], checks: true }).calls, new Set([0]), true), false);
+  });
+
+  it('makes binaryen leave indirect callers uninstrumented when that is sound', () => {
+    const m = parseModule(leafTable);
+    const r = rewriteModule(m, { imports: [{ module: 'gate', name: 'io' }], checks: true });
+    const opts = { unwindingImports: ['gate.io'], yieldUnwinds: false, hasYieldStub: true, optimizeLevel: 1 };
+    const assumed = asyncify(r.bytes, { ...opts, ignoreIndirect: false });
+    const ignored = asyncify(r.bytes, { ...opts, ignoreIndirect: true });
+    assert.ok(ignored.length < assumed.length, `ignore-indirect had no effect (${ignored.length} vs ${assumed.length} bytes)`);
   });
 
   it('blocks and resumes correctly through an indirect call (both profiles)', async () => {

@@ -67,7 +67,8 @@ export class FrameDecoder {
       const payload = frame.subarray(4 + hlen);
       // Small payloads (packets) are copied so that they do not pin the
       // frame's buffer; a large one (a snapshot's memory) is used in place.
-      const owned = payload.length > COPY_LIMIT ? payload : new Uint8Array(payload);
+      // (A plain Uint8Array view, not a Buffer: Buffer#slice does not copy.)
+      const owned = payload.length > COPY_LIMIT ? new Uint8Array(payload.buffer, payload.byteOffset, payload.length) : new Uint8Array(payload);
       out.push({ header: header as Message['header'], payload: payload.length ? owned : undefined });
     }
     return out;

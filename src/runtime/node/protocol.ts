@@ -106,7 +106,7 @@ export function decodeSnapshot(header: Json, payload: Uint8Array | undefined): E
   // The parts are views of this message's own buffer: nothing else uses it.
   // Memory is scanned with wide typed arrays, which need alignment.
   return {
-    memory: memory.byteOffset % 8 === 0 ? memory : memory.slice(),
+    memory: memory.byteOffset % 8 === 0 ? memory : Uint8Array.prototype.slice.call(memory),
     globals: header.globals.map(globalFromJson),
     stack: header.hasStack === true ? stack : undefined,
     calls: header.calls as string[],
