@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { GateError } from '../errors.js';
 import { DEFAULT_PROFILE, PROFILES, isProfile, type Profile } from '../prepare/profile.js';
 import { ChildProcessExecutor } from '../runtime/node/child-executor.js';
@@ -34,6 +34,18 @@ interface CallOptions {
   maxExports: number;
   cache: boolean;
   snapshot: string | undefined;
+}
+
+/** Writes a file from pieces, through a temporary name, so that a crash leaves no half-written snapshot. */
+async function writeParts(path: string, parts: Uint8Array[]): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const file = await open(tmp, 'w');
+  try {
+    await file.writev(parts);
+  } finally {
+    await file.close();
+  }
+  await rename(tmp, path);
 }
 
 /** Exit code for a finished call: 0 only for a clean finish. */
@@ -95,8 +107,7 @@ async function call(file: string, fn: string | undefined, opts: CallOptions): Pr
     const status = await instance.wait();
     await detach();
     if (opts.snapshot !== undefined) {
-      const bytes = await instance.snapshot();
-      await writeFile(opts.snapshot, bytes);
+      await writeParts(opts.snapshot, (await instance.snapshotParts()).parts);
       process.stderr.write(`gate: ${formatStatus(status)}; snapshot written to ${opts.snapshot}\n`);
       return status.state === State.Suspended ? 0 : exitCodeFor(status);
     }

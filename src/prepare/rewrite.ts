@@ -54,7 +54,10 @@ const OP_CALL_INDIRECT = 0x11;
  */
 export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResult {
   const bytes = m.bytes;
-  const out = new ByteWriter(bytes.length + 1024);
+  // Data segments are not copied (see below): a snapshot's large data
+  // section must not make this buffer large.
+  const dataSection = m.sections.find((s) => s.id === SectionId.Data);
+  const out = new ByteWriter(bytes.length - (dataSection ? dataSection.end - dataSection.start : 0) + 1024);
   out.bytes(bytes.subarray(0, 8));
 
   const funcCount = m.importedFunctionCount + m.functions.length;

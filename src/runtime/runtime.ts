@@ -3,7 +3,7 @@ import { Trap, TrapCauseName, TrapId } from '../abi/trap.js';
 import { PIPELINE_VERSION, type PreparedModule } from '../prepare/pipeline.js';
 import { InternalExport } from '../prepare/rewrite.js';
 import { SnapshotError } from '../snapshot/errors.js';
-import { writeSnapshot } from '../snapshot/format.js';
+import { writeSnapshotParts } from '../snapshot/format.js';
 import type { ServiceState, SnapshotState } from '../snapshot/state.js';
 import { DEFAULT_LOCAL_LIMITS, type ModuleLimits } from '../wasm/validate.js';
 import type { PreparedCache } from '../prepare/cache.js';
@@ -238,12 +238,29 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
    * stopped, and only if it was launched with `retain`.
    */
   async snapshot(): Promise<Uint8Array> {
+    const { parts, size } = await this.snapshotParts();
+    if (parts.length === 1) return parts[0]!;
+    const out = new Uint8Array(size);
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  }
+
+  /**
+   * The snapshot as pieces to write out in order (to a file, a socket, a
+   * hash) without joining them: the memory's bytes are not copied. The pieces
+   * stay valid until the instance is released.
+   */
+  async snapshotParts(): Promise<{ parts: Uint8Array[]; size: number }> {
     const status = this.current;
     if (status.state === State.Running) throw new InstanceStateError('instance must not be running; suspend it first');
     const final = isFinal(status.state);
     if (!this.prepared) {
       // A final snapshot that was never run: its state is the module itself.
-      return this.program.bytes;
+      return { parts: [this.program.bytes], size: this.program.bytes.length };
     }
     if (!this.retained || this.released) throw new InstanceStateError('instance state was not retained; launch it with retain to snapshot it');
     const s = await this.executor.snapshot(this.id);
@@ -276,7 +293,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
           }
         : undefined,
     };
-    return writeSnapshot(this.program.module, state);
+    return writeSnapshotParts(this.program.module, state);
   }
 
   /** Lets the executor forget a retained instance. */

@@ -17,17 +17,32 @@ interface Result {
   stderr: string;
 }
 
-function gate(args: string[], input = '', opts: { signalAfterMs?: number; signal?: NodeJS.Signals } = {}): Promise<Result> {
+interface SignalOptions {
+  /** Send the signal once stderr matches this (the program is running), … */
+  signalWhen?: RegExp;
+  /** … and this long after that. */
+  signalAfterMs?: number;
+  signal?: NodeJS.Signals;
+}
+
+function gate(args: string[], input = '', opts: SignalOptions = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(GATE, args, { env: { ...process.env, XDG_CACHE_HOME: CACHE } });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
+    let signalled = false;
+    child.stderr.on('data', (c: Buffer) => {
+      err.push(c);
+      if (opts.signalWhen && !signalled && opts.signalWhen.test(Buffer.concat(err).toString())) {
+        signalled = true;
+        setTimeout(() => child.kill(opts.signal ?? 'SIGINT'), opts.signalAfterMs ?? 0);
+      }
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
     child.stdin.end(input);
-    if (opts.signalAfterMs) setTimeout(() => child.kill(opts.signal ?? 'SIGINT'), opts.signalAfterMs);
+    if (opts.signalAfterMs && !opts.signalWhen) setTimeout(() => child.kill(opts.signal ?? 'SIGINT'), opts.signalAfterMs);
   });
 }
 
@@ -81,10 +96,11 @@ describe('gate call', () => {
   });
 
   it('Ctrl-C kills a running program; SIGQUIT suspends it', async () => {
-    const killed = await gate(['call', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalAfterMs: 1500 });
+    const running = /running: 0\n/;
+    const killed = await gate(['call', '-d', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: running });
     assert.equal(killed.code, 1);
     assert.match(killed.stderr, /KILLED/);
-    const suspended = await gate(['call', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalAfterMs: 1500, signal: 'SIGQUIT' });
+    const suspended = await gate(['call', '-d', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: running, signal: 'SIGQUIT' });
     assert.equal(suspended.code, 1);
     assert.match(suspended.stderr, /SUSPENDED/);
   });
@@ -92,11 +108,11 @@ describe('gate call', () => {
   it('writes a snapshot on suspension and continues it from the file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gate-snap-'));
     const file = join(dir, 'loop.snapshot.wasm');
-    const first = await gate(['call', '-d', '--snapshot', file, join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalAfterMs: 2500, signal: 'SIGQUIT' });
+    const first = await gate(['call', '-d', '--snapshot', file, join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: /running: 1\n/, signal: 'SIGQUIT' });
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /SUSPENDED; snapshot written to/);
     const counts = [...first.stderr.matchAll(/running: (\d+)/g)].map((m) => Number(m[1]));
-    const second = await gate(['call', '-d', file], '', { signalAfterMs: 2500 });
+    const second = await gate(['call', '-d', file], '', { signalWhen: /running: \d+\n/ });
     assert.equal(second.code, 1);
     assert.match(second.stderr, /KILLED/);
     const next = Number(second.stderr.match(/running: (\d+)/)![1]);

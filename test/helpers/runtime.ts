@@ -44,6 +44,8 @@ export interface RunOptions<C extends ServiceConnection> {
   computeLimitMs?: number;
   /** Called once the instance is launched (e.g. to connect clients, or suspend it). */
   onLaunch?: (inst: RunningInstance<C>) => void;
+  /** Called with the whole debug log so far after each write (e.g. to suspend once the program runs). */
+  onDebug?: (text: string, inst: RunningInstance<C>) => void;
 }
 
 /** Runs a program to its end (in process unless an executor is given). */
@@ -61,12 +63,17 @@ export async function runProgram<C extends ServiceConnection = ServiceConnection
   });
   const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
   const chunks: Uint8Array[] = [];
+  let launched: RunningInstance<C> | undefined;
   const instance = await runtime.launch(program, {
     entry: opts.entry,
     profile: opts.profile,
-    debug: (d) => chunks.push(d),
+    debug: (d) => {
+      chunks.push(d);
+      if (opts.onDebug && launched) opts.onDebug(Buffer.concat(chunks).toString(), launched);
+    },
     services: (opts.services ?? noServices) as ServiceProvider<C>,
   });
+  launched = instance;
   opts.onLaunch?.(instance);
   const status = await instance.wait();
   const debug = Buffer.concat(chunks).toString();

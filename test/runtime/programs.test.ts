@@ -73,10 +73,18 @@ for (const profile of PROFILES) {
 
     for (const fn of ['loop', 'loop2']) {
       it(`suspend ${fn}: a suspend request stops it SUSPENDED`, async () => {
+        let requested = false;
+        const suspend = (inst: { suspend(): void }): void => {
+          if (requested) return;
+          requested = true;
+          setTimeout(() => inst.suspend(), 100);
+        };
         const r = await runWithClient(programBytes('suspend'), {
           profile,
           entry: fn,
-          onLaunch: (inst) => setTimeout(() => inst.suspend(), 300),
+          // loop prints as it goes; loop2 prints nothing, so it gets a fixed delay.
+          onDebug: (text, inst) => fn === 'loop' && /running: 0\n/.test(text) && suspend(inst),
+          onLaunch: (inst) => fn === 'loop2' && setTimeout(() => suspend(inst), 300),
         });
         assert.deepEqual(r.status, { state: 'SUSPENDED' });
         if (fn === 'loop') assert.match(r.debug, /^suspend\.cpp running: 0\n/);

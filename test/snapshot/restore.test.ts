@@ -139,12 +139,12 @@ describe('snapshots', () => {
     const lastSeen = readings[readings.length - 1]!;
     const saved = readSnapshot(parseModule(bytes))!.monotonicNs;
     assert.ok(saved >= lastSeen, 'the snapshot holds the clock at suspension');
-    await sleep(1500); // time spent suspended does not count
+    await sleep(2500); // time spent suspended does not count
     const restored = await start(b, bytes);
     const resumedAt = BigInt((await waitFor(restored, /resumed at (\d+)\n/))[1]!);
     // Readings are masked to the time resolution (1 µs here: granularity 1024 ns).
     assert.ok(resumedAt + 1024n >= saved, `clock went back: ${resumedAt} < ${saved}`);
-    assert.ok(resumedAt - saved < 1_000_000_000n, `clock counted the suspension: +${resumedAt - saved} ns`);
+    assert.ok(resumedAt - saved < 2_000_000_000n, `clock counted the suspension: +${resumedAt - saved} ns`);
     restored.inst.kill();
     await restored.inst.wait();
   });
