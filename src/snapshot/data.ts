@@ -25,6 +25,7 @@
 import type { WasmModule } from '../wasm/module.js';
 import { SectionId } from '../wasm/module.js';
 import { SnapshotError } from './errors.js';
+import { Reader } from './reader.js';
 
 export const PAGE_SIZE = 65536;
 /** Scan granularity in bytes: zero runs split segments only if they cover a whole aligned block. */
@@ -237,42 +238,6 @@ export function dataSectionParts(memory: Uint8Array, segs: DataSegments, payload
   return parts;
 }
 
-/** Minimal cursor for the data section; errors are SnapshotErrors naming the segment. */
-class Cursor {
-  constructor(readonly b: Uint8Array, public pos: number, readonly end: number) {}
-  fail(what: string): never {
-    throw new SnapshotError(`data section: ${what} (at byte offset ${this.pos})`);
-  }
-  u8(): number {
-    if (this.pos >= this.end) this.fail('unexpected end of section');
-    return this.b[this.pos++]!;
-  }
-  uleb32(): number {
-    let result = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      const x = this.u8();
-      result += (x & 0x7f) * 2 ** shift;
-      if ((x & 0x80) === 0) {
-        if (result > 0xffffffff) this.fail('integer too large');
-        return result;
-      }
-    }
-    return this.fail('integer representation too long');
-  }
-  sleb32(): number {
-    let result = 0;
-    let shift = 0;
-    let x: number;
-    do {
-      if (shift > 28) this.fail('integer representation too long');
-      x = this.u8();
-      result |= (x & 0x7f) << shift;
-      shift += 7;
-    } while (x & 0x80);
-    if (shift < 32 && x & 0x40) result |= -1 << shift;
-    return result | 0;
-  }
-}
 
 /**
  * The memory image a module starts with: its initial pages with the active
@@ -291,21 +256,21 @@ export function memoryImage(m: WasmModule): Uint8Array {
   }
   const section = m.sections.find((s) => s.id === SectionId.Data);
   if (!section) return image;
-  const c = new Cursor(m.bytes, section.payloadStart, section.end);
-  const count = c.uleb32();
+  const c = new Reader(m.bytes, section.payloadStart, section.end, 'data');
+  const count = c.u32();
   for (let i = 0; i < count; i++) {
-    const flags = c.uleb32();
+    const flags = c.u32();
     if (flags === 1) {
-      const size = c.uleb32(); // passive: not part of the initial image
+      const size = c.u32(); // passive: not part of the initial image
       if (size > c.end - c.pos) c.fail(`data segment ${i} extends past the end of the section`);
       c.pos += size;
       continue;
     }
     if (flags !== 0) c.fail(`data segment ${i} has unsupported kind ${flags}`);
     if (c.u8() !== 0x41) c.fail(`data segment ${i} offset is not an i32.const expression`);
-    const offset = c.sleb32() >>> 0;
+    const offset = c.s32() >>> 0;
     if (c.u8() !== 0x0b) c.fail(`data segment ${i} offset expression is not terminated by end`);
-    const size = c.uleb32();
+    const size = c.u32();
     if (size > c.end - c.pos) c.fail(`data segment ${i} extends past the end of the section`);
     if (offset + size > image.length) {
       throw new SnapshotError(`data segment ${i} (offset ${offset}, ${size} bytes) does not fit in the initial memory of ${pages} pages`);
