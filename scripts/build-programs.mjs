@@ -22,9 +22,22 @@
 // wat2wasm only when something has to be rebuilt.
 
 import { spawn, spawnSync } from 'node:child_process';
+import { delimiter } from 'node:path';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+// clang's wasm driver runs `wasm-opt` after linking whenever it finds one on
+// PATH, and `npm run` puts node_modules/.bin (binaryen's wasm-opt) there: the
+// same command would build different programs inside and outside npm. The
+// tools run with node_modules/.bin taken off PATH.
+const toolEnv = {
+  ...process.env,
+  PATH: (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter((dir) => !dir.split(/[\\/]/).includes('node_modules'))
+    .join(delimiter),
+};
 import { fileURLToPath } from 'node:url';
 
 const scriptPath = fileURLToPath(import.meta.url);
@@ -199,7 +212,7 @@ if (stale.some((j) => j.kind === 'c')) {
   else {
     if (version) candidates.push(`wasm-ld-${version}`, `/usr/lib/llvm-${version}/bin/wasm-ld`);
     candidates.push('wasm-ld');
-    const printed = spawnSync(clang, ['--target=wasm32', '-print-prog-name=wasm-ld'], { encoding: 'utf8' });
+    const printed = spawnSync(clang, ['--target=wasm32', '-print-prog-name=wasm-ld'], { encoding: 'utf8', env: toolEnv });
     const p = printed.status === 0 ? printed.stdout.trim() : '';
     if (path.isAbsolute(p)) candidates.push(p);
     candidates.push('wasm-ld-14', '/usr/lib/llvm-14/bin/wasm-ld');
@@ -209,7 +222,7 @@ if (stale.some((j) => j.kind === 'c')) {
   toolchain.wasmLd = wasmLd;
 
   // wasm32-wasi headers are only needed by sources asking for that target.
-  const probe = spawnSync(clang, ['--target=wasm32', '--version'], { encoding: 'utf8' });
+  const probe = spawnSync(clang, ['--target=wasm32', '--version'], { encoding: 'utf8', env: toolEnv });
   if (probe.status !== 0) missing(`a working ${clang} (${(probe.stderr || probe.error?.message || '').trim()})`);
 }
 
@@ -239,7 +252,7 @@ function commandFor(job, tmp) {
 
 function run(cmd, argv) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: toolEnv });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
