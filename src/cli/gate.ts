@@ -130,13 +130,13 @@ export function buildProgram(): Command {
 
   cli
     .command('call')
+    .summary('run a wasm module (a program or a snapshot) from a local file')
     .description(
-      'Run a wasm module from a local file (a program, or a snapshot made with --snapshot, which continues\n' +
-        'where it stopped). The origin stream is wired to stdin and stdout.\n' +
-        'Exit status: 0 when the program finishes cleanly (returns, or exits with 0); 1 when it exits with\n' +
-        'a non-zero status, traps, is killed or suspended (the state and cause are printed to stderr);\n' +
-        '2 when the module cannot be used (bad module, unsupported import, unknown function).\n' +
+      [
+        'Run a wasm module from a local file: a program, or a snapshot made with --snapshot, which continues where it stopped. The origin stream is wired to stdin and stdout.',
+        'Exit status: 0 when the program finishes cleanly (returns, or exits with 0); 1 when it exits with a non-zero status, traps, is killed or suspended (the state and cause are printed to stderr); 2 when the module cannot be used (bad module, unsupported import, unknown function).',
         'Ctrl-C kills the program; Ctrl-\\ (SIGQUIT) suspends it.',
+      ].join('\n\n'),
     )
     .argument('<file>', 'path of the .wasm module')
     .argument('[function]', 'entry function to call (default: _start if exported, else none)')
