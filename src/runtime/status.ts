@@ -57,3 +57,30 @@ export function formatStatus(s: InstanceStatus): string {
   if (s.error) out += `: ${s.error}`;
   return out;
 }
+
+/** Status of a launched final snapshot, from its trap and result (spec snapshot.md §7). */
+export function statusOfSnapshot(trap: number, result: number): InstanceStatus {
+  if (trap === TrapId.Exit) return { state: State.Terminated, result: result === 0 ? 0 : 1 };
+  return trap === TrapId.Killed ? { state: State.Killed } : statusForTrap(trap);
+}
+
+/** The trap id of a cause name (the inverse of TrapCauseName). */
+function trapOfCause(cause: string): number | undefined {
+  const entry = Object.entries(TrapCauseName).find(([, name]) => name === cause);
+  return entry ? Number(entry[0]) : undefined;
+}
+
+/** Trap id recorded in a snapshot for a status (spec snapshot.md §3). */
+export function trapOfStatus(status: InstanceStatus): number {
+  switch (status.state) {
+    case State.Halted:
+    case State.Terminated:
+      return TrapId.Exit;
+    case State.Suspended:
+      return (status.cause ? trapOfCause(status.cause) : undefined) ?? TrapId.Suspended;
+    default:
+      if (!status.cause) return TrapId.Killed;
+      // NO_FUNCTION has no name: its cause is the number itself.
+      return trapOfCause(status.cause) ?? (Number(status.cause) || TrapId.InternalError);
+  }
+}

@@ -1,0 +1,190 @@
+import { HEADER_SIZE, MAX_PACKET_SIZE } from '../abi/packet.js';
+import { Trap, TrapId } from '../abi/trap.js';
+import { PIPELINE_VERSION, type PreparedModule } from '../prepare/pipeline.js';
+import { InternalExport } from '../prepare/rewrite.js';
+import { writeSnapshotParts } from '../snapshot/format.js';
+import type { ServiceState, SnapshotState } from '../snapshot/state.js';
+import type { DebugLog } from './debug-log.js';
+import { InstanceStateError } from './errors.js';
+import type { Executor } from './executor.js';
+import type { Program } from './program.js';
+import type { ServiceConnection } from './runtime.js';
+import { isFinal, State, trapOfStatus, type InstanceStatus } from './status.js';
+
+/** A launched instance, seen from the trusted side. */
+export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
+  private current: InstanceStatus = { state: State.Running };
+  private servicesRef: C | undefined;
+  private readonly done: Promise<InstanceStatus>;
+  private resolveDone!: (s: InstanceStatus) => void;
+  /** Each discovered service's state, saved when the instance suspended. */
+  private serviceStates: ServiceState[] = [];
+  private released = false;
+
+  constructor(
+    readonly id: string,
+    private readonly executor: Executor,
+    private readonly debug: DebugLog | undefined,
+    private readonly program: Program,
+    private readonly prepared: PreparedModule | undefined,
+    private readonly retained: boolean,
+  ) {
+    this.done = new Promise((res) => (this.resolveDone = res));
+  }
+
+  /**
+   * The instance as a snapshot module (spec snapshot.md): only when it has
+   * stopped, and only if it was launched with `retain`.
+   */
+  async snapshot(): Promise<Uint8Array> {
+    const { parts, size } = await this.snapshotParts();
+    if (parts.length === 1) return parts[0]!;
+    const out = new Uint8Array(size);
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  }
+
+  /**
+   * The snapshot as pieces to write out in order (to a file, a socket, a
+   * hash) without joining them: the memory's bytes are not copied. The pieces
+   * stay valid until the instance is released.
+   */
+  async snapshotParts(): Promise<{ parts: Uint8Array[]; size: number }> {
+    const status = this.current;
+    if (status.state === State.Running) throw new InstanceStateError('instance must not be running; suspend it first');
+    const final = isFinal(status.state);
+    if (!this.prepared) {
+      // A final snapshot that was never run: its state is the module itself.
+      return { parts: [this.program.bytes], size: this.program.bytes.length };
+    }
+    if (!this.retained || this.released) throw new InstanceStateError('instance state was not retained; launch it with retain to snapshot it');
+    const s = await this.executor.snapshot(this.id);
+    // V8 has unwound the stack of an instance whose call stack was exhausted:
+    // there is nothing to continue from, so its snapshot is final.
+    const resumable = status.state === State.Suspended && status.cause !== 'CALL_STACK_EXHAUSTED';
+    const startPending = s.calls[0] === InternalExport.start;
+    const state: SnapshotState = {
+      trap: trapOfStatus(status),
+      result: status.result ?? 0,
+      final: final || (status.state === State.Suspended && !resumable),
+      monotonicNs: s.monotonicNs,
+      breakpoints: [],
+      memory: s.memory,
+      memoryMaxPages: this.program.memoryLimits?.max,
+      globals: s.globals,
+      input: s.input,
+      output: s.outputTail,
+      services: this.serviceStates,
+      stack: resumable
+        ? {
+            pipelineVersion: PIPELINE_VERSION,
+            profile: this.prepared.profile,
+            optimizeLevel: this.prepared.optimizeLevel,
+            preparedKey: this.prepared.key,
+            startFunction: this.program.module.start,
+            startPending,
+            entry: s.calls.find((c) => c !== InternalExport.start),
+            unwound: s.stack ?? new Uint8Array(0),
+          }
+        : undefined,
+    };
+    return writeSnapshotParts(this.program.module, state);
+  }
+
+  /** Lets the executor forget a retained instance. */
+  release(): void {
+    if (this.released || !this.retained) return;
+    this.released = true;
+    this.executor.release(this.id);
+  }
+
+  /** @internal */
+  stoppedWithoutRun(status: InstanceStatus): void {
+    this.current = status;
+    this.resolveDone(status);
+  }
+
+  get services(): C {
+    return this.servicesRef!;
+  }
+
+  get status(): InstanceStatus {
+    return this.current;
+  }
+
+  /** Resolves with the status the instance stopped with. */
+  wait(): Promise<InstanceStatus> {
+    return this.done;
+  }
+
+  suspend(): void {
+    if (this.current.state !== State.Running) throw new InstanceStateError(`instance is ${this.current.state}, not RUNNING`);
+    this.executor.suspend(this.id);
+  }
+
+  kill(): void {
+    if (isFinal(this.current.state)) return;
+    this.executor.kill(this.id);
+  }
+
+  /** @internal */
+  attach(services: C): void {
+    this.servicesRef = services;
+  }
+
+  /** @internal */
+  sendToProgram(packet: Uint8Array): void {
+    // Replies still in flight when the instance suspends belong in its snapshot.
+    const keep = this.current.state === State.Running || (this.current.state === State.Suspended && this.retained && !this.released);
+    if (!keep) return;
+    const size = packet.length >= HEADER_SIZE ? new DataView(packet.buffer, packet.byteOffset).getUint32(0, true) : -1;
+    if (size !== packet.length || size > MAX_PACKET_SIZE) {
+      this.serviceFailed(new Error(`a service sent a malformed packet (size field ${size}, length ${packet.length})`));
+      return;
+    }
+    this.executor.deliver(this.id, packet);
+  }
+
+  /** @internal */
+  fromProgram(packet: Uint8Array): void {
+    let result: void | Promise<void>;
+    try {
+      result = this.servicesRef!.handle(packet);
+    } catch (e) {
+      this.serviceFailed(e);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        () => this.executor.ack(this.id, packet.length),
+        (e: unknown) => this.serviceFailed(e),
+      );
+    } else {
+      this.executor.ack(this.id, packet.length);
+    }
+  }
+
+  /** @internal */
+  serviceFailed(error: unknown): void {
+    if (this.current.state !== State.Running) return;
+    const message = error instanceof Error ? error.message : String(error);
+    const trap = error instanceof Trap && error.trap === TrapId.AbiViolation ? TrapId.AbiViolation : TrapId.InternalError;
+    this.executor.kill(this.id, { trap, message });
+  }
+
+  /** @internal */
+  stopped(status: InstanceStatus): void {
+    this.current = status;
+    this.debug?.end();
+    Promise.resolve(this.servicesRef?.shutdown(status.state === State.Suspended))
+      .catch(() => undefined)
+      .then((states) => {
+        if (Array.isArray(states)) this.serviceStates = states;
+        this.resolveDone(status);
+      });
+  }
+}
