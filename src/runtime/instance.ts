@@ -139,23 +139,10 @@ export class Instance implements AbiContext {
     this.memoryObject = new WebAssembly.Memory({ initial: opts.memoryPages.initial, maximum: opts.memoryPages.maximum });
 
     const host = createHostImports(this);
-    const gate: Record<string, unknown> = { ...host.gate, [MEMORY_IMPORT.name]: this.memoryObject };
-    gate[YIELD_IMPORT.name] = () => this.yieldImport();
-    const wrap = (fns: Record<string, Function>): Record<string, Function> => {
-      const out: Record<string, Function> = {};
-      for (const [name, fn] of Object.entries(fns)) {
-        out[name] = (...args: unknown[]) => {
-          if (this.rewinding) this.finishRewind();
-          try {
-            return fn(...args);
-          } finally {
-            this.reentered = false;
-          }
-        };
-      }
-      return out;
+    const imports = {
+      gate: { ...this.rewindable(host.gate), [MEMORY_IMPORT.name]: this.memoryObject, [YIELD_IMPORT.name]: () => this.yieldImport() },
+      wasi: this.rewindable(host.wasi),
     };
-    const imports = { gate: { ...wrap(host.gate), [MEMORY_IMPORT.name]: this.memoryObject, [YIELD_IMPORT.name]: gate[YIELD_IMPORT.name] }, wasi: wrap(host.wasi) };
     this.wasm = new WebAssembly.Instance(opts.module, imports as WebAssembly.Imports);
     const ex = this.wasm.exports as Record<string, unknown>;
     this.asyncify = ex as unknown as AsyncifyExports;
@@ -169,6 +156,26 @@ export class Instance implements AbiContext {
       if (opts.hasStart) this.calls.push(InternalExport.start);
       if (opts.entry !== undefined) this.calls.push(opts.entry);
     }
+  }
+
+  /**
+   * Wraps host functions so that a call made while rewinding first finishes
+   * the rewind (the stack is back in place, the region is given back), and
+   * so that a repeated call's `reentered` state ends with it.
+   */
+  private rewindable(fns: Record<string, Function>): Record<string, Function> {
+    const out: Record<string, Function> = {};
+    for (const [name, fn] of Object.entries(fns)) {
+      out[name] = (...args: unknown[]) => {
+        if (this.rewinding) this.finishRewind();
+        try {
+          return fn(...args);
+        } finally {
+          this.reentered = false;
+        }
+      };
+    }
+    return out;
   }
 
   private applyInitialState(init: InitialState): void {
