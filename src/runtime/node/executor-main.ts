@@ -5,7 +5,7 @@
  */
 import { ExecutorCore } from '../executor-core.js';
 import { internalFailure, type InstanceStatus } from '../status.js';
-import { FrameDecoder, encodeFrame, type Message } from './framing.js';
+import { FrameDecoder, encodeFramePieces, type Message } from './framing.js';
 import { decodeSpec, encodeSnapshot } from './protocol.js';
 
 // Anything printed by accident must not corrupt the message stream.
@@ -24,7 +24,9 @@ const out = process.stdout;
 const OUTPUT_HIGH_WATER = 8 * 1024 * 1024;
 
 function send(header: Message['header'], payload?: Uint8Array | Uint8Array[]): void {
-  out.write(encodeFrame(header, payload));
+  // Pieces are written as they are; the stream keeps references until they
+  // are written (a stopped instance's memory does not change meanwhile).
+  for (const piece of encodeFramePieces(header, payload)) out.write(piece);
   if (out.writableLength > OUTPUT_HIGH_WATER) core.pause();
 }
 out.on('drain', () => core.resume());

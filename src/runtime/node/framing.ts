@@ -14,24 +14,39 @@ export const MAX_FRAME = 2 ** 32 - 1;
 
 export class FrameError extends Error {}
 
-/** One frame; a payload given in parts is written into the frame without joining it first. */
+/** One frame as a single buffer. */
 export function encodeFrame(header: Message['header'], payload?: Uint8Array | Uint8Array[]): Buffer {
+  const pieces = encodeFramePieces(header, payload);
+  return Buffer.concat(pieces);
+}
+
+/** Payloads above this size are written as pieces rather than joined into one buffer. */
+const JOIN_LIMIT = 1024 * 1024;
+
+/**
+ * One frame as pieces to write in order: the head (lengths and header), then
+ * the payload's parts as they are when they are large (a snapshot's memory is
+ * not copied once more just to be framed).
+ */
+export function encodeFramePieces(header: Message['header'], payload?: Uint8Array | Uint8Array[]): Uint8Array[] {
   // The header is padded with spaces to a multiple of 8 bytes, so that the
   // payload starts 8-byte aligned in the frame (typed-array views need that).
   const json = JSON.stringify(header);
   const h = Buffer.from(json.padEnd(json.length + ((8 - (Buffer.byteLength(json) % 8)) % 8)));
   const parts = payload === undefined ? [] : Array.isArray(payload) ? payload : [payload];
   const plen = parts.reduce((n, p) => n + p.length, 0);
-  const buf = Buffer.allocUnsafe(8 + h.length + plen);
-  buf.writeUInt32LE(4 + h.length + plen, 0);
-  buf.writeUInt32LE(h.length, 4);
-  h.copy(buf, 8);
+  const joined = plen <= JOIN_LIMIT;
+  const head = Buffer.allocUnsafe(8 + h.length + (joined ? plen : 0));
+  head.writeUInt32LE(4 + h.length + plen, 0);
+  head.writeUInt32LE(h.length, 4);
+  h.copy(head, 8);
+  if (!joined) return [head, ...parts.filter((p) => p.length > 0)];
   let off = 8 + h.length;
   for (const p of parts) {
-    buf.set(p, off);
+    head.set(p, off);
     off += p.length;
   }
-  return buf;
+  return [head];
 }
 
 /** Payloads above this size are handed out as views of the frame instead of copies. */
