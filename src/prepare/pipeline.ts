@@ -11,7 +11,7 @@ import { rewriteModule, type CanonicalImport } from './rewrite.js';
  * modules and suspended stacks are only valid for the exact same pipeline
  * (binaryen is pinned to an exact version in package.json for this reason).
  */
-export const PIPELINE_VERSION = 2;
+export const PIPELINE_VERSION = 3;
 
 export interface PrepareOptions {
   profile: Profile;

@@ -1,6 +1,6 @@
 import { ByteReader, ByteWriter } from '../wasm/leb128.js';
 import { decodeInstructions } from '../wasm/code.js';
-import { ExternalKind, SectionId, type GlobalDef, type WasmModule } from '../wasm/module.js';
+import { ExternalKind, SectionId, type FunctionBody, type GlobalDef, type WasmModule } from '../wasm/module.js';
 import type { CallInfo } from './reach.js';
 
 /** Names the prepared module exports for the runtime (never visible to programs). */
@@ -178,48 +178,61 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
     if (!opts.checks) {
       if (codeSec) out.bytes(bytes.subarray(codeSec.start, codeSec.end));
     } else {
-      const check = checkSequence(fuelGlobal, yieldStubIndex!);
+      // First pass: what each function does that the checks care about.
+      const infos = m.bodies.map((body) => scanBody(bytes, body));
+      infos.forEach((f) => {
+        calls.callees.push(f.callees.map((c) => c.target));
+        calls.indirect.push(f.indirectCalls.length > 0);
+        calls.checked.push(f.checked);
+      });
+      const base = m.importedFunctionCount;
       m.bodies.forEach((body, i) => {
-        const loops: number[] = [];
-        const bulk: number[] = [];
-        const callees: number[] = [];
-        let indirect = false;
-        decodeInstructions(bytes, body, (op, sub, pos, immEnd) => {
-          if (op === OP_LOOP) loops.push(immEnd);
-          else if (op === OP_CALL) callees.push(new ByteReader(bytes, pos + 1, immEnd).u32());
-          else if (op === OP_CALL_INDIRECT) indirect = true;
-          else if (op === 0xfc && (sub === 10 || sub === 11)) bulk.push(pos);
-        });
-        const calling = callees.length > 0 || indirect;
-        calls.callees.push(callees);
-        calls.indirect.push(indirect);
-        calls.checked.push(calling || loops.length > 0 || bulk.length > 0);
-        const type = m.types[m.functions[i]!]!;
-        // A scratch local for the length of bulk memory operations.
-        const scratch = type.params.length + body.localCount;
-        const w = new ByteWriter(body.end - body.bodyStart + (loops.length + bulk.length + 1) * (check.length + 16));
-        if (bulk.length) {
-          const r = new ByteReader(bytes, body.bodyStart, body.codeStart);
-          const groups = r.u32();
-          w.u32(groups + 1).bytes(bytes.subarray(r.pos, body.codeStart)).u32(1).u8(0x7f);
-        } else {
-          w.bytes(bytes.subarray(body.bodyStart, body.codeStart));
+        const f = infos[i]!;
+        if (!f.checked) {
+          // No loop, no call, no bulk operation: bounded straight-line code
+          // that neither checks nor touches the fuel.
+          bodies.push(bytes.slice(body.bodyStart, body.end));
+          return;
         }
+        const type = m.types[m.functions[i]!]!;
+        // Fuel lives in a local while the function runs (V8 keeps it in a
+        // register); the global is synced around calls into functions that
+        // check and at every exit, so callers see what callees used.
+        const fuelLocal = type.params.length + body.localCount;
+        const scratch = fuelLocal + 1;
+        const check = localCheck(fuelGlobal, fuelLocal, yieldStubIndex!);
+        const store = Uint8Array.of(0x20, ...uleb(fuelLocal), 0x24, ...uleb(fuelGlobal)); // local.get; global.set
+        const load = Uint8Array.of(0x23, ...uleb(fuelGlobal), 0x21, ...uleb(fuelLocal)); // global.get; local.set
+        const inserts: Array<{ at: number; order: number; code: Uint8Array }> = [];
+        for (const at of f.loops) inserts.push({ at, order: 1, code: check });
+        for (const at of f.bulk) {
+          inserts.push({ at, order: 2, code: concatBytes(bulkCharge(fuelLocal, scratch), check) });
+        }
+        const synced = (c: { target: number }): boolean => c.target >= base && infos[c.target - base]?.checked === true;
+        for (const c of [...f.callees.filter(synced), ...f.indirectCalls]) {
+          inserts.push({ at: c.pos, order: 2, code: store });
+          inserts.push({ at: c.end, order: 0, code: load });
+        }
+        for (const at of f.exits) inserts.push({ at, order: 2, code: store });
+        inserts.sort((a, b) => a.at - b.at || a.order - b.order);
+
+        const w = new ByteWriter(body.end - body.bodyStart + 64 + inserts.reduce((n, x) => n + x.code.length, 0));
+        const r = new ByteReader(bytes, body.bodyStart, body.codeStart);
+        const groups = r.u32();
+        w.u32(groups + 1).bytes(bytes.subarray(r.pos, body.codeStart)).u32(2).u8(0x7f);
+        w.bytes(load);
         // Entry checks in every function that calls: between two checks the
         // program then runs only straight-line code of bounded length.
-        if (calling) {
+        if (f.callees.length || f.indirectCalls.length) {
           w.bytes(check);
           entryChecks++;
         }
-        const points = [...loops.map((at) => ({ at, kind: 'loop' as const })), ...bulk.map((at) => ({ at, kind: 'bulk' as const }))].sort((a, b) => a.at - b.at);
         let pos = body.codeStart;
-        for (const p of points) {
-          w.bytes(bytes.subarray(pos, p.at));
-          if (p.kind === 'bulk') w.bytes(bulkCharge(fuelGlobal, scratch));
-          w.bytes(check);
-          pos = p.at;
+        for (const x of inserts) {
+          w.bytes(bytes.subarray(pos, x.at)).bytes(x.code);
+          pos = x.at;
         }
-        loopChecks += loops.length;
+        loopChecks += f.loops.length;
         w.bytes(bytes.subarray(pos, body.end));
         bodies.push(w.finish());
       });
@@ -243,20 +256,22 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
 }
 
 /**
- * `fuel -= 1; if (fuel <= 0) yield();` — the host refills fuel in yield()
- * and decides there whether the time slice is over.
+ * `fuel -= 1; if (fuel <= 0) { yield(); fuel = global }` on the local copy of
+ * the fuel — the host refills the global in yield() and decides there whether
+ * the time slice is over.
  */
-function checkSequence(fuel: number, yieldFn: number): Uint8Array {
+function localCheck(fuelGlobal: number, fuelLocal: number, yieldFn: number): Uint8Array {
   return new ByteWriter()
-    .u8(0x23).u32(fuel) // global.get
+    .u8(0x20).u32(fuelLocal) // local.get
     .u8(0x41).s32(1) // i32.const 1
     .u8(0x6b) // i32.sub
-    .u8(0x24).u32(fuel) // global.set
-    .u8(0x23).u32(fuel)
+    .u8(0x22).u32(fuelLocal) // local.tee
     .u8(0x41).s32(0)
     .u8(0x4c) // i32.le_s
     .u8(0x04).u8(0x40) // if (void)
     .u8(0x10).u32(yieldFn) // call
+    .u8(0x23).u32(fuelGlobal) // global.get
+    .u8(0x21).u32(fuelLocal) // local.set
     .u8(0x0b) // end
     .finish();
 }
@@ -265,16 +280,89 @@ function checkSequence(fuel: number, yieldFn: number): Uint8Array {
  * Before memory.fill / memory.copy (length on top of the stack): one unit of
  * fuel per 64 KiB, so that a loop of huge copies still reaches yield() in time.
  */
-function bulkCharge(fuel: number, scratch: number): Uint8Array {
+function bulkCharge(fuelLocal: number, scratch: number): Uint8Array {
   return new ByteWriter()
     .u8(0x22).u32(scratch) // local.tee (the length stays on the stack)
-    .u8(0x23).u32(fuel)
+    .u8(0x20).u32(fuelLocal)
     .u8(0x20).u32(scratch) // local.get
     .u8(0x41).s32(16)
     .u8(0x76) // i32.shr_u
     .u8(0x6b) // i32.sub
-    .u8(0x24).u32(fuel)
+    .u8(0x21).u32(fuelLocal) // local.set
     .finish();
+}
+
+function uleb(v: number): number[] {
+  return Array.from(new ByteWriter().u32(v).finish());
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+interface BodyInfo {
+  /** Offsets just after each `loop` and its block type. */
+  loops: number[];
+  /** Offsets of memory.fill / memory.copy. */
+  bulk: number[];
+  /** Direct calls: target, offset of the call and just after it. */
+  callees: Array<{ target: number; pos: number; end: number }>;
+  indirectCalls: Array<{ pos: number; end: number }>;
+  /** Offsets of instructions that leave the function (return, branches to its label, its final end). */
+  exits: number[];
+  /** Whether the function gets checks (it loops, calls or copies). */
+  checked: boolean;
+}
+
+function scanBody(bytes: Uint8Array, body: FunctionBody): BodyInfo {
+  const info: BodyInfo = { loops: [], bulk: [], callees: [], indirectCalls: [], exits: [], checked: false };
+  let depth = 0;
+  decodeInstructions(bytes, body, (op, sub, pos, immEnd) => {
+    switch (op) {
+      case 0x02: // block
+      case 0x04: // if
+        depth++;
+        break;
+      case OP_LOOP:
+        depth++;
+        info.loops.push(immEnd);
+        break;
+      case 0x0b: // end
+        if (depth === 0) info.exits.push(pos);
+        else depth--;
+        break;
+      case 0x0c: // br
+      case 0x0d: // br_if
+        if (new ByteReader(bytes, pos + 1, immEnd).u32() === depth) info.exits.push(pos);
+        break;
+      case 0x0e: {
+        // br_table: any target may be the function's own label
+        const r = new ByteReader(bytes, pos + 1, immEnd);
+        const n = r.u32();
+        let exits = false;
+        for (let k = 0; k <= n; k++) if (r.u32() === depth) exits = true;
+        if (exits) info.exits.push(pos);
+        break;
+      }
+      case 0x0f: // return
+        info.exits.push(pos);
+        break;
+      case OP_CALL:
+        info.callees.push({ target: new ByteReader(bytes, pos + 1, immEnd).u32(), pos, end: immEnd });
+        break;
+      case OP_CALL_INDIRECT:
+        info.indirectCalls.push({ pos, end: immEnd });
+        break;
+      case 0xfc:
+        if (sub === 10 || sub === 11) info.bulk.push(pos);
+        break;
+    }
+  });
+  info.checked = info.loops.length > 0 || info.bulk.length > 0 || info.callees.length > 0 || info.indirectCalls.length > 0;
+  return info;
 }
 
 /** Whether any function body uses memory.init or data.drop (which refer to data segments by index). */
