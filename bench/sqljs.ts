@@ -18,11 +18,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import binaryen from 'binaryen';
 import { DEFAULT_OPTIMIZE_LEVEL, prepare } from '../src/prepare/pipeline.js';
 import { PROFILES, type Profile } from '../src/prepare/profile.js';
 import { InternalExport, MEMORY_IMPORT, rewriteModule, type CanonicalImport } from '../src/prepare/rewrite.js';
-import { YIELD_IMPORT } from '../src/prepare/asyncify.js';
+import { YIELD_IMPORT, asyncify } from '../src/prepare/asyncify.js';
 import { globalValues } from '../src/snapshot/format.js';
 import { ExternalKind, parseModule, type WasmModule } from '../src/wasm/module.js';
 import { fmt, median, range } from './stats.js';
@@ -33,37 +32,18 @@ const CHECKS_ONLY = 'checks only (diagnostic)';
 const IGNORE_INDIRECT = 'io-suspend + asyncify-ignore-indirect (diagnostic)';
 
 /**
- * src/prepare/asyncify.ts for io-suspend, plus binaryen's
- * `asyncify-ignore-indirect` (for a diagnostic row only: the runtime does
- * not do this, and it would be unsound for a module whose indirect calls can
- * reach a blocking import).
+ * The asyncify stage with no unwinding import and binaryen's
+ * `asyncify-ignore-indirect` forced on (a diagnostic row: the runtime turns it
+ * on only where reach.ts shows it is sound).
  */
 function asyncifyIgnoringIndirect(rewritten: Uint8Array): Uint8Array {
-  const readBinary = binaryen.readBinary as unknown as (data: Uint8Array, features: binaryen.Features) => binaryen.Module;
-  const F = binaryen.Features;
-  const mod = readBinary(rewritten, F.MutableGlobals | F.NontrappingFPToInt | F.BulkMemory | F.BulkMemoryOpt | F.SignExt);
-  try {
-    const stub = binaryen.getExportInfo(mod.getExport(InternalExport.yieldStub)).value;
-    mod.removeExport(InternalExport.yieldStub);
-    mod.removeFunction(stub);
-    mod.addFunctionImport(stub, YIELD_IMPORT.module, YIELD_IMPORT.name, binaryen.none, binaryen.none);
-    // The same global settings as src/prepare/asyncify.ts.
-    binaryen.setOptimizeLevel(DEFAULT_OPTIMIZE_LEVEL);
-    binaryen.setShrinkLevel(0);
-    binaryen.setDebugInfo(false);
-    binaryen.setLowMemoryUnused(false);
-    binaryen.setZeroFilledMemory(false);
-    binaryen.setFastMath(false);
-    binaryen.setClosedWorld(false);
-    binaryen.clearPassArguments();
-    binaryen.setPassArgument('asyncify-imports', 'gate.__none__');
-    binaryen.setPassArgument('asyncify-ignore-indirect', '1');
-    mod.runPasses(['asyncify']);
-    binaryen.clearPassArguments();
-    return mod.emitBinary();
-  } finally {
-    mod.dispose();
-  }
+  return asyncify(rewritten, {
+    unwindingImports: [],
+    yieldUnwinds: false,
+    hasYieldStub: true,
+    optimizeLevel: DEFAULT_OPTIMIZE_LEVEL,
+    ignoreIndirect: true,
+  });
 }
 
 // The subset of sql.js's API the workload uses.

@@ -1,5 +1,5 @@
 import { ByteReader, ByteWriter } from '../wasm/leb128.js';
-import { decodeInstructions } from '../wasm/code.js';
+import { decodeInstructions, findDataSegmentUse } from '../wasm/code.js';
 import { ExternalKind, SectionId, type FunctionBody, type GlobalDef, type WasmModule } from '../wasm/module.js';
 import type { CallInfo } from './reach.js';
 
@@ -165,7 +165,7 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
   // snapshot). Only code that names segments (memory.init, data.drop) needs
   // the section, with active segments turned into empty passive ones so that
   // indices and the runtime behaviour of such instructions stay the same.
-  const keepData = usesDataSegments(m);
+  const keepData = findDataSegmentUse(m) !== undefined;
   if (keepData) copy(SectionId.DataCount);
 
   // Code section
@@ -363,18 +363,6 @@ function scanBody(bytes: Uint8Array, body: FunctionBody): BodyInfo {
   });
   info.checked = info.loops.length > 0 || info.bulk.length > 0 || info.callees.length > 0 || info.indirectCalls.length > 0;
   return info;
-}
-
-/** Whether any function body uses memory.init or data.drop (which refer to data segments by index). */
-export function usesDataSegments(m: WasmModule): boolean {
-  let found = false;
-  for (const body of m.bodies) {
-    decodeInstructions(m.bytes, body, (op, sub) => {
-      if (op === 0xfc && (sub === 8 || sub === 9)) found = true;
-    });
-    if (found) return true;
-  }
-  return false;
 }
 
 /** A global's entry, canonical: zero for mutable globals, the re-encoded constant for immutable ones. */

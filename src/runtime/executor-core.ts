@@ -54,13 +54,7 @@ export class ExecutorCore {
     return this.modules.has(key);
   }
 
-  dropModule(key: string): void {
-    this.modules.delete(key);
-  }
 
-  get instanceCount(): number {
-    return this.instances.size;
-  }
 
   createInstance(spec: InstanceSpec, events: InstanceEvents): void {
     if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} already exists in this executor`);

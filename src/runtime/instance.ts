@@ -210,15 +210,6 @@ export class Instance implements AbiContext {
     };
   }
 
-  get memoryPages(): number {
-    return this.memoryObject.buffer.byteLength / 65536;
-  }
-
-  get status(): InstanceStatus {
-    if (this.finalStatus) return this.finalStatus;
-    return { state: State.Running };
-  }
-
   private get rewinding(): boolean {
     return this.stack !== undefined && this.asyncify.asyncify_get_state() === AsyncifyState.Rewinding;
   }
@@ -237,14 +228,6 @@ export class Instance implements AbiContext {
   /** Whether the instance is inside runSlice (a host function is calling out). */
   get isRunning(): boolean {
     return this.running;
-  }
-
-  get wantsSuspend(): boolean {
-    return this.suspendRequested;
-  }
-
-  get wantsKill(): boolean {
-    return this.killRequested;
   }
 
   /** Whether a blocked instance's wait is over. */

@@ -30,9 +30,6 @@ export class Scheduler {
     private readonly sliceMs = 10,
   ) {}
 
-  get size(): number {
-    return this.ready.length + this.blocked.size;
-  }
 
   add(inst: Instance): void {
     this.ready.push(inst);

@@ -13,7 +13,7 @@
  * No Node built-ins: this also runs in browsers.
  */
 import type { Profile } from '../prepare/profile.js';
-import { decodeInstructions, Opcode, SubopcodeFC } from '../wasm/code.js';
+import { findDataSegmentUse } from '../wasm/code.js';
 import { ByteWriter } from '../wasm/leb128.js';
 import type { Export, Section, WasmModule } from '../wasm/module.js';
 import { ExternalKind, SectionId } from '../wasm/module.js';
@@ -160,32 +160,8 @@ function checkSnapshottable(program: WasmModule): void {
       r.skip(r.u32());
     }
   }
-  // memory.init and data.drop are only valid in a module with a data count
-  // section (bulk memory proposal), so without one there is nothing to look
-  // for and the code need not be decoded.
-  if (!sectionOf(program, SectionId.DataCount)) {
-    snapshottable.add(program.bytes);
-    return;
-  }
-  const found = { op: '', func: -1 };
-  program.bodies.forEach((body, i) => {
-    if (found.func >= 0) return;
-    const funcIndex = program.importedFunctionCount + i;
-    try {
-      decodeInstructions(program.bytes, body, (op, sub) => {
-        if (op === Opcode.PrefixFC && (sub === SubopcodeFC.MemoryInit || sub === SubopcodeFC.DataDrop)) {
-          found.op = sub === SubopcodeFC.MemoryInit ? 'memory.init' : 'data.drop';
-          found.func = funcIndex;
-          throw found;
-        }
-      }, funcIndex);
-    } catch (e) {
-      if (e !== found) throw e;
-    }
-  });
-  if (found.func >= 0) {
-    throw new SnapshotUnsupportedError(`programs that use ${found.op} cannot be snapshotted (function ${found.func})`);
-  }
+  const use = findDataSegmentUse(program);
+  if (use) throw new SnapshotUnsupportedError(`programs that use ${use.op} cannot be snapshotted (function ${use.func})`);
   snapshottable.add(program.bytes);
 }
 

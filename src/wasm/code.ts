@@ -13,7 +13,7 @@
  * rejected with a ModuleError naming the function and the byte offset.
  * Semantic validation (types, indexes, label depths) is left to the engine.
  */
-import type { FunctionBody } from './module.js';
+import { SectionId, type FunctionBody, type WasmModule } from './module.js';
 import { ModuleError } from './errors.js';
 
 /**
@@ -344,4 +344,34 @@ export function decodeInstructions(bytes: Uint8Array, body: FunctionBody, visit:
     }
     visit(op, sub, pos, p);
   }
+}
+
+/** Where code names data segments by index (memory.init, data.drop). */
+export interface DataSegmentUse {
+  op: 'memory.init' | 'data.drop';
+  /** Absolute function index. */
+  func: number;
+}
+
+/**
+ * The first memory.init or data.drop in the module's code, if any. Both are
+ * only valid with a data count section, so without one nothing is decoded.
+ */
+export function findDataSegmentUse(m: WasmModule): DataSegmentUse | undefined {
+  if (!m.sections.some((s) => s.id === SectionId.DataCount)) return undefined;
+  const found: { use: DataSegmentUse | undefined } = { use: undefined };
+  for (let i = 0; i < m.bodies.length && !found.use; i++) {
+    const func = m.importedFunctionCount + i;
+    try {
+      decodeInstructions(m.bytes, m.bodies[i]!, (op, sub) => {
+        if (op === Opcode.PrefixFC && (sub === SubopcodeFC.MemoryInit || sub === SubopcodeFC.DataDrop)) {
+          found.use = { op: sub === SubopcodeFC.MemoryInit ? 'memory.init' : 'data.drop', func };
+          throw found;
+        }
+      }, func);
+    } catch (e) {
+      if (e !== found) throw e;
+    }
+  }
+  return found.use;
 }

@@ -84,9 +84,6 @@ async function handle(m: Message): Promise<void> {
     case 'kill':
       core.kill(id, typeof h.message === 'string' ? { trap: Number(h.trap), message: h.message } : undefined);
       break;
-    case 'drop':
-      core.dropModule(String(h.key));
-      break;
     default:
       throw new Error(`unknown message type ${h.t}`);
   }
