@@ -1,0 +1,251 @@
+/**
+ * gate-server and gate-daemon as a library: an HTTP server with the API at
+ * /gate-0/ (spec web-api.md), its state in one directory, instances in
+ * executor processes.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { Profile } from '../prepare/profile.js';
+import type { Executor } from '../runtime/executor.js';
+import { ChildProcessExecutor } from '../runtime/node/child-executor.js';
+import { FileCache } from '../runtime/node/file-cache.js';
+import { Program } from '../runtime/program.js';
+import { Runtime } from '../runtime/runtime.js';
+import { instanceServices } from '../service/provider.js';
+import type { ServiceRegistry } from '../service/registry.js';
+import { openSqliteInventory } from '../store/sqlite.js';
+import { openStateDir } from '../store/state-dir.js';
+import { DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
+import { Api } from './api.js';
+import type { AccessPolicy } from './auth/policy.js';
+import { loadServerIdentityKey, makeServerToken } from './auth/server-token.js';
+import { InstanceManager } from './instances.js';
+import { ServerMetrics } from './metrics.js';
+import { ModuleRegistry } from './modules.js';
+import { httpSource, type ModuleSource } from './sources.js';
+import { WebsocketApi } from './websocket.js';
+
+/** Where instances run: one executor per isolation group (principal). */
+export interface ExecutorSource {
+  executorFor(group: string): Executor;
+  close(): Promise<void>;
+}
+
+/** Per-principal limits (spec web-api.md §15). */
+export interface PrincipalLimits {
+  maxModuleSize: number;
+  maxMemorySize: number;
+  timeResolutionNs: number;
+}
+
+export const SERVER_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 32 * 1024 * 1024, maxMemorySize: 32 * 1024 * 1024, timeResolutionNs: 10_000_000 };
+export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 2 ** 31 - 1, maxMemorySize: 2 ** 31 - 65536, timeResolutionNs: 1 };
+
+export interface ServerOptions {
+  /** TCP address, or a Unix socket path (the daemon). */
+  listen: { host: string; port: number } | { path: string };
+  /** Authority in the server's identity string (default: the listening host:port). */
+  authority?: string;
+  /** Allowed Origin values (default `["null"]`; `*` allows any). */
+  origins?: string[];
+  policy: AccessPolicy;
+  /** The daemon's local handler: every request acts for the local user. */
+  local?: boolean;
+  /** Directory for everything the server keeps. */
+  stateDir: string;
+  limits?: PrincipalLimits;
+  sources?: Array<{ name: string; addr: string }>;
+  executors?: ExecutorSource;
+  logger?: Logger;
+  /** Server identity key (OpenSSH Ed25519) signing the API info token. */
+  identityFile?: string;
+  profile?: Profile;
+  registry?: ServiceRegistry;
+  /** Where prepared modules are cached (default: `<stateDir>/prepared`). */
+  preparedCacheDir?: string;
+}
+
+export interface GateServer {
+  /** Base URL (`http://host:port`), or `http://localhost` for a Unix socket. */
+  url: string;
+  socketPath?: string;
+  /** The identity string tokens must name as audience. */
+  identity: string;
+  instances: InstanceManager;
+  /** Graceful stop: persistent instances are suspended and stored. */
+  close(): Promise<void>;
+}
+
+/** One child-process executor per group (until the sandbox pool is configured). */
+class PlainExecutors implements ExecutorSource {
+  private readonly executors = new Map<string, ChildProcessExecutor>();
+  executorFor(group: string): Executor {
+    let e = this.executors.get(group);
+    if (!e) {
+      e = new ChildProcessExecutor();
+      this.executors.set(group, e);
+    }
+    return e;
+  }
+  async close(): Promise<void> {
+    await Promise.all([...this.executors.values()].map((e) => e.close()));
+  }
+}
+
+export async function startServer(opts: ServerOptions): Promise<GateServer> {
+  const log = opts.logger ?? pino({ name: 'gate' });
+  const limits = opts.limits ?? SERVER_PRINCIPAL_LIMITS;
+  const state = await openStateDir(opts.stateDir);
+  const inventory = openSqliteInventory(state.inventoryPath);
+  const executors = opts.executors ?? new PlainExecutors();
+  const moduleLimits: ModuleLimits = { ...DEFAULT_SERVER_LIMITS, maxModuleSize: limits.maxModuleSize };
+  const cache = new FileCache(opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'));
+  const runtimes = new Map<Executor, Runtime>();
+  const runtimeFor = (principal: string | undefined): Runtime => {
+    const executor = executors.executorFor(principal ?? 'anonymous');
+    let rt = runtimes.get(executor);
+    if (!rt) {
+      rt = new Runtime({
+        executor,
+        memoryLimitPages: Math.floor(limits.maxMemorySize / 65536),
+        timeResolutionNs: limits.timeResolutionNs,
+        profile: opts.profile,
+        cache,
+        limits: moduleLimits,
+      });
+      runtimes.set(executor, rt);
+    }
+    return rt;
+  };
+  const modules = new ModuleRegistry(state.modules, inventory, (bytes) => Program.load(bytes, moduleLimits));
+  const instances = new InstanceManager({
+    inventory,
+    modules,
+    runtimeFor,
+    services: (principal, scope) => instanceServices({ principalId: principal, scope, registry: opts.registry }),
+    debugSink: (id) => {
+      const child = log.child({ instance: id });
+      return (data) => child.info({ debug: Buffer.from(data).toString('utf8') }, 'program debug output');
+    },
+    onError: (message, err) => log.error({ err }, message),
+  });
+
+  const uuid = await serverUuid(opts.stateDir);
+  const sources = new Map<string, ModuleSource>((opts.sources ?? []).map((s) => [s.name, httpSource(s.name, s.addr)]));
+  const identityKey = opts.identityFile ? await loadServerIdentityKey(opts.identityFile) : undefined;
+
+  const http = createServer();
+  await listen(http, opts.listen);
+  const address = http.address();
+  const hostPort = typeof address === 'object' && address ? `${hostForUrl((address as AddressInfo).address)}:${(address as AddressInfo).port}` : 'localhost';
+  const authority = opts.authority ?? hostPort;
+  const identity = `http://${authority}/gate-0/`;
+  const metrics = new ServerMetrics(() => instances.runningCount);
+
+  const api = new Api(
+    {
+      identity,
+      origins: opts.origins ?? ['null'],
+      local: opts.local ?? false,
+      policy: opts.policy,
+      nonces: inventory,
+      maxModuleSize: limits.maxModuleSize,
+      sources,
+      sourceCache: inventory,
+      serverUuid: uuid,
+      serverToken: makeServerToken({ identity, uuid, key: identityKey }),
+    },
+    modules,
+    instances,
+    log,
+  );
+  const websockets = new WebsocketApi(api, instances, log);
+  http.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader('Server', opts.local ? 'gate-daemon' : 'gate');
+    res.on('finish', () => metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) }));
+    void route(req, res);
+  });
+  http.on('upgrade', (req, socket, head) => websockets.upgrade(req, socket, head));
+  http.on('clientError', (_e, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      if (await api.handle(req, res)) return;
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+        const body = await metrics.registry.metrics();
+        res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+        res.end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('404 page not found\n');
+    } catch (e) {
+      log.error({ err: e }, 'request failed');
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    }
+  }
+
+  const restored = await instances.restoreAll(() => undefined);
+  if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
+  const url = 'path' in opts.listen ? 'http://localhost' : `http://${hostPort}`;
+  log.info({ url, socket: 'path' in opts.listen ? opts.listen.path : undefined, stateDir: opts.stateDir }, 'listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    socketPath: 'path' in opts.listen ? opts.listen.path : undefined,
+    identity,
+    instances,
+    close() {
+      closing ??= (async () => {
+        http.close();
+        await instances.shutdown();
+        websockets.close();
+        http.closeAllConnections();
+        await executors.close();
+        await inventory.close();
+        await state.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+function hostForUrl(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+function listen(server: Server, where: ServerOptions['listen']): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      server.off('error', reject);
+      resolve();
+    };
+    if ('path' in where) server.listen(where.path, done);
+    else server.listen(where.port, where.host, done);
+  });
+}
+
+/** The server's UUID, made once and kept in the state directory. */
+async function serverUuid(dir: string): Promise<string> {
+  const file = join(dir, 'server-uuid');
+  try {
+    const v = (await readFile(file, 'utf8')).trim();
+    if (/^[0-9a-f-]{36}$/.test(v)) return v;
+  } catch {
+    // first start
+  }
+  const v = randomUUID();
+  await writeFile(file, `${v}\n`, { mode: 0o600 });
+  return v;
+}

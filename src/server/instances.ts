@@ -1,0 +1,395 @@
+/**
+ * The server's instances: launching, the lifecycle actions of the API
+ * (spec web-api.md §9, §13), and persistence. A persistent instance's state
+ * lives in the executor while it runs and as a snapshot module in the
+ * module store while it does not; its record in the inventory says which
+ * snapshot is the latest and whether it was running, so that a restart or a
+ * crash resumes it from there.
+ */
+import { State, statusOfSnapshot, type InstanceStatus } from '../runtime/status.js';
+import type { Program } from '../runtime/program.js';
+import type { Runtime, RunningInstance, ServiceProvider } from '../runtime/runtime.js';
+import { InstanceStateError } from '../runtime/errors.js';
+import type { InstanceServices } from '../service/provider.js';
+import { OriginClosedError, type OriginInput, type OriginOutput } from '../service/origin.js';
+import { DuplicateInstanceError } from '../store/errors.js';
+import type { Inventory, InstanceRecord } from '../store/inventory.js';
+import { conflict, HttpError, instanceNotFound } from './errors.js';
+import { sha256Hex, type ModuleRegistry } from './modules.js';
+
+export interface InstanceManagerDeps {
+  inventory: Inventory;
+  modules: ModuleRegistry;
+  /** The runtime whose executor runs instances of this principal (undefined: anonymous). */
+  runtimeFor(principal: string | undefined): Runtime;
+  services(principal: string | undefined, scope: readonly string[] | undefined): ServiceProvider<InstanceServices>;
+  /** Where a program's debug output goes when it was launched with `log=*`. */
+  debugSink(id: string): (data: Uint8Array) => void;
+  onError(message: string, error: unknown): void;
+}
+
+export interface LaunchRequest {
+  /** undefined: anonymous (always transient, not addressable). */
+  principal: string | undefined;
+  scope?: readonly string[];
+  module: string;
+  program: Program;
+  function?: string;
+  id?: string;
+  transient: boolean;
+  /** Create the instance without running it (spec §7.4 `suspend`). */
+  suspend: boolean;
+  tags: string[];
+  debugLog: boolean;
+}
+
+/** Status as the API's JSON shows it: zero values omitted (spec §12). */
+export function statusJson(s: InstanceStatus): Record<string, unknown> {
+  const out: Record<string, unknown> = { state: s.state };
+  if (s.cause) out.cause = s.cause;
+  if (s.result && (s.state === State.Halted || s.state === State.Terminated)) out.result = s.result;
+  if (s.error) out.error = s.error;
+  return out;
+}
+
+export class ServerInstance {
+  status: InstanceStatus;
+  run: RunningInstance<InstanceServices> | undefined;
+  /** Settles when the current run has stopped and its state is stored. */
+  settled: Promise<void> = Promise.resolve();
+  /** Hash of the latest stored snapshot, if any. */
+  snapshot: string | undefined;
+  /** Resume this instance when the server starts again (it was running when the server stopped). */
+  resumeOnRestart = false;
+  /** The module's program, when known in memory (launch, not restore). */
+  program: Program | undefined;
+  /** Operations that change the run are serialised through this chain. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly principal: string | undefined,
+    readonly id: string,
+    readonly module: string,
+    public transient: boolean,
+    public tags: string[],
+    public fn: string | undefined,
+    public debugLog: boolean,
+    status: InstanceStatus,
+    readonly created = Date.now(),
+  ) {
+    this.status = status;
+  }
+
+  info(): Record<string, unknown> {
+    const out: Record<string, unknown> = { instance: this.id, module: this.module, status: statusJson(this.status) };
+    if (this.transient) out.transient = true;
+    if (this.tags.length) out.tags = this.tags;
+    return out;
+  }
+
+  record(): InstanceRecord {
+    return {
+      principal: this.principal!,
+      id: this.id,
+      module: this.module,
+      transient: this.transient,
+      status: { ...this.status },
+      tags: this.tags,
+      function: this.fn,
+      snapshot: this.snapshot,
+      running: this.run !== undefined || this.resumeOnRestart,
+      debugLog: this.debugLog,
+      created: this.created,
+      updated: Date.now(),
+    };
+  }
+
+  serialize<T>(op: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(op, op);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}
+
+export class InstanceManager {
+  private readonly owned = new Map<string, Map<string, ServerInstance>>();
+  private readonly anonymous = new Set<ServerInstance>();
+  private closing = false;
+
+  constructor(private readonly deps: InstanceManagerDeps) {}
+
+  get(principal: string, id: string): ServerInstance {
+    const inst = this.owned.get(principal)?.get(id);
+    if (!inst) throw instanceNotFound();
+    return inst;
+  }
+
+  list(principal: string): ServerInstance[] {
+    return [...(this.owned.get(principal)?.values() ?? [])];
+  }
+
+  /** Instances currently running, for metrics. */
+  get runningCount(): number {
+    let n = this.anonymous.size;
+    for (const m of this.owned.values()) for (const i of m.values()) if (i.run) n++;
+    return n;
+  }
+
+  async launch(req: LaunchRequest): Promise<ServerInstance> {
+    if (this.closing) throw new HttpError(503, 'service unavailable');
+    const transient = req.principal === undefined || req.transient;
+    const id = req.id ?? globalThis.crypto.randomUUID();
+    if (req.principal !== undefined && this.owned.get(req.principal)?.has(id)) throw conflict('duplicate instance id');
+    // Entry problems are the client's (404), found before anything is created.
+    const entry = req.program.entry(req.function);
+    const initial = req.suspend ? stoppedStateOf(req.program, entry) : { state: State.Running };
+    const inst = new ServerInstance(req.principal, id, req.module, transient, req.tags, req.function, req.debugLog, initial);
+    inst.program = req.program;
+    this.add(inst);
+    this.deps.modules.acquire(inst.module);
+    try {
+      if (!transient) {
+        await this.deps.modules.store(inst.module, [req.program.bytes]);
+        try {
+          await this.deps.inventory.createInstance(inst.record());
+        } catch (e) {
+          if (e instanceof DuplicateInstanceError) throw conflict('duplicate instance id');
+          throw e;
+        }
+      }
+      if (!req.suspend) await this.start(inst, req.program, req.scope, req.function);
+      else if (!transient) await this.save(inst);
+    } catch (e) {
+      this.remove(inst);
+      if (!transient && !(e instanceof HttpError && e.status === 409)) await this.deps.inventory.deleteInstance(inst.principal!, id).catch(() => undefined);
+      await this.deps.modules.releaseUse(inst.module);
+      throw e;
+    }
+    return inst;
+  }
+
+  /** Blocks until the instance is not running (and its state is stored). */
+  async wait(inst: ServerInstance): Promise<InstanceStatus> {
+    while (inst.run) {
+      await inst.run.wait();
+      await inst.settled;
+    }
+    await inst.settled;
+    return inst.status;
+  }
+
+  kill(inst: ServerInstance): void {
+    inst.run?.kill();
+  }
+
+  /** Requests suspension and makes the instance persistent (spec §9.2). */
+  async suspend(inst: ServerInstance): Promise<void> {
+    if (inst.transient && inst.principal !== undefined) await this.persist(inst);
+    if (inst.run && inst.run.status.state === State.Running) inst.run.suspend();
+  }
+
+  async resume(inst: ServerInstance, fn: string | undefined, debugLog: boolean, scope?: readonly string[]): Promise<void> {
+    return inst.serialize(async () => {
+      await inst.settled;
+      const state = inst.status.state;
+      if (inst.run || (state !== State.Suspended && state !== State.Halted)) throw conflict('instance must be suspended or halted');
+      if (state === State.Suspended && fn !== undefined) throw conflict('function specified for suspended instance');
+      if (state === State.Halted && fn === undefined) throw conflict('function must be specified when resuming halted instance');
+      inst.debugLog = debugLog;
+      const program = await this.programOf(inst);
+      if (fn !== undefined) inst.fn = fn;
+      await this.start(inst, program, scope, inst.snapshot ? fn : inst.fn);
+    });
+  }
+
+  /**
+   * Stores the instance's state as a module (spec snapshot.md §1): a running
+   * instance is suspended for it and resumed afterwards. Returns its hash.
+   */
+  async snapshot(inst: ServerInstance, scope?: readonly string[]): Promise<string> {
+    return inst.serialize(async () => {
+      let resume = false;
+      if (inst.run) {
+        if (inst.run.status.state === State.Running) {
+          resume = true;
+          if (inst.transient) await this.persist(inst);
+          inst.run.suspend();
+        }
+        await this.wait(inst);
+      }
+      if (!inst.snapshot) {
+        // Never ran (launched suspended, or transient and stopped): run it
+        // just far enough to be suspended, which stores its state.
+        if (inst.run) throw conflict('instance must not be running');
+        const program = await this.programOf(inst);
+        await this.start(inst, program, scope, inst.fn);
+        if (inst.run) (inst.run as RunningInstance<InstanceServices>).suspend();
+        await this.wait(inst);
+      }
+      const hash = inst.snapshot;
+      if (!hash) throw new HttpError(500, 'internal error');
+      if (resume && inst.status.state === State.Suspended) {
+        await this.start(inst, await this.programOf(inst), scope).catch((e: unknown) => this.deps.onError(`instance ${inst.id}: resume after snapshot failed`, e));
+      }
+      return hash;
+    });
+  }
+
+  async delete(inst: ServerInstance): Promise<void> {
+    return inst.serialize(async () => {
+      if (inst.run) throw conflict('instance must not be running');
+      await inst.settled;
+      this.remove(inst);
+      if (inst.principal !== undefined) await this.deps.inventory.deleteInstance(inst.principal, inst.id);
+      if (inst.snapshot) await this.deps.modules.collect(inst.snapshot);
+      await this.deps.modules.releaseUse(inst.module);
+    });
+  }
+
+  async update(inst: ServerInstance, persist: boolean, tags: string[]): Promise<void> {
+    if (tags.length && (tags.length !== inst.tags.length || tags.some((t, i) => t !== inst.tags[i]))) inst.tags = tags;
+    if (persist && inst.transient) await this.persist(inst);
+    else if (!inst.transient) await this.save(inst);
+  }
+
+  /** Connects a client to the program's origin (spec §9.2 `io`); 409 when it cannot accept. */
+  async connect(inst: ServerInstance, input: OriginInput, output: OriginOutput, signal?: AbortSignal): Promise<void> {
+    const run = inst.run;
+    if (!run || run.status.state !== State.Running) throw new HttpError(409, '');
+    await run.services.origin.connect(input, output, signal);
+  }
+
+  /** Re-creates the stored persistent instances; those that were running are resumed. */
+  async restoreAll(scopeFor: (principal: string) => readonly string[] | undefined): Promise<{ restored: number; failed: number }> {
+    let restored = 0;
+    let failed = 0;
+    for (const rec of await this.deps.inventory.allPersistentInstances()) {
+      const inst = new ServerInstance(rec.principal, rec.id, rec.module, false, rec.tags, rec.function, rec.debugLog ?? false, rec.status as InstanceStatus, rec.created);
+      inst.snapshot = rec.snapshot;
+      this.add(inst);
+      this.deps.modules.acquire(inst.module);
+      if (!rec.running) continue;
+      try {
+        // Stopped by a shutdown or a crash while running: continue from the latest snapshot.
+        inst.status = { state: State.Suspended };
+        await this.start(inst, await this.programOf(inst), scopeFor(rec.principal), inst.snapshot ? undefined : inst.fn);
+        restored++;
+      } catch (e) {
+        failed++;
+        inst.status = { state: State.Killed, cause: 'INTERNAL', error: 'could not be restored' };
+        await this.save(inst).catch(() => undefined);
+        this.deps.onError(`instance ${rec.id} could not be restored`, e);
+      }
+    }
+    return { restored, failed };
+  }
+
+  /**
+   * Server shutdown (spec §13): authenticated callers' instances are
+   * suspended and stored to be resumed on the next start, anonymous ones
+   * killed.
+   */
+  async shutdown(): Promise<void> {
+    this.closing = true;
+    const stopping: Promise<unknown>[] = [];
+    for (const inst of this.anonymous) {
+      inst.run?.kill();
+      if (inst.run) stopping.push(inst.run.wait());
+    }
+    for (const m of this.owned.values()) {
+      for (const inst of m.values()) {
+        if (!inst.run) continue;
+        if (!inst.transient) inst.resumeOnRestart = true;
+        if (inst.run.status.state === State.Running) inst.run.suspend();
+        stopping.push(this.wait(inst));
+      }
+    }
+    await Promise.allSettled(stopping);
+  }
+
+  private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
+    const runtime = this.deps.runtimeFor(inst.principal);
+    const run = await runtime.launch(program, {
+      entry: fn,
+      instanceId: inst.id,
+      retain: true,
+      services: this.deps.services(inst.principal, scope),
+      debug: inst.debugLog ? this.deps.debugSink(inst.id) : undefined,
+    });
+    inst.run = run;
+    inst.status = run.status;
+    inst.resumeOnRestart = false;
+    inst.settled = run.wait().then((status) => this.stopped(inst, run, status));
+    if (!inst.transient) await this.save(inst);
+  }
+
+  private async stopped(inst: ServerInstance, run: RunningInstance<InstanceServices>, status: InstanceStatus): Promise<void> {
+    inst.status = status;
+    try {
+      if (!inst.transient) {
+        const { parts } = await run.snapshotParts();
+        const hash = sha256Hex(parts);
+        await this.deps.modules.store(hash, parts);
+        const previous = inst.snapshot;
+        inst.snapshot = hash;
+        inst.run = undefined;
+        await this.save(inst);
+        if (previous && previous !== hash) await this.deps.modules.collect(previous);
+      }
+    } catch (e) {
+      this.deps.onError(`instance ${inst.id}: storing its state failed`, e);
+    } finally {
+      inst.run = undefined;
+      run.release();
+      if (inst.transient) {
+        this.remove(inst);
+        await this.deps.modules.releaseUse(inst.module).catch(() => undefined);
+      }
+    }
+  }
+
+  private async persist(inst: ServerInstance): Promise<void> {
+    inst.transient = false;
+    // A call's module may have been uploaded without pinning: keep its bytes now.
+    if (inst.program) await this.deps.modules.store(inst.module, [inst.program.bytes]);
+    await this.save(inst);
+  }
+
+  private save(inst: ServerInstance): Promise<void> {
+    if (inst.principal === undefined || inst.transient) return Promise.resolve();
+    return this.deps.inventory.putInstance(inst.record());
+  }
+
+  /** The program to continue from: the latest snapshot, else the module. */
+  private async programOf(inst: ServerInstance): Promise<Program> {
+    const hash = inst.snapshot ?? inst.module;
+    const program = await this.deps.modules.storedProgram(hash);
+    if (!program) throw new InstanceStateError(`the stored state of instance ${inst.id} is missing (module ${hash})`);
+    return program;
+  }
+
+  private add(inst: ServerInstance): void {
+    if (inst.principal === undefined) {
+      this.anonymous.add(inst);
+      return;
+    }
+    let m = this.owned.get(inst.principal);
+    if (!m) this.owned.set(inst.principal, (m = new Map()));
+    m.set(inst.id, inst);
+  }
+
+  private remove(inst: ServerInstance): void {
+    if (inst.principal === undefined) this.anonymous.delete(inst);
+    else this.owned.get(inst.principal)?.delete(inst.id);
+  }
+}
+
+/** State of an instance created without running (spec §13 `launch&suspend`). */
+function stoppedStateOf(program: Program, entry: string | undefined): InstanceStatus {
+  const snap = program.snapshot;
+  if (snap?.final) return statusOfSnapshot(snap.trap, snap.result);
+  if (snap) return snap.stack || entry !== undefined ? { state: State.Suspended } : { state: State.Halted };
+  return entry !== undefined || program.hasStart ? { state: State.Suspended } : { state: State.Halted };
+}
+
+export { OriginClosedError };

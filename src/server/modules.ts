@@ -1,0 +1,132 @@
+/**
+ * Known modules: content-addressed bytes on disk, their parsed programs
+ * cached in memory, and per-principal pins in the inventory.
+ */
+import { createHash } from 'node:crypto';
+import type { Program } from '../runtime/program.js';
+import type { BlobStore } from '../store/blobs.js';
+import type { Inventory, ModulePin } from '../store/inventory.js';
+import { badRequest, moduleNotFound, notFound } from './errors.js';
+
+/** How many parsed programs stay cached. */
+const PROGRAM_CACHE_SIZE = 64;
+
+export function sha256Hex(data: Uint8Array | Uint8Array[]): string {
+  const h = createHash('sha256');
+  for (const p of Array.isArray(data) ? data : [data]) h.update(p);
+  return h.digest('hex');
+}
+
+/** Checks a module key from a URL path (spec §3.4: only the hex form is checked). */
+export function checkModuleKey(key: string): void {
+  if (!/^[0-9a-fA-F]*$/.test(key) || key === '') throw notFound('module hash must be hex-encoded');
+  if (key !== key.toLowerCase()) throw notFound('module hash must use lower-case hex encoding');
+}
+
+export class ModuleRegistry {
+  private readonly programs = new Map<string, Promise<Program>>();
+  /** Modules in use by instances that are not yet stored (e.g. transient calls). */
+  private readonly inUse = new Map<string, number>();
+
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly inventory: Inventory,
+    private readonly loadProgram: (bytes: Uint8Array) => Promise<Program>,
+  ) {}
+
+  /** Parses (and caches) module bytes whose hash is known. */
+  program(hash: string, bytes: Uint8Array): Promise<Program> {
+    let p = this.programs.get(hash);
+    if (!p) {
+      p = this.loadProgram(bytes);
+      this.remember(hash, p);
+      p.catch(() => this.programs.delete(hash));
+    }
+    return p;
+  }
+
+  /** The program of a stored module; undefined if its bytes are not on disk. */
+  async storedProgram(hash: string): Promise<Program | undefined> {
+    const cached = this.programs.get(hash);
+    if (cached) return cached;
+    const bytes = await this.blobs.get(hash);
+    if (!bytes) return undefined;
+    return this.program(hash, bytes);
+  }
+
+  async bytes(hash: string): Promise<Uint8Array | undefined> {
+    return this.blobs.get(hash);
+  }
+
+  size(hash: string): Promise<number | undefined> {
+    return this.blobs.size(hash);
+  }
+
+  readStream(hash: string): NodeJS.ReadableStream | undefined {
+    return this.blobs.createReadStream(hash);
+  }
+
+  /** Stores module bytes under their hash (once). */
+  async store(hash: string, parts: Uint8Array[]): Promise<void> {
+    if (!(await this.blobs.has(hash))) await this.blobs.put(hash, parts);
+  }
+
+  /** Uploaded bytes must hash to the key in the URL; a known module must also have the same length. */
+  async verifyUpload(key: string, bytes: Uint8Array): Promise<void> {
+    const known = await this.blobs.size(key);
+    if (known !== undefined && known !== bytes.length) throw badRequest('invalid module content');
+    if (sha256Hex(bytes) !== key) throw badRequest('module hash does not match content');
+  }
+
+  async pin(principal: string, hash: string, tags: string[]): Promise<void> {
+    await this.inventory.pinModule(principal, hash, tags);
+  }
+
+  async unpin(principal: string, hash: string): Promise<boolean> {
+    const removed = await this.inventory.unpinModule(principal, hash);
+    if (removed) await this.collect(hash);
+    return removed;
+  }
+
+  info(principal: string, hash: string): Promise<ModulePin | undefined> {
+    return this.inventory.getModule(principal, hash);
+  }
+
+  list(principal: string): Promise<ModulePin[]> {
+    return this.inventory.listModules(principal);
+  }
+
+  /** A module this principal may read: pinned by it. */
+  async requirePinned(principal: string, hash: string): Promise<ModulePin> {
+    const pin = await this.inventory.getModule(principal, hash);
+    if (!pin) throw moduleNotFound();
+    return pin;
+  }
+
+  acquire(hash: string): void {
+    this.inUse.set(hash, (this.inUse.get(hash) ?? 0) + 1);
+  }
+
+  async releaseUse(hash: string): Promise<void> {
+    const n = (this.inUse.get(hash) ?? 1) - 1;
+    if (n > 0) this.inUse.set(hash, n);
+    else this.inUse.delete(hash);
+    if (n <= 0) await this.collect(hash);
+  }
+
+  /** Deletes a module's bytes once nothing refers to them any more. */
+  async collect(hash: string): Promise<void> {
+    if (this.inUse.has(hash)) return;
+    if (await this.inventory.moduleReferenced(hash)) return;
+    this.programs.delete(hash);
+    await this.blobs.delete(hash);
+  }
+
+  private remember(hash: string, p: Promise<Program>): void {
+    this.programs.set(hash, p);
+    if (this.programs.size > PROGRAM_CACHE_SIZE) {
+      const oldest = this.programs.keys().next().value;
+      if (oldest !== undefined) this.programs.delete(oldest);
+    }
+  }
+}

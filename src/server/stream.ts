@@ -1,0 +1,76 @@
+/**
+ * Program I/O over an HTTP exchange (spec web-api.md §7.4 `call`, §9.2
+ * `io`): the request body is the program's input, its output is the response
+ * body, and the final status goes in the `Gate-Status` trailer.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { OriginInput, OriginOutput } from '../service/origin.js';
+import { OriginClosedError } from '../service/origin.js';
+import { statusJson, type InstanceManager, type ServerInstance } from './instances.js';
+
+/** A writer to a response that honours backpressure; `head` writes the response head before the first byte. */
+export function responseOutput(res: ServerResponse, head: () => void): OriginOutput {
+  return {
+    write(chunk: Uint8Array): Promise<void> | void {
+      if (res.destroyed) return;
+      if (!res.headersSent) head();
+      if (res.write(chunk)) return;
+      return new Promise((resolve) => {
+        const done = (): void => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    },
+    end() {},
+  };
+}
+
+export function wantsTrailers(req: IncomingMessage): boolean {
+  return String(req.headers.te ?? '').split(',').some((t) => t.trim().toLowerCase() === 'trailers');
+}
+
+export interface ExchangeOptions {
+  instances: InstanceManager;
+  inst: ServerInstance;
+  req: IncomingMessage;
+  res: ServerResponse;
+  input: OriginInput;
+  /** Wait for the instance to stop before the trailer (call); io reports the status at the end of the stream. */
+  untilStopped: boolean;
+  /** The client went away: kill the instance (transient call). */
+  killOnDisconnect: boolean;
+  /** Writes the response head (called once the program has accepted or produced output, or before the trailer). */
+  head: () => void;
+}
+
+/**
+ * Runs the exchange. An `io` whose instance stops before the program
+ * accepts rejects with OriginClosedError before any head is written (409).
+ */
+export async function exchange(o: ExchangeOptions): Promise<void> {
+  const abort = new AbortController();
+  const onClose = (): void => {
+    if (o.res.writableFinished) return;
+    abort.abort(new Error('client disconnected'));
+    if (o.killOnDisconnect) o.instances.kill(o.inst);
+  };
+  o.res.on('close', onClose);
+  try {
+    await o.instances.connect(o.inst, o.input, responseOutput(o.res, o.head), abort.signal).catch((e: unknown) => {
+      // A call's program may never accept (it stopped first); the status says the rest.
+      if (abort.signal.aborted) return;
+      if (!(e instanceof OriginClosedError) || !o.untilStopped) throw e;
+    });
+    const status = o.untilStopped ? await o.instances.wait(o.inst) : o.inst.status;
+    if (o.res.destroyed) return;
+    if (!o.res.headersSent) o.head();
+    if (wantsTrailers(o.req)) o.res.addTrailers({ 'Gate-Status': JSON.stringify(statusJson(status)) });
+    o.res.end();
+  } finally {
+    o.res.off('close', onClose);
+  }
+}
