@@ -1,0 +1,4 @@
+import { memoryInventory } from '../../src/store/memory.js';
+import { inventoryConformance } from './conformance.js';
+
+inventoryConformance('memory', async () => memoryInventory());
