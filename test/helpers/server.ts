@@ -1,6 +1,7 @@
 /** Real gate-servers on loopback for tests, and a small HTTP client that sees trailers. */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,7 +78,13 @@ export interface RequestOptions {
   key?: ClientIdentity;
 }
 
-export function request(server: TestServer, method: string, path: string, opts: RequestOptions = {}): Promise<Reply> {
+/** Where requests go: a server started in this process or a gate-server process. */
+export interface Target {
+  url: string;
+  token(key: ClientIdentity): string;
+}
+
+export function request(server: Target, method: string, path: string, opts: RequestOptions = {}): Promise<Reply> {
   const headers: Record<string, string> = { ...opts.headers };
   if (opts.key) headers.Authorization = `Bearer ${server.token(opts.key)}`;
   return new Promise((resolve, reject) => {
@@ -96,3 +103,70 @@ export function request(server: TestServer, method: string, path: string, opts: 
 }
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/**
+ * Connects to an instance's origin with `io` and reads the "<n>\n" lines a
+ * counter program sends until `until(n)` holds; returns that n.
+ */
+export function readCount(server: Target, key: ClientIdentity, id: string, until: (n: number) => boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${server.url}/gate-0/instance/${id}?action=io`, { method: 'POST', headers: { Authorization: `Bearer ${server.token(key)}` } }, (res) => {
+      if (res.statusCode !== 200) {
+        reject(new Error(`io answered ${res.statusCode}`));
+        res.resume();
+        return;
+      }
+      let text = '';
+      res.on('data', (c: Buffer) => {
+        text += c.toString('utf8');
+        const lines = text.split('\n');
+        text = lines.pop()!;
+        for (const line of lines) {
+          const n = Number(line);
+          if (until(n)) {
+            resolve(n);
+            req.destroy();
+            return;
+          }
+        }
+      });
+      res.on('end', () => reject(new Error('io ended before the count was reached')));
+      res.on('error', () => undefined);
+    });
+    req.on('error', (e) => reject(e));
+    // No input: the request body stays open while we read.
+    req.flushHeaders();
+  });
+}
+
+export interface ServerProcess extends Target {
+  identity: string;
+  proc: ChildProcess;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+}
+
+const GATE_SERVER = new URL('../../../bin/gate-server', import.meta.url).pathname;
+
+/** Starts bin/gate-server as a process on a loopback port with the given state directory. */
+export function spawnServer(stateDir: string, options: string[] = []): Promise<ServerProcess> {
+  const args = ['-F', '/dev/null', '-o', 'http.addr="127.0.0.1:0"', '-o', `state.dir=${JSON.stringify(stateDir)}`, '-o', 'log.level="info"'];
+  for (const o of options) args.push('-o', o);
+  const proc = spawn(process.execPath, [GATE_SERVER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"listening"/.exec(out);
+      if (m) {
+        const url = m[1]!;
+        const identity = `${url}/gate-0/`;
+        resolve({ url, identity, proc, exited, token: (key) => makeToken(key, { audience: identity }) });
+      }
+    });
+    void exited.then((code) => reject(new Error(`gate-server exited (${code}) before listening: ${err}${out}`)));
+  });
+}

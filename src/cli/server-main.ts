@@ -1,0 +1,143 @@
+/**
+ * What gate-server and gate-daemon share: configuration (spec cli.md §1,
+ * §3.1, §4.1), the executor pool and its sandbox, logging, signals and
+ * graceful shutdown.
+ */
+import { Command } from 'commander';
+import { pino, type Logger } from 'pino';
+import { configFlags, configSteps, ConfigError, getBool, getNumber, getPath, getString, getStringList, getTableList, readConfig, type ConfigTree } from '../config/index.js';
+import { GateError } from '../errors.js';
+import { isProfile, type Profile } from '../prepare/profile.js';
+import { ExecutorPool } from '../runtime/node/pool.js';
+import type { SandboxMode } from '../runtime/node/sandbox/sandbox.js';
+import { startServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
+
+export const EXIT_CONFIG = 2;
+
+export interface ProgramSpec {
+  name: 'gate-server' | 'gate-daemon';
+  description: string;
+  defaultFiles: string[];
+  /** Extra help text: the configuration keys this program reads. */
+  keysHelp: string;
+  /** Builds the server options from the configuration (minus executors and logger). */
+  options(tree: ConfigTree, log: Logger): Promise<Omit<ServerOptions, 'executors' | 'logger'>>;
+  limits: PrincipalLimits;
+}
+
+export const COMMON_KEYS_HELP = `
+  runtime.sandbox            "bwrap" (default: executors under bubblewrap + seccomp) or "none"
+  runtime.profile            instrumentation profile: "suspend-anywhere" (default) or "io-suspend"
+  runtime.isolateprincipals  true (default): principals never share an executor process
+  runtime.maxinstances       instances per executor process (default 64)
+  principal.maxmodulesize    bytes (server 32 MiB)
+  principal.maxmemorysize    bytes of linear memory per instance (server 32 MiB)
+  principal.timeresolution   nanoseconds (server 10 ms)
+  log.level                  pino level: fatal, error, warn, info (default), debug, silent`;
+
+export function limitsFrom(tree: ConfigTree, dflt: PrincipalLimits): PrincipalLimits {
+  return {
+    maxModuleSize: getNumber(tree, 'principal.maxmodulesize', dflt.maxModuleSize),
+    maxMemorySize: getNumber(tree, 'principal.maxmemorysize', dflt.maxMemorySize),
+    timeResolutionNs: getNumber(tree, 'principal.timeresolution', dflt.timeResolutionNs),
+  };
+}
+
+export function profileFrom(tree: ConfigTree): Profile | undefined {
+  const p = getString(tree, 'runtime.profile');
+  if (p === undefined) return undefined;
+  if (!isProfile(p)) throw new ConfigError(`runtime.profile: unknown profile ${JSON.stringify(p)} (use "suspend-anywhere" or "io-suspend")`);
+  return p;
+}
+
+export function sourcesFrom(tree: ConfigTree): Array<{ name: string; addr: string }> {
+  return getTableList(tree, 'source.http').map((t, i) => {
+    const name = getString(t, 'name');
+    const addr = getString(t, 'addr');
+    if (!name || !/^[a-z0-9][a-z0-9._-]*$/i.test(name) || name === 'sha256') throw new ConfigError(`source.http[${i}].name must be a simple name other than "sha256"`);
+    if (!addr || !/^https?:\/\//.test(addr)) throw new ConfigError(`source.http[${i}].addr must be an http:// or https:// URL`);
+    return { name, addr };
+  });
+}
+
+/** Parses flags, starts the server and runs until SIGINT/SIGTERM; returns the exit code. */
+export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promise<number> {
+  const cmd = new Command(spec.name).description(spec.description).addHelpText('after', `\nConfiguration keys:${spec.keysHelp}${COMMON_KEYS_HELP}\n\nDefault configuration files: ${spec.defaultFiles.join(', ')}`);
+  configFlags(cmd);
+  cmd.exitOverride();
+  try {
+    cmd.parse(argv);
+  } catch (e) {
+    const code = (e as { exitCode?: number }).exitCode;
+    return code === 0 ? 0 : EXIT_CONFIG;
+  }
+  let tree: ConfigTree;
+  let log: Logger;
+  let options: Omit<ServerOptions, 'executors' | 'logger'>;
+  let sandbox: SandboxMode;
+  try {
+    tree = readConfig(spec.defaultFiles, configSteps(cmd));
+    log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') });
+    options = await spec.options(tree, log);
+    const mode = getString(tree, 'runtime.sandbox', 'bwrap');
+    if (mode !== 'bwrap' && mode !== 'none') throw new ConfigError(`runtime.sandbox: unknown mode ${JSON.stringify(mode)} (use "bwrap" or "none")`);
+    sandbox = mode;
+  } catch (e) {
+    process.stderr.write(`${spec.name}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return EXIT_CONFIG;
+  }
+  if (sandbox === 'none') log.warn('runtime.sandbox = "none": executors run WITHOUT the bubblewrap/seccomp sandbox; untrusted programs are contained only by WebAssembly and process limits');
+  let pool: ExecutorPool;
+  try {
+    pool = await ExecutorPool.create({
+      sandbox,
+      isolatePrincipals: getBool(tree, 'runtime.isolateprincipals', true),
+      maxInstancesPerExecutor: getNumber(tree, 'runtime.maxinstances', 64),
+      onExecutorExit: (info) => log.warn(info, 'executor process exited'),
+    });
+  } catch (e) {
+    log.fatal({ err: e }, e instanceof Error ? e.message : String(e));
+    process.stderr.write(`${spec.name}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+  log.info({ sandbox: pool.describe() }, 'executor sandbox');
+  let server;
+  try {
+    server = await startServer({ ...options, executors: pool, logger: log });
+  } catch (e) {
+    await pool.close();
+    const message = e instanceof GateError ? e.message : e instanceof Error ? `${e.message}` : String(e);
+    log.fatal({ err: e }, 'cannot start');
+    process.stderr.write(`${spec.name}: ${message}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down: suspending and storing instances');
+      const timer = setTimeout(() => {
+        log.error('shutdown took longer than 15 s; exiting');
+        resolve(1);
+      }, 15_000);
+      server.close().then(
+        () => {
+          clearTimeout(timer);
+          log.info('stopped');
+          resolve(0);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          log.error({ err: e }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => undefined);
+  });
+}
+
+export { getPath, getStringList };

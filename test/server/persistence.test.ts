@@ -1,0 +1,178 @@
+/**
+ * Snapshots, migration between servers, and persistent instances across a
+ * graceful restart and a crash (kill -9) of a real gate-server process.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { programBytes } from '../helpers/runtime.js';
+import { newKey, readCount, request, spawnServer, startTestServer, type Target } from '../helpers/server.js';
+
+const K = '/gate-0/module/sha256/';
+const I = '/gate-0/instance/';
+const wasm = { 'Content-Type': 'application/wasm' };
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const counter = programBytes('counter');
+const C = sha256(counter);
+const key = newKey();
+
+async function status(server: Target, id: string): Promise<unknown> {
+  const r = await request(server, 'POST', `${I}${id}`, { key });
+  assert.equal(r.status, 200, r.text);
+  return JSON.parse(r.text).status;
+}
+
+async function launchCounter(server: Target, extra = ''): Promise<string> {
+  const r = await request(server, 'POST', `${K}${C}?action=pin&action=launch&function=run${extra}`, { key, headers: wasm, body: counter });
+  assert.equal(r.status, 201, r.text);
+  return String(r.headers['gate-instance']);
+}
+
+describe('suspend, snapshot and resume over the API', () => {
+  it('suspends a looping program, snapshots it, resumes it, and continues the snapshot on another server', async () => {
+    const a = await startTestServer();
+    const b = await startTestServer();
+    try {
+      const suspend = programBytes('suspend');
+      const S = sha256(suspend);
+      const launch = await request(a, 'POST', `${K}${S}?action=launch&function=loop&log=*`, { key, headers: wasm, body: suspend });
+      assert.equal(launch.status, 200);
+      const id = String(launch.headers['gate-instance']);
+      const sus = await request(a, 'POST', `${I}${id}?action=suspend`, { key });
+      assert.equal(sus.status, 200);
+      assert.equal(sus.headers['gate-status'], undefined);
+      assert.equal((await request(a, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
+      const snap = await request(a, 'POST', `${I}${id}?action=snapshot`, { key });
+      assert.equal(snap.status, 201);
+      const location = String(snap.headers.location);
+      assert.match(location, /^\/gate-0\/module\/sha256\/[0-9a-f]{64}$/);
+      const module = await request(a, 'GET', location, { key });
+      assert.equal(module.status, 200);
+      assert.ok(WebAssembly.validate(new Uint8Array(module.body)));
+      assert.equal((await request(a, 'POST', `${I}${id}?action=resume&function=loop`, { key })).status, 409);
+      assert.equal((await request(a, 'POST', `${I}${id}?action=resume&log=*`, { key })).status, 200);
+      assert.deepEqual(await status(a, id), { state: 'RUNNING' });
+      await request(a, 'POST', `${I}${id}?action=suspend`, { key });
+      assert.equal((await request(a, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
+
+      // The snapshot is an ordinary module: upload it to a fresh server and launch it.
+      const hash = location.split('/').pop()!;
+      const launched = await request(b, 'POST', `${K}${hash}?action=launch&log=*`, { key, headers: wasm, body: module.body });
+      assert.equal(launched.status, 200, launched.text);
+      const id2 = String(launched.headers['gate-instance']);
+      assert.deepEqual(await status(b, id2), { state: 'RUNNING' });
+      await request(b, 'POST', `${I}${id2}?action=suspend`, { key });
+      assert.equal((await request(b, 'POST', `${I}${id2}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it('launches suspended without running, and resumes later', async () => {
+    const a = await startTestServer();
+    try {
+      const r = await request(a, 'POST', `${K}${C}?action=pin&action=launch&action=suspend`, { key, headers: wasm, body: counter });
+      assert.equal(r.status, 201);
+      const fnToo = await request(a, 'POST', `${K}${C}?action=launch&action=suspend&function=run`, { key });
+      assert.equal(fnToo.status, 409);
+      assert.equal(fnToo.text, 'function cannot be specified for suspended instance\n');
+      const id = String(r.headers['gate-instance']);
+      // counter has no _start and no function was named: nothing to run.
+      assert.deepEqual(await status(a, id), { state: 'HALTED' });
+      assert.equal((await request(a, 'POST', `${I}${id}?action=resume`, { key })).status, 409);
+      assert.equal((await request(a, 'POST', `${I}${id}?action=resume&function=run`, { key })).status, 200);
+      assert.ok((await readCount(a, key, id, (n) => n >= 1)) >= 1);
+      await request(a, 'POST', `${I}${id}?action=kill&action=wait`, { key });
+    } finally {
+      await a.stop();
+    }
+  });
+});
+
+describe('migration', () => {
+  it('moves a running counter to another server under the same instance id, and it continues', async () => {
+    const a = await startTestServer();
+    const b = await startTestServer();
+    try {
+      const id = await launchCounter(a);
+      const before = await readCount(a, key, id, (n) => n >= 2);
+      const snap = await request(a, 'POST', `${I}${id}?action=snapshot`, { key });
+      assert.equal(snap.status, 201);
+      // The source keeps running after a snapshot.
+      assert.deepEqual(await status(a, id), { state: 'RUNNING' });
+      const bytes = (await request(a, 'GET', String(snap.headers.location), { key })).body;
+      await request(a, 'POST', `${I}${id}?action=kill&action=wait`, { key });
+
+      const hash = sha256(bytes);
+      assert.equal((await request(b, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: bytes })).status, 201);
+      const launched = await request(b, 'POST', `${K}${hash}?action=launch&instance=${id}`, { key });
+      assert.equal(launched.status, 200, launched.text);
+      assert.equal(launched.headers['gate-instance'], id);
+      const after = await readCount(b, key, id, () => true);
+      assert.ok(after >= before, `count went back from ${before} to ${after}`);
+      await request(b, 'POST', `${I}${id}?action=kill&action=wait`, { key });
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+});
+
+describe('persistent instances across restarts', () => {
+  it('suspends persistent instances on shutdown and resumes them on the next start', async () => {
+    const first = await startTestServer();
+    const stateDir = first.stateDir;
+    const id = await launchCounter(first);
+    const before = await readCount(first, key, id, (n) => n >= 2);
+    const suspendedId = await launchCounter(first);
+    await request(first, 'POST', `${I}${suspendedId}?action=suspend&action=wait`, { key });
+    await first.stop(true);
+
+    const second = await startTestServer({ stateDir });
+    try {
+      assert.deepEqual(await status(second, id), { state: 'RUNNING' });
+      assert.deepEqual(await status(second, suspendedId), { state: 'SUSPENDED' });
+      const after = await readCount(second, key, id, () => true);
+      assert.ok(after >= before, `count went back from ${before} to ${after}`);
+      const modules = JSON.parse((await request(second, 'POST', K, { key })).text);
+      assert.ok(modules.modules.some((m: { module: string }) => m.module === C));
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('survives kill -9 of the server process: instances continue from their latest snapshot', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-crash-'));
+    try {
+      const first = await spawnServer(stateDir);
+      const id = await launchCounter(first);
+      const checkpoint = await readCount(first, key, id, (n) => n >= 2);
+      // The snapshot action stores the instance's state (and it keeps running).
+      assert.equal((await request(first, 'POST', `${I}${id}?action=snapshot`, { key })).status, 201);
+      const suspendedId = await launchCounter(first);
+      await request(first, 'POST', `${I}${suspendedId}?action=suspend&action=wait`, { key });
+      await readCount(first, key, id, (n) => n > checkpoint);
+      first.proc.kill('SIGKILL');
+      await first.exited;
+
+      const second = await spawnServer(stateDir);
+      try {
+        assert.deepEqual(await status(second, id), { state: 'RUNNING' });
+        assert.deepEqual(await status(second, suspendedId), { state: 'SUSPENDED' });
+        const after = await readCount(second, key, id, () => true);
+        assert.ok(after >= checkpoint, `count went back from ${checkpoint} to ${after}`);
+        const modules = JSON.parse((await request(second, 'POST', K, { key })).text);
+        assert.ok(modules.modules.some((m: { module: string }) => m.module === C));
+      } finally {
+        second.proc.kill('SIGTERM');
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
