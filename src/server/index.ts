@@ -4,10 +4,11 @@
  * executor processes.
  */
 import { randomUUID } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import type { Profile } from '../prepare/profile.js';
 import type { Executor } from '../runtime/executor.js';
@@ -28,6 +29,9 @@ import { ServerMetrics } from './metrics.js';
 import { ModuleRegistry } from './modules.js';
 import { httpSource, type ModuleSource } from './sources.js';
 import { WebsocketApi } from './websocket.js';
+
+/** The API's description, kept in the repository (docs/openapi.yaml) and served at /openapi.yaml. */
+const OPENAPI_DOCUMENT = fileURLToPath(new URL('../../../docs/openapi.yaml', import.meta.url));
 
 /** Where instances run: one executor per isolation group (principal). */
 export interface ExecutorSource {
@@ -185,6 +189,12 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         res.end(req.method === 'HEAD' ? undefined : body);
         return;
       }
+      if (path === '/openapi.yaml' && (req.method === 'GET' || req.method === 'HEAD')) {
+        const doc = await readFile(OPENAPI_DOCUMENT);
+        res.writeHead(200, { 'Content-Type': 'application/yaml', 'Content-Length': doc.length });
+        res.end(req.method === 'HEAD' ? undefined : doc);
+        return;
+      }
       res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
       res.end('404 page not found\n');
     } catch (e) {
@@ -231,7 +241,8 @@ function listen(server: Server, where: ServerOptions['listen']): Promise<void> {
       server.off('error', reject);
       resolve();
     };
-    if ('path' in where) server.listen(where.path, done);
+    // The daemon's socket is for its user only (its directory is private too).
+    if ('path' in where) server.listen(where.path, () => void chmod(where.path, 0o600).then(done, done));
     else server.listen(where.port, where.host, done);
   });
 }
