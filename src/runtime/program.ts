@@ -32,6 +32,10 @@ export class Program {
       throw new ModuleError(`module size ${bytes.length} exceeds the limit of ${limits.maxModuleSize} bytes`, undefined, 'GATE_MODULE_LIMIT');
     }
     const parsed = parseModule(bytes);
+    // Our reader checks structure and opcodes, not types: let the engine
+    // validate function bodies now, so that a bad module is the client's
+    // error here rather than a failure of preparation or compilation later.
+    if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) throw new ModuleError(`invalid module: ${engineValidationMessage(bytes)}`);
     const snapshot = readSnapshot(parsed);
     // A snapshot hides its exports while it has a stack, and keeps its start
     // function (if still pending) in the stack instead of a start section.
@@ -112,4 +116,14 @@ function globalValue(type: number, init: number | bigint | undefined): GlobalVal
       f64bits[0] = BigInt.asUintN(64, BigInt(init ?? 0n));
       return { type: 0x7c, value: f64[0]! };
   }
+}
+
+/** The engine's reason for refusing a module (only called once validate() said no). */
+function engineValidationMessage(bytes: Uint8Array): string {
+  try {
+    new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+  } catch (e) {
+    if (e instanceof Error) return e.message.replace(/^WebAssembly\.Module\(\): /, '');
+  }
+  return 'the WebAssembly engine refused it';
 }

@@ -83,7 +83,7 @@ export class Api {
       }
       const r = resolve(path, this.sourceNames);
       if ('redirect' in r) {
-        sendEmpty(res, 301, { Location: r.redirect + (q < 0 ? '' : url.slice(q)) });
+        sendEmpty(res, 301, { Location: escapePath(r.redirect) + (q < 0 ? '' : url.slice(q)) });
         return true;
       }
       if ('notFound' in r) throw notFound('404 page not found');
@@ -548,6 +548,11 @@ export interface LaunchParams {
   instanceTags: string[];
   moduleTags: string[];
   instance: string | undefined;
+}
+
+/** A decoded path as it goes in a URL again (like Go's URL.EscapedPath). */
+export function escapePath(path: string): string {
+  return encodeURI(path).replace(/\?/g, '%3F').replace(/#/g, '%23');
 }
 
 function moduleInfo(m: { module: string; tags: string[] }): Record<string, unknown> {

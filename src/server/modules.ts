@@ -23,6 +23,9 @@ export function checkModuleKey(key: string): void {
   if (key !== key.toLowerCase()) throw notFound('module hash must use lower-case hex encoding');
 }
 
+/** Keys of the spec are only checked for hex form; only a full sha256 can name a stored module. */
+const isSha256 = (key: string): boolean => /^[0-9a-f]{64}$/.test(key);
+
 export class ModuleRegistry {
   private readonly programs = new Map<string, Promise<Program>>();
   /** Modules in use by instances that are not yet stored (e.g. transient calls). */
@@ -47,6 +50,7 @@ export class ModuleRegistry {
 
   /** The program of a stored module; undefined if its bytes are not on disk. */
   async storedProgram(hash: string): Promise<Program | undefined> {
+    if (!isSha256(hash)) return undefined;
     const cached = this.programs.get(hash);
     if (cached) return cached;
     const bytes = await this.blobs.get(hash);
@@ -54,16 +58,12 @@ export class ModuleRegistry {
     return this.program(hash, bytes);
   }
 
-  async bytes(hash: string): Promise<Uint8Array | undefined> {
-    return this.blobs.get(hash);
-  }
-
-  size(hash: string): Promise<number | undefined> {
-    return this.blobs.size(hash);
+  async size(hash: string): Promise<number | undefined> {
+    return isSha256(hash) ? this.blobs.size(hash) : undefined;
   }
 
   readStream(hash: string): NodeJS.ReadableStream | undefined {
-    return this.blobs.createReadStream(hash);
+    return isSha256(hash) ? this.blobs.createReadStream(hash) : undefined;
   }
 
   /** Stores module bytes under their hash (once). */
@@ -73,9 +73,10 @@ export class ModuleRegistry {
 
   /** Uploaded bytes must hash to the key in the URL; a known module must also have the same length. */
   async verifyUpload(key: string, bytes: Uint8Array): Promise<void> {
-    const known = await this.blobs.size(key);
+    const hash = sha256Hex(bytes);
+    const known = isSha256(key) ? await this.blobs.size(key) : undefined;
     if (known !== undefined && known !== bytes.length) throw badRequest('invalid module content');
-    if (sha256Hex(bytes) !== key) throw badRequest('module hash does not match content');
+    if (hash !== key) throw badRequest('module hash does not match content');
   }
 
   async pin(principal: string, hash: string, tags: string[]): Promise<void> {
@@ -83,13 +84,14 @@ export class ModuleRegistry {
   }
 
   async unpin(principal: string, hash: string): Promise<boolean> {
+    if (!isSha256(hash)) return false;
     const removed = await this.inventory.unpinModule(principal, hash);
     if (removed) await this.collect(hash);
     return removed;
   }
 
-  info(principal: string, hash: string): Promise<ModulePin | undefined> {
-    return this.inventory.getModule(principal, hash);
+  async info(principal: string, hash: string): Promise<ModulePin | undefined> {
+    return isSha256(hash) ? this.inventory.getModule(principal, hash) : undefined;
   }
 
   list(principal: string): Promise<ModulePin[]> {
@@ -98,7 +100,7 @@ export class ModuleRegistry {
 
   /** A module this principal may read: pinned by it. */
   async requirePinned(principal: string, hash: string): Promise<ModulePin> {
-    const pin = await this.inventory.getModule(principal, hash);
+    const pin = await this.info(principal, hash);
     if (!pin) throw moduleNotFound();
     return pin;
   }

@@ -4,7 +4,7 @@
  * After the setup messages, binary messages carry program input and output;
  * a text message with the final status precedes the close.
  */
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
@@ -52,17 +52,27 @@ export class WebsocketApi {
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // The HTTP server hands the socket over without its error listener: a
+    // reset by the client must not become an uncaught exception.
+    socket.on('error', () => socket.destroy());
     let target: { kind: 'call'; route: Route; params: ReturnType<Api['launchParams']>; pin: boolean } | { kind: 'io'; id: string };
     try {
       target = this.target(req);
     } catch (e) {
-      const { error } = toHttpError(e);
+      const { error, internal } = toHttpError(e);
+      if (internal) this.log.error({ err: e, url: req.url }, 'websocket upgrade failed');
       const body = `${error.message}\n`;
       const extra = Object.entries(error.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-      socket.end(`HTTP/1.1 ${error.status} ${error.status === 403 ? 'Forbidden' : 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`);
+      const reason = STATUS_CODES[error.status] ?? 'Error';
+      if (socket.writable) socket.end(`HTTP/1.1 ${error.status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`);
+      else socket.destroy();
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // Protocol errors (invalid UTF-8, unmasked or oversized frames) close
+      // the connection with the matching code; without a listener they would
+      // be thrown.
+      ws.on('error', (e: Error) => this.log.debug({ err: e }, 'websocket protocol error'));
       const run = target.kind === 'call' ? this.call(ws, target.route, target.params, target.pin) : this.io(ws, target.id);
       run.catch((e: unknown) => {
         const { error, internal } = toHttpError(e);
@@ -77,7 +87,13 @@ export class WebsocketApi {
     if (req.method !== 'GET') throw new HttpError(405, 'method not allowed');
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const r = resolve(decodeURIComponent(q < 0 ? url : url.slice(0, q)), this.api.sourceNames);
+    let path: string;
+    try {
+      path = decodeURIComponent(q < 0 ? url : url.slice(0, q));
+    } catch {
+      throw new HttpError(400, 'invalid URL path encoding');
+    }
+    const r = resolve(path, this.api.sourceNames);
     if (!('route' in r)) throw new HttpError(404, '404 page not found');
     if (!this.api.originAllowed(req)) throw new HttpError(403, 'forbidden');
     const query = Query.fromUrl(url);
@@ -169,10 +185,13 @@ export class WebsocketApi {
   /** The data phase: binary input and output, then the status and a normal close. */
   private async stream(ws: WebSocket, messages: MessageQueue, inst: ServerInstance, call: boolean): Promise<void> {
     const abort = new AbortController();
-    ws.on('close', () => {
+    const gone = (): void => {
       abort.abort(new Error('client disconnected'));
       if (call) this.instances.kill(inst);
-    });
+    };
+    ws.on('close', gone);
+    // The client may have left while the instance was being launched.
+    if (ws.readyState !== WebSocket.OPEN) gone();
     let announced = false;
     const input: AsyncIterable<Uint8Array> = {
       [Symbol.asyncIterator]: () => ({
@@ -197,7 +216,11 @@ export class WebsocketApi {
     try {
       await this.instances.connect(inst, input, output, abort.signal);
     } catch (e) {
-      if (!abort.signal.aborted && !(e instanceof HttpError && e.status === 409) && !(e instanceof OriginClosedError)) throw e;
+      if (!abort.signal.aborted && !(e instanceof HttpError && e.status === 409) && !(e instanceof OriginClosedError)) {
+        // Nobody can reach a call's transient instance any more.
+        if (call) this.instances.kill(inst);
+        throw e;
+      }
     }
     const status: InstanceStatus = call ? await this.instances.wait(inst) : inst.status;
     if (ws.readyState !== WebSocket.OPEN) return;
