@@ -223,7 +223,8 @@ export class InstanceManager {
         if (inst.run) throw conflict('instance must not be running');
         const program = await this.programOf(inst);
         await this.start(inst, program, scope, inst.fn);
-        if (inst.run) (inst.run as RunningInstance<InstanceServices>).suspend();
+        const run = inst.run as RunningInstance<InstanceServices> | undefined;
+        if (run && run.status.state === State.Running) run.suspend();
         await this.wait(inst);
       }
       const hash = inst.snapshot;
