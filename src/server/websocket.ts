@@ -252,6 +252,7 @@ class MessageQueue {
   private readonly queue: Array<{ data: Uint8Array; binary: boolean }> = [];
   private queued = 0;
   private closed = false;
+  private inputEnded = false;
   private waiter: (() => void) | undefined;
 
   constructor(private readonly ws: WebSocket) {
@@ -278,11 +279,16 @@ class MessageQueue {
 
   /** The next input bytes (text messages are ignored), or undefined at the end. */
   async nextData(): Promise<Uint8Array | undefined> {
-    for (;;) {
+    while (!this.inputEnded) {
       const m = await this.take();
       if (!m) return undefined;
-      if (m.binary && m.data.length) return m.data;
+      if (!m.binary) continue;
+      // The spec has no end-of-input message: an empty binary message is
+      // ours (the connection stays open for the program's output).
+      if (m.data.length === 0) this.inputEnded = true;
+      else return m.data;
     }
+    return undefined;
   }
 
   private async take(): Promise<{ data: Uint8Array; binary: boolean } | undefined> {

@@ -43,20 +43,20 @@ function gate(args: string[], input: string): Promise<Result> {
 
 describe('examples', () => {
   it('echo.wasm echoes its input upper-cased', async () => {
-    const r = await gate(['call', join(EXAMPLES, 'echo.wasm')], 'hello\n');
+    const r = await gate(['run', join(EXAMPLES, 'echo.wasm')], 'hello\n');
     assert.equal(r.stderr, '');
     assert.equal(r.code, 0);
     assert.equal(r.stdout, 'HELLO\n');
   });
 
   it('echo.wasm handles empty and large inputs (flow control)', async () => {
-    const empty = await gate(['call', join(EXAMPLES, 'echo.wasm')], '');
+    const empty = await gate(['run', join(EXAMPLES, 'echo.wasm')], '');
     assert.equal(empty.code, 0, empty.stderr);
     assert.equal(empty.stdout, '');
 
     let text = '';
     for (let i = 0; text.length < 300_000; i++) text += `Line ${i}: the quick brown fox, 0123 [{}] ~\n`;
-    const big = await gate(['call', join(EXAMPLES, 'echo.wasm')], text);
+    const big = await gate(['run', join(EXAMPLES, 'echo.wasm')], text);
     assert.equal(big.code, 0, big.stderr);
     assert.equal(big.stdout.length, text.length);
     assert.ok(big.stdout === text.toUpperCase(), 'output differs from the upper-cased input');
@@ -64,7 +64,7 @@ describe('examples', () => {
 
   it('clock.wasm logs the clocks and ticks three times, 200 ms apart', async () => {
     const before = Math.floor(Date.now() / 1000);
-    const r = await gate(['call', '-d', join(EXAMPLES, 'clock.wasm')], '');
+    const r = await gate(['run', '-d', join(EXAMPLES, 'clock.wasm')], '');
     const after = Math.ceil(Date.now() / 1000);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'tick\ntick\ntick\n');
@@ -86,7 +86,7 @@ describe('examples', () => {
   });
 
   it('clock.wasm works without the debug log', async () => {
-    const r = await gate(['call', join(EXAMPLES, 'clock.wasm')], '');
+    const r = await gate(['run', join(EXAMPLES, 'clock.wasm')], '');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'tick\ntick\ntick\n');
     assert.equal(r.stderr, '');

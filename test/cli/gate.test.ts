@@ -46,36 +46,36 @@ function gate(args: string[], input = '', opts: SignalOptions = {}): Promise<Res
   });
 }
 
-describe('gate call', () => {
+describe('gate run', () => {
   it('runs a program with stdin and stdout as the origin stream', async () => {
-    const r = await gate(['call', join(PROGRAMS, 'hello.wasm'), 'repl'], 'one');
+    const r = await gate(['run', join(PROGRAMS, 'hello.wasm'), 'repl'], 'one');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'hello, world\n');
     assert.equal(r.stderr, '');
   });
 
   it('writes the debug log to stderr with -d', async () => {
-    const r = await gate(['call', '-d', join(PROGRAMS, 'hello-debug.wasm'), 'debug']);
+    const r = await gate(['run', '-d', join(PROGRAMS, 'hello-debug.wasm'), 'debug']);
     assert.equal(r.code, 0);
     assert.equal(r.stderr, 'hello, world\n');
   });
 
   it('exits non-zero and prints the state when the program fails', async () => {
-    const r = await gate(['call', join(PROGRAMS, 'hello.wasm'), 'fail']);
+    const r = await gate(['run', join(PROGRAMS, 'hello.wasm'), 'fail']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /TERMINATED result 1/);
-    const t = await gate(['call', join(PROGRAMS, 'traps.wasm'), 'div_zero']);
+    const t = await gate(['run', join(PROGRAMS, 'traps.wasm'), 'div_zero']);
     assert.equal(t.code, 1);
     assert.match(t.stderr, /KILLED INTEGER_DIVIDE_BY_ZERO/);
   });
 
   it('runs under either profile', async () => {
     for (const profile of ['suspend-anywhere', 'io-suspend']) {
-      const r = await gate(['call', '-f', profile, join(PROGRAMS, 'hello.wasm'), 'twice']);
+      const r = await gate(['run', '-f', profile, join(PROGRAMS, 'hello.wasm'), 'twice']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, 'hello, world\nhello, world\n');
     }
-    const bad = await gate(['call', '-f', 'fastest', join(PROGRAMS, 'hello.wasm')]);
+    const bad = await gate(['run', '-f', 'fastest', join(PROGRAMS, 'hello.wasm')]);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /suspend-anywhere, io-suspend/);
   });
@@ -84,23 +84,23 @@ describe('gate call', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gate-bad-'));
     const junk = join(dir, 'junk.wasm');
     writeFileSync(junk, 'not wasm at all');
-    const r1 = await gate(['call', junk]);
+    const r1 = await gate(['run', junk]);
     assert.equal(r1.code, 2);
     assert.match(r1.stderr, /not a WebAssembly module/);
-    const r2 = await gate(['call', join(PROGRAMS, 'hello.wasm'), 'nosuch']);
+    const r2 = await gate(['run', join(PROGRAMS, 'hello.wasm'), 'nosuch']);
     assert.equal(r2.code, 2);
     assert.match(r2.stderr, /function not exported or it cannot be used as entry function/);
-    const r3 = await gate(['call', join(dir, 'missing.wasm')]);
+    const r3 = await gate(['run', join(dir, 'missing.wasm')]);
     assert.equal(r3.code, 2);
     assert.match(r3.stderr, /cannot read/);
   });
 
   it('Ctrl-C kills a running program; SIGQUIT suspends it', async () => {
     const running = /running: 0\n/;
-    const killed = await gate(['call', '-d', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: running });
+    const killed = await gate(['run', '-d', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: running });
     assert.equal(killed.code, 1);
     assert.match(killed.stderr, /KILLED/);
-    const suspended = await gate(['call', '-d', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: running, signal: 'SIGQUIT' });
+    const suspended = await gate(['run', '-d', join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: running, signal: 'SIGQUIT' });
     assert.equal(suspended.code, 1);
     assert.match(suspended.stderr, /SUSPENDED/);
   });
@@ -108,11 +108,11 @@ describe('gate call', () => {
   it('writes a snapshot on suspension and continues it from the file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gate-snap-'));
     const file = join(dir, 'loop.snapshot.wasm');
-    const first = await gate(['call', '-d', '--snapshot', file, join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: /running: 1\n/, signal: 'SIGQUIT' });
+    const first = await gate(['run', '-d', '--snapshot', file, join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: /running: 1\n/, signal: 'SIGQUIT' });
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /SUSPENDED; snapshot written to/);
     const counts = [...first.stderr.matchAll(/running: (\d+)/g)].map((m) => Number(m[1]));
-    const second = await gate(['call', '-d', file], '', { signalWhen: /running: \d+\n/ });
+    const second = await gate(['run', '-d', file], '', { signalWhen: /running: \d+\n/ });
     assert.equal(second.code, 1);
     assert.match(second.stderr, /KILLED/);
     const next = Number(second.stderr.match(/running: (\d+)/)![1]);
@@ -120,7 +120,7 @@ describe('gate call', () => {
   });
 
   it('explains every option in --help', async () => {
-    const r = await gate(['call', '--help']);
+    const r = await gate(['run', '--help']);
     assert.equal(r.code, 0);
     for (const flag of ['--debug', '--profile', '--memory-limit', '--time-resolution', '--max-exports', '--no-cache', '--snapshot']) {
       assert.ok(r.stdout.includes(flag), `help lacks ${flag}`);

@@ -1,0 +1,2 @@
+export * from './config.js';
+export { daemonSocketPath, envVar, expandPath, privateDir } from './paths.js';
