@@ -24,7 +24,7 @@ import {
   type Status,
 } from '../client/index.js';
 import { IdentityError, loadOptionalIdentity } from '../client/identity.js';
-import { expandPath, getBool, getNumber, getPath, getString, getStringList, type ConfigTree } from '../config/index.js';
+import { expandPath, getBool, getNumber, getPath, getString, getStringList, getValue, type ConfigTree } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { ensureDaemon } from './daemon-activation.js';
 import { progress } from './progress.js';
@@ -280,7 +280,9 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
     } else {
       // A file (uploaded with the call) or, locally, a known module: a
       // websocket call, which streams input and gives the instance id first.
-      const upload = bytes ? { upload: bytes, pin: st.pin, moduleTags: st.moduleTags } : {};
+      // Anonymous callers cannot pin: the default `pin = true` then yields (an explicit one stays, and fails).
+      const pin = st.pin && (!client.anonymous || getValue(s.config, 'pin') !== undefined);
+      const upload = bytes ? { upload: bytes, pin, moduleTags: st.moduleTags } : {};
       result = await client.callWebSocket(refOf(m, bytes), { ...common, ...upload, input: process.stdin, onInstance });
     }
   } catch (e) {

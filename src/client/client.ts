@@ -190,6 +190,11 @@ export class GateClient {
   readonly address: string;
   readonly socketPath: string | undefined;
   private readonly auth: Auth;
+
+  /** Requests carry no principal (remote anonymous access): nothing can be pinned or kept. */
+  get anonymous(): boolean {
+    return this.auth.kind === 'none' && this.socketPath === undefined;
+  }
   private readonly scope: string[];
   /** Where requests with a body go after following redirects of the API root (cli.md §2.2). */
   private redirected: Promise<string> | undefined;

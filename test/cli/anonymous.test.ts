@@ -1,0 +1,31 @@
+// `gate` without a key against a public gate-server (the README's first example).
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { TestServer } from '../helpers/server.js';
+import { EXAMPLES, gate, makeClientEnv, startRemote, type ClientEnv } from './client-env.js';
+
+describe('gate without an identity', () => {
+  let env: ClientEnv;
+  let remote: TestServer;
+
+  before(async () => {
+    env = makeClientEnv();
+    rmSync(env.keyFile);
+    remote = await startRemote();
+  });
+  after(() => remote.stop());
+
+  it('calls a module file anonymously (nothing pinned), and is refused what needs a principal', async () => {
+    const r = await gate(env, [remote.url, 'call', join(EXAMPLES, 'echo.wasm')], { input: 'hello\n' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'HELLO\n');
+    const pinned = await gate(env, [remote.url, '-o', 'pin=true', 'call', join(EXAMPLES, 'echo.wasm')], { input: 'x\n' });
+    assert.equal(pinned.code, 1);
+    assert.match(pinned.stderr, /missing authentication credentials/);
+    const list = await gate(env, [remote.url, 'modules']);
+    assert.equal(list.code, 1);
+    assert.match(list.stderr, /missing authentication credentials/);
+  });
+});
