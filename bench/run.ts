@@ -2,10 +2,11 @@
  * `npm run bench`: compute kernels raw in V8 vs each instrumentation
  * profile, preparation time, sql.js raw vs prepared (bench/sqljs.ts), and
  * suspend/snapshot/restore latency in both executor hosts
- * (bench/snapshot.ts). Side-by-side variants are measured alternately
+ * (bench/snapshot.ts), executor start time with and without the sandbox
+ * and launch latency in a warm executor (bench/sandbox.ts). Side-by-side variants are measured alternately
  * within rounds, in one process. Writes bench/RESULTS.md. Options: --quick
  * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
- * sqljs, snapshot).
+ * sqljs, snapshot, sandbox).
  */
 import { execSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -22,6 +23,7 @@ import { DEFAULT_LOCAL_LIMITS } from '../src/wasm/validate.js';
 import { parseModule } from '../src/wasm/module.js';
 import { fmt, geomean, median } from './stats.js';
 import { snapshotSection } from './snapshot.js';
+import { sandboxSection } from './sandbox.js';
 import { sqljsSection } from './sqljs.js';
 
 const args = process.argv.slice(2);
@@ -30,7 +32,7 @@ const outIndex = args.indexOf('--out');
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const ROUNDS = quick ? 3 : 7;
 const onlyIndex = args.indexOf('--only');
-/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot); for development. */
+/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox); for development. */
 const only = onlyIndex >= 0 ? new Set(args[onlyIndex + 1]!.split(',')) : undefined;
 const want = (section: string): boolean => !only || only.has(section);
 const KERNELS = ['fib', 'sieve', 'sha256', 'nbody', 'qsort'];
@@ -185,6 +187,7 @@ async function main(): Promise<void> {
   if (want('prepare')) await prepareTimes(lines);
   if (want('sqljs')) await sqljsSection(lines, quick ? 3 : 9, log);
   if (want('snapshot')) await snapshotSection(lines, quick ? 5 : 15, log);
+  if (want('sandbox')) await sandboxSection(lines, quick ? 5 : 20, log);
   lines.push(`Whole run: ${fmt((performance.now() - started) / 1000, 0)} s.`, '');
   const text = lines.join('\n');
   await writeFile(outFile, text);

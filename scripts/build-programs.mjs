@@ -3,6 +3,7 @@
 //
 //   test/programs/*.c    → test/programs/build/<name>.wasm   (clang)
 //   test/programs/*.wat  → test/programs/build/<name>.wasm   (wat2wasm)
+//   test/programs/attacks/*.{c,wat} → test/programs/build/attacks/<name>.wasm
 //   bench/programs/*.c   → bench/build/<name>.wasm           (clang)
 //   examples/*.c         → examples/build/<name>.wasm        (clang)
 //
@@ -112,6 +113,7 @@ const examplesDir = path.join(root, 'examples');
 const jobs = [];
 for (const [srcDir, outDir, exts, cflags] of [
   [path.join(root, 'test', 'programs'), path.join(root, 'test', 'programs', 'build'), ['.c', '.wat'], DEFAULT_CFLAGS],
+  [path.join(root, 'test', 'programs', 'attacks'), path.join(root, 'test', 'programs', 'build', 'attacks'), ['.c', '.wat'], DEFAULT_CFLAGS],
   [path.join(root, 'bench', 'programs'), path.join(root, 'bench', 'build'), ['.c'], DEFAULT_CFLAGS],
   [examplesDir, path.join(examplesDir, 'build'), ['.c'], EXAMPLE_CFLAGS],
 ]) {

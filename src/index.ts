@@ -23,6 +23,8 @@ export { Runtime, RunningInstance, type RuntimeOptions, type LaunchOptions, type
 export type { Executor } from './runtime/executor.js';
 export { InProcessExecutor } from './runtime/inprocess.js';
 export { ChildProcessExecutor } from './runtime/node/child-executor.js';
+export { ExecutorPool, type ExecutorPoolOptions } from './runtime/node/pool.js';
+export { checkSandbox, SandboxUnavailableError, type SandboxMode } from './runtime/node/sandbox/sandbox.js';
 export { FileCache } from './runtime/node/file-cache.js';
 export { State, formatStatus, type InstanceStatus } from './runtime/status.js';
 export { InstanceStateError, ExecutorError } from './runtime/errors.js';

@@ -25,7 +25,15 @@ export class ExecutorCore {
   private readonly instances = new Map<string, Entry>();
   private readonly scheduler: Scheduler;
 
-  constructor(sliceMs = 10) {
+  /**
+   * `instanceMemoryCapBytes`: no instance's memory may grow past this, so
+   * that one program alone cannot exhaust its executor's memory cap (the
+   * process would die with all its instances). Undefined: no cap.
+   */
+  constructor(
+    sliceMs = 10,
+    private readonly instanceMemoryCapBytes?: number,
+  ) {
     this.scheduler = new Scheduler((inst, status) => {
       const e = this.instances.get(inst.id);
       if (!e || e.stopped) return;
@@ -61,6 +69,15 @@ export class ExecutorCore {
     const module = this.modules.get(spec.moduleKey);
     if (!module) throw new InternalRuntimeError(`module ${spec.moduleKey} is not loaded in this executor`);
     let instance: Instance | undefined;
+    let memoryPages = spec.memoryPages;
+    if (this.instanceMemoryCapBytes !== undefined) {
+      const capPages = Math.floor(this.instanceMemoryCapBytes / 65536);
+      if (memoryPages.maximum > capPages) memoryPages = { initial: memoryPages.initial, maximum: Math.max(capPages, memoryPages.initial) };
+      if (memoryPages.initial > capPages) {
+        queueMicrotask(() => events.stopped(internalFailure(`the program's initial memory (${memoryPages.initial} pages) does not fit in its executor's memory`)));
+        return;
+      }
+    }
     const random = new Uint8Array(16);
     globalThis.crypto.getRandomValues(random);
     let channel: PacketChannel;
@@ -78,7 +95,7 @@ export class ExecutorCore {
         id: spec.id,
         profile: spec.profile,
         module,
-        memoryPages: spec.memoryPages,
+        memoryPages,
         hasStart: spec.hasStart,
         entry: spec.entry,
         timeResolutionNs: spec.timeResolutionNs,
@@ -86,6 +103,7 @@ export class ExecutorCore {
         debug: spec.debug ? (d) => events.debug(d) : undefined,
         randomPool: random,
         computeLimitMs: spec.computeLimitMs,
+        cpuBudgetMs: typeof spec.cpuBudgetMs === 'number' && spec.cpuBudgetMs > 0 ? spec.cpuBudgetMs : undefined,
         globalTypes: spec.globalTypes,
         init: spec.init,
         resume: spec.resume,

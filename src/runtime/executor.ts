@@ -64,6 +64,12 @@ export interface InstanceSpec {
    * runaway code from holding its executor forever.
    */
   computeLimitMs: number;
+  /**
+   * Running time the instance may use in this run, in milliseconds
+   * (undefined: unlimited). Exceeding it suspends the instance where it can
+   * be unwound, else kills it like the compute limit.
+   */
+  cpuBudgetMs?: number;
   /** Types of the program's defined globals, in order (for snapshots). */
   globalTypes: GlobalType[];
   init: InitialState;

@@ -2,7 +2,6 @@ import type { AbiContext, WaitCondition } from '../abi/context.js';
 import { createHostImports } from '../abi/host.js';
 import { granularityFor } from '../abi/time.js';
 import { Trap, TrapId } from '../abi/trap.js';
-import { YIELD_IMPORT } from '../prepare/asyncify.js';
 import type { Profile } from '../prepare/profile.js';
 import { InternalExport, MEMORY_IMPORT } from '../prepare/rewrite.js';
 import type { GlobalValue } from '../snapshot/state.js';
@@ -11,6 +10,14 @@ import type { ExecutorSnapshot, GlobalType, InitialState, KillReason, ResumeStat
 import { InternalRuntimeError } from './errors.js';
 import { State, statusForTrap, type InstanceStatus } from './status.js';
 import { ExitSignal, KillSignal, classifyError } from './traps.js';
+
+/**
+ * Name of the fuel check's import in module `gate` (prepare/asyncify.ts
+ * YIELD_IMPORT; a test keeps the two equal). Not imported from there: that
+ * module loads binaryen, which would add half a second to every executor
+ * start and put node_modules inside the sandbox.
+ */
+export const YIELD_IMPORT_NAME = 'yield';
 
 /** Checks run between two calls of the yield import (fuel is refilled there). */
 const FUEL = 20000;
@@ -61,6 +68,8 @@ export interface InstanceOptions {
   randomPool: Uint8Array;
   /** io-suspend: longest computation without a blocking call (see InstanceSpec). */
   computeLimitMs?: number;
+  /** Running time this instance may use in this run (see InstanceSpec.cpuBudgetMs). */
+  cpuBudgetMs?: number;
   globalTypes: GlobalType[];
   init: InitialState;
   resume?: ResumeState;
@@ -116,6 +125,10 @@ export class Instance implements AbiContext {
   private startedFlag = true;
   private sliceDeadline = 0;
   private computeDeadline = Infinity;
+  /** Running time left in this run's CPU budget (ms). */
+  private budgetLeftMs: number;
+  /** performance.now() at which the budget runs out during the current slice. */
+  private budgetDeadline = Infinity;
   private suspendRequested = false;
   private killRequested = false;
   private killReason: KillReason | undefined;
@@ -134,13 +147,14 @@ export class Instance implements AbiContext {
     this.id = opts.id;
     this.granularityNs = granularityFor(BigInt(Math.round(opts.timeResolutionNs)));
     this.random = opts.randomPool;
+    this.budgetLeftMs = opts.cpuBudgetMs ?? Infinity;
     this.monotonicBaseMs = performance.now();
     this.monotonicStartNs = opts.resume?.monotonicNs ?? 1_000_000_000n;
     this.memoryObject = new WebAssembly.Memory({ initial: opts.memoryPages.initial, maximum: opts.memoryPages.maximum });
 
     const host = createHostImports(this);
     const imports = {
-      gate: { ...this.rewindable(host.gate), [MEMORY_IMPORT.name]: this.memoryObject, [YIELD_IMPORT.name]: () => this.yieldImport() },
+      gate: { ...this.rewindable(host.gate), [MEMORY_IMPORT.name]: this.memoryObject, [YIELD_IMPORT_NAME]: () => this.yieldImport() },
       wasi: this.rewindable(host.wasi),
     };
     this.wasm = new WebAssembly.Instance(opts.module, imports as WebAssembly.Imports);
@@ -250,9 +264,12 @@ export class Instance implements AbiContext {
   runSlice(sliceMs: number): SliceOutcome {
     if (this.finalStatus) return { kind: 'stopped', status: this.finalStatus };
     if (this.killRequested) return { kind: 'stopped', status: this.finish(this.killReason ? statusForTrap(this.killReason.trap, this.killReason.message) : { state: State.Killed }) };
-    if (this.suspendRequested) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
+    // Between slices the instance is always at a point it can continue
+    // from, so a used-up budget suspends it under both profiles.
+    if (this.suspendRequested || this.budgetLeftMs <= 0) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
     const now = performance.now();
-    this.sliceDeadline = now + sliceMs;
+    this.budgetDeadline = now + this.budgetLeftMs;
+    this.sliceDeadline = Math.min(now + sliceMs, this.budgetDeadline);
     this.computeDeadline = now + (this.opts.computeLimitMs ?? Infinity);
     this.running = true;
     try {
@@ -274,6 +291,8 @@ export class Instance implements AbiContext {
       return { kind: 'stopped', status: this.afterThrow(e) };
     } finally {
       this.running = false;
+      // Time in the slice, host calls included: what the instance took from its executor.
+      this.budgetLeftMs -= performance.now() - now;
     }
   }
 
@@ -282,7 +301,7 @@ export class Instance implements AbiContext {
     this.unwindReason = undefined;
     if (reason === 'deficiency') return { kind: 'stopped', status: this.finish({ state: State.Suspended, cause: 'ABI_DEFICIENCY' }) };
     if (this.killRequested) return { kind: 'stopped', status: this.finish(this.killReason ? statusForTrap(this.killReason.trap, this.killReason.message) : { state: State.Killed }) };
-    if (this.suspendRequested) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
+    if (this.suspendRequested || performance.now() >= this.budgetDeadline) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
     if (reason === 'wait') {
       const wait = this.pendingWait!;
       this.pendingWait = undefined;
@@ -406,6 +425,10 @@ export class Instance implements AbiContext {
     if (this.opts.profile !== 'suspend-anywhere' || !this.canUnwind) {
       if (now >= this.computeDeadline) {
         throw new Trap(TrapId.InternalError, `computed for over ${this.opts.computeLimitMs} ms without a blocking call, which the io-suspend profile cannot preempt`);
+      }
+      if (now >= this.budgetDeadline) {
+        const why = this.opts.profile === 'suspend-anywhere' ? 'its memory is too small to suspend it' : 'the io-suspend profile cannot preempt it';
+        throw new Trap(TrapId.InternalError, `used up its CPU budget of ${this.opts.cpuBudgetMs} ms while computing, and ${why}`);
       }
       return;
     }

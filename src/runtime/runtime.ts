@@ -50,6 +50,14 @@ export interface RuntimeOptions {
   optimizeLevel?: number;
   /** io-suspend: longest computation without a blocking call (default 10 s); see InstanceSpec. */
   computeLimitMs?: number;
+  /**
+   * Running time an instance may use in one run (launch or resume), in
+   * milliseconds; undefined = unlimited. Past it, a suspend-anywhere instance
+   * is SUSPENDED (it can be resumed with a new budget); an io-suspend one is
+   * suspended at its next blocking call, or KILLED (INTERNAL) like the
+   * compute limit if it computes on. LaunchOptions.cpuBudgetMs overrides it.
+   */
+  cpuBudgetMs?: number;
   /** Acceptance limits for modules and snapshots loaded through load()/restore() (default: the local ones). */
   limits?: ModuleLimits;
 }
@@ -66,6 +74,8 @@ export interface LaunchOptions<C extends ServiceConnection> {
   services: ServiceProvider<C>;
   /** Keep the instance's state in the executor after it stops, for snapshot() and resume. */
   retain?: boolean;
+  /** This instance's CPU budget for this run (see RuntimeOptions.cpuBudgetMs). */
+  cpuBudgetMs?: number;
 }
 
 /**
@@ -106,6 +116,10 @@ export class Runtime {
       const maximum = Math.min(mem.max ?? 65536, this.opts.memoryLimitPages);
       if (mem.min > maximum) throw new ModuleLimitError('initial program memory size exceeds instance memory size limit');
       memoryPages = { initial: mem.min, maximum };
+    }
+    const cpuBudgetMs = launch.cpuBudgetMs ?? this.opts.cpuBudgetMs;
+    if (cpuBudgetMs !== undefined && !(cpuBudgetMs > 0 && Number.isFinite(cpuBudgetMs))) {
+      throw new RangeError(`cpuBudgetMs must be a positive number of milliseconds (or undefined for no budget), not ${cpuBudgetMs}`);
     }
     const id = launch.instanceId ?? globalThis.crypto.randomUUID();
     const executor = this.opts.executor;
@@ -168,6 +182,7 @@ export class Runtime {
         debug: debug !== undefined,
         services: services.availableNames(),
         computeLimitMs: this.opts.computeLimitMs ?? DEFAULT_COMPUTE_LIMIT_MS,
+        ...(cpuBudgetMs !== undefined ? { cpuBudgetMs } : {}),
         globalTypes: program.globalTypes,
         init: program.initialState(),
         resume,

@@ -1,23 +1,36 @@
 /**
  * Every executor host passes the same suite: the in-process host (tests,
- * browser) and the child-process host (CLI, server).
+ * browser), the child-process host (CLI) and the sandboxed child process of
+ * an ExecutorPool (server).
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { Executor } from '../../src/runtime/executor.js';
 import { InProcessExecutor } from '../../src/runtime/inprocess.js';
 import { ChildProcessExecutor } from '../../src/runtime/node/child-executor.js';
+import { ExecutorPool } from '../../src/runtime/node/pool.js';
 import { programBytes, runWithClient } from '../helpers/runtime.js';
 
-const hosts: Array<[string, () => Executor]> = [
-  ['in-process', () => new InProcessExecutor()],
-  ['child-process', () => new ChildProcessExecutor()],
+const hosts: Array<[string, () => Promise<{ executor: Executor; close(): Promise<void> }>]> = [
+  ['in-process', async () => ({ executor: new InProcessExecutor(), close: async () => {} })],
+  ['child-process', async () => {
+    const executor = new ChildProcessExecutor();
+    return { executor, close: () => executor.close() };
+  }],
+  ['sandboxed (bwrap pool)', async () => {
+    const pool = await ExecutorPool.create({ sandbox: 'bwrap' });
+    return { executor: pool.executorFor('conformance'), close: () => pool.close() };
+  }],
 ];
 
 for (const [name, create] of hosts) {
   describe(`executor conformance: ${name}`, () => {
-    const executor = create();
-    after(() => executor.close());
+    let executor!: Executor;
+    let close: () => Promise<void> = async () => {};
+    before(async () => {
+      ({ executor, close } = await create());
+    });
+    after(() => close());
 
     it('runs a program that talks to its origin client', async () => {
       const r = await runWithClient(programBytes('hello'), { executor, entry: 'repl', input: 'a' });

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExecutorError, InstanceStateError } from '../errors.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
@@ -11,16 +13,40 @@ const KILL_GRACE_MS = 5000;
 
 const MAIN = fileURLToPath(new URL('./executor-main.js', import.meta.url));
 
+/** A command that starts an executor process (see sandbox/sandbox.ts). */
+export interface LaunchCommand {
+  file: string;
+  args: string[];
+  /** Descriptors the process gets as fds 3, 4, ...; closed here once it is started. */
+  fds?: number[];
+  /** Called once the process has exited (e.g. to remove its cgroup); close() waits for it. */
+  exited?(): void | Promise<void>;
+}
+
+/** How executor processes are started: by default node directly. */
+export interface ExecutorLaunch {
+  /** The command running `node ...nodeArgv`; `readable` are paths the process must be able to read. */
+  command(nodeArgv: string[], readable?: string[]): LaunchCommand;
+}
+
 export interface ChildExecutorOptions {
   /** Node flags for the executor (e.g. --disable-wasm-trap-handler). */
   nodeArgs?: string[];
   sliceMs?: number;
+  /** No instance's memory grows past this (see ExecutorCore); ExecutorPool sets it below the executor's own cap. */
+  instanceMemoryCapBytes?: number;
+  /** Starts the process inside a sandbox (ExecutorPool does this); default: plain node. */
+  launch?: ExecutorLaunch;
+  /** The executor's main module; only tests replace it (e.g. with a probe of the sandbox). */
+  main?: string;
+  /** Told once when the process is gone (crash, kill, close), for logging. */
+  onExit?(info: { pid?: number; reason: string }): void;
 }
 
 /**
  * Runs instances in a separate Node process, started with an empty
- * environment. (The sandbox layers around it come from the sandbox issue.)
- * If the process dies, its instances are reported KILLED.
+ * environment, optionally inside a sandbox (`launch`). If the process dies,
+ * its instances are reported KILLED.
  */
 export class ChildProcessExecutor implements Executor {
   private readonly child: ChildProcess;
@@ -33,14 +59,38 @@ export class ChildProcessExecutor implements Executor {
   private seq = 0;
   private exited = false;
   private readonly ready: Promise<void>;
+  /** Stopped instances kept for snapshots (until released). */
+  private readonly retained = new Set<string>();
+  private readonly onExit: ChildExecutorOptions['onExit'];
+  private stderrTail = '';
+  private closing = false;
+  private pendingLoads = 0;
+  private cleanup: Promise<void> = Promise.resolve();
 
   constructor(opts: ChildExecutorOptions = {}) {
-    const env: Record<string, string> = {};
-    if (opts.sliceMs) env.GATE_EXECUTOR_SLICE_MS = String(opts.sliceMs);
-    this.child = spawn(process.execPath, [...(opts.nodeArgs ?? []), MAIN], {
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const main = opts.main ?? MAIN;
+    // The environment stays empty: nothing of the server's leaks in, and
+    // variables such as NODE_EXTRA_CA_CERTS would cost ~30 ms per start.
+    const nodeArgv = [
+      ...(opts.nodeArgs ?? []),
+      main,
+      ...(opts.sliceMs ? [`--slice-ms=${opts.sliceMs}`] : []),
+      ...(opts.instanceMemoryCapBytes ? [`--instance-memory-cap=${Math.floor(opts.instanceMemoryCapBytes)}`] : []),
+    ];
+    const cmd: LaunchCommand = opts.launch ? opts.launch.command(nodeArgv, [dirname(main)]) : { file: process.execPath, args: nodeArgv };
+    this.onExit = opts.onExit;
+    try {
+      this.child = spawn(cmd.file, cmd.args, {
+        env: {},
+        stdio: ['pipe', 'pipe', 'pipe', ...(cmd.fds ?? [])],
+      });
+    } finally {
+      for (const fd of cmd.fds ?? []) closeSync(fd);
+    }
+    if (cmd.exited) {
+      const exited = cmd.exited;
+      this.cleanup = new Promise((res) => this.child.once('exit', () => void Promise.resolve(exited()).catch(() => undefined).then(res)));
+    }
     // The executor's stderr carries untrusted text (runtime errors): pass it
     // on as sanitised lines, within a budget.
     let stderrBudget = 64 * 1024;
@@ -48,6 +98,7 @@ export class ChildProcessExecutor implements Executor {
       if (stderrBudget <= 0) return;
       const text = chunk.toString('utf8', 0, Math.min(chunk.length, stderrBudget)).replace(/[^\t\n\x20-\x7e]/g, '?');
       stderrBudget -= chunk.length;
+      this.stderrTail = (this.stderrTail + text).slice(-300);
       process.stderr.write(text.replace(/^/gm, 'executor: '));
     });
     let markReady!: () => void;
@@ -77,8 +128,11 @@ export class ChildProcessExecutor implements Executor {
       this.fail(`executor process error: ${e.message}`);
     });
     this.child.on('exit', (code, signal) => {
-      failReady(new ExecutorError(`executor process exited early (${signal ?? code})`));
-      this.fail(`executor process exited (${signal ?? `code ${code}`})`);
+      // A sandboxed node killed by a signal is reported by bwrap as 128 + signal.
+      const how = signal ?? (code !== null && code > 128 && code < 160 ? `code ${code}, signal ${code - 128}` : `code ${code}`);
+      const last = this.stderrTail.trim().split('\n').pop();
+      failReady(new ExecutorError(`executor process exited early (${how})${last ? `: ${last}` : ''}`));
+      this.fail(this.closing ? 'executor closed' : `executor process exited (${how})`);
     });
   }
 
@@ -86,15 +140,38 @@ export class ChildProcessExecutor implements Executor {
     return this.child.pid;
   }
 
+  /** Whether the process still serves (it has not exited or been given up). */
+  get alive(): boolean {
+    return !this.exited;
+  }
+
+  /** Instances running or retained here, and modules being loaded (what keeps this executor busy). */
+  get load(): number {
+    let n = this.instances.size + this.pendingLoads;
+    for (const id of this.retained) if (!this.instances.has(id)) n++;
+    return n;
+  }
+
+  /** Resolves once the process is ready for work (rejects if it failed to start). */
+  started(): Promise<void> {
+    return this.ready;
+  }
+
   async loadModule(key: string, bytes: Uint8Array): Promise<void> {
     if (this.loaded.has(key)) return;
-    await this.ready;
-    const seq = ++this.seq;
-    await new Promise<void>((resolve, reject) => {
-      this.loading.set(seq, { resolve, reject });
-      this.send({ t: 'load', key, seq }, bytes);
-    });
-    this.loaded.add(key);
+    // A launch in progress keeps the executor busy (see `load`).
+    this.pendingLoads++;
+    try {
+      await this.ready;
+      const seq = ++this.seq;
+      await new Promise<void>((resolve, reject) => {
+        this.loading.set(seq, { resolve, reject });
+        this.send({ t: 'load', key, seq }, bytes);
+      });
+      this.loaded.add(key);
+    } finally {
+      this.pendingLoads--;
+    }
   }
 
   hasModule(key: string): boolean {
@@ -108,6 +185,7 @@ export class ChildProcessExecutor implements Executor {
     }
     if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} is already running in this executor`);
     this.instances.set(spec.id, events);
+    if (spec.retain) this.retained.add(spec.id);
     const { header, payload } = encodeSpec(spec);
     this.send({ t: 'create', ...header }, payload);
   }
@@ -122,6 +200,7 @@ export class ChildProcessExecutor implements Executor {
   }
 
   release(id: string): void {
+    this.retained.delete(id);
     this.send({ t: 'release', id });
   }
 
@@ -149,12 +228,14 @@ export class ChildProcessExecutor implements Executor {
   }
 
   async close(): Promise<void> {
-    if (this.exited) return;
+    if (this.exited) return this.cleanup;
+    this.closing = true;
     const exited = new Promise<void>((res) => this.child.once('exit', () => res()));
     this.child.stdin!.end();
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
     await exited;
     clearTimeout(timer);
+    await this.cleanup;
   }
 
   /** Kills the executor process at once (all its instances end KILLED). */
@@ -229,7 +310,15 @@ export class ChildProcessExecutor implements Executor {
 
   private fail(reason: string): void {
     if (!this.exited && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    if (!this.exited) {
+      try {
+        this.onExit?.({ pid: this.child.pid, reason });
+      } catch {
+        // a logger's failure is not ours
+      }
+    }
     this.exited = true;
+    this.retained.clear();
     for (const p of this.loading.values()) p.reject(new ExecutorError(reason));
     this.loading.clear();
     for (const p of this.snapshots.values()) p.reject(new ExecutorError(reason));

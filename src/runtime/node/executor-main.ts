@@ -12,8 +12,12 @@ import { decodeSpec, encodeSnapshot } from './protocol.js';
 console.log = console.error;
 console.info = console.error;
 
-const sliceMs = Number(process.env.GATE_EXECUTOR_SLICE_MS) || 10;
-const core = new ExecutorCore(sliceMs);
+// The environment is empty (and may not be read in a sandbox): options come as arguments.
+const sliceArg = process.argv.find((a) => a.startsWith('--slice-ms='));
+const sliceMs = Number(sliceArg?.slice('--slice-ms='.length)) || 10;
+const capArg = process.argv.find((a) => a.startsWith('--instance-memory-cap='));
+const instanceMemoryCap = capArg ? Number(capArg.slice('--instance-memory-cap='.length)) || undefined : undefined;
+const core = new ExecutorCore(sliceMs, instanceMemoryCap);
 const out = process.stdout;
 
 /**

@@ -1,0 +1,156 @@
+/**
+ * A pool of executor processes for a server: sandboxed (or, on the
+ * operator's explicit choice, not), one or more per group of instances.
+ * Instances of different groups (principals) never share a process unless
+ * `isolatePrincipals` is false, so that a program that breaks out of the
+ * wasm sandbox into its executor finds only its own principal's instances.
+ */
+import { ChildProcessExecutor } from './child-executor.js';
+import { checkSandbox, DEFAULT_EXECUTOR_MEMORY_BYTES, Sandbox, SandboxUnavailableError, type SandboxMode } from './sandbox/sandbox.js';
+
+export interface ExecutorPoolOptions {
+  /** 'none' = plain child processes (still an empty environment, rlimits and a cgroup where possible). */
+  sandbox: SandboxMode;
+  /** Instances of different groups never share an executor process (default true). */
+  isolatePrincipals?: boolean;
+  /** Running (or retained) instances per executor before another is started for the group (default 64). */
+  maxInstancesPerExecutor?: number;
+  nodeArgs?: string[];
+  /** Per executor: the cgroup's memory cap and RLIMIT_DATA (default 4 GiB). */
+  memoryLimitBytes?: number;
+  /** Logging: an executor process went away (crash, kill, OOM, idle close). */
+  onExecutorExit?(info: { pid?: number; reason: string }): void;
+  /** An executor without instances is closed after this long (default 60 s; 0 = kept until close). */
+  idleTimeoutMs?: number;
+  /** Scheduler time slice in executors (default 10 ms). */
+  sliceMs?: number;
+  /** Tests only: another executor main module (e.g. a probe of the sandbox). */
+  executorMain?: string;
+}
+
+export const DEFAULT_MAX_INSTANCES_PER_EXECUTOR = 64;
+export const DEFAULT_EXECUTOR_IDLE_MS = 60_000;
+const SHARED = '\0shared';
+
+/**
+ * The most memory one instance may have in an executor whose cap is
+ * `executorBytes`: what is left after node's own needs (its heap must still
+ * be able to grow when wasm memories have taken the rest, or V8 aborts).
+ */
+export function instanceMemoryCap(executorBytes: number): number {
+  return Math.max(16 * 1024 * 1024, Math.floor(executorBytes * 0.75) - 64 * 1024 * 1024);
+}
+
+export class ExecutorPool {
+  private readonly groups = new Map<string, ChildProcessExecutor[]>();
+  private readonly idleTimers = new Map<ChildProcessExecutor, ReturnType<typeof setInterval>>();
+  /** When executorFor last returned each executor (its caller may still be preparing a module). */
+  private readonly handedOut = new WeakMap<ChildProcessExecutor, number>();
+  private closed = false;
+
+  private constructor(
+    private readonly opts: ExecutorPoolOptions,
+    readonly sandbox: Sandbox,
+  ) {}
+
+  /**
+   * Prepares the pool; with sandbox 'bwrap' it first checks that bubblewrap
+   * really works here and rejects with SandboxUnavailableError if not.
+   */
+  static async create(opts: ExecutorPoolOptions): Promise<ExecutorPool> {
+    if (opts.sandbox !== 'bwrap' && opts.sandbox !== 'none') {
+      throw new SandboxUnavailableError(`unknown sandbox mode ${JSON.stringify(opts.sandbox)} (use "bwrap" or "none")`);
+    }
+    if (opts.sandbox === 'bwrap') {
+      const check = await checkSandbox();
+      if (!check.available) throw new SandboxUnavailableError(check.reason ?? 'unknown reason');
+    }
+    return new ExecutorPool(opts, Sandbox.create({ mode: opts.sandbox, memoryLimitBytes: opts.memoryLimitBytes }));
+  }
+
+  /** What protects executors of this pool, e.g. "bubblewrap, seccomp, rlimits, cgroup v1 (memory, pids)". */
+  describe(): string {
+    return this.sandbox.describe();
+  }
+
+  /**
+   * A live executor for instances of `group` (a principal id, or e.g.
+   * 'anonymous'): the least loaded of the group's executors with room, or a
+   * new one. Dead executors are dropped here, so a crash only costs the
+   * instances that were in it.
+   */
+  executorFor(group: string): ChildProcessExecutor {
+    if (this.closed) throw new SandboxUnavailableError('the executor pool is closed');
+    const key = this.opts.isolatePrincipals === false ? SHARED : group;
+    const max = this.opts.maxInstancesPerExecutor ?? DEFAULT_MAX_INSTANCES_PER_EXECUTOR;
+    const list = (this.groups.get(key) ?? []).filter((e) => e.alive);
+    let best: ChildProcessExecutor | undefined;
+    for (const e of list) if (e.load < max && (!best || e.load < best.load)) best = e;
+    if (!best) {
+      best = this.start(key);
+      list.push(best);
+    }
+    this.groups.set(key, list);
+    this.handedOut.set(best, performance.now());
+    return best;
+  }
+
+  /** Executor processes alive now (for metrics and tests). */
+  get size(): number {
+    let n = 0;
+    for (const list of this.groups.values()) n += list.filter((e) => e.alive).length;
+    return n;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.idleTimers.values()) clearInterval(t);
+    this.idleTimers.clear();
+    const all = [...this.groups.values()].flat();
+    this.groups.clear();
+    await Promise.all(all.map((e) => e.close()));
+    this.sandbox.dispose();
+  }
+
+  private start(key: string): ChildProcessExecutor {
+    const executor = new ChildProcessExecutor({
+      nodeArgs: this.opts.nodeArgs,
+      sliceMs: this.opts.sliceMs,
+      instanceMemoryCapBytes: instanceMemoryCap(this.opts.memoryLimitBytes ?? DEFAULT_EXECUTOR_MEMORY_BYTES),
+      launch: this.sandbox,
+      main: this.opts.executorMain,
+      onExit: (info) => {
+        const t = this.idleTimers.get(executor);
+        if (t) clearInterval(t);
+        this.idleTimers.delete(executor);
+        const list = this.groups.get(key);
+        if (list) {
+          const rest = list.filter((e) => e !== executor);
+          if (rest.length) this.groups.set(key, rest);
+          else this.groups.delete(key);
+        }
+        this.opts.onExecutorExit?.(info);
+      },
+    });
+    const idleMs = this.opts.idleTimeoutMs ?? DEFAULT_EXECUTOR_IDLE_MS;
+    if (idleMs > 0) {
+      // Idle = no instance at two consecutive looks, idleMs apart, and not
+      // handed out within idleMs (the caller may be preparing its module).
+      let idleBefore = false;
+      const timer = setInterval(() => {
+        const idle = executor.load === 0 && performance.now() - (this.handedOut.get(executor) ?? 0) >= idleMs;
+        if (idle && idleBefore) {
+          // Out of the pool first: executorFor must not hand out a closing executor.
+          const list = this.groups.get(key)?.filter((e) => e !== executor);
+          if (list?.length) this.groups.set(key, list);
+          else this.groups.delete(key);
+          void executor.close();
+        }
+        idleBefore = idle;
+      }, idleMs);
+      timer.unref();
+      this.idleTimers.set(executor, timer);
+    }
+    return executor;
+  }
+}
