@@ -33,13 +33,18 @@ export const COMMON_KEYS_HELP = `
   principal.maxmodulesize    bytes (server 32 MiB)
   principal.maxmemorysize    bytes of linear memory per instance (server 32 MiB)
   principal.timeresolution   nanoseconds (server 10 ms)
+  principal.cputime          milliseconds of CPU one run of an instance may use before it is
+                             suspended (0, the default: unlimited; programs are time-sliced anyway)
   log.level                  pino level: fatal, error, warn, info (default), debug, silent`;
 
 export function limitsFrom(tree: ConfigTree, dflt: PrincipalLimits): PrincipalLimits {
+  const cpuTimeMs = getNumber(tree, 'principal.cputime', 0);
+  if (!(cpuTimeMs >= 0)) throw new ConfigError('principal.cputime must be a number of milliseconds (0: unlimited)');
   return {
     maxModuleSize: getNumber(tree, 'principal.maxmodulesize', dflt.maxModuleSize),
     maxMemorySize: getNumber(tree, 'principal.maxmemorysize', dflt.maxMemorySize),
     timeResolutionNs: getNumber(tree, 'principal.timeresolution', dflt.timeResolutionNs),
+    ...(cpuTimeMs > 0 ? { cpuTimeMs } : {}),
   };
 }
 

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import type { Profile } from '../prepare/profile.js';
 import type { Executor } from '../runtime/executor.js';
-import { ChildProcessExecutor } from '../runtime/node/child-executor.js';
+import { ExecutorPool } from '../runtime/node/pool.js';
 import { FileCache } from '../runtime/node/file-cache.js';
 import { Program } from '../runtime/program.js';
 import { Runtime } from '../runtime/runtime.js';
@@ -44,6 +44,8 @@ export interface PrincipalLimits {
   maxModuleSize: number;
   maxMemorySize: number;
   timeResolutionNs: number;
+  /** CPU time one run of an instance may use before it is suspended (undefined: unlimited). */
+  cpuTimeMs?: number;
 }
 
 export const SERVER_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 32 * 1024 * 1024, maxMemorySize: 32 * 1024 * 1024, timeResolutionNs: 10_000_000 };
@@ -63,6 +65,7 @@ export interface ServerOptions {
   stateDir: string;
   limits?: PrincipalLimits;
   sources?: Array<{ name: string; addr: string }>;
+  /** Where instances run (default: a pool of unsandboxed executor processes, one per principal). */
   executors?: ExecutorSource;
   logger?: Logger;
   /** Server identity key (OpenSSH Ed25519) signing the API info token. */
@@ -84,31 +87,16 @@ export interface GateServer {
   close(): Promise<void>;
 }
 
-/** One child-process executor per group (until the sandbox pool is configured). */
-class PlainExecutors implements ExecutorSource {
-  private readonly executors = new Map<string, ChildProcessExecutor>();
-  executorFor(group: string): Executor {
-    let e = this.executors.get(group);
-    if (!e) {
-      e = new ChildProcessExecutor();
-      this.executors.set(group, e);
-    }
-    return e;
-  }
-  async close(): Promise<void> {
-    await Promise.all([...this.executors.values()].map((e) => e.close()));
-  }
-}
-
 export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const log = opts.logger ?? pino({ name: 'gate' });
   const limits = opts.limits ?? SERVER_PRINCIPAL_LIMITS;
   const state = await openStateDir(opts.stateDir);
   const inventory = openSqliteInventory(state.inventoryPath);
-  const executors = opts.executors ?? new PlainExecutors();
+  // Without a configured pool: unsandboxed executor processes (the programs pass one that sandboxes).
+  const executors = opts.executors ?? (await ExecutorPool.create({ sandbox: 'none' }));
   const moduleLimits: ModuleLimits = { ...DEFAULT_SERVER_LIMITS, maxModuleSize: limits.maxModuleSize };
   const cache = new FileCache(opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'));
-  const runtimes = new Map<Executor, Runtime>();
+  const runtimes = new WeakMap<Executor, Runtime>();
   const runtimeFor = (principal: string | undefined): Runtime => {
     const executor = executors.executorFor(principal ?? 'anonymous');
     let rt = runtimes.get(executor);
@@ -118,6 +106,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         memoryLimitPages: Math.floor(limits.maxMemorySize / 65536),
         timeResolutionNs: limits.timeResolutionNs,
         profile: opts.profile,
+        cpuBudgetMs: limits.cpuTimeMs,
         cache,
         limits: moduleLimits,
       });

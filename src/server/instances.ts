@@ -61,6 +61,10 @@ export class ServerInstance {
   snapshot: string | undefined;
   /** Resume this instance when the server starts again (it was running when the server stopped). */
   resumeOnRestart = false;
+  /** The request scope of the latest launch or resume, for automatic restores. */
+  scope: readonly string[] | undefined;
+  /** Restores after executor deaths (bounded, so that a program that kills its executor cannot loop). */
+  crashRestores = 0;
   /** The module's program, when known in memory (launch, not restore). */
   program: Program | undefined;
   /** Operations that change the run are serialised through this chain. */
@@ -110,6 +114,9 @@ export class ServerInstance {
     return next;
   }
 }
+
+/** How often one instance is restored after its executor died. */
+const MAX_CRASH_RESTORES = 3;
 
 export class InstanceManager {
   private readonly owned = new Map<string, Map<string, ServerInstance>>();
@@ -309,6 +316,7 @@ export class InstanceManager {
   }
 
   private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
+    inst.scope = scope;
     const runtime = this.deps.runtimeFor(inst.principal);
     const run = await runtime.launch(program, {
       entry: fn,
@@ -326,6 +334,25 @@ export class InstanceManager {
 
   private async stopped(inst: ServerInstance, run: RunningInstance<InstanceServices>, status: InstanceStatus): Promise<void> {
     inst.status = status;
+    if (this.executorDied(inst, status)) {
+      // The executor process died (a crash, the OOM killer, an operator's
+      // kill): its state is gone, but a persistent instance continues from
+      // its latest snapshot, as after a crash of the whole server.
+      run.release();
+      inst.run = undefined;
+      inst.crashRestores++;
+      this.deps.onError(`instance ${inst.id}: its executor died (${status.error}); restoring it from its latest snapshot`, undefined);
+      try {
+        inst.status = { state: State.Suspended };
+        await this.start(inst, await this.programOf(inst), inst.scope, inst.snapshot ? undefined : inst.fn);
+        return;
+      } catch (e) {
+        inst.status = status;
+        this.deps.onError(`instance ${inst.id} could not be restored`, e);
+        await this.save(inst).catch(() => undefined);
+        return;
+      }
+    }
     try {
       if (!inst.transient) {
         const { parts } = await run.snapshotParts();
@@ -347,6 +374,17 @@ export class InstanceManager {
         await this.deps.modules.releaseUse(inst.module).catch(() => undefined);
       }
     }
+  }
+
+  private executorDied(inst: ServerInstance, status: InstanceStatus): boolean {
+    return (
+      !this.closing &&
+      !inst.transient &&
+      inst.crashRestores < MAX_CRASH_RESTORES &&
+      status.state === State.Killed &&
+      status.cause === 'INTERNAL' &&
+      /^executor process (exited|is gone|error)/.test(status.error ?? '')
+    );
   }
 
   private async persist(inst: ServerInstance): Promise<void> {
