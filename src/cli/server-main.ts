@@ -27,6 +27,7 @@ export interface ProgramSpec {
 
 export const COMMON_KEYS_HELP = `
   runtime.sandbox            "bwrap" (default: executors under bubblewrap + seccomp) or "none"
+  runtime.bwrap              the bubblewrap binary (default: bwrap from /usr/bin, /bin or PATH)
   runtime.profile            instrumentation profile: "suspend-anywhere" (default) or "io-suspend"
   runtime.isolateprincipals  true (default): principals never share an executor process
   runtime.maxinstances       instances per executor process (default 64)
@@ -96,6 +97,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   try {
     pool = await ExecutorPool.create({
       sandbox,
+      bwrapPath: getPath(tree, 'runtime.bwrap'),
       isolatePrincipals: getBool(tree, 'runtime.isolateprincipals', true),
       maxInstancesPerExecutor: getNumber(tree, 'runtime.maxinstances', 64),
       onExecutorExit: (info) => log.warn(info, 'executor process exited'),

@@ -141,6 +141,8 @@ export function readCount(server: Target, key: ClientIdentity, id: string, until
 
 export interface ServerProcess extends Target {
   identity: string;
+  /** What it logged so far (stdout). */
+  log(): string;
   proc: ChildProcess;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
@@ -164,7 +166,7 @@ export function spawnServer(stateDir: string, options: string[] = []): Promise<S
       if (m) {
         const url = m[1]!;
         const identity = `${url}/gate-0/`;
-        resolve({ url, identity, proc, exited, token: (key) => makeToken(key, { audience: identity }) });
+        resolve({ url, identity, proc, exited, log: () => out, token: (key) => makeToken(key, { audience: identity }) });
       }
     });
     void exited.then((code) => reject(new Error(`gate-server exited (${code}) before listening: ${err}${out}`)));

@@ -11,6 +11,8 @@ import { checkSandbox, DEFAULT_EXECUTOR_MEMORY_BYTES, Sandbox, SandboxUnavailabl
 export interface ExecutorPoolOptions {
   /** 'none' = plain child processes (still an empty environment, rlimits and a cgroup where possible). */
   sandbox: SandboxMode;
+  /** The bubblewrap binary (default: found in /usr/bin, /bin, /usr/local/bin or PATH). */
+  bwrapPath?: string;
   /** Instances of different groups never share an executor process (default true). */
   isolatePrincipals?: boolean;
   /** Running (or retained) instances per executor before another is started for the group (default 64). */
@@ -62,10 +64,10 @@ export class ExecutorPool {
       throw new SandboxUnavailableError(`unknown sandbox mode ${JSON.stringify(opts.sandbox)} (use "bwrap" or "none")`);
     }
     if (opts.sandbox === 'bwrap') {
-      const check = await checkSandbox();
+      const check = await checkSandbox({ bwrapPath: opts.bwrapPath });
       if (!check.available) throw new SandboxUnavailableError(check.reason ?? 'unknown reason');
     }
-    return new ExecutorPool(opts, Sandbox.create({ mode: opts.sandbox, memoryLimitBytes: opts.memoryLimitBytes }));
+    return new ExecutorPool(opts, Sandbox.create({ mode: opts.sandbox, memoryLimitBytes: opts.memoryLimitBytes, bwrapPath: opts.bwrapPath }));
   }
 
   /** What protects executors of this pool, e.g. "bubblewrap, seccomp, rlimits, cgroup v1 (memory, pids)". */

@@ -52,18 +52,24 @@ export interface SandboxOptions {
   pidsMax?: number;
   /** Put executors in a cgroup where the host has controllers (default true). */
   cgroups?: boolean;
+  /** The bubblewrap binary (default: bwrap from /usr/bin, /bin, /usr/local/bin or PATH). */
+  bwrapPath?: string;
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    fs.accessSync(p, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function findOnPath(name: string): string | undefined {
   for (const dir of ['/usr/bin', '/bin', '/usr/local/bin', ...(process.env.PATH ?? '').split(':')]) {
     if (!dir) continue;
     const p = path.join(dir, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // next
-    }
+    if (isExecutable(p)) return p;
   }
   return undefined;
 }
@@ -175,8 +181,8 @@ export class Sandbox implements ExecutorLaunch {
     const x64 = process.platform === 'linux' && process.arch === 'x64';
     if (opts.mode === 'bwrap') {
       if (!x64) throw new SandboxUnavailableError('the seccomp filters and the launcher are built for x86-64 Linux only');
-      this.bwrap = findOnPath('bwrap');
-      if (!this.bwrap) throw new SandboxUnavailableError('bubblewrap (bwrap) is not installed');
+      this.bwrap = opts.bwrapPath ?? findOnPath('bwrap');
+      if (!this.bwrap || !isExecutable(this.bwrap)) throw new SandboxUnavailableError(`bubblewrap (bwrap) is not installed${opts.bwrapPath ? ` at ${opts.bwrapPath}` : ''}`);
       this.filterFile = path.join(this.dir, 'policy.bpf');
       fs.writeFileSync(this.filterFile, policyFilter(), { mode: 0o600 });
       this.binds = nodeBinds();
@@ -286,7 +292,7 @@ export class Sandbox implements ExecutorLaunch {
  * Whether executors can be sandboxed with bubblewrap here: actually starts
  * node once inside the sandbox (with the seccomp filter and the launcher).
  */
-export async function checkSandbox(): Promise<{ available: boolean; reason?: string }> {
+export async function checkSandbox(opts: { bwrapPath?: string } = {}): Promise<{ available: boolean; reason?: string }> {
   if (process.platform !== 'linux') return { available: false, reason: 'bubblewrap needs Linux' };
   try {
     const max = fs.readFileSync('/proc/sys/user/max_user_namespaces', 'utf8').trim();
@@ -296,7 +302,7 @@ export async function checkSandbox(): Promise<{ available: boolean; reason?: str
   }
   let sandbox: Sandbox;
   try {
-    sandbox = Sandbox.create({ mode: 'bwrap', cgroups: false });
+    sandbox = Sandbox.create({ mode: 'bwrap', cgroups: false, bwrapPath: opts.bwrapPath });
   } catch (e) {
     return { available: false, reason: e instanceof SandboxUnavailableError ? e.reason : String(e) };
   }
