@@ -6,7 +6,7 @@
  * and launch latency in a warm executor (bench/sandbox.ts). Side-by-side variants are measured alternately
  * within rounds, in one process. Writes bench/RESULTS.md. Options: --quick
  * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
- * sqljs, snapshot, sandbox).
+ * sqljs, snapshot, sandbox, launch, http, density, migration).
  */
 import { execSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -24,6 +24,10 @@ import { parseModule } from '../src/wasm/module.js';
 import { fmt, geomean, median } from './stats.js';
 import { snapshotSection } from './snapshot.js';
 import { sandboxSection } from './sandbox.js';
+import { launchSection } from './launch.js';
+import { httpSection } from './http.js';
+import { densitySection } from './density.js';
+import { migrationSection } from './migration.js';
 import { sqljsSection } from './sqljs.js';
 
 const args = process.argv.slice(2);
@@ -32,7 +36,7 @@ const outIndex = args.indexOf('--out');
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const ROUNDS = quick ? 3 : 7;
 const onlyIndex = args.indexOf('--only');
-/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox); for development. */
+/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, http, density, migration); for development. */
 const only = onlyIndex >= 0 ? new Set(args[onlyIndex + 1]!.split(',')) : undefined;
 const want = (section: string): boolean => !only || only.has(section);
 const KERNELS = ['fib', 'sieve', 'sha256', 'nbody', 'qsort'];
@@ -188,6 +192,10 @@ async function main(): Promise<void> {
   if (want('sqljs')) await sqljsSection(lines, quick ? 3 : 9, log);
   if (want('snapshot')) await snapshotSection(lines, quick ? 5 : 15, log);
   if (want('sandbox')) await sandboxSection(lines, quick ? 5 : 20, log);
+  if (want('launch')) await launchSection(lines, quick ? 300 : 3000, log);
+  if (want('http')) await httpSection(lines, quick ? 2 : 3, quick ? 2 : 5, log);
+  if (want('density')) await densitySection(lines, quick, log);
+  if (want('migration')) await migrationSection(lines, quick ? 3 : 7, log);
   lines.push(`Whole run: ${fmt((performance.now() - started) / 1000, 0)} s.`, '');
   const text = lines.join('\n');
   await writeFile(outFile, text);

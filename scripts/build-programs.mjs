@@ -4,7 +4,7 @@
 //   test/programs/*.c    → test/programs/build/<name>.wasm   (clang)
 //   test/programs/*.wat  → test/programs/build/<name>.wasm   (wat2wasm)
 //   test/programs/attacks/*.{c,wat} → test/programs/build/attacks/<name>.wasm
-//   bench/programs/*.c   → bench/build/<name>.wasm           (clang)
+//   bench/programs/*.c, *.wat → bench/build/<name>.wasm      (clang, wat2wasm)
 //   examples/*.c         → examples/build/<name>.wasm        (clang)
 //
 // Examples are built without --allow-undefined, like the command line in
@@ -114,7 +114,7 @@ const jobs = [];
 for (const [srcDir, outDir, exts, cflags] of [
   [path.join(root, 'test', 'programs'), path.join(root, 'test', 'programs', 'build'), ['.c', '.wat'], DEFAULT_CFLAGS],
   [path.join(root, 'test', 'programs', 'attacks'), path.join(root, 'test', 'programs', 'build', 'attacks'), ['.c', '.wat'], DEFAULT_CFLAGS],
-  [path.join(root, 'bench', 'programs'), path.join(root, 'bench', 'build'), ['.c'], DEFAULT_CFLAGS],
+  [path.join(root, 'bench', 'programs'), path.join(root, 'bench', 'build'), ['.c', '.wat'], DEFAULT_CFLAGS],
   [examplesDir, path.join(examplesDir, 'build'), ['.c'], EXAMPLE_CFLAGS],
 ]) {
   const seen = new Map();

@@ -20,7 +20,7 @@ import { instanceServices } from '../service/provider.js';
 import type { ServiceRegistry } from '../service/registry.js';
 import { openSqliteInventory } from '../store/sqlite.js';
 import { openStateDir } from '../store/state-dir.js';
-import { DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
+import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
 import { Api } from './api.js';
 import type { AccessPolicy } from './auth/policy.js';
 import { loadServerIdentityKey, makeServerToken } from './auth/server-token.js';
@@ -94,7 +94,12 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const inventory = openSqliteInventory(state.inventoryPath);
   // Without a configured pool: unsandboxed executor processes (the programs pass one that sandboxes).
   const executors = opts.executors ?? (await ExecutorPool.create({ sandbox: 'none' }));
-  const moduleLimits: ModuleLimits = { ...DEFAULT_SERVER_LIMITS, maxModuleSize: limits.maxModuleSize };
+  // The daemon accepts what a local user's programs need (e.g. more exports); both follow the principal limits.
+  const moduleLimits: ModuleLimits = {
+    ...(opts.local ? DEFAULT_LOCAL_LIMITS : DEFAULT_SERVER_LIMITS),
+    maxModuleSize: limits.maxModuleSize,
+    memoryLimitPages: Math.floor(limits.maxMemorySize / 65536),
+  };
   const cache = new FileCache(opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'));
   const runtimes = new WeakMap<Executor, Runtime>();
   const runtimeFor = (principal: string | undefined): Runtime => {
