@@ -4,7 +4,7 @@
  * processes on loopback, and process-tree RSS from /proc.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,8 +112,23 @@ export async function startGateServer(options: string[]): Promise<GateServerProc
   return { url, identity: `${url}/gate-0/`, pid: proc.pid!, stateDir, stop };
 }
 
+/**
+ * The peer runtime: Cloudflare's workerd, npm package `workerd` at a pinned
+ * version. It is not a devDependency because the lock file would have to name
+ * its binary packages for every platform, which this machine's registry
+ * mirror does not serve; the benchmark installs it on first use into
+ * bench/.peers (ignored by git).
+ */
+export const WORKERD_VERSION = '1.20261117.1';
+const PEERS = join(root, 'bench/.peers');
+
 export function workerdBinary(): string {
-  return join(root, 'node_modules/workerd/bin/workerd');
+  const bin = join(PEERS, 'node_modules/workerd/bin/workerd');
+  if (!existsSync(bin)) {
+    mkdirSync(PEERS, { recursive: true });
+    execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', PEERS, `workerd@${WORKERD_VERSION}`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  return bin;
 }
 
 export function workerdVersion(): string {

@@ -190,14 +190,23 @@ export class Api {
     sendStaticJson(r.res, info, { 'Cache-Control': 'public, max-age=3600' });
   }
 
-  // ------------------------------------------------------------- modules
-
-  private async listModules(r: Request): Promise<void> {
+  /**
+   * A request without content (list, info, pin, unpin): no more parameters,
+   * no content type, no body, JSON acceptable if it answers with JSON; acts
+   * for its (required) principal.
+   */
+  private async contentless(r: Request, answersJson: boolean): Promise<Principal> {
     r.query.finish();
     requireContentType(r.req, undefined);
     requireNoBody(r.req);
-    requireJson(r.req);
-    const p = (await this.principal(r.req, true))!;
+    if (answersJson) requireJson(r.req);
+    return (await this.principal(r.req, true))!;
+  }
+
+  // ------------------------------------------------------------- modules
+
+  private async listModules(r: Request): Promise<void> {
+    const p = await this.contentless(r, true);
     const modules = await this.modules.list(p.id);
     sendJson(r.res, modules.length ? { modules: modules.map(moduleInfo) } : {});
   }
@@ -262,20 +271,13 @@ export class Api {
   }
 
   private async moduleInfo(key: string, r: Request): Promise<void> {
-    r.query.finish();
-    requireContentType(r.req, undefined);
-    requireNoBody(r.req);
-    requireJson(r.req);
-    const p = (await this.principal(r.req, true))!;
+    const p = await this.contentless(r, true);
     sendJson(r.res, moduleInfo(await this.modules.requirePinned(p.id, key)));
   }
 
   private async pinKnown(key: string, r: Request): Promise<void> {
     const tags = r.query.all('module-tag');
-    r.query.finish();
-    requireContentType(r.req, undefined);
-    requireNoBody(r.req);
-    const p = (await this.principal(r.req, true))!;
+    const p = await this.contentless(r, false);
     const pinned = await this.modules.info(p.id, key);
     const used = this.instances.list(p.id).some((i) => i.module === key);
     if (!pinned && !used) throw moduleNotFound();
@@ -284,10 +286,7 @@ export class Api {
   }
 
   private async unpin(key: string, r: Request): Promise<void> {
-    r.query.finish();
-    requireContentType(r.req, undefined);
-    requireNoBody(r.req);
-    const p = (await this.principal(r.req, true))!;
+    const p = await this.contentless(r, false);
     if (!(await this.modules.unpin(p.id, key))) throw moduleNotFound();
     sendEmpty(r.res);
   }
@@ -441,11 +440,7 @@ export class Api {
   // ----------------------------------------------------------- instances
 
   private async listInstances(r: Request): Promise<void> {
-    r.query.finish();
-    requireContentType(r.req, undefined);
-    requireNoBody(r.req);
-    requireJson(r.req);
-    const p = (await this.principal(r.req, true))!;
+    const p = await this.contentless(r, true);
     const list = this.instances.list(p.id).map((i) => i.info());
     sendJson(r.res, list.length ? { instances: list } : {});
   }

@@ -64,6 +64,18 @@ export async function startModuleSource(): Promise<{ addr: string; close(): void
   return { addr: `http://127.0.0.1:${port}`, close: () => server.close() };
 }
 
+/** A server whose module source `test` serves hello.wasm; stopping it stops the source too. */
+export async function startServerWithSource(): Promise<TestServer> {
+  const source = await startModuleSource();
+  const server = await startTestServer({ sources: [{ name: 'test', addr: source.addr }] });
+  const stop = server.stop;
+  server.stop = async (keepState?: boolean) => {
+    await stop(keepState);
+    source.close();
+  };
+  return server;
+}
+
 export interface Reply {
   status: number;
   headers: IncomingHttpHeaders;

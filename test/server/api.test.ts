@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { programBytes } from '../helpers/runtime.js';
-import { newKey, request, startModuleSource, startTestServer, UUID, type TestServer } from '../helpers/server.js';
+import { newKey, request, startServerWithSource, UUID, type TestServer } from '../helpers/server.js';
 
 const hello = programBytes('hello');
 const H = createHash('sha256').update(hello).digest('hex');
@@ -16,17 +16,12 @@ const wasm = { 'Content-Type': 'application/wasm' };
 const OUTPUT: Record<string, string> = { '': '', greet: 'hello, world\n', twice: 'hello, world\nhello, world\n' };
 
 let server: TestServer;
-let source: { addr: string; close(): void };
 const key = newKey();
 
 before(async () => {
-  source = await startModuleSource();
-  server = await startTestServer({ sources: [{ name: 'test', addr: source.addr }] });
+  server = await startServerWithSource();
 });
-after(async () => {
-  await server.stop();
-  source.close();
-});
+after(() => server.stop());
 
 async function listModules(k = key): Promise<unknown> {
   const r = await request(server, 'POST', K, { key: k });

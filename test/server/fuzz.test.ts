@@ -15,24 +15,13 @@ import { pino } from 'pino';
 import { makeToken } from '../../src/client/token.js';
 import { programBytes } from '../helpers/runtime.js';
 import { newKey, request, startModuleSource, startTestServer, type TestServer } from '../helpers/server.js';
+import { mulberry32 } from '../helpers/prng.js';
 
 const hello = programBytes('hello');
 const H = createHash('sha256').update(hello).digest('hex');
 const K = '/gate-0/module/sha256/';
 const I = '/gate-0/instance/';
 const wasm = { 'Content-Type': 'application/wasm' };
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   constructor(readonly r: () => number) {}
@@ -349,14 +338,14 @@ async function stillServes(): Promise<void> {
 
 describe('HTTP fuzz', () => {
   it('never answers 500 to random requests', async () => {
-    const g = new Gen(rng(0x5eed));
+    const g = new Gen(mulberry32(0x5eed));
     const { bad, statuses } = await fuzz(5000, 12, () => build(g));
     report('random requests', statuses);
     assert.deepEqual(bad.slice(0, 10), [], `${bad.length} requests got a server error`);
   });
 
   it('survives protocol garbage on raw sockets', async () => {
-    const g = new Gen(rng(7));
+    const g = new Gen(mulberry32(7));
     const fixed: Buffer[][] = [
       [Buffer.from('\r\n\r\n')],
       [Buffer.from('GET\r\n\r\n')],
@@ -477,7 +466,7 @@ describe('module upload fuzz', () => {
   }
 
   it('answers only 201 or 400 to mutated modules, and runs the accepted ones without a 500', async () => {
-    const g = new Gen(rng(0xbadc0de));
+    const g = new Gen(mulberry32(0xbadc0de));
     const statuses = new Map<string, number>();
     const bad: string[] = [];
     const accepted: string[] = [];

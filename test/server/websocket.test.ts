@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket, type RawData } from 'ws';
 import type { ClientIdentity } from '../../src/client/identity.js';
 import { programBytes } from '../helpers/runtime.js';
-import { newKey, request, startModuleSource, startTestServer, UUID, type TestServer } from '../helpers/server.js';
+import { newKey, request, startServerWithSource, UUID, type TestServer } from '../helpers/server.js';
 
 const hello = programBytes('hello');
 const H = createHash('sha256').update(hello).digest('hex');
@@ -21,17 +21,12 @@ const wasm = { 'Content-Type': 'application/wasm' };
 const HELLO = 'hello, world\n';
 
 let server: TestServer;
-let source: { addr: string; close(): void };
 const key = newKey();
 
 before(async () => {
-  source = await startModuleSource();
-  server = await startTestServer({ sources: [{ name: 'test', addr: source.addr }] });
+  server = await startServerWithSource();
 });
-after(async () => {
-  await server.stop();
-  source.close();
-});
+after(() => server.stop());
 
 type Event = { kind: 'text'; text: string } | { kind: 'binary'; data: Buffer } | { kind: 'close'; code: number; reason: string };
 

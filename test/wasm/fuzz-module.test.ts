@@ -15,18 +15,7 @@ import { decodeInstructions } from '../../src/wasm/code.js';
 import { parseModule } from '../../src/wasm/module.js';
 import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, validateModule } from '../../src/wasm/validate.js';
 import { ModuleBuilder, I32, I64, uleb } from './wasm-builder.js';
-
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../helpers/prng.js';
 
 function binaryenSeed(): Uint8Array {
   const wat = `(module
@@ -186,7 +175,7 @@ test('seeds are valid', () => {
 
 test('mutated modules load or fail with a GateError', { timeout: 20000 }, () => {
   const seeds = [binaryenSeed(), builderSeed(), EMPTY];
-  const rand = prng(0x6a7e);
+  const rand = mulberry32(0x6a7e);
   const iterations = 30000;
   const t0 = Date.now();
   let accepted = 0;

@@ -8,18 +8,7 @@ import { describe, it } from 'node:test';
 import { AuthError } from '../../../src/server/auth/errors.js';
 import { verifyAuthorization, type VerifyOptions } from '../../../src/server/auth/token.js';
 import { b64, edHeader, genKey, IDENTITY, MemoryNonces, NOW, nowSec, rawToken, signed } from './helpers.js';
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../helpers/prng.js';
 
 const k = genKey();
 const good = signed(k, { scope: 'system', nonce: 'fixed' });
@@ -41,7 +30,7 @@ describe('fuzz', () => {
   const localOpts: VerifyOptions = { identity: IDENTITY, nowSec, local: true };
 
   it('random bytes and strings', async () => {
-    const r = rng(1);
+    const r = mulberry32(1);
     const alphabet = 'ABCxyz019-_.=+/ \t"{}[]:,\\\u0000\u00e9\ud83d';
     for (let i = 0; i < 1500; i++) {
       const len = Math.floor(r() * 300);
@@ -56,7 +45,7 @@ describe('fuzz', () => {
   it('every truncation and single-character mutation of a valid token', async () => {
     assert.equal(await outcome([`Bearer ${good}`], opts()), 'ok');
     for (let n = 0; n < good.length; n++) await outcome([`Bearer ${good.slice(0, n)}`], opts());
-    const r = rng(2);
+    const r = mulberry32(2);
     const chars = 'AQgw_-.=+/ ';
     let accepted = 0;
     for (let i = 0; i < 1500; i++) {
@@ -71,7 +60,7 @@ describe('fuzz', () => {
   });
 
   it('random JSON of wrong shapes for the header and every claim', async () => {
-    const r = rng(3);
+    const r = mulberry32(3);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
     const values: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, NOW + 60, '', 'x', IDENTITY, [], [IDENTITY], [1], {}, { a: 1 }, 'system', '__proto__', ['x', null]];
     for (let i = 0; i < 1500; i++) {
