@@ -46,6 +46,12 @@ export interface Session {
   config: ConfigTree;
 }
 
+/** Where a call's debug log goes: `/dev/stderr` (the `-d` shortcut) or a file, appended to (spec cli.md §2.3). */
+function debugLogStream(path: string): Writable {
+  if (path === '/dev/stderr') return process.stderr;
+  return createWriteStream(path, { flags: 'a', mode: 0o644 });
+}
+
 /** Client configuration keys and defaults (spec cli.md §2). */
 export interface ClientSettings {
   identityFile: string;
@@ -259,11 +265,13 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
     if (pending) act(pending);
   };
 
+  const log = flags.debug === true || st.debugLog !== '';
   const common = {
     function: fn ?? (st.function || undefined),
     instanceTags: st.instanceTags,
-    log: flags.debug === true || st.debugLog !== '',
+    log,
     output: process.stdout,
+    ...(log ? { debug: debugLogStream(flags.debug === true ? '/dev/stderr' : st.debugLog) } : {}),
     signal: abort.signal,
   };
   let result: CallResult;

@@ -101,6 +101,8 @@ export interface LaunchResult {
 export interface IoOptions {
   input?: Readable;
   output: Writable;
+  /** Receives the program's debug output of a websocket call made with `log` (`{"debug": …}` messages). */
+  debug?: Writable;
   signal?: AbortSignal;
 }
 
@@ -662,6 +664,10 @@ export class GateClient {
           return;
         }
         const msg = parseJson(data.toString('utf8'), 'websocket message');
+        if (typeof msg === 'object' && msg !== null && !Array.isArray(msg) && typeof msg['debug'] === 'string') {
+          io.debug?.write(msg['debug']);
+          return;
+        }
         // `{"status":…,"input":true}` only says the program reads input; the
         // final message has the status alone.
         if (typeof msg === 'object' && msg !== null && !Array.isArray(msg) && msg['status'] !== undefined && msg['input'] !== true) {

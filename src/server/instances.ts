@@ -41,6 +41,8 @@ export interface LaunchRequest {
   suspend: boolean;
   tags: string[];
   debugLog: boolean;
+  /** Where this run's debug output goes when debugLog is set (default: the server's log). */
+  debugSink?: (data: Uint8Array) => void;
 }
 
 /** Status as the API's JSON shows it: zero values omitted (spec §12). */
@@ -67,6 +69,8 @@ export class ServerInstance {
   crashRestores = 0;
   /** The module's program, when known in memory (launch, not restore). */
   program: Program | undefined;
+  /** The client's debug log for the first run (a websocket call); later runs log to the server. */
+  debugSink: ((data: Uint8Array) => void) | undefined;
   /** Operations that change the run are serialised through this chain. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -152,6 +156,7 @@ export class InstanceManager {
     const initial = req.suspend ? stoppedStateOf(req.program, entry) : { state: State.Running };
     const inst = new ServerInstance(req.principal, id, req.module, transient, req.tags, req.function, req.debugLog, initial);
     inst.program = req.program;
+    inst.debugSink = req.debugSink;
     this.add(inst);
     this.deps.modules.acquire(inst.module);
     try {
@@ -323,8 +328,9 @@ export class InstanceManager {
       instanceId: inst.id,
       retain: true,
       services: this.deps.services(inst.principal, scope),
-      debug: inst.debugLog ? this.deps.debugSink(inst.id) : undefined,
+      debug: inst.debugLog ? (inst.debugSink ?? this.deps.debugSink(inst.id)) : undefined,
     });
+    inst.debugSink = undefined;
     inst.run = run;
     inst.status = run.status;
     inst.resumeOnRestart = false;

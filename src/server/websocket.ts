@@ -160,6 +160,10 @@ export class WebsocketApi {
       suspend: false,
       tags: params.instanceTags,
       debugLog: params.debugLog,
+      // With log=*, the program's debug output comes to this client as text messages (our extension).
+      debugSink: (data) => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ debug: Buffer.from(data).toString('utf8') }));
+      },
     });
     const reply: Record<string, string> = {};
     if (p && pin) reply.location = `/gate-0/module/sha256/${hash}`;
