@@ -7,7 +7,7 @@
  * otherwise unsigned: `<{"alg":"none"}>.<{"iss","uuid"}>.` (trailing dot).
  */
 import { createPublicKey, verify } from 'node:crypto';
-import { loadIdentity, type ClientIdentity } from '../../client/identity.js';
+import { loadIdentity, type ClientIdentity } from './key-file.js';
 import { ServerTokenError } from './errors.js';
 import { decodeBase64Url } from './principal.js';
 
