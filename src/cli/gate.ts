@@ -6,7 +6,7 @@
  * this process's own child executor and needs neither.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { configFlags, configSteps, ConfigError, readConfig } from '../config/index.js';
+import { configFlags, configSteps, ConfigError, readConfig, setConfigValue } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { DEFAULT_PROFILE, PROFILES } from '../prepare/profile.js';
 import { DEFAULT_LOCAL_LIMITS } from '../wasm/validate.js';
@@ -21,7 +21,7 @@ export const CLIENT_CONFIG_FILES = ['${XDG_CONFIG_HOME}/gate/client.toml', '${XD
 /** Commands of the local table only (they have no remote form). */
 const LOCAL_ONLY = new Set(['pull', 'push', 'version', 'run']);
 
-const VALUE_FLAGS = new Set(['-F', '-f', '-d', '-o', '--config-reset', '--config', '--config-dir', '--option']);
+const VALUE_FLAGS = new Set(['-F', '-f', '-d', '-o', '-i', '--config-reset', '--config', '--config-dir', '--option', '--identity']);
 
 /** An address is the first non-option argument if it contains `.` or `://` (spec cli.md §2). */
 export function isAddress(arg: string): boolean {
@@ -60,8 +60,14 @@ export function buildProgram(address?: string): Command {
     .showHelpAfterError()
     .configureHelp({ sortSubcommands: true });
   configFlags(cli);
+  cli.option('-i, --identity <file>', 'sign requests with this OpenSSH Ed25519 private key (the identityfile key; default ~/.ssh/id_ed25519)');
 
-  const session = (): Session => ({ address, config: readConfig(CLIENT_CONFIG_FILES, configSteps(cli)) });
+  const session = (): Session => {
+    const config = readConfig(CLIENT_CONFIG_FILES, configSteps(cli));
+    const identity = cli.opts<{ identity?: string }>().identity;
+    if (identity !== undefined) setConfigValue(config, 'identityfile', identity);
+    return { address, config };
+  };
 
   /** Runs a command with the configuration read; its result is the exit status. */
   const act =

@@ -1,5 +1,6 @@
 // `gate` without a key against a public gate-server (the README's first example).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,5 +28,18 @@ describe('gate without an identity', () => {
     const list = await gate(env, [remote.url, 'modules']);
     assert.equal(list.code, 1);
     assert.match(list.stderr, /missing authentication credentials/);
+  });
+
+  it('signs with a key given by -i', async () => {
+    const key = join(env.home, 'other_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const id = await gate(env, ['-i', key, remote.url, 'import', join(EXAMPLES, 'echo.wasm')]);
+    assert.equal(id.code, 0, id.stderr);
+    const list = await gate(env, ['-i', key, remote.url, 'modules']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal(list.stdout, `${id.stdout.trim()} []\n`);
+    const missing = await gate(env, ['-i', join(env.home, 'nothing'), remote.url, 'modules']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /nothing/);
   });
 });
