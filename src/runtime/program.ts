@@ -93,8 +93,19 @@ export class Program {
   }
 
   prepare(profile: Profile, cache?: PreparedCache, optimizeLevel?: number): Promise<PreparedModule> {
-    return prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache, optimizeLevel });
+    // Deterministic, so one result per profile and level serves every launch
+    // of this Program (a server launches a cached Program per request).
+    const memo = `${profile}/${optimizeLevel ?? ''}`;
+    let p = this.prepared.get(memo);
+    if (!p) {
+      p = prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache, optimizeLevel });
+      this.prepared.set(memo, p);
+      p.catch(() => this.prepared.delete(memo));
+    }
+    return p;
   }
+
+  private readonly prepared = new Map<string, Promise<PreparedModule>>();
 }
 
 const f32 = new Float32Array(1);
