@@ -5,7 +5,7 @@
  */
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
-import { configFlags, configSteps, ConfigError, getBool, getNumber, getPath, getString, getStringList, getTableList, readConfig, type ConfigTree } from '../config/index.js';
+import { configFlags, configSteps, ConfigError, getBool, getNumber, getPath, getString, getTableList, readConfig, type ConfigTree } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { isProfile, type Profile } from '../prepare/profile.js';
 import { ExecutorPool } from '../runtime/node/pool.js';
@@ -146,5 +146,3 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     process.on('SIGHUP', () => undefined);
   });
 }
-
-export { getPath, getStringList };
