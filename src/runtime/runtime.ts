@@ -1,5 +1,5 @@
 import type { PreparedCache } from '../prepare/cache.js';
-import { PIPELINE_VERSION } from '../prepare/pipeline.js';
+import { PIPELINE_VERSION, type PreparedModule } from '../prepare/pipeline.js';
 import { DEFAULT_PROFILE, type Profile } from '../prepare/profile.js';
 import { InternalExport } from '../prepare/rewrite.js';
 import { SnapshotError } from '../snapshot/errors.js';
@@ -58,6 +58,12 @@ export interface RuntimeOptions {
    * compute limit if it computes on. LaunchOptions.cpuBudgetMs overrides it.
    */
   cpuBudgetMs?: number;
+  /**
+   * Prepares programs instead of Program.prepare in this thread (e.g. a
+   * PreparePool of worker threads, so that a server's event loop never runs
+   * binaryen); `cache` is then the preparer's business.
+   */
+  preparer?: (program: Program, profile: Profile, optimizeLevel: number | undefined) => Promise<PreparedModule>;
   /** Acceptance limits for modules and snapshots loaded through load()/restore() (default: the local ones). */
   limits?: ModuleLimits;
 }
@@ -131,7 +137,7 @@ export class Runtime {
       return inst;
     }
 
-    const prepared = await program.prepare(profile, this.opts.cache, optimizeLevel);
+    const prepared = this.opts.preparer ? await this.opts.preparer(program, profile, optimizeLevel) : await program.prepare(profile, this.opts.cache, optimizeLevel);
     if (snap?.stack) {
       if (snap.stack.pipelineVersion !== PIPELINE_VERSION) {
         throw new SnapshotError(`snapshot was made by instrumentation pipeline version ${snap.stack.pipelineVersion}; this runtime has version ${PIPELINE_VERSION}`);

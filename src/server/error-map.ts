@@ -1,5 +1,6 @@
 import { EntryError } from '../abi/entry.js';
 import { InstanceStateError } from '../runtime/errors.js';
+import { PreparationError } from '../runtime/node/prepare-pool.js';
 import { OriginClosedError } from '../service/origin.js';
 import { SnapshotError } from '../snapshot/errors.js';
 import { DuplicateInstanceError } from '../store/errors.js';
@@ -19,6 +20,8 @@ export function toHttpError(e: unknown): { error: HttpError; internal: boolean }
   }
   if (e instanceof EntryError) return { error: new HttpError(404, e.message), internal: false };
   if (e instanceof ModuleError || e instanceof SnapshotError) return { error: new HttpError(400, e.message), internal: false };
+  // A module that cannot be prepared within the time limit is treated as too complex.
+  if (e instanceof PreparationError) return { error: new HttpError(400, e.message), internal: false };
   if (e instanceof InstanceStateError) return { error: new HttpError(409, e.message), internal: false };
   if (e instanceof DuplicateInstanceError) return { error: new HttpError(409, 'duplicate instance id'), internal: false };
   if (e instanceof OriginClosedError) return { error: new HttpError(409, ''), internal: false };

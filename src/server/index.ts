@@ -13,7 +13,7 @@ import { pino, type Logger } from 'pino';
 import type { Profile } from '../prepare/profile.js';
 import type { Executor } from '../runtime/executor.js';
 import { ExecutorPool } from '../runtime/node/pool.js';
-import { FileCache } from '../runtime/node/file-cache.js';
+import { PreparePool } from '../runtime/node/prepare-pool.js';
 import { Program } from '../runtime/program.js';
 import { Runtime } from '../runtime/runtime.js';
 import { instanceServices } from '../service/provider.js';
@@ -100,7 +100,8 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     maxModuleSize: limits.maxModuleSize,
     memoryLimitPages: Math.floor(limits.maxMemorySize / 65536),
   };
-  const cache = new FileCache(opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'));
+  // binaryen never runs on the event loop: a large upload costs a worker, not every request.
+  const preparer = new PreparePool({ cacheDir: opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'), limits: moduleLimits });
   const runtimes = new WeakMap<Executor, Runtime>();
   const runtimeFor = (principal: string | undefined): Runtime => {
     const executor = executors.executorFor(principal ?? 'anonymous');
@@ -112,7 +113,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         timeResolutionNs: limits.timeResolutionNs,
         profile: opts.profile,
         cpuBudgetMs: limits.cpuTimeMs,
-        cache,
+        preparer: (program, profile, optimizeLevel) => preparer.prepare(program, profile, optimizeLevel),
         limits: moduleLimits,
       });
       runtimes.set(executor, rt);
@@ -216,6 +217,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         websockets.close();
         http.closeAllConnections();
         await executors.close();
+        await preparer.close();
         await inventory.close();
         await state.close();
       })();
