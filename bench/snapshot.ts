@@ -332,6 +332,7 @@ export async function snapshotSection(lines: string[], rounds: number, log: (s: 
   const suspendWasm = new URL('../../test/programs/build/suspend.wasm', import.meta.url);
   const cases: Case[] = [
     { name: '1 page (snapbench small)', file: snapbench, entry: 'small', profile: 'suspend-anywhere', sign: 'resumed\n', ready: 'running\n' },
+    { name: '1 MiB (snapbench medium)', file: snapbench, entry: 'medium', profile: 'suspend-anywhere', sign: 'resumed\n', ready: 'running\n' },
     { name: '64 MiB (snapbench big)', file: snapbench, entry: 'big', profile: 'suspend-anywhere', sign: 'resumed\n', ready: 'running\n' },
     { name: '2 pages (suspend.wasm loop)', file: suspendWasm, entry: 'loop', profile: 'io-suspend', sign: undefined, ready: 'running: 0\n' },
   ];
@@ -421,7 +422,7 @@ export async function snapshotSection(lines: string[], rounds: number, log: (s: 
   lines.push('## Suspend, snapshot and restore', '');
   lines.push(
     `Milliseconds, median (min–max) of ${rounds} rounds per row; executors alternate within each round, and only the instance being measured runs. ` +
-      'Programs: `bench/programs/snapbench.c` — `small` computes in a 1-page memory, `big` grows to 64 MiB, fills it densely (no zero 64-byte block: the largest snapshot 64 MiB gives) and checks random words; both make an empty `io` call every ~0.1 ms and print "resumed" on the first one after a restore. ' +
+      'Programs: `bench/programs/snapbench.c` — `small` computes in a 1-page memory, `medium` and `big` grow to 1 MiB and 64 MiB, fill it densely (no zero 64-byte block: the largest snapshot that size gives) and check random words; all make an empty `io` call every ~0.1 ms and print "resumed" on the first one after a restore. ' +
       '`test/programs/build/suspend.wasm` `loop` makes empty `io` calls without pause (io-suspend can only stop at those). ' +
       'Each round restores the previous round\'s snapshot, lets it run for a random 0–20 ms, suspends it and snapshots it. Modules are prepared up front (shared MemoryCache).',
     '',

@@ -48,21 +48,21 @@ static uint32_t pattern(uint32_t word, uint32_t seed)
 	return x ^ (x >> 13);
 }
 
-/* Grows to 64 MiB and fills all of it with a dense pseudo-random pattern
- * (no zero blocks: the largest snapshot a 64 MiB memory gives), then checks
+/* Grows to `pages` and fills all of it with a dense pseudo-random pattern
+ * (no zero blocks: the largest snapshot that size gives), then checks
  * random words in a loop; traps (unreachable) if a restore lost a byte. */
-EXPORT("big")
-void big(void)
+static void dense(uint32_t pages, const char *name)
 {
 	uint32_t have = __builtin_wasm_memory_size(0);
-	if (have < BIG_PAGES && __builtin_wasm_memory_grow(0, BIG_PAGES - have) < 0) {
-		gate_debug("big: cannot grow\n");
+	if (have < pages && __builtin_wasm_memory_grow(0, pages - have) < 0) {
+		gate_debug(name);
+		gate_debug(": cannot grow\n");
 		gate_exit(1);
 	}
 	extern char __heap_base;
 	uintptr_t base = ((uintptr_t)&__heap_base + 7) & ~(uintptr_t)7;
 	uint32_t *words = (uint32_t *)base;
-	uint32_t count = (uint32_t)((BIG_PAGES * 65536u - base) / 4);
+	uint32_t count = (uint32_t)((pages * 65536u - base) / 4);
 	for (uint32_t i = 0; i < count; i++)
 		words[i] = pattern(i, 7) | 1;
 	resumed_since_last();
@@ -77,4 +77,18 @@ void big(void)
 		if (resumed_since_last())
 			gate_debug("resumed\n");
 	}
+}
+
+/* 64 MiB, dense. */
+EXPORT("big")
+void big(void)
+{
+	dense(BIG_PAGES, "big");
+}
+
+/* 1 MiB, dense. */
+EXPORT("medium")
+void medium(void)
+{
+	dense(16, "medium");
 }
