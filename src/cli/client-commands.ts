@@ -364,24 +364,23 @@ export async function wait(s: Session, id: string, opts: { json?: boolean }): Pr
   return printStatus(await (await openClient(s, clientSettings(s.config))).wait(id), opts);
 }
 
-export async function kill(s: Session, id: string, opts: { json?: boolean }): Promise<number> {
+/** kill and suspend: request it, and with `wait` (the default) print the status the instance stops with. */
+async function stopInstance(s: Session, id: string, opts: { json?: boolean }, action: 'kill' | 'suspend'): Promise<number> {
   const st = clientSettings(s.config);
   const client = await openClient(s, st);
   if (!st.wait) {
-    await client.kill(id);
+    await client[action](id);
     return 0;
   }
-  return printStatus(await client.kill(id, true), opts);
+  return printStatus(await client[action](id, true), opts);
 }
 
-export async function suspend(s: Session, id: string, opts: { json?: boolean }): Promise<number> {
-  const st = clientSettings(s.config);
-  const client = await openClient(s, st);
-  if (!st.wait) {
-    await client.suspend(id);
-    return 0;
-  }
-  return printStatus(await client.suspend(id, true), opts);
+export function kill(s: Session, id: string, opts: { json?: boolean }): Promise<number> {
+  return stopInstance(s, id, opts, 'kill');
+}
+
+export function suspend(s: Session, id: string, opts: { json?: boolean }): Promise<number> {
+  return stopInstance(s, id, opts, 'suspend');
 }
 
 export async function resume(s: Session, id: string, fn: string | undefined, flags: { scope?: string[]; debug?: boolean }): Promise<number> {

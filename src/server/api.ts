@@ -13,7 +13,7 @@ import type { Principal } from './auth/principal.js';
 import { verifyAuthorization, type NonceStore } from './auth/token.js';
 import { badRequest, conflict, HttpError, moduleNotFound, notFound, unsupported } from './errors.js';
 import { toHttpError } from './error-map.js';
-import { acceptsJson, contentType, readBody, requireContentType, requireJson, requireNoBody, sendEmpty, sendError, sendJson, sendStaticJson } from './http.js';
+import { acceptsJson, acceptsWasm, contentType, readBody, requireContentType, requireJson, requireNoBody, sendEmpty, sendError, sendJson, sendStaticJson } from './http.js';
 import { instanceIdProblem } from './instance-id.js';
 import { statusJson, type InstanceManager, type ServerInstance } from './instances.js';
 import { checkModuleKey, sha256Hex, type ModuleRegistry } from './modules.js';
@@ -237,7 +237,7 @@ export class Api {
   }
 
   private async download(key: string, r: Request): Promise<void> {
-    if (!acceptsWasmOrThrow(r.req)) return;
+    if (!acceptsWasm(r.req)) throw new HttpError(406, 'not acceptable');
     const p = (await this.principal(r.req, true))!;
     await this.modules.requirePinned(p.id, key);
     const size = await this.modules.size(key);
@@ -555,13 +555,6 @@ function moduleInfo(m: { module: string; tags: string[] }): Record<string, unkno
 }
 
 
-function acceptsWasmOrThrow(req: IncomingMessage): boolean {
-  const h = req.headers.accept;
-  if (h === undefined) return true;
-  const ok = h.split(',').some((t) => ['application/wasm', 'application/*', '*/*'].includes(t.split(';')[0]!.trim().toLowerCase()));
-  if (!ok) throw new HttpError(406, 'not acceptable');
-  return true;
-}
 
 /** `{"persist": bool, "tags": [..]}` (spec §9.2 `update`); unknown fields are refused like protobuf-JSON does. */
 function parseUpdate(v: unknown): { persist: boolean; tags: string[] } {

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -59,6 +60,37 @@ export function startRemote(): Promise<TestServer> {
 export function startDaemon(env: ClientEnv): Promise<TestServer> {
   mkdirSync(join(env.runtimeDir, 'gate'), { recursive: true, mode: 0o700 });
   return startTestServer({ listen: { path: env.socketPath }, local: true });
+}
+
+/** Both command tables: with a remote address, or none (the daemon). */
+export const TABLES: ReadonlyArray<{ name: 'remote' | 'local'; prefix: (remote: TestServer) => string[] }> = [
+  { name: 'remote', prefix: (remote) => [remote.url] },
+  { name: 'local', prefix: () => [] },
+];
+
+export interface ClientServers {
+  env: ClientEnv;
+  remote: TestServer;
+  daemon: TestServer;
+}
+
+/**
+ * Registers the enclosing suite's hooks: a client environment, a remote
+ * gate-server and a daemon where that environment's CLI looks for it.
+ * The fields are set once the suite's `before` has run.
+ */
+export function useClientServers(): ClientServers {
+  const s = {} as ClientServers;
+  before(async () => {
+    s.env = makeClientEnv();
+    s.remote = await startRemote();
+    s.daemon = await startDaemon(s.env);
+  });
+  after(async () => {
+    await s.remote.stop();
+    await s.daemon.stop();
+  });
+  return s;
 }
 
 export interface Result {

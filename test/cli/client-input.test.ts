@@ -3,18 +3,11 @@
 // socket where the CLI looks for it (local table).
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import type { TestServer } from '../helpers/server.js';
-import { EXAMPLES, PROGRAMS, gate, makeClientEnv, ok, startDaemon, startRemote, type ClientEnv } from './client-env.js';
+import { describe, it } from 'node:test';
+import { EXAMPLES, PROGRAMS, gate, ok, TABLES, useClientServers } from './client-env.js';
 
 const HELLO = join(PROGRAMS, 'hello.wasm');
 const ECHO = join(EXAMPLES, 'echo.wasm');
-
-/** Both tables: a remote address, or none (the daemon). */
-const tables: Array<{ name: string; prefix: (remote: TestServer) => string[] }> = [
-  { name: 'remote', prefix: (remote) => [remote.url] },
-  { name: 'local', prefix: () => [] },
-];
 
 // The end of input reaches the program: over HTTP as the end of the request
 // body, over websockets as an empty binary message. A test that fails here
@@ -22,24 +15,12 @@ const tables: Array<{ name: string; prefix: (remote: TestServer) => string[] }> 
 const TIMEOUT = { timeout: 120_000 };
 
 describe('gate client input', () => {
-  let env: ClientEnv;
-  let remote: TestServer;
-  let daemon: TestServer;
+  const servers = useClientServers();
 
-  before(async () => {
-    env = makeClientEnv();
-    remote = await startRemote();
-    daemon = await startDaemon(env);
-  });
-  after(async () => {
-    await remote.stop();
-    await daemon.stop();
-  });
-
-  for (const t of tables) {
+  for (const t of TABLES) {
     describe(t.name, () => {
-      const g = (args: string[], opts?: Parameters<typeof gate>[2]) => gate(env, [...t.prefix(remote), ...args], opts);
-      const run = (args: string[], opts?: Parameters<typeof gate>[2]) => ok(env, [...t.prefix(remote), ...args], opts);
+      const g = (args: string[], opts?: Parameters<typeof gate>[2]) => gate(servers.env, [...t.prefix(servers.remote), ...args], opts);
+      const run = (args: string[], opts?: Parameters<typeof gate>[2]) => ok(servers.env, [...t.prefix(servers.remote), ...args], opts);
 
       it('call forwards stdin to the program, up to its end', TIMEOUT, async () => {
         const r = await g(['call', ECHO], { input: 'one\ntwo\n' });

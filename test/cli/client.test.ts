@@ -6,9 +6,8 @@ import { createHash } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import type { TestServer } from '../helpers/server.js';
-import { PROGRAMS, gate, makeClientEnv, ok, startDaemon, startRemote, type ClientEnv } from './client-env.js';
+import { describe, it } from 'node:test';
+import { PROGRAMS, gate, ok, TABLES, useClientServers } from './client-env.js';
 
 const HELLO = join(PROGRAMS, 'hello.wasm');
 const SUSPEND = join(PROGRAMS, 'suspend.wasm');
@@ -19,31 +18,13 @@ function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
-/** Both tables: a remote address, or none (the daemon). */
-const tables: Array<{ name: string; prefix: (remote: TestServer) => string[] }> = [
-  { name: 'remote', prefix: (remote) => [remote.url] },
-  { name: 'local', prefix: () => [] },
-];
-
 describe('gate client commands', () => {
-  let env: ClientEnv;
-  let remote: TestServer;
-  let daemon: TestServer;
+  const servers = useClientServers();
 
-  before(async () => {
-    env = makeClientEnv();
-    remote = await startRemote();
-    daemon = await startDaemon(env);
-  });
-  after(async () => {
-    await remote.stop();
-    await daemon.stop();
-  });
-
-  for (const t of tables) {
+  for (const t of TABLES) {
     describe(t.name, () => {
-      const g = (args: string[], opts?: Parameters<typeof gate>[2]) => gate(env, [...t.prefix(remote), ...args], opts);
-      const run = (args: string[], opts?: Parameters<typeof gate>[2]) => ok(env, [...t.prefix(remote), ...args], opts);
+      const g = (args: string[], opts?: Parameters<typeof gate>[2]) => gate(servers.env, [...t.prefix(servers.remote), ...args], opts);
+      const run = (args: string[], opts?: Parameters<typeof gate>[2]) => ok(servers.env, [...t.prefix(servers.remote), ...args], opts);
 
       it('import, modules, show, pin, export, unpin', async () => {
         const id = (await run(['import', HELLO, 'first'])).trim();
@@ -56,10 +37,10 @@ describe('gate client commands', () => {
         const listed = JSON.parse(await run(['modules', '--json'])) as Array<{ module: string }>;
         assert.ok(listed.some((m) => m.module === id));
 
-        const file = join(env.home, `exported-${t.name}.wasm`);
+        const file = join(servers.env.home, `exported-${t.name}.wasm`);
         await run(['export', id, file]);
         assert.deepEqual(readFileSync(file), readFileSync(HELLO));
-        const toStdout = await gate(env, [...t.prefix(remote), 'export', id]);
+        const toStdout = await gate(servers.env, [...t.prefix(servers.remote), 'export', id]);
         assert.equal(toStdout.code, 0, toStdout.stderr);
         assert.equal(createHash('sha256').update(toStdout.stdoutBytes).digest('hex'), id);
 
@@ -100,7 +81,7 @@ describe('gate client commands', () => {
         const snap = (await run(['snapshot', id, 'snap'])).trim();
         assert.match(snap, /^[0-9a-f]{64}$/);
         assert.equal(await run(['show', snap]), '[snap]\n');
-        const file = join(env.home, `snapshot-${t.name}.wasm`);
+        const file = join(servers.env.home, `snapshot-${t.name}.wasm`);
         await run(['export', snap, file]);
         assert.equal(sha256(file), snap);
 
@@ -155,7 +136,7 @@ describe('gate client commands', () => {
         const signalOnceRunning = async (signal: NodeJS.Signals): Promise<{ r: Awaited<ReturnType<typeof gate>>; id: string }> => {
           let child: ChildProcess | undefined;
           const before = new Set(await runningIds());
-          const result = gate(env, [...t.prefix(remote), 'call', SUSPEND, 'loop'], { holdInput: true, onSpawn: (c) => (child = c) });
+          const result = gate(servers.env, [...t.prefix(servers.remote), 'call', SUSPEND, 'loop'], { holdInput: true, onSpawn: (c) => (child = c) });
           let id: string | undefined;
           while (id === undefined) {
             id = (await runningIds()).find((x) => !before.has(x));

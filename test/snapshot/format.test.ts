@@ -25,23 +25,11 @@ import { ByteWriter } from '../../src/wasm/leb128.js';
 import { parseModule, SectionId, type WasmModule } from '../../src/wasm/module.js';
 import { programBytes } from '../helpers/runtime.js';
 import { wat } from '../helpers/wat.js';
+import { xorshift32 } from '../helpers/prng.js';
 
 const PAGE = 65536;
 
 // --- helpers ----------------------------------------------------------------
-
-/** Deterministic xorshift32 generator. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 function randomBytes(next: () => number, n: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -200,7 +188,7 @@ describe('writeSnapshot round trips', () => {
     });
 
     it(`${name}: sparse random memory, grown, with a maximum`, () => {
-      const next = rng(name.length * 7919);
+      const next = xorshift32(name.length * 7919);
       const mem = new Uint8Array(9 * PAGE);
       for (let k = 0; k < 500; k++) mem[next() % mem.length] = (next() % 255) + 1;
       const state = { ...baseState(program, mem), memoryMaxPages: 100 };
@@ -208,7 +196,7 @@ describe('writeSnapshot round trips', () => {
     });
 
     it(`${name}: dense random memory with stack, buffers and exports hidden`, () => {
-      const next = rng(0xc0ffee + name.length);
+      const next = xorshift32(0xc0ffee + name.length);
       const state: SnapshotState = {
         ...baseState(program, randomBytes(next, 4 * PAGE)),
         globals: program.globals.map((g) => (g.type === 0x7f ? { type: 0x7f, value: (next() | 0) } : zeroGlobals(program)[0]!)),
@@ -243,7 +231,7 @@ describe('writeSnapshot round trips', () => {
   }
 
   it('a 64 MiB memory with half of its pages dirty', (t) => {
-    const next = rng(64);
+    const next = xorshift32(64);
     const mem = new Uint8Array(1024 * PAGE);
     const words = new Uint32Array(mem.buffer);
     for (let p = 0; p < 1024; p += 2) {
@@ -352,7 +340,7 @@ describe('writeSnapshot round trips', () => {
   });
 
   it('snapshot of a snapshot replaces the Gate sections and keeps the original export section', () => {
-    const next = rng(99);
+    const next = xorshift32(99);
     const s1 = roundTrip(hello, {
       ...baseState(hello, randomBytes(next, 3 * PAGE)),
       stack: sampleStack(),

@@ -15,22 +15,11 @@ import { ByteWriter } from '../../src/wasm/leb128.js';
 import { parseModule, type WasmModule } from '../../src/wasm/module.js';
 import { programBytes } from '../helpers/runtime.js';
 import { wat } from '../helpers/wat.js';
+import { xorshift32 } from '../helpers/prng.js';
 
 const PAGE = 65536;
 /** Fuzzed modules may declare huge memories; images beyond this are not built (time, not correctness). */
 const MAX_IMAGE_PAGES = 16;
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 function custom(name: string, content: Uint8Array): Uint8Array {
   return new ByteWriter().section(0, new ByteWriter().name(name).bytes(content).finish()).finish();
@@ -207,7 +196,7 @@ describe('snapshot reader fuzz', () => {
   it('mutated snapshot modules read or fail with a GateError', (t) => {
     const deadline = performance.now() + (process.env.GATE_FUZZ_ITERATIONS ? Infinity : 10_000);
     const modules = bases().map((b) => ({ bytes: b, m: parseModule(b) }));
-    const next = rng(seed);
+    const next = xorshift32(seed);
     const counts = { iterations: 0, unparsable: 0, rejected: 0, read: 0 };
     for (let i = 0; i < iterations && performance.now() < deadline; i++) {
       counts.iterations++;
