@@ -10,7 +10,7 @@ import { GateError } from '../errors.js';
 import { isProfile, type Profile } from '../prepare/profile.js';
 import { ExecutorPool } from '../runtime/node/pool.js';
 import type { SandboxMode } from '../runtime/node/sandbox/sandbox.js';
-import { startServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
+import { startServer, type GateServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
 
 export const EXIT_CONFIG = 2;
 
@@ -108,7 +108,16 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     return 1;
   }
   log.info({ sandbox: pool.describe() }, 'executor sandbox');
-  let server;
+  // Signals are taken from here on: one that arrives while the server starts
+  // stops it as soon as it has started (not the default action, which would
+  // lose what a graceful stop stores).
+  let signalled: ((signal: string) => void) | undefined;
+  let early: string | undefined;
+  const onSignal = (signal: string) => (): void => (signalled ? signalled(signal) : void (early ??= signal));
+  process.on('SIGINT', onSignal('SIGINT'));
+  process.on('SIGTERM', onSignal('SIGTERM'));
+  process.on('SIGHUP', () => undefined);
+  let server: GateServer;
   try {
     server = await startServer({ ...options, executors: pool, logger: log });
   } catch (e) {
@@ -120,7 +129,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   }
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (signal: string): void => {
+    signalled = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down: suspending and storing instances');
@@ -141,8 +150,6 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
         },
       );
     };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGHUP', () => undefined);
+    if (early) signalled(early);
   });
 }
