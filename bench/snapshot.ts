@@ -16,7 +16,9 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { TrapId } from '../src/abi/trap.js';
 import { MemoryCache } from '../src/prepare/cache.js';
-import { DEFAULT_OPTIMIZE_LEVEL, PIPELINE_VERSION, sha256Hex } from '../src/prepare/pipeline.js';
+import { sha256Hex } from '../src/prepare/pipeline.js';
+import { framesFromRaw } from '../src/runtime/frames.js';
+import { decodeRawStack } from '../src/runtime/unwinder.js';
 import type { Profile } from '../src/prepare/profile.js';
 import type { Executor, ExecutorSnapshot } from '../src/runtime/executor.js';
 import { InProcessExecutor } from '../src/runtime/inprocess.js';
@@ -131,7 +133,7 @@ async function launch(host: Host, program: Program, c: Case, profile?: Profile):
 let lastRun: Run | undefined;
 
 /** The state RunningInstance.snapshot() builds, for timing writeSnapshot alone. */
-function stateOf(program: Program, s: ExecutorSnapshot, preparedKey: string, profile: Profile): SnapshotState {
+function stateOf(program: Program, s: ExecutorSnapshot, profile: Profile): SnapshotState {
   return {
     trap: TrapId.Suspended,
     result: 0,
@@ -145,14 +147,11 @@ function stateOf(program: Program, s: ExecutorSnapshot, preparedKey: string, pro
     output: s.outputTail,
     services: [],
     stack: {
-      pipelineVersion: PIPELINE_VERSION,
       profile,
-      optimizeLevel: DEFAULT_OPTIMIZE_LEVEL,
-      preparedKey,
       startFunction: program.module.start,
       startPending: false,
       entry: s.calls.find((x) => x !== '__gate_start'),
-      unwound: s.stack ?? new Uint8Array(0),
+      frames: s.stack ? framesFromRaw(decodeRawStack(s.stack), program.unwindLayouts(profile)) : [],
     },
   };
 }
@@ -166,7 +165,7 @@ async function suspendAndSnapshot(
   program: Program,
   run: Run,
   c: Case,
-  key: string,
+  _key: string,
   s: Samples | undefined,
 ): Promise<{ bytes: Uint8Array; es: ExecutorSnapshot }> {
   await sleep(Math.random() * 20);
@@ -191,7 +190,7 @@ async function suspendAndSnapshot(
   t = now();
   const es = await host.executor.snapshot(run.inst.id);
   const executorMs = now() - t;
-  const state = stateOf(program, es, key, c.profile);
+  const state = stateOf(program, es, c.profile);
   t = now();
   const parts = writeSnapshotParts(program.module, state);
   const partsMs = now() - t;

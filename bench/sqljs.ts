@@ -18,33 +18,19 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { DEFAULT_OPTIMIZE_LEVEL, prepare } from '../src/prepare/pipeline.js';
+import { INTERNAL_IMPORT_MODULE, InternalExport } from '../src/prepare/internal.js';
+import { prepare } from '../src/prepare/pipeline.js';
 import { PROFILES, type Profile } from '../src/prepare/profile.js';
-import { InternalExport, MEMORY_IMPORT, rewriteModule, type CanonicalImport } from '../src/prepare/rewrite.js';
-import { YIELD_IMPORT, asyncify } from '../src/prepare/asyncify.js';
+import { MEMORY_IMPORT, type CanonicalImport } from '../src/prepare/rewrite.js';
 import { globalValues } from '../src/snapshot/format.js';
 import { ExternalKind, parseModule, type WasmModule } from '../src/wasm/module.js';
+import { legacyChecksOnly, legacyPrepare } from './legacy/prepare.js';
 import { fmt, median, range } from './stats.js';
 
 /** Checks between two refills of the fuel, as in the runtime (runtime/instance.ts FUEL). */
 const FUEL = 20000;
-const CHECKS_ONLY = 'checks only (diagnostic)';
-const IGNORE_INDIRECT = 'io-suspend + asyncify-ignore-indirect (diagnostic)';
-
-/**
- * The asyncify stage with no unwinding import and binaryen's
- * `asyncify-ignore-indirect` forced on (a diagnostic row: the runtime turns it
- * on only where reach.ts shows it is sound).
- */
-function asyncifyIgnoringIndirect(rewritten: Uint8Array): Uint8Array {
-  return asyncify(rewritten, {
-    unwindingImports: [],
-    yieldUnwinds: false,
-    hasYieldStub: true,
-    optimizeLevel: DEFAULT_OPTIMIZE_LEVEL,
-    ignoreIndirect: true,
-  });
-}
+const CHECKS_ONLY = 'Asyncify version: checks only (diagnostic)';
+const legacyName = (p: Profile): string => `Asyncify version: ${p}`;
 
 // The subset of sql.js's API the workload uses.
 interface Statement {
@@ -105,6 +91,9 @@ function preparedInstance(original: WasmModule, module: WebAssembly.Module, glue
   const mem = original.memories[0]!;
   const memory = new WebAssembly.Memory(mem.max === undefined ? { initial: mem.min } : { initial: mem.min, maximum: mem.max });
   let fuel: WebAssembly.Global | undefined;
+  const refill = (): void => {
+    fuel!.value = FUEL;
+  };
   const wasi: Record<string, unknown> = {};
   for (const imp of original.imports) {
     if (imp.kind !== ExternalKind.Function) throw new Error(`sql.js: unexpected non-function import ${imp.module}.${imp.field}`);
@@ -116,10 +105,20 @@ function preparedInstance(original: WasmModule, module: WebAssembly.Module, glue
     wasi,
     [MEMORY_IMPORT.module]: {
       [MEMORY_IMPORT.name]: memory,
-      // (absent from the rewrite-only module, where the check calls an empty stub)
-      [YIELD_IMPORT.name]: () => {
-        fuel!.value = FUEL;
-      },
+      // the Asyncify version's check (absent from the checks-only module, whose check calls an empty stub)
+      yield: refill,
+    },
+    // our transform's check; nothing unwinds here, so the frame functions are never called
+    [INTERNAL_IMPORT_MODULE]: {
+      ...Object.fromEntries(
+        ['unwind_frame', 'unwind_i32', 'unwind_i64', 'rewind_frame', 'rewind_i32', 'rewind_i64'].map((n) => [
+          n,
+          () => {
+            throw new Error(`unexpected ${n}`);
+          },
+        ]),
+      ),
+      yield: refill,
     },
   };
   const instance = new WebAssembly.Instance(module, imports as WebAssembly.Imports);
@@ -179,25 +178,33 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
     }
   }
 
+  // The first version's pipeline, measured in the same run.
+  for (const profile of PROFILES as readonly Profile[]) {
+    const v: (typeof variants)[number] = { name: legacyName(profile) };
+    variants.push(v);
+    try {
+      const t0 = performance.now();
+      const prepared = legacyPrepare(original, imports, new Set(), profile);
+      v.prepareMs = performance.now() - t0;
+      v.size = prepared.length;
+      log(`sql.js: prepared ${v.name} in ${fmt(v.prepareMs / 1000, 1)} s`);
+      const mod = new WebAssembly.Module(prepared as Uint8Array<ArrayBuffer>);
+      v.sql = await engine((imp) => preparedInstance(original, mod, imp));
+    } catch (e) {
+      v.error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    }
+  }
   {
-    // Diagnostic: the binary rewrite alone (fuel checks, no Asyncify), with
-    // fuel that never runs out (the stub it would call is empty).
-    const rewritten = rewriteModule(original, { imports, checks: true });
-    const mod = new WebAssembly.Module(rewritten.bytes as Uint8Array<ArrayBuffer>);
+    // Diagnostic: the fuel checks alone (no unwinding at all), fuel that never runs out.
+    const checksOnly = legacyChecksOnly(original, imports);
+    const mod = new WebAssembly.Module(checksOnly as Uint8Array<ArrayBuffer>);
     let fuel: WebAssembly.Global | undefined;
     const sql = await engine((imp) => {
       const inst = preparedInstance(original, mod, imp, 2 ** 31 - 1);
       fuel = inst.exports[InternalExport.fuel] as WebAssembly.Global;
       return inst;
     });
-    variants.push({ name: CHECKS_ONLY, size: rewritten.bytes.length, sql, beforeRun: () => void (fuel!.value = 2 ** 31 - 1) });
-    // Diagnostic: io-suspend as it would be if Asyncify did not assume that
-    // indirect calls may unwind (nothing here can unwind at all).
-    const t0 = performance.now();
-    const ignored = asyncifyIgnoringIndirect(rewritten.bytes);
-    const prepareMs = performance.now() - t0;
-    const mod2 = new WebAssembly.Module(ignored as Uint8Array<ArrayBuffer>);
-    variants.push({ name: IGNORE_INDIRECT, size: ignored.length, prepareMs, sql: await engine((imp) => preparedInstance(original, mod2, imp)) });
+    variants.push({ name: CHECKS_ONLY, size: checksOnly.length, sql, beforeRun: () => void (fuel!.value = 2 ** 31 - 1) });
   }
 
   // Warm up (V8 tiers up on the first runs) and check every variant's result.
@@ -243,11 +250,10 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
   lines.push(
     `Workload (bench/sqljs.ts): CREATE TABLE, 20 000 INSERTs through a prepared statement in one transaction, CREATE INDEX, a LIKE scan, a GROUP BY over 97 groups, and a recursive CTE of 200 000 rows; checksum ${expected} (every variant checked against raw in every run). ` +
       `The prepared modules are instantiated through emscripten's \`instantiateWasm\` with the glue's imports mapped onto \`wasi.<module>.<field>\`, a host-created memory with the original's data segments and globals, and a check that only refills the fuel (${FUEL}) and never unwinds. ` +
-      `No import may unwind, so suspend-anywhere instruments what is reachable from the check, and io-suspend's Asyncify has no unwinding import at all. ` +
+      `No import may unwind, so suspend-anywhere makes what is reachable from a check unwindable, and io-suspend has no unwindable call at all. ` +
       `Median of ${rounds} rounds (after 2 warm-up runs each), order alternating between rounds; min–max in parentheses. Preparation: one uncached run with these options.`,
     '',
-    `Diagnostic rows (not configurations the runtime uses): *${CHECKS_ONLY}* is the binary rewrite stage alone — the fuel checks without Asyncify, fuel topped up so that the empty stub is never reached; *${IGNORE_INDIRECT}* is io-suspend's Asyncify run with binaryen's \`asyncify-ignore-indirect\`. ` +
-      'Binaryen assumes that any `call_indirect` may unwind unless told otherwise, so with no unwinding import at all it still instruments every function that makes an indirect call and everything that calls one; the io-suspend row against these two shows what that assumption costs in the pipeline as measured.',
+    `Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption).`,
     '',
   );
   lines.push('| variant | time (ms) | vs raw | preparation (s) | prepared size |', '|---|---|---|---|---|');

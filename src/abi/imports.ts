@@ -95,7 +95,7 @@ export const WASI_SIGNATURES: Readonly<Record<string, FuncType>> = Object.freeze
 });
 
 /**
- * Canonical names (`module.name`, the form Asyncify's import list uses) of
+ * Canonical names (`module.name`) of
  * the host functions that may call AbiContext.wait, yieldPoint or
  * abiDeficiency and therefore unwind the program's stack. Kept in sync with
  * gate.ts and wasi.ts (a test checks every other function never blocks).

@@ -21,7 +21,7 @@ export interface InitialState {
 
 /** Where a restored instance continues (from a snapshot). */
 export interface ResumeState {
-  /** Asyncify unwind data of calls[0]; empty if it has not started. */
+  /** Raw frames of calls[0] (runtime/unwinder.ts encodeRawStack); empty if it has not started. */
   stack: Uint8Array;
   /** Calls still to make: `__gate_start` first if pending, then the entry function. */
   calls: string[];

@@ -3,53 +3,18 @@ import { createHostImports } from '../abi/host.js';
 import { granularityFor } from '../abi/time.js';
 import { Trap, TrapId } from '../abi/trap.js';
 import type { Profile } from '../prepare/profile.js';
-import { InternalExport, MEMORY_IMPORT } from '../prepare/rewrite.js';
+import { INTERNAL_IMPORT_MODULE, InternalExport } from '../prepare/internal.js';
+import { MEMORY_IMPORT } from '../prepare/rewrite.js';
 import type { GlobalValue } from '../snapshot/state.js';
 import type { PacketChannel } from './channel.js';
 import type { ExecutorSnapshot, GlobalType, InitialState, KillReason, ResumeState } from './executor.js';
 import { InternalRuntimeError } from './errors.js';
 import { State, statusForTrap, type InstanceStatus } from './status.js';
 import { ExitSignal, KillSignal, classifyError } from './traps.js';
-
-/**
- * Name of the fuel check's import in module `gate` (prepare/asyncify.ts
- * YIELD_IMPORT; a test keeps the two equal). Not imported from there: that
- * module loads binaryen, which would add half a second to every executor
- * start and put node_modules inside the sandbox.
- */
-export const YIELD_IMPORT_NAME = 'yield';
+import { decodeRawStack, encodeRawStack, RewindError, Unwinder, UnwindState, type RawStack } from './unwinder.js';
 
 /** Checks run between two calls of the yield import (fuel is refilled there). */
 const FUEL = 20000;
-/**
- * Largest memory region borrowed for an unwound stack (Asyncify needs about
- * 20 bytes per frame plus the frame's live locals). The region is the end of
- * linear memory, so a stack that does not fit traps at the memory's end
- * instead of writing over program data.
- */
-const REGION = 1024 * 1024;
-const ASYNCIFY_HEADER = 8;
-
-/**
- * Where the borrowed region's bytes wait while Asyncify uses it. One buffer
- * serves every instance: the executor runs one instance at a time, and a
- * region is always given back before the slice ends.
- */
-let scratch = new Uint8Array(0);
-
-const enum AsyncifyState {
-  Normal = 0,
-  Unwinding = 1,
-  Rewinding = 2,
-}
-
-interface AsyncifyExports {
-  asyncify_start_unwind(ptr: number): void;
-  asyncify_stop_unwind(): void;
-  asyncify_start_rewind(ptr: number): void;
-  asyncify_stop_rewind(): void;
-  asyncify_get_state(): number;
-}
 
 export interface InstanceOptions {
   id: string;
@@ -96,13 +61,11 @@ export interface BlockedWait {
  * One program instance inside an executor: its wasm instance, the state of an
  * unwound stack, and the AbiContext its host functions run against.
  *
- * Blocking works with Asyncify: a host function that must wait starts an
- * unwind; the program's frames save themselves into a region of linear
- * memory that the host has borrowed (its bytes saved aside and put back
- * afterwards, so the program never sees it), and the host copies the unwound
- * stack out. To continue, the host lays the stack into the borrowed region
- * again and rewinds; the program's frames restore themselves and the same host
- * function is called again.
+ * Blocking works with our transform (prepare/instrument.ts): a host
+ * function that must wait starts an unwind; the program's frames hand
+ * themselves to the Unwinder (outside linear memory) and return. To continue,
+ * the host starts a rewind and calls the same export again; the frames
+ * restore themselves and the same host function is called again.
  */
 export class Instance implements AbiContext {
   readonly id: string;
@@ -110,14 +73,11 @@ export class Instance implements AbiContext {
   private readonly opts: InstanceOptions;
   private readonly memoryObject: WebAssembly.Memory;
   private readonly wasm: WebAssembly.Instance;
-  private readonly asyncify: AsyncifyExports;
-  private readonly fuel: WebAssembly.Global | undefined;
+  private readonly unwinder = new Unwinder();
   private readonly calls: string[] = [];
 
-  private stack: Uint8Array | undefined;
-  /** Start of the borrowed region and how many bytes of it are saved in `scratch` (0: none borrowed). */
-  private regionBase = 0;
-  private regionLength = 0;
+  /** The unwound frames of calls[0], outermost first. */
+  private stack: RawStack | undefined;
   private unwindReason: UnwindReason | undefined;
   private pendingWait: BlockedWait | undefined;
   /** Set while a host function is being repeated after a rewind. */
@@ -154,18 +114,18 @@ export class Instance implements AbiContext {
 
     const host = createHostImports(this);
     const imports = {
-      gate: { ...this.rewindable(host.gate), [MEMORY_IMPORT.name]: this.memoryObject, [YIELD_IMPORT_NAME]: () => this.yieldImport() },
+      gate: { ...this.rewindable(host.gate), [MEMORY_IMPORT.name]: this.memoryObject },
       wasi: this.rewindable(host.wasi),
+      [INTERNAL_IMPORT_MODULE]: this.unwinder.imports(() => this.yieldImport()),
     };
     this.wasm = new WebAssembly.Instance(opts.module, imports as WebAssembly.Imports);
-    const ex = this.wasm.exports as Record<string, unknown>;
-    this.asyncify = ex as unknown as AsyncifyExports;
-    this.fuel = ex[InternalExport.fuel] as WebAssembly.Global | undefined;
-    if (this.fuel) this.fuel.value = FUEL;
+    this.unwinder.bind(this.wasm.exports);
+    this.unwinder.fuel = FUEL;
     this.applyInitialState(opts.init);
     if (opts.resume) {
       this.calls.push(...opts.resume.calls);
-      if (opts.resume.stack.length > 0) this.stack = opts.resume.stack;
+      const frames = decodeRawStack(opts.resume.stack);
+      if (frames.length > 0) this.stack = frames;
     } else {
       if (opts.hasStart) this.calls.push(InternalExport.start);
       if (opts.entry !== undefined) this.calls.push(opts.entry);
@@ -174,7 +134,7 @@ export class Instance implements AbiContext {
 
   /**
    * Wraps host functions so that a call made while rewinding first finishes
-   * the rewind (the stack is back in place, the region is given back), and
+   * the rewind (the stack is back in place), and
    * so that a repeated call's `reentered` state ends with it.
    */
   private rewindable(fns: Record<string, Function>): Record<string, Function> {
@@ -216,7 +176,7 @@ export class Instance implements AbiContext {
       // continued from its snapshot), so its memory no longer changes.
       memory: new Uint8Array(this.memoryObject.buffer),
       globals,
-      stack: this.stack,
+      stack: this.stack ? encodeRawStack(this.stack) : undefined,
       calls: [...this.calls],
       monotonicNs: this.stoppedMonotonicNs ?? this.monotonicNs(),
       input: this.opts.channel.drainInput(),
@@ -225,7 +185,7 @@ export class Instance implements AbiContext {
   }
 
   private get rewinding(): boolean {
-    return this.stack !== undefined && this.asyncify.asyncify_get_state() === AsyncifyState.Rewinding;
+    return this.unwinder.rewinding;
   }
 
   /** Asks the instance to stop at its next check point (suspend-anywhere) or blocking call. */
@@ -277,9 +237,9 @@ export class Instance implements AbiContext {
         const name = this.calls[0]!;
         const fn = this.wasm.exports[name] as (() => unknown) | undefined;
         if (typeof fn !== 'function') throw new Trap(TrapId.NoFunction);
-        if (this.stack) this.startRewind();
+        if (this.stack) this.unwinder.startRewind(this.stack);
         const ret = fn();
-        if (this.asyncify.asyncify_get_state() === AsyncifyState.Unwinding) {
+        if (this.unwinder.unwinding) {
           this.finishUnwind();
           return this.afterUnwind();
         }
@@ -311,24 +271,16 @@ export class Instance implements AbiContext {
   }
 
   private afterThrow(e: unknown): InstanceStatus {
-    const state = this.asyncify.asyncify_get_state();
-    if (state !== AsyncifyState.Normal || this.regionLength > 0) {
-      // A trap in the middle of unwinding or rewinding: the stack did not fit
-      // in the borrowed region, or the native stack ran out while rewinding.
-      // The program's memory is intact (the region is given back); its stack is lost.
-      const detail =
-        state === AsyncifyState.Rewinding
-          ? 'the stack could not be rewound'
-          : `the call stack is too deep to suspend (more than ${this.regionLength - ASYNCIFY_HEADER} bytes)`;
-      this.restoreRegion(this.regionLength);
+    const state = this.unwinder.state;
+    if (state !== UnwindState.Normal) {
+      // A trap in the middle of unwinding or rewinding: the stack does not
+      // match the code (a crafted snapshot), or the native stack ran out
+      // while rewinding. The program's memory is intact; its stack is lost.
+      this.unwinder.abort();
       this.stack = undefined;
-      try {
-        if (state === AsyncifyState.Unwinding) this.asyncify.asyncify_stop_unwind();
-        else if (state === AsyncifyState.Rewinding) this.asyncify.asyncify_stop_rewind();
-      } catch {
-        // the instance is unusable anyway
-      }
       if (classifyError(e).trap === TrapId.CallStackExhausted) return this.finish(statusForTrap(TrapId.CallStackExhausted));
+      const why = e instanceof RewindError ? e.message : e instanceof Error ? e.message : String(e);
+      const detail = state === UnwindState.Rewinding ? `the stack could not be rewound: ${why}` : `the stack could not be unwound: ${why}`;
       return this.finish(statusForTrap(TrapId.InternalError, detail));
     }
     if (e instanceof ExitSignal) {
@@ -351,84 +303,39 @@ export class Instance implements AbiContext {
     return this.finalStatus;
   }
 
-  // --- Asyncify glue -------------------------------------------------------
-
-  /** Whether memory is large enough to hold an unwound stack at all. */
-  private get canUnwind(): boolean {
-    return this.memoryObject.buffer.byteLength >= ASYNCIFY_HEADER + 64;
-  }
+  // --- Unwinding -----------------------------------------------------------
 
   private startUnwind(reason: UnwindReason): void {
-    const mem = new Uint8Array(this.memoryObject.buffer);
-    if (!this.canUnwind) throw new InternalRuntimeError('the program cannot wait or be suspended: its memory is empty');
-    const length = Math.min(mem.length, REGION);
-    this.borrowRegion(mem, mem.length - length, length);
-    const v = new DataView(mem.buffer);
-    v.setUint32(this.regionBase, this.regionBase + ASYNCIFY_HEADER, true);
-    v.setUint32(this.regionBase + 4, mem.length, true);
     this.unwindReason = reason;
-    this.asyncify.asyncify_start_unwind(this.regionBase);
+    this.unwinder.startUnwind();
   }
 
   private finishUnwind(): void {
-    this.asyncify.asyncify_stop_unwind();
-    const mem = new Uint8Array(this.memoryObject.buffer);
-    const end = new DataView(mem.buffer).getUint32(this.regionBase, true);
-    this.stack = mem.slice(this.regionBase + ASYNCIFY_HEADER, end);
-    this.restoreRegion(end - this.regionBase);
-  }
-
-  private startRewind(): void {
-    const stack = this.stack!;
-    const mem = new Uint8Array(this.memoryObject.buffer);
-    const length = ASYNCIFY_HEADER + stack.length;
-    if (length > mem.length) throw new InternalRuntimeError('memory is too small to rewind the stack');
-    this.borrowRegion(mem, mem.length - length, length);
-    mem.set(stack, this.regionBase + ASYNCIFY_HEADER);
-    const v = new DataView(mem.buffer);
-    v.setUint32(this.regionBase, mem.length, true);
-    v.setUint32(this.regionBase + 4, mem.length, true);
-    this.asyncify.asyncify_start_rewind(this.regionBase);
+    this.stack = this.unwinder.finishUnwind();
   }
 
   private finishRewind(): void {
-    this.asyncify.asyncify_stop_rewind();
+    this.unwinder.finishRewind();
+    this.unwinder.fuel = FUEL;
     this.stack = undefined;
-    this.restoreRegion(this.regionLength);
     this.reentered = true;
-  }
-
-  private borrowRegion(mem: Uint8Array, base: number, length: number): void {
-    if (scratch.length < length) scratch = new Uint8Array(Math.max(length, Math.min(2 * scratch.length, REGION)));
-    scratch.set(mem.subarray(base, base + length));
-    this.regionBase = base;
-    this.regionLength = length;
-  }
-
-  /** Gives back the region; only its first `used` bytes can have changed. */
-  private restoreRegion(used: number): void {
-    if (this.regionLength === 0) return;
-    const n = Math.max(0, Math.min(used, this.regionLength));
-    new Uint8Array(this.memoryObject.buffer).set(scratch.subarray(0, n), this.regionBase);
-    this.regionLength = 0;
   }
 
   private yieldImport(): void {
     if (this.rewinding) this.finishRewind();
-    if (this.fuel) this.fuel.value = FUEL;
+    this.unwinder.fuel = FUEL;
     if (this.reentered) {
       this.reentered = false;
       return;
     }
     if (this.killRequested) throw new KillSignal(this.killReason);
     const now = performance.now();
-    if (this.opts.profile !== 'suspend-anywhere' || !this.canUnwind) {
+    if (this.opts.profile !== 'suspend-anywhere') {
       if (now >= this.computeDeadline) {
         throw new Trap(TrapId.InternalError, `computed for over ${this.opts.computeLimitMs} ms without a blocking call, which the io-suspend profile cannot preempt`);
       }
       if (now >= this.budgetDeadline) {
-        const why = this.opts.profile === 'suspend-anywhere' ? 'its memory is too small to suspend it' : 'the io-suspend profile cannot preempt it';
-        throw new Trap(TrapId.InternalError, `used up its CPU budget of ${this.opts.cpuBudgetMs} ms while computing, and ${why}`);
+        throw new Trap(TrapId.InternalError, `used up its CPU budget of ${this.opts.cpuBudgetMs} ms while computing, and the io-suspend profile cannot preempt it`);
       }
       return;
     }

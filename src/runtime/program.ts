@@ -1,6 +1,7 @@
 import { BLOCKING_IMPORTS, resolveImports } from '../abi/imports.js';
 import { resolveEntry } from '../abi/entry.js';
-import { prepare, type PreparedModule } from '../prepare/pipeline.js';
+import { UnwindLayouts } from '../prepare/instrument.js';
+import { prepare, rewrittenModule, unwindingImportIndices, type PreparedModule } from '../prepare/pipeline.js';
 import type { PreparedCache } from '../prepare/cache.js';
 import type { Profile } from '../prepare/profile.js';
 import { INTERNAL_PREFIX, type CanonicalImport } from '../prepare/rewrite.js';
@@ -92,20 +93,30 @@ export class Program {
     return { data, globals };
   }
 
-  prepare(profile: Profile, cache?: PreparedCache, optimizeLevel?: number): Promise<PreparedModule> {
-    // Deterministic, so one result per profile and level serves every launch
-    // of this Program (a server launches a cached Program per request).
-    const memo = `${profile}/${optimizeLevel ?? ''}`;
-    let p = this.prepared.get(memo);
+  prepare(profile: Profile, cache?: PreparedCache): Promise<PreparedModule> {
+    // Deterministic, so one result per profile serves every launch of this
+    // Program (a server launches a cached Program per request).
+    let p = this.prepared.get(profile);
     if (!p) {
-      p = prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache, optimizeLevel });
-      this.prepared.set(memo, p);
-      p.catch(() => this.prepared.delete(memo));
+      p = prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache });
+      this.prepared.set(profile, p);
+      p.catch(() => this.prepared.delete(profile));
     }
     return p;
   }
 
+  /** How the prepared code saves frames (for snapshots: raw frames ⇄ frames of this module). */
+  unwindLayouts(profile: Profile): UnwindLayouts {
+    let l = this.layouts.get(profile);
+    if (!l) {
+      l = new UnwindLayouts(rewrittenModule(this.module, this.imports), { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING) });
+      this.layouts.set(profile, l);
+    }
+    return l;
+  }
+
   private readonly prepared = new Map<string, Promise<PreparedModule>>();
+  private readonly layouts = new Map<string, UnwindLayouts>();
 }
 
 const f32 = new Float32Array(1);

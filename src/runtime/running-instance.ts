@@ -1,7 +1,9 @@
 import { HEADER_SIZE, MAX_PACKET_SIZE } from '../abi/packet.js';
 import { Trap, TrapId } from '../abi/trap.js';
-import { PIPELINE_VERSION, type PreparedModule } from '../prepare/pipeline.js';
-import { InternalExport } from '../prepare/rewrite.js';
+import type { PreparedModule } from '../prepare/pipeline.js';
+import { InternalExport } from '../prepare/internal.js';
+import { framesFromRaw } from './frames.js';
+import { decodeRawStack } from './unwinder.js';
 import { writeSnapshotParts } from '../snapshot/format.js';
 import type { ServiceState, SnapshotState } from '../snapshot/state.js';
 import type { DebugLog } from './debug-log.js';
@@ -81,14 +83,11 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
       services: this.serviceStates,
       stack: resumable
         ? {
-            pipelineVersion: PIPELINE_VERSION,
             profile: this.prepared.profile,
-            optimizeLevel: this.prepared.optimizeLevel,
-            preparedKey: this.prepared.key,
             startFunction: this.program.module.start,
             startPending,
             entry: s.calls.find((c) => c !== InternalExport.start),
-            unwound: s.stack ?? new Uint8Array(0),
+            frames: s.stack ? framesFromRaw(decodeRawStack(s.stack), this.program.unwindLayouts(this.prepared.profile)) : [],
           }
         : undefined,
     };

@@ -1,17 +1,18 @@
 import type { PreparedCache } from '../prepare/cache.js';
-import { PIPELINE_VERSION, type PreparedModule } from '../prepare/pipeline.js';
+import type { PreparedModule } from '../prepare/pipeline.js';
 import { DEFAULT_PROFILE, type Profile } from '../prepare/profile.js';
-import { InternalExport } from '../prepare/rewrite.js';
-import { SnapshotError } from '../snapshot/errors.js';
+import { InternalExport } from '../prepare/internal.js';
 import type { ServiceState } from '../snapshot/state.js';
 import { ModuleLimitError } from '../wasm/errors.js';
 import { DEFAULT_LOCAL_LIMITS, type ModuleLimits } from '../wasm/validate.js';
 import { DebugLog } from './debug-log.js';
 import { InstanceStateError } from './errors.js';
 import type { Executor, ResumeState } from './executor.js';
+import { rawFromFrames } from './frames.js';
 import { Program } from './program.js';
 import { RunningInstance } from './running-instance.js';
 import { State, statusOfSnapshot } from './status.js';
+import { encodeRawStack } from './unwinder.js';
 
 export { RunningInstance } from './running-instance.js';
 
@@ -46,8 +47,6 @@ export interface RuntimeOptions {
   timeResolutionNs: number;
   profile?: Profile;
   cache?: PreparedCache;
-  /** binaryen optimize level used when preparing (see prepare/pipeline.ts). */
-  optimizeLevel?: number;
   /** io-suspend: longest computation without a blocking call (default 10 s); see InstanceSpec. */
   computeLimitMs?: number;
   /**
@@ -61,9 +60,9 @@ export interface RuntimeOptions {
   /**
    * Prepares programs instead of Program.prepare in this thread (e.g. a
    * PreparePool of worker threads, so that a server's event loop never runs
-   * binaryen); `cache` is then the preparer's business.
+   * the transform); `cache` is then the preparer's business.
    */
-  preparer?: (program: Program, profile: Profile, optimizeLevel: number | undefined) => Promise<PreparedModule>;
+  preparer?: (program: Program, profile: Profile) => Promise<PreparedModule>;
   /** Acceptance limits for modules and snapshots loaded through load()/restore() (default: the local ones). */
   limits?: ModuleLimits;
 }
@@ -115,9 +114,8 @@ export class Runtime {
     const snap = program.snapshot;
     const entry = program.entry(launch.entry);
     const profile = snap?.stack?.profile ?? launch.profile ?? this.opts.profile ?? DEFAULT_PROFILE;
-    const optimizeLevel = snap?.stack?.optimizeLevel ?? this.opts.optimizeLevel;
     const mem = program.memoryLimits;
-    let memoryPages = { initial: 1, maximum: 1 };
+    let memoryPages = { initial: 0, maximum: 0 };
     if (mem) {
       const maximum = Math.min(mem.max ?? 65536, this.opts.memoryLimitPages);
       if (mem.min > maximum) throw new ModuleLimitError('initial program memory size exceeds instance memory size limit');
@@ -137,15 +135,9 @@ export class Runtime {
       return inst;
     }
 
-    const prepared = this.opts.preparer ? await this.opts.preparer(program, profile, optimizeLevel) : await program.prepare(profile, this.opts.cache, optimizeLevel);
-    if (snap?.stack) {
-      if (snap.stack.pipelineVersion !== PIPELINE_VERSION) {
-        throw new SnapshotError(`snapshot was made by instrumentation pipeline version ${snap.stack.pipelineVersion}; this runtime has version ${PIPELINE_VERSION}`);
-      }
-      if (snap.stack.preparedKey !== prepared.key) {
-        throw new SnapshotError("snapshot's call stack does not belong to this program's prepared code");
-      }
-    }
+    const prepared = this.opts.preparer ? await this.opts.preparer(program, profile) : await program.prepare(profile, this.opts.cache);
+    // The frames must fit the code (checked before anything runs); the executor gets them raw.
+    const stack = snap?.stack ? encodeRawStack(rawFromFrames(snap.stack.frames, program.unwindLayouts(profile))) : new Uint8Array(0);
     await executor.loadModule(prepared.key, prepared.bytes);
 
     const retain = launch.retain ?? false;
@@ -168,7 +160,7 @@ export class Runtime {
         calls.push(entry);
       }
       resume = {
-        stack: snap.stack?.unwound ?? new Uint8Array(0),
+        stack,
         calls,
         monotonicNs: snap.monotonicNs,
         input: snap.input,

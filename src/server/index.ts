@@ -100,7 +100,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     maxModuleSize: limits.maxModuleSize,
     memoryLimitPages: Math.floor(limits.maxMemorySize / 65536),
   };
-  // binaryen never runs on the event loop: a large upload costs a worker, not every request.
+  // Preparation never runs on the event loop: a large upload costs a worker, not every request.
   const preparer = new PreparePool({ cacheDir: opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'), limits: moduleLimits });
   const runtimes = new WeakMap<Executor, Runtime>();
   const runtimeFor = (principal: string | undefined): Runtime => {
@@ -113,7 +113,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         timeResolutionNs: limits.timeResolutionNs,
         profile: opts.profile,
         cpuBudgetMs: limits.cpuTimeMs,
-        preparer: (program, profile, optimizeLevel) => preparer.prepare(program, profile, optimizeLevel),
+        preparer: (program, profile) => preparer.prepare(program, profile),
         limits: moduleLimits,
       });
       runtimes.set(executor, rt);

@@ -20,7 +20,7 @@ import { ExternalKind, SectionId } from '../wasm/module.js';
 import type { DataSegments } from './data.js';
 import { dataPayloadSize, dataSectionParts, findDataSegments, memoryImage, PAGE_SIZE, ulebSize, writeDataSection } from './data.js';
 import { SnapshotError, SnapshotUnsupportedError } from './errors.js';
-import type { GlobalValue, ServiceState, SnapshotState, StackState } from './state.js';
+import type { GlobalValue, ServiceState, SnapshotState, StackFrame, StackState, StackValue } from './state.js';
 import { Reader } from './reader.js';
 
 export { memoryImage };
@@ -38,8 +38,10 @@ export const MAX_BREAKPOINTS = 100;
 export const MAX_SERVICE_NAME_LENGTH = 127;
 /** The version of gate.snapshot we write; readers accept any (spec §3). */
 export const SNAPSHOT_VERSION = 0;
-/** First four bytes of our gate.stack content: "Gate-TS stack, layout 1". */
-export const STACK_MAGIC = 'GTS1';
+/** First four bytes of our gate.stack content: "Gate-TS stack, layout 2" (frames of the original module). */
+export const STACK_MAGIC = 'GTS2';
+/** Layout 1 held Asyncify data of one prepared module; it cannot be rewound by the current transform. */
+const OLD_STACK_MAGIC = 'GTS1';
 const STACK_MAGIC_BYTES = new TextEncoder().encode(STACK_MAGIC);
 const MAX_MEMORY_PAGES = 65536;
 
@@ -288,26 +290,51 @@ function bufferParts(state: SnapshotState, parts: Parts): void {
   for (const s of services) parts.push(s.buffer);
 }
 
+const VALUE_TYPES = new Set([0x7f, 0x7e, 0x7d, 0x7c]);
+/** Most frames a stack may hold (far more than V8's native stack allows). */
+export const MAX_STACK_FRAMES = 1_000_000;
+
 /** Our gate.stack content (docs/snapshot.md "gate.stack"). */
 export function encodeStack(s: StackState): Uint8Array {
   const profile = PROFILE_CODES.indexOf(s.profile);
   if (profile < 0) throw new SnapshotError(`unknown profile ${JSON.stringify(s.profile)} in stack state`);
-  if (!isUint32(s.pipelineVersion)) throw new SnapshotError(`pipeline version ${s.pipelineVersion} is not an unsigned 32-bit integer`);
-  if (!isUint32(s.optimizeLevel)) throw new SnapshotError(`optimize level ${s.optimizeLevel} is not an unsigned 32-bit integer`);
-  if (!/^[0-9a-fA-F]{64}$/.test(s.preparedKey)) throw new SnapshotError('prepared module key must be 64 hexadecimal digits (a sha256)');
   if (s.startFunction !== undefined && !(isUint32(s.startFunction) && s.startFunction < 0xffffffff)) {
     throw new SnapshotError(`start function index ${s.startFunction} is out of range`);
   }
   if (s.startPending && s.startFunction === undefined) throw new SnapshotError('stack state has a pending start function but no start function index');
   if (s.entry === '') throw new SnapshotError('entry function name must not be empty (omit it for none)');
+  if (s.frames.length > MAX_STACK_FRAMES) throw new SnapshotError(`the stack has ${s.frames.length} frames; at most ${MAX_STACK_FRAMES} can be saved`);
   const entry = s.entry === undefined ? new Uint8Array(0) : utf8Encoder.encode(s.entry);
-  const w = new ByteWriter(64 + entry.length + s.unwound.length);
-  w.bytes(STACK_MAGIC_BYTES).u32(s.pipelineVersion).u8(profile).u32(s.optimizeLevel);
-  for (let i = 0; i < 64; i += 2) w.u8(parseInt(s.preparedKey.slice(i, i + 2), 16));
+  const w = new ByteWriter(64 + entry.length + s.frames.length * 32);
+  w.bytes(STACK_MAGIC_BYTES).u8(profile);
   w.u32(s.startFunction === undefined ? 0 : s.startFunction + 1);
   w.u8(s.startPending ? 1 : 0);
   w.u32(entry.length).bytes(entry);
-  w.u32(s.unwound.length).bytes(s.unwound);
+  w.u32(s.frames.length);
+  const values = (vs: StackValue[], what: string): void => {
+    w.u32(vs.length);
+    for (const v of vs) {
+      if (!VALUE_TYPES.has(v.type)) throw new SnapshotError(`${what}: unknown value type 0x${Number(v.type).toString(16)}`);
+      w.u8(v.type);
+      if (v.type === 0x7f || v.type === 0x7d) {
+        const b = new Uint8Array(4);
+        new DataView(b.buffer).setUint32(0, Number(v.bits) >>> 0, true);
+        w.bytes(b);
+      } else {
+        const b = new Uint8Array(8);
+        new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, BigInt(v.bits)), true);
+        w.bytes(b);
+      }
+    }
+  };
+  s.frames.forEach((f, i) => {
+    if (!isUint32(f.func) || !isUint32(f.offset) || !(f.kind >= 0 && f.kind <= 3 && Number.isInteger(f.kind))) {
+      throw new SnapshotError(`frame ${i}: function ${f.func}, site kind ${f.kind} or offset ${f.offset} out of range`);
+    }
+    w.u32(f.func).u8(f.kind).u32(f.offset);
+    values(f.locals, `frame ${i} locals`);
+    values(f.stack, `frame ${i} operand stack`);
+  });
   while (w.length % 8 !== 0) w.u8(0);
   return w.finish();
 }
@@ -498,18 +525,17 @@ function decodeBufferSection(m: WasmModule, s: Section): Pick<SnapshotInfo, 'inp
 export function decodeStack(content: Uint8Array): StackState {
   const r = new Reader(content, 0, content.length, SectionName.Stack);
   if (content.length % 8 !== 0) r.fail(`size ${content.length} is not a multiple of 8`);
-  if (content.length < 4 || STACK_MAGIC_BYTES.some((b, i) => content[i] !== b)) {
+  const magic = content.length >= 4 ? new TextDecoder().decode(content.subarray(0, 4)) : '';
+  if (magic === OLD_STACK_MAGIC) {
+    r.fail('the stack was saved by an earlier Gate-TS (Asyncify, layout GTS1), which this version cannot continue; resume it with the version that suspended it, or start the program anew');
+  }
+  if (magic !== STACK_MAGIC) {
     r.fail(`not a ${STACK_MAGIC} stack (a stack written by another Gate implementation cannot be resumed here)`);
   }
   r.skip(4);
-  const pipelineVersion = r.u32();
   const profileCode = r.u8();
   const profile = PROFILE_CODES[profileCode];
   if (profile === undefined) r.fail(`unknown profile ${profileCode}`);
-  const optimizeLevel = r.u32();
-  const key = r.bytes(32);
-  let preparedKey = '';
-  for (const b of key) preparedKey += b.toString(16).padStart(2, '0');
   const start = r.u32();
   const flags = r.u8();
   if (flags & ~1) r.fail(`unknown flags 0x${flags.toString(16)}`);
@@ -518,10 +544,38 @@ export function decodeStack(content: Uint8Array): StackState {
   if (startPending && startFunction === undefined) r.fail('start function is pending but there is none');
   const entryLength = r.u32();
   const entry = entryLength === 0 ? undefined : r.utf8(entryLength, 'entry function name');
-  const unwound = r.bytes(r.u32()).slice();
-  if (r.remaining >= 8) r.fail(`${r.remaining} bytes after the unwound stack (padding is less than 8)`);
+  const count = r.u32();
+  // Each frame takes at least 4 bytes: a cheap bound before allocating.
+  if (count > MAX_STACK_FRAMES || count > r.remaining / 4) r.fail(`${count} frames do not fit in the section`);
+  const values = (what: string): StackValue[] => {
+    const n = r.u32();
+    if (n > r.remaining / 5) r.fail(`${what}: ${n} values do not fit in the section`);
+    const out: StackValue[] = [];
+    for (let i = 0; i < n; i++) {
+      const type = r.u8();
+      if (type === 0x7f || type === 0x7d) {
+        const b = r.bytes(4);
+        out.push({ type, bits: new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true) });
+      } else if (type === 0x7e || type === 0x7c) {
+        const b = r.bytes(8);
+        out.push({ type, bits: new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true) });
+      } else r.fail(`${what}: unknown value type 0x${type.toString(16)}`);
+    }
+    return out;
+  };
+  const frames: StackFrame[] = [];
+  for (let i = 0; i < count; i++) {
+    const func = r.u32();
+    const kind = r.u8();
+    if (kind > 3) r.fail(`frame ${i}: unknown site kind ${kind}`);
+    const offset = r.u32();
+    const locals = values(`frame ${i} locals`);
+    const stack = values(`frame ${i} operand stack`);
+    frames.push({ func, kind, offset, locals, stack });
+  }
+  if (r.remaining >= 8) r.fail(`${r.remaining} bytes after the frames (padding is less than 8)`);
   while (r.remaining > 0) if (r.u8() !== 0) r.fail('padding is not zero');
-  return { pipelineVersion, profile, optimizeLevel, preparedKey, startFunction, startPending, entry, unwound };
+  return { profile, startFunction, startPending, entry, frames };
 }
 
 /** Parses gate.export content (a complete export section) into its payload and entries. */

@@ -13,28 +13,47 @@ export interface ServiceState {
   buffer: Uint8Array;
 }
 
+/** A value of a frame, by its wasm type: 32-bit types as unsigned numbers, 64-bit ones as unsigned bigints (floats as their bit patterns). */
+export type StackValue =
+  | { type: 0x7f | 0x7d; bits: number }
+  | { type: 0x7e | 0x7c; bits: bigint };
+
+/**
+ * One frame of a suspended call stack, in terms of the original module:
+ * where the function stopped (a call, or a check the runtime adds at the
+ * function's entry, at a loop's top or before a bulk memory operation, each
+ * named by the offset of its instruction), its locals and its operand stack.
+ */
+export interface StackFrame {
+  /** Function index (imports count). */
+  func: number;
+  /** SiteKind (prepare/instrument.ts): 0 call, 1 entry check, 2 loop check, 3 bulk memory check. */
+  kind: number;
+  /** Byte offset of the instruction, relative to the start of the code section's contents. */
+  offset: number;
+  /** Parameters and declared locals, in order. */
+  locals: StackValue[];
+  /** The operand stack at that instruction, bottom first (a call's arguments included). */
+  stack: StackValue[];
+}
+
 /**
  * Our `gate.stack` content (docs/snapshot.md): what is needed to continue a
- * program that had started running. The unwound stack is Asyncify's data and
- * is only meaningful to the exact prepared module it came from, which
- * `preparedKey` identifies.
+ * program that had started running. Frames are described in terms of the
+ * original module, so a stack does not depend on how the runtime instruments
+ * the code; the profile is kept because the checks where a frame can stop
+ * differ between profiles.
  */
 export interface StackState {
-  /** PIPELINE_VERSION of the runtime that unwound the stack. */
-  pipelineVersion: number;
   profile: Profile;
-  /** Optimize level of the preparation (part of what makes the prepared module). */
-  optimizeLevel: number;
-  /** sha256 (hex) of the prepared module the stack belongs to. */
-  preparedKey: string;
   /** Function index of the module's start function, if it has one (start sections are not kept in snapshots). */
   startFunction: number | undefined;
   /** The start function has not finished yet. */
   startPending: boolean;
   /** Export name of the entry function still to run or running, if any. */
   entry: string | undefined;
-  /** Asyncify unwind data of the function running (empty if it has not started). */
-  unwound: Uint8Array;
+  /** Frames of the function running (start or entry), outermost first; empty if it has not started. */
+  frames: StackFrame[];
 }
 
 /** Everything a snapshot module holds besides the program's code (spec snapshot.md). */

@@ -91,7 +91,8 @@ export class ByteReader {
   }
 }
 
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a name may begin with U+FEFF, which a default TextDecoder would drop.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Growable output buffer for the wasm binary format. */
 export class ByteWriter {

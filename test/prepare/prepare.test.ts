@@ -4,8 +4,8 @@ import { MemoryCache } from '../../src/prepare/cache.js';
 import { prepare } from '../../src/prepare/pipeline.js';
 import { InternalExport, rewriteModule } from '../../src/prepare/rewrite.js';
 import { parseModule } from '../../src/wasm/module.js';
-import { asyncify } from '../../src/prepare/asyncify.js';
-import { indirectCallsMayUnwind } from '../../src/prepare/reach.js';
+import { instrument } from '../../src/prepare/instrument.js';
+import { INTERNAL_IMPORT_MODULE } from '../../src/prepare/internal.js';
 import { runProgram } from '../helpers/runtime.js';
 import { wat } from '../helpers/wat.js';
 
@@ -32,24 +32,32 @@ const LOOPS = wat(`(module
 const IMPORTS = [{ module: 'wasi' as const, name: 'sched_yield' }];
 
 describe('rewrite', () => {
-  it('puts checks after loops and at entries of recursive functions only', () => {
-    const r = rewriteModule(parseModule(LOOPS), { imports: IMPORTS, checks: true });
-    assert.equal(r.loopChecks, 1);
-    assert.equal(r.entryChecks, 2); // fib and run call; leaf does not
-    const mod = new WebAssembly.Module(r.bytes as Uint8Array<ArrayBuffer>);
-    const imports = WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}:${i.kind}`);
-    assert.deepEqual(imports, ['wasi.sched_yield:function', 'gate.memory:memory']);
-    const exports = WebAssembly.Module.exports(mod).map((e) => e.name);
-    for (const name of ['run', InternalExport.start, InternalExport.fuel, `${InternalExport.globalPrefix}0`, InternalExport.yieldStub]) {
-      assert.ok(exports.includes(name), `missing export ${name}`);
-    }
-  });
-
   it('drops the start section so that instantiation runs no program code', () => {
-    const r = rewriteModule(parseModule(LOOPS), { imports: IMPORTS, checks: false });
+    const r = rewriteModule(parseModule(LOOPS), { imports: IMPORTS });
     const m = parseModule(r.bytes);
     assert.equal(m.start, undefined);
     assert.ok(m.exports.some((e) => e.name === InternalExport.start));
+  });
+});
+
+describe('instrument', () => {
+  it('adds checks and sites: every loop and calling function under suspend-anywhere, only blocking paths under io-suspend', () => {
+    const m = parseModule(rewriteModule(parseModule(LOOPS), { imports: IMPORTS }).bytes);
+    // suspend-anywhere: the loop's check, the entry checks of fib and run, 3 call sites in run's loop
+    // (fib, leaf is a leaf, sched_yield) and 2 in fib.
+    const anywhere = instrument(m, { profile: 'suspend-anywhere', unwindingImports: new Set([0]) });
+    assert.equal(anywhere.sites, 1 + 2 + 2 + 2);
+    // io-suspend: only the call of sched_yield.
+    const io = instrument(m, { profile: 'io-suspend', unwindingImports: new Set([0]) });
+    assert.equal(io.sites, 1);
+    const mod = new WebAssembly.Module(anywhere.bytes as Uint8Array<ArrayBuffer>);
+    const imports = WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}:${i.kind}`);
+    assert.deepEqual(imports.slice(0, 2), ['wasi.sched_yield:function', 'gate.memory:memory']);
+    assert.ok(imports.includes(`${INTERNAL_IMPORT_MODULE}.yield:function`));
+    const exports = WebAssembly.Module.exports(mod).map((e) => e.name);
+    for (const name of ['run', InternalExport.start, InternalExport.fuel, InternalExport.state, `${InternalExport.globalPrefix}0`]) {
+      assert.ok(exports.includes(name), `missing export ${name}`);
+    }
   });
 });
 
@@ -70,16 +78,6 @@ describe('prepare', () => {
     assert.ok(io.bytes.length < a.bytes.length, 'io-suspend instruments less code');
   });
 
-  it('produces modules with the asyncify control exports', async () => {
-    for (const profile of ['suspend-anywhere', 'io-suspend'] as const) {
-      const p = await prepare(parseModule(LOOPS), { profile, imports: IMPORTS, unwindingImports: new Set(['wasi.sched_yield']) });
-      const mod = new WebAssembly.Module(p.bytes as Uint8Array<ArrayBuffer>);
-      const names = WebAssembly.Module.exports(mod).map((e) => e.name);
-      for (const n of ['asyncify_start_unwind', 'asyncify_stop_unwind', 'asyncify_start_rewind', 'asyncify_stop_rewind', 'asyncify_get_state']) {
-        assert.ok(names.includes(n), `${profile}: missing ${n}`);
-      }
-    }
-  });
 });
 
 describe('indirect calls', () => {
@@ -103,23 +101,11 @@ describe('indirect calls', () => {
 
   it('knows when a table function may unwind', () => {
     const io = new Set([0]);
-    for (const [bytes, expected] of [[blocking, true], [leafTable, false]] as const) {
-      const m = parseModule(bytes);
-      const r = rewriteModule(m, { imports: [{ module: 'gate', name: 'io' }], checks: true });
-      assert.equal(indirectCallsMayUnwind(m, r.calls, io, false), expected);
+    for (const [bytes, sites] of [[blocking, 3], [leafTable, 1]] as const) {
+      const m = parseModule(rewriteModule(parseModule(bytes), { imports: [{ module: 'gate', name: 'io' }] }).bytes);
+      // blocking: wait's call of io and main's two indirect calls; leafTable: only the call of io
+      assert.equal(instrument(m, { profile: 'io-suspend', unwindingImports: io }).sites, sites);
     }
-    // Under suspend-anywhere every function with a check unwinds: main's callee in the table is a leaf, so still false.
-    const m = parseModule(leafTable);
-    assert.equal(indirectCallsMayUnwind(m, rewriteModule(m, { imports: [{ module: 'gate', name: 'io' }], checks: true }).calls, new Set([0]), true), false);
-  });
-
-  it('makes binaryen leave indirect callers uninstrumented when that is sound', () => {
-    const m = parseModule(leafTable);
-    const r = rewriteModule(m, { imports: [{ module: 'gate', name: 'io' }], checks: true });
-    const opts = { unwindingImports: ['gate.io'], yieldUnwinds: false, hasYieldStub: true, optimizeLevel: 1 };
-    const assumed = asyncify(r.bytes, { ...opts, ignoreIndirect: false });
-    const ignored = asyncify(r.bytes, { ...opts, ignoreIndirect: true });
-    assert.ok(ignored.length < assumed.length, `ignore-indirect had no effect (${ignored.length} vs ${assumed.length} bytes)`);
   });
 
   it('blocks and resumes correctly through an indirect call (both profiles)', async () => {

@@ -1,9 +1,7 @@
 /** The CPU budget of an instance (RuntimeOptions / LaunchOptions cpuBudgetMs). */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { YIELD_IMPORT } from '../../src/prepare/asyncify.js';
 import { InProcessExecutor } from '../../src/runtime/inprocess.js';
-import { YIELD_IMPORT_NAME } from '../../src/runtime/instance.js';
 import { Program } from '../../src/runtime/program.js';
 import { Runtime } from '../../src/runtime/runtime.js';
 import { DEFAULT_LOCAL_LIMITS } from '../../src/wasm/validate.js';
@@ -41,10 +39,5 @@ describe('CPU budget', () => {
     const runtime = new Runtime({ executor: new InProcessExecutor(), memoryLimitPages: 64, timeResolutionNs: 1000 });
     const program = await Program.load(programBytes('traps'), DEFAULT_LOCAL_LIMITS);
     await assert.rejects(runtime.launch(program, { entry: 'ret1', cpuBudgetMs: 0, services: noServices }), RangeError);
-  });
-
-  it("the runtime's fuel-check import name is the pipeline's", () => {
-    assert.equal(YIELD_IMPORT.module, 'gate');
-    assert.equal(YIELD_IMPORT.name, YIELD_IMPORT_NAME);
   });
 });

@@ -13,14 +13,14 @@ describe('PreparePool', () => {
     const pool = new PreparePool({ workers: 2, limits: DEFAULT_LOCAL_LIMITS });
     try {
       const programs = await Promise.all(['hello', 'suspend', 'counter'].map(load));
-      const results = await Promise.all(programs.map((p) => pool.prepare(p, 'suspend-anywhere', undefined)));
+      const results = await Promise.all(programs.map((p) => pool.prepare(p, 'suspend-anywhere')));
       for (const [i, p] of programs.entries()) {
         const here = await p.prepare('suspend-anywhere');
         assert.equal(results[i]!.key, here.key);
         assert.deepEqual(results[i]!.bytes, here.bytes);
       }
-      assert.equal(pool.prepare(programs[0]!, 'suspend-anywhere', undefined), pool.prepare(programs[0]!, 'suspend-anywhere', undefined));
-      const io = await pool.prepare(programs[0]!, 'io-suspend', undefined);
+      assert.equal(pool.prepare(programs[0]!, 'suspend-anywhere'), pool.prepare(programs[0]!, 'suspend-anywhere'));
+      const io = await pool.prepare(programs[0]!, 'io-suspend');
       assert.notEqual(io.key, results[0]!.key);
     } finally {
       await pool.close();
@@ -31,13 +31,13 @@ describe('PreparePool', () => {
     const pool = new PreparePool({ timeoutMs: 1, limits: DEFAULT_LOCAL_LIMITS });
     try {
       const counter = await load('counter');
-      await assert.rejects(pool.prepare(counter, 'suspend-anywhere', undefined), (e: Error) => e instanceof PreparationError && /took longer than/.test(e.message));
+      await assert.rejects(pool.prepare(counter, 'suspend-anywhere'), (e: Error) => e instanceof PreparationError && /took longer than/.test(e.message));
     } finally {
       await pool.close();
     }
     const patient = new PreparePool({ limits: DEFAULT_LOCAL_LIMITS });
     try {
-      assert.match((await patient.prepare(await load('counter'), 'suspend-anywhere', undefined)).key, /^[0-9a-f]{64}$/);
+      assert.match((await patient.prepare(await load('counter'), 'suspend-anywhere')).key, /^[0-9a-f]{64}$/);
     } finally {
       await patient.close();
     }
@@ -46,6 +46,6 @@ describe('PreparePool', () => {
   it('refuses work after close', async () => {
     const pool = new PreparePool({ limits: DEFAULT_LOCAL_LIMITS });
     await pool.close();
-    await assert.rejects(pool.prepare(await load('hello'), 'suspend-anywhere', undefined), PreparationError);
+    await assert.rejects(pool.prepare(await load('hello'), 'suspend-anywhere'), PreparationError);
   });
 });

@@ -60,14 +60,21 @@ function baseState(m: WasmModule, memory?: Uint8Array): SnapshotState {
 
 function sampleStack(overrides: Partial<StackState> = {}): StackState {
   return {
-    pipelineVersion: 1,
     profile: 'suspend-anywhere',
-    optimizeLevel: 1,
-    preparedKey: '0123456789abcdef'.repeat(4),
     startFunction: undefined,
     startPending: false,
     entry: 'loop',
-    unwound: Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
+    frames: [
+      {
+        func: 3,
+        kind: 0,
+        offset: 0x1234,
+        // a signalling NaN in each float type: bits must survive as they are
+        locals: [{ type: 0x7f, bits: 7 }, { type: 0x7e, bits: 0xffffffffffffffffn }, { type: 0x7d, bits: 0x7fa00000 }, { type: 0x7c, bits: 0x7ff4000000000001n }],
+        stack: [{ type: 0x7f, bits: 0xffffffff }],
+      },
+      { func: 5, kind: 2, offset: 0x20, locals: [], stack: [] },
+    ],
     ...overrides,
   };
 }
@@ -249,7 +256,7 @@ describe('writeSnapshot round trips', () => {
   });
 
   it('never-started instance: stack without unwound data, exports hidden', () => {
-    const state = { ...baseState(suspend), trap: 0, stack: sampleStack({ entry: undefined, unwound: new Uint8Array(0), profile: 'io-suspend' }) };
+    const state = { ...baseState(suspend), trap: 0, stack: sampleStack({ entry: undefined, frames: [], profile: 'io-suspend' }) };
     roundTrip(suspend, state);
   });
 
@@ -455,7 +462,7 @@ describe('writeSnapshot refuses', () => {
     bad({ monotonicNs: -1n }, /monotonic/);
     bad({ services: [{ name: '', buffer: new Uint8Array(0) }] }, /1 to 127 bytes/);
     bad({ services: [{ name: 'x'.repeat(128), buffer: new Uint8Array(0) }] }, /1 to 127 bytes/);
-    bad({ stack: sampleStack({ preparedKey: 'abc' }) }, /64 hexadecimal/);
+    bad({ stack: sampleStack({ frames: [{ func: 1, kind: 7, offset: 0, locals: [], stack: [] }] }) }, /site kind 7/);
     bad({ stack: sampleStack({ entry: '' }) }, /must not be empty/);
     bad({ stack: sampleStack({ startPending: true }) }, /pending start/);
   });
@@ -472,34 +479,39 @@ describe('gate.stack encoding', () => {
   it('round trips and pads to a multiple of 8', () => {
     for (const s of [
       sampleStack(),
-      sampleStack({ startFunction: 0, startPending: true, entry: undefined, unwound: new Uint8Array(0) }),
-      sampleStack({ startFunction: 0xfffffffe, entry: 'ünïcode ✓', unwound: new Uint8Array(1000).fill(0xab), pipelineVersion: 0xffffffff }),
+      sampleStack({ startFunction: 0, startPending: true, entry: undefined, frames: [] }),
+      sampleStack({ startFunction: 0xfffffffe, entry: 'ünïcode ✓', frames: Array.from({ length: 300 }, (_, i) => ({ func: i, kind: i % 4, offset: 0xffffffff - i, locals: [{ type: 0x7e as const, bits: BigInt(i) }], stack: [] })) }),
     ]) {
       const b = encodeStack(s);
       assert.equal(b.length % 8, 0);
-      assert.deepEqual([...b.subarray(0, 4)], [...new TextEncoder().encode('GTS1')]);
+      assert.deepEqual([...b.subarray(0, 4)], [...new TextEncoder().encode('GTS2')]);
       assert.deepEqual(decodeStack(b), s);
     }
   });
 
-  const enc = encodeStack(sampleStack({ entry: 'ab', unwound: Uint8Array.of(1, 2) }));
-  // Layout: magic 0..3, pipeline 4, profile 5, optimize 6, key 7..38, start 39,
-  // flags 40, entry length 41, "ab" 42..43, unwound length 44, unwound 45..46, padding 47.
+  const enc = encodeStack(sampleStack({ entry: 'ab', frames: [{ func: 1, kind: 0, offset: 2, locals: [{ type: 0x7f, bits: 5 }], stack: [] }] }));
+  // Layout: magic 0..3, profile 4, start 5, flags 6, entry length 7, "ab" 8..9,
+  // frame count 10, func 11, kind 12, offset 13, local count 14, type 15,
+  // value 16..19, operand count 20, padding 21..23.
   const mutated = (f: (b: Uint8Array) => Uint8Array | void): Uint8Array => {
     const b = enc.slice();
     return f(b) ?? b;
   };
   const cases: [string, Uint8Array, RegExp][] = [
-    ['foreign stack', mutated((b) => void b.set([0, 0, 0, 0], 0)), /not a GTS1 stack .*another Gate implementation/],
-    ['unknown profile', mutated((b) => void (b[5] = 2)), /unknown profile 2/],
-    ['unknown flags', mutated((b) => void (b[40] = 2)), /unknown flags/],
-    ['pending start without start', mutated((b) => void (b[40] = 1)), /pending but there is none/],
-    ['entry name not UTF-8', mutated((b) => void (b[42] = 0xff)), /entry function name is not valid UTF-8/],
-    ['unwound past the end', mutated((b) => void (b[44] = 100)), /unexpected end/],
+    ['foreign stack', mutated((b) => void b.set([0, 0, 0, 0], 0)), /not a GTS2 stack .*another Gate implementation/],
+    ['stack of the Asyncify version', mutated((b) => void b.set(new TextEncoder().encode('GTS1'), 0)), /earlier Gate-TS \(Asyncify/],
+    ['unknown profile', mutated((b) => void (b[4] = 2)), /unknown profile 2/],
+    ['unknown flags', mutated((b) => void (b[6] = 2)), /unknown flags/],
+    ['pending start without start', mutated((b) => void (b[6] = 1)), /pending but there is none/],
+    ['entry name not UTF-8', mutated((b) => void (b[8] = 0xff)), /entry function name is not valid UTF-8/],
+    ['frames past the end', mutated((b) => void (b[10] = 100)), /100 frames do not fit/],
+    ['unknown site kind', mutated((b) => void (b[12] = 4)), /unknown site kind 4/],
+    ['values past the end', mutated((b) => void (b[14] = 100)), /100 values do not fit/],
+    ['unknown value type', mutated((b) => void (b[15] = 0x70)), /unknown value type 0x70/],
     ['non-zero padding', mutated((b) => void (b[b.length - 1] = 1)), /padding is not zero/],
     ['size not a multiple of 8', mutated((b) => b.subarray(0, b.length - 1)), /not a multiple of 8/],
     ['padding of 8 or more', concat([enc, new Uint8Array(8)]), /padding is less than 8/],
-    ['truncated', enc.subarray(0, 24), /unexpected end/],
+    ['truncated', enc.subarray(0, 16), /unexpected end|do not fit/],
   ];
   for (const [name, bytes, pattern] of cases) {
     it(`rejects: ${name}`, () => {
@@ -567,7 +579,7 @@ describe('readSnapshot errors (spec §7)', () => {
     ['invalid buffer section in wasm module (truncated header)', () => build(order.map((l) => (l === 'gate.buffer' ? custom('gate.buffer', [0, 0, 1, 3, 0x61]) : l))), 'invalid buffer section in wasm module'],
     ['service name length out of bounds (0)', () => build(order.map((l) => (l === 'gate.buffer' ? custom('gate.buffer', [0, 0, 1, 0, 0, 0]) : l))), 'service name length out of bounds'],
     ['service name length out of bounds (128)', () => build(order.map((l) => (l === 'gate.buffer' ? custom('gate.buffer', [0, 0, 1, 128, ...new Array(130).fill(0x61)]) : l))), 'service name length out of bounds'],
-    ['foreign gate.stack', () => build(order.map((l) => (l === 'gate.stack' ? custom('gate.stack', [2, 0, 0, 0, 0, 0, 0, 0]) : l))), /not a GTS1 stack/],
+    ['foreign gate.stack', () => build(order.map((l) => (l === 'gate.stack' ? custom('gate.stack', [2, 0, 0, 0, 0, 0, 0, 0]) : l))), /not a GTS2 stack/],
     ['gate.export refers to an unknown function', () => build(order.map((l) => (l === 'gate.export' ? custom('gate.export', [7, 6, 1, 1, 0x66, 0, 0xff, 0x7f]) : l))), 'invalid gate.export section: export "f" refers to unknown function 16383'],
     ['gate.export with a bad size', () => build(order.map((l) => (l === 'gate.export' ? custom('gate.export', [7, 9, 0]) : l))), /export section size 9 does not match/],
     ['gate.export with duplicate names', () => build(order.map((l) => (l === 'gate.export' ? custom('gate.export', [7, 9, 2, 1, 0x66, 0, 1, 1, 0x66, 0, 2]) : l))), /duplicate export name "f"/],

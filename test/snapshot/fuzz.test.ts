@@ -42,14 +42,11 @@ function stateOf(m: WasmModule, globals: SnapshotState['globals'], memory: Uint8
       { name: 'x', buffer: Uint8Array.of(1) },
     ],
     stack: {
-      pipelineVersion: 1,
       profile: 'io-suspend',
-      optimizeLevel: 2,
-      preparedKey: 'ab'.repeat(32),
       startFunction: 1,
       startPending: false,
       entry: 'run',
-      unwound: Uint8Array.of(1, 2, 3),
+      frames: [{ func: 1, kind: 0, offset: 12, locals: [{ type: 0x7f, bits: 3 }], stack: [{ type: 0x7c, bits: 1n }] }],
     },
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Preparation (binary rewrite + binaryen Asyncify) in worker threads. It is
+ * Preparation (binary rewrite + our transform) in worker threads. It is
  * CPU-heavy, synchronous code: tens of seconds for a large module. In a
  * server's own thread it would stall every request; here it costs a worker,
  * is bounded in time, and the results are memoized per Program.
@@ -18,7 +18,7 @@ import type { PrepareJob, PrepareReply } from './prepare-worker-main.js';
 const WORKER_MAIN = fileURLToPath(new URL('./prepare-worker-main.js', import.meta.url));
 
 export interface PreparePoolOptions {
-  /** Worker threads (default 1: preparation is rare, binaryen is big). */
+  /** Worker threads (default 1: preparation is rare and cached). */
   workers?: number;
   /** A preparation that takes longer fails and its worker is replaced (default 5 minutes). */
   timeoutMs?: number;
@@ -56,14 +56,14 @@ export class PreparePool {
 
   constructor(private readonly opts: PreparePoolOptions) {}
 
-  /** The program's prepared module (memoized per Program, profile and level). */
-  prepare(program: Program, profile: Profile, optimizeLevel: number | undefined): Promise<PreparedModule> {
+  /** The program's prepared module (memoized per Program and profile). */
+  prepare(program: Program, profile: Profile): Promise<PreparedModule> {
     let byOptions = this.memo.get(program);
     if (!byOptions) this.memo.set(program, (byOptions = new Map()));
-    const key = `${profile}/${optimizeLevel ?? ''}`;
+    const key = profile;
     let p = byOptions.get(key);
     if (!p) {
-      p = this.run(program.bytes, profile, optimizeLevel);
+      p = this.run(program.bytes, profile);
       byOptions.set(key, p);
       p.catch(() => byOptions.delete(key));
     }
@@ -76,10 +76,10 @@ export class PreparePool {
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
   }
 
-  private run(bytes: Uint8Array, profile: Profile, optimizeLevel: number | undefined): Promise<PreparedModule> {
+  private run(bytes: Uint8Array, profile: Profile): Promise<PreparedModule> {
     if (this.closed) return Promise.reject(new PreparationError('the server is shutting down'));
     return new Promise((resolve, reject) => {
-      const job: PrepareJob = { id: ++this.seq, bytes, limits: this.opts.limits, profile, optimizeLevel, cacheDir: this.opts.cacheDir };
+      const job: PrepareJob = { id: ++this.seq, bytes, limits: this.opts.limits, profile, cacheDir: this.opts.cacheDir };
       this.queue.push({ job, resolve, reject });
       this.dispatch();
     });
@@ -109,7 +109,7 @@ export class PreparePool {
       slot.busy = undefined;
       if (pending) {
         if ('error' in reply) pending.reject(workerError(reply));
-        else pending.resolve({ key: reply.key, bytes: reply.bytes, profile: reply.profile, optimizeLevel: reply.optimizeLevel, fromCache: false });
+        else pending.resolve({ key: reply.key, bytes: reply.bytes, profile: reply.profile, fromCache: false });
       }
       this.dispatch();
     });
@@ -150,6 +150,6 @@ function workerError(reply: { error: string; code: string | undefined; name: str
       return new SnapshotError(reply.error, undefined, reply.code);
   }
   if (reply.code?.startsWith('GATE_')) return new PreparationError(reply.error);
-  // binaryen and the rewrite refuse modules they cannot handle: still the module's problem.
+  // the rewrite and the transform refuse modules they cannot handle: still the module's problem.
   return new ModuleError(`module cannot be prepared: ${reply.error}`);
 }

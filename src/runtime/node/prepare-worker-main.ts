@@ -1,6 +1,6 @@
 /**
  * A worker thread that prepares modules (runtime/node/prepare-pool.ts):
- * binaryen runs here, so that a large or hostile module costs this thread's
+ * the transform runs here, so that a large or hostile module costs this thread's
  * time, not the server's event loop.
  */
 import { parentPort } from 'node:worker_threads';
@@ -15,12 +15,11 @@ export interface PrepareJob {
   bytes: Uint8Array;
   limits: ModuleLimits;
   profile: Profile;
-  optimizeLevel: number | undefined;
   cacheDir: string | undefined;
 }
 
 export type PrepareReply =
-  | { id: number; key: string; bytes: Uint8Array; profile: Profile; optimizeLevel: number }
+  | { id: number; key: string; bytes: Uint8Array; profile: Profile }
   | { id: number; error: string; code: string | undefined; name: string };
 
 const caches = new Map<string, FileCache>();
@@ -34,10 +33,10 @@ parentPort!.on('message', (job: PrepareJob) => {
         cache = caches.get(job.cacheDir);
         if (!cache) caches.set(job.cacheDir, (cache = new FileCache(job.cacheDir)));
       }
-      const p = await program.prepare(job.profile, cache, job.optimizeLevel);
+      const p = await program.prepare(job.profile, cache);
       // Transferred below: it must own its whole buffer.
       const bytes = p.bytes.byteOffset === 0 && p.bytes.byteLength === p.bytes.buffer.byteLength ? p.bytes : p.bytes.slice();
-      return { id: job.id, key: p.key, bytes, profile: p.profile, optimizeLevel: p.optimizeLevel };
+      return { id: job.id, key: p.key, bytes, profile: p.profile };
     } catch (e) {
       return { id: job.id, error: e instanceof Error ? e.message : String(e), code: e instanceof GateError ? e.code : undefined, name: e instanceof Error ? e.name : 'Error' };
     }

@@ -1,5 +1,5 @@
-import { ByteReader } from '../wasm/leb128.js';
-import { SectionId, skipConstExpr, type WasmModule } from '../wasm/module.js';
+import { ByteReader } from '../../src/wasm/leb128.js';
+import { SectionId, skipConstExpr, type WasmModule } from '../../src/wasm/module.js';
 
 /** What the rewrite stage learned about each defined function's calls. */
 export interface CallInfo {

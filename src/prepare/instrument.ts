@@ -1,0 +1,1274 @@
+/**
+ * Our unwind/rewind transform (docs/runtime.md "The transform"): one typed
+ * pass per function that adds preemption checks and makes every call that
+ * can lead to an unwind resumable, so that the host can take the wasm stack
+ * apart into frames (function, call site, locals, operand values) and put
+ * it back later.
+ *
+ * The hot path costs little: a fuel test at loop headers and at entries of
+ * functions that call (as before), and after each *unwindable* call one test
+ * of the state global. Operand values that live across an unwindable call
+ * are moved to "slot" locals (one per stack depth and type), so that the
+ * stack is empty below the call's arguments. Unwinding (cold) branches to
+ * the function's save block, which hands the frame to the host through
+ * imports and returns. Rewinding re-enters each function with the fuel at 0:
+ * the first check's cold path asks the host for the frame, restores the
+ * locals and branches, block by block, to the saved call site — call sites
+ * are numbered in code order so that every block covers a contiguous range
+ * of them, and each block body that contains sites begins (inside one
+ * wrapper block per direct "target") with a `br_table` taken only when
+ * rewinding — and re-issues the call with the saved arguments.
+ *
+ * The transform never renumbers locals or globals of the program; it
+ * appends imports (which shifts defined functions by their count), two
+ * globals (fuel, state), locals, and types. It works on any module within
+ * Gate's feature set; the runtime's pipeline first applies rewrite.ts.
+ */
+import { decodeInstructions } from '../wasm/code.js';
+import { ModuleError } from '../wasm/errors.js';
+import { ByteReader, ByteWriter } from '../wasm/leb128.js';
+import { ExternalKind, SectionId, skipConstExpr, type FuncType, type ValTypeCode, type WasmModule } from '../wasm/module.js';
+import { INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from './internal.js';
+import type { Profile } from './profile.js';
+
+export interface InstrumentOptions {
+  profile: Profile;
+  /** Function indices of imports whose calls may unwind (blocking calls). */
+  unwindingImports: ReadonlySet<number>;
+}
+
+export interface InstrumentResult {
+  bytes: Uint8Array;
+  /** Number of unwindable call sites and checks (for tests and benchmarks). */
+  sites: number;
+}
+
+/** A module the transform cannot handle (beyond what validation refuses): the module's problem, like any ModuleError. */
+export class InstrumentError extends ModuleError {
+  constructor(message: string) {
+    super(`cannot be instrumented: ${message}`, undefined, 'GATE_MODULE_LIMIT');
+  }
+}
+
+/** Where a frame stopped: a call in the program's code, or one of the checks the transform adds. */
+export const SiteKind = {
+  /** `call` or `call_indirect` at `offset`. */
+  Call: 0,
+  /** The check at the function's entry (`offset` is its first instruction). */
+  Entry: 1,
+  /** The check at the top of the `loop` at `offset`. */
+  Loop: 2,
+  /** The check before the `memory.fill`/`memory.copy` at `offset`. */
+  Bulk: 3,
+} as const;
+export type SiteKindCode = (typeof SiteKind)[keyof typeof SiteKind];
+
+export interface SiteLayout {
+  kind: SiteKindCode;
+  /** Byte offset of the instruction relative to the start of the code section's contents (as DWARF addresses wasm code). */
+  offset: number;
+  /** Types of the operand stack at the site, bottom first (a call's arguments included). */
+  stack: ValTypeCode[];
+}
+
+/** How frames of one function are saved: what `unwind_*` receives, in order. */
+export interface FunctionLayout {
+  /** Absolute function index. */
+  func: number;
+  /** Types of the parameters and declared locals. */
+  locals: ValTypeCode[];
+  /** The slot locals saved after the locals: operand stack depth and type. */
+  slots: Array<{ depth: number; type: ValTypeCode }>;
+  sites: SiteLayout[];
+}
+
+const I32 = 0x7f;
+const I64 = 0x7e;
+const F32 = 0x7d;
+const F64 = 0x7c;
+const VOID = 0x40;
+
+/** Pops and pushed type of simple instructions (numeric, memory, constants): POPS[op], PUSH[op] (0: none). */
+const POPS = new Uint8Array(256);
+const PUSH = new Uint8Array(256);
+function sig(from: number, to: number, pops: number, push: number): void {
+  for (let op = from; op <= to; op++) {
+    POPS[op] = pops;
+    PUSH[op] = push;
+  }
+}
+sig(0x28, 0x28, 1, I32);
+sig(0x29, 0x29, 1, I64);
+sig(0x2a, 0x2a, 1, F32);
+sig(0x2b, 0x2b, 1, F64);
+sig(0x2c, 0x2f, 1, I32);
+sig(0x30, 0x35, 1, I64);
+sig(0x36, 0x3e, 2, 0);
+sig(0x3f, 0x3f, 0, I32);
+sig(0x40, 0x40, 1, I32);
+sig(0x41, 0x41, 0, I32);
+sig(0x42, 0x42, 0, I64);
+sig(0x43, 0x43, 0, F32);
+sig(0x44, 0x44, 0, F64);
+sig(0x45, 0x45, 1, I32);
+sig(0x46, 0x4f, 2, I32);
+sig(0x50, 0x50, 1, I32);
+sig(0x51, 0x66, 2, I32);
+sig(0x67, 0x69, 1, I32);
+sig(0x6a, 0x78, 2, I32);
+sig(0x79, 0x7b, 1, I64);
+sig(0x7c, 0x8a, 2, I64);
+sig(0x8b, 0x91, 1, F32);
+sig(0x92, 0x98, 2, F32);
+sig(0x99, 0x9f, 1, F64);
+sig(0xa0, 0xa6, 2, F64);
+sig(0xa7, 0xab, 1, I32);
+sig(0xac, 0xb1, 1, I64);
+sig(0xb2, 0xb6, 1, F32);
+sig(0xb7, 0xbb, 1, F64);
+sig(0xbc, 0xbc, 1, I32);
+sig(0xbd, 0xbd, 1, I64);
+sig(0xbe, 0xbe, 1, F32);
+sig(0xbf, 0xbf, 1, F64);
+sig(0xc0, 0xc1, 1, I32);
+sig(0xc2, 0xc4, 1, I64);
+/** Saturating truncations 0xFC 0–7: result types. */
+const SAT_PUSH = [I32, I32, I32, I32, I64, I64, I64, I64];
+
+const TYPE_INDEX: Record<number, number> = { [I32]: 0, [I64]: 1, [F32]: 2, [F64]: 3 };
+
+/** Reads an unsigned LEB128 at `p` (the module is already validated). */
+function leb(b: Uint8Array, p: number): number {
+  let x = b[p]!;
+  if (x < 0x80) return x;
+  let result = x & 0x7f;
+  let shift = 7;
+  do {
+    x = b[++p]!;
+    result |= (x & 0x7f) << shift;
+    shift += 7;
+  } while (x & 0x80 && shift < 35);
+  return result >>> 0;
+}
+
+/** The parts of the module every function's transform needs. */
+interface ModuleContext {
+  m: WasmModule;
+  checksUnwind: boolean;
+  unwindingImports: ReadonlySet<number>;
+  /** Type of every function (imports, then defined). */
+  funcTypes: FuncType[];
+  globalTypes: number[];
+  nImports: number;
+  /** Functions appended as imports (shift of defined function indices). */
+  shift: number;
+  /** Per defined function: loops, calls or copies (gets a fuel local and checks). */
+  checked: Uint8Array;
+  /** Per defined function: calls anything (gets a check at its entry). */
+  calls: Uint8Array;
+  /** Per defined function: a call of it may unwind. */
+  mayUnwind: Uint8Array;
+  /** Per type index: a call_indirect of it may unwind. */
+  indirectMayUnwind: Uint8Array;
+  fuelGlobal: number;
+  stateGlobal: number;
+  /** Function indices of the internal imports. */
+  fn: Record<keyof typeof InternalImport, number>;
+}
+
+const IMPORT_TYPES: Record<keyof typeof InternalImport, FuncType> = {
+  yield: { params: [], results: [] },
+  unwindFrame: { params: [I32, I32], results: [] },
+  unwindI32: { params: [I32], results: [] },
+  unwindI64: { params: [I64], results: [] },
+  rewindFrame: { params: [I32], results: [I32] },
+  rewindI32: { params: [], results: [I32] },
+  rewindI64: { params: [], results: [I64] },
+};
+const IMPORT_KEYS = Object.keys(InternalImport) as Array<keyof typeof InternalImport>;
+
+function typeKey(t: FuncType): string {
+  return `${t.params.join(',')}:${t.results.join(',')}`;
+}
+
+/** Function indices placed in tables by element segments. */
+function tableFunctions(m: WasmModule): number[] {
+  const out: number[] = [];
+  const sec = m.sections.find((s) => s.id === SectionId.Element);
+  if (!sec) return out;
+  const r = new ByteReader(m.bytes, sec.payloadStart, sec.end);
+  const n = r.u32();
+  for (let i = 0; i < n; i++) {
+    r.u32();
+    skipConstExpr(r);
+    const count = r.u32();
+    for (let j = 0; j < count; j++) out.push(r.u32());
+  }
+  return out;
+}
+
+/** Whole-module facts: types, which functions check, and which calls may unwind (a fixed point over the call graph). */
+function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
+  const funcTypes: FuncType[] = [];
+  const globalTypes: number[] = [];
+  let nImports = 0;
+  for (const imp of m.imports) {
+    if (imp.kind === ExternalKind.Function) {
+      funcTypes.push(m.types[imp.typeIndex]!);
+      nImports++;
+    } else if (imp.kind === ExternalKind.Global) globalTypes.push(imp.global!.type);
+  }
+  for (const t of m.functions) funcTypes.push(m.types[t]!);
+  for (const g of m.globals) globalTypes.push(g.type);
+  const n = m.bodies.length;
+  const checksUnwind = opts.profile === 'suspend-anywhere';
+
+  // Structural type identity (call_indirect checks signatures, not indices).
+  const canon = new Map<string, number>();
+  const typeCanon = m.types.map((t) => {
+    const k = typeKey(t);
+    let c = canon.get(k);
+    if (c === undefined) canon.set(k, (c = canon.size));
+    return c;
+  });
+
+  const checked = new Uint8Array(n);
+  const calls = new Uint8Array(n);
+  const callees: number[][] = [];
+  const indirectTypes: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    const direct: number[] = [];
+    const indirect: number[] = [];
+    let loops = false;
+    let bulk = false;
+    const bytes = m.bytes;
+    decodeInstructions(bytes, m.bodies[i]!, (op, sub, pos) => {
+      if (op === 0x10) direct.push(leb(bytes, pos + 1));
+      else if (op === 0x11) indirect.push(typeCanon[leb(bytes, pos + 1)]!);
+      else if (op === 0x03) loops = true;
+      else if (op === 0xfc && (sub === 10 || sub === 11)) bulk = true;
+    }, nImports + i);
+    callees.push(direct);
+    indirectTypes.push(indirect);
+    calls[i] = direct.length || indirect.length ? 1 : 0;
+    checked[i] = calls[i] || loops || bulk ? 1 : 0;
+  }
+
+  // Which calls may unwind: walked backwards from functions that unwind
+  // themselves (a check under suspend-anywhere, a call of an unwinding import).
+  const mayUnwind = new Uint8Array(n);
+  const canonMay = new Uint8Array(canon.size);
+  const callers: number[][] = Array.from({ length: n }, () => []);
+  const indirectCallers: number[][] = Array.from({ length: canon.size }, () => []);
+  const tableByCanon: number[][] = Array.from({ length: canon.size }, () => []);
+  for (const f of tableFunctions(m)) tableByCanon[canon.get(typeKey(funcTypes[f]!))!]!.push(f);
+  const work: number[] = [];
+  const mark = (f: number): void => {
+    if (!mayUnwind[f]) {
+      mayUnwind[f] = 1;
+      work.push(f);
+    }
+  };
+  for (let i = 0; i < n; i++) {
+    if (checksUnwind && checked[i]) mark(i);
+    for (const c of callees[i]!) {
+      if (c < nImports) {
+        if (opts.unwindingImports.has(c)) mark(i);
+      } else callers[c - nImports]!.push(i);
+    }
+    for (const t of indirectTypes[i]!) indirectCallers[t]!.push(i);
+  }
+  const markCanon = (c: number): void => {
+    if (canonMay[c]) return;
+    canonMay[c] = 1;
+    for (const g of indirectCallers[c]!) mark(g);
+  };
+  tableByCanon.forEach((fs, c) => {
+    if (fs.some((f) => f < nImports && opts.unwindingImports.has(f))) markCanon(c);
+  });
+  const inTable = new Set<number>(tableFunctions(m));
+  while (work.length) {
+    const f = work.pop()!;
+    for (const g of callers[f]!) mark(g);
+    if (inTable.has(f + nImports)) markCanon(canon.get(typeKey(funcTypes[f + nImports]!))!);
+  }
+  const indirectMayUnwind = new Uint8Array(m.types.length);
+  typeCanon.forEach((c, t) => (indirectMayUnwind[t] = canonMay[c]!));
+
+  const importedGlobals = m.imports.filter((i) => i.kind === ExternalKind.Global).length;
+  const fuelGlobal = importedGlobals + m.globals.length;
+  const fn = {} as Record<keyof typeof InternalImport, number>;
+  IMPORT_KEYS.forEach((k, i) => (fn[k] = nImports + i));
+  return {
+    m,
+    checksUnwind,
+    unwindingImports: opts.unwindingImports,
+    funcTypes,
+    globalTypes,
+    nImports,
+    shift: IMPORT_KEYS.length,
+    checked,
+    calls,
+    mayUnwind,
+    indirectMayUnwind,
+    fuelGlobal,
+    stateGlobal: fuelGlobal + 1,
+    fn,
+  };
+}
+
+// --- Pass 1: structure ------------------------------------------------------
+
+/** Sites and the block structure around them, in the order pass 2 meets them. */
+interface Structure {
+  sites: number;
+  siteKind: number[];
+  siteOffset: number[];
+  /** Per body (function body, block/loop/if bodies, else bodies, in order of opening): its site range. */
+  bodyLo: number[];
+  bodyHi: number[];
+  /** Per body: first site of each direct target (a call site, a bulk check, or a child construct with sites), in order. */
+  bodyTargets: number[][];
+  /** Per construct, by the id of the body it opens with: end of its whole site range (else part included). */
+  frameHi: number[];
+  /** Per call instruction in order: its site or -1. */
+  callSite: number[];
+  /** Per memory.fill/copy in order: its site or -1. */
+  bulkSite: number[];
+}
+
+function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Structure {
+  const m = ctx.m;
+  const body = m.bodies[fi]!;
+  const bytes = m.bytes;
+  const codeBase = m.sections.find((s) => s.id === SectionId.Code)!.payloadStart;
+  const s: Structure = { sites: 0, siteKind: [], siteOffset: [], bodyLo: [0], bodyHi: [0], bodyTargets: [[]], frameHi: [0], callSite: [], bulkSite: [] };
+  const addSite = (kind: number, pos: number): number => {
+    s.siteKind.push(kind);
+    s.siteOffset.push(pos - codeBase);
+    return s.sites++;
+  };
+  if (hasEntryCheck && ctx.checksUnwind) addSite(SiteKind.Entry, body.codeStart);
+  // Control stack: body id in effect, body id the construct opened with, dead flags.
+  const fBody: number[] = [0];
+  const fOpen: number[] = [0];
+  const fDead: boolean[] = [false];
+  const fDeadFrame: boolean[] = [false];
+  const newBody = (): number => {
+    s.bodyLo.push(s.sites);
+    s.bodyHi.push(s.sites);
+    s.bodyTargets.push([]);
+    s.frameHi.push(s.sites);
+    return s.bodyLo.length - 1;
+  };
+  const { checksUnwind, nImports } = ctx;
+  decodeInstructions(bytes, body, (op, sub, pos) => {
+    const top = fBody.length - 1;
+    switch (op) {
+      case 0x02:
+      case 0x03:
+      case 0x04: {
+        const dead = fDead[top]!;
+        const id = newBody();
+        fBody.push(id);
+        fOpen.push(id);
+        fDead.push(dead);
+        fDeadFrame.push(dead);
+        if (op === 0x03 && !dead && checksUnwind) addSite(SiteKind.Loop, pos);
+        break;
+      }
+      case 0x05: {
+        s.bodyHi[fBody[top]!] = s.sites;
+        fBody[top] = newBody();
+        fDead[top] = fDeadFrame[top]!;
+        break;
+      }
+      case 0x0b: {
+        s.bodyHi[fBody[top]!] = s.sites;
+        if (top === 0) return;
+        const open = fOpen[top]!;
+        s.frameHi[open] = s.sites;
+        const deadFrame = fDeadFrame[top]!;
+        fBody.pop();
+        fOpen.pop();
+        fDead.pop();
+        fDeadFrame.pop();
+        if (!deadFrame && s.sites > s.bodyLo[open]!) s.bodyTargets[fBody[top - 1]!]!.push(s.bodyLo[open]!);
+        break;
+      }
+      case 0x00:
+      case 0x0c:
+      case 0x0e:
+      case 0x0f:
+        fDead[top] = true;
+        break;
+      case 0x10:
+      case 0x11: {
+        let site = -1;
+        if (!fDead[top]) {
+          const x = leb(bytes, pos + 1);
+          const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
+          if (may) {
+            site = addSite(SiteKind.Call, pos);
+            s.bodyTargets[fBody[top]!]!.push(site);
+          }
+        }
+        s.callSite.push(site);
+        break;
+      }
+      case 0xfc:
+        if (sub === 10 || sub === 11) {
+          let site = -1;
+          if (!fDead[top] && checksUnwind) {
+            site = addSite(SiteKind.Bulk, pos);
+            s.bodyTargets[fBody[top]!]!.push(site);
+          }
+          s.bulkSite.push(site);
+        }
+        break;
+    }
+  });
+  s.frameHi[0] = s.sites;
+  return s;
+}
+
+// --- Pass 2: emission -------------------------------------------------------
+
+interface Frame {
+  /** 0 block, 1 loop, 2 if, 3 function. */
+  kind: number;
+  /** Label position (number of labels open after opening it; 0 for the function). */
+  label: number;
+  /** Body id in effect (then/else bodies of an if differ). */
+  body: number;
+  /** Stack height at the body's start. */
+  base: number;
+  /** Result type or VOID. */
+  result: number;
+  dead: boolean;
+  deadFrame: boolean;
+  /** Values of the enclosing body moved to slots before this construct (reloaded after its end). */
+  spilled: number;
+  /** Label position below the body's wrappers, their count, and how many targets have been passed. */
+  wrapperBase: number;
+  targets: number;
+  passed: number;
+}
+
+const OP_BLOCK = 0x02;
+const OP_IF = 0x04;
+const OP_END = 0x0b;
+const OP_BR = 0x0c;
+const OP_BR_IF = 0x0d;
+const OP_BR_TABLE = 0x0e;
+const OP_CALL = 0x10;
+const OP_LOCAL_GET = 0x20;
+const OP_LOCAL_SET = 0x21;
+const OP_LOCAL_TEE = 0x22;
+const OP_GLOBAL_GET = 0x23;
+const OP_GLOBAL_SET = 0x24;
+const OP_I32_CONST = 0x41;
+const OP_I32_EQZ = 0x45;
+const OP_I32_EQ = 0x46;
+const OP_I32_NE = 0x47;
+const OP_I32_LT_S = 0x48;
+const OP_I32_LT_U = 0x49;
+const OP_I32_LE_S = 0x4c;
+const OP_I32_GE_U = 0x4f;
+const OP_I32_SUB = 0x6b;
+const OP_I32_SHR_U = 0x76;
+const OP_UNREACHABLE = 0x00;
+const OP_RETURN = 0x0f;
+
+/**
+ * The instrumented body of defined function `fi` (its locals header
+ * included), and, if asked, how its frames are laid out.
+ */
+function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean): { code: Uint8Array; layout: FunctionLayout | undefined; sites: number } {
+  const m = ctx.m;
+  const bytes = m.bytes;
+  const body = m.bodies[fi]!;
+  const func = ctx.nImports + fi;
+  const type = ctx.funcTypes[func]!;
+  const hasEntryCheck = ctx.calls[fi] === 1;
+  const st = structure(ctx, fi, hasEntryCheck);
+  const hasSites = st.sites > 0;
+
+  // Local types: parameters, then the declared groups.
+  const localTypes: number[] = [...type.params];
+  const declared = new ByteReader(bytes, body.bodyStart, body.codeStart);
+  const groups = declared.u32();
+  const groupsStart = declared.pos;
+  for (let g = 0; g < groups; g++) {
+    const c = declared.u32();
+    const t = declared.u8();
+    for (let i = 0; i < c; i++) localTypes.push(t);
+  }
+  const nOriginal = localTypes.length;
+  const F = nOriginal; // fuel
+  const S = nOriginal + 1; // site
+  const C = nOriginal + 2; // if condition
+  const TMP = nOriginal + 3; // bulk length
+  const slotBase = nOriginal + 4;
+  const slotIndex: number[] = []; // by depth*4 + type index → local
+  const slots: Array<{ depth: number; type: number }> = [];
+  const slot = (depth: number, t: number): number => {
+    const k = depth * 4 + TYPE_INDEX[t]!;
+    let l = slotIndex[k];
+    if (l === undefined) {
+      l = slotBase + slots.length;
+      slotIndex[k] = l;
+      slots.push({ depth, type: t });
+    }
+    return l;
+  };
+
+  const w = new ByteWriter((body.end - body.codeStart) * 2 + 64);
+  const types = new Uint8Array(1024 + (body.end - body.codeStart));
+  let h = 0;
+  let D = 0;
+  let restoreAt = -1;
+  const sitesLayout: SiteLayout[] | undefined = wantLayout ? new Array(st.sites) : undefined;
+  const recordSite = (site: number): void => {
+    if (sitesLayout) sitesLayout[site] = { kind: st.siteKind[site] as SiteKindCode, offset: st.siteOffset[site]!, stack: Array.from(types.subarray(0, h)) as ValTypeCode[] };
+  };
+  const { fuelGlobal: FG, stateGlobal: ST, fn } = ctx;
+  const op = (b: number): void => {
+    w.u8(b);
+  };
+  const opU = (b: number, x: number): void => {
+    w.u8(b).u32(x);
+  };
+  const i32c = (x: number): void => {
+    w.u8(OP_I32_CONST).s32(x);
+  };
+  const open = (o: number): void => {
+    w.u8(o).u8(VOID);
+    D++;
+  };
+  const close = (): void => {
+    w.u8(OP_END);
+    D--;
+  };
+  const fuelStore = (): void => {
+    opU(OP_LOCAL_GET, F);
+    opU(OP_GLOBAL_SET, FG);
+  };
+  const fuelLoad = (): void => {
+    opU(OP_GLOBAL_GET, FG);
+    opU(OP_LOCAL_SET, F);
+  };
+  const unwindLabel = 1;
+  const unwindCheck = (site: number): void => {
+    opU(OP_GLOBAL_GET, ST);
+    open(OP_IF);
+    i32c(site);
+    opU(OP_LOCAL_SET, S);
+    opU(OP_BR, D - unwindLabel);
+    close();
+  };
+  const frames: Frame[] = [];
+  let bodyCounter = 0;
+
+  /** Opens the wrappers of a body (one per direct target). */
+  const openWrappers = (f: Frame): void => {
+    f.wrapperBase = D;
+    f.targets = st.bodyTargets[f.body]!.length;
+    f.passed = 0;
+    for (let i = 0; i < f.targets; i++) open(OP_BLOCK);
+  };
+  /** A target point: the next target's wrapper ends here. */
+  const passTarget = (f: Frame): void => {
+    if (f.passed >= f.targets) throw new InstrumentError(`function ${func}: internal error: more targets than counted`);
+    f.passed++;
+    close();
+  };
+  /** The rewind dispatch of a body: a br_table from the site to the wrapper of the target that contains it (or to `fallLabel` for `fallSite`). */
+  const dispatch = (f: Frame, fallSite: number, fallLabel: number): void => {
+    const lo = st.bodyLo[f.body]!;
+    const hi = st.bodyHi[f.body]!;
+    const targets = st.bodyTargets[f.body]!;
+    const wrapper = (k: number): number => f.wrapperBase + f.targets - k;
+    // A br_table costs a byte or two per site of the body (nested ones
+    // included), a chain of tests about eight bytes per direct target:
+    // take the smaller.
+    if (hi - lo <= 4 * targets.length + 8) {
+      open(OP_BLOCK); // $bad: an unknown site traps
+      opU(OP_LOCAL_GET, S);
+      if (lo !== 0) {
+        i32c(lo);
+        op(OP_I32_SUB);
+      }
+      opU(OP_BR_TABLE, hi - lo);
+      let k = -1;
+      for (let s = lo; s < hi; s++) {
+        while (k + 1 < targets.length && targets[k + 1]! <= s) k++;
+        if (s === fallSite) w.u32(D - fallLabel);
+        else if (k < 0) w.u32(0);
+        else w.u32(D - wrapper(k));
+      }
+      w.u32(0);
+      close();
+    } else {
+      // From the last target down: the first whose range starts at or below the site.
+      opU(OP_LOCAL_GET, S);
+      i32c(hi);
+      op(OP_I32_GE_U);
+      open(OP_IF);
+      op(OP_UNREACHABLE);
+      close();
+      for (let k = targets.length - 1; k >= 0; k--) {
+        opU(OP_LOCAL_GET, S);
+        i32c(targets[k]!);
+        op(OP_I32_GE_U);
+        opU(OP_BR_IF, D - wrapper(k));
+      }
+      if (fallSite >= 0) {
+        opU(OP_LOCAL_GET, S);
+        i32c(fallSite);
+        op(OP_I32_EQ);
+        opU(OP_BR_IF, D - fallLabel);
+      }
+    }
+    op(OP_UNREACHABLE);
+  };
+  /**
+   * `fuel -= 1; if (fuel <= 0) { [rewinding: restore, dispatch] yield(); [unwound? save] fuel = global }`.
+   */
+  const check = (site: number, merge: Frame | undefined, restore: boolean): void => {
+    opU(OP_LOCAL_GET, F);
+    i32c(1);
+    op(OP_I32_SUB);
+    opU(OP_LOCAL_TEE, F);
+    i32c(0);
+    op(OP_I32_LE_S);
+    open(OP_IF);
+    if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
+      open(OP_BLOCK);
+      const fall = D;
+      opU(OP_GLOBAL_GET, ST);
+      i32c(2);
+      op(OP_I32_NE);
+      opU(OP_BR_IF, 0);
+      if (restore) restoreAt = w.length;
+      if (st.bodyHi[merge.body]! > st.bodyLo[merge.body]!) dispatch(merge, site, fall);
+      close();
+    }
+    opU(OP_CALL, fn.yield);
+    if (site >= 0) {
+      recordSite(site);
+      unwindCheck(site);
+    }
+    fuelLoad();
+    close();
+  };
+  /** Rewind prefilter and dispatch at the start of a block or if body with targets. */
+  const bodyDispatch = (f: Frame): void => {
+    if (f.targets === 0) return;
+    opU(OP_LOCAL_GET, F);
+    i32c(1);
+    op(OP_I32_LT_S);
+    open(OP_IF);
+    opU(OP_GLOBAL_GET, ST);
+    i32c(2);
+    op(OP_I32_NE);
+    opU(OP_BR_IF, 0);
+    dispatch(f, -1, 0);
+    close();
+  };
+  /** Moves the current body's values (from `from` up) to slots, top first. */
+  const spill = (from: number): void => {
+    for (let d = h - 1; d >= from; d--) opU(OP_LOCAL_SET, slot(d, types[d]!));
+  };
+  const reload = (from: number, to: number): void => {
+    for (let d = from; d < to; d++) opU(OP_LOCAL_GET, slot(d, types[d]!));
+  };
+  const blockResult = (p: number): number => {
+    const t = bytes[p]!;
+    return t === VOID ? VOID : t;
+  };
+
+  // Function prologue.
+  const fnFrame: Frame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0 };
+  frames.push(fnFrame);
+  if (hasSites) open(OP_BLOCK); // $unwind
+  openWrappers(fnFrame);
+  if (hasEntryCheck) {
+    fuelLoad();
+    check(st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
+  } else {
+    opU(OP_GLOBAL_GET, FG);
+    if (hasSites) {
+      opU(OP_LOCAL_TEE, F);
+      op(OP_I32_EQZ);
+      open(OP_IF);
+      opU(OP_GLOBAL_GET, ST);
+      i32c(2);
+      op(OP_I32_NE);
+      opU(OP_BR_IF, 0);
+      restoreAt = w.length;
+      dispatch(fnFrame, -1, 0);
+      close();
+    } else opU(OP_LOCAL_SET, F);
+  }
+
+  let copyFrom = body.codeStart;
+  let callCounter = 0;
+  let bulkCounter = 0;
+  const flush = (to: number): void => {
+    if (to > copyFrom) w.bytes(bytes.subarray(copyFrom, to));
+  };
+  const depthOf = (n: number): number => D - frames[frames.length - 1 - n]!.label;
+
+  decodeInstructions(bytes, body, (o, sub, pos, immEnd) => {
+    const f = frames[frames.length - 1]!;
+    if (f.dead) {
+      // Unreachable code: copied, with labels and function indices renumbered.
+      switch (o) {
+        case 0x02:
+        case 0x03:
+        case 0x04:
+          D++;
+          bodyCounter++;
+          frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0 });
+          return;
+        case 0x05:
+          bodyCounter++;
+          if (!f.deadFrame) {
+            flush(immEnd);
+            copyFrom = immEnd;
+            elseBody(f);
+          }
+          return;
+        case 0x0b:
+          endFrame(f, pos, immEnd);
+          return;
+        case 0x0c:
+        case 0x0d:
+          flush(pos);
+          opU(o, depthOf(leb(bytes, pos + 1)));
+          copyFrom = immEnd;
+          return;
+        case 0x0e:
+          flush(pos);
+          brTable(pos);
+          copyFrom = immEnd;
+          return;
+        case 0x10:
+          callCounter++;
+          flush(pos);
+          opU(OP_CALL, remap(leb(bytes, pos + 1)));
+          copyFrom = immEnd;
+          return;
+        case 0x11:
+          callCounter++;
+          return;
+        case 0xfc:
+          if (sub === 10 || sub === 11) bulkCounter++;
+          return;
+      }
+      return;
+    }
+    switch (o) {
+      case 0x02:
+      case 0x03:
+      case 0x04: {
+        const id = ++bodyCounter;
+        const result = blockResult(pos + 1);
+        if (o === 0x04) h--;
+        const withSites = st.frameHi[id]! > st.bodyLo[id]!;
+        let spilled = 0;
+        if (withSites) {
+          flush(pos);
+          if (o === 0x04) opU(OP_LOCAL_SET, C);
+          spilled = h - f.base;
+          spill(f.base);
+          passTarget(f);
+          if (o === 0x04) {
+            // Rewinding: take the branch that holds the site.
+            opU(OP_LOCAL_GET, F);
+            i32c(1);
+            op(OP_I32_LT_S);
+            open(OP_IF);
+            opU(OP_GLOBAL_GET, ST);
+            i32c(2);
+            op(OP_I32_EQ);
+            open(OP_IF);
+            opU(OP_LOCAL_GET, S);
+            i32c(st.bodyHi[id]!);
+            op(OP_I32_LT_U);
+            opU(OP_LOCAL_SET, C);
+            close();
+            close();
+            opU(OP_LOCAL_GET, C);
+          }
+          w.u8(o).u8(bytes[pos + 1]!);
+          D++;
+        } else if (o === 0x03) {
+          flush(immEnd);
+          D++;
+        } else {
+          D++;
+          const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0 };
+          frames.push(nf);
+          return;
+        }
+        copyFrom = immEnd;
+        const nf: Frame = { kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0 };
+        frames.push(nf);
+        if (withSites) openWrappers(nf);
+        if (o === 0x03) {
+          const own = st.bodyLo[id]!;
+          const ownSite = ctx.checksUnwind ? own : -1;
+          check(ownSite, withSites ? nf : undefined, false);
+        } else if (withSites) bodyDispatch(nf);
+        return;
+      }
+      case 0x05:
+        bodyCounter++;
+        flush(immEnd);
+        copyFrom = immEnd;
+        elseBody(f);
+        return;
+      case 0x0b:
+        endFrame(f, pos, immEnd);
+        return;
+      case 0x0c: {
+        const n = leb(bytes, pos + 1);
+        flush(pos);
+        if (frames.length - 1 - n === 0) fuelStore();
+        opU(OP_BR, depthOf(n));
+        copyFrom = immEnd;
+        f.dead = true;
+        return;
+      }
+      case 0x0d: {
+        const n = leb(bytes, pos + 1);
+        flush(pos);
+        if (frames.length - 1 - n === 0) fuelStore();
+        opU(OP_BR_IF, depthOf(n));
+        copyFrom = immEnd;
+        h--;
+        return;
+      }
+      case 0x0e:
+        flush(pos);
+        brTable(pos);
+        copyFrom = immEnd;
+        f.dead = true;
+        return;
+      case 0x0f:
+        flush(pos);
+        fuelStore();
+        copyFrom = pos;
+        f.dead = true;
+        return;
+      case 0x00:
+        f.dead = true;
+        return;
+      case 0x10:
+      case 0x11: {
+        const site = st.callSite[callCounter++]!;
+        const x = leb(bytes, pos + 1);
+        const t = o === 0x10 ? ctx.funcTypes[x]! : m.types[x]!;
+        const nArgs = t.params.length + (o === 0x11 ? 1 : 0);
+        const synced = o === 0x11 || (x >= ctx.nImports && ctx.checked[x - ctx.nImports] === 1);
+        flush(pos);
+        if (site < 0) {
+          if (synced) fuelStore();
+          emitCall(o, x, pos, immEnd);
+          if (synced) fuelLoad();
+          h -= nArgs;
+          if (t.results.length) types[h++] = t.results[0]!;
+          copyFrom = immEnd;
+          return;
+        }
+        const below = h - nArgs - f.base;
+        spill(f.base);
+        // Stored before every site and loaded after it: the host refills the
+        // fuel when a rewind ends there (and a callee that checks uses it).
+        fuelStore();
+        passTarget(f);
+        recordSite(site);
+        reload(h - nArgs, h);
+        emitCall(o, x, pos, immEnd);
+        unwindCheck(site);
+        fuelLoad();
+        h -= nArgs;
+        if (below > 0) {
+          if (t.results.length) {
+            const r = t.results[0]!;
+            types[h] = r;
+            opU(OP_LOCAL_SET, slot(h, r));
+            reload(f.base, h);
+            opU(OP_LOCAL_GET, slot(h, r));
+          } else reload(f.base, h);
+        }
+        if (t.results.length) types[h++] = t.results[0]!;
+        copyFrom = immEnd;
+        return;
+      }
+      case 0x1a: // drop
+        h--;
+        return;
+      case 0x1b: // select
+        h -= 2;
+        return;
+      case 0x20:
+        types[h++] = localTypes[leb(bytes, pos + 1)]!;
+        return;
+      case 0x21:
+        h--;
+        return;
+      case 0x22:
+        return;
+      case 0x23:
+        types[h++] = ctx.globalTypes[leb(bytes, pos + 1)]!;
+        return;
+      case 0x24:
+        h--;
+        return;
+      case 0x01:
+        return;
+      case 0xfc: {
+        if (sub <= 7) {
+          types[h - 1] = SAT_PUSH[sub]!;
+          return;
+        }
+        if (sub === 10 || sub === 11) {
+          const site = st.bulkSite[bulkCounter++]!;
+          flush(pos);
+          if (site < 0) {
+            // length on top: charge one unit per 64 KiB, then check
+            opU(OP_LOCAL_TEE, TMP);
+            opU(OP_LOCAL_GET, F);
+            opU(OP_LOCAL_GET, TMP);
+            i32c(16);
+            op(OP_I32_SHR_U);
+            op(OP_I32_SUB);
+            opU(OP_LOCAL_SET, F);
+            check(-1, undefined, false);
+          } else {
+            spill(f.base);
+            opU(OP_LOCAL_GET, F);
+            opU(OP_LOCAL_GET, slot(h - 1, I32));
+            i32c(16);
+            op(OP_I32_SHR_U);
+            op(OP_I32_SUB);
+            opU(OP_LOCAL_SET, F);
+            passTarget(f);
+            recordSite(site);
+            check(site, undefined, false);
+            reload(f.base, h);
+          }
+          copyFrom = pos;
+          h -= 3;
+          return;
+        }
+        if (sub === 8 || sub === 12 || sub === 14) h -= 3;
+        return;
+      }
+      default: {
+        const pops = POPS[o]!;
+        h -= pops;
+        const push = PUSH[o]!;
+        if (push) types[h++] = push;
+      }
+    }
+  });
+
+  function remap(x: number): number {
+    return x < ctx.nImports ? x : x + ctx.shift;
+  }
+
+  function emitCall(o: number, x: number, pos: number, immEnd: number): void {
+    if (o === OP_CALL) opU(OP_CALL, remap(x));
+    else w.bytes(bytes.subarray(pos, immEnd));
+  }
+
+  function brTable(pos: number): void {
+    const r = new ByteReader(bytes, pos + 1);
+    const n = r.u32();
+    let exits = false;
+    const depths: number[] = new Array<number>(n + 1);
+    for (let i = 0; i <= n; i++) {
+      const d = r.u32();
+      if (frames.length - 1 - d === 0) exits = true;
+      depths[i] = depthOf(d);
+    }
+    // (the index is on the stack; the store does not touch it)
+    if (exits) fuelStore();
+    w.u8(OP_BR_TABLE).u32(n);
+    for (const d of depths) w.u32(d);
+    h--;
+  }
+
+  function elseBody(f: Frame): void {
+    const id = bodyCounter;
+    f.body = id;
+    f.dead = f.deadFrame;
+    h = f.base;
+    if (f.deadFrame) return;
+    const withSites = st.bodyHi[id]! > st.bodyLo[id]!;
+    if (withSites) {
+      openWrappers(f);
+      bodyDispatch(f);
+    } else {
+      f.targets = 0;
+      f.passed = 0;
+    }
+  }
+
+  function endFrame(f: Frame, pos: number, immEnd: number): void {
+    if (!f.deadFrame && f.passed !== f.targets) throw new InstrumentError(`function ${func}: internal error: ${f.targets - f.passed} targets not reached`);
+    if (f.kind === 3) {
+      flush(pos);
+      fuelStore();
+      if (hasSites) {
+        op(OP_RETURN);
+        close();
+        emitSave();
+      }
+      op(OP_END);
+      copyFrom = immEnd;
+      frames.pop();
+      return;
+    }
+    frames.pop();
+    if (f.deadFrame) {
+      D--;
+      return;
+    }
+    flush(immEnd);
+    copyFrom = immEnd;
+    D--;
+    h = f.base;
+    if (f.result !== VOID) types[h++] = f.result;
+    if (f.spilled > 0) {
+      const from = f.base - f.spilled;
+      if (f.result !== VOID) {
+        const top = h - 1;
+        opU(OP_LOCAL_SET, slot(top, f.result));
+        reload(from, top);
+        opU(OP_LOCAL_GET, slot(top, f.result));
+      } else reload(from, f.base);
+    }
+  }
+
+  function emitSave(): void {
+    i32c(func);
+    opU(OP_LOCAL_GET, S);
+    opU(OP_CALL, fn.unwindFrame);
+    const saveValue = (l: number, t: number): void => {
+      opU(OP_LOCAL_GET, l);
+      if (t === F32) op(0xbc);
+      else if (t === F64) op(0xbd);
+      opU(OP_CALL, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
+    };
+    for (let l = 0; l < nOriginal; l++) saveValue(l, localTypes[l]!);
+    slots.forEach((s, i) => saveValue(slotBase + i, s.type));
+    const r = type.results[0];
+    if (r === I32) i32c(0);
+    else if (r === I64) w.u8(0x42).u8(0);
+    else if (r === F32) w.u8(0x43).u32(0).u8(0).u8(0).u8(0);
+    else if (r === F64) {
+      w.u8(0x44);
+      for (let i = 0; i < 8; i++) w.u8(0);
+    }
+  }
+
+  // The restore code needs the slot list, known only now.
+  let code = w.finish();
+  if (restoreAt >= 0) {
+    const rw = new ByteWriter(64 + 4 * (nOriginal + slots.length));
+    rw.u8(OP_I32_CONST).s32(func).u8(OP_CALL).u32(fn.rewindFrame).u8(OP_LOCAL_SET).u32(S);
+    const restoreValue = (l: number, t: number): void => {
+      rw.u8(OP_CALL).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
+      if (t === F32) rw.u8(0xbe);
+      else if (t === F64) rw.u8(0xbf);
+      rw.u8(OP_LOCAL_SET).u32(l);
+    };
+    for (let l = 0; l < nOriginal; l++) restoreValue(l, localTypes[l]!);
+    slots.forEach((s, i) => restoreValue(slotBase + i, s.type));
+    const r = rw.finish();
+    const joined = new Uint8Array(code.length + r.length);
+    joined.set(code.subarray(0, restoreAt));
+    joined.set(r, restoreAt);
+    joined.set(code.subarray(restoreAt), restoreAt + r.length);
+    code = joined;
+  }
+
+  // Locals header: the original groups, the four scalars, the slots.
+  if (slotBase + slots.length > 50000) throw new InstrumentError(`function ${func}: too many locals to instrument (${slotBase + slots.length}; the limit is 50000)`);
+  const hw = new ByteWriter(32 + (body.codeStart - body.bodyStart));
+  const runs: Array<[number, number]> = [];
+  for (const s of slots) {
+    const last = runs[runs.length - 1];
+    if (last && last[1] === s.type) last[0]++;
+    else runs.push([1, s.type]);
+  }
+  hw.u32(groups + 1 + runs.length);
+  hw.bytes(bytes.subarray(groupsStart, body.codeStart));
+  hw.u32(4).u8(I32);
+  for (const [c, t] of runs) hw.u32(c).u8(t);
+  const header = hw.finish();
+  const out = new Uint8Array(header.length + code.length);
+  out.set(header);
+  out.set(code, header.length);
+  const layout: FunctionLayout | undefined = wantLayout
+    ? { func, locals: localTypes as ValTypeCode[], slots: slots as FunctionLayout['slots'], sites: sitesLayout! }
+    : undefined;
+  return { code: out, layout, sites: st.sites };
+}
+
+// --- The module -------------------------------------------------------------
+
+/**
+ * Instruments a parsed module (see the file comment). Throws
+ * InstrumentError for a module it cannot handle; the module must have
+ * passed validation (wasm/validate.ts and the engine's).
+ */
+export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentResult {
+  const ctx = analyzeModule(m, opts);
+  const bytes = m.bytes;
+  const out = new ByteWriter(bytes.length * 2 + 1024);
+  out.bytes(bytes.subarray(0, 8));
+  const sectionOf = (id: number) => m.sections.find((s) => s.id === id);
+  const copy = (id: number): void => {
+    const s = sectionOf(id);
+    if (s) out.bytes(bytes.subarray(s.start, s.end));
+  };
+  const remap = (f: number): number => (f < ctx.nImports ? f : f + ctx.shift);
+
+  // Types: the program's, then any the internal imports need.
+  const typeIndex = new Map<string, number>();
+  m.types.forEach((t, i) => {
+    const k = typeKey(t);
+    if (!typeIndex.has(k)) typeIndex.set(k, i);
+  });
+  const extraTypes: FuncType[] = [];
+  const importType: Record<string, number> = {};
+  for (const k of IMPORT_KEYS) {
+    const t = IMPORT_TYPES[k];
+    let i = typeIndex.get(typeKey(t));
+    if (i === undefined) {
+      i = m.types.length + extraTypes.length;
+      typeIndex.set(typeKey(t), i);
+      extraTypes.push(t);
+    }
+    importType[k] = i;
+  }
+  {
+    const w = new ByteWriter().u32(m.types.length + extraTypes.length);
+    const s = sectionOf(SectionId.Type);
+    if (s) {
+      const r = new ByteReader(bytes, s.payloadStart, s.end);
+      r.u32();
+      w.bytes(bytes.subarray(r.pos, s.end));
+    }
+    for (const t of extraTypes) {
+      w.u8(0x60).u32(t.params.length);
+      for (const p of t.params) w.u8(p);
+      w.u32(t.results.length);
+      for (const p of t.results) w.u8(p);
+    }
+    out.section(SectionId.Type, w.finish());
+  }
+  {
+    const w = new ByteWriter().u32(m.imports.length + IMPORT_KEYS.length);
+    const s = sectionOf(SectionId.Import);
+    if (s) {
+      const r = new ByteReader(bytes, s.payloadStart, s.end);
+      r.u32();
+      w.bytes(bytes.subarray(r.pos, s.end));
+    }
+    for (const k of IMPORT_KEYS) w.name(INTERNAL_IMPORT_MODULE).name(InternalImport[k]).u8(ExternalKind.Function).u32(importType[k]!);
+    out.section(SectionId.Import, w.finish());
+  }
+  copy(SectionId.Function);
+  copy(SectionId.Table);
+  copy(SectionId.Memory);
+  {
+    const w = new ByteWriter().u32(m.globals.length + 2);
+    const s = sectionOf(SectionId.Global);
+    if (s) {
+      const r = new ByteReader(bytes, s.payloadStart, s.end);
+      r.u32();
+      w.bytes(bytes.subarray(r.pos, s.end));
+    }
+    // fuel starts at 1 (the first check refills it), state at 0
+    w.u8(I32).u8(1).u8(OP_I32_CONST).u8(1).u8(OP_END);
+    w.u8(I32).u8(1).u8(OP_I32_CONST).u8(0).u8(OP_END);
+    out.section(SectionId.Global, w.finish());
+  }
+  {
+    const w = new ByteWriter().u32(m.exports.length + 2);
+    for (const e of m.exports) w.name(e.name).u8(e.kind).u32(e.kind === ExternalKind.Function ? remap(e.index) : e.index);
+    w.name(InternalExport.fuel).u8(ExternalKind.Global).u32(ctx.fuelGlobal);
+    w.name(InternalExport.state).u8(ExternalKind.Global).u32(ctx.stateGlobal);
+    out.section(SectionId.Export, w.finish());
+  }
+  if (m.start !== undefined) out.section(SectionId.Start, new ByteWriter().u32(remap(m.start)).finish());
+  {
+    const s = sectionOf(SectionId.Element);
+    if (s) {
+      const r = new ByteReader(bytes, s.payloadStart, s.end);
+      const n = r.u32();
+      const w = new ByteWriter(s.end - s.start + 64).u32(n);
+      for (let i = 0; i < n; i++) {
+        const flagsAt = r.pos;
+        r.u32();
+        skipConstExpr(r);
+        w.bytes(bytes.subarray(flagsAt, r.pos));
+        const count = r.u32();
+        w.u32(count);
+        for (let j = 0; j < count; j++) w.u32(remap(r.u32()));
+      }
+      out.section(SectionId.Element, w.finish());
+    }
+  }
+  copy(SectionId.DataCount);
+  let sites = 0;
+  {
+    const n = m.bodies.length;
+    const w = new ByteWriter(bytes.length + 1024).u32(n);
+    for (let i = 0; i < n; i++) {
+      const b = m.bodies[i]!;
+      if (!ctx.checked[i]) {
+        w.bytes(bytes.subarray(b.start, b.end));
+        continue;
+      }
+      const r = instrumentFunction(ctx, i, false);
+      sites += r.sites;
+      w.u32(r.code.length).bytes(r.code);
+    }
+    out.section(SectionId.Code, w.finish());
+  }
+  copy(SectionId.Data);
+  return { bytes: out.finish(), sites };
+}
+
+/**
+ * Frame layouts of the functions of a module as `instrument` makes them
+ * (same module, same options): what a saved frame holds, for turning raw
+ * frames into frames of the original module and back.
+ */
+export class UnwindLayouts {
+  private readonly ctx: ModuleContext;
+  private readonly cache = new Map<number, FunctionLayout>();
+  constructor(m: WasmModule, opts: InstrumentOptions) {
+    this.ctx = analyzeModule(m, opts);
+  }
+
+  /** Layout of defined function `func` (absolute index); undefined for imports, functions out of range and functions without checks. */
+  get(func: number): FunctionLayout | undefined {
+    const fi = func - this.ctx.nImports;
+    if (!Number.isInteger(fi) || fi < 0 || fi >= this.ctx.m.bodies.length || !this.ctx.checked[fi]) return undefined;
+    let l = this.cache.get(func);
+    if (!l) {
+      l = instrumentFunction(this.ctx, fi, true).layout!;
+      this.cache.set(func, l);
+    }
+    return l;
+  }
+}

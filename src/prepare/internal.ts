@@ -1,0 +1,30 @@
+/**
+ * Names shared by the instrumented module and the runtime that drives it.
+ * Kept apart from the transform so that executors load only this.
+ */
+
+/** Names the prepared module exports for the runtime (never visible to programs). */
+export const InternalExport = {
+  /** i32 global: preemption fuel (see instrument.ts). */
+  fuel: '__gate_fuel',
+  /** i32 global: 0 normal, 1 unwinding, 2 rewinding. */
+  state: '__gate_state',
+  start: '__gate_start',
+  globalPrefix: '__gate_g',
+} as const;
+
+export const INTERNAL_PREFIX = '__gate_';
+
+/** Module name of the runtime's own imports (programs cannot import from it: abi/imports.ts knows only `gate`, `wasi` and `env`). */
+export const INTERNAL_IMPORT_MODULE = '__gate';
+
+/** The runtime's imports, in the order the transform appends them. */
+export const InternalImport = {
+  yield: 'yield',
+  unwindFrame: 'unwind_frame',
+  unwindI32: 'unwind_i32',
+  unwindI64: 'unwind_i64',
+  rewindFrame: 'rewind_frame',
+  rewindI32: 'rewind_i32',
+  rewindI64: 'rewind_i64',
+} as const;
