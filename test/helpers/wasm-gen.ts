@@ -2,11 +2,14 @@
  * A random generator of valid WebAssembly modules for differential fuzzing
  * of the instrumentation transform (test/prepare/differential-fuzz.test.ts).
  *
- * Modules are generated as a small typed AST (so that they are valid by
- * construction, and so that a failing module can be shrunk node by node),
- * then encoded with test/wasm/wasm-builder.ts. Features: MVP + sign
- * extension + saturating float-to-int + bulk memory (memory.fill/copy);
- * single results; block types void or one value.
+ * Modules are generated as a small typed AST (valid by construction: the
+ * generator knows the type of every expression and the labels in scope),
+ * then encoded with test/wasm/wasm-builder.ts; a failing module can be
+ * shrunk node by node (shrinkModule). Features: MVP + sign extension +
+ * saturating float-to-int + bulk memory (memory.fill/copy); single results;
+ * block types void or one value. Expressions nest freely, so values stay
+ * on the operand stack across calls, blocks, loops and branches (e.g.
+ * `i32.const 5; block (result i32) ... call $f ... end; i32.add`).
  *
  * Every generated program terminates: each loop has its own counter local
  * (decremented at the loop header, before any `br` back to it can be
@@ -17,17 +20,25 @@
  * emits them), so shrunk modules terminate too.
  *
  * Module shape: imports `env.block (i32) -> i32` (function 0, meant to be an
- * unwinding import) and `env.mix (i64, i32) -> i64` (function 1, an ordinary
- * import); one memory (1 page, max 2) exported as "memory"; one funcref
- * table (the defined functions and, usually, env.block) for call_indirect;
- * mutable globals of all four types; export "run" () -> i64 (sets the
- * budget, calls some functions and folds their results into an i64) and
- * getters "g<i>" () -> i64 with the bits of global i. With `canonNaN`, every
- * place where a float's bits become observable (reinterpret, stores, the
- * results) maps NaNs to the canonical NaN, since NaN payloads may
- * legitimately differ between two compilations of the same code.
+ * unwinding import), `env.mix (i64, i32) -> i64` (function 1) and sometimes
+ * `env.nop<i> () -> ()`; sometimes imported mutable globals, memory and
+ * table (hostEnv makes them); one memory (1 page, max 2) exported as
+ * "memory"; one funcref table (the defined functions and, usually,
+ * env.block) for call_indirect; mutable globals of all four types (global
+ * 0: the budget, 1: a checksum of every function's locals at its end, 2: a
+ * count of the places that need a preemption check); export "run" () -> i64
+ * (sets the budget, calls some functions and folds their results into an
+ * i64), getters "g<i>" () -> i64 with the bits of global i, and the globals
+ * themselves as "G<i>" (so that a host can move an instance's state);
+ * sometimes a start function.
+ *
+ * With `canonNaN` (the default), every place where a NaN's bits could
+ * become observable (reinterpret, float stores, results, the sign operand
+ * of copysign) maps NaNs to the canonical NaN: the sign and payload of a
+ * NaN result are nondeterministic in wasm, and V8 does give different ones
+ * in Liftoff and in TurboFan code.
  */
-import { ModuleBuilder, I32, I64, F32, F64, sleb, sleb64, uleb } from '../wasm/wasm-builder.js';
+import { ModuleBuilder, I32, I64, F32, F64 } from '../wasm/wasm-builder.js';
 import { mulberry32 } from './prng.js';
 
 export type VT = 'i32' | 'i64' | 'f32' | 'f64';
@@ -35,10 +46,14 @@ export type BT = VT | null;
 export const VTS: readonly VT[] = ['i32', 'i64', 'f32', 'f64'];
 const CODE: Record<VT, number> = { i32: I32, i64: I64, f32: F32, f64: F64 };
 
-/** Imported functions (absolute indices). */
+/** Imported functions (absolute indices); then come ModuleDef.extraImports functions `env.nop<i>` () -> (). */
 export const IMPORT_BLOCK = 0;
 export const IMPORT_MIX = 1;
-export const NUM_IMPORTS = 2;
+
+/** Number of imported functions (defined functions start there). */
+export function numImports(m: ModuleDef): number {
+  return 2 + m.extraImports;
+}
 
 // --- AST ---------------------------------------------------------------------
 
@@ -135,6 +150,13 @@ export interface ModuleDef {
   splitLocals: boolean;
   /** call_indirect names a duplicate of the callee's type (same signature, another index). */
   dupTypes: boolean;
+  /** Imported functions besides env.block and env.mix: `env.nop<i>` () -> (). */
+  extraImports: number;
+  /** The first globals (at most 3: budget, checksum, check count) are imported (`env.g<i>`, mutable). */
+  importedGlobals: number;
+  /** Memory `env.memory` and table `env.table` are imported. */
+  importMemory: boolean;
+  importTable: boolean;
   /**
    * Count in global 2 every loop iteration, memory.fill/copy and entry of a
    * function that contains a call (instrument.ts puts a check at each).
@@ -393,7 +415,7 @@ export function zero(t: VT): Expr {
 export interface GenOptions {
   /** Defined functions besides `run` and the getters: 1..maxFuncs. */
   maxFuncs?: number;
-  /** Probability that a module does not canonicalize NaNs where float bits become observable (see the file comment). */
+  /** Probability that a module does not canonicalize NaNs where float bits become observable (see the file comment: such modules can differ between two compilations). */
   exactNaN?: number;
   /** Probability of a "wide" module: over 120 functions, over 128 globals, functions with over 128 locals (LEB128 lengths of indices change when the transform appends). */
   wide?: number;
@@ -791,36 +813,40 @@ class ModuleGen {
       run: [],
       start: null,
       budget: r.range(5, 300),
-      depth: r.range(1, 10),
+      depth: r.chance(0.1) ? r.range(10, 60) : r.range(1, 10),
       canonNaN: !r.chance(opts.exactNaN),
       padLeb: r.chance(opts.extras) ? r.u32() | 1 : 0,
       splitLocals: r.chance(opts.extras),
       dupTypes: r.chance(opts.extras),
       countChecks: true,
+      extraImports: 0,
+      importedGlobals: r.chance(opts.extras) ? r.range(1, 3) : 0,
+      importMemory: r.chance(opts.extras),
+      importTable: r.chance(opts.extras),
     };
+    this.m.extraImports = this.wide && r.chance(0.5) ? r.range(118, 130) : r.chance(opts.extras) ? r.range(1, 3) : 0;
   }
 
   paramsOf(f: number): VT[] {
     if (f === IMPORT_BLOCK) return ['i32'];
     if (f === IMPORT_MIX) return ['i64', 'i32'];
-    return this.m.funcs[f - NUM_IMPORTS]!.params.slice(1);
+    if (f < numImports(this.m)) return [];
+    return this.m.funcs[f - numImports(this.m)]!.params.slice(1);
   }
 
   /** Params including the depth (what the function type says), as call_indirect's type. */
   fullParamsOf(f: number): VT[] {
-    if (f < NUM_IMPORTS) return this.paramsOf(f);
-    return this.m.funcs[f - NUM_IMPORTS]!.params;
+    if (f < numImports(this.m)) return this.paramsOf(f);
+    return this.m.funcs[f - numImports(this.m)]!.params;
   }
 
   resultOf(f: number): BT {
-    if (f === IMPORT_BLOCK) return 'i32';
-    if (f === IMPORT_MIX) return 'i64';
-    return this.m.funcs[f - NUM_IMPORTS]!.result;
+    return calleeResult(this.m, f);
   }
 
   callees(t: VT): number[] {
     const out: number[] = [];
-    for (let f = 0; f < NUM_IMPORTS + this.m.funcs.length; f++) {
+    for (let f = 0; f < numImports(this.m) + this.m.funcs.length; f++) {
       if (this.resultOf(f) === t) {
         out.push(f);
         if (f === IMPORT_BLOCK) out.push(f, f); // the interesting one
@@ -830,7 +856,8 @@ class ModuleGen {
   }
 
   allCallees(): number[] {
-    return [IMPORT_BLOCK, IMPORT_BLOCK, IMPORT_MIX, ...this.m.funcs.map((_, i) => i + NUM_IMPORTS)];
+    const nops = this.m.extraImports ? [numImports(this.m) - 1] : [];
+    return [IMPORT_BLOCK, IMPORT_BLOCK, IMPORT_MIX, ...nops, ...this.m.funcs.map((_, i) => i + numImports(this.m))];
   }
 
   /** Table slots whose function returns t. */
@@ -877,7 +904,7 @@ class ModuleGen {
         fold: true,
       });
     }
-    const table = m.funcs.map((_, i) => i + NUM_IMPORTS);
+    const table = m.funcs.map((_, i) => i + numImports(m));
     if (this.opts.importInTable && r.chance(0.8)) table.push(IMPORT_BLOCK);
     for (let i = table.length - 1; i > 0; i--) {
       const j = r.int(i + 1);
@@ -896,7 +923,7 @@ class ModuleGen {
     }
     const calls = (): RunCall[] =>
       Array.from({ length: r.range(1, 3) }, () => {
-        const f = r.chance(0.6) ? NUM_IMPORTS : NUM_IMPORTS + r.int(m.funcs.length);
+        const f = numImports(m) + (r.chance(0.6) ? 0 : r.int(m.funcs.length));
         return { f, args: this.paramsOf(f).map((t) => ({ k: 'const', t, v: randomConst(r, t) }) as Expr) };
       });
     m.run = calls();
@@ -907,7 +934,10 @@ class ModuleGen {
 
 export const DEFAULT_GEN_OPTIONS: Required<GenOptions> = {
   maxFuncs: 5,
-  exactNaN: 0.25,
+  // Off by default: V8 itself gives NaN results different signs in Liftoff and
+  // in TurboFan (allowed: the sign and payload of a NaN result are
+  // nondeterministic), so raw and instrumented runs may legitimately differ.
+  exactNaN: 0,
   wide: 0.02,
   extras: 0.2,
   big: 0.04,
@@ -976,16 +1006,20 @@ class Leb {
     return len + Math.floor(this.rng() * (max - len + 1));
   }
   u(v: number): number[] {
-    const b = uleb(v);
-    return paddedU(v, this.extra(b.length, 5));
+    let len = 1;
+    while (len < 5 && v >= 2 ** (7 * len)) len++;
+    return paddedU(v, this.extra(len, 5));
   }
   s(v: number): number[] {
-    const b = sleb(v);
-    return paddedS(BigInt(v), this.extra(b.length, 5));
+    let len = 1;
+    while (len < 5 && (v < -(2 ** (7 * len - 1)) || v >= 2 ** (7 * len - 1))) len++;
+    if (!this.rng && len === 1) return [v & 0x7f];
+    return paddedS(BigInt(v), this.extra(len, 5));
   }
   s64(v: bigint): number[] {
-    const b = sleb64(v);
-    return paddedS(v, this.extra(b.length, 10));
+    let len = 1;
+    while (len < 10 && (v < -(1n << BigInt(7 * len - 1)) || v >= 1n << BigInt(7 * len - 1))) len++;
+    return paddedS(v, this.extra(len, 10));
   }
 }
 
@@ -1010,7 +1044,7 @@ class FuncEncoder {
   }
 
   private emit(...bytes: number[]): void {
-    for (const x of bytes) this.out.push(x);
+    this.out.push(...bytes);
   }
 
   private depth(id: number): number {
@@ -1042,7 +1076,8 @@ class FuncEncoder {
   }
 
   callArgs(f: number, args: Expr[]): void {
-    if (f >= NUM_IMPORTS) this.depthArg();
+    if (f < 0) throw new Error('call of a removed function');
+    if (f >= numImports(this.m)) this.depthArg();
     for (const a of args) this.expr(a);
   }
 
@@ -1056,6 +1091,17 @@ class FuncEncoder {
       if (!this.m.canonNaN) return this.emit(0xbd);
       const tmp = this.leb.u(this.f.tmpF64);
       this.emit(0x22, ...tmp, 0xbd, ...constBytes('i64', CANON_NAN_F64), 0x20, ...tmp, 0x20, ...tmp, 0x61, 0x1b);
+    }
+  }
+
+  /** The float on the stack, a NaN replaced by the canonical NaN (a move: bits kept otherwise). */
+  private canonFloat(t: 'f32' | 'f64'): void {
+    if (t === 'f32') {
+      const tmp = this.leb.u(this.f.tmpF32);
+      this.emit(0x22, ...tmp, ...constBytes('f32', BigInt(CANON_NAN_F32)), 0x20, ...tmp, 0x20, ...tmp, 0x5b, 0x1b);
+    } else {
+      const tmp = this.leb.u(this.f.tmpF64);
+      this.emit(0x22, ...tmp, ...constBytes('f64', CANON_NAN_F64), 0x20, ...tmp, 0x20, ...tmp, 0x61, 0x1b);
     }
   }
 
@@ -1120,6 +1166,8 @@ class FuncEncoder {
             if (info.res === 'i32') this.emit(0x41, ...this.leb.s(0x3ff), 0x71, 0x41, 1, 0x6a);
             else this.emit(0x42, ...this.leb.s64(0x3ffn), 0x83, 0x42, 1, 0x7c);
           }
+          // copysign would carry a NaN's sign (nondeterministic) into a number.
+          if (i === 1 && (e.op === 'f32.copysign' || e.op === 'f64.copysign') && this.m.canonNaN) this.canonFloat(info.res as 'f32' | 'f64');
         });
         if (info.kind === 'reinterp') return this.canon(info.args[0] as 'f32' | 'f64');
         return this.emit(...info.code);
@@ -1321,22 +1369,27 @@ class FuncEncoder {
   }
 }
 
+/** Whether any node under `n` (itself included) satisfies `pred`. */
+function anyNode(n: object, pred: (n: Expr | Stmt) => boolean): boolean {
+  if ('k' in n && pred(n as Expr | Stmt)) return true;
+  for (const v of Object.values(n)) {
+    if (Array.isArray(v)) {
+      for (const x of v) if (x !== null && typeof x === 'object' && anyNode(x as object, pred)) return true;
+    } else if (v !== null && typeof v === 'object' && anyNode(v as object, pred)) return true;
+  }
+  return false;
+}
+
 function containsCall(f: FuncDef): boolean {
-  let found = false;
-  const visit = (n: Expr | Stmt): void => {
-    if (n.k === 'call' || n.k === 'call_indirect') found = true;
-    for (const l of stmtLists(n)) l.forEach(visit);
-    for (const s of exprSlots(n)) visit(s.get());
-  };
-  f.body.forEach(visit);
-  if (f.res) visit(f.res);
-  return found;
+  const isCall = (n: Expr | Stmt): boolean => n.k === 'call' || n.k === 'call_indirect';
+  return f.body.some((s) => anyNode(s, isCall)) || (f.res !== null && anyNode(f.res, isCall));
 }
 
 function calleeResult(m: ModuleDef, f: number): BT {
   if (f === IMPORT_BLOCK) return 'i32';
   if (f === IMPORT_MIX) return 'i64';
-  return m.funcs[f - NUM_IMPORTS]!.result;
+  if (f < numImports(m)) return null;
+  return m.funcs[f - numImports(m)]!.result;
 }
 
 function localGroups(types: VT[], split: boolean): [number, number][] {
@@ -1351,7 +1404,7 @@ function localGroups(types: VT[], split: boolean): [number, number][] {
 
 /** Absolute index of function `run` (after the defined functions; then come the getters and the start function). */
 export function runIndex(m: ModuleDef): number {
-  return NUM_IMPORTS + m.funcs.length;
+  return numImports(m) + m.funcs.length;
 }
 
 /** Encodes a module description; throws if it is malformed (e.g. a branch to a label that is not in scope). */
@@ -1363,6 +1416,10 @@ export function encodeModule(m: ModuleDef): Uint8Array<ArrayBuffer> {
     new FuncEncoder(m, b, f, dups, padSeed ? (padSeed = (padSeed + 0x9e3779b9) >>> 0 || 1) : 0);
   b.importFunc('env', 'block', [I32], [I32]);
   b.importFunc('env', 'mix', [I64, I32], [I64]);
+  for (let i = 0; i < m.extraImports; i++) b.importFunc('env', `nop${i}`, []);
+  for (let i = 0; i < m.importedGlobals; i++) b.importGlobal('env', `g${i}`, CODE[m.globals[i]!.t], true);
+  if (m.importMemory) b.importMemory('env', 'memory', 1);
+  if (m.importTable) b.importTable('env', 'table', m.table.length + m.tableExtra);
   for (const f of m.funcs) {
     const enc = encoder({ tmpF32: f.tmpF32, tmpF64: f.tmpF64, hasDepth: true });
     enc.funcBody(f);
@@ -1418,11 +1475,12 @@ export function encodeModule(m: ModuleDef): Uint8Array<ArrayBuffer> {
     enc.out.push(0x0b);
     b.start(b.func([], [], enc.out, localGroups(['f32', 'f64'], m.splitLocals)));
   }
-  b.table(m.table.length + m.tableExtra);
-  b.memory(1, 2);
-  m.globals.forEach((gl) => b.global(CODE[gl.t], true, [...constBytes(gl.t, gl.init), 0x0b]));
+  if (!m.importTable) b.table(m.table.length + m.tableExtra);
+  if (!m.importMemory) b.memory(1, 2);
+  m.globals.forEach((gl, i) => i >= m.importedGlobals && b.global(CODE[gl.t], true, [...constBytes(gl.t, gl.init), 0x0b]));
   b.exportFunc('run', runIndex(m));
   m.globals.forEach((_, i) => b.exportFunc(`g${i}`, runIndex(m) + 1 + i));
+  m.globals.forEach((_, i) => b.export(`G${i}`, 3, i));
   b.export('memory', 2, 0);
   if (m.table.length) b.element(0, m.table);
   for (const d of m.data) b.data(d.offset, d.bytes);
@@ -1443,6 +1501,27 @@ function foldToI64(enc: FuncEncoder, t: BT): void {
     case 'f64':
       return enc.canon('f64');
   }
+}
+
+/**
+ * The `env` imports of a module (fresh memory, table and globals each
+ * call): `block` and `mix` are the caller's.
+ */
+export function hostEnv(
+  m: ModuleDef,
+  fns: { block: (x: number) => number; mix: (a: bigint, b: number) => bigint; nop?: () => void },
+): Record<string, unknown> {
+  const env: Record<string, unknown> = { block: fns.block, mix: fns.mix };
+  for (let i = 0; i < m.extraImports; i++) env[`nop${i}`] = fns.nop ?? (() => {});
+  for (let i = 0; i < m.importedGlobals; i++) {
+    const g = m.globals[i]!;
+    if (g.t === 'i32') env[`g${i}`] = new WebAssembly.Global({ value: 'i32', mutable: true }, Number(BigInt.asIntN(32, g.init)));
+    else if (g.t === 'i64') env[`g${i}`] = new WebAssembly.Global({ value: 'i64', mutable: true }, BigInt.asIntN(64, g.init));
+    else throw new Error('only integer globals are imported');
+  }
+  if (m.importMemory) env['memory'] = new WebAssembly.Memory({ initial: 1, maximum: 2 });
+  if (m.importTable) env['table'] = new WebAssembly.Table({ initial: m.table.length + m.tableExtra, element: 'anyfunc' });
+  return env;
 }
 
 /** A module that validates (a generated one always should; this is the safety net). */
@@ -1513,6 +1592,10 @@ function collectEdits(m: ModuleDef): Edit[] {
   if (m.splitLocals) edits.push(() => (m.splitLocals = false));
   if (m.dupTypes) edits.push(() => (m.dupTypes = false));
   if (m.countChecks) edits.push(() => (m.countChecks = false));
+  if (m.extraImports) edits.push(() => renumberImports(m, 0));
+  if (m.importedGlobals) edits.push(() => (m.importedGlobals = 0));
+  if (m.importMemory) edits.push(() => (m.importMemory = false));
+  if (m.importTable) edits.push(() => (m.importTable = false));
   if (!m.canonNaN) edits.push(() => (m.canonNaN = true));
   // Whole functions: empty body.
   for (const f of m.funcs) {
@@ -1561,6 +1644,9 @@ function collectEdits(m: ModuleDef): Edit[] {
     visitList(f.body);
     if (f.res) visitSlot({ get: () => f.res!, set: (e) => (f.res = e) });
   }
+  // Fewer calls, shallower recursion.
+  if (m.budget > 1) edits.push(() => (m.budget = Math.max(1, m.budget >> 1)));
+  if (m.depth > 1) edits.push(() => (m.depth = Math.max(1, m.depth >> 1)));
   // Simplify constants.
   for (const c of m.run) c.args.forEach((a, i) => !isZeroConst(a) && edits.push(() => (c.args[i] = zero(a.t))));
   return edits;
@@ -1579,6 +1665,19 @@ function forEachNode(m: ModuleDef, cb: (n: Expr | Stmt) => void): void {
   for (const c of [...m.run, ...(m.start ?? [])]) c.args.forEach(visit);
 }
 
+/** Changes the number of extra imports, renumbering the defined functions (calls of removed imports become -1, which does not encode). */
+function renumberImports(m: ModuleDef, extra: number): void {
+  const old = numImports(m);
+  const shift = 2 + extra - old;
+  const remap = (f: number): number => (f >= old ? f + shift : f < 2 + extra ? f : -1);
+  m.extraImports = extra;
+  m.table = m.table.map(remap).filter((f) => f >= 0);
+  for (const c of [...m.run, ...(m.start ?? [])]) c.f = remap(c.f);
+  forEachNode(m, (n) => {
+    if (n.k === 'call') n.f = remap(n.f);
+  });
+}
+
 function removalEdits(m: ModuleDef): Edit[] {
   const edits: Edit[] = [];
   // Table entries (call_indirect constants then point elsewhere: still a valid program).
@@ -1591,7 +1690,7 @@ function removalEdits(m: ModuleDef): Edit[] {
     if (n.k === 'call') used.add(n.f);
   });
   m.funcs.forEach((_, i) => {
-    const abs = i + NUM_IMPORTS;
+    const abs = i + numImports(m);
     if (used.has(abs)) return;
     edits.push(() => {
       m.funcs.splice(i, 1);

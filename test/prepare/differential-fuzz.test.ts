@@ -1,16 +1,26 @@
 /**
  * Differential fuzzing of the unwind/rewind transform (prepare/instrument.ts):
  * random valid modules (test/helpers/wasm-gen.ts) run in V8 as they are and
- * instrumented, under both profiles, with unwinds (and rewinds, through the
- * byte encoding of raw stacks) forced at random preemption checks and at an
- * unwinding import. Everything observable must match: run's result (or the
- * trap's message), the memory's contents and every global's bits.
+ * instrumented, under both profiles, with unwinds forced at random
+ * preemption checks (suspend-anywhere) and at unwinding imports (env.block,
+ * sometimes env.mix; the host follows the rewind protocol), and rewound
+ * through the raw stack encoding or through frames of the original module
+ * in the snapshot encoding (gate.stack), in the same instance or in a new
+ * one with the memory and globals moved over. Everything observable must
+ * match: run's result (or the trap's message), the memory's contents and
+ * every global's bits (one global is a checksum of every function's locals
+ * at its end). Also: with fuel 1 every check calls yield, so the number of
+ * yields must be at least the number of loop iterations, memory.fill/copy
+ * and entries of functions that call (the program counts them).
  *
  * Environment:
  * - GATE_FUZZ_SEED=<n>: run that seed only (failures print their seed).
  * - GATE_FUZZ_SHRINK=1 (with GATE_FUZZ_SEED): shrink a failing module and
  *   print its WAT (wasm2wat) and where it was written.
- * - GATE_FUZZ_CASES=<n>, GATE_FUZZ_START=<n>: how many seeds, from which.
+ * - GATE_FUZZ_CASES=<n>, GATE_FUZZ_START=<n>: how many seeds, from which;
+ *   GATE_FUZZ_DEADLINE_MS=<ms>: when to stop starting new ones.
+ * - GATE_FUZZ_GEN=<json>: generator options (wasm-gen.ts GenOptions), e.g.
+ *   '{"wide":0.5,"riskyModules":1}'.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,12 +30,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { instrument } from '../../src/prepare/instrument.js';
+import { UnwindLayouts, instrument } from '../../src/prepare/instrument.js';
 import type { Profile } from '../../src/prepare/profile.js';
+import { framesFromRaw, rawFromFrames } from '../../src/runtime/frames.js';
+import { Unwinder, UnwindState, decodeRawStack, encodeRawStack, forcedYield, type RawStack } from '../../src/runtime/unwinder.js';
+import { decodeStack, encodeStack } from '../../src/snapshot/format.js';
 import { parseModule } from '../../src/wasm/module.js';
-import { Unwinder, UnwindState, callWithUnwinds, forcedYield } from '../../src/runtime/unwinder.js';
 import { mulberry32 } from '../helpers/prng.js';
-import { IMPORT_BLOCK, IMPORT_MIX, encodeModule, generateValid, shrinkModule, type ModuleDef } from '../helpers/wasm-gen.js';
+import { IMPORT_BLOCK, IMPORT_MIX, encodeModule, generateValid, hostEnv, shrinkModule, type GenOptions, type ModuleDef } from '../helpers/wasm-gen.js';
 
 /** Deterministic host functions (the same in every run). */
 const hostBlock = (x: number): number => (Math.imul(x ^ 0x5bd1e995, 31) + 7) | 0;
@@ -53,6 +65,10 @@ interface Variant {
   unwindingImports: number[];
   /** Fuel the yield gives back (1: every check calls it). */
   refill: number;
+  /** Rewind each unwound stack (the first MAX_MOVES) into a new instance, with the memory and globals moved over (as a snapshot's restore does). */
+  migrate: boolean;
+  /** Pass each unwound stack through frames of the original module and the snapshot encoding (gate.stack), as a snapshot does (else only through the raw stack encoding). */
+  viaFrames: boolean;
 }
 
 interface Run {
@@ -92,10 +108,11 @@ function startTrap(e: unknown): Outcome {
   return { ret: `start ${errorText(e)}`, mem: '', globals: [] };
 }
 
-function runRaw(bytes: Uint8Array<ArrayBuffer>, nGlobals: number): Outcome {
+function runRaw(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>): Outcome {
+  const nGlobals = def.globals.length;
   let inst: WebAssembly.Instance;
   try {
-    inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { block: hostBlock, mix: hostMix } });
+    inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: hostEnv(def, { block: hostBlock, mix: hostMix }) as WebAssembly.ModuleImports });
   } catch (e) {
     if (e instanceof WebAssembly.RuntimeError) return startTrap(e);
     throw e;
@@ -112,11 +129,17 @@ function runRaw(bytes: Uint8Array<ArrayBuffer>, nGlobals: number): Outcome {
 /** Far more preemption checks than any generated program passes (about 10^4 at most). */
 const MAX_YIELDS = 2_000_000;
 
-function runInstrumented(bytes: Uint8Array<ArrayBuffer>, nGlobals: number, v: Variant, countChecks: boolean): Run {
+function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Variant): Run {
+  const nGlobals = def.globals.length;
+  const countChecks = def.countChecks;
   const run: Run = { unwinds: 0, checkUnwinds: 0, blockUnwinds: 0, yields: 0 };
   let out: Uint8Array;
+  const opts = { profile: v.profile, unwindingImports: new Set(v.unwindingImports) };
+  let layouts: UnwindLayouts | undefined;
   try {
-    out = instrument(parseModule(bytes), { profile: v.profile, unwindingImports: new Set(v.unwindingImports) }).bytes;
+    const parsed = parseModule(bytes);
+    out = instrument(parsed, opts).bytes;
+    if (v.viaFrames) layouts = new UnwindLayouts(parsed, opts);
   } catch (e) {
     run.failure = { kind: 'instrument-threw', message: errorText(e) };
     return run;
@@ -160,19 +183,24 @@ function runInstrumented(bytes: Uint8Array<ArrayBuffer>, nGlobals: number, v: Va
     run.checkUnwinds++;
     return true;
   };
-  // A broken transform could make a loop run (nearly) forever: stop it.
+  // A broken transform could make a loop run (nearly) forever: stop it (a
+  // loop without a check would still hang, but then the check count below
+  // fails on the many programs where the loop ends).
   let yields = 0;
+  let allYields = 0;
   const forced = forcedYield(unwinder, shouldUnwind, () => active, v.refill);
   const yieldFn = (): void => {
-    if (++yields > MAX_YIELDS) throw new Error(`runaway: more than ${MAX_YIELDS} checks`);
+    if ((active && ++yields > MAX_YIELDS) || ++allYields > 2 * MAX_YIELDS) throw new Error(`runaway: more than ${MAX_YIELDS} checks`);
     forced();
   };
+  const gate = unwinder.imports(yieldFn);
+  const nop = (): void => {
+    if (unwinder.state !== UnwindState.Normal) protocol.push(`an env.nop import was called in state ${unwinder.state}`);
+  };
+  const instantiate = (): WebAssembly.Instance => new WebAssembly.Instance(mod, { env: hostEnv(def, { block, mix, nop }) as WebAssembly.ModuleImports, __gate: gate });
   let inst: WebAssembly.Instance;
   try {
-    inst = new WebAssembly.Instance(mod, {
-      env: { block, mix },
-      __gate: unwinder.imports(yieldFn),
-    });
+    inst = instantiate();
   } catch (e) {
     if (e instanceof WebAssembly.RuntimeError) run.outcome = startTrap(e);
     else run.failure = { kind: 'invalid-output', message: `instantiation: ${errorText(e)}` };
@@ -186,7 +214,23 @@ function runInstrumented(bytes: Uint8Array<ArrayBuffer>, nGlobals: number, v: Va
   yields = 0; // (the start function's checks do not count)
   active = true;
   try {
-    const value = callWithUnwinds(unwinder, inst.exports['run'] as (...a: unknown[]) => unknown, [], counter);
+    // As callWithUnwinds, optionally moving to a new instance at each unwind.
+    let value: unknown;
+    for (;;) {
+      value = (inst.exports['run'] as () => unknown)();
+      if (unwinder.state !== UnwindState.Unwinding) break;
+      const stack = unwinder.finishUnwind();
+      counter.unwinds++;
+      if (v.migrate && counter.unwinds <= MAX_MOVES) {
+        active = false;
+        const next = instantiate();
+        moveState(inst, next, nGlobals);
+        inst = next;
+        unwinder.bind(inst.exports);
+        active = true;
+      }
+      unwinder.startRewind(layouts ? throughFrames(stack, layouts, v.profile) : decodeRawStack(encodeRawStack(stack)));
+    }
     ret = `value:${value}`;
     if (unwinder.state !== UnwindState.Normal) protocol.push(`run returned in state ${unwinder.state}`);
   } catch (e) {
@@ -211,13 +255,43 @@ function runInstrumented(bytes: Uint8Array<ArrayBuffer>, nGlobals: number, v: Va
   return run;
 }
 
-function variants(seed: number): Variant[] {
+/** A raw stack as a snapshot keeps it (frames of the original module, encoded as gate.stack) and back. */
+function throughFrames(stack: RawStack, layouts: UnwindLayouts, profile: Profile): RawStack {
+  const frames = framesFromRaw(stack, layouts);
+  const state = decodeStack(encodeStack({ profile, startFunction: undefined, startPending: false, entry: 'run', frames }));
+  return rawFromFrames(state.frames, layouts);
+}
+
+/** Unwinds after which a migrating run stays in its instance (instantiation, with its start function, is not free). */
+const MAX_MOVES = 20;
+
+/** Copies the memory and the globals of one instance of a module to another. */
+function moveState(from: WebAssembly.Instance, to: WebAssembly.Instance, nGlobals: number): void {
+  const src = from.exports['memory'] as WebAssembly.Memory;
+  const dst = to.exports['memory'] as WebAssembly.Memory;
+  const grow = (src.buffer.byteLength - dst.buffer.byteLength) / 65536;
+  if (grow > 0) dst.grow(grow);
+  new Uint8Array(dst.buffer).set(new Uint8Array(src.buffer));
+  for (let i = 0; i < nGlobals; i++) (to.exports[`G${i}`] as WebAssembly.Global).value = (from.exports[`G${i}`] as WebAssembly.Global).value;
+}
+
+function variants(seed: number, def: ModuleDef): Variant[] {
   const rng = mulberry32(seed ^ 0x5eed5eed);
   const pick = <T>(a: readonly T[]): T => a[Math.floor(rng() * a.length)]!;
   const imports = (): number[] => (rng() < 0.3 ? [IMPORT_BLOCK, IMPORT_MIX] : [IMPORT_BLOCK]);
   const refill = (): number => pick([1, 1, 1, 2, 5, 1000]);
   return [
-    { name: 'suspend-anywhere, no unwinds', profile: 'suspend-anywhere', pCheck: 0, pBlock: 0, seed: seed * 4 + 1, unwindingImports: imports(), refill: 1 },
+    {
+      name: 'suspend-anywhere, no unwinds',
+      profile: 'suspend-anywhere',
+      pCheck: 0,
+      pBlock: 0,
+      seed: seed * 4 + 1,
+      unwindingImports: imports(),
+      refill: 1,
+      migrate: false,
+      viaFrames: false,
+    },
     {
       name: 'suspend-anywhere',
       profile: 'suspend-anywhere',
@@ -226,8 +300,21 @@ function variants(seed: number): Variant[] {
       seed: seed * 4 + 2,
       unwindingImports: imports(),
       refill: refill(),
+      // Float globals cross JS as numbers, which may not keep a NaN's payload: only where NaNs are canonicalized.
+      migrate: def.canonNaN && rng() < 0.3,
+      viaFrames: rng() < 0.5,
     },
-    { name: 'io-suspend', profile: 'io-suspend', pCheck: 0, pBlock: pick([0.3, 0.7, 1]), seed: seed * 4 + 3, unwindingImports: imports(), refill: refill() },
+    {
+      name: 'io-suspend',
+      profile: 'io-suspend',
+      pCheck: 0,
+      pBlock: pick([0.3, 0.7, 1]),
+      seed: seed * 4 + 3,
+      unwindingImports: imports(),
+      refill: refill(),
+      migrate: def.canonNaN && rng() < 0.3,
+      viaFrames: rng() < 0.5,
+    },
   ];
 }
 
@@ -258,10 +345,10 @@ interface CaseResult {
 }
 
 function checkCase(seed: number, def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, only?: Variant): CaseResult {
-  const raw = runRaw(bytes, def.globals.length);
+  const raw = runRaw(def, bytes);
   const res: CaseResult = { failures: [], unwinds: 0, checkUnwinds: 0, blockUnwinds: 0, trapped: !raw.ret.startsWith('value:'), checks: { expected: 0, yields: 0, exact: 0, more: 0 } };
-  for (const v of only ? [only] : variants(seed)) {
-    const r = runInstrumented(bytes, def.globals.length, v, def.countChecks);
+  for (const v of only ? [only] : variants(seed, def)) {
+    const r = runInstrumented(def, bytes, v);
     if (r.checksExpected !== undefined) {
       res.checks.expected += r.checksExpected;
       res.checks.yields += r.yields;
@@ -282,7 +369,7 @@ function checkCase(seed: number, def: ModuleDef, bytes: Uint8Array<ArrayBuffer>,
 
 function describe(f: Failure): string {
   const v = f.variant;
-  return `seed ${f.seed} [${v.name}, pCheck ${v.pCheck}, pBlock ${v.pBlock}, unwinding imports ${v.unwindingImports.join(',')}, refill ${v.refill}]: ${f.kind}: ${f.detail}`;
+  return `seed ${f.seed} [${v.name}, pCheck ${v.pCheck}, pBlock ${v.pBlock}, unwinding imports ${v.unwindingImports.join(',')}, refill ${v.refill}${v.migrate ? ', moved between instances' : ''}${v.viaFrames ? ', stack through gate.stack frames' : ''}]: ${f.kind}: ${f.detail}`;
 }
 
 function wat(bytes: Uint8Array): { text: string; file: string } {
@@ -310,10 +397,11 @@ function shrink(f: Failure, def: ModuleDef): { def: ModuleDef; bytes: Uint8Array
 }
 
 const envSeed = process.env['GATE_FUZZ_SEED'];
-const CASES = Number(process.env['GATE_FUZZ_CASES'] ?? 300);
+const GEN_OPTIONS = JSON.parse(process.env['GATE_FUZZ_GEN'] ?? '{}') as GenOptions;
+const CASES = Number(process.env['GATE_FUZZ_CASES'] ?? 1000);
 const START = Number(process.env['GATE_FUZZ_START'] ?? 1);
 /** Stop starting new cases after this long (a slow machine runs fewer). */
-const DEADLINE_MS = 35_000;
+const DEADLINE_MS = Number(process.env['GATE_FUZZ_DEADLINE_MS'] ?? 35_000);
 
 test('differential fuzz: instrumented modules behave like the originals, with unwinds anywhere', () => {
   const seeds = envSeed !== undefined ? [Number(envSeed)] : Array.from({ length: CASES }, (_, i) => START + i);
@@ -330,7 +418,7 @@ test('differential fuzz: instrumented modules behave like the originals, with un
       process.stderr.write(`differential fuzz: deadline reached after ${cases} cases\n`);
       break;
     }
-    const { def, bytes } = generateValid(seed);
+    const { def, bytes } = generateValid(seed, GEN_OPTIONS);
     const r = checkCase(seed, def, bytes);
     cases++;
     if (r.trapped) trapped++;
@@ -352,10 +440,15 @@ test('differential fuzz: instrumented modules behave like the originals, with un
   process.stderr.write(
     `differential fuzz: ${cases} cases (${trapped} trap) in ${ms} ms, ${unwinds} unwinds (${checkUnwinds} at checks, ${blockUnwinds} at imports), ${failures.length} failures; checks (fuel 1): ${JSON.stringify(checks)}\n`,
   );
-  assert.equal(failures.length, 0, `failing seeds (replay with GATE_FUZZ_SEED=<seed>, shrink with GATE_FUZZ_SHRINK=1):\n${failures.slice(0, 20).map(describe).join('\n')}`);
+  const gen = process.env['GATE_FUZZ_GEN'] ? ` GATE_FUZZ_GEN='${process.env['GATE_FUZZ_GEN']}'` : '';
+  assert.equal(
+    failures.length,
+    0,
+    `failing seeds (replay with${gen} GATE_FUZZ_SEED=<seed>, shrink with GATE_FUZZ_SHRINK=1 as well):\n${failures.slice(0, 20).map(describe).join('\n')}`,
+  );
   if (envSeed === undefined) {
     assert.ok(checkUnwinds > 0, 'no unwind at a check happened');
-    assert.ok(blockUnwinds > 0, 'no unwind at env.block happened');
+    assert.ok(blockUnwinds > 0, 'no unwind at an import happened');
     assert.ok(unwinds > 0, 'no unwind happened');
   }
 });
