@@ -33,6 +33,8 @@ import { sqljsSection } from './sqljs.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
+/** --no-legacy: leave out the Asyncify version's rows (its preparation of sql.js takes minutes); for development. */
+const legacy = !args.includes('--no-legacy');
 const outIndex = args.indexOf('--out');
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const ROUNDS = quick ? 3 : 7;
@@ -132,7 +134,7 @@ const legacyName = (p: Profile): string => `Asyncify version: ${p}`;
 
 async function kernels(lines: string[]): Promise<void> {
   lines.push('## Compute kernels: time relative to raw V8', '');
-  const variants = [...PROFILES, ...PROFILES.map(legacyName)];
+  const variants = [...PROFILES, ...(legacy ? PROFILES.map(legacyName) : [])];
   lines.push(
     `Median of ${ROUNDS} rounds of per-round ratios; variants alternate within each round. Instrumented runs go through the runtime's Instance with 10 ms time slices (they really unwind and rewind at each). The *Asyncify version* columns are the first version's pipeline (bench/legacy/) measured in the same run, instantiated directly with a check that never unwinds.`,
     '',
@@ -144,7 +146,7 @@ async function kernels(lines: string[]): Promise<void> {
     const runners = [
       rawRunner(bytes),
       ...(await Promise.all(PROFILES.map((p) => profileRunner(bytes, p)))),
-      ...(await Promise.all(PROFILES.map((p) => legacyRunner(bytes, p)))),
+      ...(legacy ? await Promise.all(PROFILES.map((p) => legacyRunner(bytes, p))) : []),
     ];
     for (const r of runners) r.run(); // warm up (and tier up)
     const ratios: Record<string, number[]> = Object.fromEntries(variants.map((p) => [p, []]));
@@ -230,7 +232,7 @@ async function main(): Promise<void> {
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
   if (want('kernels')) await kernels(lines);
   if (want('prepare')) await prepareTimes(lines);
-  if (want('sqljs')) await sqljsSection(lines, quick ? 3 : 9, log);
+  if (want('sqljs')) await sqljsSection(lines, quick ? 3 : 9, log, legacy);
   if (want('snapshot')) await snapshotSection(lines, quick ? 5 : 15, log);
   if (want('sandbox')) await sandboxSection(lines, quick ? 5 : 20, log);
   if (want('launch')) await launchSection(lines, quick ? 300 : 3000, log);

@@ -152,7 +152,7 @@ async function engine(instantiate: (imports: WebAssembly.Imports) => WebAssembly
   });
 }
 
-export async function sqljsSection(lines: string[], rounds: number, log: (s: string) => void): Promise<void> {
+export async function sqljsSection(lines: string[], rounds: number, log: (s: string) => void, legacy = true): Promise<void> {
   const require = createRequire(import.meta.url);
   const bytes = new Uint8Array(await readFile(require.resolve('sql.js/dist/sql-wasm.wasm')));
   const original = parseModule(bytes);
@@ -179,7 +179,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
   }
 
   // The first version's pipeline, measured in the same run.
-  for (const profile of PROFILES as readonly Profile[]) {
+  for (const profile of legacy ? (PROFILES as readonly Profile[]) : []) {
     const v: (typeof variants)[number] = { name: legacyName(profile) };
     variants.push(v);
     try {

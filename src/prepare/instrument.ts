@@ -333,6 +333,12 @@ interface Structure {
   frameHi: number[];
   /** Per call instruction in order: its site or -1. */
   callSite: number[];
+  /**
+   * Per body: its first target is a block or loop with sites that opens
+   * right at the body's start (clang nests a `switch` as a run of blocks
+   * opened together): the body's rewind dispatch can move into that child.
+   */
+  chained: boolean[];
   /** Per memory.fill/copy in order: its site or -1. */
   bulkSite: number[];
 }
@@ -342,7 +348,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
   const body = m.bodies[fi]!;
   const bytes = m.bytes;
   const codeBase = m.sections.find((s) => s.id === SectionId.Code)!.payloadStart;
-  const s: Structure = { sites: 0, siteKind: [], siteOffset: [], bodyLo: [0], bodyHi: [0], bodyTargets: [[]], frameHi: [0], callSite: [], bulkSite: [] };
+  const s: Structure = { sites: 0, siteKind: [], siteOffset: [], bodyLo: [0], bodyHi: [0], bodyTargets: [[]], frameHi: [0], callSite: [], bulkSite: [], chained: [false] };
   const addSite = (kind: number, pos: number): number => {
     s.siteKind.push(kind);
     s.siteOffset.push(pos - codeBase);
@@ -354,7 +360,11 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
   const fOpen: number[] = [0];
   const fDead: boolean[] = [false];
   const fDeadFrame: boolean[] = [false];
+  /** No instruction yet in the body in effect; and, per construct, whether it opened at its parent body's start. */
+  const fFresh: boolean[] = [true];
+  const fAtStart: boolean[] = [false];
   const newBody = (): number => {
+    s.chained.push(false);
     s.bodyLo.push(s.sites);
     s.bodyHi.push(s.sites);
     s.bodyTargets.push([]);
@@ -370,6 +380,9 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
       case 0x04: {
         const dead = fDead[top]!;
         const id = newBody();
+        fAtStart.push(op !== 0x04 && fFresh[top]!);
+        fFresh[top] = false;
+        fFresh.push(true);
         fBody.push(id);
         fOpen.push(id);
         fDead.push(dead);
@@ -379,6 +392,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
       }
       case 0x05: {
         s.bodyHi[fBody[top]!] = s.sites;
+        fFresh[top] = true;
         fBody[top] = newBody();
         fDead[top] = fDeadFrame[top]!;
         break;
@@ -389,11 +403,18 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
         const open = fOpen[top]!;
         s.frameHi[open] = s.sites;
         const deadFrame = fDeadFrame[top]!;
+        const atStart = fAtStart[top]!;
         fBody.pop();
         fOpen.pop();
         fDead.pop();
         fDeadFrame.pop();
-        if (!deadFrame && s.sites > s.bodyLo[open]!) s.bodyTargets[fBody[top - 1]!]!.push(s.bodyLo[open]!);
+        fFresh.pop();
+        fAtStart.pop();
+        if (!deadFrame && s.sites > s.bodyLo[open]!) {
+          const parent = fBody[top - 1]!;
+          if (atStart && s.bodyTargets[parent]!.length === 0) s.chained[parent] = true;
+          s.bodyTargets[parent]!.push(s.bodyLo[open]!);
+        }
         break;
       }
       case 0x00:
@@ -427,6 +448,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
         }
         break;
     }
+    if (op !== 0x02 && op !== 0x03 && op !== 0x04 && op !== 0x05 && op !== 0x0b) fFresh[fBody.length - 1] = false;
   });
   s.frameHi[0] = s.sites;
   return s;
@@ -584,50 +606,63 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean)
     close();
   };
   /** The rewind dispatch of a body: a br_table from the site to the wrapper of the target that contains it (or to `fallLabel` for `fallSite`). */
+  /** Bodies whose dispatch moved into the construct opened at their start (outermost first). */
+  let pending: Frame[] = [];
+  /**
+   * The rewind dispatch: from the site to the wrapper of the target that
+   * contains it (in this body or in a pending enclosing one), or to
+   * `fallLabel` for `fallSite`.
+   */
   const dispatch = (f: Frame, fallSite: number, fallLabel: number): void => {
-    const lo = st.bodyLo[f.body]!;
-    const hi = st.bodyHi[f.body]!;
-    const targets = st.bodyTargets[f.body]!;
-    const wrapper = (k: number): number => f.wrapperBase + f.targets - k;
-    // A br_table costs a byte or two per site of the body (nested ones
-    // included), a chain of tests about eight bytes per direct target:
-    // take the smaller.
-    if (hi - lo <= 4 * targets.length + 8) {
+    const bodies = [...pending, f];
+    pending = [];
+    const lo = st.bodyLo[bodies[0]!.body]!;
+    const hi = st.bodyHi[bodies[0]!.body]!;
+    // Label position per site (-1: no such site here).
+    const labels = new Int32Array(hi - lo).fill(-1);
+    for (const b of bodies) {
+      const targets = st.bodyTargets[b.body]!;
+      const bhi = st.bodyHi[b.body]!;
+      let k = -1;
+      for (let s = st.bodyLo[b.body]!; s < bhi; s++) {
+        while (k + 1 < targets.length && targets[k + 1]! <= s) k++;
+        if (s === fallSite && b === f) labels[s - lo] = fallLabel;
+        else if (k >= 0) labels[s - lo] = b.wrapperBase + b.targets - k;
+      }
+    }
+    // A br_table costs a byte or two per site, a chain of tests about eight
+    // bytes per run of sites with the same label: take the smaller.
+    let runs = 0;
+    for (let i = 0; i < labels.length; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
+    if (labels.length <= 4 * runs + 8) {
       open(OP_BLOCK); // $bad: an unknown site traps
       opU(OP_LOCAL_GET, S);
       if (lo !== 0) {
         i32c(lo);
         op(OP_I32_SUB);
       }
-      opU(OP_BR_TABLE, hi - lo);
-      let k = -1;
-      for (let s = lo; s < hi; s++) {
-        while (k + 1 < targets.length && targets[k + 1]! <= s) k++;
-        if (s === fallSite) w.u32(D - fallLabel);
-        else if (k < 0) w.u32(0);
-        else w.u32(D - wrapper(k));
-      }
+      opU(OP_BR_TABLE, labels.length);
+      for (const l of labels) w.u32(l < 0 ? 0 : D - l);
       w.u32(0);
       close();
     } else {
-      // From the last target down: the first whose range starts at or below the site.
       opU(OP_LOCAL_GET, S);
       i32c(hi);
       op(OP_I32_GE_U);
       open(OP_IF);
       op(OP_UNREACHABLE);
       close();
-      for (let k = targets.length - 1; k >= 0; k--) {
-        opU(OP_LOCAL_GET, S);
-        i32c(targets[k]!);
-        op(OP_I32_GE_U);
-        opU(OP_BR_IF, D - wrapper(k));
-      }
-      if (fallSite >= 0) {
-        opU(OP_LOCAL_GET, S);
-        i32c(fallSite);
-        op(OP_I32_EQ);
-        opU(OP_BR_IF, D - fallLabel);
+      // From the last run down: the first that starts at or below the site.
+      for (let i = labels.length - 1; i >= 0; ) {
+        let j = i;
+        while (j > 0 && labels[j - 1] === labels[i]) j--;
+        if (labels[i]! >= 0) {
+          opU(OP_LOCAL_GET, S);
+          i32c(lo + j);
+          op(OP_I32_GE_U);
+          opU(OP_BR_IF, D - labels[i]!);
+        }
+        i = j - 1;
       }
     }
     op(OP_UNREACHABLE);
@@ -665,6 +700,11 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean)
   /** Rewind prefilter and dispatch at the start of a block or if body with targets. */
   const bodyDispatch = (f: Frame): void => {
     if (f.targets === 0) return;
+    if (st.chained[f.body]) {
+      // The construct that opens next dispatches for this body too.
+      pending.push(f);
+      return;
+    }
     opU(OP_LOCAL_GET, F);
     i32c(1);
     op(OP_I32_LT_S);
