@@ -22,7 +22,7 @@ import { Program } from '../src/runtime/program.js';
 import { DEFAULT_LOCAL_LIMITS } from '../src/wasm/validate.js';
 import { parseModule } from '../src/wasm/module.js';
 import { fmt, geomean, median } from './stats.js';
-import { legacyPrepare } from './legacy/prepare.js';
+import { globalJsValue, legacyPrepare } from './legacy/prepare.js';
 import { snapshotSection } from './snapshot.js';
 import { sandboxSection } from './sandbox.js';
 import { launchSection } from './launch.js';
@@ -121,7 +121,7 @@ async function legacyRunner(bytes: Uint8Array, profile: Profile): Promise<Runner
       fuel.value = 20000;
       const init = program.initialState();
       for (const d of init.data) new Uint8Array(memory.buffer).set(d.bytes, d.offset);
-      for (const g of init.globals) (inst.exports[`__gate_g${g.index}`] as WebAssembly.Global).value = g.value.value;
+      for (const g of init.globals) (inst.exports[`__gate_g${g.index}`] as WebAssembly.Global).value = globalJsValue(g.value);
       if (program.hasStart) (inst.exports.__gate_start as () => void)();
       const t0 = performance.now();
       const result = (inst.exports.run as () => unknown)();

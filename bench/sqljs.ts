@@ -24,7 +24,7 @@ import { PROFILES, type Profile } from '../src/prepare/profile.js';
 import { MEMORY_IMPORT, type CanonicalImport } from '../src/prepare/rewrite.js';
 import { globalValues } from '../src/snapshot/format.js';
 import { ExternalKind, parseModule, type WasmModule } from '../src/wasm/module.js';
-import { legacyChecksOnly, legacyPrepare } from './legacy/prepare.js';
+import { globalJsValue, legacyChecksOnly, legacyPrepare } from './legacy/prepare.js';
 import { fmt, median, range } from './stats.js';
 
 /** Checks between two refills of the fuel, as in the runtime (runtime/instance.ts FUEL). */
@@ -133,7 +133,7 @@ function preparedInstance(original: WasmModule, module: WebAssembly.Module, glue
   // ... and the mutable globals (they start at zero in the prepared module).
   const values = globalValues(original);
   original.globals.forEach((g, i) => {
-    if (g.mutable) (instance.exports[`${InternalExport.globalPrefix}${i}`] as WebAssembly.Global).value = values[i]!.value;
+    if (g.mutable) (instance.exports[`${InternalExport.globalPrefix}${i}`] as WebAssembly.Global).value = globalJsValue(values[i]!);
   });
   // The glue reads the memory from the original's memory export ("O" in sql.js 1.16),
   // which the prepared module keeps: it now names the imported memory.

@@ -3,6 +3,7 @@
  * Asyncify), for side-by-side benchmark rows only.
  */
 import type { Profile } from '../../src/prepare/profile.js';
+import type { GlobalValue } from '../../src/snapshot/state.js';
 import type { WasmModule } from '../../src/wasm/module.js';
 import { asyncify } from './asyncify.js';
 import { indirectCallsMayUnwind } from './reach.js';
@@ -31,4 +32,11 @@ export function legacyPrepare(m: WasmModule, imports: CanonicalImport[], unwindi
 /** The binary rewrite alone: fuel checks without Asyncify (the check calls an empty stub). */
 export function legacyChecksOnly(m: WasmModule, imports: CanonicalImport[]): Uint8Array {
   return rewriteModule(m, { imports, checks: true }).bytes;
+}
+
+/** A global's value as a JS value (for WebAssembly.Global.value: floats lose signalling NaNs, which benchmarks do not mind). */
+export function globalJsValue(g: GlobalValue): number | bigint {
+  if (g.type === 0x7d) return new Float32Array(new Uint32Array([g.bits]).buffer)[0]!;
+  if (g.type === 0x7c) return new Float64Array(new BigUint64Array([g.bits]).buffer)[0]!;
+  return g.value;
 }

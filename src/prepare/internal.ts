@@ -11,6 +11,9 @@ export const InternalExport = {
   state: '__gate_state',
   start: '__gate_start',
   globalPrefix: '__gate_g',
+  /** Setter and getter of a mutable float global's bits (an integer of its width). */
+  globalSetPrefix: '__gate_gs',
+  globalGetPrefix: '__gate_gg',
 } as const;
 
 export const INTERNAL_PREFIX = '__gate_';

@@ -1,4 +1,4 @@
-import { ByteWriter } from '../wasm/leb128.js';
+import { ByteReader, ByteWriter } from '../wasm/leb128.js';
 import { findDataSegmentUse } from '../wasm/code.js';
 import { ExternalKind, SectionId, type GlobalDef, type WasmModule } from '../wasm/module.js';
 import { InternalExport } from './internal.js';
@@ -44,7 +44,54 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
     const s = sectionOf(id);
     if (s) out.bytes(bytes.subarray(s.start, s.end));
   };
-  copy(SectionId.Type);
+  /** Copies a vector section with entries appended (as it is when there are none). */
+  const appendVector = (id: number, extra: Uint8Array[]): void => {
+    const s = sectionOf(id);
+    if (!extra.length) return copy(id);
+    let count = 0;
+    let rest: Uint8Array = new Uint8Array(0);
+    if (s) {
+      const r = new ByteReader(bytes, s.payloadStart, s.end);
+      count = r.u32();
+      rest = bytes.subarray(r.pos, s.end);
+    }
+    const w = new ByteWriter(rest.length + 64).u32(count + extra.length).bytes(rest);
+    for (const e of extra) w.bytes(e);
+    out.section(id, w.finish());
+  };
+  // Float globals get a getter of their bits, mutable ones a setter too: a
+  // WebAssembly.Global's value is a JS number, which quiets signalling NaNs.
+  const floats = m.globals.map((g, i) => ({ g, i })).filter(({ g }) => g.type === 0x7d || g.type === 0x7c);
+  const accessorTypes: number[][] = [];
+  const typeOf = (params: number[], results: number[]): number => {
+    const k = m.types.findIndex((t) => t.params.length === params.length && t.results.length === results.length && t.params.every((p, j) => p === params[j]) && t.results.every((r, j) => r === results[j]));
+    if (k >= 0) return k;
+    const j = accessorTypes.findIndex((t) => t.join() === [params.length, ...params, results.length, ...results].join());
+    if (j >= 0) return m.types.length + j;
+    accessorTypes.push([params.length, ...params, results.length, ...results]);
+    return m.types.length + accessorTypes.length - 1;
+  };
+  const accessors = floats.map(({ g, i }) => {
+    const int = g.type === 0x7d ? 0x7f : 0x7e;
+    return { i, int, float: g.type, mutable: g.mutable, setType: typeOf([int], []), getType: typeOf([], [int]) };
+  });
+  if (accessorTypes.length) {
+    const s = sectionOf(SectionId.Type);
+    const w = new ByteWriter().u32(m.types.length + accessorTypes.length);
+    if (s) {
+      const r = new ByteReader(bytes, s.payloadStart, s.end);
+      r.u32();
+      w.bytes(bytes.subarray(r.pos, s.end));
+    }
+    for (const [np, ...rest] of accessorTypes) {
+      w.u8(0x60).u32(np!);
+      for (let j = 0; j < np!; j++) w.u8(rest[j]!);
+      const nr = rest[np!]!;
+      w.u32(nr);
+      for (let j = 0; j < nr; j++) w.u8(rest[np! + 1 + j]!);
+    }
+    out.section(SectionId.Type, w.finish());
+  } else copy(SectionId.Type);
 
   // Import section: canonical names, then the memory. Memory is imported so
   // that the host creates it with the instance's own growth limit (memory.grow
@@ -68,7 +115,10 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
     out.section(SectionId.Import, w.finish());
   }
 
-  copy(SectionId.Function);
+  appendVector(
+    SectionId.Function,
+    accessors.flatMap((a) => [...(a.mutable ? [new ByteWriter().u32(a.setType).finish()] : []), new ByteWriter().u32(a.getType).finish()]),
+  );
 
   copy(SectionId.Table);
 
@@ -93,6 +143,11 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
   };
   for (const e of m.exports) exp(e.name, e.kind, e.index);
   m.globals.forEach((_g, i) => exp(`${InternalExport.globalPrefix}${i}`, ExternalKind.Global, i));
+  let nextAccessor = m.importedFunctionCount + m.functions.length;
+  for (const a of accessors) {
+    if (a.mutable) exp(`${InternalExport.globalSetPrefix}${a.i}`, ExternalKind.Function, nextAccessor++);
+    exp(`${InternalExport.globalGetPrefix}${a.i}`, ExternalKind.Function, nextAccessor++);
+  }
   if (m.start !== undefined) exp(InternalExport.start, ExternalKind.Function, m.start);
   {
     const w = new ByteWriter().u32(exportEntries.length);
@@ -110,7 +165,15 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
   if (keepData) copy(SectionId.DataCount);
 
   // Code section: the instrumentation (instrument.ts) rewrites it.
-  copy(SectionId.Code);
+  appendVector(
+    SectionId.Code,
+    accessors.flatMap((a) => {
+      // (param int) global.set i (float.reinterpret_int (local.get 0)); () -> int.reinterpret_float (global.get i)
+      const set = new ByteWriter().u8(0).u8(0x20).u8(0).u8(a.float === 0x7d ? 0xbe : 0xbf).u8(0x24).u32(a.i).u8(0x0b).finish();
+      const get = new ByteWriter().u8(0).u8(0x23).u32(a.i).u8(a.float === 0x7d ? 0xbc : 0xbd).u8(0x0b).finish();
+      return [...(a.mutable ? [new ByteWriter().u32(set.length).bytes(set).finish()] : []), new ByteWriter().u32(get.length).bytes(get).finish()];
+    }),
+  );
 
   if (keepData) {
     const w = new ByteWriter().u32(m.dataSegments.length);

@@ -158,16 +158,27 @@ export class Instance implements AbiContext {
       if (d.offset + d.bytes.length > mem.length) throw new InternalRuntimeError(`data segment at ${d.offset} does not fit in memory`);
       mem.set(d.bytes, d.offset);
     }
-    for (const g of init.globals) {
-      const global = this.wasm.exports[`${InternalExport.globalPrefix}${g.index}`] as WebAssembly.Global | undefined;
-      if (!global) throw new InternalRuntimeError(`global ${g.index} is not exported by the prepared module`);
-      global.value = g.value.value;
+    for (const { index, value } of init.globals) {
+      if (value.type === 0x7d || value.type === 0x7c) {
+        // Through the setter of its bits (a JS number would quiet a signalling NaN).
+        const set = this.wasm.exports[`${InternalExport.globalSetPrefix}${index}`] as ((bits: number | bigint) => void) | undefined;
+        if (!set) throw new InternalRuntimeError(`global ${index} has no setter in the prepared module`);
+        set(value.type === 0x7d ? value.bits | 0 : BigInt.asIntN(64, value.bits));
+        continue;
+      }
+      const global = this.wasm.exports[`${InternalExport.globalPrefix}${index}`] as WebAssembly.Global | undefined;
+      if (!global) throw new InternalRuntimeError(`global ${index} is not exported by the prepared module`);
+      global.value = value.value;
     }
   }
 
   /** The state a snapshot needs; only for a stopped instance. */
   snapshotState(): ExecutorSnapshot {
     const globals: GlobalValue[] = this.opts.globalTypes.map((t, i) => {
+      if (t.type === 0x7d || t.type === 0x7c) {
+        const bits = (this.wasm.exports[`${InternalExport.globalGetPrefix}${i}`] as () => number | bigint)();
+        return t.type === 0x7d ? { type: 0x7d, bits: Number(bits) >>> 0 } : { type: 0x7c, bits: BigInt.asUintN(64, BigInt(bits)) };
+      }
       const v = (this.wasm.exports[`${InternalExport.globalPrefix}${i}`] as WebAssembly.Global).value as number | bigint;
       return { type: t.type, value: v } as GlobalValue;
     });

@@ -119,11 +119,6 @@ export class Program {
   private readonly layouts = new Map<string, UnwindLayouts>();
 }
 
-const f32 = new Float32Array(1);
-const f32bits = new Uint32Array(f32.buffer);
-const f64 = new Float64Array(1);
-const f64bits = new BigUint64Array(f64.buffer);
-
 /** A global's value from its constant init expression (floats arrive as raw bits). */
 function globalValue(type: number, init: number | bigint | undefined): GlobalValue {
   switch (type) {
@@ -132,11 +127,9 @@ function globalValue(type: number, init: number | bigint | undefined): GlobalVal
     case 0x7e:
       return { type: 0x7e, value: BigInt.asIntN(64, BigInt(init ?? 0n)) };
     case 0x7d:
-      f32bits[0] = Number(init ?? 0);
-      return { type: 0x7d, value: f32[0]! };
+      return { type: 0x7d, bits: Number(init ?? 0) >>> 0 };
     default:
-      f64bits[0] = BigInt.asUintN(64, BigInt(init ?? 0n));
-      return { type: 0x7c, value: f64[0]! };
+      return { type: 0x7c, bits: BigInt.asUintN(64, BigInt(init ?? 0n)) };
   }
 }
 

@@ -225,11 +225,11 @@ function globalSection(program: WasmModule, globals: GlobalValue[]): Uint8Array 
         p.u8(0x42).s64(g.value);
         break;
       case 0x7d:
-        scratch.setFloat32(0, g.value, true);
+        scratch.setUint32(0, g.bits >>> 0, true);
         p.u8(0x43).bytes(new Uint8Array(scratch.buffer, 0, 4));
         break;
       case 0x7c:
-        scratch.setFloat64(0, g.value, true);
+        scratch.setBigUint64(0, BigInt.asUintN(64, g.bits), true);
         p.u8(0x44).bytes(new Uint8Array(scratch.buffer, 0, 8));
         break;
       default:
@@ -735,10 +735,10 @@ export function globalValues(m: WasmModule): GlobalValue[] {
     if (op === 0x41 && g.type === 0x7f) v = { type: 0x7f, value: r.s32() };
     else if (op === 0x42 && g.type === 0x7e) v = { type: 0x7e, value: r.s64() };
     else if (op === 0x43 && g.type === 0x7d) {
-      v = { type: 0x7d, value: view.getFloat32(r.pos, true) };
+      v = { type: 0x7d, bits: view.getUint32(r.pos, true) };
       r.skip(4);
     } else if (op === 0x44 && g.type === 0x7c) {
-      v = { type: 0x7c, value: view.getFloat64(r.pos, true) };
+      v = { type: 0x7c, bits: view.getBigUint64(r.pos, true) };
       r.skip(8);
     } else {
       throw new SnapshotError(`global ${i}: init expression is not a constant of its type (opcode 0x${op.toString(16)})`);

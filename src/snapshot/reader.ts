@@ -1,6 +1,6 @@
 import { SnapshotError } from './errors.js';
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // names may begin with U+FEFF
 
 /** Cursor over one section's content; every failure is a SnapshotError naming the section. */
 export class Reader {

@@ -1,11 +1,11 @@
 import type { Profile } from '../prepare/profile.js';
 
-/** The current value of one defined global, by its wasm type. */
+/** The current value of one defined global, by its wasm type; floats as their bit patterns (NaN payloads, signalling NaNs and -0 kept exactly). */
 export type GlobalValue =
   | { type: 0x7f; value: number } // i32 (signed)
   | { type: 0x7e; value: bigint } // i64 (signed)
-  | { type: 0x7d; value: number } // f32
-  | { type: 0x7c; value: number }; // f64
+  | { type: 0x7d; bits: number } // f32 bits (unsigned)
+  | { type: 0x7c; bits: bigint }; // f64 bits (unsigned)
 
 /** Saved state of a service of the instance (one per discovered code, in code order). */
 export interface ServiceState {

@@ -38,7 +38,18 @@ function randomBytes(next: () => number, n: number): Uint8Array {
 }
 
 function zeroGlobals(m: WasmModule): GlobalValue[] {
-  return m.globals.map((g) => (g.type === 0x7e ? { type: 0x7e, value: 0n } : { type: g.type as 0x7f | 0x7d | 0x7c, value: 0 }));
+  return m.globals.map((g): GlobalValue => {
+    switch (g.type) {
+      case 0x7e:
+        return { type: 0x7e, value: 0n };
+      case 0x7d:
+        return { type: 0x7d, bits: 0 };
+      case 0x7c:
+        return { type: 0x7c, bits: 0n };
+      default:
+        return { type: 0x7f, value: 0 };
+    }
+  });
 }
 
 function baseState(m: WasmModule, memory?: Uint8Array): SnapshotState {
@@ -298,14 +309,14 @@ describe('writeSnapshot round trips', () => {
       { type: 0x7e, value: -1n },
       { type: 0x7e, value: -(2n ** 63n) },
       { type: 0x7e, value: 2n ** 63n - 1n },
-      { type: 0x7d, value: NaN },
-      { type: 0x7d, value: -0 },
-      { type: 0x7d, value: Math.fround(-1.1) },
-      { type: 0x7c, value: NaN },
-      { type: 0x7c, value: -0 },
-      { type: 0x7c, value: -Infinity },
-      { type: 0x7d, value: Infinity },
-      { type: 0x7c, value: 5e-324 },
+      { type: 0x7d, bits: 0x7fa00000 }, // signalling NaN
+      { type: 0x7d, bits: 0x80000000 }, // -0
+      { type: 0x7d, bits: 0xbf8ccccd }, // -1.1
+      { type: 0x7c, bits: 0x7ff4000000000001n }, // signalling NaN with a payload
+      { type: 0x7c, bits: 0x8000000000000000n }, // -0
+      { type: 0x7c, bits: 0xfff0000000000000n }, // -Infinity
+      { type: 0x7d, bits: 0x7f800000 }, // Infinity
+      { type: 0x7c, bits: 1n }, // 5e-324
     ];
     const { m } = roundTrip(program, { ...baseState(program), globals, memoryMaxPages: 3 });
     assert.deepEqual(

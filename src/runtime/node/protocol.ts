@@ -9,11 +9,6 @@ import { FrameError, packParts, unpackParts } from './framing.js';
 
 type Json = Record<string, unknown>;
 
-const f64 = new Float64Array(1);
-const f64bits = new BigUint64Array(f64.buffer);
-const f32 = new Float32Array(1);
-const f32bits = new Uint32Array(f32.buffer);
-
 /** A global's value as the decimal string of its raw bits (keeps -0 and NaN payloads apart). */
 function globalToJson(g: GlobalValue): Json {
   switch (g.type) {
@@ -22,11 +17,9 @@ function globalToJson(g: GlobalValue): Json {
     case 0x7e:
       return { type: g.type, bits: String(BigInt.asIntN(64, g.value)) };
     case 0x7d:
-      f32[0] = g.value;
-      return { type: g.type, bits: String(f32bits[0]) };
+      return { type: g.type, bits: String(g.bits >>> 0) };
     default:
-      f64[0] = g.value;
-      return { type: g.type, bits: String(f64bits[0]) };
+      return { type: g.type, bits: String(BigInt.asUintN(64, g.bits)) };
   }
 }
 
@@ -40,11 +33,9 @@ function globalFromJson(v: unknown): GlobalValue {
     case 0x7e:
       return { type: 0x7e, value: BigInt.asIntN(64, bits) };
     case 0x7d:
-      f32bits[0] = Number(BigInt.asUintN(32, bits));
-      return { type: 0x7d, value: f32[0]! };
+      return { type: 0x7d, bits: Number(BigInt.asUintN(32, bits)) };
     case 0x7c:
-      f64bits[0] = BigInt.asUintN(64, bits);
-      return { type: 0x7c, value: f64[0]! };
+      return { type: 0x7c, bits: BigInt.asUintN(64, bits) };
     default:
       throw new FrameError('invalid global type');
   }
