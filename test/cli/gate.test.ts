@@ -23,11 +23,17 @@ interface SignalOptions {
   /** … and this long after that. */
   signalAfterMs?: number;
   signal?: NodeJS.Signals;
+  /** Signal the whole process group, as a terminal's Ctrl-C and Ctrl-\ do. */
+  group?: boolean;
 }
 
 function gate(args: string[], input = '', opts: SignalOptions = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(GATE, args, { env: { ...process.env, XDG_CACHE_HOME: CACHE } });
+    const child = spawn(GATE, args, { env: { ...process.env, XDG_CACHE_HOME: CACHE }, detached: opts.group === true });
+    const kill = (signal: NodeJS.Signals): void => {
+      if (opts.group) process.kill(-child.pid!, signal);
+      else child.kill(signal);
+    };
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => out.push(c));
@@ -36,13 +42,13 @@ function gate(args: string[], input = '', opts: SignalOptions = {}): Promise<Res
       err.push(c);
       if (opts.signalWhen && !signalled && opts.signalWhen.test(Buffer.concat(err).toString())) {
         signalled = true;
-        setTimeout(() => child.kill(opts.signal ?? 'SIGINT'), opts.signalAfterMs ?? 0);
+        setTimeout(() => kill(opts.signal ?? 'SIGINT'), opts.signalAfterMs ?? 0);
       }
     });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
     child.stdin.end(input);
-    if (opts.signalAfterMs && !opts.signalWhen) setTimeout(() => child.kill(opts.signal ?? 'SIGINT'), opts.signalAfterMs);
+    if (opts.signalAfterMs && !opts.signalWhen) setTimeout(() => kill(opts.signal ?? 'SIGINT'), opts.signalAfterMs);
   });
 }
 
@@ -108,11 +114,12 @@ describe('gate run', () => {
   it('writes a snapshot on suspension and continues it from the file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gate-snap-'));
     const file = join(dir, 'loop.snapshot.wasm');
-    const first = await gate(['run', '-d', '--snapshot', file, join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: /running: 1\n/, signal: 'SIGQUIT' });
+    // Signalled like a terminal does: the executor process gets Ctrl-\ too and must survive it.
+    const first = await gate(['run', '-d', '--snapshot', file, join(PROGRAMS, 'suspend.wasm'), 'loop'], '', { signalWhen: /running: 1\n/, signal: 'SIGQUIT', group: true });
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stderr, /SUSPENDED; snapshot written to/);
     const counts = [...first.stderr.matchAll(/running: (\d+)/g)].map((m) => Number(m[1]));
-    const second = await gate(['run', '-d', file], '', { signalWhen: /running: \d+\n/ });
+    const second = await gate(['run', '-d', file], '', { signalWhen: /running: \d+\n/, group: true });
     assert.equal(second.code, 1);
     assert.match(second.stderr, /KILLED/);
     const next = Number(second.stderr.match(/running: (\d+)/)![1]);

@@ -8,6 +8,12 @@ import { internalFailure, type InstanceStatus } from '../status.js';
 import { FrameDecoder, encodeFramePieces, type Message } from './framing.js';
 import { decodeSpec, encodeSnapshot } from './protocol.js';
 
+// The terminal's Ctrl-C and Ctrl-\ reach the whole foreground process group:
+// they are for the parent (gate run suspends or kills the instance), which
+// decides when this process ends (by closing its stdin).
+process.on('SIGINT', () => {});
+process.on('SIGQUIT', () => {});
+
 // Anything printed by accident must not corrupt the message stream.
 console.log = console.error;
 console.info = console.error;
