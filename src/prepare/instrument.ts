@@ -506,7 +506,12 @@ const OP_RETURN = 0x0f;
  * The instrumented body of defined function `fi` (its locals header
  * included), and, if asked, how its frames are laid out.
  */
-function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean): { code: Uint8Array; layout: FunctionLayout | undefined; sites: number } {
+/** Scratch buffers reused from function to function (the transform is synchronous). */
+const bodyScratch = new ByteWriter(1 << 16);
+let typesScratch = new Uint8Array(1 << 12);
+
+/** Appends the instrumented body (size-prefixed, as in the code section) to `out`. */
+function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean, out: ByteWriter): { layout: FunctionLayout | undefined; sites: number } {
   const m = ctx.m;
   const bytes = m.bytes;
   const body = m.bodies[fi]!;
@@ -545,8 +550,9 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean)
     return l;
   };
 
-  const w = new ByteWriter((body.end - body.codeStart) * 2 + 64);
-  const types = new Uint8Array(1024 + (body.end - body.codeStart));
+  const w = bodyScratch.reset();
+  if (typesScratch.length < 1024 + (body.end - body.codeStart)) typesScratch = new Uint8Array(2 * (1024 + (body.end - body.codeStart)));
+  const types = typesScratch;
   let h = 0;
   let D = 0;
   let restoreAt = -1;
@@ -1118,7 +1124,8 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean)
   }
 
   // The restore code needs the slot list, known only now.
-  let code = w.finish();
+  const code = w.view();
+  let restore: Uint8Array | undefined;
   if (restoreAt >= 0) {
     const rw = new ByteWriter(64 + 4 * (nOriginal + slots.length));
     rw.u8(OP_I32_CONST).s32(func).u8(OP_CALL).u32(fn.rewindFrame).u8(OP_LOCAL_SET).u32(S);
@@ -1130,12 +1137,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean)
     };
     for (let l = 0; l < nOriginal; l++) restoreValue(l, localTypes[l]!);
     slots.forEach((s, i) => restoreValue(slotBase + i, s.type));
-    const r = rw.finish();
-    const joined = new Uint8Array(code.length + r.length);
-    joined.set(code.subarray(0, restoreAt));
-    joined.set(r, restoreAt);
-    joined.set(code.subarray(restoreAt), restoreAt + r.length);
-    code = joined;
+    restore = rw.view();
   }
 
   // Locals header: the original groups, the four scalars, the slots.
@@ -1151,14 +1153,14 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean)
   hw.bytes(bytes.subarray(groupsStart, body.codeStart));
   hw.u32(4).u8(I32);
   for (const [c, t] of runs) hw.u32(c).u8(t);
-  const header = hw.finish();
-  const out = new Uint8Array(header.length + code.length);
-  out.set(header);
-  out.set(code, header.length);
+  const header = hw.view();
+  out.u32(header.length + code.length + (restore?.length ?? 0)).bytes(header);
+  if (restore) out.bytes(code.subarray(0, restoreAt)).bytes(restore).bytes(code.subarray(restoreAt));
+  else out.bytes(code);
   const layout: FunctionLayout | undefined = wantLayout
     ? { func, locals: localTypes as ValTypeCode[], slots: slots as FunctionLayout['slots'], sites: sitesLayout! }
     : undefined;
-  return { code: out, layout, sites: st.sites };
+  return { layout, sites: st.sites };
 }
 
 // --- The module -------------------------------------------------------------
@@ -1278,9 +1280,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
         w.bytes(bytes.subarray(b.start, b.end));
         continue;
       }
-      const r = instrumentFunction(ctx, i, false);
-      sites += r.sites;
-      w.u32(r.code.length).bytes(r.code);
+      sites += instrumentFunction(ctx, i, false, w).sites;
     }
     out.section(SectionId.Code, w.finish());
   }
@@ -1306,7 +1306,7 @@ export class UnwindLayouts {
     if (!Number.isInteger(fi) || fi < 0 || fi >= this.ctx.m.bodies.length || !this.ctx.checked[fi]) return undefined;
     let l = this.cache.get(func);
     if (!l) {
-      l = instrumentFunction(this.ctx, fi, true).layout!;
+      l = instrumentFunction(this.ctx, fi, true, new ByteWriter()).layout!;
       this.cache.set(func, l);
     }
     return l;

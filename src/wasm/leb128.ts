@@ -171,6 +171,17 @@ export class ByteWriter {
     return this.u8(id).u32(payload.length).bytes(payload);
   }
 
+  /** The bytes so far, without copying (valid until the next write or reset). */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
+
+  /** Empties the writer, keeping its buffer. */
+  reset(): this {
+    this.length = 0;
+    return this;
+  }
+
   finish(): Uint8Array {
     return this.buf.slice(0, this.length);
   }
