@@ -779,12 +779,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
           frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0 });
           return;
         case 0x05:
-          bodyCounter++;
-          if (!f.deadFrame) {
-            flush(immEnd);
-            copyFrom = immEnd;
-            elseBody(f);
-          }
+          onElse(f, immEnd);
           return;
         case 0x0b:
           endFrame(f, pos, immEnd);
@@ -871,10 +866,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         return;
       }
       case 0x05:
-        bodyCounter++;
-        flush(immEnd);
-        copyFrom = immEnd;
-        elseBody(f);
+        onElse(f, immEnd);
         return;
       case 0x0b:
         endFrame(f, pos, immEnd);
@@ -1047,6 +1039,15 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     w.u8(OP_BR_TABLE).u32(n);
     for (const d of depths) w.u32(d);
     h--;
+  }
+
+  /** `else`: a new body (of a construct opened in unreachable code, only counted). */
+  function onElse(f: Frame, immEnd: number): void {
+    bodyCounter++;
+    if (f.deadFrame) return;
+    flush(immEnd);
+    copyFrom = immEnd;
+    elseBody(f);
   }
 
   function elseBody(f: Frame): void {
