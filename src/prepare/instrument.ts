@@ -166,6 +166,8 @@ interface ModuleContext {
   checked: Uint8Array;
   /** Per defined function: calls anything (gets a check at its entry). */
   calls: Uint8Array;
+  /** Per defined function: has loops or bulk memory operations (keeps its fuel in a local; the others use the global). */
+  looping: Uint8Array;
   /** Per defined function: a call of it may unwind. */
   mayUnwind: Uint8Array;
   /** Per type index: a call_indirect of it may unwind. */
@@ -233,6 +235,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   });
 
   const checked = new Uint8Array(n);
+  const looping = new Uint8Array(n);
   const calls = new Uint8Array(n);
   const callees: number[][] = [];
   const indirectTypes: number[][] = [];
@@ -252,6 +255,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     indirectTypes.push(indirect);
     calls[i] = direct.length || indirect.length ? 1 : 0;
     checked[i] = calls[i] || loops || bulk ? 1 : 0;
+    looping[i] = loops || bulk ? 1 : 0;
   }
 
   // Which calls may unwind: walked backwards from functions that unwind
@@ -308,6 +312,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     nImports,
     shift: IMPORT_KEYS.length,
     checked,
+    looping,
     calls,
     mayUnwind,
     indirectMayUnwind,
@@ -490,7 +495,6 @@ const OP_LOCAL_TEE = 0x22;
 const OP_GLOBAL_GET = 0x23;
 const OP_GLOBAL_SET = 0x24;
 const OP_I32_CONST = 0x41;
-const OP_I32_EQZ = 0x45;
 const OP_I32_EQ = 0x46;
 const OP_I32_NE = 0x47;
 const OP_I32_LT_S = 0x48;
@@ -578,11 +582,21 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     w.u8(OP_END);
     D--;
   };
+  // A function with loops counts its fuel in a local (a register), synced
+  // with the global around calls and at exits; one without (only its entry
+  // check) counts in the global itself and needs no syncing around calls.
+  const fuelInGlobal = ctx.looping[fi] === 0;
+  const fuelGet = (): void => {
+    if (fuelInGlobal) opU(OP_GLOBAL_GET, FG);
+    else opU(OP_LOCAL_GET, F);
+  };
   const fuelStore = (): void => {
+    if (fuelInGlobal) return;
     opU(OP_LOCAL_GET, F);
     opU(OP_GLOBAL_SET, FG);
   };
   const fuelLoad = (): void => {
+    if (fuelInGlobal) return;
     opU(OP_GLOBAL_GET, FG);
     opU(OP_LOCAL_SET, F);
   };
@@ -677,10 +691,14 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
    * `fuel -= 1; if (fuel <= 0) { [rewinding: restore, dispatch] yield(); [unwound? save] fuel = global }`.
    */
   const check = (site: number, merge: Frame | undefined, restore: boolean): void => {
-    opU(OP_LOCAL_GET, F);
+    fuelGet();
     i32c(1);
     op(OP_I32_SUB);
     opU(OP_LOCAL_TEE, F);
+    if (fuelInGlobal) {
+      opU(OP_GLOBAL_SET, FG);
+      opU(OP_LOCAL_GET, F);
+    }
     i32c(0);
     op(OP_I32_LE_S);
     open(OP_IF);
@@ -711,7 +729,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       pending.push(f);
       return;
     }
-    opU(OP_LOCAL_GET, F);
+    fuelGet();
     i32c(1);
     op(OP_I32_LT_S);
     open(OP_IF);
@@ -746,7 +764,8 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     opU(OP_GLOBAL_GET, FG);
     if (hasSites) {
       opU(OP_LOCAL_TEE, F);
-      op(OP_I32_EQZ);
+      i32c(1);
+      op(OP_I32_LT_S);
       open(OP_IF);
       opU(OP_GLOBAL_GET, ST);
       i32c(2);
@@ -827,7 +846,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
           passTarget(f);
           if (o === 0x04) {
             // Rewinding: take the branch that holds the site.
-            opU(OP_LOCAL_GET, F);
+            fuelGet();
             i32c(1);
             op(OP_I32_LT_S);
             open(OP_IF);
