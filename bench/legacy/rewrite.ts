@@ -5,7 +5,8 @@
  */
 import { ByteReader, ByteWriter } from '../../src/wasm/leb128.js';
 import { decodeInstructions, findDataSegmentUse } from '../../src/wasm/code.js';
-import { ExternalKind, SectionId, type FunctionBody, type GlobalDef, type WasmModule } from '../../src/wasm/module.js';
+import { ExternalKind, SectionId, type FunctionBody, type WasmModule } from '../../src/wasm/module.js';
+import { globalEntry } from '../../src/prepare/rewrite.js';
 import type { CallInfo } from './reach.js';
 
 /** Names the prepared module exports for the runtime (never visible to programs). */
@@ -368,31 +369,4 @@ function scanBody(bytes: Uint8Array, body: FunctionBody): BodyInfo {
   });
   info.checked = info.loops.length > 0 || info.bulk.length > 0 || info.callees.length > 0 || info.indirectCalls.length > 0;
   return info;
-}
-
-/** A global's entry, canonical: zero for mutable globals, the re-encoded constant for immutable ones. */
-function globalEntry(bytes: Uint8Array, g: GlobalDef): Uint8Array {
-  const w = new ByteWriter().u8(g.type).u8(g.mutable ? 1 : 0);
-  const value = g.mutable ? undefined : g.init;
-  if (!g.mutable && value === undefined) return w.bytes(bytes.subarray(g.initStart, g.initEnd)).finish();
-  switch (g.type) {
-    case 0x7f:
-      w.u8(0x41).s32(Number(value ?? 0));
-      break;
-    case 0x7e:
-      w.u8(0x42).s64(BigInt(value ?? 0n));
-      break;
-    case 0x7d: {
-      const b = new Uint8Array(4);
-      new DataView(b.buffer).setUint32(0, Number(value ?? 0), true);
-      w.u8(0x43).bytes(b);
-      break;
-    }
-    default: {
-      const b = new Uint8Array(8);
-      new DataView(b.buffer).setBigUint64(0, BigInt(value ?? 0n), true);
-      w.u8(0x44).bytes(b);
-    }
-  }
-  return w.u8(0x0b).finish();
 }

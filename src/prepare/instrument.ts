@@ -26,7 +26,7 @@
  */
 import { decodeInstructions } from '../wasm/code.js';
 import { ModuleError } from '../wasm/errors.js';
-import { ByteReader, ByteWriter } from '../wasm/leb128.js';
+import { ByteReader, ByteWriter, u32At } from '../wasm/leb128.js';
 import { ExternalKind, SectionId, skipConstExpr, type FuncType, type ValTypeCode, type WasmModule } from '../wasm/module.js';
 import { INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from './internal.js';
 import type { Profile } from './profile.js';
@@ -137,20 +137,6 @@ const SAT_PUSH = [I32, I32, I32, I32, I64, I64, I64, I64];
 
 const TYPE_INDEX: Record<number, number> = { [I32]: 0, [I64]: 1, [F32]: 2, [F64]: 3 };
 
-/** Reads an unsigned LEB128 at `p` (the module is already validated). */
-function leb(b: Uint8Array, p: number): number {
-  let x = b[p]!;
-  if (x < 0x80) return x;
-  let result = x & 0x7f;
-  let shift = 7;
-  do {
-    x = b[++p]!;
-    result |= (x & 0x7f) << shift;
-    shift += 7;
-  } while (x & 0x80 && shift < 35);
-  return result >>> 0;
-}
-
 /** The parts of the module every function's transform needs. */
 interface ModuleContext {
   m: WasmModule;
@@ -246,8 +232,8 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     let bulk = false;
     const bytes = m.bytes;
     decodeInstructions(bytes, m.bodies[i]!, (op, sub, pos) => {
-      if (op === 0x10) direct.push(leb(bytes, pos + 1));
-      else if (op === 0x11) indirect.push(typeCanon[leb(bytes, pos + 1)]!);
+      if (op === 0x10) direct.push(u32At(bytes, pos + 1));
+      else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
       else if (op === 0x03) loops = true;
       else if (op === 0xfc && (sub === 10 || sub === 11)) bulk = true;
     }, nImports + i);
@@ -432,7 +418,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
       case 0x11: {
         let site = -1;
         if (!fDead[top]) {
-          const x = leb(bytes, pos + 1);
+          const x = u32At(bytes, pos + 1);
           const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
           if (may) {
             site = addSite(SiteKind.Call, pos);
@@ -495,7 +481,6 @@ const OP_LOCAL_TEE = 0x22;
 const OP_GLOBAL_GET = 0x23;
 const OP_GLOBAL_SET = 0x24;
 const OP_I32_CONST = 0x41;
-const OP_I32_EQ = 0x46;
 const OP_I32_NE = 0x47;
 const OP_I32_LT_S = 0x48;
 const OP_I32_LT_U = 0x49;
@@ -722,13 +707,8 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     close();
   };
   /** Rewind prefilter and dispatch at the start of a block or if body with targets. */
-  const bodyDispatch = (f: Frame): void => {
-    if (f.targets === 0) return;
-    if (st.chained[f.body]) {
-      // The construct that opens next dispatches for this body too.
-      pending.push(f);
-      return;
-    }
+  /** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path). */
+  const whenRewinding = (emit: () => void): void => {
     fuelGet();
     i32c(1);
     op(OP_I32_LT_S);
@@ -737,8 +717,17 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     i32c(2);
     op(OP_I32_NE);
     opU(OP_BR_IF, 0);
-    dispatch(f, -1, 0);
+    emit();
     close();
+  };
+  const bodyDispatch = (f: Frame): void => {
+    if (f.targets === 0) return;
+    if (st.chained[f.body]) {
+      // The construct that opens next dispatches for this body too.
+      pending.push(f);
+      return;
+    }
+    whenRewinding(() => dispatch(f, -1, 0));
   };
   /** Moves the current body's values (from `from` up) to slots, top first. */
   const spill = (from: number): void => {
@@ -746,10 +735,6 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   };
   const reload = (from: number, to: number): void => {
     for (let d = from; d < to; d++) opU(OP_LOCAL_GET, slot(d, types[d]!));
-  };
-  const blockResult = (p: number): number => {
-    const t = bytes[p]!;
-    return t === VOID ? VOID : t;
   };
 
   // Function prologue.
@@ -761,20 +746,13 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     fuelLoad();
     check(st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
   } else {
-    opU(OP_GLOBAL_GET, FG);
+    fuelLoad();
     if (hasSites) {
-      opU(OP_LOCAL_TEE, F);
-      i32c(1);
-      op(OP_I32_LT_S);
-      open(OP_IF);
-      opU(OP_GLOBAL_GET, ST);
-      i32c(2);
-      op(OP_I32_NE);
-      opU(OP_BR_IF, 0);
-      restoreAt = w.length;
-      dispatch(fnFrame, -1, 0);
-      close();
-    } else opU(OP_LOCAL_SET, F);
+      whenRewinding(() => {
+        restoreAt = w.length;
+        dispatch(fnFrame, -1, 0);
+      });
+    }
   }
 
   let copyFrom = body.codeStart;
@@ -806,7 +784,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         case 0x0c:
         case 0x0d:
           flush(pos);
-          opU(o, depthOf(leb(bytes, pos + 1)));
+          opU(o, depthOf(u32At(bytes, pos + 1)));
           copyFrom = immEnd;
           return;
         case 0x0e:
@@ -817,7 +795,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         case 0x10:
           callCounter++;
           flush(pos);
-          opU(OP_CALL, remap(leb(bytes, pos + 1)));
+          opU(OP_CALL, remap(u32At(bytes, pos + 1)));
           copyFrom = immEnd;
           return;
         case 0x11:
@@ -834,7 +812,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       case 0x03:
       case 0x04: {
         const id = ++bodyCounter;
-        const result = blockResult(pos + 1);
+        const result = bytes[pos + 1]!; // VOID or a value type (Gate has no multi-value blocks)
         if (o === 0x04) h--;
         const withSites = st.frameHi[id]! > st.bodyLo[id]!;
         let spilled = 0;
@@ -846,20 +824,12 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
           passTarget(f);
           if (o === 0x04) {
             // Rewinding: take the branch that holds the site.
-            fuelGet();
-            i32c(1);
-            op(OP_I32_LT_S);
-            open(OP_IF);
-            opU(OP_GLOBAL_GET, ST);
-            i32c(2);
-            op(OP_I32_EQ);
-            open(OP_IF);
-            opU(OP_LOCAL_GET, S);
-            i32c(st.bodyHi[id]!);
-            op(OP_I32_LT_U);
-            opU(OP_LOCAL_SET, C);
-            close();
-            close();
+            whenRewinding(() => {
+              opU(OP_LOCAL_GET, S);
+              i32c(st.bodyHi[id]!);
+              op(OP_I32_LT_U);
+              opU(OP_LOCAL_SET, C);
+            });
             opU(OP_LOCAL_GET, C);
           }
           w.u8(o).u8(bytes[pos + 1]!);
@@ -891,7 +861,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         endFrame(f, pos, immEnd);
         return;
       case 0x0c: {
-        const n = leb(bytes, pos + 1);
+        const n = u32At(bytes, pos + 1);
         flush(pos);
         if (frames.length - 1 - n === 0) fuelStore();
         opU(OP_BR, depthOf(n));
@@ -900,7 +870,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         return;
       }
       case 0x0d: {
-        const n = leb(bytes, pos + 1);
+        const n = u32At(bytes, pos + 1);
         flush(pos);
         if (frames.length - 1 - n === 0) fuelStore();
         opU(OP_BR_IF, depthOf(n));
@@ -926,7 +896,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       case 0x10:
       case 0x11: {
         const site = st.callSite[callCounter++]!;
-        const x = leb(bytes, pos + 1);
+        const x = u32At(bytes, pos + 1);
         const t = o === 0x10 ? ctx.funcTypes[x]! : m.types[x]!;
         const nArgs = t.params.length + (o === 0x11 ? 1 : 0);
         const synced = o === 0x11 || (x >= ctx.nImports && ctx.checked[x - ctx.nImports] === 1);
@@ -972,7 +942,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         h -= 2;
         return;
       case 0x20:
-        types[h++] = localTypes[leb(bytes, pos + 1)]!;
+        types[h++] = localTypes[u32At(bytes, pos + 1)]!;
         return;
       case 0x21:
         h--;
@@ -980,7 +950,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       case 0x22:
         return;
       case 0x23:
-        types[h++] = ctx.globalTypes[leb(bytes, pos + 1)]!;
+        types[h++] = ctx.globalTypes[u32At(bytes, pos + 1)]!;
         return;
       case 0x24:
         h--;

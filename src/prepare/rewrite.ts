@@ -188,7 +188,7 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
 }
 
 /** A global's entry, canonical: zero for mutable globals, the re-encoded constant for immutable ones. */
-function globalEntry(bytes: Uint8Array, g: GlobalDef): Uint8Array {
+export function globalEntry(bytes: Uint8Array, g: GlobalDef): Uint8Array {
   const w = new ByteWriter().u8(g.type).u8(g.mutable ? 1 : 0);
   const value = g.mutable ? undefined : g.init;
   if (!g.mutable && value === undefined) return w.bytes(bytes.subarray(g.initStart, g.initEnd)).finish();

@@ -94,6 +94,23 @@ export class ByteReader {
 // ignoreBOM: a name may begin with U+FEFF, which a default TextDecoder would drop.
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/**
+ * The unsigned LEB128 at `p`, without bounds or encoding checks: only for
+ * bytes already validated (a reader that allocates nothing, for hot loops).
+ */
+export function u32At(b: Uint8Array, p: number): number {
+  let x = b[p]!;
+  if (x < 0x80) return x;
+  let result = x & 0x7f;
+  let shift = 7;
+  do {
+    x = b[++p]!;
+    result |= (x & 0x7f) << shift;
+    shift += 7;
+  } while (x & 0x80 && shift < 35);
+  return result >>> 0;
+}
+
 /** Growable output buffer for the wasm binary format. */
 export class ByteWriter {
   private buf: Uint8Array;

@@ -16,7 +16,8 @@ import { promisify } from 'node:util';
 
 import type { Profile } from '../../src/prepare/profile.js';
 import { INTERNAL_IMPORT_MODULE } from '../../src/prepare/internal.js';
-import { callWithUnwinds, forcedYield, Unwinder } from '../../src/runtime/unwinder.js';
+import { Unwinder } from '../../src/runtime/unwinder.js';
+import { callWithUnwinds, forcedYield } from '../helpers/forced-unwinds.js';
 import { ByteWriter } from '../../src/wasm/leb128.js';
 import { ExternalKind, parseModule, type WasmModule } from '../../src/wasm/module.js';
 
