@@ -468,7 +468,19 @@ interface Frame {
   passed: number;
 }
 
+/**
+ * The blocks a loop is wrapped in, so that its check's call runs outside
+ * it: `block $exit (result) loop $again block $cold loop … end br $exit end
+ * yield … br $again end end`. Label positions, and the loop's own site.
+ */
+interface LoopLabels {
+  exit: number;
+  again: number;
+  cold: number;
+}
+
 const OP_BLOCK = 0x02;
+const OP_LOOP = 0x03;
 const OP_IF = 0x04;
 const OP_END = 0x0b;
 const OP_BR = 0x0c;
@@ -485,7 +497,10 @@ const OP_I32_NE = 0x47;
 const OP_I32_LT_S = 0x48;
 const OP_I32_LT_U = 0x49;
 const OP_I32_LE_S = 0x4c;
+const OP_I32_GT_S = 0x4a;
+const OP_SELECT = 0x1b;
 const OP_I32_GE_U = 0x4f;
+const OP_I32_ADD = 0x6a;
 const OP_I32_SUB = 0x6b;
 const OP_I32_SHR_U = 0x76;
 const OP_UNREACHABLE = 0x00;
@@ -706,6 +721,80 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     fuelLoad();
     close();
   };
+  /** Labels of the blocks around each open loop (by the loop's label position). */
+  const loopLabels = new Map<number, LoopLabels>();
+  let nextLoop: LoopLabels | undefined;
+  /** `block $exit (result) loop $again block $cold loop (result)`: see LoopLabels. */
+  const openLoopFrame = (result: number): void => {
+    w.u8(OP_BLOCK).u8(result);
+    const exit = ++D;
+    open(OP_LOOP);
+    const again = D;
+    open(OP_BLOCK);
+    nextLoop = { exit, again, cold: D };
+    w.u8(OP_LOOP).u8(result);
+    D++;
+  };
+  /**
+   * The check at a loop's header: `fuel -= 1; if (fuel <= 0) br $cold`,
+   * with the rewind dispatch of the loop's body (it starts with the fuel at
+   * 0) before that branch when the body holds other sites. The call of the
+   * yield import is after the loop (closeLoopFrame): a call inside a loop,
+   * even on a path never taken, makes V8 keep the loop's values in memory.
+   */
+  const loopCheck = (nf: Frame, site: number, withSites: boolean): void => {
+    const labels = nextLoop!;
+    nextLoop = undefined;
+    loopLabels.set(nf.label, labels);
+    opU(OP_LOCAL_GET, F);
+    i32c(1);
+    op(OP_I32_SUB);
+    opU(OP_LOCAL_TEE, F);
+    i32c(0);
+    op(OP_I32_LE_S);
+    const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
+    if (!withSites || (!others && pending.length === 0)) {
+      opU(OP_BR_IF, D - labels.cold);
+      return;
+    }
+    open(OP_IF);
+    opU(OP_GLOBAL_GET, ST);
+    i32c(2);
+    op(OP_I32_NE);
+    opU(OP_BR_IF, D - labels.cold);
+    dispatch(nf, site, labels.cold);
+    close();
+  };
+  /** After a loop's `end`: `br $exit end $cold; yield(); [unwound? save] fuel = max(global, 1) + 1; br $again end $again end $exit`. */
+  const closeLoopFrame = (f: Frame): void => {
+    const labels = loopLabels.get(f.label)!;
+    loopLabels.delete(f.label);
+    opU(OP_BR, D - labels.exit);
+    close();
+    opU(OP_CALL, fn.yield);
+    const site = ctx.checksUnwind ? st.bodyLo[f.body]! : -1;
+    if (site >= 0) {
+      recordSite(site);
+      unwindCheck(site);
+    }
+    // One more than the refill (at least 1): the check at the header runs
+    // again first, and must let the body run once, as a check that called
+    // the yield import inside the loop would.
+    opU(OP_GLOBAL_GET, FG);
+    opU(OP_LOCAL_TEE, F);
+    i32c(1);
+    opU(OP_LOCAL_GET, F);
+    i32c(1);
+    op(OP_I32_GT_S);
+    op(OP_SELECT);
+    i32c(1);
+    op(OP_I32_ADD);
+    opU(OP_LOCAL_SET, F);
+    opU(OP_BR, D - labels.again);
+    close();
+    if (f.result !== VOID) op(OP_UNREACHABLE);
+    close();
+  };
   /** Rewind prefilter and dispatch at the start of a block or if body with targets. */
   /** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path). */
   const whenRewinding = (emit: () => void): void => {
@@ -832,11 +921,14 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
             });
             opU(OP_LOCAL_GET, C);
           }
-          w.u8(o).u8(bytes[pos + 1]!);
-          D++;
+          if (o === 0x03) openLoopFrame(result);
+          else {
+            w.u8(o).u8(bytes[pos + 1]!);
+            D++;
+          }
         } else if (o === 0x03) {
-          flush(immEnd);
-          D++;
+          flush(pos);
+          openLoopFrame(result);
         } else {
           D++;
           const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0 };
@@ -847,11 +939,8 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         const nf: Frame = { kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0 };
         frames.push(nf);
         if (withSites) openWrappers(nf);
-        if (o === 0x03) {
-          const own = st.bodyLo[id]!;
-          const ownSite = ctx.checksUnwind ? own : -1;
-          check(ownSite, withSites ? nf : undefined, false);
-        } else if (withSites) bodyDispatch(nf);
+        if (o === 0x03) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
+        else if (withSites) bodyDispatch(nf);
         return;
       }
       case 0x05:
@@ -1079,6 +1168,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     copyFrom = immEnd;
     D--;
     h = f.base;
+    if (f.kind === 1) closeLoopFrame(f);
     if (f.result !== VOID) types[h++] = f.result;
     if (f.spilled > 0) {
       const from = f.base - f.spilled;
