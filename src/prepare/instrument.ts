@@ -152,8 +152,10 @@ interface ModuleContext {
   checked: Uint8Array;
   /** Per defined function: calls anything (gets a check at its entry). */
   calls: Uint8Array;
-  /** Per defined function: has loops or bulk memory operations (keeps its fuel in a local; the others use the global). */
+  /** Per defined function: has loops with checks or bulk memory operations (keeps its fuel in a local; the others use the global). */
   looping: Uint8Array;
+  /** Per defined function, per loop in code order: the loop needs no check (io-suspend; its body first calls a function that checks). */
+  coveredLoops: Uint8Array[];
   /** Per defined function: a call of it may unwind. */
   mayUnwind: Uint8Array;
   /** Per type index: a call_indirect of it may unwind. */
@@ -225,24 +227,45 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   const calls = new Uint8Array(n);
   const callees: number[][] = [];
   const indirectTypes: number[][] = [];
+  /** Per function, per loop in code order: the function its body calls before any control instruction, or -1. */
+  const loopFirstCallee: number[][] = [];
+  const bulks = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const direct: number[] = [];
     const indirect: number[] = [];
-    let loops = false;
+    const firstCallee: number[] = [];
+    let scanning = false;
     let bulk = false;
     const bytes = m.bytes;
     decodeInstructions(bytes, m.bodies[i]!, (op, sub, pos) => {
+      if (scanning && (op === 0x10 || op <= 0x05 || (op >= 0x0b && op <= 0x11))) {
+        scanning = false;
+        if (op === 0x10) firstCallee[firstCallee.length - 1] = u32At(bytes, pos + 1);
+      }
       if (op === 0x10) direct.push(u32At(bytes, pos + 1));
       else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
-      else if (op === 0x03) loops = true;
-      else if (op === 0xfc && (sub === 10 || sub === 11)) bulk = true;
+      else if (op === 0x03) {
+        firstCallee.push(-1);
+        scanning = true;
+      } else if (op === 0xfc && (sub === 10 || sub === 11)) bulk = true;
     }, nImports + i);
     callees.push(direct);
     indirectTypes.push(indirect);
+    loopFirstCallee.push(firstCallee);
+    bulks[i] = bulk ? 1 : 0;
     calls[i] = direct.length || indirect.length ? 1 : 0;
-    checked[i] = calls[i] || loops || bulk ? 1 : 0;
-    looping[i] = loops || bulk ? 1 : 0;
+    checked[i] = calls[i] || firstCallee.length || bulk ? 1 : 0;
   }
+  // Under io-suspend a loop whose every iteration first calls a function
+  // that checks at its entry needs no check of its own (the callee's bounds
+  // it). Under suspend-anywhere every loop keeps its check: it is a place
+  // where a snapshot's frame can stop.
+  const coveredLoops = loopFirstCallee.map((fs) => {
+    const covered = new Uint8Array(fs.length);
+    if (!checksUnwind) fs.forEach((x, k) => (covered[k] = x >= nImports && calls[x - nImports] === 1 ? 1 : 0));
+    return covered;
+  });
+  for (let i = 0; i < n; i++) looping[i] = bulks[i] || coveredLoops[i]!.some((c) => c === 0) ? 1 : 0;
 
   // Which calls may unwind: walked backwards from functions that unwind
   // themselves (a check under suspend-anywhere, a call of an unwinding import).
@@ -299,6 +322,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     shift: IMPORT_KEYS.length,
     checked,
     looping,
+    coveredLoops,
     calls,
     mayUnwind,
     indirectMayUnwind,
@@ -847,6 +871,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   let copyFrom = body.codeStart;
   let callCounter = 0;
   let bulkCounter = 0;
+  let loopCounter = 0;
   const flush = (to: number): void => {
     if (to > copyFrom) w.bytes(bytes.subarray(copyFrom, to));
   };
@@ -860,6 +885,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         case 0x02:
         case 0x03:
         case 0x04:
+          if (o === 0x03) loopCounter++;
           D++;
           bodyCounter++;
           frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0 });
@@ -904,6 +930,8 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         const result = bytes[pos + 1]!; // VOID or a value type (Gate has no multi-value blocks)
         if (o === 0x04) h--;
         const withSites = st.frameHi[id]! > st.bodyLo[id]!;
+        // A loop without a check of its own is handled as a block.
+        const checkedLoop = o === 0x03 && ctx.coveredLoops[fi]![loopCounter++] !== 1;
         let spilled = 0;
         if (withSites) {
           flush(pos);
@@ -921,12 +949,12 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
             });
             opU(OP_LOCAL_GET, C);
           }
-          if (o === 0x03) openLoopFrame(result);
+          if (checkedLoop) openLoopFrame(result);
           else {
             w.u8(o).u8(bytes[pos + 1]!);
             D++;
           }
-        } else if (o === 0x03) {
+        } else if (checkedLoop) {
           flush(pos);
           openLoopFrame(result);
         } else {
@@ -936,10 +964,10 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
           return;
         }
         copyFrom = immEnd;
-        const nf: Frame = { kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0 };
+        const nf: Frame = { kind: checkedLoop ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0 };
         frames.push(nf);
         if (withSites) openWrappers(nf);
-        if (o === 0x03) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
+        if (checkedLoop) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
         else if (withSites) bodyDispatch(nf);
         return;
       }
