@@ -6,7 +6,7 @@
  * and launch latency in a warm executor (bench/sandbox.ts). Side-by-side variants are measured alternately
  * within rounds, in one process. Writes bench/RESULTS.md. Options: --quick
  * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
- * sqljs, snapshot, sandbox, launch, http, density, migration).
+ * sqljs, snapshot, sandbox, launch, launch-cold, http, density, migration).
  */
 import { execSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -26,6 +26,7 @@ import { globalJsValue, legacyPrepare } from './legacy/prepare.js';
 import { snapshotSection } from './snapshot.js';
 import { sandboxSection } from './sandbox.js';
 import { launchSection } from './launch.js';
+import { launchColdSection } from './launch-cold.js';
 import { httpSection } from './http.js';
 import { densitySection } from './density.js';
 import { migrationSection } from './migration.js';
@@ -39,7 +40,7 @@ const outIndex = args.indexOf('--out');
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const ROUNDS = quick ? 3 : 7;
 const onlyIndex = args.indexOf('--only');
-/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, http, density, migration); for development. */
+/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, launch-cold, http, density, migration); for development. */
 const only = onlyIndex >= 0 ? new Set(args[onlyIndex + 1]!.split(',')) : undefined;
 const want = (section: string): boolean => !only || only.has(section);
 const KERNELS = ['fib', 'sieve', 'sha256', 'nbody', 'qsort'];
@@ -241,6 +242,7 @@ async function main(): Promise<void> {
   if (want('snapshot')) await snapshotSection(lines, quick ? 5 : 15, log);
   if (want('sandbox')) await sandboxSection(lines, quick ? 5 : 20, log);
   if (want('launch')) await launchSection(lines, quick ? 300 : 3000, log);
+  if (want('launch-cold')) await launchColdSection(lines, quick ? 3 : 5, log);
   if (want('http')) await httpSection(lines, quick ? 2 : 3, quick ? 2 : 5, log);
   if (want('density')) await densitySection(lines, quick, log);
   if (want('migration')) await migrationSection(lines, quick ? 3 : 7, log);
