@@ -35,6 +35,12 @@ export interface InstrumentOptions {
   profile: Profile;
   /** Function indices of imports whose calls may unwind (blocking calls). */
   unwindingImports: ReadonlySet<number>;
+  /**
+   * Checks a function with loops counts in a register before it charges the
+   * fuel global (default FUEL_CHUNK). Tests that expect every check to call
+   * the yield import when the fuel is refilled to 1 use 1.
+   */
+  fuelChunk?: number;
 }
 
 export interface InstrumentResult {
@@ -81,6 +87,13 @@ export interface FunctionLayout {
   slots: Array<{ depth: number; type: ValTypeCode }>;
   sites: SiteLayout[];
 }
+
+/**
+ * Checks a function with loops counts in a register before it charges the
+ * fuel global (see instrumentFunction): between two yields, at most this
+ * many per frame on the stack come on top of the fuel the yield refilled.
+ */
+export const FUEL_CHUNK = 1000;
 
 const I32 = 0x7f;
 const I64 = 0x7e;
@@ -162,6 +175,7 @@ interface ModuleContext {
   indirectMayUnwind: Uint8Array;
   fuelGlobal: number;
   stateGlobal: number;
+  fuelChunk: number;
   /** Function indices of the internal imports. */
   fn: Record<keyof typeof InternalImport, number>;
 }
@@ -328,6 +342,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     indirectMayUnwind,
     fuelGlobal,
     stateGlobal: fuelGlobal + 1,
+    fuelChunk: opts.fuelChunk ?? FUEL_CHUNK,
     fn,
   };
 }
@@ -521,8 +536,6 @@ const OP_I32_NE = 0x47;
 const OP_I32_LT_S = 0x48;
 const OP_I32_LT_U = 0x49;
 const OP_I32_LE_S = 0x4c;
-const OP_I32_GT_S = 0x4a;
-const OP_SELECT = 0x1b;
 const OP_I32_GE_U = 0x4f;
 const OP_I32_ADD = 0x6a;
 const OP_I32_SUB = 0x6b;
@@ -606,23 +619,59 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     w.u8(OP_END);
     D--;
   };
-  // A function with loops counts its fuel in a local (a register), synced
-  // with the global around calls and at exits; one without (only its entry
-  // check) counts in the global itself and needs no syncing around calls.
+  // The fuel is the global. A function with loops (or bulk operations)
+  // counts its checks in a local countdown (a register) from CHUNK and
+  // charges the global with what it used when the countdown runs out and
+  // when it returns: calls need no syncing, and every check is charged
+  // (at most CHUNK per frame late). One without loops counts in the global
+  // itself (its entry check).
+  const CHUNK = ctx.fuelChunk;
   const fuelInGlobal = ctx.looping[fi] === 0;
   const fuelGet = (): void => {
     if (fuelInGlobal) opU(OP_GLOBAL_GET, FG);
     else opU(OP_LOCAL_GET, F);
   };
-  const fuelStore = (): void => {
-    if (fuelInGlobal) return;
+  /** `global -= CHUNK - countdown` (what the countdown used). */
+  const charge = (): void => {
+    opU(OP_GLOBAL_GET, FG);
     opU(OP_LOCAL_GET, F);
+    op(OP_I32_ADD);
+    i32c(CHUNK);
+    op(OP_I32_SUB);
     opU(OP_GLOBAL_SET, FG);
   };
-  const fuelLoad = (): void => {
-    if (fuelInGlobal) return;
-    opU(OP_GLOBAL_GET, FG);
+  /** `countdown = CHUNK + extra`. */
+  const restart = (extra: number): void => {
+    i32c(CHUNK + extra);
     opU(OP_LOCAL_SET, F);
+  };
+  /** At an exit: charge; at a branch that may not exit, restart the countdown too. */
+  const fuelFlush = (conditional: boolean): void => {
+    if (fuelInGlobal) return;
+    charge();
+    if (conditional) restart(0);
+  };
+  /** The countdown ran out: `charge; if (global <= 0) { yield(); [unwound? save] } restart`. */
+  const outOfChunk = (site: number, extra: number): void => {
+    charge();
+    opU(OP_GLOBAL_GET, FG);
+    i32c(0);
+    op(OP_I32_LE_S);
+    open(OP_IF);
+    opU(OP_CALL, fn.yield);
+    if (site >= 0) {
+      recordSite(site);
+      unwindCheck(site);
+    }
+    close();
+    if (extra) {
+      // The extra check is paid for now (charge() counts from CHUNK).
+      opU(OP_GLOBAL_GET, FG);
+      i32c(extra);
+      op(OP_I32_SUB);
+      opU(OP_GLOBAL_SET, FG);
+    }
+    restart(extra);
   };
   const unwindLabel = 1;
   const unwindCheck = (site: number): void => {
@@ -712,17 +761,17 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     op(OP_UNREACHABLE);
   };
   /**
-   * `fuel -= 1; if (fuel <= 0) { [rewinding: restore, dispatch] yield(); [unwound? save] fuel = global }`.
+   * The entry check: `global -= 1; if (global <= 0) { [rewinding: restore,
+   * dispatch] yield(); [unwound? save] }` (the F local holds global - 1
+   * meanwhile: below 1 when rewinding, as the body's rewind guards expect).
    */
   const check = (site: number, merge: Frame | undefined, restore: boolean): void => {
-    fuelGet();
+    opU(OP_GLOBAL_GET, FG);
     i32c(1);
     op(OP_I32_SUB);
     opU(OP_LOCAL_TEE, F);
-    if (fuelInGlobal) {
-      opU(OP_GLOBAL_SET, FG);
-      opU(OP_LOCAL_GET, F);
-    }
+    opU(OP_GLOBAL_SET, FG);
+    opU(OP_LOCAL_GET, F);
     i32c(0);
     op(OP_I32_LE_S);
     open(OP_IF);
@@ -742,7 +791,15 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       recordSite(site);
       unwindCheck(site);
     }
-    fuelLoad();
+    close();
+  };
+  /** A bulk operation's check, after its charge to the countdown: `if (countdown <= 0) outOfChunk`. */
+  const bulkCheck = (site: number): void => {
+    opU(OP_LOCAL_GET, F);
+    i32c(0);
+    op(OP_I32_LE_S);
+    open(OP_IF);
+    outOfChunk(site, 0);
     close();
   };
   /** Labels of the blocks around each open loop (by the loop's label position). */
@@ -789,31 +846,15 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     dispatch(nf, site, labels.cold);
     close();
   };
-  /** After a loop's `end`: `br $exit end $cold; yield(); [unwound? save] fuel = max(global, 1) + 1; br $again end $again end $exit`. */
+  /** After a loop's `end`: `br $exit end $cold; outOfChunk; br $again end $again end $exit`. */
   const closeLoopFrame = (f: Frame): void => {
     const labels = loopLabels.get(f.label)!;
     loopLabels.delete(f.label);
     opU(OP_BR, D - labels.exit);
     close();
-    opU(OP_CALL, fn.yield);
-    const site = ctx.checksUnwind ? st.bodyLo[f.body]! : -1;
-    if (site >= 0) {
-      recordSite(site);
-      unwindCheck(site);
-    }
-    // One more than the refill (at least 1): the check at the header runs
-    // again first, and must let the body run once, as a check that called
-    // the yield import inside the loop would.
-    opU(OP_GLOBAL_GET, FG);
-    opU(OP_LOCAL_TEE, F);
-    i32c(1);
-    opU(OP_LOCAL_GET, F);
-    i32c(1);
-    op(OP_I32_GT_S);
-    op(OP_SELECT);
-    i32c(1);
-    op(OP_I32_ADD);
-    opU(OP_LOCAL_SET, F);
+    // One more than the chunk: the check at the header runs again first,
+    // and must let the body run once.
+    outOfChunk(ctx.checksUnwind ? st.bodyLo[f.body]! : -1, 1);
     opU(OP_BR, D - labels.again);
     close();
     if (f.result !== VOID) op(OP_UNREACHABLE);
@@ -856,15 +897,26 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   if (hasSites) open(OP_BLOCK); // $unwind
   openWrappers(fnFrame);
   if (hasEntryCheck) {
-    fuelLoad();
     check(st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
+    if (!fuelInGlobal) restart(0);
   } else {
-    fuelLoad();
+    // No entry check: only loops or bulk operations, so a countdown.
+    restart(0);
     if (hasSites) {
-      whenRewinding(() => {
-        restoreAt = w.length;
-        dispatch(fnFrame, -1, 0);
-      });
+      // Rewinding (the global is 0): the countdown below 1 for the body's guards.
+      opU(OP_GLOBAL_GET, FG);
+      i32c(1);
+      op(OP_I32_LT_S);
+      open(OP_IF);
+      opU(OP_GLOBAL_GET, ST);
+      i32c(2);
+      op(OP_I32_NE);
+      opU(OP_BR_IF, 0);
+      i32c(0);
+      opU(OP_LOCAL_SET, F);
+      restoreAt = w.length;
+      dispatch(fnFrame, -1, 0);
+      close();
     }
   }
 
@@ -980,7 +1032,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       case 0x0c: {
         const n = u32At(bytes, pos + 1);
         flush(pos);
-        if (frames.length - 1 - n === 0) fuelStore();
+        if (frames.length - 1 - n === 0) fuelFlush(false);
         opU(OP_BR, depthOf(n));
         copyFrom = immEnd;
         f.dead = true;
@@ -989,10 +1041,26 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       case 0x0d: {
         const n = u32At(bytes, pos + 1);
         flush(pos);
-        if (frames.length - 1 - n === 0) fuelStore();
-        opU(OP_BR_IF, depthOf(n));
         copyFrom = immEnd;
         h--;
+        if (frames.length - 1 - n !== 0 || fuelInGlobal) {
+          opU(OP_BR_IF, depthOf(n));
+          return;
+        }
+        // A conditional return charges only when it returns:
+        // `if (cond) { charge; br $fn }`, the result (if any) kept in a slot.
+        const r = fnFrame.result;
+        if (r === VOID) open(OP_IF);
+        else {
+          opU(OP_LOCAL_SET, C);
+          opU(OP_LOCAL_TEE, slot(h - 1, r));
+          opU(OP_LOCAL_GET, C);
+          open(OP_IF);
+          opU(OP_LOCAL_GET, slot(h - 1, r));
+        }
+        charge();
+        opU(OP_BR, depthOf(n));
+        close();
         return;
       }
       case 0x0e:
@@ -1003,7 +1071,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         return;
       case 0x0f:
         flush(pos);
-        fuelStore();
+        fuelFlush(false);
         copyFrom = pos;
         f.dead = true;
         return;
@@ -1016,12 +1084,9 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         const x = u32At(bytes, pos + 1);
         const t = o === 0x10 ? ctx.funcTypes[x]! : m.types[x]!;
         const nArgs = t.params.length + (o === 0x11 ? 1 : 0);
-        const synced = o === 0x11 || (x >= ctx.nImports && ctx.checked[x - ctx.nImports] === 1);
         flush(pos);
         if (site < 0) {
-          if (synced) fuelStore();
           emitCall(o, x, pos, immEnd);
-          if (synced) fuelLoad();
           h -= nArgs;
           if (t.results.length) types[h++] = t.results[0]!;
           copyFrom = immEnd;
@@ -1029,15 +1094,11 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         }
         const below = h - nArgs - f.base;
         spill(f.base);
-        // Stored before every site and loaded after it: the host refills the
-        // fuel when a rewind ends there (and a callee that checks uses it).
-        fuelStore();
         passTarget(f);
         recordSite(site);
         reload(h - nArgs, h);
         emitCall(o, x, pos, immEnd);
         unwindCheck(site);
-        fuelLoad();
         h -= nArgs;
         if (below > 0) {
           if (t.results.length) {
@@ -1090,8 +1151,10 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
             i32c(16);
             op(OP_I32_SHR_U);
             op(OP_I32_SUB);
+            i32c(1);
+            op(OP_I32_SUB);
             opU(OP_LOCAL_SET, F);
-            check(-1, undefined, false);
+            bulkCheck(-1);
           } else {
             spill(f.base);
             opU(OP_LOCAL_GET, F);
@@ -1099,10 +1162,11 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
             i32c(16);
             op(OP_I32_SHR_U);
             op(OP_I32_SUB);
+            i32c(1);
+            op(OP_I32_SUB);
             opU(OP_LOCAL_SET, F);
             passTarget(f);
-            recordSite(site);
-            check(site, undefined, false);
+            bulkCheck(site);
             reload(f.base, h);
           }
           copyFrom = pos;
@@ -1141,7 +1205,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       depths[i] = depthOf(d);
     }
     // (the index is on the stack; the store does not touch it)
-    if (exits) fuelStore();
+    if (exits) fuelFlush(true);
     w.u8(OP_BR_TABLE).u32(n);
     for (const d of depths) w.u32(d);
     h--;
@@ -1176,7 +1240,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     if (!f.deadFrame && f.passed !== f.targets) throw new InstrumentError(`function ${func}: internal error: ${f.targets - f.passed} targets not reached`);
     if (f.kind === 3) {
       flush(pos);
-      fuelStore();
+      fuelFlush(false);
       if (hasSites) {
         op(OP_RETURN);
         close();

@@ -135,7 +135,8 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
   const countChecks = def.countChecks;
   const run: Run = { unwinds: 0, checkUnwinds: 0, blockUnwinds: 0, yields: 0 };
   let out: Uint8Array;
-  const opts = { profile: v.profile, unwindingImports: new Set(v.unwindingImports) };
+  // Fuel 1 means every check calls yield only if functions charge every check at once.
+  const opts = { profile: v.profile, unwindingImports: new Set(v.unwindingImports), fuelChunk: v.refill === 1 ? 1 : undefined };
   let layouts: UnwindLayouts | undefined;
   try {
     const parsed = parseModule(bytes);

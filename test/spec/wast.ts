@@ -86,7 +86,7 @@ export interface SpecCommand {
 
 // --- Ways --------------------------------------------------------------------
 
-export type Instrument = (m: WasmModule, opts: { profile: Profile; unwindingImports: ReadonlySet<number> }) => { bytes: Uint8Array };
+export type Instrument = (m: WasmModule, opts: { profile: Profile; unwindingImports: ReadonlySet<number>; fuelChunk?: number }) => { bytes: Uint8Array };
 
 export interface Way {
   name: string;
@@ -526,7 +526,8 @@ export class SpecRunner {
     const bytesOf = (filename: string): Uint8Array => new Uint8Array(fs.readFileSync(path.join(dir, filename)));
 
     const prepare = (way: Way, filename: string): Prepared => {
-      const key = `${way.profile ?? 'raw'}:${filename}`;
+      // (forced ways count fuel in chunks of 1: their own preparation)
+      const key = `${way.profile ?? 'raw'}${way.forced ? ' forced' : ''}:${filename}`;
       let p = prepared.get(key);
       if (p) return p;
       const bytes = bytesOf(filename);
@@ -661,7 +662,7 @@ export class SpecRunner {
     if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) {
       const p: Prepared = { refused: { by: 'V8 validation', message: compileError(bytes) } };
       try {
-        const out = this.opts.instrument!(m, { profile: way.profile, unwindingImports: new Set() }).bytes;
+        const out = this.opts.instrument!(m, { profile: way.profile, unwindingImports: new Set(), fuelChunk: way.forced ? 1 : undefined }).bytes;
         if (WebAssembly.validate(out as Uint8Array<ArrayBuffer>)) p.note = `instrument (${way.profile}) makes this invalid module valid (${p.refused!.message})`;
       } catch {
         // refused: fine
@@ -671,7 +672,7 @@ export class SpecRunner {
     const na = notApplicable(m);
     let out: Uint8Array;
     try {
-      out = this.opts.instrument!(m, { profile: way.profile, unwindingImports: new Set() }).bytes;
+      out = this.opts.instrument!(m, { profile: way.profile, unwindingImports: new Set(), fuelChunk: way.forced ? 1 : undefined }).bytes;
     } catch (e) {
       const err = e as Error;
       const message = `${err?.constructor?.name}: ${err?.message ?? String(e)}`;
