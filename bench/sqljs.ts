@@ -53,6 +53,13 @@ type InitSqlJs = (config: { instantiateWasm(imports: WebAssembly.Imports, done: 
  * prepared statement, an index, a LIKE scan, a GROUP BY over the index and a
  * recursive CTE of 200 000 rows. Returns a checksum of all results.
  */
+/**
+ * Runs of each variant before measuring: V8 first runs wasm as Liftoff code
+ * and moves hot functions to TurboFan in the background; with 2 runs the raw
+ * module was still partly in Liftoff (raw times varied 125–260 ms).
+ */
+const WARMUP_RUNS = 6;
+
 export function workload(SQL: SqlJs): number {
   const db = new SQL.Database();
   try {
@@ -212,7 +219,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
   for (const v of variants) {
     if (!v.sql) continue;
     try {
-      for (let i = 0; i < 2; i++) {
+      for (let i = 0; i < WARMUP_RUNS; i++) {
         v.beforeRun?.();
         const r = workload(v.sql);
         if (v.name === 'raw') expected = r;
@@ -251,7 +258,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
     `Workload (bench/sqljs.ts): CREATE TABLE, 20 000 INSERTs through a prepared statement in one transaction, CREATE INDEX, a LIKE scan, a GROUP BY over 97 groups, and a recursive CTE of 200 000 rows; checksum ${expected} (every variant checked against raw in every run). ` +
       `The prepared modules are instantiated through emscripten's \`instantiateWasm\` with the glue's imports mapped onto \`wasi.<module>.<field>\`, a host-created memory with the original's data segments and globals, and a check that only refills the fuel (${FUEL}) and never unwinds. ` +
       `No import may unwind, so suspend-anywhere makes what is reachable from a check unwindable, and io-suspend has no unwindable call at all. ` +
-      `Median of ${rounds} rounds (after 2 warm-up runs each), order alternating between rounds; min–max in parentheses. Preparation: one uncached run with these options.`,
+      `Median of ${rounds} rounds (after ${WARMUP_RUNS} warm-up runs each), order alternating between rounds; min–max in parentheses. Preparation: one uncached run with these options.`,
     '',
     `Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption).`,
     '',

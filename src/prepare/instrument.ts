@@ -861,9 +861,10 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     close();
   };
   /** Rewind prefilter and dispatch at the start of a block or if body with targets. */
-  /** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path). */
-  const whenRewinding = (emit: () => void): void => {
-    fuelGet();
+  /** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path); the global's fuel if asked. */
+  const whenRewinding = (emit: () => void, globalFuel = false): void => {
+    if (globalFuel) opU(OP_GLOBAL_GET, FG);
+    else fuelGet();
     i32c(1);
     op(OP_I32_LT_S);
     open(OP_IF);
@@ -904,19 +905,12 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     restart(0);
     if (hasSites) {
       // Rewinding (the global is 0): the countdown below 1 for the body's guards.
-      opU(OP_GLOBAL_GET, FG);
-      i32c(1);
-      op(OP_I32_LT_S);
-      open(OP_IF);
-      opU(OP_GLOBAL_GET, ST);
-      i32c(2);
-      op(OP_I32_NE);
-      opU(OP_BR_IF, 0);
-      i32c(0);
-      opU(OP_LOCAL_SET, F);
-      restoreAt = w.length;
-      dispatch(fnFrame, -1, 0);
-      close();
+      whenRewinding(() => {
+        i32c(0);
+        opU(OP_LOCAL_SET, F);
+        restoreAt = w.length;
+        dispatch(fnFrame, -1, 0);
+      }, true);
     }
   }
 
