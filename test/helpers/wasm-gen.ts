@@ -702,6 +702,7 @@ class FuncGen {
       [nested ? 5 : 0, 'block'],
       [nested ? 8 : 0, 'if'],
       [nested ? 6 : 0, 'loop'],
+      [nested ? 3 : 0, 'switch'],
       [5, 'br_if'],
       [2, 'poly'],
       [1, 'deadunreachable'],
@@ -759,6 +760,22 @@ class FuncGen {
         this.labels.pop();
         this.labels.pop();
         return { k: 'loop', id, exit, ctr, count: r.int(7), body };
+      }
+      case 'switch': {
+        // How clang lays out a `switch`: a run of blocks opened together, a
+        // br_table in the innermost, each case's code after a block's end
+        // (the transform shares one rewind dispatch across such a run).
+        const n = 2 + r.int(4);
+        const ids = Array.from({ length: n }, () => this.nextId++);
+        for (const id of ids) this.labels.push({ id, t: null });
+        const labels = Array.from({ length: 1 + r.int(6) }, () => r.pick(ids));
+        let body: Stmt[] = [{ k: 'br_table', labels, def: r.pick(ids), v: null, idx: this.expr('i32', 2) }];
+        for (let k = n - 1; k >= 1; k--) {
+          this.labels.pop();
+          body = [{ k: 'block', id: ids[k]!, body }, ...this.stmts(d - 1, false)];
+        }
+        this.labels.pop();
+        return { k: 'block', id: ids[0]!, body };
       }
       case 'br_if': {
         const label = r.pick(this.labels);
