@@ -510,7 +510,7 @@ interface Frame {
 /**
  * The blocks a loop is wrapped in, so that its check's call runs outside
  * it: `block $exit (result) loop $again block $cold loop … end br $exit end
- * yield … br $again end end`. Label positions, and the loop's own site.
+ * yield … br $again end end`. Their label positions.
  */
 interface LoopLabels {
   exit: number;
@@ -817,9 +817,10 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     D++;
   };
   /**
-   * The check at a loop's header: `fuel -= 1; if (fuel <= 0) br $cold`,
-   * with the rewind dispatch of the loop's body (it starts with the fuel at
-   * 0) before that branch when the body holds other sites. The call of the
+   * The check at a loop's header: `countdown -= 1; if (countdown <= 0) br
+   * $cold`, with the rewind dispatch of the loop's body (a rewind reaches
+   * it with the countdown below 1) before that branch when the body holds
+   * other sites. The call of the
    * yield import is after the loop (closeLoopFrame): a call inside a loop,
    * even on a path never taken, makes V8 keep the loop's values in memory.
    */
