@@ -4,9 +4,9 @@
  * Never on the load path of gate-server, gate-daemon or gate run.
  */
 import { ByteReader, ByteWriter } from '../../src/wasm/leb128.js';
-import { decodeInstructions, findDataSegmentUse } from '../../src/wasm/code.js';
+import { decodeInstructions, findDataSegmentUse, Opcode } from '../../src/wasm/code.js';
 import { ExternalKind, SectionId, type FunctionBody, type WasmModule } from '../../src/wasm/module.js';
-import { globalEntry } from '../../src/prepare/rewrite.js';
+import { globalEntry, importSection } from '../../src/prepare/rewrite.js';
 import type { CallInfo } from './reach.js';
 
 /** Names the prepared module exports for the runtime (never visible to programs). */
@@ -43,9 +43,6 @@ export interface RewriteResult {
   calls: CallInfo;
 }
 
-const OP_LOOP = 0x03;
-const OP_CALL = 0x10;
-const OP_CALL_INDIRECT = 0x11;
 
 /**
  * The first, binary stage of preparation. It rewrites the module so that the
@@ -108,23 +105,7 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
   // beyond it must return -1) and can prefill it when restoring. A module
   // without memory gets a private page, so that the host always has somewhere
   // to borrow for unwinding.
-  {
-    const w = new ByteWriter().u32(m.imports.length + 1);
-    let fi = 0;
-    for (const imp of m.imports) {
-      const c = opts.imports[fi++];
-      if (!c || imp.kind !== ExternalKind.Function) throw new Error('rewriteModule: imports must be resolved functions');
-      w.name(c.module).name(c.name).u8(ExternalKind.Function).u32(imp.typeIndex);
-    }
-    // The declared minimum is 0: the host creates the memory with the right
-    // size (the program's initial size, or a snapshot's current one), and
-    // the prepared module must not depend on it.
-    const mem = m.memories[0] ?? { min: 1, max: 1 };
-    w.name(MEMORY_IMPORT.module).name(MEMORY_IMPORT.name).u8(ExternalKind.Memory);
-    if (mem.max === undefined) w.u8(0).u32(0);
-    else w.u8(1).u32(0).u32(mem.max);
-    out.section(SectionId.Import, w.finish());
-  }
+  out.section(SectionId.Import, importSection(m, opts.imports, { min: 1, max: 1 }));
 
   // Function section (+ stub)
   if (opts.checks) extendVector(SectionId.Function, [new ByteWriter().u32(voidType).finish()]);
@@ -332,7 +313,7 @@ function scanBody(bytes: Uint8Array, body: FunctionBody): BodyInfo {
       case 0x04: // if
         depth++;
         break;
-      case OP_LOOP:
+      case Opcode.Loop:
         depth++;
         info.loops.push(immEnd);
         break;
@@ -356,10 +337,10 @@ function scanBody(bytes: Uint8Array, body: FunctionBody): BodyInfo {
       case 0x0f: // return
         info.exits.push(pos);
         break;
-      case OP_CALL:
+      case Opcode.Call:
         info.callees.push({ target: new ByteReader(bytes, pos + 1, immEnd).u32(), pos, end: immEnd });
         break;
-      case OP_CALL_INDIRECT:
+      case Opcode.CallIndirect:
         info.indirectCalls.push({ pos, end: immEnd });
         break;
       case 0xfc:

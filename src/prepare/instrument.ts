@@ -24,7 +24,7 @@
  * globals (fuel, state), locals, and types. It works on any module within
  * Gate's feature set; the runtime's pipeline first applies rewrite.ts.
  */
-import { decodeInstructions } from '../wasm/code.js';
+import { decodeInstructions, Opcode } from '../wasm/code.js';
 import { ModuleError } from '../wasm/errors.js';
 import { ByteReader, ByteWriter, u32At } from '../wasm/leb128.js';
 import { ExternalKind, SectionId, skipConstExpr, type FuncType, type ValTypeCode, type WasmModule } from '../wasm/module.js';
@@ -505,6 +505,8 @@ interface Frame {
   wrapperBase: number;
   targets: number;
   passed: number;
+  /** A loop with a check of its own: the blocks around it. */
+  loop?: LoopLabels;
 }
 
 /**
@@ -518,30 +520,6 @@ interface LoopLabels {
   cold: number;
 }
 
-const OP_BLOCK = 0x02;
-const OP_LOOP = 0x03;
-const OP_IF = 0x04;
-const OP_END = 0x0b;
-const OP_BR = 0x0c;
-const OP_BR_IF = 0x0d;
-const OP_BR_TABLE = 0x0e;
-const OP_CALL = 0x10;
-const OP_LOCAL_GET = 0x20;
-const OP_LOCAL_SET = 0x21;
-const OP_LOCAL_TEE = 0x22;
-const OP_GLOBAL_GET = 0x23;
-const OP_GLOBAL_SET = 0x24;
-const OP_I32_CONST = 0x41;
-const OP_I32_NE = 0x47;
-const OP_I32_LT_S = 0x48;
-const OP_I32_LT_U = 0x49;
-const OP_I32_LE_S = 0x4c;
-const OP_I32_GE_U = 0x4f;
-const OP_I32_ADD = 0x6a;
-const OP_I32_SUB = 0x6b;
-const OP_I32_SHR_U = 0x76;
-const OP_UNREACHABLE = 0x00;
-const OP_RETURN = 0x0f;
 
 /**
  * The instrumented body of defined function `fi` (its locals header
@@ -609,14 +587,14 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     w.u8(b).u32(x);
   };
   const i32c = (x: number): void => {
-    w.u8(OP_I32_CONST).s32(x);
+    w.u8(Opcode.I32Const).s32(x);
   };
   const open = (o: number): void => {
     w.u8(o).u8(VOID);
     D++;
   };
   const close = (): void => {
-    w.u8(OP_END);
+    w.u8(Opcode.End);
     D--;
   };
   // The fuel is the global. A function with loops (or bulk operations)
@@ -628,22 +606,22 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   const CHUNK = ctx.fuelChunk;
   const fuelInGlobal = ctx.looping[fi] === 0;
   const fuelGet = (): void => {
-    if (fuelInGlobal) opU(OP_GLOBAL_GET, FG);
-    else opU(OP_LOCAL_GET, F);
+    if (fuelInGlobal) opU(Opcode.GlobalGet, FG);
+    else opU(Opcode.LocalGet, F);
   };
   /** `global -= CHUNK - countdown` (what the countdown used). */
   const charge = (): void => {
-    opU(OP_GLOBAL_GET, FG);
-    opU(OP_LOCAL_GET, F);
-    op(OP_I32_ADD);
+    opU(Opcode.GlobalGet, FG);
+    opU(Opcode.LocalGet, F);
+    op(Opcode.I32Add);
     i32c(CHUNK);
-    op(OP_I32_SUB);
-    opU(OP_GLOBAL_SET, FG);
+    op(Opcode.I32Sub);
+    opU(Opcode.GlobalSet, FG);
   };
   /** `countdown = CHUNK + extra`. */
   const restart = (extra: number): void => {
     i32c(CHUNK + extra);
-    opU(OP_LOCAL_SET, F);
+    opU(Opcode.LocalSet, F);
   };
   /** At an exit: charge; at a branch that may not exit, restart the countdown too. */
   const fuelFlush = (conditional: boolean): void => {
@@ -654,11 +632,11 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   /** The countdown ran out: `charge; if (global <= 0) { yield(); [unwound? save] } restart`. */
   const outOfChunk = (site: number, extra: number): void => {
     charge();
-    opU(OP_GLOBAL_GET, FG);
+    opU(Opcode.GlobalGet, FG);
     i32c(0);
-    op(OP_I32_LE_S);
-    open(OP_IF);
-    opU(OP_CALL, fn.yield);
+    op(Opcode.I32LeS);
+    open(Opcode.If);
+    opU(Opcode.Call, fn.yield);
     if (site >= 0) {
       recordSite(site);
       unwindCheck(site);
@@ -666,20 +644,20 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     close();
     if (extra) {
       // The extra check is paid for now (charge() counts from CHUNK).
-      opU(OP_GLOBAL_GET, FG);
+      opU(Opcode.GlobalGet, FG);
       i32c(extra);
-      op(OP_I32_SUB);
-      opU(OP_GLOBAL_SET, FG);
+      op(Opcode.I32Sub);
+      opU(Opcode.GlobalSet, FG);
     }
     restart(extra);
   };
   const unwindLabel = 1;
   const unwindCheck = (site: number): void => {
-    opU(OP_GLOBAL_GET, ST);
-    open(OP_IF);
+    opU(Opcode.GlobalGet, ST);
+    open(Opcode.If);
     i32c(site);
-    opU(OP_LOCAL_SET, S);
-    opU(OP_BR, D - unwindLabel);
+    opU(Opcode.LocalSet, S);
+    opU(Opcode.Br, D - unwindLabel);
     close();
   };
   const frames: Frame[] = [];
@@ -690,7 +668,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     f.wrapperBase = D;
     f.targets = st.bodyTargets[f.body]!.length;
     f.passed = 0;
-    for (let i = 0; i < f.targets; i++) open(OP_BLOCK);
+    for (let i = 0; i < f.targets; i++) open(Opcode.Block);
   };
   /** A target point: the next target's wrapper ends here. */
   const passTarget = (f: Frame): void => {
@@ -728,37 +706,37 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     let runs = 0;
     for (let i = 0; i < labels.length; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
     if (labels.length <= 4 * runs + 8) {
-      open(OP_BLOCK); // $bad: an unknown site traps
-      opU(OP_LOCAL_GET, S);
+      open(Opcode.Block); // $bad: an unknown site traps
+      opU(Opcode.LocalGet, S);
       if (lo !== 0) {
         i32c(lo);
-        op(OP_I32_SUB);
+        op(Opcode.I32Sub);
       }
-      opU(OP_BR_TABLE, labels.length);
+      opU(Opcode.BrTable, labels.length);
       for (const l of labels) w.u32(l < 0 ? 0 : D - l);
       w.u32(0);
       close();
     } else {
-      opU(OP_LOCAL_GET, S);
+      opU(Opcode.LocalGet, S);
       i32c(hi);
-      op(OP_I32_GE_U);
-      open(OP_IF);
-      op(OP_UNREACHABLE);
+      op(Opcode.I32GeU);
+      open(Opcode.If);
+      op(Opcode.Unreachable);
       close();
       // From the last run down: the first that starts at or below the site.
       for (let i = labels.length - 1; i >= 0; ) {
         let j = i;
         while (j > 0 && labels[j - 1] === labels[i]) j--;
         if (labels[i]! >= 0) {
-          opU(OP_LOCAL_GET, S);
+          opU(Opcode.LocalGet, S);
           i32c(lo + j);
-          op(OP_I32_GE_U);
-          opU(OP_BR_IF, D - labels[i]!);
+          op(Opcode.I32GeU);
+          opU(Opcode.BrIf, D - labels[i]!);
         }
         i = j - 1;
       }
     }
-    op(OP_UNREACHABLE);
+    op(Opcode.Unreachable);
   };
   /**
    * The entry check: `global -= 1; if (global <= 0) { [rewinding: restore,
@@ -766,27 +744,27 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
    * meanwhile: below 1 when rewinding, as the body's rewind guards expect).
    */
   const check = (site: number, merge: Frame | undefined, restore: boolean): void => {
-    opU(OP_GLOBAL_GET, FG);
+    opU(Opcode.GlobalGet, FG);
     i32c(1);
-    op(OP_I32_SUB);
-    opU(OP_LOCAL_TEE, F);
-    opU(OP_GLOBAL_SET, FG);
-    opU(OP_LOCAL_GET, F);
+    op(Opcode.I32Sub);
+    opU(Opcode.LocalTee, F);
+    opU(Opcode.GlobalSet, FG);
+    opU(Opcode.LocalGet, F);
     i32c(0);
-    op(OP_I32_LE_S);
-    open(OP_IF);
+    op(Opcode.I32LeS);
+    open(Opcode.If);
     if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
-      open(OP_BLOCK);
+      open(Opcode.Block);
       const fall = D;
-      opU(OP_GLOBAL_GET, ST);
+      opU(Opcode.GlobalGet, ST);
       i32c(2);
-      op(OP_I32_NE);
-      opU(OP_BR_IF, 0);
+      op(Opcode.I32Ne);
+      opU(Opcode.BrIf, 0);
       if (restore) restoreAt = w.length;
       if (st.bodyHi[merge.body]! > st.bodyLo[merge.body]!) dispatch(merge, site, fall);
       close();
     }
-    opU(OP_CALL, fn.yield);
+    opU(Opcode.Call, fn.yield);
     if (site >= 0) {
       recordSite(site);
       unwindCheck(site);
@@ -795,26 +773,24 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   };
   /** A bulk operation's check, after its charge to the countdown: `if (countdown <= 0) outOfChunk`. */
   const bulkCheck = (site: number): void => {
-    opU(OP_LOCAL_GET, F);
+    opU(Opcode.LocalGet, F);
     i32c(0);
-    op(OP_I32_LE_S);
-    open(OP_IF);
+    op(Opcode.I32LeS);
+    open(Opcode.If);
     outOfChunk(site, 0);
     close();
   };
-  /** Labels of the blocks around each open loop (by the loop's label position). */
-  const loopLabels = new Map<number, LoopLabels>();
-  let nextLoop: LoopLabels | undefined;
   /** `block $exit (result) loop $again block $cold loop (result)`: see LoopLabels. */
-  const openLoopFrame = (result: number): void => {
-    w.u8(OP_BLOCK).u8(result);
+  const openLoopFrame = (result: number): LoopLabels => {
+    w.u8(Opcode.Block).u8(result);
     const exit = ++D;
-    open(OP_LOOP);
+    open(Opcode.Loop);
     const again = D;
-    open(OP_BLOCK);
-    nextLoop = { exit, again, cold: D };
-    w.u8(OP_LOOP).u8(result);
+    open(Opcode.Block);
+    const labels = { exit, again, cold: D };
+    w.u8(Opcode.Loop).u8(result);
     D++;
+    return labels;
   };
   /**
    * The check at a loop's header: `countdown -= 1; if (countdown <= 0) br
@@ -825,54 +801,51 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
    * even on a path never taken, makes V8 keep the loop's values in memory.
    */
   const loopCheck = (nf: Frame, site: number, withSites: boolean): void => {
-    const labels = nextLoop!;
-    nextLoop = undefined;
-    loopLabels.set(nf.label, labels);
-    opU(OP_LOCAL_GET, F);
+    const labels = nf.loop!;
+    opU(Opcode.LocalGet, F);
     i32c(1);
-    op(OP_I32_SUB);
-    opU(OP_LOCAL_TEE, F);
+    op(Opcode.I32Sub);
+    opU(Opcode.LocalTee, F);
     i32c(0);
-    op(OP_I32_LE_S);
+    op(Opcode.I32LeS);
     const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
     if (!withSites || (!others && pending.length === 0)) {
-      opU(OP_BR_IF, D - labels.cold);
+      opU(Opcode.BrIf, D - labels.cold);
       return;
     }
-    open(OP_IF);
-    opU(OP_GLOBAL_GET, ST);
+    open(Opcode.If);
+    opU(Opcode.GlobalGet, ST);
     i32c(2);
-    op(OP_I32_NE);
-    opU(OP_BR_IF, D - labels.cold);
+    op(Opcode.I32Ne);
+    opU(Opcode.BrIf, D - labels.cold);
     dispatch(nf, site, labels.cold);
     close();
   };
   /** After a loop's `end`: `br $exit end $cold; outOfChunk; br $again end $again end $exit`. */
   const closeLoopFrame = (f: Frame): void => {
-    const labels = loopLabels.get(f.label)!;
-    loopLabels.delete(f.label);
-    opU(OP_BR, D - labels.exit);
+    const labels = f.loop!;
+    opU(Opcode.Br, D - labels.exit);
     close();
     // One more than the chunk: the check at the header runs again first,
     // and must let the body run once.
     outOfChunk(ctx.checksUnwind ? st.bodyLo[f.body]! : -1, 1);
-    opU(OP_BR, D - labels.again);
+    opU(Opcode.Br, D - labels.again);
     close();
-    if (f.result !== VOID) op(OP_UNREACHABLE);
+    if (f.result !== VOID) op(Opcode.Unreachable);
     close();
   };
   /** Rewind prefilter and dispatch at the start of a block or if body with targets. */
   /** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path); the global's fuel if asked. */
   const whenRewinding = (emit: () => void, globalFuel = false): void => {
-    if (globalFuel) opU(OP_GLOBAL_GET, FG);
+    if (globalFuel) opU(Opcode.GlobalGet, FG);
     else fuelGet();
     i32c(1);
-    op(OP_I32_LT_S);
-    open(OP_IF);
-    opU(OP_GLOBAL_GET, ST);
+    op(Opcode.I32LtS);
+    open(Opcode.If);
+    opU(Opcode.GlobalGet, ST);
     i32c(2);
-    op(OP_I32_NE);
-    opU(OP_BR_IF, 0);
+    op(Opcode.I32Ne);
+    opU(Opcode.BrIf, 0);
     emit();
     close();
   };
@@ -887,16 +860,16 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   };
   /** Moves the current body's values (from `from` up) to slots, top first. */
   const spill = (from: number): void => {
-    for (let d = h - 1; d >= from; d--) opU(OP_LOCAL_SET, slot(d, types[d]!));
+    for (let d = h - 1; d >= from; d--) opU(Opcode.LocalSet, slot(d, types[d]!));
   };
   const reload = (from: number, to: number): void => {
-    for (let d = from; d < to; d++) opU(OP_LOCAL_GET, slot(d, types[d]!));
+    for (let d = from; d < to; d++) opU(Opcode.LocalGet, slot(d, types[d]!));
   };
 
   // Function prologue.
   const fnFrame: Frame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0 };
   frames.push(fnFrame);
-  if (hasSites) open(OP_BLOCK); // $unwind
+  if (hasSites) open(Opcode.Block); // $unwind
   openWrappers(fnFrame);
   if (hasEntryCheck) {
     check(st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
@@ -908,7 +881,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       // Rewinding (the global is 0): the countdown below 1 for the body's guards.
       whenRewinding(() => {
         i32c(0);
-        opU(OP_LOCAL_SET, F);
+        opU(Opcode.LocalSet, F);
         restoreAt = w.length;
         dispatch(fnFrame, -1, 0);
       }, true);
@@ -957,7 +930,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         case 0x10:
           callCounter++;
           flush(pos);
-          opU(OP_CALL, remap(u32At(bytes, pos + 1)));
+          opU(Opcode.Call, remap(u32At(bytes, pos + 1)));
           copyFrom = immEnd;
           return;
         case 0x11:
@@ -979,31 +952,32 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         const withSites = st.frameHi[id]! > st.bodyLo[id]!;
         // A loop without a check of its own is handled as a block.
         const checkedLoop = o === 0x03 && ctx.coveredLoops[fi]![loopCounter++] !== 1;
+        let loop: LoopLabels | undefined;
         let spilled = 0;
         if (withSites) {
           flush(pos);
-          if (o === 0x04) opU(OP_LOCAL_SET, C);
+          if (o === 0x04) opU(Opcode.LocalSet, C);
           spilled = h - f.base;
           spill(f.base);
           passTarget(f);
           if (o === 0x04) {
             // Rewinding: take the branch that holds the site.
             whenRewinding(() => {
-              opU(OP_LOCAL_GET, S);
+              opU(Opcode.LocalGet, S);
               i32c(st.bodyHi[id]!);
-              op(OP_I32_LT_U);
-              opU(OP_LOCAL_SET, C);
+              op(Opcode.I32LtU);
+              opU(Opcode.LocalSet, C);
             });
-            opU(OP_LOCAL_GET, C);
+            opU(Opcode.LocalGet, C);
           }
-          if (checkedLoop) openLoopFrame(result);
+          if (checkedLoop) loop = openLoopFrame(result);
           else {
             w.u8(o).u8(bytes[pos + 1]!);
             D++;
           }
         } else if (checkedLoop) {
           flush(pos);
-          openLoopFrame(result);
+          loop = openLoopFrame(result);
         } else {
           D++;
           const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0 };
@@ -1011,7 +985,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
           return;
         }
         copyFrom = immEnd;
-        const nf: Frame = { kind: checkedLoop ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0 };
+        const nf: Frame = { kind: checkedLoop ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0, loop };
         frames.push(nf);
         if (withSites) openWrappers(nf);
         if (checkedLoop) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
@@ -1028,7 +1002,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         const n = u32At(bytes, pos + 1);
         flush(pos);
         if (frames.length - 1 - n === 0) fuelFlush(false);
-        opU(OP_BR, depthOf(n));
+        opU(Opcode.Br, depthOf(n));
         copyFrom = immEnd;
         f.dead = true;
         return;
@@ -1039,22 +1013,22 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
         copyFrom = immEnd;
         h--;
         if (frames.length - 1 - n !== 0 || fuelInGlobal) {
-          opU(OP_BR_IF, depthOf(n));
+          opU(Opcode.BrIf, depthOf(n));
           return;
         }
         // A conditional return charges only when it returns:
         // `if (cond) { charge; br $fn }`, the result (if any) kept in a slot.
         const r = fnFrame.result;
-        if (r === VOID) open(OP_IF);
+        if (r === VOID) open(Opcode.If);
         else {
-          opU(OP_LOCAL_SET, C);
-          opU(OP_LOCAL_TEE, slot(h - 1, r));
-          opU(OP_LOCAL_GET, C);
-          open(OP_IF);
-          opU(OP_LOCAL_GET, slot(h - 1, r));
+          opU(Opcode.LocalSet, C);
+          opU(Opcode.LocalTee, slot(h - 1, r));
+          opU(Opcode.LocalGet, C);
+          open(Opcode.If);
+          opU(Opcode.LocalGet, slot(h - 1, r));
         }
         charge();
-        opU(OP_BR, depthOf(n));
+        opU(Opcode.Br, depthOf(n));
         close();
         return;
       }
@@ -1099,9 +1073,9 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
           if (t.results.length) {
             const r = t.results[0]!;
             types[h] = r;
-            opU(OP_LOCAL_SET, slot(h, r));
+            opU(Opcode.LocalSet, slot(h, r));
             reload(f.base, h);
-            opU(OP_LOCAL_GET, slot(h, r));
+            opU(Opcode.LocalGet, slot(h, r));
           } else reload(f.base, h);
         }
         if (t.results.length) types[h++] = t.results[0]!;
@@ -1140,26 +1114,26 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
           flush(pos);
           if (site < 0) {
             // length on top: charge one unit per 64 KiB, then check
-            opU(OP_LOCAL_TEE, TMP);
-            opU(OP_LOCAL_GET, F);
-            opU(OP_LOCAL_GET, TMP);
+            opU(Opcode.LocalTee, TMP);
+            opU(Opcode.LocalGet, F);
+            opU(Opcode.LocalGet, TMP);
             i32c(16);
-            op(OP_I32_SHR_U);
-            op(OP_I32_SUB);
+            op(Opcode.I32ShrU);
+            op(Opcode.I32Sub);
             i32c(1);
-            op(OP_I32_SUB);
-            opU(OP_LOCAL_SET, F);
+            op(Opcode.I32Sub);
+            opU(Opcode.LocalSet, F);
             bulkCheck(-1);
           } else {
             spill(f.base);
-            opU(OP_LOCAL_GET, F);
-            opU(OP_LOCAL_GET, slot(h - 1, I32));
+            opU(Opcode.LocalGet, F);
+            opU(Opcode.LocalGet, slot(h - 1, I32));
             i32c(16);
-            op(OP_I32_SHR_U);
-            op(OP_I32_SUB);
+            op(Opcode.I32ShrU);
+            op(Opcode.I32Sub);
             i32c(1);
-            op(OP_I32_SUB);
-            opU(OP_LOCAL_SET, F);
+            op(Opcode.I32Sub);
+            opU(Opcode.LocalSet, F);
             passTarget(f);
             bulkCheck(site);
             reload(f.base, h);
@@ -1185,7 +1159,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   }
 
   function emitCall(o: number, x: number, pos: number, immEnd: number): void {
-    if (o === OP_CALL) opU(OP_CALL, remap(x));
+    if (o === Opcode.Call) opU(Opcode.Call, remap(x));
     else w.bytes(bytes.subarray(pos, immEnd));
   }
 
@@ -1201,7 +1175,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
     }
     // (the index is on the stack; the store does not touch it)
     if (exits) fuelFlush(true);
-    w.u8(OP_BR_TABLE).u32(n);
+    w.u8(Opcode.BrTable).u32(n);
     for (const d of depths) w.u32(d);
     h--;
   }
@@ -1237,11 +1211,11 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       flush(pos);
       fuelFlush(false);
       if (hasSites) {
-        op(OP_RETURN);
+        op(Opcode.Return);
         close();
         emitSave();
       }
-      op(OP_END);
+      op(Opcode.End);
       copyFrom = immEnd;
       frames.pop();
       return;
@@ -1261,22 +1235,22 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
       const from = f.base - f.spilled;
       if (f.result !== VOID) {
         const top = h - 1;
-        opU(OP_LOCAL_SET, slot(top, f.result));
+        opU(Opcode.LocalSet, slot(top, f.result));
         reload(from, top);
-        opU(OP_LOCAL_GET, slot(top, f.result));
+        opU(Opcode.LocalGet, slot(top, f.result));
       } else reload(from, f.base);
     }
   }
 
   function emitSave(): void {
     i32c(func);
-    opU(OP_LOCAL_GET, S);
-    opU(OP_CALL, fn.unwindFrame);
+    opU(Opcode.LocalGet, S);
+    opU(Opcode.Call, fn.unwindFrame);
     const saveValue = (l: number, t: number): void => {
-      opU(OP_LOCAL_GET, l);
+      opU(Opcode.LocalGet, l);
       if (t === F32) op(0xbc);
       else if (t === F64) op(0xbd);
-      opU(OP_CALL, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
+      opU(Opcode.Call, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
     };
     for (let l = 0; l < nOriginal; l++) saveValue(l, localTypes[l]!);
     slots.forEach((s, i) => saveValue(slotBase + i, s.type));
@@ -1295,12 +1269,12 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   let restore: Uint8Array | undefined;
   if (restoreAt >= 0) {
     const rw = new ByteWriter(64 + 4 * (nOriginal + slots.length));
-    rw.u8(OP_I32_CONST).s32(func).u8(OP_CALL).u32(fn.rewindFrame).u8(OP_LOCAL_SET).u32(S);
+    rw.u8(Opcode.I32Const).s32(func).u8(Opcode.Call).u32(fn.rewindFrame).u8(Opcode.LocalSet).u32(S);
     const restoreValue = (l: number, t: number): void => {
-      rw.u8(OP_CALL).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
+      rw.u8(Opcode.Call).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
       if (t === F32) rw.u8(0xbe);
       else if (t === F64) rw.u8(0xbf);
-      rw.u8(OP_LOCAL_SET).u32(l);
+      rw.u8(Opcode.LocalSet).u32(l);
     };
     for (let l = 0; l < nOriginal; l++) restoreValue(l, localTypes[l]!);
     slots.forEach((s, i) => restoreValue(slotBase + i, s.type));
@@ -1406,8 +1380,8 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
       w.bytes(bytes.subarray(r.pos, s.end));
     }
     // fuel starts at 1 (the first check refills it), state at 0
-    w.u8(I32).u8(1).u8(OP_I32_CONST).u8(1).u8(OP_END);
-    w.u8(I32).u8(1).u8(OP_I32_CONST).u8(0).u8(OP_END);
+    w.u8(I32).u8(1).u8(Opcode.I32Const).u8(1).u8(Opcode.End);
+    w.u8(I32).u8(1).u8(Opcode.I32Const).u8(0).u8(Opcode.End);
     out.section(SectionId.Global, w.finish());
   }
   {

@@ -97,23 +97,7 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
   // that the host creates it with the instance's own growth limit (memory.grow
   // beyond it must return -1) and can prefill it when restoring. A module
   // without memory gets an empty one (it is never used).
-  {
-    const w = new ByteWriter().u32(m.imports.length + 1);
-    let fi = 0;
-    for (const imp of m.imports) {
-      const c = opts.imports[fi++];
-      if (!c || imp.kind !== ExternalKind.Function) throw new Error('rewriteModule: imports must be resolved functions');
-      w.name(c.module).name(c.name).u8(ExternalKind.Function).u32(imp.typeIndex);
-    }
-    // The declared minimum is 0: the host creates the memory with the right
-    // size (the program's initial size, or a snapshot's current one), and
-    // the prepared module must not depend on it.
-    const mem = m.memories[0] ?? { min: 0, max: 0 };
-    w.name(MEMORY_IMPORT.module).name(MEMORY_IMPORT.name).u8(ExternalKind.Memory);
-    if (mem.max === undefined) w.u8(0).u32(0);
-    else w.u8(1).u32(0).u32(mem.max);
-    out.section(SectionId.Import, w.finish());
-  }
+  out.section(SectionId.Import, importSection(m, opts.imports, { min: 0, max: 0 }));
 
   appendVector(
     SectionId.Function,
@@ -185,6 +169,28 @@ export function rewriteModule(m: WasmModule, opts: RewriteOptions): RewriteResul
   }
   // Custom sections (names, debug info) are left out: nothing downstream needs them.
   return { bytes: out.finish() };
+}
+
+/**
+ * The import section of a rewritten module: the program's function imports
+ * under their canonical names, then the memory (`memoryWhenAbsent` for a
+ * module without one), declared with minimum 0: the host creates it with
+ * the right size (the program's initial size, or a snapshot's current one),
+ * and the prepared module must not depend on it.
+ */
+export function importSection(m: WasmModule, imports: readonly CanonicalImport[], memoryWhenAbsent: { min: number; max: number }): Uint8Array {
+  const w = new ByteWriter().u32(m.imports.length + 1);
+  let fi = 0;
+  for (const imp of m.imports) {
+    const c = imports[fi++];
+    if (!c || imp.kind !== ExternalKind.Function) throw new Error('rewriteModule: imports must be resolved functions');
+    w.name(c.module).name(c.name).u8(ExternalKind.Function).u32(imp.typeIndex);
+  }
+  const mem = m.memories[0] ?? memoryWhenAbsent;
+  w.name(MEMORY_IMPORT.module).name(MEMORY_IMPORT.name).u8(ExternalKind.Memory);
+  if (mem.max === undefined) w.u8(0).u32(0);
+  else w.u8(1).u32(0).u32(mem.max);
+  return w.finish();
 }
 
 /** A global's entry, canonical: zero for mutable globals, the re-encoded constant for immutable ones. */

@@ -52,6 +52,14 @@ export const Opcode = {
   I64Const: 0x42,
   F32Const: 0x43,
   F64Const: 0x44,
+  I32Ne: 0x47,
+  I32LtS: 0x48,
+  I32LtU: 0x49,
+  I32LeS: 0x4c,
+  I32GeU: 0x4f,
+  I32Add: 0x6a,
+  I32Sub: 0x6b,
+  I32ShrU: 0x76,
   PrefixFC: 0xfc,
 } as const;
 
