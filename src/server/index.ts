@@ -230,6 +230,14 @@ function hostForUrl(address: string): string {
   return address.includes(':') ? `[${address}]` : address;
 }
 
+/**
+ * The accept queue's length. Node's default (511) overflows when thousands of
+ * clients connect at once (e.g. io sessions reconnecting after a restart):
+ * the kernel then drops handshakes, clients wait for SYN retransmits and some
+ * get ECONNRESET. The kernel caps this at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 65535;
+
 function listen(server: Server, where: ServerOptions['listen']): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -238,8 +246,8 @@ function listen(server: Server, where: ServerOptions['listen']): Promise<void> {
       resolve();
     };
     // The daemon's socket is for its user only (its directory is private too).
-    if ('path' in where) server.listen(where.path, () => void chmod(where.path, 0o600).then(done, done));
-    else server.listen(where.port, where.host, done);
+    if ('path' in where) server.listen({ path: where.path, backlog: LISTEN_BACKLOG }, () => void chmod(where.path, 0o600).then(done, done));
+    else server.listen({ port: where.port, host: where.host, backlog: LISTEN_BACKLOG }, done);
   });
 }
 
