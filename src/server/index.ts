@@ -56,7 +56,7 @@ export interface ServerOptions {
   listen: { host: string; port: number } | { path: string };
   /** Authority in the server's identity string (default: the listening host:port). */
   authority?: string;
-  /** Allowed Origin values (default `["null"]`; `*` allows any). */
+  /** Origin values allowed to use the API (default none: requests with an Origin get 403; `*` allows any). */
   origins?: string[];
   policy: AccessPolicy;
   /** The daemon's local handler: every request acts for the local user. */
@@ -74,12 +74,16 @@ export interface ServerOptions {
   registry?: ServiceRegistry;
   /** Where prepared modules are cached (default: `<stateDir>/prepared`). */
   preparedCacheDir?: string;
+  /** A separate TCP listener serving only `GET /metrics` (default: none, metrics are not served). */
+  metricsListen?: { host: string; port: number };
 }
 
 export interface GateServer {
   /** Base URL (`http://host:port`), or `http://localhost` for a Unix socket. */
   url: string;
   socketPath?: string;
+  /** `http://host:port/metrics` when metrics are served (on their own listener). */
+  metricsUrl?: string;
   /** The identity string tokens must name as audience. */
   identity: string;
   instances: InstanceManager;
@@ -137,18 +141,19 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const sources = new Map<string, ModuleSource>((opts.sources ?? []).map((s) => [s.name, httpSource(s.name, s.addr)]));
   const identityKey = opts.identityFile ? await loadServerIdentityKey(opts.identityFile) : undefined;
 
+  const metrics = new ServerMetrics(() => instances.runningCount);
+  const metricsServer = opts.metricsListen ? await serveMetrics(metrics, opts.metricsListen, log) : undefined;
   const http = createServer();
   await listen(http, opts.listen);
   const address = http.address();
   const hostPort = typeof address === 'object' && address ? `${hostForUrl((address as AddressInfo).address)}:${(address as AddressInfo).port}` : 'localhost';
   const authority = opts.authority ?? hostPort;
   const identity = `http://${authority}/gate-0/`;
-  const metrics = new ServerMetrics(() => instances.runningCount);
 
   const api = new Api(
     {
       identity,
-      origins: opts.origins ?? ['null'],
+      origins: opts.origins ?? [],
       local: opts.local ?? false,
       policy: opts.policy,
       nonces: inventory,
@@ -178,12 +183,6 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     try {
       if (await api.handle(req, res)) return;
       const path = (req.url ?? '/').split('?')[0];
-      if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
-        const body = await metrics.registry.metrics();
-        res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
-        res.end(req.method === 'HEAD' ? undefined : body);
-        return;
-      }
       if (path === '/openapi.yaml' && (req.method === 'GET' || req.method === 'HEAD')) {
         const doc = await readFile(OPENAPI_DOCUMENT);
         res.writeHead(200, { 'Content-Type': 'application/yaml', 'Content-Length': doc.length });
@@ -208,11 +207,13 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   return {
     url,
     socketPath: 'path' in opts.listen ? opts.listen.path : undefined,
+    metricsUrl: metricsServer?.url,
     identity,
     instances,
     close() {
       closing ??= (async () => {
         http.close();
+        metricsServer?.server.close();
         await instances.shutdown();
         websockets.close();
         http.closeAllConnections();
@@ -224,6 +225,37 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
       return closing;
     },
   };
+}
+
+/**
+ * Metrics on a listener of their own, so that the API's listener (public by
+ * design) does not tell everyone about the server's load.
+ */
+async function serveMetrics(metrics: ServerMetrics, where: { host: string; port: number }, log: Logger): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('404 page not found\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (body) => {
+        res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (e: unknown) => {
+        log.error({ err: e }, 'metrics failed');
+        res.writeHead(500);
+        res.end();
+      },
+    );
+  });
+  await listen(server, where);
+  const a = server.address() as AddressInfo;
+  const url = `http://${hostForUrl(a.address)}:${a.port}/metrics`;
+  log.info({ url }, 'serving metrics');
+  return { server, url };
 }
 
 function hostForUrl(address: string): string {
