@@ -3,13 +3,20 @@ import { defaultStateDir } from '../store/state-dir.js';
 import { parsePolicy } from '../server/auth/policy.js';
 import { SERVER_PRINCIPAL_LIMITS } from '../server/index.js';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, getPath, getString, getStringList, type ConfigTree } from '../config/index.js';
+import { ConfigError, getBool, getPath, getString, getStringList, type ConfigTree } from '../config/index.js';
+import { loadTlsFiles, type TlsFiles } from '../server/tls.js';
 import { limitsFrom, profileFrom, runServerProgram, sourcesFrom } from './server-main.js';
 
 const KEYS_HELP = `
   http.addr                  host:port to listen on (default 127.0.0.1:6473)
   http.authority             authority in the server's identity (default: the listening host:port);
                              clients' tokens must name http://AUTHORITY/gate-0/ as audience
+                             (https://AUTHORITY/gate-0/ with TLS)
+  http.tls.enabled           true: serve https (default false); the identity is then
+                             https://AUTHORITY/gate-0/. Needs http.tls.certfile and
+                             http.tls.keyfile (ACME is not implemented yet)
+  http.tls.certfile          PEM certificate chain, the server's certificate first
+  http.tls.keyfile           PEM private key of that certificate
   http.origins               Origin header values allowed to use the API (default []: no web page may;
                              "*" allows any, "null" sandboxed frames and local files)
   state.dir                  everything the server keeps (default \${XDG_STATE_HOME}/gate/server)
@@ -27,6 +34,24 @@ function parseAddr(addr: string): { host: string; port: number } {
   if (!m || Number(m[2]) > 65535) throw new ConfigError(`http.addr must be host:port, not ${JSON.stringify(addr)}`);
   const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
   return { host: host === '' ? '0.0.0.0' : host, port: Number(m[2]) };
+}
+
+async function tlsFrom(tree: ConfigTree): Promise<TlsFiles | undefined> {
+  const enabled = getBool(tree, 'http.tls.enabled', false);
+  const certFile = getPath(tree, 'http.tls.certfile');
+  const keyFile = getPath(tree, 'http.tls.keyfile');
+  if (!enabled) {
+    if (certFile !== undefined || keyFile !== undefined) throw new ConfigError('http.tls.certfile and http.tls.keyfile are used only with http.tls.enabled = true');
+    return undefined;
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    throw new ConfigError('http.tls.enabled needs http.tls.certfile and http.tls.keyfile (certificates from ACME are not supported yet)');
+  }
+  try {
+    return await loadTlsFiles(certFile, keyFile);
+  } catch (e) {
+    throw new ConfigError(e instanceof Error ? e.message : String(e), { cause: e });
+  }
 }
 
 function optionalAddr(tree: ConfigTree, key: string): { host: string; port: number } | undefined {
@@ -62,6 +87,7 @@ const code = await runServerProgram(
         identityFile: getPath(tree, 'server.identityfile'),
         profile: profileFrom(tree),
         metricsListen: optionalAddr(tree, 'metrics.addr'),
+        tls: await tlsFrom(tree),
       };
     },
   },

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,7 @@ import { InstanceManager } from './instances.js';
 import { ServerMetrics } from './metrics.js';
 import { ModuleRegistry } from './modules.js';
 import { httpSource, type ModuleSource } from './sources.js';
+import type { TlsFiles } from './tls.js';
 import { WebsocketApi } from './websocket.js';
 
 /** The API's description, kept in the repository (docs/openapi.yaml) and served at /openapi.yaml. */
@@ -74,12 +76,14 @@ export interface ServerOptions {
   registry?: ServiceRegistry;
   /** Where prepared modules are cached (default: `<stateDir>/prepared`). */
   preparedCacheDir?: string;
+  /** Serve https with this certificate and key (the identity becomes `https://<authority>/gate-0/`). */
+  tls?: TlsFiles;
   /** A separate TCP listener serving only `GET /metrics` (default: none, metrics are not served). */
   metricsListen?: { host: string; port: number };
 }
 
 export interface GateServer {
-  /** Base URL (`http://host:port`), or `http://localhost` for a Unix socket. */
+  /** Base URL (`http://host:port`, `https://host:port` with TLS), or `http://localhost` for a Unix socket. */
   url: string;
   socketPath?: string;
   /** `http://host:port/metrics` when metrics are served (on their own listener). */
@@ -143,12 +147,13 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
 
   const metrics = new ServerMetrics(() => instances.runningCount);
   const metricsServer = opts.metricsListen ? await serveMetrics(metrics, opts.metricsListen, log) : undefined;
-  const http = createServer();
+  const http: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createServer();
   await listen(http, opts.listen);
   const address = http.address();
   const hostPort = typeof address === 'object' && address ? `${hostForUrl((address as AddressInfo).address)}:${(address as AddressInfo).port}` : 'localhost';
   const authority = opts.authority ?? hostPort;
-  const identity = `http://${authority}/gate-0/`;
+  const scheme = opts.tls ? 'https' : 'http';
+  const identity = `${scheme}://${authority}/gate-0/`;
 
   const api = new Api(
     {
@@ -200,7 +205,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
 
   const restored = await instances.restoreAll(() => undefined);
   if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
-  const url = 'path' in opts.listen ? 'http://localhost' : `http://${hostPort}`;
+  const url = 'path' in opts.listen ? 'http://localhost' : `${scheme}://${hostPort}`;
   log.info({ url, socket: 'path' in opts.listen ? opts.listen.path : undefined, stateDir: opts.stateDir }, 'listening');
 
   let closing: Promise<void> | undefined;
