@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import WebSocket from 'ws';
 import { programBytes } from '../helpers/runtime.js';
 import { request, spawnServerWithArgs, type ServerProcess } from '../helpers/server.js';
 
@@ -62,6 +63,9 @@ describe('gate-server defaults', () => {
         assert.equal(r.headers['access-control-allow-origin'], undefined);
       }
       assert.equal((await request(server, 'GET', '/gate-0/', { headers: { Origin: 'null' } })).status, 403);
+      // Browsers always send Origin with a websocket: none gets one.
+      assert.equal(await upgradeStatus(`${server.url.replace(/^http/, 'ws')}/gate-0/module/sha256/${sha256(hello)}?action=call&function=greet`, 'null'), 403);
+      assert.equal(await upgradeStatus(`${server.url.replace(/^http/, 'ws')}/gate-0/module/sha256/${sha256(hello)}?action=call&function=greet`, undefined), 101);
       assert.equal((await request(server, 'GET', '/gate-0/')).status, 200);
       assert.equal((await request(server, 'GET', '/metrics')).status, 404);
     } finally {
@@ -91,6 +95,22 @@ describe('gate-server defaults', () => {
     await assert.rejects(spawnServerWithArgs([...base(stateDir()), '-o', 'metrics.addr="localhost"']), /metrics\.addr must be host:port, not "localhost"/);
   });
 });
+
+/** The HTTP status a websocket upgrade gets (101 when it opens). */
+function upgradeStatus(url: string, origin: string | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, origin === undefined ? {} : { origin });
+    ws.on('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    ws.on('error', reject);
+  });
+}
 
 function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
