@@ -31,7 +31,8 @@ export function sourceUrl(addr: string, name: string, path: string): URL | undef
   const base = new URL(`${addr.replace(/\/+$/, '')}/${encodeURIComponent(name)}/`);
   const segments = path.split('/');
   if (segments.some((s) => s === '.' || s === '..')) return undefined;
-  const url = new URL(segments.map(encodeURIComponent).join('/'), base);
+  // './' first: a first segment like `http:` is a path, never a scheme.
+  const url = new URL(`./${segments.map(encodeURIComponent).join('/')}`, base);
   if (url.origin !== base.origin || !url.pathname.startsWith(base.pathname) || url.pathname === base.pathname) return undefined;
   if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') return undefined;
   return url;

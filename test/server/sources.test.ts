@@ -77,6 +77,9 @@ describe('module source paths', () => {
     assert.equal(sourceUrl(addr, 'test', '%2e%2e/x')?.href, 'http://127.0.0.1:1/base/test/%252e%252e/x');
     assert.equal(sourceUrl(addr, 'test', '..\\x')?.href, 'http://127.0.0.1:1/base/test/..%5Cx');
     assert.equal(sourceUrl(addr, 'test', 'a?b#c')?.href, 'http://127.0.0.1:1/base/test/a%3Fb%23c');
+    assert.equal(sourceUrl(addr, 'test', 'http://evil.example/x')?.origin, 'http://127.0.0.1:1');
+    assert.ok(sourceUrl(addr, 'test', 'http://evil.example/x')?.pathname.startsWith('/base/test/'));
+    assert.equal(sourceUrl(addr, 'test', 'javascript:x')?.href, 'http://127.0.0.1:1/base/test/javascript%3Ax');
     assert.equal(sourceUrl(addr, 'test', '../x'), undefined);
     assert.equal(sourceUrl(addr, 'test', 'a/./x'), undefined);
   });
