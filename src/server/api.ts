@@ -381,7 +381,7 @@ export class Api {
   // --------------------------------------------------------- call, launch
 
   launchParams(q: Query, pin: boolean, launch: boolean): LaunchParams {
-    const fn = takeFunction(q);
+    const fn = takeFunction(q, this.cfg.local);
     const debugLog = takeLog(q);
     const instanceTags = q.all('instance-tag');
     const moduleTags = pin ? q.all('module-tag') : [];
@@ -463,7 +463,7 @@ export class Api {
     let debugLog = false;
     let tags: string[] = [];
     if (key === 'resume') {
-      fn = takeFunction(r.query);
+      fn = takeFunction(r.query, this.cfg.local);
       debugLog = takeLog(r.query);
     }
     if (key === 'snapshot') tags = r.query.all('module-tag');

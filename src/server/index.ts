@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,7 @@ import { InstanceManager } from './instances.js';
 import { ServerMetrics } from './metrics.js';
 import { ModuleRegistry } from './modules.js';
 import { httpSource, type ModuleSource } from './sources.js';
+import type { TlsFiles } from './tls.js';
 import { WebsocketApi } from './websocket.js';
 
 /** The API's description, kept in the repository (docs/openapi.yaml) and served at /openapi.yaml. */
@@ -56,7 +58,7 @@ export interface ServerOptions {
   listen: { host: string; port: number } | { path: string };
   /** Authority in the server's identity string (default: the listening host:port). */
   authority?: string;
-  /** Allowed Origin values (default `["null"]`; `*` allows any). */
+  /** Origin values allowed to use the API (default none: requests with an Origin get 403; `*` allows any). */
   origins?: string[];
   policy: AccessPolicy;
   /** The daemon's local handler: every request acts for the local user. */
@@ -74,12 +76,18 @@ export interface ServerOptions {
   registry?: ServiceRegistry;
   /** Where prepared modules are cached (default: `<stateDir>/prepared`). */
   preparedCacheDir?: string;
+  /** Serve https with this certificate and key (the identity becomes `https://<authority>/gate-0/`). */
+  tls?: TlsFiles;
+  /** A separate TCP listener serving only `GET /metrics` (default: none, metrics are not served). */
+  metricsListen?: { host: string; port: number };
 }
 
 export interface GateServer {
-  /** Base URL (`http://host:port`), or `http://localhost` for a Unix socket. */
+  /** Base URL (`http://host:port`, `https://host:port` with TLS), or `http://localhost` for a Unix socket. */
   url: string;
   socketPath?: string;
+  /** `http://host:port/metrics` when metrics are served (on their own listener). */
+  metricsUrl?: string;
   /** The identity string tokens must name as audience. */
   identity: string;
   instances: InstanceManager;
@@ -137,18 +145,20 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const sources = new Map<string, ModuleSource>((opts.sources ?? []).map((s) => [s.name, httpSource(s.name, s.addr)]));
   const identityKey = opts.identityFile ? await loadServerIdentityKey(opts.identityFile) : undefined;
 
-  const http = createServer();
+  const metrics = new ServerMetrics(() => instances.runningCount);
+  const metricsServer = opts.metricsListen ? await serveMetrics(metrics, opts.metricsListen, log) : undefined;
+  const http: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createServer();
   await listen(http, opts.listen);
   const address = http.address();
   const hostPort = typeof address === 'object' && address ? `${hostForUrl((address as AddressInfo).address)}:${(address as AddressInfo).port}` : 'localhost';
   const authority = opts.authority ?? hostPort;
-  const identity = `http://${authority}/gate-0/`;
-  const metrics = new ServerMetrics(() => instances.runningCount);
+  const scheme = opts.tls ? 'https' : 'http';
+  const identity = `${scheme}://${authority}/gate-0/`;
 
   const api = new Api(
     {
       identity,
-      origins: opts.origins ?? ['null'],
+      origins: opts.origins ?? [],
       local: opts.local ?? false,
       policy: opts.policy,
       nonces: inventory,
@@ -178,12 +188,6 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     try {
       if (await api.handle(req, res)) return;
       const path = (req.url ?? '/').split('?')[0];
-      if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
-        const body = await metrics.registry.metrics();
-        res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
-        res.end(req.method === 'HEAD' ? undefined : body);
-        return;
-      }
       if (path === '/openapi.yaml' && (req.method === 'GET' || req.method === 'HEAD')) {
         const doc = await readFile(OPENAPI_DOCUMENT);
         res.writeHead(200, { 'Content-Type': 'application/yaml', 'Content-Length': doc.length });
@@ -201,18 +205,20 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
 
   const restored = await instances.restoreAll(() => undefined);
   if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
-  const url = 'path' in opts.listen ? 'http://localhost' : `http://${hostPort}`;
+  const url = 'path' in opts.listen ? 'http://localhost' : `${scheme}://${hostPort}`;
   log.info({ url, socket: 'path' in opts.listen ? opts.listen.path : undefined, stateDir: opts.stateDir }, 'listening');
 
   let closing: Promise<void> | undefined;
   return {
     url,
     socketPath: 'path' in opts.listen ? opts.listen.path : undefined,
+    metricsUrl: metricsServer?.url,
     identity,
     instances,
     close() {
       closing ??= (async () => {
         http.close();
+        metricsServer?.server.close();
         await instances.shutdown();
         websockets.close();
         http.closeAllConnections();
@@ -224,6 +230,37 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
       return closing;
     },
   };
+}
+
+/**
+ * Metrics on a listener of their own, so that the API's listener (public by
+ * design) does not tell everyone about the server's load.
+ */
+async function serveMetrics(metrics: ServerMetrics, where: { host: string; port: number }, log: Logger): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('404 page not found\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (body) => {
+        res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (e: unknown) => {
+        log.error({ err: e }, 'metrics failed');
+        res.writeHead(500);
+        res.end();
+      },
+    );
+  });
+  await listen(server, where);
+  const a = server.address() as AddressInfo;
+  const url = `http://${hostForUrl(a.address)}:${a.port}/metrics`;
+  log.info({ url }, 'serving metrics');
+  return { server, url };
 }
 
 function hostForUrl(address: string): string {

@@ -6,7 +6,7 @@
  * snapshot is the latest and whether it was running, so that a restart or a
  * crash resumes it from there.
  */
-import { State, statusOfSnapshot, type InstanceStatus } from '../runtime/status.js';
+import { State, statusOfSnapshot, transientEnd, type InstanceStatus } from '../runtime/status.js';
 import type { Program } from '../runtime/program.js';
 import type { Runtime, RunningInstance, ServiceProvider } from '../runtime/runtime.js';
 import { InstanceStateError } from '../runtime/errors.js';
@@ -339,7 +339,7 @@ export class InstanceManager {
   }
 
   private async stopped(inst: ServerInstance, run: RunningInstance<InstanceServices>, status: InstanceStatus): Promise<void> {
-    inst.status = status;
+    inst.status = inst.transient ? transientEnd(status) : status;
     if (this.executorDied(inst, status)) {
       // The executor process died (a crash, the OOM killer, an operator's
       // kill): its state is gone, but a persistent instance continues from
