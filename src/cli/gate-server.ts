@@ -3,7 +3,8 @@ import { defaultStateDir } from '../store/state-dir.js';
 import { parsePolicy } from '../server/auth/policy.js';
 import { SERVER_PRINCIPAL_LIMITS } from '../server/index.js';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, getBool, getPath, getString, getStringList, type ConfigTree } from '../config/index.js';
+import { ConfigError, getBool, getNumber, getPath, getString, getStringList, type ConfigTree } from '../config/index.js';
+import { DEFAULT_ANONYMOUS_LIMITS, type AnonymousLimits } from '../server/anonymous.js';
 import { loadTlsFiles, type TlsFiles } from '../server/tls.js';
 import { limitsFrom, profileFrom, runServerProgram, sourcesFrom } from './server-main.js';
 
@@ -24,6 +25,11 @@ const KEYS_HELP = `
                              "ssh" (keys in access.ssh.authorizedkeys); this repository's
                              etc/gate-server.toml (read first) chooses "public" on loopback
   access.ssh.authorizedkeys  keys allowed by the ssh policy (default ~/.ssh/authorized_keys)
+  anonymous.maxperaddress    anonymous programs running at once from one address (IPv6: /64)
+                             (default 4); more get 429 Too Many Requests with Retry-After
+  anonymous.maxpermodule     anonymous instances of one module running at once (default 32)
+  anonymous.executors        executor groups anonymous programs are spread over, each new one
+                             to the group running fewest (default 8)
   server.identityfile        OpenSSH Ed25519 key signing the API info token (optional)
   source.http                [{name, addr}]: module sources fetched over HTTP
   metrics.addr               host:port of a separate listener serving Prometheus GET /metrics
@@ -54,6 +60,19 @@ async function tlsFrom(tree: ConfigTree): Promise<TlsFiles | undefined> {
   }
 }
 
+function anonymousFrom(tree: ConfigTree): AnonymousLimits {
+  const count = (key: string, dflt: number): number => {
+    const n = getNumber(tree, key, dflt);
+    if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${key} must be a whole number of at least 1`);
+    return n;
+  };
+  return {
+    perAddress: count('anonymous.maxperaddress', DEFAULT_ANONYMOUS_LIMITS.perAddress),
+    perModule: count('anonymous.maxpermodule', DEFAULT_ANONYMOUS_LIMITS.perModule),
+    executors: count('anonymous.executors', DEFAULT_ANONYMOUS_LIMITS.executors),
+  };
+}
+
 function optionalAddr(tree: ConfigTree, key: string): { host: string; port: number } | undefined {
   const addr = getString(tree, key, '');
   if (addr === '') return undefined;
@@ -81,6 +100,7 @@ const code = await runServerProgram(
         authority: getString(tree, 'http.authority'),
         origins: getStringList(tree, 'http.origins', []),
         policy,
+        anonymous: anonymousFrom(tree),
         stateDir: getPath(tree, 'state.dir', defaultStateDir('server')),
         limits: limitsFrom(tree, SERVER_PRINCIPAL_LIMITS),
         sources: sourcesFrom(tree),

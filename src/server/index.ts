@@ -22,6 +22,7 @@ import type { ServiceRegistry } from '../service/registry.js';
 import { openSqliteInventory } from '../store/sqlite.js';
 import { openStateDir } from '../store/state-dir.js';
 import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
+import type { AnonymousLimits } from './anonymous.js';
 import { Api } from './api.js';
 import type { AccessPolicy } from './auth/policy.js';
 import { loadServerIdentityKey, makeServerToken } from './auth/server-token.js';
@@ -61,6 +62,8 @@ export interface ServerOptions {
   /** Origin values allowed to use the API (default none: requests with an Origin get 403; `*` allows any). */
   origins?: string[];
   policy: AccessPolicy;
+  /** Anonymous callers: instances at once per address and per module, executor groups (default DEFAULT_ANONYMOUS_LIMITS). */
+  anonymous?: AnonymousLimits;
   /** The daemon's local handler: every request acts for the local user. */
   local?: boolean;
   /** Directory for everything the server keeps. */
@@ -111,8 +114,8 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   // Preparation never runs on the event loop: a large upload costs a worker, not every request.
   const preparer = new PreparePool({ cacheDir: opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'), limits: moduleLimits });
   const runtimes = new WeakMap<Executor, Runtime>();
-  const runtimeFor = (principal: string | undefined): Runtime => {
-    const executor = executors.executorFor(principal ?? 'anonymous');
+  const runtimeFor = (principal: string | undefined, group?: string): Runtime => {
+    const executor = executors.executorFor(principal ?? group ?? 'anonymous');
     let rt = runtimes.get(executor);
     if (!rt) {
       rt = new Runtime({
@@ -159,6 +162,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     {
       identity,
       origins: opts.origins ?? [],
+      anonymous: opts.anonymous,
       local: opts.local ?? false,
       policy: opts.policy,
       nonces: inventory,

@@ -21,7 +21,8 @@ export interface InstanceManagerDeps {
   inventory: Inventory;
   modules: ModuleRegistry;
   /** The runtime whose executor runs instances of this principal (undefined: anonymous). */
-  runtimeFor(principal: string | undefined): Runtime;
+  /** The runtime of the executor for a principal's instance, or for an anonymous one of `group`. */
+  runtimeFor(principal: string | undefined, group?: string): Runtime;
   services(principal: string | undefined, scope: readonly string[] | undefined): ServiceProvider<InstanceServices>;
   /** Where a program's debug output goes when it was launched with `log=*`. */
   debugSink(id: string): (data: Uint8Array) => void;
@@ -43,6 +44,8 @@ export interface LaunchRequest {
   debugLog: boolean;
   /** Where this run's debug output goes when debugLog is set (default: the server's log). */
   debugSink?: (data: Uint8Array) => void;
+  /** Anonymous instances: the executor group to run in (default 'anonymous'). */
+  executorGroup?: string;
 }
 
 /** Status as the API's JSON shows it: zero values omitted (spec §12). */
@@ -71,6 +74,8 @@ export class ServerInstance {
   program: Program | undefined;
   /** The client's debug log for the first run (a websocket call); later runs log to the server. */
   debugSink: ((data: Uint8Array) => void) | undefined;
+  /** Anonymous instances: which executor group they run in. */
+  executorGroup: string | undefined;
   /** Operations that change the run are serialised through this chain. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -157,6 +162,7 @@ export class InstanceManager {
     const inst = new ServerInstance(req.principal, id, req.module, transient, req.tags, req.function, req.debugLog, initial);
     inst.program = req.program;
     inst.debugSink = req.debugSink;
+    inst.executorGroup = req.executorGroup;
     this.add(inst);
     this.deps.modules.acquire(inst.module);
     try {
@@ -322,7 +328,7 @@ export class InstanceManager {
 
   private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
     inst.scope = scope;
-    const runtime = this.deps.runtimeFor(inst.principal);
+    const runtime = this.deps.runtimeFor(inst.principal, inst.executorGroup);
     const run = await runtime.launch(program, {
       entry: fn,
       instanceId: inst.id,
