@@ -5,8 +5,17 @@ import { fileURLToPath } from 'node:url';
 import { ExecutorError, InstanceStateError } from '../errors.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
 import { internalFailure, State, type InstanceStatus } from '../status.js';
-import { FrameDecoder, encodeFrame, type Message } from './framing.js';
-import { decodeSnapshot, encodeSpec } from './protocol.js';
+import { MAX_PACKET_SIZE } from '../../abi/packet.js';
+import { FrameDecoder, FrameError, encodeFrame, quoteType, type Message } from './framing.js';
+import {
+  decodeSnapshot,
+  encodeSpec,
+  MAX_DEBUG_MESSAGE_BYTES,
+  MAX_EXECUTOR_HEADER_BYTES,
+  MAX_SERVICE_CODE,
+  MAX_SERVICE_NAME_LENGTH,
+  SNAPSHOT_EXTRA_BYTES,
+} from './protocol.js';
 
 /** How long a killed instance may take to stop before its whole executor process is killed. */
 const KILL_GRACE_MS = 5000;
@@ -50,12 +59,15 @@ export interface ChildExecutorOptions {
  */
 export class ChildProcessExecutor implements Executor {
   private readonly child: ChildProcess;
-  private readonly decoder = new FrameDecoder();
+  /** Everything the executor sends is bounded before it is buffered (see payloadLimit). */
+  private readonly decoder = new FrameDecoder({ maxHeaderBytes: MAX_EXECUTOR_HEADER_BYTES, maxPayloadBytes: (h) => this.payloadLimit(h) });
   private readonly instances = new Map<string, InstanceEvents>();
+  /** The most memory each instance created here (and not released) may have: bounds its snapshot. */
+  private readonly memoryBytes = new Map<string, number>();
   private readonly loaded = new Set<string>();
   private readonly loading = new Map<number, { resolve(): void; reject(e: Error): void }>();
   private readonly killTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  private readonly snapshots = new Map<number, { resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
+  private readonly snapshots = new Map<number, { id: string; resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
   private seq = 0;
   private exited = false;
   private readonly ready: Promise<void>;
@@ -110,6 +122,8 @@ export class ChildProcessExecutor implements Executor {
     // Nobody may be waiting yet when the process fails to start.
     this.ready.catch(() => undefined);
     this.child.stdout!.on('data', (chunk: Buffer) => {
+      // Given up (e.g. after a malformed message): nothing more it says counts.
+      if (this.exited) return;
       let messages: Message[];
       try {
         messages = this.decoder.push(chunk);
@@ -118,6 +132,7 @@ export class ChildProcessExecutor implements Executor {
         return;
       }
       for (const m of messages) {
+        if (this.exited) return;
         if (m.header.t === 'ready') markReady();
         else this.onMessage(m);
       }
@@ -185,6 +200,7 @@ export class ChildProcessExecutor implements Executor {
     }
     if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} is already running in this executor`);
     this.instances.set(spec.id, events);
+    this.memoryBytes.set(spec.id, spec.memoryPages.maximum * 65536);
     if (spec.retain) this.retained.add(spec.id);
     const { header, payload } = encodeSpec(spec);
     this.send({ t: 'create', ...header }, payload);
@@ -194,13 +210,14 @@ export class ChildProcessExecutor implements Executor {
     if (this.exited) return Promise.reject(new ExecutorError('executor process is gone'));
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
-      this.snapshots.set(seq, { resolve, reject });
+      this.snapshots.set(seq, { id, resolve, reject });
       this.send({ t: 'snapshot', id, seq });
     });
   }
 
   release(id: string): void {
     this.retained.delete(id);
+    if (!this.instances.has(id)) this.memoryBytes.delete(id);
     this.send({ t: 'release', id });
   }
 
@@ -253,7 +270,7 @@ export class ChildProcessExecutor implements Executor {
     if (h.t === 'loaded') {
       const pending = this.loading.get(Number(h.seq));
       this.loading.delete(Number(h.seq));
-      if (typeof h.error === 'string') pending?.reject(new ExecutorError(`executor could not compile the module: ${h.error}`));
+      if (typeof h.error === 'string') pending?.reject(new ExecutorError(`executor could not compile the module: ${h.error.slice(0, 1000)}`));
       else pending?.resolve();
       return;
     }
@@ -262,7 +279,7 @@ export class ChildProcessExecutor implements Executor {
       this.snapshots.delete(Number(h.seq));
       if (!pending) return;
       if (typeof h.error === 'string') {
-        pending.reject(new InstanceStateError(h.error));
+        pending.reject(new InstanceStateError(h.error.slice(0, 1000)));
         return;
       }
       try {
@@ -281,7 +298,14 @@ export class ChildProcessExecutor implements Executor {
         ev.packet(m.payload ?? new Uint8Array(0));
         break;
       case 'bind':
-        if (!Number.isInteger(h.code) || typeof h.name !== 'string') {
+        if (
+          !Number.isInteger(h.code) ||
+          (h.code as number) < 0 ||
+          (h.code as number) > MAX_SERVICE_CODE ||
+          typeof h.name !== 'string' ||
+          h.name.length === 0 ||
+          h.name.length > MAX_SERVICE_NAME_LENGTH
+        ) {
           this.fail('executor sent an invalid service binding');
           return;
         }
@@ -292,6 +316,7 @@ export class ChildProcessExecutor implements Executor {
         break;
       case 'stopped': {
         this.instances.delete(id);
+        if (!this.retained.has(id)) this.memoryBytes.delete(id);
         clearTimeout(this.killTimers.get(id));
         this.killTimers.delete(id);
         const status = parseStatus(h.status);
@@ -304,7 +329,33 @@ export class ChildProcessExecutor implements Executor {
         break;
       }
       default:
-        this.fail(`executor sent an unknown message type ${h.t}`);
+        this.fail(`executor sent an unknown message type ${quoteType(h.t)}`);
+    }
+  }
+
+  /**
+   * The most payload a message with this header may legitimately carry;
+   * throws (the executor is then given up) for a message nobody can send.
+   */
+  private payloadLimit(h: Message['header']): number {
+    switch (h.t) {
+      case 'ready':
+      case 'loaded':
+      case 'bind':
+      case 'stopped':
+        return 0;
+      case 'packet':
+        return MAX_PACKET_SIZE;
+      case 'debug':
+        return MAX_DEBUG_MESSAGE_BYTES;
+      case 'snapshot': {
+        const pending = this.snapshots.get(Number(h.seq));
+        if (!pending) throw new FrameError('a snapshot that was not asked for');
+        if (h.error !== undefined) return 0;
+        return (this.memoryBytes.get(pending.id) ?? 0) + SNAPSHOT_EXTRA_BYTES;
+      }
+      default:
+        throw new FrameError(`unknown message type ${quoteType(h.t)}`);
     }
   }
 
@@ -323,6 +374,7 @@ export class ChildProcessExecutor implements Executor {
     this.loading.clear();
     for (const p of this.snapshots.values()) p.reject(new ExecutorError(reason));
     this.snapshots.clear();
+    this.memoryBytes.clear();
     for (const t of this.killTimers.values()) clearTimeout(t);
     this.killTimers.clear();
     const lost = [...this.instances.values()];
