@@ -311,9 +311,15 @@ export class ChildProcessExecutor implements Executor {
         }
         ev.bind(h.code as number, h.name);
         break;
-      case 'debug':
-        ev.debug(m.payload ?? new Uint8Array(0));
+      case 'debug': {
+        const dropped = h.dropped ?? 0;
+        if (!Number.isSafeInteger(dropped) || (dropped as number) < 0) {
+          this.fail('executor sent an invalid count of dropped debug output');
+          return;
+        }
+        ev.debug(m.payload ?? new Uint8Array(0), dropped as number);
         break;
+      }
       case 'stopped': {
         this.instances.delete(id);
         if (!this.retained.has(id)) this.memoryBytes.delete(id);

@@ -4,6 +4,7 @@
  * Values coming back from the executor are checked: it is not trusted.
  */
 import type { GlobalValue } from '../../snapshot/state.js';
+import { DEBUG_CHUNK_BYTES } from '../debug-limits.js';
 import type { ExecutorSnapshot, InstanceSpec } from '../executor.js';
 import { FrameError, packParts, unpackParts } from './framing.js';
 
@@ -16,7 +17,7 @@ type Json = Record<string, unknown>;
 /** Most bytes of one message's JSON header (a snapshot's lists the calls, whose export names may be long). */
 export const MAX_EXECUTOR_HEADER_BYTES = 1024 * 1024;
 /** Most bytes of debug output in one message: the executor splits a larger write. */
-export const MAX_DEBUG_MESSAGE_BYTES = 64 * 1024;
+export const MAX_DEBUG_MESSAGE_BYTES = DEBUG_CHUNK_BYTES;
 /**
  * What a snapshot may carry besides the instance's memory: its stack (at most
  * 4 000 000 saved values of 8 bytes, with their frames' headers), unread
