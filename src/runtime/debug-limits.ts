@@ -40,11 +40,23 @@ export class ByteBucket {
 
   /** Takes up to `n` bytes' worth; returns how many may pass. */
   take(n: number): number {
-    const t = this.now();
-    this.tokens = Math.min(this.size, this.tokens + ((t - this.last) / 1000) * this.rate);
-    this.last = t;
+    this.refill();
     const granted = Math.min(n, Math.floor(this.tokens));
     this.tokens -= granted;
     return granted;
+  }
+
+  /** Takes `n` bytes' worth if all of it is there. */
+  takeAll(n: number): boolean {
+    this.refill();
+    if (this.tokens < n) return false;
+    this.tokens -= n;
+    return true;
+  }
+
+  private refill(): void {
+    const t = this.now();
+    this.tokens = Math.min(this.size, this.tokens + ((t - this.last) / 1000) * this.rate);
+    this.last = t;
   }
 }

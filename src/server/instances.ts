@@ -7,6 +7,7 @@
  * crash resumes it from there.
  */
 import { State, statusOfSnapshot, type InstanceStatus } from '../runtime/status.js';
+import type { DebugSink } from '../runtime/debug-log.js';
 import type { Program } from '../runtime/program.js';
 import type { Runtime, RunningInstance, ServiceProvider } from '../runtime/runtime.js';
 import { InstanceStateError } from '../runtime/errors.js';
@@ -24,7 +25,7 @@ export interface InstanceManagerDeps {
   runtimeFor(principal: string | undefined): Runtime;
   services(principal: string | undefined, scope: readonly string[] | undefined): ServiceProvider<InstanceServices>;
   /** Where a program's debug output goes when it was launched with `log=*`. */
-  debugSink(id: string): (data: Uint8Array) => void;
+  debugSink(id: string): DebugSink;
   onError(message: string, error: unknown): void;
 }
 
@@ -42,7 +43,7 @@ export interface LaunchRequest {
   tags: string[];
   debugLog: boolean;
   /** Where this run's debug output goes when debugLog is set (default: the server's log). */
-  debugSink?: (data: Uint8Array) => void;
+  debugSink?: DebugSink;
 }
 
 /** Status as the API's JSON shows it: zero values omitted (spec §12). */
@@ -70,7 +71,7 @@ export class ServerInstance {
   /** The module's program, when known in memory (launch, not restore). */
   program: Program | undefined;
   /** The client's debug log for the first run (a websocket call); later runs log to the server. */
-  debugSink: ((data: Uint8Array) => void) | undefined;
+  debugSink: DebugSink | undefined;
   /** Operations that change the run are serialised through this chain. */
   private queue: Promise<unknown> = Promise.resolve();
 
