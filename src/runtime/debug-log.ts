@@ -37,15 +37,17 @@ export class DebugLog {
     this.bucket = limits ? new ByteBucket(limits.rateBytesPerSecond, 2 * limits.burstBytes) : undefined;
   }
 
-  /** `dropped`: bytes the executor dropped before these. */
+  /**
+   * `dropped`: bytes the executor dropped while gathering these (reported
+   * after them: where exactly among them is not known).
+   */
   write(data: Uint8Array, dropped = 0): void {
-    this.drop(dropped);
-    if (data.length === 0) return;
     const n = this.bucket ? this.bucket.take(data.length) : data.length;
-    this.drop(data.length - n);
-    if (n === 0) return;
-    if (this.unreported > 0 && performance.now() - this.lastNotice >= NOTICE_INTERVAL_MS) this.notice();
-    this.pass(n === data.length ? data : data.subarray(0, n));
+    if (n > 0) {
+      if (this.unreported > 0 && performance.now() - this.lastNotice >= NOTICE_INTERVAL_MS) this.notice();
+      this.pass(n === data.length ? data : data.subarray(0, n));
+    }
+    this.drop(data.length - n + dropped);
   }
 
   end(): void {

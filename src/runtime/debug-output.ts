@@ -15,7 +15,7 @@ export class DebugOutput {
   private dropped = 0;
   private flushQueued = false;
 
-  /** `send` gets a copy it may keep, and the bytes dropped since the last call. */
+  /** `send` gets a copy it may keep, and the bytes dropped while it was gathered (since the last call). */
   constructor(
     private readonly send: (data: Uint8Array, dropped: number) => void,
     limits: DebugLimits | undefined,
@@ -26,7 +26,6 @@ export class DebugOutput {
   /** `data` may be a view of the program's memory: it is copied before this returns. */
   write(data: Uint8Array): void {
     const n = this.bucket ? this.bucket.take(data.length) : data.length;
-    this.dropped += data.length - n;
     for (let off = 0; off < n; ) {
       this.chunk ??= new Uint8Array(DEBUG_CHUNK_BYTES);
       const k = Math.min(n - off, DEBUG_CHUNK_BYTES - this.used);
@@ -35,6 +34,8 @@ export class DebugOutput {
       off += k;
       if (this.used === DEBUG_CHUNK_BYTES) this.flush();
     }
+    // Counted after the chunks sent above: the bytes dropped come after them.
+    this.dropped += data.length - n;
     if ((this.used > 0 || this.dropped > 0) && !this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(() => {

@@ -90,7 +90,7 @@ export interface InstanceEvents {
   bind(code: number, name: string): void;
   /**
    * Debug output that passed the executor's limits (a copy), and how many
-   * bytes were dropped there since the last call (`data` may then be empty).
+   * bytes were dropped there while it was gathered (`data` may be empty).
    */
   debug(data: Uint8Array, dropped: number): void;
   /** The instance stopped (final for this run). */

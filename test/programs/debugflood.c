@@ -1,9 +1,10 @@
 // debugflood: writes to the debug log (fd 1) without end, for the debug
 // output limits (docs/security.md "Debug output").
 //
-// Imports: env.__wasi_fd_write.  Exports: memory, lines, bytes, small.
+// Imports: env.__wasi_fd_write.  Exports: memory, lines, bytes, big, small.
 //   lines  1 KiB lines ("x…x\n") forever, as fast as it can
 //   bytes  one byte per write forever ("y"), the most writes per byte
+//   big    200 KiB ("z…z\n") in one write, and returns
 //   small  "small: ok\n" once and returns (well under any limit)
 
 #include <gate.h>
@@ -25,6 +26,17 @@ void bytes(void)
 {
 	for (;;)
 		gate_debug_data("y", 1);
+}
+
+static char blob[200 * 1024];
+
+__attribute__((export_name("big")))
+void big(void)
+{
+	for (unsigned i = 0; i < sizeof blob - 1; i++)
+		blob[i] = 'z';
+	blob[sizeof blob - 1] = '\n';
+	gate_debug_data(blob, sizeof blob);
 }
 
 __attribute__((export_name("small")))

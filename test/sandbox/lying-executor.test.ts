@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ChildProcessExecutor } from '../../src/runtime/node/child-executor.js';
 import { ExecutorPool } from '../../src/runtime/node/pool.js';
-import { program, Responder, run } from './helpers.js';
+import { program, Responder, run, type LaunchOpts } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gate-liar-'));
 
@@ -62,13 +62,13 @@ interface Outcome {
 }
 
 /** Runs hello's greet in a lying executor: the instance's status and what the executor's end was logged as. */
-async function lie(name: string, scenario: string): Promise<Outcome> {
+async function lie(name: string, scenario: string, opts: LaunchOpts & { keepsServing?: boolean } = {}): Promise<Outcome & { debug: string }> {
   const exits: string[] = [];
   const executor = new ChildProcessExecutor({ main: liar(name, scenario), onExit: (i) => exits.push(i.reason) });
   try {
-    const r = await run(executor, program('hello'), { entry: 'greet' });
-    assert.equal(executor.alive, false, 'the lying executor is given up');
-    return { status: r.status, exits };
+    const r = await run(executor, program('hello'), { entry: 'greet', ...opts });
+    assert.equal(executor.alive, opts.keepsServing ?? false, 'a lying executor is given up');
+    return { status: r.status, exits, debug: r.debug };
   } finally {
     executor.terminate();
     await executor.close();
@@ -163,6 +163,25 @@ describe('a lying executor', () => {
       ['bad-status', `send({ t: 'stopped', id, status: { state: 'RUNNING' } });`, /invalid status/],
     ];
     for (const [name, scenario, reason] of cases) assertRefused(await lie(name, scenario), reason);
+    await neighbourAnswers();
+  });
+
+  it('ignores the debug output limits: the trusted side cuts at twice the burst and counts the rest', async () => {
+    const o = await lie(
+      'debug-flood',
+      `for (let i = 0; i < 100; i++) send({ t: 'debug', id }, Buffer.alloc(65536, 0x41));
+       send({ t: 'stopped', id, status: { state: 'HALTED' } });`,
+      { debug: true, debugLimits: { rateBytesPerSecond: 0, burstBytes: 100 * 1024 }, keepsServing: true },
+    );
+    assert.deepEqual(o.status, { state: 'HALTED' });
+    const passed = 200 * 1024;
+    assert.equal(o.debug, `${'A'.repeat(passed)}\n[gate: ${100 * 65536 - passed} bytes of debug output dropped: over the limit of 0 bytes/s after ${100 * 1024} bytes, or not read in time]\n`);
+    assert.deepEqual(o.exits, ['executor closed'], 'closed, not given up');
+  });
+
+  it('sends an invalid count of dropped debug output', async () => {
+    assertRefused(await lie('dropped-negative', `send({ t: 'debug', id, dropped: -1 });`, { debug: true }), /invalid count of dropped debug output/);
+    assertRefused(await lie('dropped-huge', `send({ t: 'debug', id, dropped: 1e300 });`, { debug: true }), /invalid count of dropped debug output/);
     await neighbourAnswers();
   });
 
