@@ -37,9 +37,10 @@ export const COMMON_KEYS_HELP = `
   principal.timeresolution   nanoseconds (server 10 ms)
   principal.cputime          milliseconds of CPU one run of an instance may use before it is
                              suspended (0, the default: unlimited; programs are time-sliced anyway)
-  principal.debugrate        bytes/s of debug output (log=*) per instance (default 65536); more is
-                             dropped, and the drop reported in the output
-  principal.debugburst       bytes of debug output an instance may write at once (default 1048576)
+  principal.debugrate        bytes/s of debug output (log=*) per instance (server 64 KiB, daemon
+                             8 MiB); more is dropped, and the drop reported in the output
+  principal.debugburst       bytes of debug output an instance may write at once (server 1 MiB,
+                             daemon 16 MiB)
   log.level                  pino level: fatal, error, warn, info (default), debug, silent
   log.debugrate              bytes/s of debug output of all instances together in this log
                              (default 262144); more is dropped and reported`;

@@ -62,7 +62,13 @@ export const DEFAULT_DEBUG_LOG_RATE = 256 * 1024;
 const LOG_ENTRY_BYTES = 200;
 
 export const SERVER_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 32 * 1024 * 1024, maxMemorySize: 32 * 1024 * 1024, timeResolutionNs: 10_000_000 };
-export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 2 ** 31 - 1, maxMemorySize: 2 ** 31 - 65536, timeResolutionNs: 1 };
+/** The daemon serves its local user's own programs: their debug output is limited only against runaways. */
+export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = {
+  maxModuleSize: 2 ** 31 - 1,
+  maxMemorySize: 2 ** 31 - 65536,
+  timeResolutionNs: 1,
+  debugOutput: { rateBytesPerSecond: 8 * 1024 * 1024, burstBytes: 16 * 1024 * 1024 },
+};
 
 export interface ServerOptions {
   /** TCP address, or a Unix socket path (the daemon). */
