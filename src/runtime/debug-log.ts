@@ -1,4 +1,4 @@
-import { ByteBucket, type DebugLimits } from './debug-limits.js';
+import { ByteBucket, DEBUG_CHUNK_BYTES, type DebugLimits } from './debug-limits.js';
 
 /**
  * Where a run's debug output goes. Returns false when it could not take the
@@ -15,8 +15,9 @@ const NOTICE_INTERVAL_MS = 1000;
  * "ping" → "ping\n").
  *
  * With limits it also enforces them, whatever the executor did (it is not
- * trusted): its bucket holds twice the burst, so that output the executor let
- * through and that arrives bunched up is not cut twice. Bytes dropped here, in
+ * trusted): its bucket holds twice the burst and a message more, so that
+ * output the executor let through, gathered into messages and delayed on the
+ * way, is not cut twice. Bytes dropped here, in
  * the executor or by the sink are reported in the log itself, as a line
  * "[gate: N bytes of debug output dropped …]" at most once a second and at
  * the end.
@@ -34,7 +35,7 @@ export class DebugLog {
     private readonly sink: DebugSink,
     private readonly limits?: DebugLimits,
   ) {
-    this.bucket = limits ? new ByteBucket(limits.rateBytesPerSecond, 2 * limits.burstBytes) : undefined;
+    this.bucket = limits ? new ByteBucket(limits.rateBytesPerSecond, 2 * limits.burstBytes + DEBUG_CHUNK_BYTES) : undefined;
   }
 
   /**

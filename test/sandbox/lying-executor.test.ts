@@ -166,7 +166,7 @@ describe('a lying executor', () => {
     await neighbourAnswers();
   });
 
-  it('ignores the debug output limits: the trusted side cuts at twice the burst and counts the rest', async () => {
+  it('ignores the debug output limits: the trusted side cuts at twice the burst and a message, and counts the rest', async () => {
     const o = await lie(
       'debug-flood',
       `for (let i = 0; i < 100; i++) send({ t: 'debug', id }, Buffer.alloc(65536, 0x41));
@@ -174,7 +174,7 @@ describe('a lying executor', () => {
       { debug: true, debugLimits: { rateBytesPerSecond: 0, burstBytes: 100 * 1024 }, keepsServing: true },
     );
     assert.deepEqual(o.status, { state: 'HALTED' });
-    const passed = 200 * 1024;
+    const passed = 200 * 1024 + 65536;
     assert.equal(o.debug, `${'A'.repeat(passed)}\n[gate: ${100 * 65536 - passed} bytes of debug output dropped: over the limit of 0 bytes/s after ${100 * 1024} bytes, or not read in time]\n`);
     assert.deepEqual(o.exits, ['executor closed'], 'closed, not given up');
   });
