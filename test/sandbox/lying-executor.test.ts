@@ -58,13 +58,14 @@ send({ t: 'ready' });
 
 interface Outcome {
   status: { state: string; error?: string };
+  /** Why the executor's end was logged, marked (!) when it was for breaking the protocol. */
   exits: string[];
 }
 
 /** Runs hello's greet in a lying executor: the instance's status and what the executor's end was logged as. */
 async function lie(name: string, scenario: string, opts: LaunchOpts & { keepsServing?: boolean } = {}): Promise<Outcome & { debug: string }> {
   const exits: string[] = [];
-  const executor = new ChildProcessExecutor({ main: liar(name, scenario), onExit: (i) => exits.push(i.reason) });
+  const executor = new ChildProcessExecutor({ main: liar(name, scenario), onExit: (i) => exits.push(`${i.violation ? '(!) ' : ''}${i.reason}`) });
   try {
     const r = await run(executor, program('hello'), { entry: 'greet', ...opts });
     assert.equal(executor.alive, opts.keepsServing ?? false, 'a lying executor is given up');
@@ -79,6 +80,7 @@ function assertRefused(o: Outcome, reason: RegExp): void {
   assert.equal(o.status.state, 'KILLED', JSON.stringify(o));
   assert.match(o.status.error ?? '', reason);
   assert.equal(o.exits.length, 1, JSON.stringify(o.exits));
+  assert.match(o.exits[0]!, /^\(!\) /, 'logged as a protocol violation');
   assert.match(o.exits[0]!, reason);
 }
 
@@ -189,6 +191,7 @@ describe('a lying executor', () => {
     const o = await lie('truncated', `const f = frame({ t: 'debug', id }, Buffer.alloc(1000, 0x41)); raw(f.subarray(0, 500), () => process.exit(0));`);
     assert.equal(o.status.state, 'KILLED');
     assert.match(o.status.error ?? '', /executor process exited \(code 0\)/);
+    assert.deepEqual(o.exits, ['executor process exited (code 0)']);
     await neighbourAnswers();
   });
 });

@@ -22,6 +22,14 @@ const KILL_GRACE_MS = 5000;
 
 const MAIN = fileURLToPath(new URL('./executor-main.js', import.meta.url));
 
+/** Why an executor process is gone. */
+export interface ExecutorExit {
+  pid?: number;
+  reason: string;
+  /** It broke the protocol (a malformed or impossible message) and was killed for it: it may have been taken over. */
+  violation?: boolean;
+}
+
 /** A command that starts an executor process (see sandbox/sandbox.ts). */
 export interface LaunchCommand {
   file: string;
@@ -49,7 +57,7 @@ export interface ChildExecutorOptions {
   /** The executor's main module; only tests replace it (e.g. with a probe of the sandbox). */
   main?: string;
   /** Told once when the process is gone (crash, kill, close), for logging. */
-  onExit?(info: { pid?: number; reason: string }): void;
+  onExit?(info: ExecutorExit): void;
 }
 
 /**
@@ -128,7 +136,7 @@ export class ChildProcessExecutor implements Executor {
       try {
         messages = this.decoder.push(chunk);
       } catch (e) {
-        this.fail(`executor sent a malformed message: ${e instanceof Error ? e.message : e}`);
+        this.fail(`executor sent a malformed message: ${e instanceof Error ? e.message : e}`, true);
         return;
       }
       for (const m of messages) {
@@ -286,7 +294,7 @@ export class ChildProcessExecutor implements Executor {
         pending.resolve(decodeSnapshot(h, m.payload));
       } catch (e) {
         pending.reject(new ExecutorError(`executor sent an invalid snapshot: ${e instanceof Error ? e.message : e}`));
-        this.fail('executor sent an invalid snapshot');
+        this.fail('executor sent an invalid snapshot', true);
       }
       return;
     }
@@ -306,7 +314,7 @@ export class ChildProcessExecutor implements Executor {
           h.name.length === 0 ||
           h.name.length > MAX_SERVICE_NAME_LENGTH
         ) {
-          this.fail('executor sent an invalid service binding');
+          this.fail('executor sent an invalid service binding', true);
           return;
         }
         ev.bind(h.code as number, h.name);
@@ -314,7 +322,7 @@ export class ChildProcessExecutor implements Executor {
       case 'debug': {
         const dropped = h.dropped ?? 0;
         if (!Number.isSafeInteger(dropped) || (dropped as number) < 0) {
-          this.fail('executor sent an invalid count of dropped debug output');
+          this.fail('executor sent an invalid count of dropped debug output', true);
           return;
         }
         ev.debug(m.payload ?? new Uint8Array(0), dropped as number);
@@ -328,14 +336,14 @@ export class ChildProcessExecutor implements Executor {
         const status = parseStatus(h.status);
         if (!status) {
           ev.stopped(internalFailure('executor reported an invalid status'));
-          this.fail('executor sent an invalid status');
+          this.fail('executor sent an invalid status', true);
           return;
         }
         ev.stopped(status);
         break;
       }
       default:
-        this.fail(`executor sent an unknown message type ${quoteType(h.t)}`);
+        this.fail(`executor sent an unknown message type ${quoteType(h.t)}`, true);
     }
   }
 
@@ -365,11 +373,11 @@ export class ChildProcessExecutor implements Executor {
     }
   }
 
-  private fail(reason: string): void {
+  private fail(reason: string, violation = false): void {
     if (!this.exited && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     if (!this.exited) {
       try {
-        this.onExit?.({ pid: this.child.pid, reason });
+        this.onExit?.(violation ? { pid: this.child.pid, reason, violation } : { pid: this.child.pid, reason });
       } catch {
         // a logger's failure is not ours
       }
