@@ -154,6 +154,46 @@ describe('a lying executor', () => {
     await neighbourAnswers();
   });
 
+  it('sends packets past its output window without waiting for acknowledgements', async () => {
+    // The trusted side here is the test: it takes the packets and acknowledges none.
+    const exits: string[] = [];
+    const executor = new ChildProcessExecutor({
+      main: liar('packet-flood', `const p = Buffer.alloc(65536); p.writeUInt32LE(65536, 0); for (let i = 0; i < 8; i++) send({ t: 'packet', id }, p);`),
+      onExit: (i) => exits.push(i.reason),
+    });
+    try {
+      let packets = 0;
+      const status = await new Promise<{ state: string; error?: string }>((stopped) =>
+        executor.createInstance(
+          {
+            id: 'flood',
+            moduleKey: 'none',
+            profile: 'suspend-anywhere',
+            entry: undefined,
+            hasStart: false,
+            memoryPages: { initial: 0, maximum: 0 },
+            timeResolutionNs: 1,
+            debug: false,
+            services: [],
+            computeLimitMs: 1000,
+            globalTypes: [],
+            init: { data: [], globals: [] },
+            retain: false,
+          },
+          { packet: () => void packets++, bind: () => undefined, debug: () => undefined, stopped },
+        ),
+      );
+      assert.equal(packets, 6, 'the packets within the window were passed on');
+      assert.equal(status.state, 'KILLED');
+      assert.match(status.error ?? '', /executor sent 458752 bytes of packets not yet acknowledged \(at most 393216\)/);
+      assert.equal(exits.length, 1);
+    } finally {
+      executor.terminate();
+      await executor.close();
+    }
+    await neighbourAnswers();
+  });
+
   it('sends malformed frames', async () => {
     const cases: Array<[string, string, RegExp]> = [
       ['not-json', `const j = Buffer.from('{nope'); const b = Buffer.alloc(8); b.writeUInt32LE(4 + j.length, 0); b.writeUInt32LE(j.length, 4); raw(Buffer.concat([b, j]));`, /frame header is not JSON/],

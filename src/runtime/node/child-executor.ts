@@ -6,6 +6,7 @@ import { ExecutorError, InstanceStateError } from '../errors.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
 import { internalFailure, State, type InstanceStatus } from '../status.js';
 import { MAX_PACKET_SIZE } from '../../abi/packet.js';
+import { OUTPUT_WINDOW } from '../channel.js';
 import { FrameDecoder, FrameError, encodeFrame, quoteType, type Message } from './framing.js';
 import {
   decodeSnapshot,
@@ -16,6 +17,13 @@ import {
   MAX_SERVICE_NAME_LENGTH,
   SNAPSHOT_EXTRA_BYTES,
 } from './protocol.js';
+
+/**
+ * Packet bytes an instance may have sent and not had acknowledged: its output
+ * window (PacketChannel), which a packet completed when the window had room
+ * for only its last bytes may exceed by up to a packet.
+ */
+const MAX_UNACKED_OUTPUT = OUTPUT_WINDOW + 2 * MAX_PACKET_SIZE;
 
 /** How long a killed instance may take to stop before its whole executor process is killed. */
 const KILL_GRACE_MS = 5000;
@@ -70,6 +78,8 @@ export class ChildProcessExecutor implements Executor {
   /** Everything the executor sends is bounded before it is buffered (see payloadLimit). */
   private readonly decoder = new FrameDecoder({ maxHeaderBytes: MAX_EXECUTOR_HEADER_BYTES, maxPayloadBytes: (h) => this.payloadLimit(h) });
   private readonly instances = new Map<string, InstanceEvents>();
+  /** Bytes of packets each running instance sent that the trusted side has not acknowledged yet. */
+  private readonly unacked = new Map<string, number>();
   /** The most memory each instance created here (and not released) may have: bounds its snapshot. */
   private readonly memoryBytes = new Map<string, number>();
   private readonly loaded = new Set<string>();
@@ -234,6 +244,9 @@ export class ChildProcessExecutor implements Executor {
   }
 
   ack(id: string, bytes: number): void {
+    const left = (this.unacked.get(id) ?? 0) - bytes;
+    if (left > 0) this.unacked.set(id, left);
+    else this.unacked.delete(id);
     this.send({ t: 'ack', id, bytes });
   }
 
@@ -302,9 +315,18 @@ export class ChildProcessExecutor implements Executor {
     const ev = this.instances.get(id);
     if (!ev) return;
     switch (h.t) {
-      case 'packet':
-        ev.packet(m.payload ?? new Uint8Array(0));
+      case 'packet': {
+        const packet = m.payload ?? new Uint8Array(0);
+        // The executor stops a program's output at its window of unacknowledged packets.
+        const unacked = (this.unacked.get(id) ?? 0) + packet.length;
+        if (unacked > MAX_UNACKED_OUTPUT) {
+          this.fail(`executor sent ${unacked} bytes of packets not yet acknowledged (at most ${MAX_UNACKED_OUTPUT})`, true);
+          return;
+        }
+        this.unacked.set(id, unacked);
+        ev.packet(packet);
         break;
+      }
       case 'bind':
         if (
           !Number.isInteger(h.code) ||
@@ -330,6 +352,7 @@ export class ChildProcessExecutor implements Executor {
       }
       case 'stopped': {
         this.instances.delete(id);
+        this.unacked.delete(id);
         if (!this.retained.has(id)) this.memoryBytes.delete(id);
         clearTimeout(this.killTimers.get(id));
         this.killTimers.delete(id);
@@ -389,6 +412,7 @@ export class ChildProcessExecutor implements Executor {
     for (const p of this.snapshots.values()) p.reject(new ExecutorError(reason));
     this.snapshots.clear();
     this.memoryBytes.clear();
+    this.unacked.clear();
     for (const t of this.killTimers.values()) clearTimeout(t);
     this.killTimers.clear();
     const lost = [...this.instances.values()];
