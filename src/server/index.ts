@@ -16,6 +16,7 @@ import type { Executor } from '../runtime/executor.js';
 import { ExecutorPool } from '../runtime/node/pool.js';
 import { PreparePool } from '../runtime/node/prepare-pool.js';
 import { Program } from '../runtime/program.js';
+import { ByteBucket, DEFAULT_DEBUG_LIMITS, type DebugLimits } from '../runtime/debug-limits.js';
 import { Runtime } from '../runtime/runtime.js';
 import { instanceServices } from '../service/provider.js';
 import type { ServiceRegistry } from '../service/registry.js';
@@ -49,10 +50,28 @@ export interface PrincipalLimits {
   timeResolutionNs: number;
   /** CPU time one run of an instance may use before it is suspended (undefined: unlimited). */
   cpuTimeMs?: number;
+  /** Debug output (`log=*`) per instance; past it output is dropped and the drop reported (default DEFAULT_DEBUG_LIMITS). */
+  debugOutput?: DebugLimits;
 }
 
+/**
+ * Debug output of all instances together that may go into the server's log
+ * (runs with `log=*` other than a websocket call's), in bytes per second; each
+ * entry costs LOG_ENTRY_BYTES on top of its text. Past it, output is dropped
+ * (and counted in the instance's own log). A websocket call's output goes to
+ * its client instead, within DEBUG_WEBSOCKET_BACKLOG_BYTES of unsent data.
+ */
+export const DEFAULT_DEBUG_LOG_RATE = 256 * 1024;
+const LOG_ENTRY_BYTES = 200;
+
 export const SERVER_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 32 * 1024 * 1024, maxMemorySize: 32 * 1024 * 1024, timeResolutionNs: 10_000_000 };
-export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 2 ** 31 - 1, maxMemorySize: 2 ** 31 - 65536, timeResolutionNs: 1 };
+/** The daemon serves its local user's own programs: their debug output is limited only against runaways. */
+export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = {
+  maxModuleSize: 2 ** 31 - 1,
+  maxMemorySize: 2 ** 31 - 65536,
+  timeResolutionNs: 1,
+  debugOutput: { rateBytesPerSecond: 8 * 1024 * 1024, burstBytes: 16 * 1024 * 1024 },
+};
 
 export interface ServerOptions {
   /** TCP address, or a Unix socket path (the daemon). */
@@ -83,6 +102,8 @@ export interface ServerOptions {
   tls?: TlsFiles;
   /** A separate TCP listener serving only `GET /metrics` (default: none, metrics are not served). */
   metricsListen?: { host: string; port: number };
+  /** See DEFAULT_DEBUG_LOG_RATE (the bucket holds four seconds' worth). */
+  debugLogRate?: number;
 }
 
 export interface GateServer {
@@ -124,6 +145,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         timeResolutionNs: limits.timeResolutionNs,
         profile: opts.profile,
         cpuBudgetMs: limits.cpuTimeMs,
+        debugLimits: limits.debugOutput ?? DEFAULT_DEBUG_LIMITS,
         preparer: (program, profile) => preparer.prepare(program, profile),
         limits: moduleLimits,
       });
@@ -131,6 +153,9 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     }
     return rt;
   };
+  const debugLogRate = opts.debugLogRate ?? DEFAULT_DEBUG_LOG_RATE;
+  if (!(Number.isFinite(debugLogRate) && debugLogRate >= 0)) throw new RangeError(`debugLogRate must be a non-negative number of bytes per second, not ${debugLogRate}`);
+  const debugLogBucket = new ByteBucket(debugLogRate, 4 * debugLogRate);
   const modules = new ModuleRegistry(state.modules, inventory, (bytes) => Program.load(bytes, moduleLimits));
   const instances = new InstanceManager({
     inventory,
@@ -139,7 +164,11 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     services: (principal, scope) => instanceServices({ principalId: principal, scope, registry: opts.registry }),
     debugSink: (id) => {
       const child = log.child({ instance: id });
-      return (data) => child.info({ debug: Buffer.from(data).toString('utf8') }, 'program debug output');
+      return (data) => {
+        if (!debugLogBucket.takeAll(data.length + LOG_ENTRY_BYTES)) return false;
+        child.info({ debug: Buffer.from(data).toString('utf8') }, 'program debug output');
+        return true;
+      };
     },
     onError: (message, err) => log.error({ err }, message),
   });

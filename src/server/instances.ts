@@ -7,6 +7,7 @@
  * crash resumes it from there.
  */
 import { State, statusOfSnapshot, transientEnd, type InstanceStatus } from '../runtime/status.js';
+import type { DebugSink } from '../runtime/debug-log.js';
 import type { Program } from '../runtime/program.js';
 import type { Runtime, RunningInstance, ServiceProvider } from '../runtime/runtime.js';
 import { InstanceStateError } from '../runtime/errors.js';
@@ -25,7 +26,7 @@ export interface InstanceManagerDeps {
   runtimeFor(principal: string | undefined, group?: string): Runtime;
   services(principal: string | undefined, scope: readonly string[] | undefined): ServiceProvider<InstanceServices>;
   /** Where a program's debug output goes when it was launched with `log=*`. */
-  debugSink(id: string): (data: Uint8Array) => void;
+  debugSink(id: string): DebugSink;
   onError(message: string, error: unknown): void;
 }
 
@@ -43,7 +44,7 @@ export interface LaunchRequest {
   tags: string[];
   debugLog: boolean;
   /** Where this run's debug output goes when debugLog is set (default: the server's log). */
-  debugSink?: (data: Uint8Array) => void;
+  debugSink?: DebugSink;
   /** Anonymous instances: the executor group to run in (default 'anonymous'). */
   executorGroup?: string;
 }
@@ -73,7 +74,7 @@ export class ServerInstance {
   /** The module's program, when known in memory (launch, not restore). */
   program: Program | undefined;
   /** The client's debug log for the first run (a websocket call); later runs log to the server. */
-  debugSink: ((data: Uint8Array) => void) | undefined;
+  debugSink: DebugSink | undefined;
   /** Anonymous instances: which executor group they run in. */
   executorGroup: string | undefined;
   /** Operations that change the run are serialised through this chain. */

@@ -23,6 +23,8 @@ import { Query, takeActions } from './query.js';
 import { resolve, type Route } from './routes.js';
 
 const SETUP_MESSAGE_LIMIT = 4096;
+/** Unsent data on a call's websocket past which its debug output is dropped (and counted). */
+const DEBUG_WEBSOCKET_BACKLOG_BYTES = 1024 * 1024;
 /** Input bytes queued from a client before its socket is paused. */
 const INPUT_HIGH_WATER = 256 * 1024;
 
@@ -178,9 +180,15 @@ export class WebsocketApi {
       suspend: false,
       tags: params.instanceTags,
       debugLog: params.debugLog,
-      // With log=*, the program's debug output comes to this client as text messages (our extension).
+      // With log=*, the program's debug output comes to this client as text
+      // messages (our extension); a client that does not read them in time
+      // misses some (the log then says how many bytes), rather than the server
+      // queueing them without end.
       debugSink: (data) => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ debug: Buffer.from(data).toString('utf8') }));
+        if (ws.readyState !== WebSocket.OPEN) return true;
+        if (ws.bufferedAmount > DEBUG_WEBSOCKET_BACKLOG_BYTES) return false;
+        ws.send(JSON.stringify({ debug: Buffer.from(data).toString('utf8') }));
+        return true;
       },
     });
     const reply: Record<string, string> = {};
