@@ -77,7 +77,7 @@ describe('debug output floods (log=*)', () => {
     // Others are served meanwhile.
     const other = await request(server, 'POST', `${K}${H}?action=call&function=greet`, { headers: { ...wasm, TE: 'trailers' }, body: hello });
     assert.equal(other.status, 200);
-    assert.equal(other.trailers['gate-status'], '{"state":"HALTED"}');
+    assert.equal(other.trailers['gate-status'], '{"state":"TERMINATED"}');
     await sleep(2000);
 
     const seconds = (performance.now() - t0) / 1000;
@@ -135,7 +135,7 @@ describe('debug output floods (log=*)', () => {
       peak = Math.max(peak, rss(server.proc.pid!));
     }
     const other = await request(server, 'POST', `${K}${H}?action=call&function=greet`, { headers: { ...wasm, TE: 'trailers' }, body: hello });
-    assert.equal(other.trailers['gate-status'], '{"state":"HALTED"}');
+    assert.equal(other.trailers['gate-status'], '{"state":"TERMINATED"}');
     t.diagnostic(`server RSS ${(base / 2 ** 20).toFixed(0)} MiB, at most ${((peak - base) / 2 ** 20).toFixed(0)} MiB more in 8 s of flood`);
     // Without bounds, the server queued some 50 MiB/s of this for the client.
     assert.ok(peak - base < 150 * 1024 * 1024, `server RSS grew by ${((peak - base) / 2 ** 20).toFixed(0)} MiB`);
