@@ -23,8 +23,8 @@ const KEYS_HELP = `
   state.dir                  everything the server keeps (default \${XDG_STATE_HOME}/gate/server)
   inventory.dsn              keep the inventory (pins, instance records, nonces) in PostgreSQL:
                              "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE" (default: SQLite in
-                             state.dir; modules and snapshots stay in state.dir). PGPASSWORD or
-                             ~/.pgpass keep the password out of the configuration
+                             state.dir; modules and snapshots stay in state.dir). PGPASSWORD keeps
+                             the password out of the configuration
   access.policy              required: "public" (anyone who can connect, anonymous calls too) or
                              "ssh" (keys in access.ssh.authorizedkeys); this repository's
                              etc/gate-server.toml (read first) chooses "public" on loopback

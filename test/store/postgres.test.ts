@@ -140,6 +140,26 @@ if (postgresBinDir() === undefined) {
     });
   });
 
+  describe('PostgreSQL inventory connections', () => {
+    it('reports connections the database closed and continues on new ones', async () => {
+      const db = await cluster.createDatabase();
+      const lost: Error[] = [];
+      const inv = await openPostgresInventory(cluster.dsn(db), { onIdleError: (e) => lost.push(e) });
+      try {
+        await inv.pinModule(ALICE, M, ['before']);
+        // What a database restart or an administrator does to the server's pooled connections.
+        const killed = await cluster.query(db, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db]);
+        assert.ok(killed.rows.length >= 1);
+        for (const deadline = Date.now() + 10_000; lost.length === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(lost.length >= 1, 'the idle connection’s error reached onIdleError');
+        assert.deepEqual(await inv.getModule(ALICE, M), { module: M, tags: ['before'] });
+        assert.equal(await inv.useNonce('k', 'after-reconnect', 100, 0), true);
+      } finally {
+        await inv.close();
+      }
+    });
+  });
+
   describe('PostgreSQL inventory schema', () => {
     it('records applied versions in gate_schema_version and does not migrate again on reopen', async () => {
       const db = await cluster.createDatabase();
