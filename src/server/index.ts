@@ -20,7 +20,7 @@ import { Runtime } from '../runtime/runtime.js';
 import { instanceServices } from '../service/provider.js';
 import type { ServiceRegistry } from '../service/registry.js';
 import type { Inventory } from '../store/inventory.js';
-import { openPostgresInventory } from '../store/postgres.js';
+import { describePostgresDsn, openPostgresInventory } from '../store/postgres.js';
 import { openSqliteInventory } from '../store/sqlite.js';
 import { openStateDir } from '../store/state-dir.js';
 import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
@@ -105,9 +105,12 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const state = await openStateDir(opts.stateDir);
   let inventory: Inventory;
   try {
-    inventory = opts.inventoryDsn
-      ? await openPostgresInventory(opts.inventoryDsn, { onIdleError: (err) => log.warn({ err }, 'inventory database connection lost; reconnecting on next use') })
-      : openSqliteInventory(state.inventoryPath);
+    if (opts.inventoryDsn) {
+      inventory = await openPostgresInventory(opts.inventoryDsn, { onIdleError: (err) => log.warn({ err }, 'inventory database connection lost; reconnecting on next use') });
+      log.info({ inventory: describePostgresDsn(opts.inventoryDsn) }, 'inventory in PostgreSQL');
+    } else {
+      inventory = openSqliteInventory(state.inventoryPath);
+    }
   } catch (e) {
     await state.close();
     throw e;

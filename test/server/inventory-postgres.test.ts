@@ -64,6 +64,7 @@ if (postgresBinDir() === undefined) {
       const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-pg-state-'));
       try {
         const first = await spawnServer(stateDir, [`inventory.dsn=${dsn}`]);
+        assert.match(first.log(), new RegExp(`"inventory":"postgres://gate@127\\.0\\.0\\.1:${cluster.port}/${db}"`));
         assert.ok(!first.log().includes(SECRET), 'the password is not logged');
         const launch = await request(first, 'POST', `${K}${C}?action=pin&action=launch&function=run`, { key, headers: wasm, body: counter });
         assert.equal(launch.status, 201, launch.text);
