@@ -80,7 +80,15 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 let databaseCounter = 0;
 
-export async function startTestPostgres(): Promise<TestPostgres> {
+/** Durability is not under test (the inventory's statements are): without fsync a test cluster is much faster. */
+const FAST = ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
+
+export interface TestPostgresOptions {
+  /** fsync and synchronous commit as in production (default false: a test cluster need not survive power loss, and is faster without). */
+  durable?: boolean;
+}
+
+export async function startTestPostgres(options: TestPostgresOptions = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
   if (bin === undefined) throw new Error(NO_POSTGRES);
   const as = runAs();
@@ -117,8 +125,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     if (as) chownSync(logFile, as.uid, as.gid);
     const proc = spawn(
       join(bin, 'postgres'),
-      // Durability is not under test here (the inventory's statements are): no fsync makes a test cluster fast.
-      ['-D', data, '-h', '127.0.0.1', '-p', String(port), '-k', dir, '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'],
+      ['-D', data, '-h', '127.0.0.1', '-p', String(port), '-k', dir, '-c', 'max_connections=200', ...(options.durable ? [] : FAST)],
       { cwd: dir, env, stdio: ['ignore', out, out], ...as },
     );
     closeSync(out);
