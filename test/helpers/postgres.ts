@@ -116,6 +116,12 @@ export async function startTestPostgres(options: TestPostgresOptions = {}): Prom
     rmSync(dir, { recursive: true, force: true });
   };
   process.on('exit', killNow);
+  // A test runner's timeout ends the process with SIGTERM, whose default action skips 'exit' handlers: clean up, then die of it.
+  const onTerm = (): void => {
+    killNow();
+    process.kill(process.pid, 'SIGTERM');
+  };
+  process.once('SIGTERM', onTerm);
 
   // The port is free when chosen but may be taken before the server binds it: try a few.
   let port = 0;
@@ -174,6 +180,7 @@ export async function startTestPostgres(options: TestPostgresOptions = {}): Prom
         clearTimeout(timer);
       }
       process.off('exit', killNow);
+      process.off('SIGTERM', onTerm);
       rmSync(dir, { recursive: true, force: true });
     },
   };
