@@ -1,5 +1,6 @@
 /** gate-server: the network server (spec cli.md §4). */
 import { defaultStateDir } from '../store/state-dir.js';
+import { describePostgresDsn } from '../store/postgres.js';
 import { parsePolicy } from '../server/auth/policy.js';
 import { SERVER_PRINCIPAL_LIMITS } from '../server/index.js';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,10 @@ const KEYS_HELP = `
   http.origins               Origin header values allowed to use the API (default []: no web page may;
                              "*" allows any, "null" sandboxed frames and local files)
   state.dir                  everything the server keeps (default \${XDG_STATE_HOME}/gate/server)
+  inventory.dsn              keep the inventory (pins, instance records, nonces) in PostgreSQL:
+                             "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE" (default: SQLite in
+                             state.dir; modules and snapshots stay in state.dir). PGPASSWORD keeps
+                             the password out of the configuration
   access.policy              required: "public" (anyone who can connect, anonymous calls too) or
                              "ssh" (keys in access.ssh.authorizedkeys); this repository's
                              etc/gate-server.toml (read first) chooses "public" on loopback
@@ -83,6 +88,18 @@ function optionalAddr(tree: ConfigTree, key: string): { host: string; port: numb
   }
 }
 
+/** Checked here so that a malformed DSN is a configuration error (reachability is checked when the server starts). */
+function inventoryDsnFrom(tree: ConfigTree): string | undefined {
+  const dsn = getString(tree, 'inventory.dsn');
+  if (dsn === undefined || dsn === '') return undefined;
+  try {
+    describePostgresDsn(dsn);
+  } catch (e) {
+    throw new ConfigError(e instanceof Error ? e.message : String(e), { cause: e });
+  }
+  return dsn;
+}
+
 const code = await runServerProgram(
   {
     name: 'gate-server',
@@ -102,6 +119,7 @@ const code = await runServerProgram(
         policy,
         anonymous: anonymousFrom(tree),
         stateDir: getPath(tree, 'state.dir', defaultStateDir('server')),
+        inventoryDsn: inventoryDsnFrom(tree),
         limits: limitsFrom(tree, SERVER_PRINCIPAL_LIMITS),
         sources: sourcesFrom(tree),
         identityFile: getPath(tree, 'server.identityfile'),

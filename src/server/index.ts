@@ -20,6 +20,8 @@ import { ByteBucket, DEFAULT_DEBUG_LIMITS, type DebugLimits } from '../runtime/d
 import { Runtime } from '../runtime/runtime.js';
 import { instanceServices } from '../service/provider.js';
 import type { ServiceRegistry } from '../service/registry.js';
+import type { Inventory } from '../store/inventory.js';
+import { describePostgresDsn, openPostgresInventory } from '../store/postgres.js';
 import { openSqliteInventory } from '../store/sqlite.js';
 import { openStateDir } from '../store/state-dir.js';
 import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
@@ -87,6 +89,8 @@ export interface ServerOptions {
   local?: boolean;
   /** Directory for everything the server keeps. */
   stateDir: string;
+  /** PostgreSQL URL of the inventory (default: SQLite in the state directory); modules and snapshots stay in the state directory. */
+  inventoryDsn?: string;
   limits?: PrincipalLimits;
   sources?: Array<{ name: string; addr: string }>;
   /** Where instances run (default: a pool of unsandboxed executor processes, one per principal). */
@@ -123,7 +127,18 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const log = opts.logger ?? pino({ name: 'gate' });
   const limits = opts.limits ?? SERVER_PRINCIPAL_LIMITS;
   const state = await openStateDir(opts.stateDir);
-  const inventory = openSqliteInventory(state.inventoryPath);
+  let inventory: Inventory;
+  try {
+    if (opts.inventoryDsn) {
+      inventory = await openPostgresInventory(opts.inventoryDsn, { onIdleError: (err) => log.warn({ err }, 'inventory database connection lost; reconnecting on next use') });
+      log.info({ inventory: describePostgresDsn(opts.inventoryDsn) }, 'inventory in PostgreSQL');
+    } else {
+      inventory = openSqliteInventory(state.inventoryPath);
+    }
+  } catch (e) {
+    await state.close();
+    throw e;
+  }
   // Without a configured pool: unsandboxed executor processes (the programs pass one that sandboxes).
   const executors = opts.executors ?? (await ExecutorPool.create({ sandbox: 'none' }));
   // The daemon accepts what a local user's programs need (e.g. more exports); both follow the principal limits.
