@@ -7,7 +7,7 @@ import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReas
 import { internalFailure, State, type InstanceStatus } from '../status.js';
 import { MAX_PACKET_SIZE } from '../../abi/packet.js';
 import { OUTPUT_WINDOW } from '../channel.js';
-import { FrameDecoder, FrameError, encodeFrame, quoteType, type Message } from './framing.js';
+import { FrameDecoder, FrameError, corkedWrite, encodeFrame, quoteType, type Message } from './framing.js';
 import {
   decodeSnapshot,
   encodeSpec,
@@ -283,7 +283,7 @@ export class ChildProcessExecutor implements Executor {
 
   private send(header: Message['header'], payload?: Uint8Array | Uint8Array[]): void {
     if (this.exited) return;
-    this.child.stdin!.write(encodeFrame(header, payload));
+    corkedWrite(this.child.stdin!, encodeFrame(header, payload));
   }
 
   private onMessage(m: Message): void {

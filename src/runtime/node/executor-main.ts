@@ -5,7 +5,7 @@
  */
 import { ExecutorCore } from '../executor-core.js';
 import { internalFailure, type InstanceStatus } from '../status.js';
-import { FrameDecoder, encodeFramePieces, type Message } from './framing.js';
+import { FrameDecoder, corkedWrite, encodeFramePieces, type Message } from './framing.js';
 import { decodeSpec, encodeSnapshot } from './protocol.js';
 
 // The terminal's Ctrl-C and Ctrl-\ reach the whole foreground process group:
@@ -36,7 +36,7 @@ const OUTPUT_HIGH_WATER = 8 * 1024 * 1024;
 function send(header: Message['header'], payload?: Uint8Array | Uint8Array[]): void {
   // Pieces are written as they are; the stream keeps references until they
   // are written (a stopped instance's memory does not change meanwhile).
-  for (const piece of encodeFramePieces(header, payload)) out.write(piece);
+  for (const piece of encodeFramePieces(header, payload)) corkedWrite(out, piece);
   if (out.writableLength > OUTPUT_HIGH_WATER) core.pause();
 }
 out.on('drain', () => core.resume());

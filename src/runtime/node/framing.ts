@@ -28,6 +28,19 @@ const JOIN_LIMIT = 1024 * 1024;
  * the payload's parts as they are when they are large (a snapshot's memory is
  * not copied once more just to be framed).
  */
+/**
+ * Writes to `stream` corked until the end of this tick, so that the frames
+ * one turn of the event loop produces (a call makes several) leave in one
+ * write: each write to the pipe wakes the process at the other end.
+ */
+export function corkedWrite(stream: NodeJS.WritableStream & { cork(): void; uncork(): void; writableCorked: number }, chunk: Uint8Array): void {
+  if (stream.writableCorked === 0) {
+    stream.cork();
+    process.nextTick(() => stream.uncork());
+  }
+  stream.write(chunk);
+}
+
 export function encodeFramePieces(header: Message['header'], payload?: Uint8Array | Uint8Array[]): Uint8Array[] {
   // The header is padded with spaces to a multiple of 8 bytes, so that the
   // payload starts 8-byte aligned in the frame (typed-array views need that).
