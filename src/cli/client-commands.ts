@@ -24,7 +24,7 @@ import {
   type Status,
 } from '../client/index.js';
 import { IdentityError, loadOptionalIdentity } from '../client/identity.js';
-import { expandPath, getBool, getNumber, getPath, getString, getStringList, getValue, type ConfigTree } from '../config/index.js';
+import { expandPath, getBool, getNumber, getPath, getString, getStringList, getValue, type ConfigTree, type KnownKeys } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { ensureDaemon } from './daemon-activation.js';
 import { progress } from './progress.js';
@@ -68,6 +68,11 @@ export interface ClientSettings {
   replHistoryFile: string;
   replHistoryLimit: number;
 }
+
+/** The keys clientSettings() reads: any other key in the configuration is an error (a typo). */
+export const CLIENT_KEYS: KnownKeys = {
+  keys: ['identityfile', 'pin', 'moduletags', 'wait', 'function', 'instance', 'instancetags', 'scope', 'suspend', 'debuglog', 'repl.historyfile', 'repl.historylimit'],
+};
 
 export function clientSettings(config: ConfigTree): ClientSettings {
   const identity = getPath(config, 'identityfile');

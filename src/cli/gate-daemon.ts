@@ -12,6 +12,7 @@ import { publicPolicy } from '../server/auth/policy.js';
 import { DAEMON_PRINCIPAL_LIMITS } from '../server/index.js';
 import { defaultStateDir } from '../store/state-dir.js';
 import { GateError } from '../errors.js';
+import { DAEMON_KEYS } from './server-keys.js';
 import { limitsFrom, profileFrom, runServerProgram } from './server-main.js';
 
 const KEYS_HELP = `
@@ -38,6 +39,7 @@ const code = await runServerProgram(
     description: "Serve the Gate API to the local user over a Unix socket (the gate CLI's default when no address is given).",
     defaultFiles: ['${XDG_CONFIG_HOME}/gate/daemon.toml', '${XDG_CONFIG_HOME}/gate/daemon.d/*.toml'],
     keysHelp: KEYS_HELP,
+    keys: DAEMON_KEYS,
     limits: DAEMON_PRINCIPAL_LIMITS,
     async options(tree) {
       const socket = getPath(tree, 'unix.socket', daemonSocketPath());

@@ -3,6 +3,7 @@ import { defaultStateDir } from '../store/state-dir.js';
 import { parsePolicy } from '../server/auth/policy.js';
 import { SERVER_PRINCIPAL_LIMITS } from '../server/index.js';
 import { ConfigError, getPath, getString, getStringList } from '../config/index.js';
+import { SERVER_KEYS } from './server-keys.js';
 import { limitsFrom, profileFrom, runServerProgram, sourcesFrom } from './server-main.js';
 
 const KEYS_HELP = `
@@ -29,6 +30,7 @@ const code = await runServerProgram(
     description: 'Serve the Gate API (/gate-0/) over HTTP and websockets: run untrusted WebAssembly programs for clients.',
     defaultFiles: ['/etc/gate/server.toml', '/etc/gate/server.d/*.toml'],
     keysHelp: KEYS_HELP,
+    keys: SERVER_KEYS,
     limits: SERVER_PRINCIPAL_LIMITS,
     async options(tree) {
       return {

@@ -6,7 +6,7 @@
  * this process's own child executor and needs neither.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { configFlags, configSteps, ConfigError, readConfig, setConfigValue } from '../config/index.js';
+import { checkKnownKeys, configFlags, configSteps, ConfigError, readConfig, setConfigValue } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { DEFAULT_PROFILE, PROFILES } from '../prepare/profile.js';
 import { DEFAULT_LOCAL_LIMITS } from '../wasm/validate.js';
@@ -47,7 +47,7 @@ const SCOPE_HELP = 'scope of the program (repeatable; comma-separated), e.g. pro
 const ADDRESS_HELP = [
   'Without an address, commands go to your gate-daemon over its Unix socket (${XDG_RUNTIME_DIR}/gate/daemon.sock); it is started when it is not running.',
   'With an address (anything containing "." or "://", https by default: example.net, http://localhost:6473) they go to that gate-server, signed with your Ed25519 key (identityfile).',
-  'Configuration: ${XDG_CONFIG_HOME}/gate/client.toml and client.d/*.toml; keys identityfile, pin, moduletags, wait, function, instance, instancetags, scope, suspend, debuglog, repl.historyfile, repl.historylimit.',
+  `Configuration: \${XDG_CONFIG_HOME}/gate/client.toml and client.d/*.toml; keys ${cmd.CLIENT_KEYS.keys.join(', ')}. Any other key is an error.`,
   'Exit status: 2 for usage and configuration errors, 1 for failures (server errors are printed), else as each command says.',
 ].join('\n\n');
 
@@ -63,7 +63,7 @@ export function buildProgram(address?: string): Command {
   cli.option('-i, --identity <file>', 'sign requests with this OpenSSH Ed25519 private key (the identityfile key; default ~/.ssh/id_ed25519)');
 
   const session = (): Session => {
-    const config = readConfig(CLIENT_CONFIG_FILES, configSteps(cli));
+    const config = readConfig(CLIENT_CONFIG_FILES, configSteps(cli), (piece, source) => checkKnownKeys(piece, cmd.CLIENT_KEYS, source));
     const identity = cli.opts<{ identity?: string }>().identity;
     if (identity !== undefined) setConfigValue(config, 'identityfile', identity);
     return { address, config };
