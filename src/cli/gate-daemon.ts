@@ -7,7 +7,7 @@
 import { connect } from 'node:net';
 import { unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { daemonSocketPath, getPath, privateDir } from '../config/index.js';
+import { checkOwnSocket, daemonSocketPath, getPath, privateDir } from '../config/index.js';
 import { publicPolicy } from '../server/auth/policy.js';
 import { DAEMON_PRINCIPAL_LIMITS } from '../server/index.js';
 import { defaultStateDir } from '../store/state-dir.js';
@@ -21,6 +21,7 @@ const KEYS_HELP = `
 
 /** A socket file nobody listens on is left over from a crash; a live one means another daemon runs. */
 async function claimSocket(path: string): Promise<void> {
+  if (!checkOwnSocket(path)) return;
   const live = await new Promise<boolean>((resolve) => {
     const s = connect(path);
     s.once('connect', () => {

@@ -308,7 +308,24 @@ export function buildProgram(address?: string): Command {
   return cli;
 }
 
+/** Exit status of a program killed by SIGPIPE, as a shell reports it. */
+const EXIT_BROKEN_PIPE = 128 + 13;
+
+/**
+ * Output into a closed pipe (`gate instances | head -1`): stop quietly, as a
+ * program killed by SIGPIPE would (Node ignores the signal and reports EPIPE
+ * as an error event, which would otherwise crash with a stack trace).
+ */
+function exitOnBrokenPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(EXIT_BROKEN_PIPE);
+    throw e;
+  });
+}
+
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  exitOnBrokenPipe(process.stdout);
+  exitOnBrokenPipe(process.stderr);
   const { address, rest } = splitAddress(argv);
   try {
     await buildProgram(address).parseAsync(rest, { from: 'user' });
