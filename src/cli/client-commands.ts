@@ -13,7 +13,9 @@ import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
+  ApiError,
   GateClient,
+  WebSocketCloseError,
   moduleId,
   normaliseAddress,
   formatStatus,
@@ -27,6 +29,7 @@ import { IdentityError, loadOptionalIdentity } from '../client/identity.js';
 import { expandPath, getBool, getNumber, getPath, getString, getStringList, getValue, type ConfigTree, type KnownKeys } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { ensureDaemon } from './daemon-activation.js';
+import { entryNotFoundError, isEntryNotFound } from './entry-hint.js';
 import { progress } from './progress.js';
 
 export const EXIT_FAILURE = 1;
@@ -186,6 +189,29 @@ function scopeOf(flags: string[] | undefined, st: ClientSettings): string[] {
   return flags.flatMap((f) => f.split(',')).filter((x) => x !== '');
 }
 
+/** The module's bytes, for a hint after an error: the file's, else downloaded (undefined if that fails). */
+async function moduleBytesForHint(client: GateClient, m: ModuleArg, bytes: Uint8Array | undefined): Promise<Uint8Array | undefined> {
+  if (bytes || m.kind !== 'id') return bytes;
+  try {
+    const { body } = await client.downloadModule(m.id);
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a request naming entry function `fn`; a misspelt one gets an error naming the functions there are. */
+async function withEntryHint<T>(request: Promise<T>, fn: string | undefined, client: GateClient, moduleArg: string, m: ModuleArg, bytes?: Uint8Array): Promise<T> {
+  try {
+    return await request;
+  } catch (e) {
+    if (fn === undefined || !isEntryNotFound(e)) throw e;
+    throw entryNotFoundError(fn, moduleArg, await moduleBytesForHint(client, m, bytes));
+  }
+}
+
 // ---- output ----------------------------------------------------------------
 
 function out(line: string): void {
@@ -281,6 +307,20 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
   };
   let result: CallResult;
   try {
+    result = await withEntryHint(callOnce(), common.function, client, moduleArg, m, bytes);
+  } catch (e) {
+    if (abort.signal.aborted) {
+      err('gate: call interrupted');
+      return EXIT_FAILURE;
+    }
+    throw e;
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onInt);
+    process.off('SIGQUIT', onQuit);
+  }
+  async function callOnce(): Promise<CallResult> {
+    let result: CallResult;
     if (remote && m.kind !== 'file') {
       // A known module or a source: the request body is the input, the
       // status comes in the trailer (spec cli.md §2.1 remote call).
@@ -298,16 +338,7 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
       const upload = bytes ? { upload: bytes, pin, moduleTags: st.moduleTags } : {};
       result = await client.callWebSocket(refOf(m, bytes), { ...common, ...upload, input: process.stdin, onInstance });
     }
-  } catch (e) {
-    if (abort.signal.aborted) {
-      err('gate: call interrupted');
-      return EXIT_FAILURE;
-    }
-    throw e;
-  } finally {
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onInt);
-    process.off('SIGQUIT', onQuit);
+    return result;
   }
 
   const status = result.status;
@@ -332,15 +363,16 @@ export async function launch(s: Session, moduleArg: string, fn: string | undefin
   const m = parseModuleArg(moduleArg, s.address !== undefined);
   const bytes = m.kind === 'file' ? await readModuleFile(m.path) : undefined;
   const client = await openClient(s, st, scopeOf(flags.scope, st));
-  const r = await client.launch(refOf(m, bytes), {
-    function: fn ?? (st.function || undefined),
+  const entry = fn ?? (st.function || undefined);
+  const r = await withEntryHint(client.launch(refOf(m, bytes), {
+    function: entry,
     instanceTags: tags.length > 0 ? tags : st.instanceTags,
     log: flags.debug === true || st.debugLog !== '',
     suspend: st.suspend,
     ...(st.instance ? { instance: st.instance } : {}),
     ...(m.kind !== 'id' ? { pin: st.pin, moduleTags: st.moduleTags } : {}),
     ...(bytes ? { upload: { body: bytes, length: bytes.length } } : {}),
-  });
+  }), entry, client, moduleArg, m, bytes);
   out(r.instance);
   return 0;
 }
@@ -394,7 +426,12 @@ export async function resume(s: Session, id: string, fn: string | undefined, fla
     throw new UsageError('resume takes no function argument with an address (usage: gate ADDRESS resume INSTANCE)');
   }
   const client = await openClient(s, st, scopeOf(flags.scope, st));
-  await client.resume(id, { ...(fn ? { function: fn } : {}), log: flags.debug === true || st.debugLog !== '' });
+  try {
+    await client.resume(id, { ...(fn ? { function: fn } : {}), log: flags.debug === true || st.debugLog !== '' });
+  } catch (e) {
+    if (fn === undefined || !isEntryNotFound(e)) throw e;
+    throw entryNotFoundError(fn, `the module of instance ${id}`, undefined);
+  }
   return 0;
 }
 
@@ -530,6 +567,23 @@ export async function push(s: Session, address: string, id: string): Promise<num
   return 0;
 }
 
+/** The server turns io away without a reason (409, or `connected: false`): say what the instance's state is. */
+async function notConnected(client: GateClient, id: string, e: unknown): Promise<never> {
+  const rejected = (e instanceof ApiError && e.status === 409) || (e instanceof WebSocketCloseError && e.message === 'connection rejected');
+  if (!rejected) throw e;
+  let status: Status | undefined;
+  try {
+    status = (await client.instanceInfo(id)).status;
+  } catch {
+    status = undefined; // gone meanwhile: the generic text below
+  }
+  if (status !== undefined && status.state !== 'RUNNING') {
+    const next = status.state === 'SUSPENDED' ? ` (gate resume ${id} first)` : '';
+    throw new GateError('GATE_NOT_CONNECTED', `instance ${id} is ${formatStatus(status)}: only a running instance accepts a connection${next}`);
+  }
+  throw new GateError('GATE_NOT_CONNECTED', `instance ${id} does not accept a connection: another client may be connected to it, or its program no longer reads input`);
+}
+
 /** io: connects stdin and stdout to a running instance's origin (HTTP: the request body is the input). */
 export async function io(s: Session, id: string): Promise<number> {
   const client = await openClient(s, clientSettings(s.config));
@@ -540,7 +594,7 @@ export async function io(s: Session, id: string): Promise<number> {
     await client.io(id, { input: process.stdin, output: process.stdout, signal: abort.signal });
   } catch (e) {
     if (abort.signal.aborted) return EXIT_FAILURE;
-    throw e;
+    return notConnected(client, id, e);
   } finally {
     process.off('SIGINT', onInt);
   }
@@ -594,7 +648,7 @@ export async function repl(s: Session, id: string): Promise<number> {
     await done;
   } catch (e) {
     if (abort.signal.aborted) return EXIT_FAILURE;
-    throw e;
+    return notConnected(client, id, e);
   } finally {
     rl.close();
     if (terminal) process.stdout.write('\n');

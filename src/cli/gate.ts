@@ -14,6 +14,8 @@ import * as cmd from './client-commands.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, type Session } from './client-commands.js';
 import type { RunOptions } from './run.js';
 import { parsePositiveInt, parseProfile } from './run-options.js';
+import { entryNotFoundError, isEntryNotFound } from './entry-hint.js';
+import { readFile } from 'node:fs/promises';
 
 /** Default configuration files of the client (spec cli.md §2). */
 export const CLIENT_CONFIG_FILES = ['${XDG_CONFIG_HOME}/gate/client.toml', '${XDG_CONFIG_HOME}/gate/client.d/*.toml'];
@@ -299,7 +301,8 @@ export function buildProgram(address?: string): Command {
         } catch (e) {
           // Modules that cannot be used (bad bytes, imports, functions): status 2.
           if (!(e instanceof GateError)) throw e;
-          process.stderr.write(`gate: ${e.message}\n`);
+          const shown = fn !== undefined && isEntryNotFound(e) ? entryNotFoundError(fn, file, await readFile(file).catch(() => undefined)) : e;
+          process.stderr.write(`gate: ${shown.message}\n`);
           return EXIT_USAGE;
         }
       }),
