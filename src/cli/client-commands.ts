@@ -290,9 +290,6 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
 
   const onInstance = (id: string): void => {
     instance = id;
-    if (persist) {
-      void client.update(id, { persist: true, tags: [] }).catch((e: unknown) => err(`gate: cannot keep instance ${id}: ${(e as Error).message}`));
-    }
     if (pending) act(pending);
   };
 
@@ -321,7 +318,7 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
   }
   async function callOnce(): Promise<CallResult> {
     let result: CallResult;
-    if (remote && m.kind !== 'file') {
+    if (remote && m.kind !== 'file' && !persist) {
       // A known module or a source: the request body is the input, the
       // status comes in the trailer (spec cli.md §2.1 remote call).
       result = await client.call(refOf(m), {
@@ -331,18 +328,35 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
       });
       if (result.instance) onInstance(result.instance);
     } else {
-      // A file (uploaded with the call) or, locally, a known module: a
-      // websocket call, which streams input and gives the instance id first.
+      // A file (uploaded with the call), locally a known module, or one to
+      // keep: a websocket call, which streams input and gives the instance id
+      // first. A kept instance is made persistent when it is created: an
+      // update sent after the id came would race with a program that ends
+      // at once (the call's transient instance is then gone).
       // Anonymous callers cannot pin: the default `pin = true` then yields (an explicit one stays, and fails).
       const pin = st.pin && (!client.anonymous || getValue(s.config, 'pin') !== undefined);
       const upload = bytes ? { upload: bytes, pin, moduleTags: st.moduleTags } : {};
-      result = await client.callWebSocket(refOf(m, bytes), { ...common, ...upload, input: process.stdin, onInstance });
+      const source = m.kind === 'source' ? { pin: st.pin, moduleTags: st.moduleTags } : {};
+      result = await client.callWebSocket(refOf(m, bytes), { ...common, ...source, ...upload, input: process.stdin, onInstance, persist });
     }
     return result;
   }
 
   const status = result.status;
-  if (persist && result.instance) err(result.instance);
+  if (persist) {
+    if (!result.instance) {
+      err('gate: cannot keep the instance: an anonymous call has none to keep (use an identity: identityfile, -i)');
+      return EXIT_FAILURE;
+    }
+    // A server without the persist extension made it transient: keeping it now may be too late, which must not pass silently.
+    try {
+      await client.update(result.instance, { persist: true, tags: [] });
+    } catch (e) {
+      err(`gate: cannot keep instance ${result.instance}: ${(e as Error).message}`);
+      return EXIT_FAILURE;
+    }
+    err(result.instance);
+  }
   // Finished: the program returned (HALTED) or exited (TERMINATED) by itself.
   // The reference client accepts only TERMINATED remotely, but here every
   // entry function that returns gives HALTED, so both tables treat them alike.

@@ -83,6 +83,8 @@ export interface CallResult {
 export interface WebSocketCallOptions extends CallOptions {
   /** Called with the instance id as soon as the server has created the instance. */
   onInstance?: (id: string) => void;
+  /** Create the instance persistent, so that it is kept when the call ends (authenticated callers). */
+  persist?: boolean;
 }
 
 export interface LaunchOptions extends InvokeOptions {
@@ -421,6 +423,7 @@ export class GateClient {
       authorization: this.authorization() ?? '',
       content_type: opts.upload ? 'application/wasm' : '',
       content_length: opts.upload?.length ?? 0,
+      ...(opts.persist ? { persist: true } : {}),
     };
     const result: CallResult = { status: {} };
     return this.webSocket(modulePath(m), query, first, opts.upload, opts, (reply) => {

@@ -156,7 +156,9 @@ export class WebsocketApi {
       module: hash,
       program,
       function: params.fn,
-      transient: true,
+      // `"persist": true` in the setup (our extension, `gate call -p`): kept from the start, so
+      // that a program that ends at once is not gone before an update could keep it.
+      transient: setup.persist !== true,
       suspend: false,
       tags: params.instanceTags,
       debugLog: params.debugLog,

@@ -76,6 +76,21 @@ describe('gate error messages', () => {
         }
       });
 
+      it('call -p keeps the instance every time, even of a program that ends at once', async () => {
+        const id = createHash('sha256').update(readFileSync(HELLO)).digest('hex');
+        // The file (uploaded with the call) and the module id take different paths to the server.
+        for (let i = 0; i < 12; i++) {
+          const r = await g(['call', '-p', i % 2 === 0 ? HELLO : id, 'greet']);
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(r.stdout, 'hello, world\n');
+          const [instance, status, ...rest] = r.stderr.split('\n');
+          assert.match(instance!, /^[0-9a-f-]{36}$/, r.stderr);
+          assert.equal(status, 'HALTED with result 0');
+          assert.deepEqual(rest, ['']);
+          assert.equal(await ok(servers.env, [...t.prefix(servers.remote), 'status', instance!]), 'HALTED with result 0 []\n', `run ${i}`);
+        }
+      });
+
       it('a misspelt entry function is named, with the ones the module has', async () => {
         const call = await g(['call', HELLO, 'gret']);
         assert.equal(call.code, 1);
