@@ -163,10 +163,11 @@ export interface ServerProcess extends Target {
 const GATE_SERVER = new URL('../../../bin/gate-server', import.meta.url).pathname;
 
 /** Starts bin/gate-server as a process on a loopback port with the given state directory. */
-export function spawnServer(stateDir: string, options: string[] = []): Promise<ServerProcess> {
+export function spawnServer(stateDir: string, options: string[] = [], spawnOptions: { group?: boolean } = {}): Promise<ServerProcess> {
   const args = ['-F', '/dev/null', '-o', 'http.addr="127.0.0.1:0"', '-o', `state.dir=${JSON.stringify(stateDir)}`, '-o', 'log.level="info"'];
   for (const o of options) args.push('-o', o);
-  const proc = spawn(process.execPath, [GATE_SERVER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // group: the server leads a process group of its own, which a test can signal as a terminal does.
+  const proc = spawn(process.execPath, [GATE_SERVER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: spawnOptions.group === true });
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   return new Promise((resolve, reject) => {
     let out = '';
