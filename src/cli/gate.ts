@@ -103,7 +103,7 @@ export function buildProgram(address?: string): Command {
     .argument('[function]', 'entry function (default: the function key, else _start)')
     .option('-s, --scope <scope>', SCOPE_HELP, collect)
     .option('-d, --debug', 'enable the program\'s debug log (written where the server sends debug logs)')
-    .option('-p, --persist', 'keep the instance after the call (print its id first)')
+    .option('-p, --persist', 'keep the instance after the call (its id is printed to stderr; an error if it cannot be kept)')
     .option('-D, --dump', 'like -d -p')
     .action(act((s, module: string, fn: string | undefined, o: { scope?: string[]; debug?: boolean; persist?: boolean; dump?: boolean }) =>
       cmd.call(s, module, fn, { ...o, debug: o.debug === true || o.dump === true }),
