@@ -302,6 +302,30 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
     ...(log ? { debug: debugLogStream(flags.debug === true ? '/dev/stderr' : st.debugLog) } : {}),
     signal: abort.signal,
   };
+  const callOnce = async (): Promise<CallResult> => {
+    if (remote && m.kind !== 'file' && !persist) {
+      // A known module or a source: the request body is the input, the
+      // status comes in the trailer (spec cli.md §2.1 remote call).
+      const r = await client.call(refOf(m), {
+        ...common,
+        input: process.stdin,
+        ...(m.kind === 'source' ? { pin: st.pin, moduleTags: st.moduleTags } : {}),
+      });
+      if (r.instance) onInstance(r.instance);
+      return r;
+    }
+    // A file (uploaded with the call), locally a known module, or one to
+    // keep: a websocket call, which streams input and gives the instance id
+    // first. A kept instance is made persistent when it is created: an
+    // update sent after the id came would race with a program that ends at
+    // once (the call's transient instance is then gone).
+    // Anonymous callers cannot pin: the default `pin = true` then yields (an explicit one stays, and fails).
+    const pin = st.pin && (!client.anonymous || getValue(s.config, 'pin') !== undefined);
+    const upload = bytes ? { upload: bytes, pin, moduleTags: st.moduleTags } : {};
+    const source = m.kind === 'source' ? { pin: st.pin, moduleTags: st.moduleTags } : {};
+    return client.callWebSocket(refOf(m, bytes), { ...common, ...source, ...upload, input: process.stdin, onInstance, persist });
+  };
+
   let result: CallResult;
   try {
     result = await withEntryHint(callOnce(), common.function, client, moduleArg, m, bytes);
@@ -315,31 +339,6 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onInt);
     process.off('SIGQUIT', onQuit);
-  }
-  async function callOnce(): Promise<CallResult> {
-    let result: CallResult;
-    if (remote && m.kind !== 'file' && !persist) {
-      // A known module or a source: the request body is the input, the
-      // status comes in the trailer (spec cli.md §2.1 remote call).
-      result = await client.call(refOf(m), {
-        ...common,
-        input: process.stdin,
-        ...(m.kind === 'source' ? { pin: st.pin, moduleTags: st.moduleTags } : {}),
-      });
-      if (result.instance) onInstance(result.instance);
-    } else {
-      // A file (uploaded with the call), locally a known module, or one to
-      // keep: a websocket call, which streams input and gives the instance id
-      // first. A kept instance is made persistent when it is created: an
-      // update sent after the id came would race with a program that ends
-      // at once (the call's transient instance is then gone).
-      // Anonymous callers cannot pin: the default `pin = true` then yields (an explicit one stays, and fails).
-      const pin = st.pin && (!client.anonymous || getValue(s.config, 'pin') !== undefined);
-      const upload = bytes ? { upload: bytes, pin, moduleTags: st.moduleTags } : {};
-      const source = m.kind === 'source' ? { pin: st.pin, moduleTags: st.moduleTags } : {};
-      result = await client.callWebSocket(refOf(m, bytes), { ...common, ...source, ...upload, input: process.stdin, onInstance, persist });
-    }
-    return result;
   }
 
   const status = result.status;

@@ -5,6 +5,7 @@
  * over its Unix socket (started on demand). `gate run` runs a module in
  * this process's own child executor and needs neither.
  */
+import { readFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
 import { checkKnownKeys, configFlags, configSteps, ConfigError, readConfig, setConfigValue } from '../config/index.js';
 import { GateError } from '../errors.js';
@@ -15,7 +16,6 @@ import { EXIT_FAILURE, EXIT_USAGE, UsageError, type Session } from './client-com
 import type { RunOptions } from './run.js';
 import { parsePositiveInt, parseProfile } from './run-options.js';
 import { entryNotFoundError, isEntryNotFound } from './entry-hint.js';
-import { readFile } from 'node:fs/promises';
 
 /** Default configuration files of the client (spec cli.md §2). */
 export const CLIENT_CONFIG_FILES = ['${XDG_CONFIG_HOME}/gate/client.toml', '${XDG_CONFIG_HOME}/gate/client.d/*.toml'];
