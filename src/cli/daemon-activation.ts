@@ -3,7 +3,7 @@
  * D-Bus activated service when nobody listens there.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +55,17 @@ function openNoFollow(path: string, flags: number): number {
 }
 
 
+/** The error the daemon printed (`gate-daemon: …`) in its log since `start`, so that the user need not open the log. */
+function daemonError(log: string, start: number): string | undefined {
+  try {
+    const text = readFileSync(log, 'utf8').slice(start);
+    const lines = text.split('\n').filter((l) => l.startsWith('gate-daemon: '));
+    return lines.at(-1)?.slice('gate-daemon: '.length);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Returns the path of a socket the daemon listens on, starting
  * bin/gate-daemon (detached, so it outlives this command) if needed.
@@ -70,6 +81,7 @@ export async function ensureDaemon(): Promise<string> {
   const log = daemonLogPath();
   mkdirSync(dirname(log), { recursive: true, mode: 0o700 });
   const fd = openNoFollow(log, constants.O_APPEND);
+  const logStart = fstatSync(fd).size;
   let exited: string | undefined;
   let pidFd: number | undefined;
   try {
@@ -96,7 +108,8 @@ export async function ensureDaemon(): Promise<string> {
       // Another client may have started a daemon at the same moment: ours then
       // exits because the socket is taken, and theirs is the one to use.
       if (await canConnect(socket)) return socket;
-      throw new DaemonUnavailableError(`gate-daemon exited (${exited}) before listening at ${socket}; see ${log}`);
+      const reason = daemonError(log, logStart);
+      throw new DaemonUnavailableError(`gate-daemon exited (${exited}) before listening at ${socket}${reason ? `: ${reason}` : ''}; see ${log}`);
     }
     if (Date.now() > deadline) {
       throw new DaemonUnavailableError(`gate-daemon did not listen at ${socket} within ${START_TIMEOUT_MS / 1000} s; see ${log}`);

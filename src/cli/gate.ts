@@ -278,7 +278,7 @@ export function buildProgram(address?: string): Command {
       [
         'Run a wasm module from a local file without a daemon or server: a program, or a snapshot made with --snapshot, which continues where it stopped. The origin stream is wired to stdin and stdout.',
         'Exit status: 0 when the program finishes cleanly (returns, or exits with 0); 1 when it exits with a non-zero status, traps, is killed or suspended (the state and cause are printed to stderr); 2 when the module cannot be used (bad module, unsupported import, unknown function).',
-        'Ctrl-C kills the program; Ctrl-\\ (SIGQUIT) suspends it.',
+        'Ctrl-C kills the program; Ctrl-\\ (SIGQUIT) suspends it; Ctrl-Z stops it (with gate) until fg or bg.',
       ].join('\n\n'),
     )
     .argument('<file>', 'path of the .wasm module')

@@ -149,7 +149,8 @@ describe('gate with the daemon it starts', () => {
     const r = await gate(broken, ['modules']);
     await stopDaemon(broken);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^gate: gate-daemon exited \(status 2\) before listening at .*daemon\.sock; see .*daemon\.log\n$/);
+    // The daemon's reason is in the message, not only in its log.
+    assert.match(r.stderr, /^gate: gate-daemon exited \(status 2\) before listening at .*daemon\.sock: .*daemon\.toml:1:\d+: [^\n]*; see .*daemon\.log\n$/);
     assert.match(readFileSync(join(broken.home, '.local/state/gate/daemon.log'), 'utf8'), /daemon\.toml/);
   });
 });
