@@ -30,13 +30,16 @@ interface Hostile {
   count: number;
   entry?: string;
   log?: boolean;
+  /** All hostile calls from one address (127.0.0.2), else each from its own (127.0.0.10, .11, …). */
+  oneAddress?: boolean;
 }
 
 const SCENARIOS: Hostile[] = [
   { name: 'idle', count: 0 },
-  { name: '2 × spin (endless loop)', count: 2, entry: 'spin' },
-  { name: '8 × spin (endless loop)', count: 8, entry: 'spin' },
-  { name: '2 × debug_forever (log=*)', count: 2, entry: 'debug_forever', log: true },
+  { name: '2 × spin (endless loop), 2 addresses', count: 2, entry: 'spin' },
+  { name: '8 × spin, 8 addresses', count: 8, entry: 'spin' },
+  { name: '8 × spin, 1 address', count: 8, entry: 'spin', oneAddress: true },
+  { name: '2 × debug_forever (log=*), 2 addresses', count: 2, entry: 'debug_forever', log: true },
 ];
 
 function sha256(b: Uint8Array): string {
@@ -48,13 +51,13 @@ interface Reply {
   body: string;
 }
 
-function send(server: GateServerProcess, path: string, opts: { key?: ClientIdentity; body?: Uint8Array; agent?: Agent; method?: string }): { req: ClientRequest; done: Promise<Reply> } {
+function send(server: GateServerProcess, path: string, opts: { key?: ClientIdentity; body?: Uint8Array; agent?: Agent; method?: string; from?: string }): { req: ClientRequest; done: Promise<Reply> } {
   const headers: Record<string, string> = {};
   if (opts.key) headers.Authorization = `Bearer ${makeToken(opts.key, { audience: server.identity })}`;
   if (opts.body) headers['Content-Type'] = 'application/wasm';
   let req!: ClientRequest;
   const done = new Promise<Reply>((resolve, reject) => {
-    req = httpRequest(`${server.url}/gate-0/${path}`, { method: opts.method ?? 'POST', headers, agent: opts.agent }, (res) => {
+    req = httpRequest(`${server.url}/gate-0/${path}`, { method: opts.method ?? 'POST', headers, agent: opts.agent, localAddress: opts.from }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString() }));
@@ -96,13 +99,15 @@ export async function neighboursSection(lines: string[], quick: boolean, log: (s
     await latencies(20, signed);
     const baseline: Record<string, number> = {};
     for (const s of SCENARIOS) {
-      const hostile = Array.from({ length: s.count }, () => {
+      let refused = 0;
+      const hostile = Array.from({ length: s.count }, (_, i) => {
         const q = `module/sha256/${sha256(attacks)}?action=call&function=${s.entry!}${s.log ? '&log=*' : ''}`;
-        const h = send(server, q, { body: attacks });
-        h.done.catch(() => undefined);
+        const h = send(server, q, { body: attacks, from: s.oneAddress ? '127.0.0.2' : `127.0.0.${10 + i}` });
+        h.done.then((r) => void (r.status === 429 && refused++)).catch(() => undefined);
         return h;
       });
       await sleep(s.count ? 1000 : 0);
+      const admitted = s.count - refused;
       try {
         for (const [who, call] of [['anonymous', anonymous], ['signed', signed]] as const) {
           const t = await latencies(calls, call);
@@ -110,11 +115,11 @@ export async function neighboursSection(lines: string[], quick: boolean, log: (s
           const p99 = percentile(t, 99);
           if (s.count === 0) baseline[who] = p99;
           const ratio = baseline[who] ? p99 / baseline[who]! : NaN;
-          rows.push(`| ${s.name} | ${who} | ${fmt(p50, 2)} | ${fmt(p99, 2)} | ${s.count ? `${fmt(ratio, 1)}×` : '1×'} |`);
+          rows.push(`| ${s.name} | ${admitted} | ${who} | ${fmt(p50, 2)} | ${fmt(p99, 2)} | ${s.count ? `${fmt(ratio, 1)}×` : '1×'} |`);
           log(`neighbours: ${s.name}, ${who}: p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`);
         }
       } catch (e) {
-        rows.push(`| ${s.name} | | failed: ${(e instanceof Error ? e.message : String(e)).replace(/\|/g, '\\|').slice(0, 200)} | | |`);
+        rows.push(`| ${s.name} | | | failed: ${(e instanceof Error ? e.message : String(e)).replace(/\|/g, '\\|').slice(0, 200)} | | |`);
       } finally {
         for (const h of hostile) h.req.destroy();
       }
@@ -126,10 +131,10 @@ export async function neighboursSection(lines: string[], quick: boolean, log: (s
   }
   lines.push('## Neighbours: a well-behaved caller next to hostile anonymous programs', '');
   lines.push(
-    `One gate-server (default configuration, \`access.policy="public"\`). The well-behaved caller makes ${calls} sequential calls of test/programs/hello.wasm \`greet\` per row over one keep-alive connection: anonymous (module uploaded with each call) and signed (module pinned). The hostile anonymous calls are started 1 s before and held open during the measurement: test/programs/attacks \`spin\` (endless loop) and \`debug_forever\` (debug output without end, \`log=*\`). Milliseconds per call on the client; the last column is p99 over the idle row's p99.`,
+    `One gate-server (default configuration, \`access.policy="public"\`). The well-behaved caller makes ${calls} sequential calls of test/programs/hello.wasm \`greet\` per row over one keep-alive connection from 127.0.0.1: anonymous (module uploaded with each call) and signed (module pinned). The hostile anonymous calls come from other loopback addresses, are started 1 s before and are held open during the measurement: test/programs/attacks \`spin\` (endless loop) and \`debug_forever\` (debug output without end, \`log=*\`); "admitted" is how many of them the server did not refuse (429). Milliseconds per call on the client; the last column is p99 over the idle row's p99.`,
     '',
-    '| hostile programs | caller | p50 (ms) | p99 (ms) | p99 vs idle |',
-    '|---|---|---|---|---|',
+    '| hostile programs | admitted | caller | p50 (ms) | p99 (ms) | p99 vs idle |',
+    '|---|---|---|---|---|---|',
     ...rows,
     '',
   );

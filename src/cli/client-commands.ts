@@ -13,7 +13,9 @@ import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
+  ApiError,
   GateClient,
+  WebSocketCloseError,
   moduleId,
   normaliseAddress,
   formatStatus,
@@ -24,9 +26,10 @@ import {
   type Status,
 } from '../client/index.js';
 import { IdentityError, loadOptionalIdentity } from '../client/identity.js';
-import { expandPath, getBool, getNumber, getPath, getString, getStringList, getValue, type ConfigTree } from '../config/index.js';
+import { expandPath, getBool, getNumber, getPath, getString, getStringList, getValue, type ConfigTree, type KnownKeys } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { ensureDaemon } from './daemon-activation.js';
+import { entryNotFoundError, isEntryNotFound } from './entry-hint.js';
 import { progress } from './progress.js';
 
 export const EXIT_FAILURE = 1;
@@ -68,6 +71,11 @@ export interface ClientSettings {
   replHistoryFile: string;
   replHistoryLimit: number;
 }
+
+/** The keys clientSettings() reads: any other key in the configuration is an error (a typo). */
+export const CLIENT_KEYS: KnownKeys = {
+  keys: ['identityfile', 'pin', 'moduletags', 'wait', 'function', 'instance', 'instancetags', 'scope', 'suspend', 'debuglog', 'repl.historyfile', 'repl.historylimit'],
+};
 
 export function clientSettings(config: ConfigTree): ClientSettings {
   const identity = getPath(config, 'identityfile');
@@ -181,6 +189,29 @@ function scopeOf(flags: string[] | undefined, st: ClientSettings): string[] {
   return flags.flatMap((f) => f.split(',')).filter((x) => x !== '');
 }
 
+/** The module's bytes, for a hint after an error: the file's, else downloaded (undefined if that fails). */
+async function moduleBytesForHint(client: GateClient, m: ModuleArg, bytes: Uint8Array | undefined): Promise<Uint8Array | undefined> {
+  if (bytes || m.kind !== 'id') return bytes;
+  try {
+    const { body } = await client.downloadModule(m.id);
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a request naming entry function `fn`; a misspelt one gets an error naming the functions there are. */
+async function withEntryHint<T>(request: Promise<T>, fn: string | undefined, client: GateClient, moduleArg: string, m: ModuleArg, bytes?: Uint8Array): Promise<T> {
+  try {
+    return await request;
+  } catch (e) {
+    if (fn === undefined || !isEntryNotFound(e)) throw e;
+    throw entryNotFoundError(fn, moduleArg, await moduleBytesForHint(client, m, bytes));
+  }
+}
+
 // ---- output ----------------------------------------------------------------
 
 function out(line: string): void {
@@ -259,9 +290,6 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
 
   const onInstance = (id: string): void => {
     instance = id;
-    if (persist) {
-      void client.update(id, { persist: true, tags: [] }).catch((e: unknown) => err(`gate: cannot keep instance ${id}: ${(e as Error).message}`));
-    }
     if (pending) act(pending);
   };
 
@@ -274,25 +302,33 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
     ...(log ? { debug: debugLogStream(flags.debug === true ? '/dev/stderr' : st.debugLog) } : {}),
     signal: abort.signal,
   };
-  let result: CallResult;
-  try {
-    if (remote && m.kind !== 'file') {
+  const callOnce = async (): Promise<CallResult> => {
+    if (remote && m.kind !== 'file' && !persist) {
       // A known module or a source: the request body is the input, the
       // status comes in the trailer (spec cli.md §2.1 remote call).
-      result = await client.call(refOf(m), {
+      const r = await client.call(refOf(m), {
         ...common,
         input: process.stdin,
         ...(m.kind === 'source' ? { pin: st.pin, moduleTags: st.moduleTags } : {}),
       });
-      if (result.instance) onInstance(result.instance);
-    } else {
-      // A file (uploaded with the call) or, locally, a known module: a
-      // websocket call, which streams input and gives the instance id first.
-      // Anonymous callers cannot pin: the default `pin = true` then yields (an explicit one stays, and fails).
-      const pin = st.pin && (!client.anonymous || getValue(s.config, 'pin') !== undefined);
-      const upload = bytes ? { upload: bytes, pin, moduleTags: st.moduleTags } : {};
-      result = await client.callWebSocket(refOf(m, bytes), { ...common, ...upload, input: process.stdin, onInstance });
+      if (r.instance) onInstance(r.instance);
+      return r;
     }
+    // A file (uploaded with the call), locally a known module, or one to
+    // keep: a websocket call, which streams input and gives the instance id
+    // first. A kept instance is made persistent when it is created: an
+    // update sent after the id came would race with a program that ends at
+    // once (the call's transient instance is then gone).
+    // Anonymous callers cannot pin: the default `pin = true` then yields (an explicit one stays, and fails).
+    const pin = st.pin && (!client.anonymous || getValue(s.config, 'pin') !== undefined);
+    const upload = bytes ? { upload: bytes, pin, moduleTags: st.moduleTags } : {};
+    const source = m.kind === 'source' ? { pin: st.pin, moduleTags: st.moduleTags } : {};
+    return client.callWebSocket(refOf(m, bytes), { ...common, ...source, ...upload, input: process.stdin, onInstance, persist });
+  };
+
+  let result: CallResult;
+  try {
+    result = await withEntryHint(callOnce(), common.function, client, moduleArg, m, bytes);
   } catch (e) {
     if (abort.signal.aborted) {
       err('gate: call interrupted');
@@ -306,7 +342,20 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
   }
 
   const status = result.status;
-  if (persist && result.instance) err(result.instance);
+  if (persist) {
+    if (!result.instance) {
+      err('gate: cannot keep the instance: an anonymous call has none to keep (use an identity: identityfile, -i)');
+      return EXIT_FAILURE;
+    }
+    // A server without the persist extension made it transient: keeping it now may be too late, which must not pass silently.
+    try {
+      await client.update(result.instance, { persist: true, tags: [] });
+    } catch (e) {
+      err(`gate: cannot keep instance ${result.instance}: ${(e as Error).message}`);
+      return EXIT_FAILURE;
+    }
+    err(result.instance);
+  }
   // Finished: the program returned (HALTED) or exited (TERMINATED) by itself.
   // The reference client accepts only TERMINATED remotely, but here every
   // entry function that returns gives HALTED, so both tables treat them alike.
@@ -327,15 +376,16 @@ export async function launch(s: Session, moduleArg: string, fn: string | undefin
   const m = parseModuleArg(moduleArg, s.address !== undefined);
   const bytes = m.kind === 'file' ? await readModuleFile(m.path) : undefined;
   const client = await openClient(s, st, scopeOf(flags.scope, st));
-  const r = await client.launch(refOf(m, bytes), {
-    function: fn ?? (st.function || undefined),
+  const entry = fn ?? (st.function || undefined);
+  const r = await withEntryHint(client.launch(refOf(m, bytes), {
+    function: entry,
     instanceTags: tags.length > 0 ? tags : st.instanceTags,
     log: flags.debug === true || st.debugLog !== '',
     suspend: st.suspend,
     ...(st.instance ? { instance: st.instance } : {}),
     ...(m.kind !== 'id' ? { pin: st.pin, moduleTags: st.moduleTags } : {}),
     ...(bytes ? { upload: { body: bytes, length: bytes.length } } : {}),
-  });
+  }), entry, client, moduleArg, m, bytes);
   out(r.instance);
   return 0;
 }
@@ -389,7 +439,12 @@ export async function resume(s: Session, id: string, fn: string | undefined, fla
     throw new UsageError('resume takes no function argument with an address (usage: gate ADDRESS resume INSTANCE)');
   }
   const client = await openClient(s, st, scopeOf(flags.scope, st));
-  await client.resume(id, { ...(fn ? { function: fn } : {}), log: flags.debug === true || st.debugLog !== '' });
+  try {
+    await client.resume(id, { ...(fn ? { function: fn } : {}), log: flags.debug === true || st.debugLog !== '' });
+  } catch (e) {
+    if (fn === undefined || !isEntryNotFound(e)) throw e;
+    throw entryNotFoundError(fn, `the module of instance ${id}`, undefined);
+  }
   return 0;
 }
 
@@ -525,6 +580,23 @@ export async function push(s: Session, address: string, id: string): Promise<num
   return 0;
 }
 
+/** The server turns io away without a reason (409, or `connected: false`): say what the instance's state is. */
+async function notConnected(client: GateClient, id: string, e: unknown): Promise<never> {
+  const rejected = (e instanceof ApiError && e.status === 409) || (e instanceof WebSocketCloseError && e.message === 'connection rejected');
+  if (!rejected) throw e;
+  let status: Status | undefined;
+  try {
+    status = (await client.instanceInfo(id)).status;
+  } catch {
+    status = undefined; // gone meanwhile: the generic text below
+  }
+  if (status !== undefined && status.state !== 'RUNNING') {
+    const next = status.state === 'SUSPENDED' ? ` (gate resume ${id} first)` : '';
+    throw new GateError('GATE_NOT_CONNECTED', `instance ${id} is ${formatStatus(status)}: only a running instance accepts a connection${next}`);
+  }
+  throw new GateError('GATE_NOT_CONNECTED', `instance ${id} does not accept a connection: another client may be connected to it, or its program no longer reads input`);
+}
+
 /** io: connects stdin and stdout to a running instance's origin (HTTP: the request body is the input). */
 export async function io(s: Session, id: string): Promise<number> {
   const client = await openClient(s, clientSettings(s.config));
@@ -535,7 +607,7 @@ export async function io(s: Session, id: string): Promise<number> {
     await client.io(id, { input: process.stdin, output: process.stdout, signal: abort.signal });
   } catch (e) {
     if (abort.signal.aborted) return EXIT_FAILURE;
-    throw e;
+    return notConnected(client, id, e);
   } finally {
     process.off('SIGINT', onInt);
   }
@@ -589,7 +661,7 @@ export async function repl(s: Session, id: string): Promise<number> {
     await done;
   } catch (e) {
     if (abort.signal.aborted) return EXIT_FAILURE;
-    throw e;
+    return notConnected(client, id, e);
   } finally {
     rl.close();
     if (terminal) process.stdout.write('\n');

@@ -7,11 +7,12 @@
 import { connect } from 'node:net';
 import { unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { daemonSocketPath, getPath, privateDir } from '../config/index.js';
+import { checkOwnSocket, daemonSocketPath, getPath, privateDir } from '../config/index.js';
 import { publicPolicy } from '../server/auth/policy.js';
 import { DAEMON_PRINCIPAL_LIMITS } from '../server/index.js';
 import { defaultStateDir } from '../store/state-dir.js';
 import { GateError } from '../errors.js';
+import { DAEMON_KEYS } from './server-keys.js';
 import { limitsFrom, profileFrom, runServerProgram } from './server-main.js';
 
 const KEYS_HELP = `
@@ -20,6 +21,7 @@ const KEYS_HELP = `
 
 /** A socket file nobody listens on is left over from a crash; a live one means another daemon runs. */
 async function claimSocket(path: string): Promise<void> {
+  if (!checkOwnSocket(path)) return;
   const live = await new Promise<boolean>((resolve) => {
     const s = connect(path);
     s.once('connect', () => {
@@ -38,6 +40,7 @@ const code = await runServerProgram(
     description: "Serve the Gate API to the local user over a Unix socket (the gate CLI's default when no address is given).",
     defaultFiles: ['${XDG_CONFIG_HOME}/gate/daemon.toml', '${XDG_CONFIG_HOME}/gate/daemon.d/*.toml'],
     keysHelp: KEYS_HELP,
+    keys: DAEMON_KEYS,
     limits: DAEMON_PRINCIPAL_LIMITS,
     async options(tree) {
       const socket = getPath(tree, 'unix.socket', daemonSocketPath());

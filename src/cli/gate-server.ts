@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, getBool, getNumber, getPath, getString, getStringList, type ConfigTree } from '../config/index.js';
 import { DEFAULT_ANONYMOUS_LIMITS, type AnonymousLimits } from '../server/anonymous.js';
 import { loadTlsFiles, type TlsFiles } from '../server/tls.js';
+import { SERVER_KEYS } from './server-keys.js';
 import { limitsFrom, profileFrom, runServerProgram, sourcesFrom } from './server-main.js';
 
 const KEYS_HELP = `
@@ -107,6 +108,7 @@ const code = await runServerProgram(
     // The repository's own file first: a checkout runs with its explicit choices (docs/server.md).
     defaultFiles: [fileURLToPath(new URL('../../../etc/gate-server.toml', import.meta.url)), '/etc/gate/server.toml', '/etc/gate/server.d/*.toml'],
     keysHelp: KEYS_HELP,
+    keys: SERVER_KEYS,
     limits: SERVER_PRINCIPAL_LIMITS,
     async options(tree, log) {
       const addr = getString(tree, 'http.addr', '127.0.0.1:6473');

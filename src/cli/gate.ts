@@ -5,8 +5,9 @@
  * over its Unix socket (started on demand). `gate run` runs a module in
  * this process's own child executor and needs neither.
  */
+import { readFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
-import { configFlags, configSteps, ConfigError, readConfig, setConfigValue } from '../config/index.js';
+import { checkKnownKeys, configFlags, configSteps, ConfigError, readConfig, setConfigValue } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { DEFAULT_PROFILE, PROFILES } from '../prepare/profile.js';
 import { DEFAULT_LOCAL_LIMITS } from '../wasm/validate.js';
@@ -14,6 +15,7 @@ import * as cmd from './client-commands.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, type Session } from './client-commands.js';
 import type { RunOptions } from './run.js';
 import { parsePositiveInt, parseProfile } from './run-options.js';
+import { entryNotFoundError, isEntryNotFound } from './entry-hint.js';
 
 /** Default configuration files of the client (spec cli.md §2). */
 export const CLIENT_CONFIG_FILES = ['${XDG_CONFIG_HOME}/gate/client.toml', '${XDG_CONFIG_HOME}/gate/client.d/*.toml'];
@@ -47,7 +49,7 @@ const SCOPE_HELP = 'scope of the program (repeatable; comma-separated), e.g. pro
 const ADDRESS_HELP = [
   'Without an address, commands go to your gate-daemon over its Unix socket (${XDG_RUNTIME_DIR}/gate/daemon.sock); it is started when it is not running.',
   'With an address (anything containing "." or "://", https by default: example.net, http://localhost:6473) they go to that gate-server, signed with your Ed25519 key (identityfile).',
-  'Configuration: ${XDG_CONFIG_HOME}/gate/client.toml and client.d/*.toml; keys identityfile, pin, moduletags, wait, function, instance, instancetags, scope, suspend, debuglog, repl.historyfile, repl.historylimit.',
+  `Configuration: \${XDG_CONFIG_HOME}/gate/client.toml and client.d/*.toml; keys ${cmd.CLIENT_KEYS.keys.join(', ')}. Any other key is an error.`,
   'Exit status: 2 for usage and configuration errors, 1 for failures (server errors are printed), else as each command says.',
 ].join('\n\n');
 
@@ -63,7 +65,7 @@ export function buildProgram(address?: string): Command {
   cli.option('-i, --identity <file>', 'sign requests with this OpenSSH Ed25519 private key (the identityfile key; default ~/.ssh/id_ed25519)');
 
   const session = (): Session => {
-    const config = readConfig(CLIENT_CONFIG_FILES, configSteps(cli));
+    const config = readConfig(CLIENT_CONFIG_FILES, configSteps(cli), (piece, source) => checkKnownKeys(piece, cmd.CLIENT_KEYS, source));
     const identity = cli.opts<{ identity?: string }>().identity;
     if (identity !== undefined) setConfigValue(config, 'identityfile', identity);
     return { address, config };
@@ -101,7 +103,7 @@ export function buildProgram(address?: string): Command {
     .argument('[function]', 'entry function (default: the function key, else _start)')
     .option('-s, --scope <scope>', SCOPE_HELP, collect)
     .option('-d, --debug', 'enable the program\'s debug log (written where the server sends debug logs)')
-    .option('-p, --persist', 'keep the instance after the call (print its id first)')
+    .option('-p, --persist', 'keep the instance after the call (its id is printed to stderr; an error if it cannot be kept)')
     .option('-D, --dump', 'like -d -p')
     .action(act((s, module: string, fn: string | undefined, o: { scope?: string[]; debug?: boolean; persist?: boolean; dump?: boolean }) =>
       cmd.call(s, module, fn, { ...o, debug: o.debug === true || o.dump === true }),
@@ -276,7 +278,7 @@ export function buildProgram(address?: string): Command {
       [
         'Run a wasm module from a local file without a daemon or server: a program, or a snapshot made with --snapshot, which continues where it stopped. The origin stream is wired to stdin and stdout.',
         'Exit status: 0 when the program finishes cleanly (returns, or exits with 0); 1 when it exits with a non-zero status, traps, is killed or suspended (the state and cause are printed to stderr); 2 when the module cannot be used (bad module, unsupported import, unknown function).',
-        'Ctrl-C kills the program; Ctrl-\\ (SIGQUIT) suspends it.',
+        'Ctrl-C kills the program; Ctrl-\\ (SIGQUIT) suspends it; Ctrl-Z stops it (with gate) until fg or bg.',
       ].join('\n\n'),
     )
     .argument('<file>', 'path of the .wasm module')
@@ -299,7 +301,8 @@ export function buildProgram(address?: string): Command {
         } catch (e) {
           // Modules that cannot be used (bad bytes, imports, functions): status 2.
           if (!(e instanceof GateError)) throw e;
-          process.stderr.write(`gate: ${e.message}\n`);
+          const shown = fn !== undefined && isEntryNotFound(e) ? entryNotFoundError(fn, file, await readFile(file).catch(() => undefined)) : e;
+          process.stderr.write(`gate: ${shown.message}\n`);
           return EXIT_USAGE;
         }
       }),
@@ -308,7 +311,24 @@ export function buildProgram(address?: string): Command {
   return cli;
 }
 
+/** Exit status of a program killed by SIGPIPE, as a shell reports it. */
+const EXIT_BROKEN_PIPE = 128 + 13;
+
+/**
+ * Output into a closed pipe (`gate instances | head -1`): stop quietly, as a
+ * program killed by SIGPIPE would (Node ignores the signal and reports EPIPE
+ * as an error event, which would otherwise crash with a stack trace).
+ */
+function exitOnBrokenPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(EXIT_BROKEN_PIPE);
+    throw e;
+  });
+}
+
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  exitOnBrokenPipe(process.stdout);
+  exitOnBrokenPipe(process.stderr);
   const { address, rest } = splitAddress(argv);
   try {
     await buildProgram(address).parseAsync(rest, { from: 'user' });

@@ -83,9 +83,27 @@ export async function run(file: string, fn: string | undefined, opts: RunOptions
       // not running any more
     }
   };
+  // Ctrl-Z: the executor has a process group of its own (so that Ctrl-C and
+  // Ctrl-\ reach only us), so the terminal stops only us: stop it with us,
+  // and continue it when we are continued (fg, bg).
+  const executorGroup = (signal: NodeJS.Signals): void => {
+    if (executor.pid === undefined) return;
+    try {
+      process.kill(-executor.pid, signal);
+    } catch {
+      // gone already
+    }
+  };
+  const onStop = (): void => {
+    executorGroup('SIGSTOP');
+    process.kill(process.pid, 'SIGSTOP');
+  };
+  const onCont = (): void => executorGroup('SIGCONT');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onInt);
   process.on('SIGQUIT', onQuit);
+  process.on('SIGTSTP', onStop);
+  process.on('SIGCONT', onCont);
   try {
     instance = await runtime.launch(program, {
       entry: fn,
@@ -110,6 +128,8 @@ export async function run(file: string, fn: string | undefined, opts: RunOptions
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onInt);
     process.off('SIGQUIT', onQuit);
+    process.off('SIGTSTP', onStop);
+    process.off('SIGCONT', onCont);
     await executor.close();
   }
 }

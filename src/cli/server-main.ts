@@ -5,13 +5,14 @@
  */
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
-import { configFlags, configSteps, ConfigError, getBool, getNumber, getPath, getString, getTableList, readConfig, type ConfigTree } from '../config/index.js';
+import { checkKnownKeys, configFlags, configSteps, ConfigError, getBool, getNumber, getPath, getString, getTableList, readConfig, type ConfigTree } from '../config/index.js';
 import { GateError } from '../errors.js';
 import { isProfile, type Profile } from '../prepare/profile.js';
 import { ExecutorPool } from '../runtime/node/pool.js';
 import type { SandboxMode } from '../runtime/node/sandbox/sandbox.js';
 import { DEFAULT_DEBUG_LIMITS } from '../runtime/debug-limits.js';
 import { DEFAULT_DEBUG_LOG_RATE, startServer, type GateServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
+import { serverKeys } from './server-keys.js';
 
 export const EXIT_CONFIG = 2;
 
@@ -21,6 +22,8 @@ export interface ProgramSpec {
   defaultFiles: string[];
   /** Extra help text: the configuration keys this program reads. */
   keysHelp: string;
+  /** The keys of keysHelp (others are refused; the common ones are added). */
+  keys: readonly string[];
   /** Builds the server options from the configuration (minus executors and logger). */
   options(tree: ConfigTree, log: Logger): Promise<Omit<ServerOptions, 'executors' | 'logger'>>;
   limits: PrincipalLimits;
@@ -105,7 +108,8 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   let sandbox: SandboxMode;
   let logRate: number;
   try {
-    tree = readConfig(spec.defaultFiles, configSteps(cmd));
+    const known = serverKeys(spec.keys);
+    tree = readConfig(spec.defaultFiles, configSteps(cmd), (piece, source) => checkKnownKeys(piece, known, source));
     log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') }, pino.destination({ dest: 1, sync: false, maxLength: LOG_BACKLOG_BYTES }));
     options = await spec.options(tree, log);
     logRate = debugLogRate(tree);

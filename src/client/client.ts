@@ -83,6 +83,8 @@ export interface CallResult {
 export interface WebSocketCallOptions extends CallOptions {
   /** Called with the instance id as soon as the server has created the instance. */
   onInstance?: (id: string) => void;
+  /** Create the instance persistent, so that it is kept when the call ends (authenticated callers). */
+  persist?: boolean;
 }
 
 export interface LaunchOptions extends InvokeOptions {
@@ -227,6 +229,11 @@ export class GateClient {
     return this.socketPath ? `the daemon at ${this.socketPath}` : this.address;
   }
 
+  /** A failed connection, with what the user can do about it. */
+  private connectionError(e: NodeJS.ErrnoException): ConnectionError {
+    return new ConnectionError(`cannot reach ${this.describeServer()}: ${connectionHint(e, this.address, this.socketPath !== undefined)}`, { cause: e });
+  }
+
   /**
    * Requests with a body first ask for the API root and follow its
    * redirects, so that a body is never sent to a URL that only redirects.
@@ -281,7 +288,7 @@ export class GateClient {
         // Once the server has answered, a failing upload (it closed early) is not our error.
         if (responded) return;
         if (e.name === 'AbortError') reject(e);
-        else reject(new ConnectionError(`cannot reach ${this.describeServer()}: ${e.code ?? e.message}`, { cause: e }));
+        else reject(this.connectionError(e));
       });
       const body = r.body;
       if (body === undefined) req.end();
@@ -416,6 +423,7 @@ export class GateClient {
       authorization: this.authorization() ?? '',
       content_type: opts.upload ? 'application/wasm' : '',
       content_length: opts.upload?.length ?? 0,
+      ...(opts.persist ? { persist: true } : {}),
     };
     const result: CallResult = { status: {} };
     return this.webSocket(modulePath(m), query, first, opts.upload, opts, (reply) => {
@@ -675,7 +683,7 @@ export class GateClient {
         }
       });
       ws.on('error', (e: NodeJS.ErrnoException) => {
-        failure ??= new ConnectionError(`cannot reach ${this.describeServer()}: ${e.code ?? e.message}`, { cause: e });
+        failure ??= this.connectionError(e);
       });
       ws.on('close', (code: number, reason: Buffer) => {
         if (failure) return finish(failure);
@@ -685,6 +693,41 @@ export class GateClient {
       });
     });
   }
+}
+
+/** TLS errors of a handshake with a server that answers plain HTTP (OpenSSL: "wrong version number"). */
+const NOT_TLS = new Set(['EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER']);
+
+/** Why a connection failed, and what to try (the error code stays in the text for searching). */
+export function connectionHint(e: NodeJS.ErrnoException, address: string, local: boolean): string {
+  const code = e.code ?? e.message;
+  let url: URL | undefined;
+  try {
+    url = new URL(address);
+  } catch {
+    url = undefined;
+  }
+  if (local) {
+    if (code === 'ECONNREFUSED' || code === 'ENOENT') return `nobody listens there (${code}); is gate-daemon running?`;
+    return code;
+  }
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `connection refused (${code}); is gate-server running at ${url?.host ?? address}?`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `unknown host ${url?.hostname ?? address} (${code})`;
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `no route or no answer (${code}); check the address and the network`;
+    case 'ECONNRESET':
+      return `the server closed the connection (${code})`;
+  }
+  if (url?.protocol === 'https:' && NOT_TLS.has(code)) {
+    return `TLS handshake failed (${code}): the server may not speak TLS; for a plain HTTP server use http://${url.host}${url.pathname === '/' ? '' : url.pathname}`;
+  }
+  return code;
 }
 
 /** Copies a response body to an output that is not ended, with backpressure. */

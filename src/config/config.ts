@@ -91,8 +91,13 @@ function parseToml(text: string, where: string): ConfigTree {
   try {
     return normalise(parse(text)) as ConfigTree;
   } catch (e) {
-    const msg = e instanceof TomlError ? e.message.split('\n')[0] : String(e);
-    throw new ConfigError(`${where}: ${msg}`, { cause: e });
+    if (e instanceof TomlError) {
+      // `file:LINE:COLUMN: message`, then the offending lines with a caret under the place.
+      const [first = '', ...context] = e.message.split('\n');
+      const shown = context.filter((l) => l.trim() !== '').map((l) => `  ${l}`);
+      throw new ConfigError(`${where}:${e.line}:${e.column}: ${first.replace(/^Invalid TOML document: /, '')}${shown.length ? `\n${shown.join('\n')}` : ''}`, { cause: e });
+    }
+    throw new ConfigError(`${where}: ${String(e)}`, { cause: e });
   }
 }
 
@@ -162,15 +167,22 @@ export function parseAssignment(assignment: string): { key: string; value: Confi
  * `/` or `/*.toml`) reads its *.toml files; missing default files and
  * directories are fine, missing explicit ones are errors. `${VAR}` in paths
  * is expanded (with the XDG defaults).
+ *
+ * `check` sees each piece before it is merged, with where it came from (a
+ * file, or the -o flag), so that an error can name the file with the typo.
  */
-export function readConfig(defaultFiles: string[], configSteps: ConfigStep[]): ConfigTree {
+export function readConfig(defaultFiles: string[], configSteps: ConfigStep[], check?: (piece: ConfigTree, source: string) => void): ConfigTree {
   let tree: ConfigTree = Object.create(null) as ConfigTree;
+  const mergeChecked = (piece: ConfigTree, source: string): void => {
+    check?.(piece, source);
+    merge(tree, piece);
+  };
   if (!configSteps.some((s) => s.kind === 'reset')) {
     for (const entry of defaultFiles) {
       const path = expandPath(entry);
       const dir = /\/(\*\.toml)?$/.exec(path);
       if (dir) {
-        for (const f of tomlFilesIn(path.slice(0, dir.index) || '/', true)) merge(tree, readTomlFile(f));
+        for (const f of tomlFilesIn(path.slice(0, dir.index) || '/', true)) mergeChecked(readTomlFile(f), f);
       } else {
         let text: string;
         try {
@@ -179,23 +191,27 @@ export function readConfig(defaultFiles: string[], configSteps: ConfigStep[]): C
           if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
           throw new ConfigError(`cannot read configuration file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
         }
-        merge(tree, parseToml(text, path));
+        mergeChecked(parseToml(text, path), path);
       }
     }
   }
   for (const step of configSteps) {
     switch (step.kind) {
       case 'reset':
-        tree = readTomlFile(expandPath(step.path));
+        tree = Object.create(null) as ConfigTree;
+        mergeChecked(readTomlFile(expandPath(step.path)), expandPath(step.path));
         break;
       case 'file':
-        merge(tree, readTomlFile(expandPath(step.path)));
+        mergeChecked(readTomlFile(expandPath(step.path)), expandPath(step.path));
         break;
       case 'dir':
-        for (const f of tomlFilesIn(expandPath(step.path), false)) merge(tree, readTomlFile(f));
+        for (const f of tomlFilesIn(expandPath(step.path), false)) mergeChecked(readTomlFile(f), f);
         break;
       case 'set': {
         const { key, value } = parseAssignment(step.assignment);
+        const piece = Object.create(null) as ConfigTree;
+        setConfigValue(piece, key, value);
+        check?.(piece, `-o ${step.assignment}`);
         setConfigValue(tree, key, value);
         break;
       }

@@ -1,2 +1,3 @@
 export * from './config.js';
-export { daemonSocketPath, envVar, expandPath, privateDir } from './paths.js';
+export { checkOwnSocket, daemonSocketPath, envVar, expandPath, privateDir, UnsafePathError } from './paths.js';
+export { checkKnownKeys, describeKey, editDistance, nearest, type KnownKeys, type OpenTableCheck } from './keys.js';

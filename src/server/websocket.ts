@@ -162,13 +162,13 @@ export class WebsocketApi {
       throw e;
     }
     try {
-      await this.callAdmitted(ws, messages, hash, program, p, params, pin, ticket?.group);
+      await this.callAdmitted(ws, messages, hash, program, p, params, pin, setup.persist === true, ticket?.group);
     } finally {
       ticket?.release();
     }
   }
 
-  private async callAdmitted(ws: WebSocket, messages: MessageQueue, hash: string, program: Program, p: Principal | undefined, params: ReturnType<Api['launchParams']>, pin: boolean, executorGroup: string | undefined): Promise<void> {
+  private async callAdmitted(ws: WebSocket, messages: MessageQueue, hash: string, program: Program, p: Principal | undefined, params: ReturnType<Api['launchParams']>, pin: boolean, persist: boolean, executorGroup: string | undefined): Promise<void> {
     const inst = await this.instances.launch({
       executorGroup,
       principal: p?.id,
@@ -176,7 +176,9 @@ export class WebsocketApi {
       module: hash,
       program,
       function: params.fn,
-      transient: true,
+      // `"persist": true` in the setup (our extension, `gate call -p`): kept from the start, so
+      // that a program that ends at once is not gone before an update could keep it.
+      transient: !persist,
       suspend: false,
       tags: params.instanceTags,
       debugLog: params.debugLog,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -124,6 +124,44 @@ describe('gate run', () => {
     assert.match(second.stderr, /KILLED/);
     const next = Number(second.stderr.match(/running: (\d+)/)![1]);
     assert.equal(next, counts[counts.length - 1]! + 1, 'continues counting where it stopped');
+  });
+
+  it('Ctrl-Z stops the program with gate (its executor has its own process group), and fg continues it', async () => {
+    const child = spawn(GATE, ['run', '-d', join(PROGRAMS, 'suspend.wasm'), 'loop'], { env: { ...process.env, XDG_CACHE_HOME: CACHE }, detached: true });
+    let err = '';
+    const closed = new Promise<number | null>((r) => child.on('close', r));
+    const output = (re: RegExp, from = 0): Promise<void> =>
+      new Promise((resolve) => {
+        const check = (): void => {
+          if (re.test(err.slice(from))) {
+            child.stderr.off('data', check);
+            resolve();
+          }
+        };
+        child.stderr.on('data', check);
+        check();
+      });
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const state = (pid: number): string => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0]!;
+    const until = async (what: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !what(); i++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok(what());
+    };
+    try {
+      await output(/running: 1\n/);
+      const executor = Number(execFileSync('pgrep', ['-P', String(child.pid)]).toString().trim().split('\n')[0]);
+      process.kill(-child.pid!, 'SIGTSTP'); // what a terminal's Ctrl-Z does
+      await until(() => state(child.pid!) === 'T' && state(executor) === 'T');
+      const seen = err.length;
+      process.kill(-child.pid!, 'SIGCONT'); // fg
+      await until(() => state(executor) !== 'T');
+      await output(/running: \d+\n/, seen); // it counts on
+    } finally {
+      process.kill(-child.pid!, 'SIGCONT'); // a stopped gate would not see the SIGINT
+      process.kill(-child.pid!, 'SIGINT');
+    }
+    assert.equal(await closed, 1);
+    assert.match(err, /KILLED/);
   });
 
   it('explains every option in --help', async () => {

@@ -78,7 +78,7 @@ describe('gate usage', () => {
     try {
       const broken = await gate(env, [ADDRESS, 'modules']);
       assert.equal(broken.code, 2);
-      assert.match(broken.stderr, /^gate: .*client\.toml: /);
+      assert.match(broken.stderr, /^gate: .*client\.toml:1:8: invalid value\n/);
       // -F skips the default files.
       const f = join(env.home, 'other.toml');
       writeFileSync(f, 'wait = false\n');
@@ -90,6 +90,23 @@ describe('gate usage', () => {
     const missing = await gate(env, ['-f', join(env.home, 'missing.toml'), 'modules']);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /cannot read configuration file .*missing\.toml: ENOENT/);
+  });
+
+  it('refuses unknown configuration keys with a hint instead of ignoring them', async () => {
+    const bogus = await gate(env, ['-o', 'bogus=1', ADDRESS, 'modules']);
+    assert.equal(bogus.code, 2);
+    assert.equal(bogus.stderr, 'gate: -o bogus=1: unknown configuration key bogus\n');
+    // A typo in identityfile would otherwise fall back to the default key.
+    mkdirSync(env.configDir, { recursive: true });
+    const toml = join(env.configDir, 'client.toml');
+    writeFileSync(toml, `identityfle = "${join(env.home, 'other-key')}"\n`);
+    try {
+      const typo = await gate(env, [ADDRESS, 'modules']);
+      assert.equal(typo.code, 2);
+      assert.equal(typo.stderr, `gate: ${toml}: unknown configuration key identityfle (did you mean identityfile?)\n`);
+    } finally {
+      writeFileSync(toml, '');
+    }
   });
 
   it('refuses an empty identity file for remote non-loopback addresses', async () => {

@@ -165,15 +165,19 @@ export interface ServerProcess extends Target {
 const GATE_SERVER = new URL('../../../bin/gate-server', import.meta.url).pathname;
 
 /** Starts bin/gate-server as a process on a loopback port with the given state directory. */
-export function spawnServer(stateDir: string, options: string[] = []): Promise<ServerProcess> {
+export function spawnServer(stateDir: string, options: string[] = [], spawnOptions: { group?: boolean } = {}): Promise<ServerProcess> {
   const args = ['-F', '/dev/null', '-o', 'access.policy="public"', '-o', 'http.addr="127.0.0.1:0"', '-o', `state.dir=${JSON.stringify(stateDir)}`, '-o', 'log.level="info"'];
   for (const o of options) args.push('-o', o);
-  return spawnServerWithArgs(args);
+  return spawnServerWithArgs(args, process.env, spawnOptions);
 }
 
-/** Starts bin/gate-server with exactly these arguments; resolves when it logs its URL (http or https). */
-export function spawnServerWithArgs(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<ServerProcess> {
-  const proc = spawn(process.execPath, [GATE_SERVER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+/**
+ * Starts bin/gate-server with exactly these arguments; resolves when it logs
+ * its URL (http or https). group: the server leads a process group of its
+ * own, which a test can signal as a terminal does.
+ */
+export function spawnServerWithArgs(args: string[], env: NodeJS.ProcessEnv = process.env, spawnOptions: { group?: boolean } = {}): Promise<ServerProcess> {
+  const proc = spawn(process.execPath, [GATE_SERVER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env, detached: spawnOptions.group === true });
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   return new Promise((resolve, reject) => {
     let out = '';

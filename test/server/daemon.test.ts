@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,37 @@ function unixRequest(socketPath: string, method: string, path: string, headers: 
   });
 }
 
+function runDaemon(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [DAEMON, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('exit', (code) => resolve({ code, stderr }));
+  });
+}
+
 describe('gate-daemon', () => {
+  it('refuses a socket directory others may use, and does not remove a file in the place of its socket', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gate-test-daemon-'));
+    try {
+      const env = { ...process.env, XDG_RUNTIME_DIR: join(dir, 'run'), XDG_STATE_HOME: join(dir, 'state'), XDG_CONFIG_HOME: join(dir, 'config') };
+      const gateDir = join(dir, 'run', 'gate');
+      mkdirSync(gateDir, { recursive: true });
+      chmodSync(gateDir, 0o755);
+      const open = await runDaemon(env);
+      assert.equal(open.code, 2);
+      assert.equal(open.stderr, `gate-daemon: ${gateDir} may be used by other users (mode 0755): refusing to use it; run chmod 700 ${gateDir}\n`);
+      chmodSync(gateDir, 0o700);
+      writeFileSync(join(gateDir, 'daemon.sock'), 'not a socket');
+      const file = await runDaemon(env);
+      assert.equal(file.code, 2);
+      assert.match(file.stderr, /daemon\.sock is not a socket .*refusing to use or remove it\n$/);
+      assert.equal(readFileSync(join(gateDir, 'daemon.sock'), 'utf8'), 'not a socket');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('serves the local user on a private Unix socket, and only one daemon at a time', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gate-test-daemon-'));
     const env = { ...process.env, XDG_RUNTIME_DIR: join(dir, 'run'), XDG_STATE_HOME: join(dir, 'state'), XDG_CONFIG_HOME: join(dir, 'config') };

@@ -111,6 +111,9 @@ export class ChildProcessExecutor implements Executor {
     this.onExit = opts.onExit;
     try {
       this.child = spawn(cmd.file, cmd.args, {
+        // Its own session and process group: a terminal's Ctrl-C and Ctrl-\ (sent to the
+        // foreground group) reach only us, and we stop or suspend its instances in order.
+        detached: true,
         env: {},
         stdio: ['pipe', 'pipe', 'pipe', ...(cmd.fds ?? [])],
       });
