@@ -290,6 +290,11 @@ export function buildProgram(address?: string): Command {
     .addOption(new Option('--memory-limit <bytes>', 'maximum memory of the instance').default(2 ** 31 - 65536).argParser(parsePositiveInt))
     .addOption(new Option('--time-resolution <ns>', 'clock resolution visible to the program, in nanoseconds').default(1).argParser(parsePositiveInt))
     .addOption(new Option('--max-exports <n>', 'largest number of exports accepted').default(DEFAULT_LOCAL_LIMITS.maxExports).argParser(parsePositiveInt))
+    .addOption(
+      new Option('--sandbox <mode>', 'bwrap: run the program\'s executor under bubblewrap + seccomp, as gate-server does; none: only in a plain child process (WebAssembly and process limits)')
+        .choices(['bwrap', 'none'])
+        .default('bwrap'),
+    )
     .option('--no-cache', 'do not read or write the cache of prepared modules (~/.cache/gate/prepared)')
     .option('--snapshot <file>', 'when the program stops, write its snapshot (a wasm module) to FILE; `gate run FILE` continues it (exit status 0 when it was suspended)')
     .action(

@@ -7,6 +7,7 @@ import { open, readFile, rename } from 'node:fs/promises';
 import type { Profile } from '../prepare/profile.js';
 import { ChildProcessExecutor } from '../runtime/node/child-executor.js';
 import { FileCache } from '../runtime/node/file-cache.js';
+import { checkSandbox, Sandbox, type SandboxMode } from '../runtime/node/sandbox/sandbox.js';
 import { Program } from '../runtime/program.js';
 import { Runtime, type RunningInstance } from '../runtime/runtime.js';
 import type { InstanceServices } from '../service/provider.js';
@@ -26,6 +27,8 @@ export interface RunOptions {
   maxExports: number;
   cache: boolean;
   snapshot: string | undefined;
+  /** 'bwrap' (default): the executor runs under bubblewrap + seccomp as gate-server's do; 'none' only in a plain child process. */
+  sandbox: SandboxMode;
 }
 
 /** Writes a file from pieces, through a temporary name, so that a crash leaves no half-written snapshot. */
@@ -55,8 +58,19 @@ export async function run(file: string, fn: string | undefined, opts: RunOptions
     return EXIT_USAGE;
   }
   const program = await Program.load(bytes, { ...DEFAULT_LOCAL_LIMITS, maxExports: opts.maxExports });
-  // Untrusted code never runs in this process.
-  const executor = new ChildProcessExecutor();
+  // Untrusted code never runs in this process, and by default not outside the sandbox either.
+  if (opts.sandbox === 'bwrap') {
+    const check = await checkSandbox();
+    if (!check.available) {
+      process.stderr.write(
+        `gate: the sandbox is not available here: ${check.reason ?? 'unknown reason'}.\n` +
+          'Install bubblewrap (Debian: apt-get install bubblewrap), or run with --sandbox none to contain the program only by WebAssembly and process limits.\n',
+      );
+      return EXIT_FAILURE;
+    }
+  }
+  const sandbox = Sandbox.create({ mode: opts.sandbox });
+  const executor = new ChildProcessExecutor({ launch: sandbox });
   const runtime = new Runtime({
     executor,
     memoryLimitPages: Math.floor(opts.memoryLimit / 65536),
@@ -131,6 +145,7 @@ export async function run(file: string, fn: string | undefined, opts: RunOptions
     process.off('SIGTSTP', onStop);
     process.off('SIGCONT', onCont);
     await executor.close();
+    sandbox.dispose();
   }
 }
 

@@ -164,10 +164,36 @@ describe('gate run', () => {
     assert.match(err, /KILLED/);
   });
 
+  for (const [mode, executable] of [
+    ['bwrap', 'bwrap'],
+    ['none', 'node'],
+  ] as const) {
+    it(`runs the program's executor ${mode === 'bwrap' ? 'under bubblewrap by default' : 'as a plain child process with --sandbox none'}`, async () => {
+      const args = ['run', '-d', join(PROGRAMS, 'suspend.wasm'), 'loop'];
+      if (mode === 'none') args.splice(1, 0, '--sandbox', 'none');
+      const child = spawn(GATE, args, { env: { ...process.env, XDG_CACHE_HOME: CACHE } });
+      const closed = new Promise<number | null>((r) => child.on('close', r));
+      try {
+        await new Promise<void>((resolve) => {
+          let err = '';
+          child.stderr.on('data', (c: Buffer) => {
+            err += c.toString();
+            if (/running: 1\n/.test(err)) resolve();
+          });
+        });
+        const executor = execFileSync('pgrep', ['-P', String(child.pid)]).toString().trim().split('\n')[0]!;
+        assert.equal(readFileSync(`/proc/${executor}/comm`, 'utf8').trim(), executable);
+      } finally {
+        child.kill('SIGINT');
+      }
+      assert.equal(await closed, 1);
+    });
+  }
+
   it('explains every option in --help', async () => {
     const r = await gate(['run', '--help']);
     assert.equal(r.code, 0);
-    for (const flag of ['--debug', '--profile', '--memory-limit', '--time-resolution', '--max-exports', '--no-cache', '--snapshot']) {
+    for (const flag of ['--debug', '--profile', '--memory-limit', '--time-resolution', '--max-exports', '--sandbox', '--no-cache', '--snapshot']) {
       assert.ok(r.stdout.includes(flag), `help lacks ${flag}`);
     }
   });
