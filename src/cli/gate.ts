@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command, CommanderError, Option } from 'commander';
 import { checkKnownKeys, configFlags, configSteps, ConfigError, readConfig, setConfigValue } from '../config/index.js';
+import { ApiError } from '../client/index.js';
 import { GateError } from '../errors.js';
 import { DEFAULT_PROFILE, PROFILES } from '../prepare/profile.js';
 import { DEFAULT_LOCAL_LIMITS } from '../wasm/validate.js';
@@ -346,6 +347,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
       process.exitCode = EXIT_USAGE;
     } else if (e instanceof GateError) {
       process.stderr.write(`gate: ${e.message}\n`);
+      if (e instanceof ApiError && e.status === 401 && /missing authentication credentials/.test(e.message)) {
+        // The request went anonymous because there is no key where the client looked.
+        process.stderr.write('gate: this needs a key: create one with `ssh-keygen -t ed25519` (~/.ssh/id_ed25519), or name one with -i FILE or identityfile\n');
+      }
       process.exitCode = EXIT_FAILURE;
     } else {
       throw e;

@@ -28,6 +28,7 @@ describe('gate without an identity', () => {
     const list = await gate(env, [remote.url, 'modules']);
     assert.equal(list.code, 1);
     assert.match(list.stderr, /missing authentication credentials/);
+    assert.match(list.stderr, /this needs a key: create one with `ssh-keygen -t ed25519`/);
   });
 
   it('signs with a key given by -i', async () => {
