@@ -128,7 +128,8 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
       bwrapPath: getPath(tree, 'runtime.bwrap'),
       isolatePrincipals: getBool(tree, 'runtime.isolateprincipals', true),
       maxInstancesPerExecutor: getNumber(tree, 'runtime.maxinstances', 64),
-      onExecutorExit: (info) => (info.violation ? log.error(info, 'executor process broke the protocol and was killed') : log.warn(info, 'executor process exited')),
+      onExecutorExit: (info) =>
+        info.violation ? log.error(info, 'executor process broke the protocol and was killed') : info.closed ? log.debug(info, 'executor process closed') : log.warn(info, 'executor process exited'),
     });
   } catch (e) {
     log.fatal({ err: e }, e instanceof Error ? e.message : String(e));

@@ -36,6 +36,8 @@ export interface ExecutorExit {
   reason: string;
   /** It broke the protocol (a malformed or impossible message) and was killed for it: it may have been taken over. */
   violation?: boolean;
+  /** It was closed on purpose (idle, or the pool closing): nothing went wrong. */
+  closed?: boolean;
 }
 
 /** A command that starts an executor process (see sandbox/sandbox.ts). */
@@ -403,7 +405,7 @@ export class ChildProcessExecutor implements Executor {
     if (!this.exited && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     if (!this.exited) {
       try {
-        this.onExit?.(violation ? { pid: this.child.pid, reason, violation } : { pid: this.child.pid, reason });
+        this.onExit?.(violation ? { pid: this.child.pid, reason, violation } : this.closing ? { pid: this.child.pid, reason, closed: true } : { pid: this.child.pid, reason });
       } catch {
         // a logger's failure is not ours
       }
