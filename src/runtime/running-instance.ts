@@ -22,6 +22,12 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   /** Each discovered service's state, saved when the instance suspended. */
   private serviceStates: ServiceState[] = [];
   private released = false;
+  /**
+   * Packets for the program held back while the executor has no instance to
+   * take them: restored services speak first (a restored origin stream closes
+   * at once), before the executor has created the instance.
+   */
+  private held: Uint8Array[] | undefined = [];
 
   constructor(
     readonly id: string,
@@ -145,7 +151,15 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
       this.serviceFailed(new Error(`a service sent a malformed packet (size field ${size}, length ${packet.length})`));
       return;
     }
-    this.executor.deliver(this.id, packet);
+    if (this.held) this.held.push(packet);
+    else this.executor.deliver(this.id, packet);
+  }
+
+  /** @internal The executor has been asked to create the instance: held packets go to it, in order. */
+  created(): void {
+    const held = this.held;
+    this.held = undefined;
+    for (const packet of held ?? []) this.executor.deliver(this.id, packet);
   }
 
   /** @internal */

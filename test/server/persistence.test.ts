@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { programBytes } from '../helpers/runtime.js';
-import { newKey, readCount, request, spawnServer, startTestServer, type Target } from '../helpers/server.js';
+import { newKey, openCountStream, readCount, request, spawnServer, startTestServer, within, type Target } from '../helpers/server.js';
 
 const K = '/gate-0/module/sha256/';
 const I = '/gate-0/instance/';
@@ -114,6 +114,34 @@ describe('migration', () => {
       assert.equal(launched.headers['gate-instance'], id);
       const after = await readCount(b, key, id, () => true);
       assert.ok(after >= before, `count went back from ${before} to ${after}`);
+      await request(b, 'POST', `${I}${id}?action=kill&action=wait`, { key });
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+  it('moves an instance whose io client is still connected while it is suspended, and it answers on the other server', async () => {
+    const a = await startTestServer();
+    const b = await startTestServer();
+    try {
+      const id = await launchCounter(a);
+      // A client stays connected through the suspension: the snapshot holds its open stream.
+      const live = openCountStream(a, key, id);
+      const before = await within(20_000, 'the first count', live.next((n) => n >= 2));
+      assert.equal((await request(a, 'POST', `${I}${id}?action=suspend&action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
+      const snap = await request(a, 'POST', `${I}${id}?action=snapshot`, { key });
+      assert.equal(snap.status, 201, snap.text);
+      const bytes = (await request(a, 'GET', String(snap.headers.location), { key })).body;
+      live.close();
+
+      const hash = sha256(bytes);
+      assert.equal((await request(b, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: bytes })).status, 201);
+      const launched = await request(b, 'POST', `${K}${hash}?action=launch&instance=${id}`, { key });
+      assert.equal(launched.status, 200, launched.text);
+      // The restored stream is closed towards the program, which accepts a new client.
+      const after = await within(20_000, 'a count from the migrated instance', readCount(b, key, id, (n) => n > before));
+      assert.ok(after > before);
+      assert.deepEqual(await status(b, id), { state: 'RUNNING' });
       await request(b, 'POST', `${I}${id}?action=kill&action=wait`, { key });
     } finally {
       await a.stop();
