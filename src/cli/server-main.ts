@@ -130,21 +130,30 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   return new Promise<number>((resolve) => {
     let stopping = false;
     signalled = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down: suspending and storing instances');
-      const timer = setTimeout(() => {
-        log.error('shutdown took longer than 15 s; exiting');
+      if (stopping) {
+        // A second signal forces the exit; say what that loses.
+        const p = server.instances.shutdownProgress();
+        const lost = p.total - p.stored;
+        log.error({ signal, stored: p.stored, notStored: lost }, `forced exit: ${lost} of ${p.total} persistent instances were not stored and continue from their previous checkpoint`);
         resolve(1);
-      }, 15_000);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, 'shutting down: suspending and storing instances (a second signal forces the exit)');
+      const started = performance.now();
       server.close().then(
         () => {
-          clearTimeout(timer);
-          log.info('stopped');
+          const p = server.instances.shutdownProgress();
+          const seconds = Math.round(performance.now() - started) / 1000;
+          if (p.failed.length > 0) {
+            log.error({ stored: p.stored, failed: p.failed, seconds }, `stopped: ${p.failed.length} persistent instances could not be stored`);
+            resolve(1);
+            return;
+          }
+          log.info({ stored: p.stored, seconds }, 'stopped');
           resolve(0);
         },
         (e: unknown) => {
-          clearTimeout(timer);
           log.error({ err: e }, 'shutdown failed');
           resolve(1);
         },

@@ -71,6 +71,8 @@ export class ServerInstance {
   program: Program | undefined;
   /** The client's debug log for the first run (a websocket call); later runs log to the server. */
   debugSink: ((data: Uint8Array) => void) | undefined;
+  /** Why its state could not be stored when its latest run stopped (undefined: it was stored). */
+  storeError: unknown;
   /** Operations that change the run are serialised through this chain. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -119,6 +121,18 @@ export class ServerInstance {
   }
 }
 
+/** Instances suspended and stored at the same time during a shutdown. */
+const SHUTDOWN_PARALLEL = 16;
+
+export interface ShutdownProgress {
+  /** Persistent instances that were running when the shutdown began. */
+  total: number;
+  /** Of those, how many have been suspended and stored. */
+  stored: number;
+  /** Ids of those whose state could not be stored (they continue from their previous checkpoint). */
+  failed: string[];
+}
+
 /** How often one instance is restored after its executor died. */
 const MAX_CRASH_RESTORES = 3;
 
@@ -126,6 +140,7 @@ export class InstanceManager {
   private readonly owned = new Map<string, Map<string, ServerInstance>>();
   private readonly anonymous = new Set<ServerInstance>();
   private closing = false;
+  private readonly stopProgress: ShutdownProgress = { total: 0, stored: 0, failed: [] };
 
   constructor(private readonly deps: InstanceManagerDeps) {}
 
@@ -300,24 +315,44 @@ export class InstanceManager {
   /**
    * Server shutdown (spec §13): authenticated callers' instances are
    * suspended and stored to be resumed on the next start, anonymous ones
-   * killed.
+   * killed. Instances are suspended and stored in parallel, at most
+   * `SHUTDOWN_PARALLEL` at a time (each holds its memory twice while it is
+   * written out); there is no deadline: everything is stored, however long
+   * it takes (see shutdownProgress for what a forced exit would lose).
    */
-  async shutdown(): Promise<void> {
+  async shutdown(): Promise<ShutdownProgress> {
     this.closing = true;
-    const stopping: Promise<unknown>[] = [];
+    const killing: Promise<unknown>[] = [];
     for (const inst of this.anonymous) {
       inst.run?.kill();
-      if (inst.run) stopping.push(inst.run.wait());
+      if (inst.run) killing.push(inst.run.wait());
     }
-    for (const m of this.owned.values()) {
-      for (const inst of m.values()) {
-        if (!inst.run) continue;
-        if (!inst.transient) inst.resumeOnRestart = true;
-        if (inst.run.status.state === State.Running) inst.run.suspend();
-        stopping.push(this.wait(inst));
-      }
-    }
-    await Promise.allSettled(stopping);
+    const queue: ServerInstance[] = [];
+    for (const m of this.owned.values()) for (const inst of m.values()) if (inst.run) queue.push(inst);
+    const progress = this.stopProgress;
+    progress.total = queue.filter((i) => !i.transient).length;
+    const stopOne = async (inst: ServerInstance): Promise<void> => {
+      if (!inst.run) return;
+      if (!inst.transient) inst.resumeOnRestart = true;
+      if (inst.run.status.state === State.Running) inst.run.suspend();
+      await this.wait(inst);
+      if (inst.transient) return;
+      if (inst.storeError === undefined) progress.stored++;
+      else progress.failed.push(inst.id);
+    };
+    const worker = async (): Promise<void> => {
+      for (let inst = queue.shift(); inst; inst = queue.shift()) await stopOne(inst).catch((e: unknown) => {
+        progress.failed.push(inst!.id);
+        this.deps.onError(`instance ${inst!.id}: stopping it failed`, e);
+      });
+    };
+    await Promise.all([...Array.from({ length: SHUTDOWN_PARALLEL }, worker), Promise.allSettled(killing)]);
+    return { ...progress, failed: [...progress.failed] };
+  }
+
+  /** How far a shutdown is: persistent instances to store, stored, and those whose state could not be stored. */
+  shutdownProgress(): ShutdownProgress {
+    return { ...this.stopProgress, failed: [...this.stopProgress.failed] };
   }
 
   private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
@@ -368,9 +403,13 @@ export class InstanceManager {
         inst.snapshot = hash;
         inst.run = undefined;
         await this.save(inst);
-        if (previous && previous !== hash) await this.deps.modules.collect(previous);
+        inst.storeError = undefined;
+        if (previous && previous !== hash) {
+          await this.deps.modules.collect(previous).catch((e: unknown) => this.deps.onError(`instance ${inst.id}: removing its previous snapshot failed`, e));
+        }
       }
     } catch (e) {
+      inst.storeError = e;
       this.deps.onError(`instance ${inst.id}: storing its state failed`, e);
     } finally {
       inst.run = undefined;

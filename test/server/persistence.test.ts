@@ -203,4 +203,49 @@ describe('persistent instances across restarts', () => {
       rmSync(stateDir, { recursive: true, force: true });
     }
   });
+
+  it('a graceful stop suspends and stores hundreds of running instances, exits 0, and a restart resumes them all', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-stop-'));
+    const idle = programBytes('idle');
+    const hash = sha256(idle);
+    const count = 300;
+    try {
+      const first = await spawnServer(stateDir);
+      assert.equal((await request(first, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: idle })).status, 201);
+      const ids: string[] = [];
+      // Launched a few at a time: each answer comes once the instance runs.
+      for (let i = 0; i < count; i += 10) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(10, count - i) }, () => request(first, 'POST', `${K}${hash}?action=launch&function=idle`, { key })),
+        );
+        for (const r of batch) {
+          assert.equal(r.status, 200, r.text);
+          ids.push(String(r.headers['gate-instance']));
+        }
+      }
+      first.proc.kill('SIGTERM');
+      assert.equal(await within(120_000, 'exit after SIGTERM', first.exited), 0, first.log());
+      const stopped = first
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"stopped"'))
+        .map((l) => JSON.parse(l) as { stored: number });
+      assert.deepEqual(stopped.map((l) => l.stored), [count], first.log());
+
+      const second = await spawnServer(stateDir);
+      try {
+        const listed = await request(second, 'POST', I, { key });
+        assert.equal(listed.status, 200, listed.text);
+        const states = new Map<string, string>(
+          (JSON.parse(listed.text).instances as Array<{ instance: string; status: { state: string } }>).map((x) => [x.instance, x.status.state]),
+        );
+        for (const id of ids) assert.equal(states.get(id), 'RUNNING', `instance ${id}`);
+      } finally {
+        second.proc.kill('SIGTERM');
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
 });
