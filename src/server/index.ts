@@ -137,6 +137,8 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const sources = new Map<string, ModuleSource>((opts.sources ?? []).map((s) => [s.name, httpSource(s.name, s.addr)]));
   const identityKey = opts.identityFile ? await loadServerIdentityKey(opts.identityFile) : undefined;
 
+  // Every stored instance is known before the server listens; the running ones are restored after.
+  await instances.loadAll();
   const http = createServer();
   await listen(http, opts.listen);
   const address = http.address();
@@ -199,10 +201,12 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     }
   }
 
-  const restored = await instances.restoreAll(() => undefined);
-  if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
   const url = 'path' in opts.listen ? 'http://localhost' : `http://${hostPort}`;
   log.info({ url, socket: 'path' in opts.listen ? opts.listen.path : undefined, stateDir: opts.stateDir }, 'listening');
+  // Requests for an instance not yet restored wait for it (InstanceManager.ready).
+  void instances.restoreRunning(() => undefined).then((restored) => {
+    if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
+  });
 
   let closing: Promise<void> | undefined;
   return {

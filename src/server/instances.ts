@@ -71,6 +71,8 @@ export class ServerInstance {
   program: Program | undefined;
   /** The client's debug log for the first run (a websocket call); later runs log to the server. */
   debugSink: ((data: Uint8Array) => void) | undefined;
+  /** Set while the instance waits to be restored after a restart (requests for it wait). */
+  restoring: Deferred | undefined;
   /** Why its state could not be stored when its latest run stopped (undefined: it was stored). */
   storeError: unknown;
   /** Operations that change the run are serialised through this chain. */
@@ -133,6 +135,18 @@ export interface ShutdownProgress {
   failed: string[];
 }
 
+/** Instances restored at the same time after a restart. */
+const RESTORE_PARALLEL = 16;
+/** How long a request for an instance still being restored waits before it gets 503. */
+const RESTORE_WAIT_MS = 10_000;
+const RETRY_AFTER_S = 2;
+
+/** A promise with its resolve function. */
+class Deferred {
+  resolve!: () => void;
+  readonly promise = new Promise<void>((r) => (this.resolve = r));
+}
+
 /** How often one instance is restored after its executor died. */
 const MAX_CRASH_RESTORES = 3;
 
@@ -141,6 +155,9 @@ export class InstanceManager {
   private readonly anonymous = new Set<ServerInstance>();
   private closing = false;
   private readonly stopProgress: ShutdownProgress = { total: 0, stored: 0, failed: [] };
+  /** Instances found running by loadAll, not yet restored. */
+  private readonly toRestore: ServerInstance[] = [];
+  private restoringAll: Promise<{ restored: number; failed: number }> | undefined;
 
   constructor(private readonly deps: InstanceManagerDeps) {}
 
@@ -287,29 +304,82 @@ export class InstanceManager {
     await run.services.origin.connect(input, output, signal);
   }
 
-  /** Re-creates the stored persistent instances; those that were running are resumed. */
-  async restoreAll(scopeFor: (principal: string) => readonly string[] | undefined): Promise<{ restored: number; failed: number }> {
-    let restored = 0;
-    let failed = 0;
+  /**
+   * Makes the stored persistent instances known (before the server
+   * listens, so that none is ever "not found"); those that were running are
+   * then resumed by `restoreRunning`, and requests for them wait until then.
+   */
+  async loadAll(): Promise<void> {
     for (const rec of await this.deps.inventory.allPersistentInstances()) {
       const inst = new ServerInstance(rec.principal, rec.id, rec.module, false, rec.tags, rec.function, rec.debugLog ?? false, rec.status as InstanceStatus, rec.created);
       inst.snapshot = rec.snapshot;
       this.add(inst);
       this.deps.modules.acquire(inst.module);
       if (!rec.running) continue;
-      try {
-        // Stopped by a shutdown or a crash while running: continue from the latest snapshot.
-        inst.status = { state: State.Suspended };
-        await this.start(inst, await this.programOf(inst), scopeFor(rec.principal), inst.snapshot ? undefined : inst.fn);
-        restored++;
-      } catch (e) {
-        failed++;
-        inst.status = { state: State.Killed, cause: 'INTERNAL', error: 'could not be restored' };
-        await this.save(inst).catch(() => undefined);
-        this.deps.onError(`instance ${rec.id} could not be restored`, e);
-      }
+      // Listed as RUNNING (its stored status says how it stopped) until the restore says otherwise.
+      inst.status = { state: State.Running };
+      inst.resumeOnRestart = true;
+      inst.restoring = new Deferred();
+      this.toRestore.push(inst);
     }
-    return { restored, failed };
+  }
+
+  /**
+   * Resumes the instances loadAll found running (stopped by a shutdown or a
+   * crash), from their latest snapshot, `RESTORE_PARALLEL` at a time. A
+   * shutdown that begins meanwhile stops it; the rest stay marked as running
+   * for the next start.
+   */
+  restoreRunning(scopeFor: (principal: string) => readonly string[] | undefined): Promise<{ restored: number; failed: number }> {
+    this.restoringAll ??= (async () => {
+      let restored = 0;
+      let failed = 0;
+      const restoreOne = async (inst: ServerInstance): Promise<void> => {
+        try {
+          await this.start(inst, await this.programOf(inst), scopeFor(inst.principal!), inst.snapshot ? undefined : inst.fn);
+          restored++;
+        } catch (e) {
+          failed++;
+          inst.resumeOnRestart = false;
+          inst.status = { state: State.Killed, cause: 'INTERNAL', error: 'could not be restored' };
+          await this.save(inst).catch(() => undefined);
+          this.deps.onError(`instance ${inst.id} could not be restored`, e);
+        }
+      };
+      const worker = async (): Promise<void> => {
+        for (let inst = this.toRestore.shift(); inst; inst = this.toRestore.shift()) {
+          if (this.closing) {
+            // Not restored: it stays RUNNING in the inventory and is resumed on the next start.
+            inst.restoring?.resolve();
+            inst.restoring = undefined;
+            continue;
+          }
+          await inst.serialize(() => restoreOne(inst));
+          inst.restoring?.resolve();
+          inst.restoring = undefined;
+        }
+      };
+      await Promise.all(Array.from({ length: RESTORE_PARALLEL }, worker));
+      return { restored, failed };
+    })();
+    return this.restoringAll;
+  }
+
+  /**
+   * The instance, once it is restored: a request for one that is still
+   * being restored after a restart waits for it (at most `waitMs`), then
+   * gets 503 with Retry-After.
+   */
+  async ready(principal: string, id: string, waitMs = RESTORE_WAIT_MS): Promise<ServerInstance> {
+    const inst = this.get(principal, id);
+    const restoring = inst.restoring;
+    if (!restoring) return inst;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), waitMs)));
+    const late = await Promise.race([restoring.promise.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) throw new HttpError(503, 'instance is being restored after a restart; retry', { 'Retry-After': String(RETRY_AFTER_S) });
+    return this.get(principal, id);
   }
 
   /**
@@ -322,6 +392,8 @@ export class InstanceManager {
    */
   async shutdown(): Promise<ShutdownProgress> {
     this.closing = true;
+    // Restores already under way finish (and are stored again below); the rest are left for the next start.
+    await this.restoringAll;
     const killing: Promise<unknown>[] = [];
     for (const inst of this.anonymous) {
       inst.run?.kill();

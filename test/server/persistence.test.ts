@@ -204,7 +204,7 @@ describe('persistent instances across restarts', () => {
     }
   });
 
-  it('a graceful stop suspends and stores hundreds of running instances, exits 0, and a restart resumes them all', async () => {
+  it('a graceful stop suspends and stores hundreds of running instances, exits 0, and a restart serves them all, waiting for those it is restoring', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-stop-'));
     const idle = programBytes('idle');
     const hash = sha256(idle);
@@ -234,12 +234,21 @@ describe('persistent instances across restarts', () => {
 
       const second = await spawnServer(stateDir);
       try {
+        // From the moment it listens, the server knows every instance (restored or still being
+        // restored): all are listed RUNNING, and a request for one is answered, or refused with
+        // 503 and Retry-After while it is being restored, never 404.
         const listed = await request(second, 'POST', I, { key });
         assert.equal(listed.status, 200, listed.text);
         const states = new Map<string, string>(
           (JSON.parse(listed.text).instances as Array<{ instance: string; status: { state: string } }>).map((x) => [x.instance, x.status.state]),
         );
         for (const id of ids) assert.equal(states.get(id), 'RUNNING', `instance ${id}`);
+        const answers = await Promise.all(ids.map((id) => request(second, 'POST', `${I}${id}`, { key })));
+        for (const r of answers) {
+          if (r.status === 503) assert.ok(Number(r.headers['retry-after']) > 0, r.text);
+          else assert.equal(r.status, 200, r.text);
+        }
+        for (const [i, r] of answers.entries()) if (r.status === 200) assert.deepEqual(JSON.parse(r.text).status, { state: 'RUNNING' }, ids[i]);
       } finally {
         second.proc.kill('SIGTERM');
         assert.equal(await second.exited, 0);
