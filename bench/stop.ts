@@ -113,7 +113,10 @@ async function measure(n: number, options: string[], log: (s: string) => void): 
         while (launched < n) {
           const k = ++launched;
           const r = await call(first, key, 'POST', `module/sha256/${hash}?action=launch&function=idle`);
-          if (r.status !== 200) throw new Error(`launch: ${r.status} ${r.text}`);
+          if (r.status !== 200) {
+            const errors = first.lines().filter((l) => l.level === 50 || l.level === 60);
+            throw new Error(`launch ${k}: ${r.status} ${r.text}; server errors: ${JSON.stringify(errors.slice(-3))}`);
+          }
           if (k % 1000 === 0) log(`stop: ${k} of ${n} launched`);
         }
       }),

@@ -36,6 +36,8 @@ export const COMMON_KEYS_HELP = `
   principal.timeresolution   nanoseconds (server 10 ms)
   principal.cputime          milliseconds of CPU one run of an instance may use before it is
                              suspended (0, the default: unlimited; programs are time-sliced anyway)
+  state.checkpointinterval   seconds between checkpoints of running persistent instances (default 30;
+                             a crash loses at most about twice this; 0: only at launch)
   log.level                  pino level: fatal, error, warn, info (default), debug, silent`;
 
 export function limitsFrom(tree: ConfigTree, dflt: PrincipalLimits): PrincipalLimits {
@@ -54,6 +56,12 @@ export function profileFrom(tree: ConfigTree): Profile | undefined {
   if (p === undefined) return undefined;
   if (!isProfile(p)) throw new ConfigError(`runtime.profile: unknown profile ${JSON.stringify(p)} (use "suspend-anywhere" or "io-suspend")`);
   return p;
+}
+
+export function checkpointIntervalFrom(tree: ConfigTree): number {
+  const seconds = getNumber(tree, 'state.checkpointinterval', 30);
+  if (!(seconds >= 0 && Number.isFinite(seconds))) throw new ConfigError('state.checkpointinterval must be a number of seconds (0: checkpoint only at launch)');
+  return seconds * 1000;
 }
 
 export function sourcesFrom(tree: ConfigTree): Array<{ name: string; addr: string }> {
@@ -84,7 +92,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   try {
     tree = readConfig(spec.defaultFiles, configSteps(cmd));
     log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') });
-    options = await spec.options(tree, log);
+    options = { ...(await spec.options(tree, log)), checkpointIntervalMs: checkpointIntervalFrom(tree) };
     const mode = getString(tree, 'runtime.sandbox', 'bwrap');
     if (mode !== 'bwrap' && mode !== 'none') throw new ConfigError(`runtime.sandbox: unknown mode ${JSON.stringify(mode)} (use "bwrap" or "none")`);
     sandbox = mode;

@@ -72,6 +72,11 @@ export interface ServerOptions {
   identityFile?: string;
   profile?: Profile;
   registry?: ServiceRegistry;
+  /**
+   * How often running persistent instances are checkpointed, in milliseconds
+   * (0: only at launch; default 30 s: a crash loses at most about a minute).
+   */
+  checkpointIntervalMs?: number;
   /** Where prepared modules are cached (default: `<stateDir>/prepared`). */
   preparedCacheDir?: string;
 }
@@ -131,6 +136,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
       return (data) => child.info({ debug: Buffer.from(data).toString('utf8') }, 'program debug output');
     },
     onError: (message, err) => log.error({ err }, message),
+    checkpointIntervalMs: opts.checkpointIntervalMs,
   });
 
   const uuid = await serverUuid(opts.stateDir);

@@ -26,7 +26,16 @@ export interface InstanceManagerDeps {
   /** Where a program's debug output goes when it was launched with `log=*`. */
   debugSink(id: string): (data: Uint8Array) => void;
   onError(message: string, error: unknown): void;
+  /**
+   * How often running persistent instances are checkpointed (their state
+   * stored while they run on, clients staying connected), in milliseconds;
+   * 0: never (only at launch). Default DEFAULT_CHECKPOINT_INTERVAL_MS.
+   */
+  checkpointIntervalMs?: number;
 }
+
+/** A crash loses at most about twice this much of an instance's work. */
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 30_000;
 
 export interface LaunchRequest {
   /** undefined: anonymous (always transient, not addressable). */
@@ -71,6 +80,8 @@ export class ServerInstance {
   program: Program | undefined;
   /** The client's debug log for the first run (a websocket call); later runs log to the server. */
   debugSink: ((data: Uint8Array) => void) | undefined;
+  /** When its stored state was last brought up to date with its run (ms since the epoch; 0: never). */
+  checkpointed = 0;
   /** Set while the instance waits to be restored after a restart (requests for it wait). */
   restoring: Deferred | undefined;
   /** Why its state could not be stored when its latest run stopped (undefined: it was stored). */
@@ -135,6 +146,9 @@ export interface ShutdownProgress {
   failed: string[];
 }
 
+/** Instances checkpointed at the same time by a periodic sweep. */
+const CHECKPOINT_PARALLEL = 4;
+
 /** Instances restored at the same time after a restart. */
 const RESTORE_PARALLEL = 16;
 /** How long a request for an instance still being restored waits before it gets 503. */
@@ -159,7 +173,16 @@ export class InstanceManager {
   private readonly toRestore: ServerInstance[] = [];
   private restoringAll: Promise<{ restored: number; failed: number }> | undefined;
 
-  constructor(private readonly deps: InstanceManagerDeps) {}
+  private readonly checkpointTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+
+  constructor(private readonly deps: InstanceManagerDeps) {
+    const interval = deps.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    if (interval > 0) {
+      this.checkpointTimer = setInterval(() => void (this.sweeping ??= this.sweep(interval).finally(() => (this.sweeping = undefined))), interval);
+      this.checkpointTimer.unref();
+    }
+  }
 
   get(principal: string, id: string): ServerInstance {
     const inst = this.owned.get(principal)?.get(id);
@@ -201,8 +224,11 @@ export class InstanceManager {
           throw e;
         }
       }
-      if (!req.suspend) await this.start(inst, req.program, req.scope, req.function);
-      else if (!transient) await this.save(inst);
+      if (!req.suspend) {
+        await this.start(inst, req.program, req.scope, req.function);
+        // The first checkpoint: from now on a crash brings it back RUNNING where it had got to.
+        if (!transient) void this.checkpoint(inst);
+      } else if (!transient) await this.save(inst);
     } catch (e) {
       this.remove(inst);
       if (!transient && !(e instanceof HttpError && e.status === 409)) await this.deps.inventory.deleteInstance(inst.principal!, id).catch(() => undefined);
@@ -278,6 +304,50 @@ export class InstanceManager {
       }
       return hash;
     });
+  }
+
+  /**
+   * Stores the state of a running persistent instance while it runs on
+   * (Runtime.checkpoint: its clients stay connected), so that a crash of the
+   * server resumes it from here. Returns whether a checkpoint was stored.
+   * Failures are logged; the instance runs on either way.
+   */
+  checkpoint(inst: ServerInstance): Promise<boolean> {
+    return inst.serialize(async () => {
+      const run = inst.run;
+      if (!run || inst.transient || inst.principal === undefined || run.status.state !== State.Running || this.closing) return false;
+      try {
+        const bytes = await this.deps.runtimeFor(inst.principal).checkpoint(run);
+        if (!bytes) return false;
+        const hash = sha256Hex([bytes]);
+        await this.deps.modules.store(hash, [bytes]);
+        if (inst.run !== run || run.status.state !== State.Running) {
+          // It stopped meanwhile and stored a newer state.
+          if (inst.snapshot !== hash) await this.deps.modules.collect(hash);
+          return false;
+        }
+        const previous = inst.snapshot;
+        inst.snapshot = hash;
+        inst.checkpointed = Date.now();
+        await this.save(inst);
+        if (previous && previous !== hash) await this.deps.modules.collect(previous);
+        return true;
+      } catch (e) {
+        this.deps.onError(`instance ${inst.id}: checkpoint failed`, e);
+        return false;
+      }
+    });
+  }
+
+  /** Checkpoints the running persistent instances whose stored state is older than half an interval. */
+  private async sweep(interval: number): Promise<void> {
+    const due = Date.now() - interval / 2;
+    const queue: ServerInstance[] = [];
+    for (const m of this.owned.values()) for (const inst of m.values()) if (inst.run && !inst.transient && inst.checkpointed < due) queue.push(inst);
+    const worker = async (): Promise<void> => {
+      for (let inst = queue.shift(); inst && !this.closing; inst = queue.shift()) await this.checkpoint(inst);
+    };
+    await Promise.all(Array.from({ length: CHECKPOINT_PARALLEL }, worker));
   }
 
   async delete(inst: ServerInstance): Promise<void> {
@@ -392,6 +462,8 @@ export class InstanceManager {
    */
   async shutdown(): Promise<ShutdownProgress> {
     this.closing = true;
+    clearInterval(this.checkpointTimer);
+    await this.sweeping;
     // Restores already under way finish (and are stored again below); the rest are left for the next start.
     await this.restoringAll;
     const killing: Promise<unknown>[] = [];
@@ -441,6 +513,8 @@ export class InstanceManager {
     inst.run = run;
     inst.status = run.status;
     inst.resumeOnRestart = false;
+    // What it starts from is stored (its module or its latest snapshot).
+    inst.checkpointed = Date.now();
     inst.settled = run.wait().then((status) => this.stopped(inst, run, status));
     if (!inst.transient) await this.save(inst);
   }
@@ -475,6 +549,7 @@ export class InstanceManager {
         inst.snapshot = hash;
         inst.run = undefined;
         await this.save(inst);
+        inst.checkpointed = Date.now();
         inst.storeError = undefined;
         if (previous && previous !== hash) {
           await this.deps.modules.collect(previous).catch((e: unknown) => this.deps.onError(`instance ${inst.id}: removing its previous snapshot failed`, e));

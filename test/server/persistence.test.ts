@@ -204,6 +204,37 @@ describe('persistent instances across restarts', () => {
     }
   });
 
+  it('checkpoints running instances periodically without disconnecting their clients; after kill -9 they come back RUNNING from a recent checkpoint', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-checkpoint-'));
+    try {
+      const first = await spawnServer(stateDir, ['state.checkpointinterval=1']);
+      const id = await launchCounter(first);
+      const live = openCountStream(first, key, id);
+      const before = await within(20_000, 'a count of 10', live.next((n) => n >= 10));
+      // Several checkpoint intervals pass; the client stays connected and keeps receiving counts.
+      const waited = Date.now() + 3_500;
+      let last = before;
+      while (Date.now() < waited) last = await within(10_000, 'counts while checkpoints are taken', live.next((n) => n > last));
+      assert.ok(last > before);
+      first.proc.kill('SIGKILL');
+      await first.exited;
+      live.close();
+
+      const second = await spawnServer(stateDir);
+      try {
+        assert.deepEqual(await status(second, id), { state: 'RUNNING' });
+        // Restored from a checkpoint taken after `before` was counted, not from the launch.
+        const after = await within(20_000, 'a count after the crash', readCount(second, key, id, () => true));
+        assert.ok(after >= before, `count went back from ${before} to ${after}`);
+      } finally {
+        second.proc.kill('SIGTERM');
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('a graceful stop suspends and stores hundreds of running instances, exits 0, and a restart serves them all, waiting for those it is restoring', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-stop-'));
     const idle = programBytes('idle');
