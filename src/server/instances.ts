@@ -274,10 +274,15 @@ export class InstanceManager {
 
   /**
    * Stores the instance's state as a module (spec snapshot.md §1): a running
-   * instance is suspended for it and resumed afterwards. Returns its hash.
+   * instance is checkpointed (its clients stay connected), or, if it cannot
+   * be, suspended for it and resumed afterwards. Returns its hash.
    */
   async snapshot(inst: ServerInstance, scope?: readonly string[]): Promise<string> {
     return inst.serialize(async () => {
+      if (inst.run?.status.state === State.Running) {
+        if (inst.transient) await this.persist(inst);
+        if ((await this.checkpointNow(inst)) && inst.snapshot) return inst.snapshot;
+      }
       let resume = false;
       if (inst.run) {
         if (inst.run.status.state === State.Running) {
@@ -313,30 +318,32 @@ export class InstanceManager {
    * Failures are logged; the instance runs on either way.
    */
   checkpoint(inst: ServerInstance): Promise<boolean> {
-    return inst.serialize(async () => {
-      const run = inst.run;
-      if (!run || inst.transient || inst.principal === undefined || run.status.state !== State.Running || this.closing) return false;
-      try {
-        const bytes = await this.deps.runtimeFor(inst.principal).checkpoint(run);
-        if (!bytes) return false;
-        const hash = sha256Hex([bytes]);
-        await this.deps.modules.store(hash, [bytes]);
-        if (inst.run !== run || run.status.state !== State.Running) {
-          // It stopped meanwhile and stored a newer state.
-          if (inst.snapshot !== hash) await this.deps.modules.collect(hash);
-          return false;
-        }
-        const previous = inst.snapshot;
-        inst.snapshot = hash;
-        inst.checkpointed = Date.now();
-        await this.save(inst);
-        if (previous && previous !== hash) await this.deps.modules.collect(previous);
-        return true;
-      } catch (e) {
-        this.deps.onError(`instance ${inst.id}: checkpoint failed`, e);
+    return inst.serialize(() => this.checkpointNow(inst));
+  }
+
+  private async checkpointNow(inst: ServerInstance): Promise<boolean> {
+    const run = inst.run;
+    if (!run || inst.transient || inst.principal === undefined || run.status.state !== State.Running || this.closing) return false;
+    try {
+      const bytes = await this.deps.runtimeFor(inst.principal).checkpoint(run);
+      if (!bytes) return false;
+      const hash = sha256Hex([bytes]);
+      await this.deps.modules.store(hash, [bytes]);
+      if (inst.run !== run || run.status.state !== State.Running) {
+        // It stopped meanwhile and stored a newer state.
+        if (inst.snapshot !== hash) await this.deps.modules.collect(hash);
         return false;
       }
-    });
+      const previous = inst.snapshot;
+      inst.snapshot = hash;
+      inst.checkpointed = Date.now();
+      await this.save(inst);
+      if (previous && previous !== hash) await this.deps.modules.collect(previous);
+      return true;
+    } catch (e) {
+      this.deps.onError(`instance ${inst.id}: checkpoint failed`, e);
+      return false;
+    }
   }
 
   /** Checkpoints the running persistent instances whose stored state is older than half an interval. */
