@@ -154,7 +154,11 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
    * for another reason meanwhile (then it stops as usual).
    */
   pauseForCheckpoint(): Promise<boolean> {
+    // A run with a CPU budget is not checkpointed: the executor does not say
+    // how much of it is left, so continuing would start a fresh budget (and
+    // a budget's suspension would look like the checkpoint's pause).
     const ok =
+      this.created_?.spec.cpuBudgetMs === undefined &&
       this.current.state === State.Running &&
       this.retained &&
       !this.released &&

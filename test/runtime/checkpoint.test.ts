@@ -89,4 +89,15 @@ describe('Runtime.checkpoint', () => {
     await checkpoint;
     assert.equal((await inst.wait()).state, State.Suspended);
   });
+
+  it('does not checkpoint a run with a CPU budget (continuing would renew the budget); it runs on untouched', async () => {
+    const runtime = newRuntime();
+    const inst = await runtime.launch(await runtime.load(counter), { entry: 'run', retain: true, cpuBudgetMs: 60_000, services: instanceServices({ principalId: 'local' }) });
+    const client = countClient(inst);
+    const before = await client.next((n) => n >= 1);
+    assert.equal(await runtime.checkpoint(inst), undefined);
+    await client.next((n) => n > before);
+    inst.kill();
+    assert.equal((await inst.wait()).state, State.Killed);
+  });
 });
