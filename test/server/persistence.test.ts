@@ -288,4 +288,46 @@ describe('persistent instances across restarts', () => {
       rmSync(stateDir, { recursive: true, force: true });
     }
   });
+
+  it('a second signal during a graceful stop forces the exit, says how many instances were not stored, and they come back from their checkpoints', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-forced-'));
+    const idle = programBytes('idle');
+    const hash = sha256(idle);
+    const count = 200;
+    try {
+      const first = await spawnServer(stateDir);
+      assert.equal((await request(first, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: idle })).status, 201);
+      const ids: string[] = [];
+      for (let i = 0; i < count; i += 10) {
+        const batch = await Promise.all(Array.from({ length: 10 }, () => request(first, 'POST', `${K}${hash}?action=launch&function=idle`, { key })));
+        for (const r of batch) {
+          assert.equal(r.status, 200, r.text);
+          ids.push(String(r.headers['gate-instance']));
+        }
+      }
+      first.proc.kill('SIGTERM');
+      await within(20_000, 'the shutdown to begin', (async () => {
+        while (!first.log().includes('shutting down')) await new Promise((r) => setTimeout(r, 5));
+      })());
+      first.proc.kill('SIGTERM');
+      assert.equal(await within(60_000, 'exit after the second signal', first.exited), 1, first.log());
+      const forced = first
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('forced exit'))
+        .map((l) => JSON.parse(l) as { stored: number; notStored: number });
+      assert.equal(forced.length, 1, first.log());
+      assert.ok(forced[0]!.notStored > 0 && forced[0]!.stored + forced[0]!.notStored === count, JSON.stringify(forced[0]));
+
+      const second = await spawnServer(stateDir);
+      try {
+        for (const id of ids) assert.deepEqual(await status(second, id), { state: 'RUNNING' }, id);
+      } finally {
+        second.proc.kill('SIGTERM');
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
 });
