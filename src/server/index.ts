@@ -77,6 +77,8 @@ export interface ServerOptions {
    * (0: only at launch; default 30 s: a crash loses at most about a minute).
    */
   checkpointIntervalMs?: number;
+  /** How long a request for an instance still being restored after a restart waits before it gets 503 (default 10 s). */
+  restoreWaitMs?: number;
   /** Where prepared modules are cached (default: `<stateDir>/prepared`). */
   preparedCacheDir?: string;
 }
@@ -137,6 +139,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     },
     onError: (message, err) => log.error({ err }, message),
     checkpointIntervalMs: opts.checkpointIntervalMs,
+    restoreWaitMs: opts.restoreWaitMs,
   });
 
   const uuid = await serverUuid(opts.stateDir);

@@ -32,6 +32,8 @@ export interface InstanceManagerDeps {
    * 0: never (only at launch). Default DEFAULT_CHECKPOINT_INTERVAL_MS.
    */
   checkpointIntervalMs?: number;
+  /** How long a request for an instance still being restored after a restart waits before 503 (default 10 s). */
+  restoreWaitMs?: number;
 }
 
 /** A crash loses at most about twice this much of an instance's work. */
@@ -447,7 +449,7 @@ export class InstanceManager {
    * being restored after a restart waits for it (at most `waitMs`), then
    * gets 503 with Retry-After.
    */
-  async ready(principal: string, id: string, waitMs = RESTORE_WAIT_MS): Promise<ServerInstance> {
+  async ready(principal: string, id: string, waitMs = this.deps.restoreWaitMs ?? RESTORE_WAIT_MS): Promise<ServerInstance> {
     const inst = this.get(principal, id);
     const restoring = inst.restoring;
     if (!restoring) return inst;

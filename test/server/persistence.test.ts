@@ -173,6 +173,41 @@ describe('persistent instances across restarts', () => {
     }
   });
 
+  it('answers 503 with Retry-After for an instance it is still restoring after a restart (when it may not wait), then serves it', async () => {
+    const first = await startTestServer();
+    const stateDir = first.stateDir;
+    const idle = programBytes('idle');
+    const hash = sha256(idle);
+    assert.equal((await request(first, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: idle })).status, 201);
+    const ids: string[] = [];
+    for (let i = 0; i < 100; i += 10) {
+      const batch = await Promise.all(Array.from({ length: 10 }, () => request(first, 'POST', `${K}${hash}?action=launch&function=idle`, { key })));
+      for (const r of batch) ids.push(String(r.headers['gate-instance']));
+    }
+    await first.stop(true);
+
+    const second = await startTestServer({ stateDir, restoreWaitMs: 0 });
+    try {
+      const answers = await Promise.all(ids.map((id) => request(second, 'POST', `${I}${id}`, { key })));
+      const refused = answers.filter((r) => r.status === 503);
+      assert.ok(refused.length > 0, 'some instance was still being restored');
+      for (const r of refused) assert.equal(r.headers['retry-after'], '2');
+      for (const r of answers) assert.ok(r.status === 200 || r.status === 503, `${r.status} ${r.text}`);
+      // Once restored, every one is served.
+      for (const id of ids) {
+        let r = await request(second, 'POST', `${I}${id}`, { key });
+        for (let tries = 0; r.status === 503 && tries < 200; tries++) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          r = await request(second, 'POST', `${I}${id}`, { key });
+        }
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(JSON.parse(r.text).status, { state: 'RUNNING' });
+      }
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('survives kill -9 of the server process: instances continue from their latest snapshot', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-crash-'));
     try {
