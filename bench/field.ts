@@ -94,7 +94,7 @@ export interface GateServerProcess extends ServerProcess {
 export async function startGateServer(options: string[]): Promise<GateServerProcess> {
   const port = await freePort();
   const stateDir = mkdtempSync(join(tmpdir(), 'gate-bench-state-'));
-  const args = ['-F', '/dev/null', '-o', `http.addr="127.0.0.1:${port}"`, '-o', `state.dir=${JSON.stringify(stateDir)}`, '-o', 'log.level="error"'];
+  const args = ['-F', '/dev/null', '-o', 'access.policy="public"', '-o', `http.addr="127.0.0.1:${port}"`, '-o', `state.dir=${JSON.stringify(stateDir)}`, '-o', 'log.level="error"'];
   for (const o of options) args.push('-o', o);
   // Only PATH (to find bwrap) and HOME: e.g. NODE_EXTRA_CA_CERTS would slow every process start.
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/' };

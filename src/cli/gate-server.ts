@@ -1,20 +1,44 @@
 /** gate-server: the network server (spec cli.md §4). */
 import { defaultStateDir } from '../store/state-dir.js';
+import { describePostgresDsn } from '../store/postgres.js';
 import { parsePolicy } from '../server/auth/policy.js';
 import { SERVER_PRINCIPAL_LIMITS } from '../server/index.js';
-import { ConfigError, getPath, getString, getStringList } from '../config/index.js';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, getBool, getNumber, getPath, getString, getStringList, type ConfigTree } from '../config/index.js';
+import { DEFAULT_ANONYMOUS_LIMITS, type AnonymousLimits } from '../server/anonymous.js';
+import { loadTlsFiles, type TlsFiles } from '../server/tls.js';
 import { limitsFrom, profileFrom, runServerProgram, sourcesFrom } from './server-main.js';
 
 const KEYS_HELP = `
   http.addr                  host:port to listen on (default 127.0.0.1:6473)
   http.authority             authority in the server's identity (default: the listening host:port);
                              clients' tokens must name http://AUTHORITY/gate-0/ as audience
-  http.origins               allowed Origin header values (default ["null"]; "*" allows any)
+                             (https://AUTHORITY/gate-0/ with TLS)
+  http.tls.enabled           true: serve https (default false); the identity is then
+                             https://AUTHORITY/gate-0/. Needs http.tls.certfile and
+                             http.tls.keyfile (ACME is not implemented yet)
+  http.tls.certfile          PEM certificate chain, the server's certificate first
+  http.tls.keyfile           PEM private key of that certificate
+  http.origins               Origin header values allowed to use the API (default []: no web page may;
+                             "*" allows any, "null" sandboxed frames and local files)
   state.dir                  everything the server keeps (default \${XDG_STATE_HOME}/gate/server)
-  access.policy              "public" (default: anyone, anonymous calls too) or "ssh"
+  inventory.dsn              keep the inventory (pins, instance records, nonces) in PostgreSQL:
+                             "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE" (default: SQLite in
+                             state.dir; modules and snapshots stay in state.dir). PGPASSWORD keeps
+                             the password out of the configuration
+  access.policy              required: "public" (anyone who can connect, anonymous calls too) or
+                             "ssh" (keys in access.ssh.authorizedkeys); this repository's
+                             etc/gate-server.toml (read first) chooses "public" on loopback
   access.ssh.authorizedkeys  keys allowed by the ssh policy (default ~/.ssh/authorized_keys)
+  anonymous.maxperaddress    anonymous programs running at once from one address (IPv6: /64)
+                             (default 4); more get 429 Too Many Requests with Retry-After
+  anonymous.maxpermodule     anonymous instances of one module running at once (default 32)
+  anonymous.executors        executor groups anonymous programs are spread over, each new one
+                             to the group running fewest (default 8)
   server.identityfile        OpenSSH Ed25519 key signing the API info token (optional)
-  source.http                [{name, addr}]: module sources fetched over HTTP`;
+  source.http                [{name, addr}]: module sources fetched over HTTP
+  metrics.addr               host:port of a separate listener serving Prometheus GET /metrics
+                             (default: none, metrics are not served)`;
 
 function parseAddr(addr: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(addr);
@@ -23,24 +47,85 @@ function parseAddr(addr: string): { host: string; port: number } {
   return { host: host === '' ? '0.0.0.0' : host, port: Number(m[2]) };
 }
 
+async function tlsFrom(tree: ConfigTree): Promise<TlsFiles | undefined> {
+  const enabled = getBool(tree, 'http.tls.enabled', false);
+  const certFile = getPath(tree, 'http.tls.certfile');
+  const keyFile = getPath(tree, 'http.tls.keyfile');
+  if (!enabled) {
+    if (certFile !== undefined || keyFile !== undefined) throw new ConfigError('http.tls.certfile and http.tls.keyfile are used only with http.tls.enabled = true');
+    return undefined;
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    throw new ConfigError('http.tls.enabled needs http.tls.certfile and http.tls.keyfile (certificates from ACME are not supported yet)');
+  }
+  try {
+    return await loadTlsFiles(certFile, keyFile);
+  } catch (e) {
+    throw new ConfigError(e instanceof Error ? e.message : String(e), { cause: e });
+  }
+}
+
+function anonymousFrom(tree: ConfigTree): AnonymousLimits {
+  const count = (key: string, dflt: number): number => {
+    const n = getNumber(tree, key, dflt);
+    if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${key} must be a whole number of at least 1`);
+    return n;
+  };
+  return {
+    perAddress: count('anonymous.maxperaddress', DEFAULT_ANONYMOUS_LIMITS.perAddress),
+    perModule: count('anonymous.maxpermodule', DEFAULT_ANONYMOUS_LIMITS.perModule),
+    executors: count('anonymous.executors', DEFAULT_ANONYMOUS_LIMITS.executors),
+  };
+}
+
+function optionalAddr(tree: ConfigTree, key: string): { host: string; port: number } | undefined {
+  const addr = getString(tree, key, '');
+  if (addr === '') return undefined;
+  try {
+    return parseAddr(addr);
+  } catch {
+    throw new ConfigError(`${key} must be host:port, not ${JSON.stringify(addr)}`);
+  }
+}
+
+/** Checked here so that a malformed DSN is a configuration error (reachability is checked when the server starts). */
+function inventoryDsnFrom(tree: ConfigTree): string | undefined {
+  const dsn = getString(tree, 'inventory.dsn');
+  if (dsn === undefined || dsn === '') return undefined;
+  try {
+    describePostgresDsn(dsn);
+  } catch (e) {
+    throw new ConfigError(e instanceof Error ? e.message : String(e), { cause: e });
+  }
+  return dsn;
+}
+
 const code = await runServerProgram(
   {
     name: 'gate-server',
     description: 'Serve the Gate API (/gate-0/) over HTTP and websockets: run untrusted WebAssembly programs for clients.',
-    defaultFiles: ['/etc/gate/server.toml', '/etc/gate/server.d/*.toml'],
+    // The repository's own file first: a checkout runs with its explicit choices (docs/server.md).
+    defaultFiles: [fileURLToPath(new URL('../../../etc/gate-server.toml', import.meta.url)), '/etc/gate/server.toml', '/etc/gate/server.d/*.toml'],
     keysHelp: KEYS_HELP,
     limits: SERVER_PRINCIPAL_LIMITS,
-    async options(tree) {
+    async options(tree, log) {
+      const addr = getString(tree, 'http.addr', '127.0.0.1:6473');
+      const policy = await parsePolicy(getString(tree, 'access.policy'), { authorizedKeys: getPath(tree, 'access.ssh.authorizedkeys') });
+      if (policy.name === 'public') log.warn({ addr }, `access.policy = "public": anyone who can connect to ${addr} may run programs`);
       return {
-        listen: parseAddr(getString(tree, 'http.addr', '127.0.0.1:6473')),
+        listen: parseAddr(addr),
         authority: getString(tree, 'http.authority'),
-        origins: getStringList(tree, 'http.origins', ['null']),
-        policy: await parsePolicy(getString(tree, 'access.policy', 'public'), { authorizedKeys: getPath(tree, 'access.ssh.authorizedkeys') }),
+        origins: getStringList(tree, 'http.origins', []),
+        policy,
+        anonymous: anonymousFrom(tree),
         stateDir: getPath(tree, 'state.dir', defaultStateDir('server')),
+        inventoryDsn: inventoryDsnFrom(tree),
         limits: limitsFrom(tree, SERVER_PRINCIPAL_LIMITS),
         sources: sourcesFrom(tree),
         identityFile: getPath(tree, 'server.identityfile'),
         profile: profileFrom(tree),
+        metricsListen: optionalAddr(tree, 'metrics.addr'),
+        tls: await tlsFrom(tree),
       };
     },
   },

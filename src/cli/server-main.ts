@@ -10,7 +10,8 @@ import { GateError } from '../errors.js';
 import { isProfile, type Profile } from '../prepare/profile.js';
 import { ExecutorPool } from '../runtime/node/pool.js';
 import type { SandboxMode } from '../runtime/node/sandbox/sandbox.js';
-import { startServer, type GateServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
+import { DEFAULT_DEBUG_LIMITS } from '../runtime/debug-limits.js';
+import { DEFAULT_DEBUG_LOG_RATE, startServer, type GateServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
 
 export const EXIT_CONFIG = 2;
 
@@ -36,19 +37,40 @@ export const COMMON_KEYS_HELP = `
   principal.timeresolution   nanoseconds (server 10 ms)
   principal.cputime          milliseconds of CPU one run of an instance may use before it is
                              suspended (0, the default: unlimited; programs are time-sliced anyway)
+  principal.debugrate        bytes/s of debug output (log=*) per instance (server 64 KiB, daemon
+                             8 MiB); more is dropped, and the drop reported in the output
+  principal.debugburst       bytes of debug output an instance may write at once (server 1 MiB,
+                             daemon 16 MiB)
   state.checkpointinterval   seconds between checkpoints of running persistent instances (default 30;
                              a crash loses at most about twice this; 0: only at launch)
-  log.level                  pino level: fatal, error, warn, info (default), debug, silent`;
+  log.level                  pino level: fatal, error, warn, info (default), debug, silent
+  log.debugrate              bytes/s of debug output of all instances together in this log
+                             (default 262144); more is dropped and reported`;
+
+/** The log is written asynchronously: past this much unwritten (a slow reader), entries are dropped. */
+const LOG_BACKLOG_BYTES = 16 * 1024 * 1024;
 
 export function limitsFrom(tree: ConfigTree, dflt: PrincipalLimits): PrincipalLimits {
   const cpuTimeMs = getNumber(tree, 'principal.cputime', 0);
   if (!(cpuTimeMs >= 0)) throw new ConfigError('principal.cputime must be a number of milliseconds (0: unlimited)');
+  const debug = dflt.debugOutput ?? DEFAULT_DEBUG_LIMITS;
+  const debugOutput = { rateBytesPerSecond: getNumber(tree, 'principal.debugrate', debug.rateBytesPerSecond), burstBytes: getNumber(tree, 'principal.debugburst', debug.burstBytes) };
+  if (!(debugOutput.rateBytesPerSecond >= 0) || !(Number.isSafeInteger(debugOutput.burstBytes) && debugOutput.burstBytes >= 0)) {
+    throw new ConfigError('principal.debugrate and principal.debugburst must be non-negative numbers of bytes (per second)');
+  }
   return {
+    debugOutput,
     maxModuleSize: getNumber(tree, 'principal.maxmodulesize', dflt.maxModuleSize),
     maxMemorySize: getNumber(tree, 'principal.maxmemorysize', dflt.maxMemorySize),
     timeResolutionNs: getNumber(tree, 'principal.timeresolution', dflt.timeResolutionNs),
     ...(cpuTimeMs > 0 ? { cpuTimeMs } : {}),
   };
+}
+
+function debugLogRate(tree: ConfigTree): number {
+  const rate = getNumber(tree, 'log.debugrate', DEFAULT_DEBUG_LOG_RATE);
+  if (!(Number.isFinite(rate) && rate >= 0)) throw new ConfigError('log.debugrate must be a non-negative number of bytes per second');
+  return rate;
 }
 
 export function profileFrom(tree: ConfigTree): Profile | undefined {
@@ -89,10 +111,12 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   let log: Logger;
   let options: Omit<ServerOptions, 'executors' | 'logger'>;
   let sandbox: SandboxMode;
+  let logRate: number;
   try {
     tree = readConfig(spec.defaultFiles, configSteps(cmd));
-    log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') });
+    log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') }, pino.destination({ dest: 1, sync: false, maxLength: LOG_BACKLOG_BYTES }));
     options = { ...(await spec.options(tree, log)), checkpointIntervalMs: checkpointIntervalFrom(tree) };
+    logRate = debugLogRate(tree);
     const mode = getString(tree, 'runtime.sandbox', 'bwrap');
     if (mode !== 'bwrap' && mode !== 'none') throw new ConfigError(`runtime.sandbox: unknown mode ${JSON.stringify(mode)} (use "bwrap" or "none")`);
     sandbox = mode;
@@ -108,7 +132,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
       bwrapPath: getPath(tree, 'runtime.bwrap'),
       isolatePrincipals: getBool(tree, 'runtime.isolateprincipals', true),
       maxInstancesPerExecutor: getNumber(tree, 'runtime.maxinstances', 64),
-      onExecutorExit: (info) => log.warn(info, 'executor process exited'),
+      onExecutorExit: (info) => (info.violation ? log.error(info, 'executor process broke the protocol and was killed') : log.warn(info, 'executor process exited')),
     });
   } catch (e) {
     log.fatal({ err: e }, e instanceof Error ? e.message : String(e));
@@ -127,7 +151,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   process.on('SIGHUP', () => undefined);
   let server: GateServer;
   try {
-    server = await startServer({ ...options, executors: pool, logger: log });
+    server = await startServer({ ...options, executors: pool, logger: log, debugLogRate: logRate });
   } catch (e) {
     await pool.close();
     const message = e instanceof GateError ? e.message : e instanceof Error ? `${e.message}` : String(e);

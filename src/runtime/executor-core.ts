@@ -1,5 +1,6 @@
 import { TrapId } from '../abi/trap.js';
 import { PacketChannel } from './channel.js';
+import { DebugOutput } from './debug-output.js';
 import { InstanceStateError, InternalRuntimeError } from './errors.js';
 import type { ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 import { Instance } from './instance.js';
@@ -12,6 +13,7 @@ interface Entry {
   events: InstanceEvents;
   retain: boolean;
   stopped: boolean;
+  debug: DebugOutput | undefined;
 }
 
 /**
@@ -39,6 +41,8 @@ export class ExecutorCore {
       if (!e || e.stopped) return;
       e.stopped = true;
       if (!e.retain) this.instances.delete(inst.id);
+      // Its last output goes before its end.
+      e.debug?.flush();
       e.channel.close();
       e.events.stopped(status);
     }, sliceMs);
@@ -81,6 +85,7 @@ export class ExecutorCore {
     const random = new Uint8Array(16);
     globalThis.crypto.getRandomValues(random);
     let channel: PacketChannel;
+    const debug = spec.debug ? new DebugOutput((data, dropped) => events.debug(data, dropped), spec.debugLimits) : undefined;
     try {
       channel = new PacketChannel(
         spec.services,
@@ -100,7 +105,7 @@ export class ExecutorCore {
         entry: spec.entry,
         timeResolutionNs: spec.timeResolutionNs,
         channel,
-        debug: spec.debug ? (d) => events.debug(d) : undefined,
+        debug: debug ? (d) => debug.write(d) : undefined,
         randomPool: random,
         computeLimitMs: spec.computeLimitMs,
         cpuBudgetMs: typeof spec.cpuBudgetMs === 'number' && spec.cpuBudgetMs > 0 ? spec.cpuBudgetMs : undefined,
@@ -114,7 +119,7 @@ export class ExecutorCore {
       queueMicrotask(() => events.stopped(internalFailure(`instantiation failed: ${message}`)));
       return;
     }
-    this.instances.set(spec.id, { instance, channel, events, retain: spec.retain, stopped: false });
+    this.instances.set(spec.id, { instance, channel, events, retain: spec.retain, stopped: false, debug });
     this.scheduler.add(instance);
   }
 

@@ -1,5 +1,6 @@
 import type { Profile } from '../prepare/profile.js';
 import type { GlobalValue } from '../snapshot/state.js';
+import type { DebugLimits } from './debug-limits.js';
 import type { InstanceStatus } from './status.js';
 
 /** A defined global of the program: its type and mutability. */
@@ -56,6 +57,8 @@ export interface InstanceSpec {
   memoryPages: { initial: number; maximum: number };
   timeResolutionNs: number;
   debug: boolean;
+  /** Debug output past these is dropped in the executor (undefined: no limit). */
+  debugLimits?: DebugLimits;
   /** Names of the services this instance may discover. */
   services: string[];
   /**
@@ -85,7 +88,11 @@ export interface InstanceEvents {
   packet(packet: Uint8Array): void;
   /** Discovery allocated a code for a service name, in code order (available or not). */
   bind(code: number, name: string): void;
-  debug(data: Uint8Array): void;
+  /**
+   * Debug output that passed the executor's limits (a copy), and how many
+   * bytes were dropped there while it was gathered (`data` may be empty).
+   */
+  debug(data: Uint8Array, dropped: number): void;
   /** The instance stopped (final for this run). */
   stopped(status: InstanceStatus): void;
 }

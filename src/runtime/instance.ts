@@ -28,6 +28,7 @@ export interface InstanceOptions {
   /** Time resolution in nanoseconds (spec abi.md §5.1). */
   timeResolutionNs: number;
   channel: PacketChannel;
+  /** Gets a view of the program's memory: it must copy what it keeps. */
   debug: ((data: Uint8Array) => void) | undefined;
   /** Random bytes for the 16-byte pool. */
   randomPool: Uint8Array;
@@ -360,7 +361,7 @@ export class Instance implements AbiContext {
   }
 
   debugWrite(data: Uint8Array): void {
-    this.opts.debug?.(data.slice());
+    this.opts.debug?.(data);
   }
 
   inputBuffered(): number {

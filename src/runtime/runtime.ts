@@ -5,7 +5,8 @@ import { InternalExport } from '../prepare/internal.js';
 import type { ServiceState } from '../snapshot/state.js';
 import { ModuleLimitError } from '../wasm/errors.js';
 import { DEFAULT_LOCAL_LIMITS, type ModuleLimits } from '../wasm/validate.js';
-import { DebugLog } from './debug-log.js';
+import { checkDebugLimits, type DebugLimits } from './debug-limits.js';
+import { DebugLog, type DebugSink } from './debug-log.js';
 import { InstanceStateError } from './errors.js';
 import type { Executor, InstanceEvents, InstanceSpec, ResumeState } from './executor.js';
 import { rawFromFrames } from './frames.js';
@@ -54,6 +55,12 @@ export interface RuntimeOptions {
   /** io-suspend: longest computation without a blocking call (default 10 s); see InstanceSpec. */
   computeLimitMs?: number;
   /**
+   * How much debug output each instance may produce (a server sets
+   * DEFAULT_DEBUG_LIMITS or its configuration); undefined: no limit, as for
+   * `gate run -d`. Past it output is dropped, in the executor and again here.
+   */
+  debugLimits?: DebugLimits;
+  /**
    * Running time an instance may use in one run (launch or resume), in
    * milliseconds; undefined = unlimited. Past it, a suspend-anywhere instance
    * is SUSPENDED (it can be resumed with a new budget); an io-suspend one is
@@ -77,8 +84,8 @@ export interface LaunchOptions<C extends ServiceConnection> {
   /** Requested entry function (spec abi.md §1.3). */
   entry?: string;
   profile?: Profile;
-  /** Receives what the program writes to fds 1 and 2; omitted: discarded. */
-  debug?: (data: Uint8Array) => void;
+  /** Receives what the program writes to fds 1 and 2 (within RuntimeOptions.debugLimits); omitted: discarded. */
+  debug?: DebugSink;
   instanceId?: string;
   services: ServiceProvider<C>;
   /** Keep the instance's state in the executor after it stops, for snapshot() and resume. */
@@ -92,7 +99,9 @@ export interface LaunchOptions<C extends ServiceConnection> {
  * executor and wires their packets to the trusted side's services.
  */
 export class Runtime {
-  constructor(private readonly opts: RuntimeOptions) {}
+  constructor(private readonly opts: RuntimeOptions) {
+    if (opts.debugLimits) checkDebugLimits(opts.debugLimits);
+  }
 
   get executor(): Executor {
     return this.opts.executor;
@@ -131,7 +140,8 @@ export class Runtime {
     }
     const id = launch.instanceId ?? globalThis.crypto.randomUUID();
     const executor = this.opts.executor;
-    const debug = launch.debug ? new DebugLog(launch.debug) : undefined;
+    const debugLimits = this.opts.debugLimits;
+    const debug = launch.debug ? new DebugLog(launch.debug, debugLimits) : undefined;
 
     if (snap?.final) {
       const inst = new RunningInstance<C>(id, executor, debug, program, undefined, false);
@@ -181,6 +191,7 @@ export class Runtime {
       memoryPages,
       timeResolutionNs: this.opts.timeResolutionNs,
       debug: debug !== undefined,
+      ...(debug && debugLimits ? { debugLimits } : {}),
       services: services.availableNames(),
       computeLimitMs: this.opts.computeLimitMs ?? DEFAULT_COMPUTE_LIMIT_MS,
       ...(cpuBudgetMs !== undefined ? { cpuBudgetMs } : {}),
@@ -192,7 +203,7 @@ export class Runtime {
     const events: InstanceEvents = {
       packet: (p) => inst.fromProgram(p),
       bind: (code, name) => services.bind(code, name),
-      debug: (d) => debug?.write(d),
+      debug: (d, dropped) => debug?.write(d, dropped),
       stopped: (status) => inst.stopped(status),
     };
     executor.createInstance(spec, events);

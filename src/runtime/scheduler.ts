@@ -16,23 +16,38 @@ interface Blocked {
 
 /**
  * Cooperative scheduler of the instances of one executor: runs one time
- * slice at a time, round robin, returning to the event loop between slices
- * so that packets and control messages get in.
+ * slice at a time, returning to the event loop between slices so that
+ * packets and control messages get in.
+ *
+ * Fair by CPU time, as Linux's CFS: the next slice goes to the ready
+ * instance that has had the least CPU. An instance that arrives or wakes
+ * starts from the least that any ready instance has had, minus one slice,
+ * so a program that mostly waits (a request handler) runs before endless
+ * loops as soon as its input is there, while a program that slept long
+ * cannot come back with credit to hog the executor. Slices shrink when
+ * several instances wait for the CPU (the full slice divided among them,
+ * down to a fifth of it), which bounds how long any of them waits.
  */
 export class Scheduler {
   private readonly ready: Instance[] = [];
   private readonly blocked = new Map<Instance, Blocked>();
+  /** CPU milliseconds each live instance has had (its "virtual runtime"). */
+  private readonly cpuMs = new Map<Instance, number>();
+  /** Never decreases: the CPU time of the instance that ran last, the floor for newcomers when none is ready. */
+  private clockMs = 0;
   private scheduled = false;
   private paused = false;
 
   constructor(
     private readonly onStopped: (inst: Instance, status: InstanceStatus) => void,
     private readonly sliceMs = 10,
+    /** Milliseconds, for measuring the CPU each slice took (tests give a virtual clock). */
+    private readonly clock: () => number = () => performance.now(),
   ) {}
 
 
   add(inst: Instance): void {
-    this.ready.push(inst);
+    this.enqueue(inst);
     this.kick();
   }
 
@@ -52,6 +67,7 @@ export class Scheduler {
     }
     const i = this.ready.indexOf(inst);
     if (i >= 0) this.ready.splice(i, 1);
+    this.cpuMs.delete(inst);
     this.onStopped(inst, inst.stopNow(trap, message));
   }
 
@@ -70,8 +86,25 @@ export class Scheduler {
   private unblock(inst: Instance, b: Blocked): void {
     if (b.timer) clearTimeout(b.timer);
     this.blocked.delete(inst);
-    this.ready.push(inst);
+    this.enqueue(inst);
     this.kick();
+  }
+
+  /** Makes `inst` ready, with no more credit than one slice ahead of the others. */
+  private enqueue(inst: Instance): void {
+    let floor = this.ready.length ? Infinity : this.clockMs;
+    for (const r of this.ready) floor = Math.min(floor, this.cpuMs.get(r)!);
+    this.cpuMs.set(inst, Math.max(this.cpuMs.get(inst) ?? 0, floor - this.sliceMs));
+    this.ready.push(inst);
+  }
+
+  /** Takes the ready instance that has had the least CPU (the first of equals). */
+  private next(): Instance | undefined {
+    let best = -1;
+    for (let i = 0; i < this.ready.length; i++) {
+      if (best < 0 || this.cpuMs.get(this.ready[i]!)! < this.cpuMs.get(this.ready[best]!)!) best = i;
+    }
+    return best < 0 ? undefined : this.ready.splice(best, 1)[0];
   }
 
   /** Stops running slices until resume() (the executor's output is backed up). */
@@ -93,9 +126,14 @@ export class Scheduler {
   private turn(): void {
     this.scheduled = false;
     if (this.paused) return;
-    const inst = this.ready.shift();
+    const inst = this.next();
     if (!inst) return;
-    const outcome = inst.runSlice(this.sliceMs);
+    const slice = Math.max(this.sliceMs / 5, this.sliceMs / (1 + this.ready.length));
+    const t0 = this.clock();
+    const outcome = inst.runSlice(slice);
+    const used = this.cpuMs.get(inst)! + (this.clock() - t0);
+    this.cpuMs.set(inst, used);
+    this.clockMs = Math.max(this.clockMs, used);
     switch (outcome.kind) {
       case 'ready':
         this.ready.push(inst);
@@ -111,6 +149,7 @@ export class Scheduler {
         break;
       }
       case 'stopped':
+        this.cpuMs.delete(inst);
         this.onStopped(inst, outcome.status);
         break;
     }

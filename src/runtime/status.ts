@@ -58,6 +58,16 @@ export function formatStatus(s: InstanceStatus): string {
   return out;
 }
 
+/**
+ * The status a transient instance ends with (spec abi.md §7.3): an entry
+ * function that returns leaves a persistent instance HALTED (it can be
+ * resumed with another function), but a transient one TERMINATED, since
+ * nothing can resume it.
+ */
+export function transientEnd(s: InstanceStatus): InstanceStatus {
+  return s.state === State.Halted ? { ...s, state: State.Terminated } : s;
+}
+
 /** Status of a launched final snapshot, from its trap and result (spec snapshot.md §7). */
 export function statusOfSnapshot(trap: number, result: number): InstanceStatus {
   if (trap === TrapId.Exit) return { state: State.Terminated, result: result === 0 ? 0 : 1 };

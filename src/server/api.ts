@@ -11,6 +11,7 @@ import { AuthError } from './auth/errors.js';
 import type { AccessPolicy } from './auth/policy.js';
 import type { Principal } from './auth/principal.js';
 import { verifyAuthorization, type NonceStore } from './auth/token.js';
+import { AnonymousAdmission, type AnonymousLimits } from './anonymous.js';
 import { badRequest, conflict, HttpError, moduleNotFound, notFound, unsupported } from './errors.js';
 import { toHttpError } from './error-map.js';
 import { acceptsJson, acceptsWasm, contentType, readBody, requireContentType, requireJson, requireNoBody, sendEmpty, sendError, sendJson, sendStaticJson } from './http.js';
@@ -37,6 +38,8 @@ export interface ApiConfig {
   sourceCache: { recordSource(uri: string, module: string): Promise<void> };
   serverUuid: string;
   serverToken: string;
+  /** How many anonymous instances may run at once per address and per module (default DEFAULT_ANONYMOUS_LIMITS). */
+  anonymous?: AnonymousLimits;
 }
 
 const LOCAL_PRINCIPAL: Principal = { id: 'local', scope: [] };
@@ -50,6 +53,8 @@ interface Request {
 
 export class Api {
   readonly sourceNames: ReadonlySet<string>;
+  /** Counts anonymous instances by caller address and module (HTTP and websocket calls alike). */
+  readonly anonymous: AnonymousAdmission;
 
   constructor(
     private readonly cfg: ApiConfig,
@@ -58,6 +63,7 @@ export class Api {
     private readonly log: Logger,
   ) {
     this.sourceNames = new Set(cfg.sources.keys());
+    this.anonymous = new AnonymousAdmission(cfg.anonymous);
   }
 
   get maxModuleSize(): number {
@@ -381,7 +387,7 @@ export class Api {
   // --------------------------------------------------------- call, launch
 
   launchParams(q: Query, pin: boolean, launch: boolean): LaunchParams {
-    const fn = takeFunction(q);
+    const fn = takeFunction(q, this.cfg.local);
     const debugLog = takeLog(q);
     const instanceTags = q.all('instance-tag');
     const moduleTags = pin ? q.all('module-tag') : [];
@@ -397,7 +403,17 @@ export class Api {
   }
 
   private async call(hash: string, program: Program, p: Principal | undefined, pin: boolean, input: IncomingMessage | null, opts: LaunchParams, r: Request): Promise<void> {
+    const ticket = p ? undefined : this.anonymous.admit(r.req.socket.remoteAddress, hash);
+    try {
+      await this.callAdmitted(hash, program, p, pin, input, opts, r, ticket?.group);
+    } finally {
+      ticket?.release();
+    }
+  }
+
+  private async callAdmitted(hash: string, program: Program, p: Principal | undefined, pin: boolean, input: IncomingMessage | null, opts: LaunchParams, r: Request, executorGroup: string | undefined): Promise<void> {
     const inst = await this.instances.launch({
+      executorGroup,
       principal: p?.id,
       scope: p?.scope,
       module: hash,
@@ -463,7 +479,7 @@ export class Api {
     let debugLog = false;
     let tags: string[] = [];
     if (key === 'resume') {
-      fn = takeFunction(r.query);
+      fn = takeFunction(r.query, this.cfg.local);
       debugLog = takeLog(r.query);
     }
     if (key === 'snapshot') tags = r.query.all('module-tag');

@@ -7,6 +7,7 @@ import { DuplicateInstanceError } from '../store/errors.js';
 import { ModuleError } from '../wasm/errors.js';
 import { AuthError } from './auth/errors.js';
 import { HttpError } from './errors.js';
+import { SourceError } from './sources.js';
 
 /**
  * The HTTP answer for an error (spec web-api.md §3.4). Anything not known to
@@ -24,6 +25,8 @@ export function toHttpError(e: unknown): { error: HttpError; internal: boolean }
   if (e instanceof PreparationError) return { error: new HttpError(400, e.message), internal: false };
   if (e instanceof InstanceStateError) return { error: new HttpError(409, e.message), internal: false };
   if (e instanceof DuplicateInstanceError) return { error: new HttpError(409, 'duplicate instance id'), internal: false };
+  // The source's fault, not the client's nor ours: logged, and named in the answer.
+  if (e instanceof SourceError) return { error: new HttpError(502, e.message), internal: true };
   if (e instanceof OriginClosedError) return { error: new HttpError(409, ''), internal: false };
   return { error: new HttpError(500, 'internal error', {}, { cause: e }), internal: true };
 }

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,12 +16,16 @@ import type { Executor } from '../runtime/executor.js';
 import { ExecutorPool } from '../runtime/node/pool.js';
 import { PreparePool } from '../runtime/node/prepare-pool.js';
 import { Program } from '../runtime/program.js';
+import { ByteBucket, DEFAULT_DEBUG_LIMITS, type DebugLimits } from '../runtime/debug-limits.js';
 import { Runtime } from '../runtime/runtime.js';
 import { instanceServices } from '../service/provider.js';
 import type { ServiceRegistry } from '../service/registry.js';
+import type { Inventory } from '../store/inventory.js';
+import { describePostgresDsn, openPostgresInventory } from '../store/postgres.js';
 import { openSqliteInventory } from '../store/sqlite.js';
 import { openStateDir } from '../store/state-dir.js';
 import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
+import type { AnonymousLimits } from './anonymous.js';
 import { Api } from './api.js';
 import type { AccessPolicy } from './auth/policy.js';
 import { loadServerIdentityKey, makeServerToken } from './auth/server-token.js';
@@ -28,6 +33,7 @@ import { InstanceManager } from './instances.js';
 import { ServerMetrics } from './metrics.js';
 import { ModuleRegistry } from './modules.js';
 import { httpSource, type ModuleSource } from './sources.js';
+import type { TlsFiles } from './tls.js';
 import { WebsocketApi } from './websocket.js';
 
 /** The API's description, kept in the repository (docs/openapi.yaml) and served at /openapi.yaml. */
@@ -46,23 +52,45 @@ export interface PrincipalLimits {
   timeResolutionNs: number;
   /** CPU time one run of an instance may use before it is suspended (undefined: unlimited). */
   cpuTimeMs?: number;
+  /** Debug output (`log=*`) per instance; past it output is dropped and the drop reported (default DEFAULT_DEBUG_LIMITS). */
+  debugOutput?: DebugLimits;
 }
 
+/**
+ * Debug output of all instances together that may go into the server's log
+ * (runs with `log=*` other than a websocket call's), in bytes per second; each
+ * entry costs LOG_ENTRY_BYTES on top of its text. Past it, output is dropped
+ * (and counted in the instance's own log). A websocket call's output goes to
+ * its client instead, within DEBUG_WEBSOCKET_BACKLOG_BYTES of unsent data.
+ */
+export const DEFAULT_DEBUG_LOG_RATE = 256 * 1024;
+const LOG_ENTRY_BYTES = 200;
+
 export const SERVER_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 32 * 1024 * 1024, maxMemorySize: 32 * 1024 * 1024, timeResolutionNs: 10_000_000 };
-export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 2 ** 31 - 1, maxMemorySize: 2 ** 31 - 65536, timeResolutionNs: 1 };
+/** The daemon serves its local user's own programs: their debug output is limited only against runaways. */
+export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = {
+  maxModuleSize: 2 ** 31 - 1,
+  maxMemorySize: 2 ** 31 - 65536,
+  timeResolutionNs: 1,
+  debugOutput: { rateBytesPerSecond: 8 * 1024 * 1024, burstBytes: 16 * 1024 * 1024 },
+};
 
 export interface ServerOptions {
   /** TCP address, or a Unix socket path (the daemon). */
   listen: { host: string; port: number } | { path: string };
   /** Authority in the server's identity string (default: the listening host:port). */
   authority?: string;
-  /** Allowed Origin values (default `["null"]`; `*` allows any). */
+  /** Origin values allowed to use the API (default none: requests with an Origin get 403; `*` allows any). */
   origins?: string[];
   policy: AccessPolicy;
+  /** Anonymous callers: instances at once per address and per module, executor groups (default DEFAULT_ANONYMOUS_LIMITS). */
+  anonymous?: AnonymousLimits;
   /** The daemon's local handler: every request acts for the local user. */
   local?: boolean;
   /** Directory for everything the server keeps. */
   stateDir: string;
+  /** PostgreSQL URL of the inventory (default: SQLite in the state directory); modules and snapshots stay in the state directory. */
+  inventoryDsn?: string;
   limits?: PrincipalLimits;
   sources?: Array<{ name: string; addr: string }>;
   /** Where instances run (default: a pool of unsandboxed executor processes, one per principal). */
@@ -81,12 +109,20 @@ export interface ServerOptions {
   restoreWaitMs?: number;
   /** Where prepared modules are cached (default: `<stateDir>/prepared`). */
   preparedCacheDir?: string;
+  /** Serve https with this certificate and key (the identity becomes `https://<authority>/gate-0/`). */
+  tls?: TlsFiles;
+  /** A separate TCP listener serving only `GET /metrics` (default: none, metrics are not served). */
+  metricsListen?: { host: string; port: number };
+  /** See DEFAULT_DEBUG_LOG_RATE (the bucket holds four seconds' worth). */
+  debugLogRate?: number;
 }
 
 export interface GateServer {
-  /** Base URL (`http://host:port`), or `http://localhost` for a Unix socket. */
+  /** Base URL (`http://host:port`, `https://host:port` with TLS), or `http://localhost` for a Unix socket. */
   url: string;
   socketPath?: string;
+  /** `http://host:port/metrics` when metrics are served (on their own listener). */
+  metricsUrl?: string;
   /** The identity string tokens must name as audience. */
   identity: string;
   instances: InstanceManager;
@@ -98,7 +134,18 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const log = opts.logger ?? pino({ name: 'gate' });
   const limits = opts.limits ?? SERVER_PRINCIPAL_LIMITS;
   const state = await openStateDir(opts.stateDir);
-  const inventory = openSqliteInventory(state.inventoryPath);
+  let inventory: Inventory;
+  try {
+    if (opts.inventoryDsn) {
+      inventory = await openPostgresInventory(opts.inventoryDsn, { onIdleError: (err) => log.warn({ err }, 'inventory database connection lost; reconnecting on next use') });
+      log.info({ inventory: describePostgresDsn(opts.inventoryDsn) }, 'inventory in PostgreSQL');
+    } else {
+      inventory = openSqliteInventory(state.inventoryPath);
+    }
+  } catch (e) {
+    await state.close();
+    throw e;
+  }
   // Without a configured pool: unsandboxed executor processes (the programs pass one that sandboxes).
   const executors = opts.executors ?? (await ExecutorPool.create({ sandbox: 'none' }));
   // The daemon accepts what a local user's programs need (e.g. more exports); both follow the principal limits.
@@ -110,8 +157,8 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   // Preparation never runs on the event loop: a large upload costs a worker, not every request.
   const preparer = new PreparePool({ cacheDir: opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'), limits: moduleLimits });
   const runtimes = new WeakMap<Executor, Runtime>();
-  const runtimeFor = (principal: string | undefined): Runtime => {
-    const executor = executors.executorFor(principal ?? 'anonymous');
+  const runtimeFor = (principal: string | undefined, group?: string): Runtime => {
+    const executor = executors.executorFor(principal ?? group ?? 'anonymous');
     let rt = runtimes.get(executor);
     if (!rt) {
       rt = new Runtime({
@@ -120,6 +167,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         timeResolutionNs: limits.timeResolutionNs,
         profile: opts.profile,
         cpuBudgetMs: limits.cpuTimeMs,
+        debugLimits: limits.debugOutput ?? DEFAULT_DEBUG_LIMITS,
         preparer: (program, profile) => preparer.prepare(program, profile),
         limits: moduleLimits,
       });
@@ -127,6 +175,9 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     }
     return rt;
   };
+  const debugLogRate = opts.debugLogRate ?? DEFAULT_DEBUG_LOG_RATE;
+  if (!(Number.isFinite(debugLogRate) && debugLogRate >= 0)) throw new RangeError(`debugLogRate must be a non-negative number of bytes per second, not ${debugLogRate}`);
+  const debugLogBucket = new ByteBucket(debugLogRate, 4 * debugLogRate);
   const modules = new ModuleRegistry(state.modules, inventory, (bytes) => Program.load(bytes, moduleLimits));
   const instances = new InstanceManager({
     inventory,
@@ -135,7 +186,11 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     services: (principal, scope) => instanceServices({ principalId: principal, scope, registry: opts.registry }),
     debugSink: (id) => {
       const child = log.child({ instance: id });
-      return (data) => child.info({ debug: Buffer.from(data).toString('utf8') }, 'program debug output');
+      return (data) => {
+        if (!debugLogBucket.takeAll(data.length + LOG_ENTRY_BYTES)) return false;
+        child.info({ debug: Buffer.from(data).toString('utf8') }, 'program debug output');
+        return true;
+      };
     },
     onError: (message, err) => log.error({ err }, message),
     checkpointIntervalMs: opts.checkpointIntervalMs,
@@ -148,18 +203,21 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
 
   // Every stored instance is known before the server listens; the running ones are restored after.
   await instances.loadAll();
-  const http = createServer();
+  const metrics = new ServerMetrics(() => instances.runningCount);
+  const metricsServer = opts.metricsListen ? await serveMetrics(metrics, opts.metricsListen, log) : undefined;
+  const http: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createServer();
   await listen(http, opts.listen);
   const address = http.address();
   const hostPort = typeof address === 'object' && address ? `${hostForUrl((address as AddressInfo).address)}:${(address as AddressInfo).port}` : 'localhost';
   const authority = opts.authority ?? hostPort;
-  const identity = `http://${authority}/gate-0/`;
-  const metrics = new ServerMetrics(() => instances.runningCount);
+  const scheme = opts.tls ? 'https' : 'http';
+  const identity = `${scheme}://${authority}/gate-0/`;
 
   const api = new Api(
     {
       identity,
-      origins: opts.origins ?? ['null'],
+      origins: opts.origins ?? [],
+      anonymous: opts.anonymous,
       local: opts.local ?? false,
       policy: opts.policy,
       nonces: inventory,
@@ -189,12 +247,6 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     try {
       if (await api.handle(req, res)) return;
       const path = (req.url ?? '/').split('?')[0];
-      if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
-        const body = await metrics.registry.metrics();
-        res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
-        res.end(req.method === 'HEAD' ? undefined : body);
-        return;
-      }
       if (path === '/openapi.yaml' && (req.method === 'GET' || req.method === 'HEAD')) {
         const doc = await readFile(OPENAPI_DOCUMENT);
         res.writeHead(200, { 'Content-Type': 'application/yaml', 'Content-Length': doc.length });
@@ -210,7 +262,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     }
   }
 
-  const url = 'path' in opts.listen ? 'http://localhost' : `http://${hostPort}`;
+  const url = 'path' in opts.listen ? 'http://localhost' : `${scheme}://${hostPort}`;
   log.info({ url, socket: 'path' in opts.listen ? opts.listen.path : undefined, stateDir: opts.stateDir }, 'listening');
   // Requests for an instance not yet restored wait for it (InstanceManager.ready).
   void instances.restoreRunning(() => undefined).then((restored) => {
@@ -221,11 +273,13 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   return {
     url,
     socketPath: 'path' in opts.listen ? opts.listen.path : undefined,
+    metricsUrl: metricsServer?.url,
     identity,
     instances,
     close() {
       closing ??= (async () => {
         http.close();
+        metricsServer?.server.close();
         await instances.shutdown();
         websockets.close();
         http.closeAllConnections();
@@ -239,9 +293,48 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   };
 }
 
+/**
+ * Metrics on a listener of their own, so that the API's listener (public by
+ * design) does not tell everyone about the server's load.
+ */
+async function serveMetrics(metrics: ServerMetrics, where: { host: string; port: number }, log: Logger): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('404 page not found\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (body) => {
+        res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (e: unknown) => {
+        log.error({ err: e }, 'metrics failed');
+        res.writeHead(500);
+        res.end();
+      },
+    );
+  });
+  await listen(server, where);
+  const a = server.address() as AddressInfo;
+  const url = `http://${hostForUrl(a.address)}:${a.port}/metrics`;
+  log.info({ url }, 'serving metrics');
+  return { server, url };
+}
+
 function hostForUrl(address: string): string {
   return address.includes(':') ? `[${address}]` : address;
 }
+
+/**
+ * The accept queue's length. Node's default (511) overflows when thousands of
+ * clients connect at once (e.g. io sessions reconnecting after a restart):
+ * the kernel then drops handshakes, clients wait for SYN retransmits and some
+ * get ECONNRESET. The kernel caps this at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 65535;
 
 function listen(server: Server, where: ServerOptions['listen']): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -251,8 +344,8 @@ function listen(server: Server, where: ServerOptions['listen']): Promise<void> {
       resolve();
     };
     // The daemon's socket is for its user only (its directory is private too).
-    if ('path' in where) server.listen(where.path, () => void chmod(where.path, 0o600).then(done, done));
-    else server.listen(where.port, where.host, done);
+    if ('path' in where) server.listen({ path: where.path, backlog: LISTEN_BACKLOG }, () => void chmod(where.path, 0o600).then(done, done));
+    else server.listen({ port: where.port, host: where.host, backlog: LISTEN_BACKLOG }, done);
   });
 }
 

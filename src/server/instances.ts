@@ -6,7 +6,8 @@
  * snapshot is the latest and whether it was running, so that a restart or a
  * crash resumes it from there.
  */
-import { State, statusOfSnapshot, type InstanceStatus } from '../runtime/status.js';
+import { State, statusOfSnapshot, transientEnd, type InstanceStatus } from '../runtime/status.js';
+import type { DebugSink } from '../runtime/debug-log.js';
 import type { Program } from '../runtime/program.js';
 import type { Runtime, RunningInstance, ServiceProvider } from '../runtime/runtime.js';
 import { InstanceStateError } from '../runtime/errors.js';
@@ -21,10 +22,11 @@ export interface InstanceManagerDeps {
   inventory: Inventory;
   modules: ModuleRegistry;
   /** The runtime whose executor runs instances of this principal (undefined: anonymous). */
-  runtimeFor(principal: string | undefined): Runtime;
+  /** The runtime of the executor for a principal's instance, or for an anonymous one of `group`. */
+  runtimeFor(principal: string | undefined, group?: string): Runtime;
   services(principal: string | undefined, scope: readonly string[] | undefined): ServiceProvider<InstanceServices>;
   /** Where a program's debug output goes when it was launched with `log=*`. */
-  debugSink(id: string): (data: Uint8Array) => void;
+  debugSink(id: string): DebugSink;
   onError(message: string, error: unknown): void;
   /**
    * How often running persistent instances are checkpointed (their state
@@ -53,7 +55,9 @@ export interface LaunchRequest {
   tags: string[];
   debugLog: boolean;
   /** Where this run's debug output goes when debugLog is set (default: the server's log). */
-  debugSink?: (data: Uint8Array) => void;
+  debugSink?: DebugSink;
+  /** Anonymous instances: the executor group to run in (default 'anonymous'). */
+  executorGroup?: string;
 }
 
 /** Status as the API's JSON shows it: zero values omitted (spec §12). */
@@ -81,7 +85,9 @@ export class ServerInstance {
   /** The module's program, when known in memory (launch, not restore). */
   program: Program | undefined;
   /** The client's debug log for the first run (a websocket call); later runs log to the server. */
-  debugSink: ((data: Uint8Array) => void) | undefined;
+  debugSink: DebugSink | undefined;
+  /** Anonymous instances: which executor group they run in. */
+  executorGroup: string | undefined;
   /** When its stored state was last brought up to date with its run (ms since the epoch; 0: never). */
   checkpointed = 0;
   /** Set while the instance waits to be restored after a restart (requests for it wait). */
@@ -214,6 +220,7 @@ export class InstanceManager {
     const inst = new ServerInstance(req.principal, id, req.module, transient, req.tags, req.function, req.debugLog, initial);
     inst.program = req.program;
     inst.debugSink = req.debugSink;
+    inst.executorGroup = req.executorGroup;
     this.add(inst);
     this.deps.modules.acquire(inst.module);
     try {
@@ -510,7 +517,7 @@ export class InstanceManager {
 
   private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
     inst.scope = scope;
-    const runtime = this.deps.runtimeFor(inst.principal);
+    const runtime = this.deps.runtimeFor(inst.principal, inst.executorGroup);
     const run = await runtime.launch(program, {
       entry: fn,
       instanceId: inst.id,
@@ -529,7 +536,7 @@ export class InstanceManager {
   }
 
   private async stopped(inst: ServerInstance, run: RunningInstance<InstanceServices>, status: InstanceStatus): Promise<void> {
-    inst.status = status;
+    inst.status = inst.transient ? transientEnd(status) : status;
     if (this.executorDied(inst, status)) {
       // The executor process died (a crash, the OOM killer, an operator's
       // kill): its state is gone, but a persistent instance continues from

@@ -59,6 +59,9 @@ export async function exchange(o: ExchangeOptions): Promise<void> {
     if (o.killOnDisconnect) o.instances.kill(o.inst);
   };
   o.res.on('close', onClose);
+  // The client may have hung up while the instance was being launched: its
+  // close event has passed, and a call's program must not run on for nobody.
+  if (o.res.destroyed || o.req.socket.destroyed) onClose();
   try {
     await o.instances.connect(o.inst, o.input, responseOutput(o.res, o.head), abort.signal).catch((e: unknown) => {
       // A call's program may never accept (it stopped first); the status says the rest.

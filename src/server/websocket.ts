@@ -13,6 +13,7 @@ import type { InstanceStatus } from '../runtime/status.js';
 import { OriginClosedError, type OriginOutput } from '../service/origin.js';
 import type { Api } from './api.js';
 import type { Principal } from './auth/principal.js';
+import { AnonymousLimitError, type AnonymousTicket } from './anonymous.js';
 import { HttpError, moduleNotFound } from './errors.js';
 import { toHttpError } from './error-map.js';
 import { instanceIdProblem } from './instance-id.js';
@@ -22,6 +23,8 @@ import { Query, takeActions } from './query.js';
 import { resolve, type Route } from './routes.js';
 
 const SETUP_MESSAGE_LIMIT = 4096;
+/** Unsent data on a call's websocket past which its debug output is dropped (and counted). */
+const DEBUG_WEBSOCKET_BACKLOG_BYTES = 1024 * 1024;
 /** Input bytes queued from a client before its socket is paused. */
 const INPUT_HIGH_WATER = 256 * 1024;
 
@@ -73,7 +76,7 @@ export class WebsocketApi {
       // the connection with the matching code; without a listener they would
       // be thrown.
       ws.on('error', (e: Error) => this.log.debug({ err: e }, 'websocket protocol error'));
-      const run = target.kind === 'call' ? this.call(ws, target.route, target.params, target.pin) : this.io(ws, target.id);
+      const run = target.kind === 'call' ? this.call(ws, target.route, target.params, target.pin, req.socket.remoteAddress) : this.io(ws, target.id);
       run.catch((e: unknown) => {
         const { error, internal } = toHttpError(e);
         if (internal) this.log.error({ err: e }, 'websocket failed');
@@ -116,7 +119,7 @@ export class WebsocketApi {
     return { kind: 'call' as const, route, params, pin };
   }
 
-  private async call(ws: WebSocket, route: Route, params: ReturnType<Api['launchParams']>, pin: boolean): Promise<void> {
+  private async call(ws: WebSocket, route: Route, params: ReturnType<Api['launchParams']>, pin: boolean, address: string | undefined): Promise<void> {
     const messages = new MessageQueue(ws);
     const setup = parseSetup(await messages.next('text'));
     const contentType = typeof setup.content_type === 'string' ? setup.content_type : '';
@@ -150,7 +153,24 @@ export class WebsocketApi {
     } else {
       throw new CloseError(1008, 'not found');
     }
+    let ticket: AnonymousTicket | undefined;
+    try {
+      if (!p) ticket = this.api.anonymous.admit(address, hash);
+    } catch (e) {
+      // 1013: try again later (the HTTP API answers 429 with Retry-After).
+      if (e instanceof AnonymousLimitError) throw new CloseError(1013, e.message);
+      throw e;
+    }
+    try {
+      await this.callAdmitted(ws, messages, hash, program, p, params, pin, ticket?.group);
+    } finally {
+      ticket?.release();
+    }
+  }
+
+  private async callAdmitted(ws: WebSocket, messages: MessageQueue, hash: string, program: Program, p: Principal | undefined, params: ReturnType<Api['launchParams']>, pin: boolean, executorGroup: string | undefined): Promise<void> {
     const inst = await this.instances.launch({
+      executorGroup,
       principal: p?.id,
       scope: p?.scope,
       module: hash,
@@ -160,9 +180,15 @@ export class WebsocketApi {
       suspend: false,
       tags: params.instanceTags,
       debugLog: params.debugLog,
-      // With log=*, the program's debug output comes to this client as text messages (our extension).
+      // With log=*, the program's debug output comes to this client as text
+      // messages (our extension); a client that does not read them in time
+      // misses some (the log then says how many bytes), rather than the server
+      // queueing them without end.
       debugSink: (data) => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ debug: Buffer.from(data).toString('utf8') }));
+        if (ws.readyState !== WebSocket.OPEN) return true;
+        if (ws.bufferedAmount > DEBUG_WEBSOCKET_BACKLOG_BYTES) return false;
+        ws.send(JSON.stringify({ debug: Buffer.from(data).toString('utf8') }));
+        return true;
       },
     });
     const reply: Record<string, string> = {};

@@ -44,8 +44,9 @@ export class InstanceServices implements ServiceConnection {
     this.session.bind(code, name);
   }
 
-  handle(packet: Uint8Array): void {
-    this.session.handle(packet);
+  /** Settles when the packet has been handled: the executor is acknowledged then (backpressure). */
+  handle(packet: Uint8Array): void | Promise<void> {
+    return this.session.handle(packet);
   }
 
   restore(states: ServiceBuffer[]): void {

@@ -59,8 +59,15 @@ interface Binding {
   readonly factory: ServiceFactory | undefined;
   instance: ServiceInstance | undefined;
   /** Packets waiting while an asynchronous handle() of this service runs. */
-  queue: Uint8Array[];
+  queue: Queued[];
   busy: boolean;
+}
+
+/** A packet handed to a service, and who waits until it has been handled. */
+interface Queued {
+  readonly packet: Uint8Array;
+  handled: boolean;
+  onHandled?: () => void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -138,9 +145,14 @@ export class ServiceSession {
 
   /**
    * A packet from the program (exact size, validated by the executor). Never
-   * throws: problems are reported through onError.
+   * throws: problems are reported through onError. Returns a promise when the
+   * packet is not handled yet (its service is busy with an asynchronous
+   * handle()), which settles once it has been handled or dropped: the
+   * caller acknowledges the packet to the executor then, so that a slow
+   * service holds the program back instead of letting packets queue here
+   * without bound.
    */
-  handle(packet: Uint8Array): void {
+  handle(packet: Uint8Array): void | Promise<void> {
     if (this.state !== 'running' || this.failed) return;
     const problem = checkIncoming(packet, this.bindings.length);
     if (problem) {
@@ -165,8 +177,11 @@ export class ServiceSession {
         return;
       }
     }
-    b.queue.push(packet);
+    const queued: Queued = { packet, handled: false };
+    b.queue.push(queued);
     this.pump(b);
+    if (queued.handled) return;
+    return new Promise((resolve) => (queued.onHandled = resolve));
   }
 
   /** Resolves when every packet handed to handle() so far has been handled. */
@@ -274,11 +289,12 @@ export class ServiceSession {
 
   private pump(b: Binding): void {
     while (!b.busy && b.queue.length > 0 && !this.failed) {
-      const packet = b.queue.shift()!;
+      const queued = b.queue.shift()!;
       let result: void | Promise<void>;
       try {
-        result = b.instance!.handle(packet);
+        result = b.instance!.handle(queued.packet);
       } catch (e) {
+        settle(queued);
         this.fail(e, b);
         break;
       }
@@ -287,16 +303,19 @@ export class ServiceSession {
         result.then(
           () => {
             b.busy = false;
+            settle(queued);
             this.pump(b);
           },
           (e: unknown) => {
             b.busy = false;
+            settle(queued);
             this.fail(e, b);
             this.checkIdle();
           },
         );
         return;
       }
+      settle(queued);
     }
     this.checkIdle();
   }
@@ -304,7 +323,10 @@ export class ServiceSession {
   private fail(error: unknown, b?: Binding): void {
     if (this.failed) return;
     this.failed = true;
-    for (const other of this.bindings) other.queue = [];
+    for (const other of this.bindings) {
+      for (const queued of other.queue) settle(queued);
+      other.queue = [];
+    }
     const trap =
       error instanceof AbiViolation || error instanceof ServiceInternalError
         ? error
@@ -337,6 +359,11 @@ function checkIncoming(p: Uint8Array, count: number): string | undefined {
   if (domain > Domain.Data) return `domain ${domain}`;
   if (domain === Domain.Data && n < DATA_HEADER_SIZE) return `data packet of ${n} bytes`;
   return undefined;
+}
+
+function settle(queued: Queued): void {
+  queued.handled = true;
+  queued.onHandled?.();
 }
 
 function isPromiseLike(x: unknown): x is PromiseLike<void> {

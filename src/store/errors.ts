@@ -31,7 +31,7 @@ export class InventoryCorruptError extends GateError {
 /** The inventory was written by a newer Gate (its schema version is higher than this build knows). */
 export class InventoryTooNewError extends GateError {
   constructor(path: string, found: number, supported: number) {
-    super('GATE_INVENTORY_TOO_NEW', `inventory ${path} has schema version ${found}, but this Gate supports up to ${supported}; upgrade Gate or use a state directory written by this version`);
+    super('GATE_INVENTORY_TOO_NEW', `inventory ${path} has schema version ${found}, but this Gate supports up to ${supported}; upgrade Gate or use an inventory written by this version`);
   }
 }
 
@@ -60,5 +60,27 @@ export class StateDirLockedError extends GateError {
 export class InventoryOpenError extends GateError {
   constructor(path: string, detail: string, options?: { cause?: unknown }) {
     super('GATE_INVENTORY_OPEN', `cannot open inventory ${path}: ${detail}; check that the path is a writable file in a writable directory`, options);
+  }
+}
+
+/** inventory.dsn is not a PostgreSQL URL. The message never repeats the DSN: it may hold a password. */
+export class InventoryDsnError extends GateError {
+  constructor(detail: string) {
+    super('GATE_INVENTORY_DSN', `inventory.dsn ${detail}; write it as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or postgres:///DATABASE?host=/SOCKET/DIR)`);
+  }
+}
+
+/**
+ * The PostgreSQL inventory could not be opened: the server is unreachable,
+ * refuses the login, lacks the database, or the user may not create Gate's
+ * tables. `where` names user, host, port and database, never the password.
+ */
+export class InventoryDatabaseError extends GateError {
+  constructor(where: string, detail: string, options?: { cause?: unknown }) {
+    super(
+      'GATE_INVENTORY_OPEN',
+      `cannot open the PostgreSQL inventory at ${where}: ${detail}; check that PostgreSQL runs there and that inventory.dsn names the right host, port, database, user and password (the user must be allowed to create tables in that database)`,
+      options,
+    );
   }
 }

@@ -83,7 +83,7 @@ describe('GateClient', () => {
     const out = sink();
     const r = await client.call({ id: helloId }, { upload: { body: hello, length: hello.length }, function: 'greet', output: out.stream });
     assert.equal(out.text(), 'hello, world\n');
-    assert.deepEqual(r.status, { state: 'HALTED' });
+    assert.deepEqual(r.status, { state: 'TERMINATED' });
 
     const ws = sink();
     let announced: string | undefined;

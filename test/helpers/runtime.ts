@@ -3,6 +3,7 @@ import { MemoryCache } from '../../src/prepare/cache.js';
 import type { Profile } from '../../src/prepare/profile.js';
 import { instanceServices, type InstanceServices } from '../../src/service/provider.js';
 import { InProcessExecutor } from '../../src/runtime/inprocess.js';
+import type { DebugLimits } from '../../src/runtime/debug-limits.js';
 import type { Executor } from '../../src/runtime/executor.js';
 import { Program } from '../../src/runtime/program.js';
 import { Runtime, type RunningInstance, type ServiceConnection, type ServiceProvider } from '../../src/runtime/runtime.js';
@@ -42,6 +43,7 @@ export interface RunOptions<C extends ServiceConnection> {
   timeResolutionNs?: number;
   memoryLimitPages?: number;
   computeLimitMs?: number;
+  debugLimits?: DebugLimits;
   /** Called once the instance is launched (e.g. to connect clients, or suspend it). */
   onLaunch?: (inst: RunningInstance<C>) => void;
   /** Called with the whole debug log so far after each write (e.g. to suspend once the program runs). */
@@ -59,6 +61,7 @@ export async function runProgram<C extends ServiceConnection = ServiceConnection
     memoryLimitPages: opts.memoryLimitPages ?? 2048,
     timeResolutionNs: opts.timeResolutionNs ?? 1000,
     computeLimitMs: opts.computeLimitMs,
+    debugLimits: opts.debugLimits,
     cache,
   });
   const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);

@@ -32,6 +32,8 @@ export async function startTestServer(opts: Partial<ServerOptions> = {}): Promis
   const server = await startServer({
     listen: { host: '127.0.0.1', port: 0 },
     policy: publicPolicy(),
+    // The spec's test configuration (web-api.md §3.1); servers default to no origins.
+    origins: ['null'],
     logger: pino({ level: process.env.GATE_TEST_LOG ?? 'silent' }),
     preparedCacheDir,
     ...opts,
@@ -216,9 +218,14 @@ const GATE_SERVER = new URL('../../../bin/gate-server', import.meta.url).pathnam
 
 /** Starts bin/gate-server as a process on a loopback port with the given state directory. */
 export function spawnServer(stateDir: string, options: string[] = []): Promise<ServerProcess> {
-  const args = ['-F', '/dev/null', '-o', 'http.addr="127.0.0.1:0"', '-o', `state.dir=${JSON.stringify(stateDir)}`, '-o', 'log.level="info"'];
+  const args = ['-F', '/dev/null', '-o', 'access.policy="public"', '-o', 'http.addr="127.0.0.1:0"', '-o', `state.dir=${JSON.stringify(stateDir)}`, '-o', 'log.level="info"'];
   for (const o of options) args.push('-o', o);
-  const proc = spawn(process.execPath, [GATE_SERVER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnServerWithArgs(args);
+}
+
+/** Starts bin/gate-server with exactly these arguments; resolves when it logs its URL (http or https). */
+export function spawnServerWithArgs(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<ServerProcess> {
+  const proc = spawn(process.execPath, [GATE_SERVER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   return new Promise((resolve, reject) => {
     let out = '';
@@ -226,7 +233,7 @@ export function spawnServer(stateDir: string, options: string[] = []): Promise<S
     proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
     proc.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
-      const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"listening"/.exec(out);
+      const m = /"url":"(https?:\/\/[^"]+)"[^\n]*"msg":"listening"/.exec(out);
       if (m) {
         const url = m[1]!;
         const identity = `${url}/gate-0/`;

@@ -4,7 +4,7 @@
 // test/runtime/services.test.ts.
 //
 // Imports: env.__wasi_fd_write, env.__gate_io_65536.
-// Exports: memory, catalog, identity, random, scope, unknown, ext.
+// Exports: memory, catalog, identity, random, scope, unknown, ext, flood.
 //
 // Each export is one run: it discovers the services it needs (their codes
 // are positions in this run's discovery order, starting at 0), makes its
@@ -295,5 +295,28 @@ int ext(void)
 	gate_debug("reply=");
 	gate_debug_data(packet_content(p), packet_content_len(p));
 	gate_debug("\n");
+	return 0;
+}
+
+// Discovers the `test` extension and sends it 1000 INFO packets of 1000
+// bytes (content: the packet's number as u32, then zeros) as fast as the
+// packet stream takes them, then prints "sent\n" and returns.  A slow
+// service must hold it back (test/server/extension-backpressure.test.ts).
+EXPORT("flood")
+int flood(void)
+{
+	int16_t code;
+	if (discover_one("test", &code))
+		return 1;
+	static uint8_t content[1000];
+	for (uint32_t i = 0; i < 1000; i++) {
+		content[0] = (uint8_t) i;
+		content[1] = (uint8_t) (i >> 8);
+		content[2] = (uint8_t) (i >> 16);
+		content[3] = (uint8_t) (i >> 24);
+		if (send_packet(code, GATE_PACKET_DOMAIN_INFO, content, sizeof content))
+			return 1;
+	}
+	gate_debug("sent\n");
 	return 0;
 }

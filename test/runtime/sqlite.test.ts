@@ -37,7 +37,7 @@ function newRuntime(sliceMs?: number): Runtime {
 async function launch(runtime: Runtime, bytes: Uint8Array, entry: string | undefined, profile?: Profile): Promise<{ inst: RunningInstance<InstanceServices>; debug: () => string }> {
   const chunks: Uint8Array[] = [];
   const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
-  const inst = await runtime.launch(program, { entry, profile, retain: true, debug: (d) => chunks.push(d), services: instanceServices({ principalId: 'local' }) });
+  const inst = await runtime.launch(program, { entry, profile, retain: true, debug: (d) => void chunks.push(d), services: instanceServices({ principalId: 'local' }) });
   return { inst, debug: () => Buffer.concat(chunks).toString() };
 }
 

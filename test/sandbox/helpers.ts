@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { MemoryCache } from '../../src/prepare/cache.js';
 import type { Profile } from '../../src/prepare/profile.js';
+import type { DebugLimits } from '../../src/runtime/debug-limits.js';
 import type { Executor } from '../../src/runtime/executor.js';
 import { Program } from '../../src/runtime/program.js';
 import { Runtime, type RunningInstance } from '../../src/runtime/runtime.js';
@@ -25,10 +26,11 @@ export interface LaunchOpts {
   /** Collect the debug log (default: discarded, as without `gate call -d`). */
   debug?: boolean;
   onDebug?: (bytes: number, inst: RunningInstance<InstanceServices>) => void;
+  debugLimits?: DebugLimits;
 }
 
 export async function launch(executor: Executor, bytes: Uint8Array, opts: LaunchOpts = {}): Promise<{ inst: RunningInstance<InstanceServices>; debug: () => string }> {
-  const runtime = new Runtime({ executor, memoryLimitPages: opts.memoryLimitPages ?? 2048, timeResolutionNs: 1000, cache });
+  const runtime = new Runtime({ executor, memoryLimitPages: opts.memoryLimitPages ?? 2048, timeResolutionNs: 1000, cache, debugLimits: opts.debugLimits });
   const chunks: Buffer[] = [];
   let total = 0;
   let inst: RunningInstance<InstanceServices> | undefined;

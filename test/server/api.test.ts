@@ -154,8 +154,8 @@ describe('known modules', () => {
       assert.match(String(r.headers['gate-instance']), UUID);
       assert.equal(r.text, OUTPUT[fn]);
       assert.deepEqual(Object.keys(r.trailers), ['gate-status']);
-      // Our hello.wasm has no _start: without a function, or when the function returns, it halts.
-      assert.equal(r.trailers['gate-status'], '{"state":"HALTED"}');
+      // Our hello.wasm has no _start: without a function, or when the function returns, a call (transient) terminates.
+      assert.equal(r.trailers['gate-status'], '{"state":"TERMINATED"}');
     });
   }
 
@@ -179,12 +179,12 @@ describe('known modules', () => {
     assert.equal(r.status, 200);
     assert.match(String(r.headers['gate-instance']), UUID);
     assert.equal(r.text, '');
-    assert.equal(r.trailers['gate-status'], '{"state":"HALTED"}');
+    assert.equal(r.trailers['gate-status'], '{"state":"TERMINATED"}');
     assert.deepEqual(await listModules(), {});
     const p = await request(server, 'POST', `${K}${H}?action=pin&action=call`, { key, headers: { ...wasm, TE: 'trailers' }, body: hello });
     assert.equal(p.status, 201);
     assert.equal(p.headers.location, `${K}${H}`);
-    assert.equal(p.trailers['gate-status'], '{"state":"HALTED"}');
+    assert.equal(p.trailers['gate-status'], '{"state":"TERMINATED"}');
     assert.deepEqual(await listModules(), { modules: [{ module: H }] });
     assert.equal((await request(server, 'POST', `${K}${H}?action=unpin`, { key })).status, 200);
   });
@@ -211,7 +211,7 @@ describe('known modules', () => {
     const r = await request(server, 'POST', `${K}${H}?action=call&function=greet`, { headers: { ...wasm, TE: 'trailers' }, body: hello });
     assert.equal(r.status, 200);
     assert.equal(r.headers['gate-instance'], undefined);
-    assert.equal(r.trailers['gate-status'], '{"state":"HALTED"}');
+    assert.equal(r.trailers['gate-status'], '{"state":"TERMINATED"}');
     const list = await request(server, 'POST', K);
     assert.equal(list.status, 401);
     assert.match(String(list.headers['www-authenticate']), /^Bearer realm="http:\/\/127\.0\.0\.1:\d+\/gate-0\/"$/);

@@ -107,14 +107,27 @@ describe('limits', () => {
 });
 
 describe('operations', () => {
-  it('serves Prometheus metrics', async () => {
-    const server = await startTestServer();
+  it('serves Prometheus metrics on their own listener only', async () => {
+    const server = await startTestServer({ metricsListen: { host: '127.0.0.1', port: 0 } });
     try {
       await request(server, 'GET', '/gate-0/');
-      const r = await request(server, 'GET', '/metrics');
+      assert.equal((await request(server, 'GET', '/metrics')).status, 404);
+      const metrics = { url: server.metricsUrl!.replace(/\/metrics$/, ''), token: server.token };
+      assert.equal((await request(metrics, 'GET', '/gate-0/')).status, 404);
+      const r = await request(metrics, 'GET', '/metrics');
       assert.equal(r.status, 200);
       assert.match(r.text, /gate_http_requests_total\{method="GET",status="200"\} \d+/);
       assert.match(r.text, /gate_instances_running 0/);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('serves no metrics unless configured', async () => {
+    const server = await startTestServer();
+    try {
+      assert.equal(server.metricsUrl, undefined);
+      assert.equal((await request(server, 'GET', '/metrics')).status, 404);
     } finally {
       await server.stop();
     }

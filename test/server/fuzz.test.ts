@@ -333,7 +333,7 @@ async function stillServes(): Promise<void> {
   const r = await request(server, 'POST', `${K}${H}?action=call&function=greet`, { key: k, headers: { TE: 'trailers' } });
   assert.equal(r.status, 200);
   assert.equal(r.text, 'hello, world\n');
-  assert.equal(r.trailers['gate-status'], '{"state":"HALTED"}');
+  assert.equal(r.trailers['gate-status'], '{"state":"TERMINATED"}');
 }
 
 describe('HTTP fuzz', () => {

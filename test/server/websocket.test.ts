@@ -165,7 +165,7 @@ describe('websocket call', () => {
     c.sendBinary(hello);
     assert.deepEqual(await c.json(), {});
     assert.equal(await c.output(HELLO.length), HELLO);
-    assert.deepEqual(await c.end(), { state: 'HALTED' });
+    assert.deepEqual(await c.end(), { state: 'TERMINATED' });
     assert.equal(server.instances.runningCount, 0);
   });
 
@@ -178,7 +178,7 @@ describe('websocket call', () => {
     assert.deepEqual(Object.keys(reply), ['instance']);
     assert.match(reply.instance!, UUID);
     assert.equal(await c.output(2 * HELLO.length), HELLO + HELLO);
-    assert.deepEqual(await c.end(), { state: 'HALTED' });
+    assert.deepEqual(await c.end(), { state: 'TERMINATED' });
     assert.equal((await request(server, 'GET', `${K}${H}`, { key: k })).status, 404);
 
     const p = await Client.open(`${K}${H}?action=call&action=pin&function=greet&module-tag=ws`);
@@ -189,7 +189,7 @@ describe('websocket call', () => {
     assert.equal(pinned.location, `${K}${H}`);
     assert.match(pinned.instance!, UUID);
     assert.equal(await p.output(HELLO.length), HELLO);
-    assert.deepEqual(await p.end(), { state: 'HALTED' });
+    assert.deepEqual(await p.end(), { state: 'TERMINATED' });
     const list = await request(server, 'POST', K, { key: k });
     assert.deepEqual(JSON.parse(list.text), { modules: [{ module: H, tags: ['ws'] }] });
   });
@@ -210,7 +210,7 @@ describe('websocket call', () => {
     const reply = (await c.json()) as Record<string, string>;
     assert.deepEqual(Object.keys(reply), ['instance']);
     assert.equal(await c.output(HELLO.length), HELLO);
-    assert.deepEqual(await c.end(), { state: 'HALTED' });
+    assert.deepEqual(await c.end(), { state: 'TERMINATED' });
 
     const anon = await Client.open(`${K}${H}?action=call&function=greet`);
     anon.send({});
@@ -289,14 +289,14 @@ describe('websocket call', () => {
     anon.send({});
     assert.deepEqual(await anon.json(), {});
     assert.equal(await anon.output(HELLO.length), HELLO);
-    assert.deepEqual(await anon.end(), { state: 'HALTED' });
+    assert.deepEqual(await anon.end(), { state: 'TERMINATED' });
 
     const k = newKey();
     const pinned = await Client.open(`${S}?action=call&action=pin&function=greet`);
     pinned.send({ authorization: bearer(k) });
     assert.deepEqual(Object.keys((await pinned.json()) as object).sort(), ['instance', 'location']);
     assert.equal(await pinned.output(HELLO.length), HELLO);
-    assert.deepEqual(await pinned.end(), { state: 'HALTED' });
+    assert.deepEqual(await pinned.end(), { state: 'TERMINATED' });
     assert.equal((await request(server, 'GET', `${K}${H}`, { key: k })).status, 200);
 
     const content = await Client.open(`${S}?action=call&function=greet`);
@@ -422,7 +422,7 @@ describe('websocket call', () => {
     ok.sendBinary(hello);
     assert.deepEqual(await ok.json(), {});
     assert.equal(await ok.output(HELLO.length), HELLO);
-    assert.deepEqual(await ok.end(), { state: 'HALTED' });
+    assert.deepEqual(await ok.end(), { state: 'TERMINATED' });
   });
 });
 

@@ -24,7 +24,7 @@ describe('committed snapshot fixtures', () => {
     assert.ok(readSnapshot(program.module)?.stack?.frames.length, 'the fixture has a suspended stack');
     const runtime = new Runtime({ executor: new InProcessExecutor(), memoryLimitPages: 2048, timeResolutionNs: 1000 });
     let log = '';
-    const inst = await runtime.launch(program, { debug: (d) => (log += Buffer.from(d).toString()), services: instanceServices({ principalId: 'local' }) });
+    const inst = await runtime.launch(program, { debug: (d) => void (log += Buffer.from(d).toString()), services: instanceServices({ principalId: 'local' }) });
     const deadline = Date.now() + 30_000;
     while (!/running: \d+\n/.test(log) && Date.now() < deadline && inst.status.state === 'RUNNING') await new Promise((r) => setTimeout(r, 10));
     inst.kill();

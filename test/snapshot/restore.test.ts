@@ -45,7 +45,7 @@ async function start(runtime: Runtime, bytes: Uint8Array, entry?: string, profil
     entry,
     profile,
     retain: true,
-    debug: (d) => chunks.push(d),
+    debug: (d) => void chunks.push(d),
     services: instanceServices({ principalId: 'local' }),
   });
   return { inst, debug: () => Buffer.concat(chunks).toString() };
@@ -218,7 +218,7 @@ describe('snapshots', () => {
     assert.equal(info.stack, undefined);
     const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
     const chunks: Uint8Array[] = [];
-    const again = await b.launch(program, { entry: 'debug', debug: (d) => chunks.push(d), services: instanceServices() });
+    const again = await b.launch(program, { entry: 'debug', debug: (d) => void chunks.push(d), services: instanceServices() });
     assert.deepEqual(await again.wait(), { state: 'HALTED', result: 0 });
     assert.equal(Buffer.concat(chunks).toString(), 'hello, world\n');
   });

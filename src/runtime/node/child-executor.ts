@@ -5,13 +5,38 @@ import { fileURLToPath } from 'node:url';
 import { ExecutorError, InstanceStateError } from '../errors.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
 import { internalFailure, State, type InstanceStatus } from '../status.js';
-import { FrameDecoder, encodeFrame, type Message } from './framing.js';
-import { decodeSnapshot, encodeSpec } from './protocol.js';
+import { MAX_PACKET_SIZE } from '../../abi/packet.js';
+import { OUTPUT_WINDOW } from '../channel.js';
+import { FrameDecoder, FrameError, encodeFrame, quoteType, type Message } from './framing.js';
+import {
+  decodeSnapshot,
+  encodeSpec,
+  MAX_DEBUG_MESSAGE_BYTES,
+  MAX_EXECUTOR_HEADER_BYTES,
+  MAX_SERVICE_CODE,
+  MAX_SERVICE_NAME_LENGTH,
+  SNAPSHOT_EXTRA_BYTES,
+} from './protocol.js';
+
+/**
+ * Packet bytes an instance may have sent and not had acknowledged: its output
+ * window (PacketChannel), which a packet completed when the window had room
+ * for only its last bytes may exceed by up to a packet.
+ */
+const MAX_UNACKED_OUTPUT = OUTPUT_WINDOW + 2 * MAX_PACKET_SIZE;
 
 /** How long a killed instance may take to stop before its whole executor process is killed. */
 const KILL_GRACE_MS = 5000;
 
 const MAIN = fileURLToPath(new URL('./executor-main.js', import.meta.url));
+
+/** Why an executor process is gone. */
+export interface ExecutorExit {
+  pid?: number;
+  reason: string;
+  /** It broke the protocol (a malformed or impossible message) and was killed for it: it may have been taken over. */
+  violation?: boolean;
+}
 
 /** A command that starts an executor process (see sandbox/sandbox.ts). */
 export interface LaunchCommand {
@@ -40,7 +65,7 @@ export interface ChildExecutorOptions {
   /** The executor's main module; only tests replace it (e.g. with a probe of the sandbox). */
   main?: string;
   /** Told once when the process is gone (crash, kill, close), for logging. */
-  onExit?(info: { pid?: number; reason: string }): void;
+  onExit?(info: ExecutorExit): void;
 }
 
 /**
@@ -50,12 +75,17 @@ export interface ChildExecutorOptions {
  */
 export class ChildProcessExecutor implements Executor {
   private readonly child: ChildProcess;
-  private readonly decoder = new FrameDecoder();
+  /** Everything the executor sends is bounded before it is buffered (see payloadLimit). */
+  private readonly decoder = new FrameDecoder({ maxHeaderBytes: MAX_EXECUTOR_HEADER_BYTES, maxPayloadBytes: (h) => this.payloadLimit(h) });
   private readonly instances = new Map<string, InstanceEvents>();
+  /** Bytes of packets each running instance sent that the trusted side has not acknowledged yet. */
+  private readonly unacked = new Map<string, number>();
+  /** The most memory each instance created here (and not released) may have: bounds its snapshot. */
+  private readonly memoryBytes = new Map<string, number>();
   private readonly loaded = new Set<string>();
   private readonly loading = new Map<number, { resolve(): void; reject(e: Error): void }>();
   private readonly killTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  private readonly snapshots = new Map<number, { resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
+  private readonly snapshots = new Map<number, { id: string; resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
   private seq = 0;
   private exited = false;
   private readonly ready: Promise<void>;
@@ -110,14 +140,17 @@ export class ChildProcessExecutor implements Executor {
     // Nobody may be waiting yet when the process fails to start.
     this.ready.catch(() => undefined);
     this.child.stdout!.on('data', (chunk: Buffer) => {
+      // Given up (e.g. after a malformed message): nothing more it says counts.
+      if (this.exited) return;
       let messages: Message[];
       try {
         messages = this.decoder.push(chunk);
       } catch (e) {
-        this.fail(`executor sent a malformed message: ${e instanceof Error ? e.message : e}`);
+        this.fail(`executor sent a malformed message: ${e instanceof Error ? e.message : e}`, true);
         return;
       }
       for (const m of messages) {
+        if (this.exited) return;
         if (m.header.t === 'ready') markReady();
         else this.onMessage(m);
       }
@@ -185,6 +218,7 @@ export class ChildProcessExecutor implements Executor {
     }
     if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} is already running in this executor`);
     this.instances.set(spec.id, events);
+    this.memoryBytes.set(spec.id, spec.memoryPages.maximum * 65536);
     if (spec.retain) this.retained.add(spec.id);
     const { header, payload } = encodeSpec(spec);
     this.send({ t: 'create', ...header }, payload);
@@ -194,13 +228,14 @@ export class ChildProcessExecutor implements Executor {
     if (this.exited) return Promise.reject(new ExecutorError('executor process is gone'));
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
-      this.snapshots.set(seq, { resolve, reject });
+      this.snapshots.set(seq, { id, resolve, reject });
       this.send({ t: 'snapshot', id, seq });
     });
   }
 
   release(id: string): void {
     this.retained.delete(id);
+    if (!this.instances.has(id)) this.memoryBytes.delete(id);
     this.send({ t: 'release', id });
   }
 
@@ -209,6 +244,9 @@ export class ChildProcessExecutor implements Executor {
   }
 
   ack(id: string, bytes: number): void {
+    const left = (this.unacked.get(id) ?? 0) - bytes;
+    if (left > 0) this.unacked.set(id, left);
+    else this.unacked.delete(id);
     this.send({ t: 'ack', id, bytes });
   }
 
@@ -253,7 +291,7 @@ export class ChildProcessExecutor implements Executor {
     if (h.t === 'loaded') {
       const pending = this.loading.get(Number(h.seq));
       this.loading.delete(Number(h.seq));
-      if (typeof h.error === 'string') pending?.reject(new ExecutorError(`executor could not compile the module: ${h.error}`));
+      if (typeof h.error === 'string') pending?.reject(new ExecutorError(`executor could not compile the module: ${h.error.slice(0, 1000)}`));
       else pending?.resolve();
       return;
     }
@@ -262,14 +300,14 @@ export class ChildProcessExecutor implements Executor {
       this.snapshots.delete(Number(h.seq));
       if (!pending) return;
       if (typeof h.error === 'string') {
-        pending.reject(new InstanceStateError(h.error));
+        pending.reject(new InstanceStateError(h.error.slice(0, 1000)));
         return;
       }
       try {
         pending.resolve(decodeSnapshot(h, m.payload));
       } catch (e) {
         pending.reject(new ExecutorError(`executor sent an invalid snapshot: ${e instanceof Error ? e.message : e}`));
-        this.fail('executor sent an invalid snapshot');
+        this.fail('executor sent an invalid snapshot', true);
       }
       return;
     }
@@ -277,42 +315,92 @@ export class ChildProcessExecutor implements Executor {
     const ev = this.instances.get(id);
     if (!ev) return;
     switch (h.t) {
-      case 'packet':
-        ev.packet(m.payload ?? new Uint8Array(0));
+      case 'packet': {
+        const packet = m.payload ?? new Uint8Array(0);
+        // The executor stops a program's output at its window of unacknowledged packets.
+        const unacked = (this.unacked.get(id) ?? 0) + packet.length;
+        if (unacked > MAX_UNACKED_OUTPUT) {
+          this.fail(`executor sent ${unacked} bytes of packets not yet acknowledged (at most ${MAX_UNACKED_OUTPUT})`, true);
+          return;
+        }
+        this.unacked.set(id, unacked);
+        ev.packet(packet);
         break;
+      }
       case 'bind':
-        if (!Number.isInteger(h.code) || typeof h.name !== 'string') {
-          this.fail('executor sent an invalid service binding');
+        if (
+          !Number.isInteger(h.code) ||
+          (h.code as number) < 0 ||
+          (h.code as number) > MAX_SERVICE_CODE ||
+          typeof h.name !== 'string' ||
+          h.name.length === 0 ||
+          h.name.length > MAX_SERVICE_NAME_LENGTH
+        ) {
+          this.fail('executor sent an invalid service binding', true);
           return;
         }
         ev.bind(h.code as number, h.name);
         break;
-      case 'debug':
-        ev.debug(m.payload ?? new Uint8Array(0));
+      case 'debug': {
+        const dropped = h.dropped ?? 0;
+        if (!Number.isSafeInteger(dropped) || (dropped as number) < 0) {
+          this.fail('executor sent an invalid count of dropped debug output', true);
+          return;
+        }
+        ev.debug(m.payload ?? new Uint8Array(0), dropped as number);
         break;
+      }
       case 'stopped': {
         this.instances.delete(id);
+        this.unacked.delete(id);
+        if (!this.retained.has(id)) this.memoryBytes.delete(id);
         clearTimeout(this.killTimers.get(id));
         this.killTimers.delete(id);
         const status = parseStatus(h.status);
         if (!status) {
           ev.stopped(internalFailure('executor reported an invalid status'));
-          this.fail('executor sent an invalid status');
+          this.fail('executor sent an invalid status', true);
           return;
         }
         ev.stopped(status);
         break;
       }
       default:
-        this.fail(`executor sent an unknown message type ${h.t}`);
+        this.fail(`executor sent an unknown message type ${quoteType(h.t)}`, true);
     }
   }
 
-  private fail(reason: string): void {
+  /**
+   * The most payload a message with this header may legitimately carry;
+   * throws (the executor is then given up) for a message nobody can send.
+   */
+  private payloadLimit(h: Message['header']): number {
+    switch (h.t) {
+      case 'ready':
+      case 'loaded':
+      case 'bind':
+      case 'stopped':
+        return 0;
+      case 'packet':
+        return MAX_PACKET_SIZE;
+      case 'debug':
+        return MAX_DEBUG_MESSAGE_BYTES;
+      case 'snapshot': {
+        const pending = this.snapshots.get(Number(h.seq));
+        if (!pending) throw new FrameError('a snapshot that was not asked for');
+        if (h.error !== undefined) return 0;
+        return (this.memoryBytes.get(pending.id) ?? 0) + SNAPSHOT_EXTRA_BYTES;
+      }
+      default:
+        throw new FrameError(`unknown message type ${quoteType(h.t)}`);
+    }
+  }
+
+  private fail(reason: string, violation = false): void {
     if (!this.exited && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     if (!this.exited) {
       try {
-        this.onExit?.({ pid: this.child.pid, reason });
+        this.onExit?.(violation ? { pid: this.child.pid, reason, violation } : { pid: this.child.pid, reason });
       } catch {
         // a logger's failure is not ours
       }
@@ -323,6 +411,8 @@ export class ChildProcessExecutor implements Executor {
     this.loading.clear();
     for (const p of this.snapshots.values()) p.reject(new ExecutorError(reason));
     this.snapshots.clear();
+    this.memoryBytes.clear();
+    this.unacked.clear();
     for (const t of this.killTimers.values()) clearTimeout(t);
     this.killTimers.clear();
     const lost = [...this.instances.values()];

@@ -61,7 +61,7 @@ async function handle(m: Message): Promise<void> {
         core.createInstance(spec, {
           packet: (p) => send({ t: 'packet', id: spec.id }, p),
           bind: (code, name) => send({ t: 'bind', id: spec.id, code, name }),
-          debug: (d) => send({ t: 'debug', id: spec.id }, d),
+          debug: (d, dropped) => send(dropped > 0 ? { t: 'debug', id: spec.id, dropped } : { t: 'debug', id: spec.id }, d),
           stopped: (status: InstanceStatus) => send({ t: 'stopped', id: spec.id, status }),
         });
       } catch (e) {

@@ -52,39 +52,64 @@ export function encodeFramePieces(header: Message['header'], payload?: Uint8Arra
 /** Payloads above this size are handed out as views of the frame instead of copies. */
 const COPY_LIMIT = 1024 * 1024;
 
+/**
+ * What a decoder accepts. The parent decodes what an untrusted executor
+ * sends: it bounds the header, and once the header is in, the payload by what
+ * a message of that type may legitimately carry, before buffering it.
+ */
+export interface FrameLimits {
+  /** Most bytes of JSON header. */
+  maxHeaderBytes: number;
+  /** Most payload bytes for a message with this header; throw a FrameError to refuse the message outright. */
+  maxPayloadBytes(header: Message['header']): number;
+}
+
+/** No bounds but the frame format's own (the executor decodes what its trusted parent sends). */
+export const TRUSTED_FRAME_LIMITS: FrameLimits = { maxHeaderBytes: MAX_FRAME, maxPayloadBytes: () => MAX_FRAME };
+
 /** Accumulates stream chunks and yields complete messages. */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** The header of the frame being received, once it is in and accepted. */
+  private pending: { header: Message['header']; frameLength: number; headerLength: number } | undefined;
+
+  constructor(private readonly limits: FrameLimits = TRUSTED_FRAME_LIMITS) {}
+
+  /** Bytes held for incomplete frames (bounded by the limits). */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
 
   push(chunk: Buffer): Message[] {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const out: Message[] = [];
     for (;;) {
-      if (this.buffered < 4) break;
-      const head = this.peek(4);
-      const len = head.readUInt32LE(0);
-      if (len < 4 || len > MAX_FRAME) throw new FrameError(`invalid frame length ${len}`);
-      if (this.buffered < 4 + len) break;
-      const frame = this.take(4 + len).subarray(4);
-      const hlen = frame.readUInt32LE(0);
-      if (hlen > frame.length - 4) throw new FrameError('invalid frame header length');
-      let header: unknown;
-      try {
-        header = JSON.parse(frame.subarray(4, 4 + hlen).toString());
-      } catch {
-        throw new FrameError('frame header is not JSON');
+      if (!this.pending) {
+        if (this.buffered < 8) break;
+        const head = this.peek(8);
+        const len = head.readUInt32LE(0);
+        const hlen = head.readUInt32LE(4);
+        if (len < 4 || len > MAX_FRAME) throw new FrameError(`invalid frame length ${len}`);
+        if (hlen > len - 4) throw new FrameError(`invalid frame header length ${hlen} (the frame has ${len - 4} bytes after it)`);
+        if (hlen > this.limits.maxHeaderBytes) throw new FrameError(`frame header of ${hlen} bytes is over the limit of ${this.limits.maxHeaderBytes}`);
+        if (this.buffered < 8 + hlen) break;
+        const header = parseHeader(this.peek(8 + hlen).subarray(8, 8 + hlen));
+        const payloadLength = len - 4 - hlen;
+        const max = this.limits.maxPayloadBytes(header);
+        if (payloadLength > max) throw new FrameError(`a ${quoteType(header.t)} message with ${payloadLength} bytes of payload is over its limit of ${max}`);
+        this.pending = { header, frameLength: len, headerLength: hlen };
       }
-      if (typeof header !== 'object' || header === null || typeof (header as { t?: unknown }).t !== 'string') {
-        throw new FrameError('frame header has no type');
-      }
-      const payload = frame.subarray(4 + hlen);
+      const { header, frameLength, headerLength } = this.pending;
+      if (this.buffered < 4 + frameLength) break;
+      this.pending = undefined;
+      const payload = this.take(4 + frameLength).subarray(8 + headerLength);
       // Small payloads (packets) are copied so that they do not pin the
       // frame's buffer; a large one (a snapshot's memory) is used in place.
       // (A plain Uint8Array view, not a Buffer: Buffer#slice does not copy.)
       const owned = payload.length > COPY_LIMIT ? new Uint8Array(payload.buffer, payload.byteOffset, payload.length) : new Uint8Array(payload);
-      out.push({ header: header as Message['header'], payload: payload.length ? owned : undefined });
+      out.push({ header, payload: payload.length ? owned : undefined });
     }
     return out;
   }
@@ -104,6 +129,24 @@ export class FrameDecoder {
     this.buffered -= n;
     return out;
   }
+}
+
+/** A message type for an error message: quoted, and short even when an executor sent a long one. */
+export function quoteType(t: string): string {
+  return JSON.stringify(t.length > 40 ? `${t.slice(0, 40)}…` : t);
+}
+
+function parseHeader(bytes: Buffer): Message['header'] {
+  let header: unknown;
+  try {
+    header = JSON.parse(bytes.toString());
+  } catch {
+    throw new FrameError('frame header is not JSON');
+  }
+  if (typeof header !== 'object' || header === null || typeof (header as { t?: unknown }).t !== 'string') {
+    throw new FrameError('frame header has no type');
+  }
+  return header as Message['header'];
 }
 
 /** Several byte arrays in one payload: their lengths go in the header (encodeFrame joins them). */

@@ -5,7 +5,7 @@
  * `isolatePrincipals` is false, so that a program that breaks out of the
  * wasm sandbox into its executor finds only its own principal's instances.
  */
-import { ChildProcessExecutor } from './child-executor.js';
+import { ChildProcessExecutor, type ExecutorExit } from './child-executor.js';
 import { checkSandbox, DEFAULT_EXECUTOR_MEMORY_BYTES, Sandbox, SandboxUnavailableError, type SandboxMode } from './sandbox/sandbox.js';
 
 export interface ExecutorPoolOptions {
@@ -21,7 +21,7 @@ export interface ExecutorPoolOptions {
   /** Per executor: the cgroup's memory cap and RLIMIT_DATA (default 4 GiB). */
   memoryLimitBytes?: number;
   /** Logging: an executor process went away (crash, kill, OOM, idle close). */
-  onExecutorExit?(info: { pid?: number; reason: string }): void;
+  onExecutorExit?(info: ExecutorExit): void;
   /** An executor without instances is closed after this long (default 60 s; 0 = kept until close). */
   idleTimeoutMs?: number;
   /** Scheduler time slice in executors (default 10 ms). */

@@ -4,10 +4,29 @@
  * Values coming back from the executor are checked: it is not trusted.
  */
 import type { GlobalValue } from '../../snapshot/state.js';
+import { DEBUG_CHUNK_BYTES } from '../debug-limits.js';
 import type { ExecutorSnapshot, InstanceSpec } from '../executor.js';
 import { FrameError, packParts, unpackParts } from './framing.js';
 
 type Json = Record<string, unknown>;
+
+/**
+ * Bounds on what an executor may send (it is not trusted; the parent checks
+ * each message's header, and its payload's size before buffering it).
+ */
+/** Most bytes of one message's JSON header (a snapshot's lists the calls, whose export names may be long). */
+export const MAX_EXECUTOR_HEADER_BYTES = 1024 * 1024;
+/** Most bytes of debug output in one message: the executor splits a larger write. */
+export const MAX_DEBUG_MESSAGE_BYTES = DEBUG_CHUNK_BYTES;
+/**
+ * What a snapshot may carry besides the instance's memory: its stack (at most
+ * 4 000 000 saved values of 8 bytes, with their frames' headers), unread
+ * input and a partly written packet.
+ */
+export const SNAPSHOT_EXTRA_BYTES = 64 * 1024 * 1024;
+/** Service names are 1–127 bytes (spec abi.md); codes fit the discovery packet's u16 count. */
+export const MAX_SERVICE_NAME_LENGTH = 127;
+export const MAX_SERVICE_CODE = 0xffff;
 
 /** A global's value as the decimal string of its raw bits (keeps -0 and NaN payloads apart). */
 function globalToJson(g: GlobalValue): Json {

@@ -176,9 +176,14 @@ export async function verifyToken(token: string, opts: VerifyOptions): Promise<P
   // 5. Audience: an empty list binds to no server; otherwise ours must be listed exactly.
   if (aud.length > 0 && !aud.includes(realm)) throw invalid();
 
-  // 6. Signature over the ASCII bytes `<header>.<payload>`.
+  // 6. Signature over the ASCII bytes `<header>.<payload>`. Clients reuse a
+  //    token for minutes: a token whose signature was verified is
+  //    remembered (the whole token is the key, so other bytes never match).
   if (key !== undefined && x !== undefined) {
-    if (signature.length !== 64 || !verifyEd25519(x, Buffer.from(`${headerPart}.${payloadPart}`, 'ascii'), signature)) throw invalid();
+    if (!verifiedTokens.has(token)) {
+      if (signature.length !== 64 || !verifyEd25519(x, Buffer.from(`${headerPart}.${payloadPart}`, 'ascii'), signature)) throw invalid();
+      verifiedTokens.add(token);
+    }
   } else if (signature.length !== 0) {
     throw invalid();
   }
@@ -202,10 +207,42 @@ export async function verifyToken(token: string, opts: VerifyOptions): Promise<P
     : { id: LOCAL_PRINCIPAL_ID, scope: resolved };
 }
 
+/**
+ * A bounded set, oldest first out: what was verified recently. Bounded in
+ * entries and in the size of each (tokens longer than a client's are not
+ * kept), so an attacker's tokens cost at most ~4 MiB here.
+ */
+class RecentSet {
+  private readonly items = new Set<string>();
+  constructor(
+    private readonly maxEntries: number,
+    private readonly maxLength: number,
+  ) {}
+
+  has(s: string): boolean {
+    return this.items.has(s);
+  }
+
+  add(s: string): void {
+    if (s.length > this.maxLength) return;
+    if (this.items.size >= this.maxEntries) this.items.delete(this.items.values().next().value!);
+    this.items.add(s);
+  }
+}
+
+const verifiedTokens = new RecentSet(4096, 1024);
+/** Public keys by their JWK `x`: making a KeyObject costs as much as a verification. */
+const publicKeys = new Map<string, KeyObject>();
+const MAX_PUBLIC_KEYS = 1024;
+
 function verifyEd25519(x: string, data: Uint8Array, signature: Uint8Array): boolean {
-  let publicKey: KeyObject;
   try {
-    publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+    let publicKey = publicKeys.get(x);
+    if (!publicKey) {
+      publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+      if (publicKeys.size >= MAX_PUBLIC_KEYS) publicKeys.delete(publicKeys.keys().next().value!);
+      publicKeys.set(x, publicKey);
+    }
     return verify(null, data, publicKey, signature);
   } catch {
     return false; // e.g. bytes that are not a curve point

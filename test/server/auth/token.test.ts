@@ -297,3 +297,33 @@ describe('AuthError helpers', () => {
     assert.equal(AuthError.invalidToken('a"b\\c').wwwAuthenticate, 'Bearer realm="a\\"b\\\\c" error="invalid_token"');
   });
 });
+
+describe('verified tokens remembered', () => {
+  const k = genKey();
+
+  it('accepts a token again, and never another signature over the same header and payload', async () => {
+    const t = signed(k, { exp: NOW + 60, aud: [IDENTITY] });
+    const first = await verify(t);
+    const again = await verify(t);
+    assert.deepEqual(again, first);
+    const [h, p, sig] = t.split('.') as [string, string, string];
+    const bytes = Buffer.from(sig, 'base64url');
+    bytes[0]! ^= 1;
+    await rejectsAuth(verify(`${h}.${p}.${bytes.toString('base64url')}`), invalidToken);
+    // The same payload and signature under another key's header is checked with that key.
+    const otherHeader = signed(genKey(), { exp: NOW + 60, aud: [IDENTITY] }).split('.')[0]!;
+    await rejectsAuth(verify(`${otherHeader}.${p}.${sig}`), invalidToken);
+  });
+
+  it('still checks expiry, audience and nonce of a remembered token', async () => {
+    const nonces = new MemoryNonces();
+    const t = signed(k, { exp: NOW + 60, aud: [IDENTITY], nonce: 'n-remembered' });
+    await verify(t, { ...opts, nonces });
+    await rejectsAuth(verify(t, { ...opts, nonces }), tokenDesc('token has already been used'));
+    await rejectsAuth(verify(t, { ...opts, nonces, nowSec: () => NOW + 61 }), tokenDesc('token has expired'));
+    await rejectsAuth(verify(t, { ...opts, nonces, identity: 'https://other.invalid/gate-0/' }), {
+      ...invalidToken,
+      wwwAuthenticate: 'Bearer realm="https://other.invalid/gate-0/" error="invalid_token"',
+    });
+  });
+});
