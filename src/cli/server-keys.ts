@@ -23,6 +23,7 @@ export const COMMON_SERVER_KEYS: readonly string[] = [
   'principal.debugburst',
   'log.level',
   'log.debugrate',
+  'state.checkpointinterval',
 ];
 
 /**

@@ -44,6 +44,8 @@ export const COMMON_KEYS_HELP = `
                              8 MiB); more is dropped, and the drop reported in the output
   principal.debugburst       bytes of debug output an instance may write at once (server 1 MiB,
                              daemon 16 MiB)
+  state.checkpointinterval   seconds between checkpoints of running persistent instances (default 30;
+                             a crash loses at most about twice this; 0: only at launch)
   log.level                  pino level: fatal, error, warn, info (default), debug, silent
   log.debugrate              bytes/s of debug output of all instances together in this log
                              (default 262144); more is dropped and reported`;
@@ -81,6 +83,12 @@ export function profileFrom(tree: ConfigTree): Profile | undefined {
   return p;
 }
 
+export function checkpointIntervalFrom(tree: ConfigTree): number {
+  const seconds = getNumber(tree, 'state.checkpointinterval', 30);
+  if (!(seconds >= 0 && Number.isFinite(seconds))) throw new ConfigError('state.checkpointinterval must be a number of seconds (0: checkpoint only at launch)');
+  return seconds * 1000;
+}
+
 export function sourcesFrom(tree: ConfigTree): Array<{ name: string; addr: string }> {
   return getTableList(tree, 'source.http').map((t, i) => {
     const name = getString(t, 'name');
@@ -111,7 +119,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     const known = serverKeys(spec.keys);
     tree = readConfig(spec.defaultFiles, configSteps(cmd), (piece, source) => checkKnownKeys(piece, known, source));
     log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') }, pino.destination({ dest: 1, sync: false, maxLength: LOG_BACKLOG_BYTES }));
-    options = await spec.options(tree, log);
+    options = { ...(await spec.options(tree, log)), checkpointIntervalMs: checkpointIntervalFrom(tree) };
     logRate = debugLogRate(tree);
     const mode = getString(tree, 'runtime.sandbox', 'bwrap');
     if (mode !== 'bwrap' && mode !== 'none') throw new ConfigError(`runtime.sandbox: unknown mode ${JSON.stringify(mode)} (use "bwrap" or "none")`);
@@ -159,21 +167,30 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   return new Promise<number>((resolve) => {
     let stopping = false;
     signalled = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down: suspending and storing instances');
-      const timer = setTimeout(() => {
-        log.error('shutdown took longer than 15 s; exiting');
+      if (stopping) {
+        // A second signal forces the exit; say what that loses.
+        const p = server.instances.shutdownProgress();
+        const lost = p.total - p.stored;
+        log.error({ signal, stored: p.stored, notStored: lost }, `forced exit: ${lost} of ${p.total} persistent instances were not stored and continue from their previous checkpoint`);
         resolve(1);
-      }, 15_000);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, 'shutting down: suspending and storing instances (a second signal forces the exit)');
+      const started = performance.now();
       server.close().then(
         () => {
-          clearTimeout(timer);
-          log.info('stopped');
+          const p = server.instances.shutdownProgress();
+          const seconds = Math.round(performance.now() - started) / 1000;
+          if (p.failed.length > 0) {
+            log.error({ stored: p.stored, failed: p.failed, seconds }, `stopped: ${p.failed.length} persistent instances could not be stored`);
+            resolve(1);
+            return;
+          }
+          log.info({ stored: p.stored, seconds }, 'stopped');
           resolve(0);
         },
         (e: unknown) => {
-          clearTimeout(timer);
           log.error({ err: e }, 'shutdown failed');
           resolve(1);
         },

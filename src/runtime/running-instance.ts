@@ -3,15 +3,16 @@ import { Trap, TrapId } from '../abi/trap.js';
 import type { PreparedModule } from '../prepare/pipeline.js';
 import { InternalExport } from '../prepare/internal.js';
 import { framesFromRaw } from './frames.js';
-import { decodeRawStack } from './unwinder.js';
+import { decodeRawStack, encodeRawStack } from './unwinder.js';
+import { rawFromFrames } from './frames.js';
 import { writeSnapshotParts } from '../snapshot/format.js';
 import type { ServiceState, SnapshotState } from '../snapshot/state.js';
 import type { DebugLog } from './debug-log.js';
 import { InstanceStateError } from './errors.js';
-import type { Executor } from './executor.js';
+import type { Executor, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 import type { Program } from './program.js';
 import type { ServiceConnection } from './runtime.js';
-import { isFinal, State, trapOfStatus, type InstanceStatus } from './status.js';
+import { isFinal, State, statusForTrap, trapOfStatus, type InstanceStatus } from './status.js';
 
 /** A launched instance, seen from the trusted side. */
 export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
@@ -22,6 +23,20 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   /** Each discovered service's state, saved when the instance suspended. */
   private serviceStates: ServiceState[] = [];
   private released = false;
+  /**
+   * Packets for the program held back while the executor has no instance to
+   * take them: restored services speak first (a restored origin stream closes
+   * at once), before the executor has created the instance.
+   */
+  private held: Uint8Array[] | undefined = [];
+  /** How the executor was asked to run it, for continuing after a checkpoint. */
+  private created_: { spec: InstanceSpec; events: InstanceEvents } | undefined;
+  /** Set while a checkpoint waits for the executor to pause the instance. */
+  private pausing: ((paused: boolean) => void) | undefined;
+  /** Paused by a checkpoint: stopped in the executor, RUNNING for everyone else. */
+  private paused = false;
+  /** What was asked of the instance while a checkpoint had it paused, done when it continues. */
+  private afterCheckpoint: 'suspend' | { kill: KillReason | undefined } | undefined;
 
   constructor(
     readonly id: string,
@@ -56,7 +71,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
    * stay valid until the instance is released.
    */
   async snapshotParts(): Promise<{ parts: Uint8Array[]; size: number }> {
-    const status = this.current;
+    const status: InstanceStatus = this.paused ? { state: State.Suspended } : this.current;
     if (status.state === State.Running) throw new InstanceStateError('instance must not be running; suspend it first');
     const final = isFinal(status.state);
     if (!this.prepared) {
@@ -122,12 +137,95 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
 
   suspend(): void {
     if (this.current.state !== State.Running) throw new InstanceStateError(`instance is ${this.current.state}, not RUNNING`);
-    this.executor.suspend(this.id);
+    if (this.pausing || this.paused) this.afterCheckpoint ??= 'suspend';
+    else this.executor.suspend(this.id);
   }
 
   kill(): void {
     if (isFinal(this.current.state)) return;
+    if (this.pausing || this.paused) this.afterCheckpoint = { kill: undefined };
     this.executor.kill(this.id);
+  }
+
+  /**
+   * @internal First step of a checkpoint (Runtime.checkpoint): the executor
+   * suspends the instance while its services keep running. Resolves true
+   * when it is paused, false when it cannot be checkpointed now or stopped
+   * for another reason meanwhile (then it stops as usual).
+   */
+  pauseForCheckpoint(): Promise<boolean> {
+    // A run with a CPU budget is not checkpointed: the executor does not say
+    // how much of it is left, so continuing would start a fresh budget (and
+    // a budget's suspension would look like the checkpoint's pause).
+    const ok =
+      this.created_?.spec.cpuBudgetMs === undefined &&
+      this.current.state === State.Running &&
+      this.retained &&
+      !this.released &&
+      this.prepared &&
+      this.created_ &&
+      !this.held &&
+      !this.pausing &&
+      !this.paused &&
+      this.servicesRef?.checkpoint &&
+      this.servicesRef.canCheckpoint?.();
+    if (!ok) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.pausing = resolve;
+      this.executor.suspend(this.id);
+    });
+  }
+
+  /**
+   * @internal The services' state at the checkpoint; from here on packets
+   * for the program are held for the continued instance (those sent before
+   * are in the executor's input, which is part of the snapshot).
+   */
+  async checkpointServices(): Promise<void> {
+    const states = await this.servicesRef!.checkpoint!();
+    this.held = [];
+    this.serviceStates = states;
+  }
+
+  /**
+   * @internal Continues a paused instance in its executor from `program`,
+   * the snapshot of the checkpoint (the state it was paused in), with the
+   * same services; without a program (the checkpoint failed) it stops as
+   * SUSPENDED like after a suspend.
+   */
+  continueAfterCheckpoint(program: Program | undefined): void {
+    if (!this.paused) return; // It stopped meanwhile (its executor died).
+    const created = this.created_!;
+    const snap = program?.snapshot;
+    this.paused = false;
+    if (!program || !snap?.stack) {
+      this.held = undefined;
+      this.stopped({ state: State.Suspended });
+      return;
+    }
+    const stack = encodeRawStack(rawFromFrames(snap.stack.frames, this.program.unwindLayouts(created.spec.profile)));
+    const calls: string[] = [];
+    if (snap.stack.startPending) calls.push(InternalExport.start);
+    if (snap.stack.entry !== undefined) calls.push(snap.stack.entry);
+    const spec: InstanceSpec = {
+      ...created.spec,
+      memoryPages: { initial: program.memoryLimits?.min ?? 0, maximum: created.spec.memoryPages.maximum },
+      init: program.initialState(),
+      resume: { stack, calls, monotonicNs: snap.monotonicNs, input: snap.input, outputTail: snap.output, services: snap.services.map((s) => s.name) },
+    };
+    this.executor.release(this.id);
+    try {
+      this.executor.createInstance(spec, created.events);
+    } catch (e) {
+      this.held = undefined;
+      this.stopped({ state: State.Killed, cause: 'INTERNAL', error: `could not continue after a checkpoint: ${e instanceof Error ? e.message : String(e)}` });
+      return;
+    }
+    this.created(spec, created.events);
+    const after = this.afterCheckpoint;
+    this.afterCheckpoint = undefined;
+    if (after === 'suspend') this.executor.suspend(this.id);
+    else if (after) this.executor.kill(this.id, after.kill);
   }
 
   /** @internal */
@@ -145,7 +243,16 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
       this.serviceFailed(new Error(`a service sent a malformed packet (size field ${size}, length ${packet.length})`));
       return;
     }
-    this.executor.deliver(this.id, packet);
+    if (this.held) this.held.push(packet);
+    else this.executor.deliver(this.id, packet);
+  }
+
+  /** @internal The executor has been asked to create the instance: held packets go to it, in order. */
+  created(spec: InstanceSpec, events: InstanceEvents): void {
+    this.created_ = { spec, events };
+    const held = this.held;
+    this.held = undefined;
+    for (const packet of held ?? []) this.executor.deliver(this.id, packet);
   }
 
   /** @internal */
@@ -172,11 +279,29 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
     if (this.current.state !== State.Running) return;
     const message = error instanceof Error ? error.message : String(error);
     const trap = error instanceof Trap && error.trap === TrapId.AbiViolation ? TrapId.AbiViolation : TrapId.InternalError;
+    // Paused by a checkpoint: killed with this reason once it continues.
+    if (this.pausing || this.paused) this.afterCheckpoint = { kill: { trap, message } };
     this.executor.kill(this.id, { trap, message });
   }
 
   /** @internal */
   stopped(status: InstanceStatus): void {
+    const pausing = this.pausing;
+    if (pausing) {
+      this.pausing = undefined;
+      if (status.state === State.Suspended && status.cause === undefined) {
+        if (this.afterCheckpoint === undefined || this.afterCheckpoint === 'suspend') {
+          this.paused = true;
+          pausing(true);
+          return;
+        }
+        // Killed while the checkpoint paused it: it ends as the kill would have ended it.
+        const reason = this.afterCheckpoint.kill;
+        status = reason ? statusForTrap(reason.trap, reason.message) : { state: State.Killed };
+      }
+      pausing(false);
+    }
+    this.paused = false;
     this.current = status;
     this.debug?.end();
     Promise.resolve(this.servicesRef?.shutdown(status.state === State.Suspended))

@@ -8,7 +8,7 @@ import { DEFAULT_LOCAL_LIMITS, type ModuleLimits } from '../wasm/validate.js';
 import { checkDebugLimits, type DebugLimits } from './debug-limits.js';
 import { DebugLog, type DebugSink } from './debug-log.js';
 import { InstanceStateError } from './errors.js';
-import type { Executor, ResumeState } from './executor.js';
+import type { Executor, InstanceEvents, InstanceSpec, ResumeState } from './executor.js';
 import { rawFromFrames } from './frames.js';
 import { Program } from './program.js';
 import { RunningInstance } from './running-instance.js';
@@ -28,6 +28,10 @@ export interface ServiceConnection {
   shutdown(suspend: boolean): Promise<ServiceState[] | void> | ServiceState[] | void;
   /** Re-creates the services of a snapshot before the instance continues. */
   restore(states: ServiceState[]): void | Promise<void>;
+  /** Whether checkpoint() is possible now. Omitted (with checkpoint): never. */
+  canCheckpoint?(): boolean;
+  /** Each discovered service's state as `shutdown(true)` would give it, while they all keep running (for a checkpoint). */
+  checkpoint?(): Promise<ServiceState[]>;
 }
 
 export interface ServiceHooks {
@@ -178,33 +182,60 @@ export class Runtime {
         services: snap.services.map((s) => s.name),
       };
     }
-    executor.createInstance(
-      {
-        id,
-        moduleKey: prepared.key,
-        profile,
-        entry,
-        hasStart: program.hasStart,
-        memoryPages,
-        timeResolutionNs: this.opts.timeResolutionNs,
-        debug: debug !== undefined,
-        ...(debug && debugLimits ? { debugLimits } : {}),
-        services: services.availableNames(),
-        computeLimitMs: this.opts.computeLimitMs ?? DEFAULT_COMPUTE_LIMIT_MS,
-        ...(cpuBudgetMs !== undefined ? { cpuBudgetMs } : {}),
-        globalTypes: program.globalTypes,
-        init: program.initialState(),
-        resume,
-        retain,
-      },
-      {
-        packet: (p) => inst.fromProgram(p),
-        bind: (code, name) => services.bind(code, name),
-        debug: (d, dropped) => debug?.write(d, dropped),
-        stopped: (status) => inst.stopped(status),
-      },
-    );
+    const spec: InstanceSpec = {
+      id,
+      moduleKey: prepared.key,
+      profile,
+      entry,
+      hasStart: program.hasStart,
+      memoryPages,
+      timeResolutionNs: this.opts.timeResolutionNs,
+      debug: debug !== undefined,
+      ...(debug && debugLimits ? { debugLimits } : {}),
+      services: services.availableNames(),
+      computeLimitMs: this.opts.computeLimitMs ?? DEFAULT_COMPUTE_LIMIT_MS,
+      ...(cpuBudgetMs !== undefined ? { cpuBudgetMs } : {}),
+      globalTypes: program.globalTypes,
+      init: program.initialState(),
+      resume,
+      retain,
+    };
+    const events: InstanceEvents = {
+      packet: (p) => inst.fromProgram(p),
+      bind: (code, name) => services.bind(code, name),
+      debug: (d, dropped) => debug?.write(d, dropped),
+      stopped: (status) => inst.stopped(status),
+    };
+    executor.createInstance(spec, events);
+    inst.created(spec, events);
     return inst;
+  }
+
+  /**
+   * A checkpoint of a running instance: its state as a snapshot module
+   * (spec snapshot.md), taken without stopping it for anyone else. The
+   * executor suspends it; its services give their state while they keep
+   * running (origin clients stay connected); the snapshot is written, and the
+   * instance continues in the same executor from that snapshot, exactly as a
+   * restore from it would, with the same services. Packets services send
+   * meanwhile are held and delivered after. Undefined when the instance
+   * cannot be checkpointed now (not running, not retained, or a service
+   * without checkpoint support is bound); it then runs on untouched.
+   */
+  async checkpoint(instance: RunningInstance<ServiceConnection>): Promise<Uint8Array | undefined> {
+    if (!(await instance.pauseForCheckpoint())) return undefined;
+    let bytes: Uint8Array | undefined;
+    let program: Program | undefined;
+    try {
+      await instance.checkpointServices();
+      bytes = await instance.snapshot();
+      program = await this.load(bytes);
+    } catch {
+      // Without its state it cannot continue: it stops as if suspended (see continueAfterCheckpoint).
+      program = undefined;
+    }
+    instance.continueAfterCheckpoint(program);
+    return program ? bytes : undefined;
   }
 
   /**

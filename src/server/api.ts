@@ -491,7 +491,7 @@ export class Api {
     }
     if (key === '') requireJson(r.req);
     const p = (await this.principal(r.req, true))!;
-    const inst = this.instances.get(p.id, id);
+    const inst = await this.instances.ready(p.id, id);
     switch (key) {
       case '':
         return sendJson(r.res, inst.info());

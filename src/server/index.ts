@@ -100,6 +100,13 @@ export interface ServerOptions {
   identityFile?: string;
   profile?: Profile;
   registry?: ServiceRegistry;
+  /**
+   * How often running persistent instances are checkpointed, in milliseconds
+   * (0: only at launch; default 30 s: a crash loses at most about a minute).
+   */
+  checkpointIntervalMs?: number;
+  /** How long a request for an instance still being restored after a restart waits before it gets 503 (default 10 s). */
+  restoreWaitMs?: number;
   /** Where prepared modules are cached (default: `<stateDir>/prepared`). */
   preparedCacheDir?: string;
   /** Serve https with this certificate and key (the identity becomes `https://<authority>/gate-0/`). */
@@ -186,12 +193,16 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
       };
     },
     onError: (message, err) => log.error({ err }, message),
+    checkpointIntervalMs: opts.checkpointIntervalMs,
+    restoreWaitMs: opts.restoreWaitMs,
   });
 
   const uuid = await serverUuid(opts.stateDir);
   const sources = new Map<string, ModuleSource>((opts.sources ?? []).map((s) => [s.name, httpSource(s.name, s.addr)]));
   const identityKey = opts.identityFile ? await loadServerIdentityKey(opts.identityFile) : undefined;
 
+  // Every stored instance is known before the server listens; the running ones are restored after.
+  await instances.loadAll();
   const metrics = new ServerMetrics(() => instances.runningCount);
   const metricsServer = opts.metricsListen ? await serveMetrics(metrics, opts.metricsListen, log) : undefined;
   const http: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createServer();
@@ -251,10 +262,12 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     }
   }
 
-  const restored = await instances.restoreAll(() => undefined);
-  if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
   const url = 'path' in opts.listen ? 'http://localhost' : `${scheme}://${hostPort}`;
   log.info({ url, socket: 'path' in opts.listen ? opts.listen.path : undefined, stateDir: opts.stateDir }, 'listening');
+  // Requests for an instance not yet restored wait for it (InstanceManager.ready).
+  void instances.restoreRunning(() => undefined).then((restored) => {
+    if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
+  });
 
   let closing: Promise<void> | undefined;
   return {

@@ -28,7 +28,18 @@ export interface InstanceManagerDeps {
   /** Where a program's debug output goes when it was launched with `log=*`. */
   debugSink(id: string): DebugSink;
   onError(message: string, error: unknown): void;
+  /**
+   * How often running persistent instances are checkpointed (their state
+   * stored while they run on, clients staying connected), in milliseconds;
+   * 0: never (only at launch). Default DEFAULT_CHECKPOINT_INTERVAL_MS.
+   */
+  checkpointIntervalMs?: number;
+  /** How long a request for an instance still being restored after a restart waits before 503 (default 10 s). */
+  restoreWaitMs?: number;
 }
+
+/** A crash loses at most about twice this much of an instance's work. */
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 30_000;
 
 export interface LaunchRequest {
   /** undefined: anonymous (always transient, not addressable). */
@@ -77,6 +88,12 @@ export class ServerInstance {
   debugSink: DebugSink | undefined;
   /** Anonymous instances: which executor group they run in. */
   executorGroup: string | undefined;
+  /** When its stored state was last brought up to date with its run (ms since the epoch; 0: never). */
+  checkpointed = 0;
+  /** Set while the instance waits to be restored after a restart (requests for it wait). */
+  restoring: Deferred | undefined;
+  /** Why its state could not be stored when its latest run stopped (undefined: it was stored). */
+  storeError: unknown;
   /** Operations that change the run are serialised through this chain. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -125,6 +142,33 @@ export class ServerInstance {
   }
 }
 
+/** Instances suspended and stored at the same time during a shutdown. */
+const SHUTDOWN_PARALLEL = 16;
+
+export interface ShutdownProgress {
+  /** Persistent instances that were running when the shutdown began. */
+  total: number;
+  /** Of those, how many have been suspended and stored. */
+  stored: number;
+  /** Ids of those whose state could not be stored (they continue from their previous checkpoint). */
+  failed: string[];
+}
+
+/** Instances checkpointed at the same time by a periodic sweep. */
+const CHECKPOINT_PARALLEL = 4;
+
+/** Instances restored at the same time after a restart. */
+const RESTORE_PARALLEL = 16;
+/** How long a request for an instance still being restored waits before it gets 503. */
+const RESTORE_WAIT_MS = 10_000;
+const RETRY_AFTER_S = 2;
+
+/** A promise with its resolve function. */
+class Deferred {
+  resolve!: () => void;
+  readonly promise = new Promise<void>((r) => (this.resolve = r));
+}
+
 /** How often one instance is restored after its executor died. */
 const MAX_CRASH_RESTORES = 3;
 
@@ -132,8 +176,21 @@ export class InstanceManager {
   private readonly owned = new Map<string, Map<string, ServerInstance>>();
   private readonly anonymous = new Set<ServerInstance>();
   private closing = false;
+  private readonly stopProgress: ShutdownProgress = { total: 0, stored: 0, failed: [] };
+  /** Instances found running by loadAll, not yet restored. */
+  private readonly toRestore: ServerInstance[] = [];
+  private restoringAll: Promise<{ restored: number; failed: number }> | undefined;
 
-  constructor(private readonly deps: InstanceManagerDeps) {}
+  private readonly checkpointTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+
+  constructor(private readonly deps: InstanceManagerDeps) {
+    const interval = deps.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    if (interval > 0) {
+      this.checkpointTimer = setInterval(() => void (this.sweeping ??= this.sweep(interval).finally(() => (this.sweeping = undefined))), interval);
+      this.checkpointTimer.unref();
+    }
+  }
 
   get(principal: string, id: string): ServerInstance {
     const inst = this.owned.get(principal)?.get(id);
@@ -176,8 +233,11 @@ export class InstanceManager {
           throw e;
         }
       }
-      if (!req.suspend) await this.start(inst, req.program, req.scope, req.function);
-      else if (!transient) await this.save(inst);
+      if (!req.suspend) {
+        await this.start(inst, req.program, req.scope, req.function);
+        // The first checkpoint: from now on a crash brings it back RUNNING where it had got to.
+        if (!transient) void this.checkpoint(inst);
+      } else if (!transient) await this.save(inst);
     } catch (e) {
       this.remove(inst);
       if (!transient && !(e instanceof HttpError && e.status === 409)) await this.deps.inventory.deleteInstance(inst.principal!, id).catch(() => undefined);
@@ -223,10 +283,15 @@ export class InstanceManager {
 
   /**
    * Stores the instance's state as a module (spec snapshot.md §1): a running
-   * instance is suspended for it and resumed afterwards. Returns its hash.
+   * instance is checkpointed (its clients stay connected), or, if it cannot
+   * be, suspended for it and resumed afterwards. Returns its hash.
    */
   async snapshot(inst: ServerInstance, scope?: readonly string[]): Promise<string> {
     return inst.serialize(async () => {
+      if (inst.run?.status.state === State.Running) {
+        if (inst.transient) await this.persist(inst);
+        if ((await this.checkpointNow(inst)) && inst.snapshot) return inst.snapshot;
+      }
       let resume = false;
       if (inst.run) {
         if (inst.run.status.state === State.Running) {
@@ -255,6 +320,52 @@ export class InstanceManager {
     });
   }
 
+  /**
+   * Stores the state of a running persistent instance while it runs on
+   * (Runtime.checkpoint: its clients stay connected), so that a crash of the
+   * server resumes it from here. Returns whether a checkpoint was stored.
+   * Failures are logged; the instance runs on either way.
+   */
+  checkpoint(inst: ServerInstance): Promise<boolean> {
+    return inst.serialize(() => this.checkpointNow(inst));
+  }
+
+  private async checkpointNow(inst: ServerInstance): Promise<boolean> {
+    const run = inst.run;
+    if (!run || inst.transient || inst.principal === undefined || run.status.state !== State.Running || this.closing) return false;
+    try {
+      const bytes = await this.deps.runtimeFor(inst.principal).checkpoint(run);
+      if (!bytes) return false;
+      const hash = sha256Hex([bytes]);
+      await this.deps.modules.store(hash, [bytes]);
+      if (inst.run !== run || run.status.state !== State.Running) {
+        // It stopped meanwhile and stored a newer state.
+        if (inst.snapshot !== hash) await this.deps.modules.collect(hash);
+        return false;
+      }
+      const previous = inst.snapshot;
+      inst.snapshot = hash;
+      inst.checkpointed = Date.now();
+      await this.save(inst);
+      if (previous && previous !== hash) await this.deps.modules.collect(previous);
+      return true;
+    } catch (e) {
+      this.deps.onError(`instance ${inst.id}: checkpoint failed`, e);
+      return false;
+    }
+  }
+
+  /** Checkpoints the running persistent instances whose stored state is older than half an interval. */
+  private async sweep(interval: number): Promise<void> {
+    const due = Date.now() - interval / 2;
+    const queue: ServerInstance[] = [];
+    for (const m of this.owned.values()) for (const inst of m.values()) if (inst.run && !inst.transient && inst.checkpointed < due) queue.push(inst);
+    const worker = async (): Promise<void> => {
+      for (let inst = queue.shift(); inst && !this.closing; inst = queue.shift()) await this.checkpoint(inst);
+    };
+    await Promise.all(Array.from({ length: CHECKPOINT_PARALLEL }, worker));
+  }
+
   async delete(inst: ServerInstance): Promise<void> {
     return inst.serialize(async () => {
       if (inst.run) throw conflict('instance must not be running');
@@ -279,52 +390,129 @@ export class InstanceManager {
     await run.services.origin.connect(input, output, signal);
   }
 
-  /** Re-creates the stored persistent instances; those that were running are resumed. */
-  async restoreAll(scopeFor: (principal: string) => readonly string[] | undefined): Promise<{ restored: number; failed: number }> {
-    let restored = 0;
-    let failed = 0;
+  /**
+   * Makes the stored persistent instances known (before the server
+   * listens, so that none is ever "not found"); those that were running are
+   * then resumed by `restoreRunning`, and requests for them wait until then.
+   */
+  async loadAll(): Promise<void> {
     for (const rec of await this.deps.inventory.allPersistentInstances()) {
       const inst = new ServerInstance(rec.principal, rec.id, rec.module, false, rec.tags, rec.function, rec.debugLog ?? false, rec.status as InstanceStatus, rec.created);
       inst.snapshot = rec.snapshot;
       this.add(inst);
       this.deps.modules.acquire(inst.module);
       if (!rec.running) continue;
-      try {
-        // Stopped by a shutdown or a crash while running: continue from the latest snapshot.
-        inst.status = { state: State.Suspended };
-        await this.start(inst, await this.programOf(inst), scopeFor(rec.principal), inst.snapshot ? undefined : inst.fn);
-        restored++;
-      } catch (e) {
-        failed++;
-        inst.status = { state: State.Killed, cause: 'INTERNAL', error: 'could not be restored' };
-        await this.save(inst).catch(() => undefined);
-        this.deps.onError(`instance ${rec.id} could not be restored`, e);
-      }
+      // Listed as RUNNING (its stored status says how it stopped) until the restore says otherwise.
+      inst.status = { state: State.Running };
+      inst.resumeOnRestart = true;
+      inst.restoring = new Deferred();
+      this.toRestore.push(inst);
     }
-    return { restored, failed };
+  }
+
+  /**
+   * Resumes the instances loadAll found running (stopped by a shutdown or a
+   * crash), from their latest snapshot, `RESTORE_PARALLEL` at a time. A
+   * shutdown that begins meanwhile stops it; the rest stay marked as running
+   * for the next start.
+   */
+  restoreRunning(scopeFor: (principal: string) => readonly string[] | undefined): Promise<{ restored: number; failed: number }> {
+    this.restoringAll ??= (async () => {
+      let restored = 0;
+      let failed = 0;
+      const restoreOne = async (inst: ServerInstance): Promise<void> => {
+        try {
+          await this.start(inst, await this.programOf(inst), scopeFor(inst.principal!), inst.snapshot ? undefined : inst.fn);
+          restored++;
+        } catch (e) {
+          failed++;
+          inst.resumeOnRestart = false;
+          inst.status = { state: State.Killed, cause: 'INTERNAL', error: 'could not be restored' };
+          await this.save(inst).catch(() => undefined);
+          this.deps.onError(`instance ${inst.id} could not be restored`, e);
+        }
+      };
+      const worker = async (): Promise<void> => {
+        for (let inst = this.toRestore.shift(); inst; inst = this.toRestore.shift()) {
+          if (this.closing) {
+            // Not restored: it stays RUNNING in the inventory and is resumed on the next start.
+            inst.restoring?.resolve();
+            inst.restoring = undefined;
+            continue;
+          }
+          await inst.serialize(() => restoreOne(inst));
+          inst.restoring?.resolve();
+          inst.restoring = undefined;
+        }
+      };
+      await Promise.all(Array.from({ length: RESTORE_PARALLEL }, worker));
+      return { restored, failed };
+    })();
+    return this.restoringAll;
+  }
+
+  /**
+   * The instance, once it is restored: a request for one that is still
+   * being restored after a restart waits for it (at most `waitMs`), then
+   * gets 503 with Retry-After.
+   */
+  async ready(principal: string, id: string, waitMs = this.deps.restoreWaitMs ?? RESTORE_WAIT_MS): Promise<ServerInstance> {
+    const inst = this.get(principal, id);
+    const restoring = inst.restoring;
+    if (!restoring) return inst;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), waitMs)));
+    const late = await Promise.race([restoring.promise.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) throw new HttpError(503, 'instance is being restored after a restart; retry', { 'Retry-After': String(RETRY_AFTER_S) });
+    return this.get(principal, id);
   }
 
   /**
    * Server shutdown (spec §13): authenticated callers' instances are
    * suspended and stored to be resumed on the next start, anonymous ones
-   * killed.
+   * killed. Instances are suspended and stored in parallel, at most
+   * `SHUTDOWN_PARALLEL` at a time (each holds its memory twice while it is
+   * written out); there is no deadline: everything is stored, however long
+   * it takes (see shutdownProgress for what a forced exit would lose).
    */
-  async shutdown(): Promise<void> {
+  async shutdown(): Promise<ShutdownProgress> {
     this.closing = true;
-    const stopping: Promise<unknown>[] = [];
+    clearInterval(this.checkpointTimer);
+    await this.sweeping;
+    // Restores already under way finish (and are stored again below); the rest are left for the next start.
+    await this.restoringAll;
+    const killing: Promise<unknown>[] = [];
     for (const inst of this.anonymous) {
       inst.run?.kill();
-      if (inst.run) stopping.push(inst.run.wait());
+      if (inst.run) killing.push(inst.run.wait());
     }
-    for (const m of this.owned.values()) {
-      for (const inst of m.values()) {
-        if (!inst.run) continue;
-        if (!inst.transient) inst.resumeOnRestart = true;
-        if (inst.run.status.state === State.Running) inst.run.suspend();
-        stopping.push(this.wait(inst));
-      }
-    }
-    await Promise.allSettled(stopping);
+    const queue: ServerInstance[] = [];
+    for (const m of this.owned.values()) for (const inst of m.values()) if (inst.run) queue.push(inst);
+    const progress = this.stopProgress;
+    progress.total = queue.filter((i) => !i.transient).length;
+    const stopOne = async (inst: ServerInstance): Promise<void> => {
+      if (!inst.run) return;
+      if (!inst.transient) inst.resumeOnRestart = true;
+      if (inst.run.status.state === State.Running) inst.run.suspend();
+      await this.wait(inst);
+      if (inst.transient) return;
+      if (inst.storeError === undefined) progress.stored++;
+      else progress.failed.push(inst.id);
+    };
+    const worker = async (): Promise<void> => {
+      for (let inst = queue.shift(); inst; inst = queue.shift()) await stopOne(inst).catch((e: unknown) => {
+        progress.failed.push(inst!.id);
+        this.deps.onError(`instance ${inst!.id}: stopping it failed`, e);
+      });
+    };
+    await Promise.all([...Array.from({ length: SHUTDOWN_PARALLEL }, worker), Promise.allSettled(killing)]);
+    return { ...progress, failed: [...progress.failed] };
+  }
+
+  /** How far a shutdown is: persistent instances to store, stored, and those whose state could not be stored. */
+  shutdownProgress(): ShutdownProgress {
+    return { ...this.stopProgress, failed: [...this.stopProgress.failed] };
   }
 
   private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
@@ -341,6 +529,8 @@ export class InstanceManager {
     inst.run = run;
     inst.status = run.status;
     inst.resumeOnRestart = false;
+    // What it starts from is stored (its module or its latest snapshot).
+    inst.checkpointed = Date.now();
     inst.settled = run.wait().then((status) => this.stopped(inst, run, status));
     if (!inst.transient) await this.save(inst);
   }
@@ -375,9 +565,14 @@ export class InstanceManager {
         inst.snapshot = hash;
         inst.run = undefined;
         await this.save(inst);
-        if (previous && previous !== hash) await this.deps.modules.collect(previous);
+        inst.checkpointed = Date.now();
+        inst.storeError = undefined;
+        if (previous && previous !== hash) {
+          await this.deps.modules.collect(previous).catch((e: unknown) => this.deps.onError(`instance ${inst.id}: removing its previous snapshot failed`, e));
+        }
       }
     } catch (e) {
+      inst.storeError = e;
       this.deps.onError(`instance ${inst.id}: storing its state failed`, e);
     } finally {
       inst.run = undefined;

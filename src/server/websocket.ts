@@ -205,7 +205,7 @@ export class WebsocketApi {
     const setup = parseSetup(await messages.next('text'));
     const auth = typeof setup.authorization === 'string' && setup.authorization !== '' ? [setup.authorization] : undefined;
     const p = (await this.api.principalOf(auth, true)) as Principal;
-    const inst = this.instances.get(p.id, id);
+    const inst = await this.instances.ready(p.id, id);
     if (!inst.run) {
       ws.send(JSON.stringify({ connected: false }));
       throw new CloseError(1008, 'not connected');

@@ -32,6 +32,13 @@ export interface ServiceInstance {
   handle(packet: Uint8Array): void | Promise<void>;
   /** The program stopped; release resources. Returns the state buffer if `suspend` is true. */
   shutdown(suspend: boolean): Uint8Array | void | Promise<Uint8Array | void>;
+  /**
+   * The state buffer `shutdown(true)` would return now, without stopping
+   * (a checkpoint: the program is paused for it and continues after). Omitted:
+   * the service cannot be checkpointed, and its instance is not checkpointed
+   * while it is bound.
+   */
+  checkpoint?(): Uint8Array | void | Promise<Uint8Array | void>;
 }
 
 export interface ServiceFactory {

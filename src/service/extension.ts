@@ -15,6 +15,13 @@ export interface ServiceInstanceDefinition {
    * resources. Omitted: nothing to save or release.
    */
   shutdown?(suspend: boolean): Uint8Array | void | Promise<Uint8Array | void>;
+  /**
+   * The state `shutdown(true)` would return now, without stopping (periodic
+   * checkpoints of persistent instances). A service with `shutdown` but
+   * without `checkpoint` keeps its instances from being checkpointed; one
+   * with neither has no state.
+   */
+  checkpoint?(): Uint8Array | void | Promise<Uint8Array | void>;
 }
 
 export interface ServiceDefinition {
@@ -56,6 +63,7 @@ export function defineService(definition: ServiceDefinition): ServiceFactory {
       return {
         handle: (packet) => inst.handle(packet),
         shutdown: (suspend) => (inst.shutdown ? inst.shutdown(suspend) : undefined),
+        checkpoint: inst.checkpoint ? () => inst.checkpoint!() : inst.shutdown ? undefined : () => undefined,
       };
     },
   };

@@ -119,6 +119,7 @@ export class OriginService implements ServiceFactory, OriginConnector {
     return {
       handle: (packet) => this.handle(packet),
       shutdown: (suspend) => this.shutdown(suspend),
+      checkpoint: () => this.state(),
     };
   }
 
@@ -272,6 +273,16 @@ export class OriginService implements ServiceFactory, OriginConnector {
       stream.stop();
       client?.resolve();
     }
+    return this.state();
+  }
+
+  /**
+   * The suspended state: pending accepts and each open stream's state. A
+   * checkpoint takes it without stopping anything: the clients stay
+   * connected (the streams are the server's), and a restore from it sees
+   * the streams as disconnected, as after a suspension.
+   */
+  private state(): Uint8Array {
     const streams = [...this.active.entries()]
       .sort(([a], [b]) => a - b)
       .map(([id, { stream }]) => ({ id, state: stream.state() }));

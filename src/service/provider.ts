@@ -53,6 +53,14 @@ export class InstanceServices implements ServiceConnection {
     this.session.restore(states);
   }
 
+  canCheckpoint(): boolean {
+    return this.session.canCheckpoint();
+  }
+
+  checkpoint(): Promise<ServiceBuffer[]> {
+    return this.session.checkpoint();
+  }
+
   async shutdown(suspend: boolean): Promise<ServiceBuffer[]> {
     try {
       return await this.session.shutdown(suspend);

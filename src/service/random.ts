@@ -85,6 +85,9 @@ export function randomService(options: RandomOptions = {}): ServiceFactory {
           };
           timer = setTimeout(wake, Math.ceil(delay));
         },
+        checkpoint() {
+          return timer !== undefined ? Uint8Array.of(1) : undefined;
+        },
         shutdown(suspend) {
           stopped = true;
           const pending = timer !== undefined;

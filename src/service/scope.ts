@@ -117,6 +117,10 @@ export function scopeService(program: ProgramScope): ServiceFactory {
           }
           config.send(callPacket(config.code));
         },
+        checkpoint() {
+          const list = program.current();
+          return list !== undefined ? encodeScopeList(list) : undefined;
+        },
         shutdown(suspend) {
           const list = program.current();
           return suspend && list !== undefined ? encodeScopeList(list) : undefined;

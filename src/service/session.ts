@@ -202,6 +202,33 @@ export class ServiceSession {
     return this.shutdownResult;
   }
 
+  /** Whether checkpoint() can be used now: running, and every service created so far supports it. */
+  canCheckpoint(): boolean {
+    return this.state === 'running' && !this.failed && this.bindings.every((b) => !b.instance || b.instance.checkpoint !== undefined);
+  }
+
+  /**
+   * Each bound code's state as `shutdown(true)` would give it, without
+   * stopping anything (after the packets already received have been
+   * handled). A service that fails to give it is reported through onError
+   * and gets an empty buffer, as in shutdown.
+   */
+  async checkpoint(): Promise<ServiceBuffer[]> {
+    await this.idle();
+    const buffers = await Promise.all(
+      this.bindings.map(async (b): Promise<Uint8Array> => {
+        if (!b.instance?.checkpoint) return EMPTY;
+        try {
+          return (await b.instance.checkpoint()) ?? EMPTY;
+        } catch (e) {
+          this.fail(e, b);
+          return EMPTY;
+        }
+      }),
+    );
+    return this.bindings.map((b, i) => ({ name: b.name, buffer: buffers[i]! }));
+  }
+
   private async doShutdown(suspend: boolean): Promise<ServiceBuffer[]> {
     if (this.state === 'running') this.state = 'stopping';
     await this.idle();

@@ -153,6 +153,58 @@ export function readCount(server: Target, key: ClientIdentity, id: string, until
   });
 }
 
+/** A promise that rejects with `what` named if it has not settled within `ms` (a bounded wait for liveness). */
+export function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * An `io` connection to a counter instance that stays open: `next(until)`
+ * resolves with the first count (from now on) for which `until` holds.
+ */
+export function openCountStream(server: Target, key: ClientIdentity, id: string): { next(until: (n: number) => boolean): Promise<number>; close(): void } {
+  let waiter: { until: (n: number) => boolean; resolve(n: number): void; reject(e: Error): void } | undefined;
+  let failure: Error | undefined;
+  const fail = (e: Error): void => {
+    failure ??= e;
+    waiter?.reject(e);
+    waiter = undefined;
+  };
+  const req = httpRequest(`${server.url}/gate-0/instance/${id}?action=io`, { method: 'POST', headers: { Authorization: `Bearer ${server.token(key)}` } }, (res) => {
+    if (res.statusCode !== 200) {
+      fail(new Error(`io answered ${res.statusCode}`));
+      res.resume();
+      return;
+    }
+    let text = '';
+    res.on('data', (c: Buffer) => {
+      text += c.toString('utf8');
+      const lines = text.split('\n');
+      text = lines.pop()!;
+      for (const line of lines) {
+        const n = Number(line);
+        if (waiter?.until(n)) {
+          waiter.resolve(n);
+          waiter = undefined;
+        }
+      }
+    });
+    res.on('end', () => fail(new Error('io ended')));
+    res.on('error', () => undefined);
+  });
+  req.on('error', (e) => fail(e));
+  req.flushHeaders();
+  return {
+    next: (until) =>
+      failure ? Promise.reject(failure) : new Promise<number>((resolve, reject) => (waiter = { until, resolve, reject })),
+    close: () => req.destroy(),
+  };
+}
+
 export interface ServerProcess extends Target {
   identity: string;
   /** What it logged so far (stdout). */

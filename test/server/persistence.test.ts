@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { programBytes } from '../helpers/runtime.js';
-import { newKey, readCount, request, spawnServer, startTestServer, type Target } from '../helpers/server.js';
+import { newKey, openCountStream, readCount, request, spawnServer, startTestServer, within, type Target } from '../helpers/server.js';
 
 const K = '/gate-0/module/sha256/';
 const I = '/gate-0/instance/';
@@ -120,6 +120,34 @@ describe('migration', () => {
       await b.stop();
     }
   });
+  it('moves an instance whose io client is still connected while it is suspended, and it answers on the other server', async () => {
+    const a = await startTestServer();
+    const b = await startTestServer();
+    try {
+      const id = await launchCounter(a);
+      // A client stays connected through the suspension: the snapshot holds its open stream.
+      const live = openCountStream(a, key, id);
+      const before = await within(20_000, 'the first count', live.next((n) => n >= 2));
+      assert.equal((await request(a, 'POST', `${I}${id}?action=suspend&action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
+      const snap = await request(a, 'POST', `${I}${id}?action=snapshot`, { key });
+      assert.equal(snap.status, 201, snap.text);
+      const bytes = (await request(a, 'GET', String(snap.headers.location), { key })).body;
+      live.close();
+
+      const hash = sha256(bytes);
+      assert.equal((await request(b, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: bytes })).status, 201);
+      const launched = await request(b, 'POST', `${K}${hash}?action=launch&instance=${id}`, { key });
+      assert.equal(launched.status, 200, launched.text);
+      // The restored stream is closed towards the program, which accepts a new client.
+      const after = await within(20_000, 'a count from the migrated instance', readCount(b, key, id, (n) => n > before));
+      assert.ok(after > before);
+      assert.deepEqual(await status(b, id), { state: 'RUNNING' });
+      await request(b, 'POST', `${I}${id}?action=kill&action=wait`, { key });
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
 });
 
 describe('persistent instances across restarts', () => {
@@ -140,6 +168,41 @@ describe('persistent instances across restarts', () => {
       assert.ok(after >= before, `count went back from ${before} to ${after}`);
       const modules = JSON.parse((await request(second, 'POST', K, { key })).text);
       assert.ok(modules.modules.some((m: { module: string }) => m.module === C));
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('answers 503 with Retry-After for an instance it is still restoring after a restart (when it may not wait), then serves it', async () => {
+    const first = await startTestServer();
+    const stateDir = first.stateDir;
+    const idle = programBytes('idle');
+    const hash = sha256(idle);
+    assert.equal((await request(first, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: idle })).status, 201);
+    const ids: string[] = [];
+    for (let i = 0; i < 100; i += 10) {
+      const batch = await Promise.all(Array.from({ length: 10 }, () => request(first, 'POST', `${K}${hash}?action=launch&function=idle`, { key })));
+      for (const r of batch) ids.push(String(r.headers['gate-instance']));
+    }
+    await first.stop(true);
+
+    const second = await startTestServer({ stateDir, restoreWaitMs: 0 });
+    try {
+      const answers = await Promise.all(ids.map((id) => request(second, 'POST', `${I}${id}`, { key })));
+      const refused = answers.filter((r) => r.status === 503);
+      assert.ok(refused.length > 0, 'some instance was still being restored');
+      for (const r of refused) assert.equal(r.headers['retry-after'], '2');
+      for (const r of answers) assert.ok(r.status === 200 || r.status === 503, `${r.status} ${r.text}`);
+      // Once restored, every one is served.
+      for (const id of ids) {
+        let r = await request(second, 'POST', `${I}${id}`, { key });
+        for (let tries = 0; r.status === 503 && tries < 200; tries++) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          r = await request(second, 'POST', `${I}${id}`, { key });
+        }
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(JSON.parse(r.text).status, { state: 'RUNNING' });
+      }
     } finally {
       await second.stop();
     }
@@ -167,6 +230,133 @@ describe('persistent instances across restarts', () => {
         assert.ok(after >= checkpoint, `count went back from ${checkpoint} to ${after}`);
         const modules = JSON.parse((await request(second, 'POST', K, { key })).text);
         assert.ok(modules.modules.some((m: { module: string }) => m.module === C));
+      } finally {
+        second.proc.kill('SIGTERM');
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('checkpoints running instances periodically without disconnecting their clients; after kill -9 they come back RUNNING from a recent checkpoint', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-checkpoint-'));
+    try {
+      const first = await spawnServer(stateDir, ['state.checkpointinterval=1']);
+      const id = await launchCounter(first);
+      const live = openCountStream(first, key, id);
+      const before = await within(20_000, 'a count of 10', live.next((n) => n >= 10));
+      // Several checkpoint intervals pass; the client stays connected and keeps receiving counts.
+      const waited = Date.now() + 3_500;
+      let last = before;
+      while (Date.now() < waited) last = await within(10_000, 'counts while checkpoints are taken', live.next((n) => n > last));
+      assert.ok(last > before);
+      first.proc.kill('SIGKILL');
+      await first.exited;
+      live.close();
+
+      const second = await spawnServer(stateDir);
+      try {
+        assert.deepEqual(await status(second, id), { state: 'RUNNING' });
+        // Restored from a checkpoint taken after `before` was counted, not from the launch.
+        const after = await within(20_000, 'a count after the crash', readCount(second, key, id, () => true));
+        assert.ok(after >= before, `count went back from ${before} to ${after}`);
+      } finally {
+        second.proc.kill('SIGTERM');
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a graceful stop suspends and stores hundreds of running instances, exits 0, and a restart serves them all, waiting for those it is restoring', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-stop-'));
+    const idle = programBytes('idle');
+    const hash = sha256(idle);
+    const count = 300;
+    try {
+      const first = await spawnServer(stateDir);
+      assert.equal((await request(first, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: idle })).status, 201);
+      const ids: string[] = [];
+      // Launched a few at a time: each answer comes once the instance runs.
+      for (let i = 0; i < count; i += 10) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(10, count - i) }, () => request(first, 'POST', `${K}${hash}?action=launch&function=idle`, { key })),
+        );
+        for (const r of batch) {
+          assert.equal(r.status, 200, r.text);
+          ids.push(String(r.headers['gate-instance']));
+        }
+      }
+      first.proc.kill('SIGTERM');
+      assert.equal(await within(120_000, 'exit after SIGTERM', first.exited), 0, first.log());
+      const stopped = first
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"stopped"'))
+        .map((l) => JSON.parse(l) as { stored: number });
+      assert.deepEqual(stopped.map((l) => l.stored), [count], first.log());
+
+      const second = await spawnServer(stateDir);
+      try {
+        // From the moment it listens, the server knows every instance (restored or still being
+        // restored): all are listed RUNNING, and a request for one is answered, or refused with
+        // 503 and Retry-After while it is being restored, never 404.
+        const listed = await request(second, 'POST', I, { key });
+        assert.equal(listed.status, 200, listed.text);
+        const states = new Map<string, string>(
+          (JSON.parse(listed.text).instances as Array<{ instance: string; status: { state: string } }>).map((x) => [x.instance, x.status.state]),
+        );
+        for (const id of ids) assert.equal(states.get(id), 'RUNNING', `instance ${id}`);
+        const answers = await Promise.all(ids.map((id) => request(second, 'POST', `${I}${id}`, { key })));
+        for (const r of answers) {
+          if (r.status === 503) assert.ok(Number(r.headers['retry-after']) > 0, r.text);
+          else assert.equal(r.status, 200, r.text);
+        }
+        for (const [i, r] of answers.entries()) if (r.status === 200) assert.deepEqual(JSON.parse(r.text).status, { state: 'RUNNING' }, ids[i]);
+      } finally {
+        second.proc.kill('SIGTERM');
+        assert.equal(await second.exited, 0);
+      }
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a second signal during a graceful stop forces the exit, says how many instances were not stored, and they come back from their checkpoints', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'gate-test-forced-'));
+    const idle = programBytes('idle');
+    const hash = sha256(idle);
+    const count = 200;
+    try {
+      const first = await spawnServer(stateDir);
+      assert.equal((await request(first, 'PUT', `${K}${hash}?action=pin`, { key, headers: wasm, body: idle })).status, 201);
+      const ids: string[] = [];
+      for (let i = 0; i < count; i += 10) {
+        const batch = await Promise.all(Array.from({ length: 10 }, () => request(first, 'POST', `${K}${hash}?action=launch&function=idle`, { key })));
+        for (const r of batch) {
+          assert.equal(r.status, 200, r.text);
+          ids.push(String(r.headers['gate-instance']));
+        }
+      }
+      first.proc.kill('SIGTERM');
+      await within(20_000, 'the shutdown to begin', (async () => {
+        while (!first.log().includes('shutting down')) await new Promise((r) => setTimeout(r, 5));
+      })());
+      first.proc.kill('SIGTERM');
+      assert.equal(await within(60_000, 'exit after the second signal', first.exited), 1, first.log());
+      const forced = first
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('forced exit'))
+        .map((l) => JSON.parse(l) as { stored: number; notStored: number });
+      assert.equal(forced.length, 1, first.log());
+      assert.ok(forced[0]!.notStored > 0 && forced[0]!.stored + forced[0]!.notStored === count, JSON.stringify(forced[0]));
+
+      const second = await spawnServer(stateDir);
+      try {
+        for (const id of ids) assert.deepEqual(await status(second, id), { state: 'RUNNING' }, id);
       } finally {
         second.proc.kill('SIGTERM');
         assert.equal(await second.exited, 0);
