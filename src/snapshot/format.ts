@@ -70,6 +70,9 @@ const utf8Encoder = new TextEncoder();
 // Writing
 
 /** Pieces of the output module, concatenated once at the end (the data section is written in place). */
+/** A code section of no functions: id, size 1, count 0. */
+const EMPTY_CODE_SECTION = new Uint8Array([SectionId.Code, 1, 0]);
+
 class Parts {
   readonly list: Uint8Array[] = [];
   size = 0;
@@ -403,15 +406,18 @@ function layout(program: WasmModule, state: SnapshotState): Layout {
   if (sectionOf(program, SectionId.DataCount)) {
     parts.push(new ByteWriter(8).section(SectionId.DataCount, new ByteWriter(5).u32(segments.count).finish()).finish());
   }
-  verbatim(SectionId.Code);
-
-  bufferParts(state, parts);
-
+  const tail = new Parts();
+  bufferParts(state, tail);
   if (state.stack) {
     const stack = encodeStack(state.stack);
-    parts.push(customHeader(SectionName.Stack, stack.length));
-    parts.push(stack);
+    tail.push(customHeader(SectionName.Stack, stack.length));
+    tail.push(stack);
   }
+  // gate.buffer and gate.stack go after the code section (spec §2): a
+  // module without functions gets an empty one (count 0, valid wasm).
+  if (sectionOf(program, SectionId.Code)) verbatim(SectionId.Code);
+  else if (tail.size > 0) parts.push(EMPTY_CODE_SECTION);
+  for (const b of tail.list) parts.push(b);
 
   const dataPayload = dataPayloadSize(segments);
   const dataSize = 1 + ulebSize(dataPayload) + dataPayload;

@@ -255,22 +255,25 @@ static uint64_t frame_value(uint32_t depth)
 	return (uint64_t) (depth * 2654435761u); // distinct per frame
 }
 
+static bool io_reports_started(void)
+{
+	uint64_t flags = 0;
+	gate_io(NULL, 0, NULL, NULL, 0, NULL, 0, &flags);
+	return (flags & GATE_IO_FLAG_STARTED) != 0;
+}
+
 // Waits at the bottom of the recursion: io with timeout 0 is a suspension
-// point.  The first io call after a (re)start reports GATE_IO_FLAG_STARTED;
-// the first report is the initial start, a second one means we were resumed.
+// point.  The first io call after a (re)start reports GATE_IO_FLAG_STARTED:
+// the first report is the initial start, and only after it has been seen is
+// the bottom announced (a suspend that came earlier would be taken for the
+// initial start after the restore); a second one means we were resumed.
 __attribute__((noinline)) static void wait_for_resume(void)
 {
+	while (!io_reports_started())
+		;
 	gate_debug("deep: bottom\n");
-	bool started = false;
-	for (;;) {
-		uint64_t flags = 0;
-		gate_io(NULL, 0, NULL, NULL, 0, NULL, 0, &flags);
-		if (flags & GATE_IO_FLAG_STARTED) {
-			if (started)
-				return;
-			started = true;
-		}
-	}
+	while (!io_reports_started())
+		;
 }
 
 // Non-tail recursion: `value` is live across the call, so every frame keeps

@@ -138,8 +138,10 @@ function expectedOrder(program: WasmModule, state: SnapshotState): (string | num
   if (hasExports) out.push(state.stack ? 'gate.export' : 7);
   if (has(9)) out.push(9);
   if (has(12)) out.push(12);
-  out.push(10);
-  if (state.input.length || state.output.length || state.services.length) out.push('gate.buffer');
+  const buffered = state.input.length > 0 || state.output.length > 0 || state.services.length > 0;
+  // A module without functions gets an empty code section only where gate.buffer or gate.stack must follow one.
+  if (has(10) || buffered || state.stack) out.push(10);
+  if (buffered) out.push('gate.buffer');
   if (state.stack) out.push('gate.stack');
   out.push(11);
   let last = -1;
@@ -330,6 +332,14 @@ describe('writeSnapshot round trips', () => {
     const state = { ...baseState(program), stack: sampleStack({ startFunction: 0, startPending: true, entry: undefined }) };
     const { m } = roundTrip(program, state);
     assert.deepEqual(labels(m), [1, 3, 5, 'gate.snapshot', 10, 'gate.stack', 11]);
+  });
+
+  it('a module without functions: an empty code section before gate.buffer and gate.stack', () => {
+    const program = parseModule(wat('(module)'));
+    const stack = sampleStack({ entry: undefined, frames: [] });
+    const { m } = roundTrip(program, { ...baseState(program), stack, input: new Uint8Array([1, 2]) });
+    assert.deepEqual(labels(m), [5, 'gate.snapshot', 10, 'gate.buffer', 'gate.stack', 11]);
+    assert.deepEqual(labels(roundTrip(program, baseState(program)).m), [5, 'gate.snapshot', 11]);
   });
 
   it('keeps element and data count sections, drops the start section and custom sections between standard ones', () => {
