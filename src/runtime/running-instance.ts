@@ -22,6 +22,12 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   /** Each discovered service's state, saved when the instance suspended. */
   private serviceStates: ServiceState[] = [];
   private released = false;
+  /**
+   * Packets services sent before the executor had the instance (a restored
+   * service may send at once, e.g. origin's FLOW {id, 0} for a stream that
+   * lost its client): delivered after it is created, not dropped.
+   */
+  private early: Uint8Array[] | undefined = [];
 
   constructor(
     readonly id: string,
@@ -145,7 +151,15 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
       this.serviceFailed(new Error(`a service sent a malformed packet (size field ${size}, length ${packet.length})`));
       return;
     }
-    this.executor.deliver(this.id, packet);
+    if (this.early) this.early.push(packet);
+    else this.executor.deliver(this.id, packet);
+  }
+
+  /** @internal The executor has been asked to create the instance: packets go to it from now on. */
+  created(): void {
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const p of early) this.executor.deliver(this.id, p);
   }
 
   /** @internal */

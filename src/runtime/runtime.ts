@@ -204,6 +204,7 @@ export class Runtime {
         stopped: (status) => inst.stopped(status),
       },
     );
+    inst.created();
     return inst;
   }
 

@@ -188,6 +188,94 @@ async function runAll(reqs: RunRequest[]): Promise<RunReport[]> {
   return Promise.all(reqs.map(run));
 }
 
-const harness = { run, runAll, ready: true };
+export interface MigrateRequest {
+  /** gate-server's base URL (its CORS origins must include this page's). */
+  server: string;
+  id: string;
+  /** Suspend in the browser once the counter has counted this many more rounds here. */
+  rounds: number;
+}
+
+export interface MigrateReport {
+  /** Counts the counter sent to the page, in order. */
+  counts: number[];
+  status: RunReport['status'];
+  debug: string;
+  snapshotBytes: number;
+  /** Milliseconds of each phase. */
+  ms: { download: number; resumed: number; upload: number };
+}
+
+/** A fresh token for each request (window.gateToken is provided by the test). */
+async function authorized(init: RequestInit = {}): Promise<RequestInit> {
+  const token = await (globalThis as unknown as { gateToken(): Promise<string> }).gateToken();
+  return { ...init, headers: { ...(init.headers as Record<string, string>), Authorization: `Bearer ${token}` } };
+}
+
+async function api(url: string, init: RequestInit, expect: number): Promise<Response> {
+  const res = await fetch(url, await authorized(init));
+  if (res.status !== expect) throw new Error(`${init.method ?? 'GET'} ${url}: HTTP ${res.status} ${await res.text()}`);
+  return res;
+}
+
+/**
+ * Moves a running counter instance from gate-server into this page and back,
+ * using only the documented HTTP API: suspend, snapshot, download, delete;
+ * resume here under the same id until it has counted `rounds` more; suspend,
+ * upload the snapshot and launch it with `instance=<same id>`.
+ */
+async function migrate(req: MigrateRequest): Promise<MigrateReport> {
+  const I = `${req.server}/gate-0/instance/${req.id}`;
+  const t0 = performance.now();
+  await api(`${I}?action=suspend&action=wait`, { method: 'POST' }, 200);
+  const snap = await api(`${I}?action=snapshot`, { method: 'POST' }, 201);
+  const location = snap.headers.get('Location');
+  if (!location) throw new Error('snapshot answered without a Location');
+  const bytes = new Uint8Array(await (await api(new URL(location, req.server).href, { method: 'GET' }, 200)).arrayBuffer());
+  await api(`${I}?action=delete`, { method: 'POST' }, 200);
+  const t1 = performance.now();
+
+  const runtime = new Runtime({ executor: executor(), memoryLimitPages: 2048, timeResolutionNs: 1000, cache });
+  const program = await runtime.load(bytes);
+  const debug: Uint8Array[] = [];
+  const inst = await runtime.launch(program, {
+    instanceId: req.id,
+    retain: true,
+    debug: (d) => void debug.push(d.slice()),
+    services: instanceServices({ principalId: 'local' }),
+  });
+  const t2 = performance.now();
+  const counts: number[] = [];
+  let text = '';
+  const decoder = new TextDecoder();
+  const pipe = connectOrigin(inst.services.origin, (chunk) => {
+    text += decoder.decode(chunk, { stream: true });
+    const lines = text.split('\n');
+    text = lines.pop()!;
+    for (const line of lines) counts.push(Number(line));
+    if (counts.length >= req.rounds) inst.suspend();
+  });
+  const status = await inst.wait();
+  await pipe.done.catch(() => undefined);
+  const out = await inst.snapshot();
+  inst.release();
+
+  const t3 = performance.now();
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', out as Uint8Array<ArrayBuffer>));
+  const K = `${req.server}/gate-0/module/sha256/${hex(digest)}`;
+  await api(`${K}?action=pin`, { method: 'PUT', headers: { 'Content-Type': 'application/wasm' }, body: out as Uint8Array<ArrayBuffer> }, 201);
+  const launched = await api(`${K}?action=launch&instance=${req.id}`, { method: 'POST' }, 200);
+  if (launched.headers.get('Gate-Instance') !== req.id) throw new Error(`the server launched it as ${launched.headers.get('Gate-Instance')}, not ${req.id}`);
+  const t4 = performance.now();
+  return {
+    counts,
+    status: { ...status },
+    debug: decoder.decode(concat(debug)),
+    snapshotBytes: out.length,
+    ms: { download: t1 - t0, resumed: t2 - t1, upload: t4 - t3 },
+  };
+}
+
+const harness = { run, runAll, migrate, ready: true };
 (globalThis as unknown as { gateHarness: typeof harness }).gateHarness = harness;
 export type Harness = typeof harness;

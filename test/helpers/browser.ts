@@ -5,7 +5,7 @@
  * programs (test/programs/build/).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,10 +51,26 @@ function serveFile(path: string): { body: Buffer; type: string } | undefined {
   return undefined;
 }
 
-export async function startStaticServer(extra?: (path: string) => { body: string | Buffer; type: string } | undefined): Promise<{ url: string; server: Server }> {
+/**
+ * The test page's server. With `api`, requests under /gate-0/ are passed on
+ * to that gate-server, so that the page and the API share an origin (as a
+ * console served by gate-server does): the spec exposes only Gate-Status of
+ * instance responses to other origins, not a snapshot's Location.
+ */
+export async function startStaticServer(api?: () => string | undefined): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const found = path === '/' ? { body: PAGE, type: TYPES['.html']! } : (extra?.(path) ?? serveFile(path));
+    const target = api?.();
+    if (target && path.startsWith('/gate-0/')) {
+      const upstream = httpRequest(`${target}${req.url}`, { method: req.method, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+      return;
+    }
+    const found = path === '/' ? { body: PAGE, type: TYPES['.html']! } : serveFile(path);
     if (!found) {
       res.writeHead(404).end('not found');
       return;
@@ -72,12 +88,12 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
 }
 
-/** The test page with the harness loaded (window.gateHarness). */
-export async function openTestPage(): Promise<TestPage> {
+/** The test page with the harness loaded (window.gateHarness); `api` as for startStaticServer. */
+export async function openTestPage(api?: () => string | undefined): Promise<TestPage> {
   for (const f of ['dist/browser/gate.js', 'dist/browser/gate-executor-worker.js', 'dist/browser-test/harness.js']) {
     if (!existsSync(join(ROOT, f))) throw new Error(`${f} is missing: run \`npm run build:browser\` (npm test does)`);
   }
-  const { url, server } = await startStaticServer();
+  const { url, server } = await startStaticServer(api);
   const browser = await launchChromium();
   const page = await browser.newPage();
   const errors: string[] = [];
