@@ -276,6 +276,46 @@ async function migrate(req: MigrateRequest): Promise<MigrateReport> {
   };
 }
 
-const harness = { run, runAll, migrate, ready: true };
+/**
+ * Runs hello `greet` on a lying worker: a classic worker that answers `load`
+ * as the real one does and, on `create`, runs `scenario` (JavaScript with
+ * `id` and `send(message)`). Reports the instance's status and why the
+ * WorkerExecutor gave the worker up.
+ */
+async function runOnLiar(scenario: string): Promise<{ status: RunReport['status']; exit: string | undefined }> {
+  const code = `
+const send = (m) => postMessage(m);
+onmessage = (e) => {
+  const m = e.data;
+  if (m.t === 'load') send({ t: 'loaded', seq: m.seq });
+  if (m.t === 'create') { const id = m.spec.id; { ${scenario} } }
+};
+send({ t: 'ready' });`;
+  const url = URL.createObjectURL(new Blob([code], { type: 'text/javascript' }));
+  let exit: string | undefined;
+  const exec = new WorkerExecutor({ worker: new Worker(url), onExit: (r) => (exit = r) });
+  try {
+    const runtime = new Runtime({ executor: exec, memoryLimitPages: 16, timeResolutionNs: 1000, cache });
+    const inst = await runtime.launch(await runtime.load(await programBytes('hello')), { entry: 'greet', services: instanceServices() });
+    const status = await inst.wait();
+    return { status: { ...status }, exit };
+  } finally {
+    await exec.close();
+    URL.revokeObjectURL(url);
+  }
+}
+
+/** Loads module bytes as the page would load a downloaded snapshot; reports the error (name, code, message) or 'ok'. */
+async function load(bytes: number[]): Promise<{ name: string; code?: string; message: string } | 'ok'> {
+  try {
+    await new Runtime({ executor: executor(), memoryLimitPages: 16, timeResolutionNs: 1000 }).load(new Uint8Array(bytes));
+    return 'ok';
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    return { name: err.name, code: err.code, message: err.message };
+  }
+}
+
+const harness = { run, runAll, migrate, runOnLiar, load, ready: true };
 (globalThis as unknown as { gateHarness: typeof harness }).gateHarness = harness;
 export type Harness = typeof harness;
