@@ -1,17 +1,22 @@
 /**
  * `npm run bench:browser`: the browser runtime measured in Chromium (Debian's
  * /usr/bin/chromium through playwright-core): compute kernels raw vs each
- * profile, and preparation time of sql.js (688 KB), in the page's engine.
+ * profile, preparation time of sql.js (688 KB), in the page's engine, and
+ * migration gate-server → page → gate-server of bench/programs/idle.wat
+ * instances (1 page, 1 MiB dense) through the HTTP API.
  * Prints a Markdown section (docs/browser.md quotes it). Options: --quick.
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
-import { launchChromium } from '../test/helpers/browser.js';
-import { fmt, geomean, median } from './stats.js';
+import { launchChromium, openTestPage } from '../test/helpers/browser.js';
+import { newKey, request, startTestServer, type TestServer } from '../test/helpers/server.js';
+import { benchWat } from './field.js';
+import { fmt, geomean, median, summary } from './stats.js';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 3 : 7;
@@ -65,8 +70,75 @@ try {
   lines.push(`Preparing sql.js (${(pt.size / 1024).toFixed(0)} KiB) on the page's thread:`, '', '| profile | first run (ms) | then (ms, median) | output size |', '|---|---|---|---|');
   for (const [p, t] of Object.entries(pt.profiles)) lines.push(`| ${p} | ${fmt(t.first, 0)} | ${fmt(median(t.then), 0)} | ${fmt(t.outSize / pt.size)}× |`);
   lines.push('');
+  await browser.close();
+  lines.push(...(await migration(quick ? 3 : 7)));
   console.log(lines.join('\n'));
 } finally {
   await browser.close();
   server.close();
+}
+
+/**
+ * The harness's `migrate` (test/browser/harness.ts) on idle instances: each
+ * round moves each instance from the server into the page and back.
+ */
+async function migration(rounds: number): Promise<string[]> {
+  let gate: TestServer | undefined;
+  const tp = await openTestPage(() => gate?.url);
+  const key = newKey();
+  try {
+    gate = await startTestServer({ origins: [new URL(tp.url).origin] });
+    const g = gate;
+    await tp.page.exposeFunction('gateToken', () => g.token(key));
+    const idle = benchWat('idle');
+    const hash = createHash('sha256').update(idle).digest('hex');
+    const cases = [
+      { name: '1 page', entry: 'idle' },
+      { name: '1 MiB (dense)', entry: 'idle1m' },
+    ];
+    const ids = new Map<string, string>();
+    for (const c of cases) {
+      const r = await request(g, 'POST', `/gate-0/module/sha256/${hash}?action=pin&action=launch&function=${c.entry}`, { key, headers: { 'Content-Type': 'application/wasm' }, body: idle });
+      if (r.status !== 201) throw new Error(`launch ${c.entry}: ${r.status} ${r.text}`);
+      ids.set(c.name, String(r.headers['gate-instance']));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    type Ms = Record<string, number>;
+    const samples = new Map<string, { ms: Ms[]; down: number; up: number }>(cases.map((c) => [c.name, { ms: [], down: 0, up: 0 }]));
+    for (let round = 0; round <= rounds; round++) {
+      for (const c of cases) {
+        const origin = new URL(tp.url).origin;
+        const r: { ms: Ms; status: { state: string }; downloadedBytes: number; snapshotBytes: number } = await tp.page.evaluate(
+          (req) => (globalThis as any).gateHarness.migrate(req),
+          { server: origin, id: ids.get(c.name)! },
+        );
+        if (r.status.state !== 'SUSPENDED') throw new Error(`${c.name}: ${JSON.stringify(r.status)} in the page`);
+        if (round === 0) continue; // warm-up
+        const s = samples.get(c.name)!;
+        s.ms.push(r.ms);
+        s.down = r.downloadedBytes;
+        s.up = r.snapshotBytes;
+      }
+    }
+    const kib = (n: number): string => (n >= 1024 * 1024 ? `${fmt(n / 1024 / 1024, 1)} MiB` : `${fmt(n / 1024, 1)} KiB`);
+    const col = (ms: Ms[], k: string): string => summary(ms.map((m) => m[k]!));
+    const total = (ms: Ms[], keys: string[]): string => summary(ms.map((m) => keys.reduce((a, k) => a + m[k]!, 0)));
+    const out = [
+      `Migration gate-server → page → gate-server through the HTTP API (gate-server in the benchmark's process, no sandbox; the page reaches it through a same-origin proxy), ${rounds} round trips per size after one warm-up. Milliseconds, median (min–max):`,
+      '',
+      '| instance memory | snapshot down / up | server: suspend + snapshot + download | page: load + launch | **server → running in the page** | page: suspend + snapshot | upload + launch | **page → running on the server** |',
+      '|---|---|---|---|---|---|---|---|',
+    ];
+    for (const c of cases) {
+      const s = samples.get(c.name)!;
+      out.push(
+        `| ${c.name} | ${kib(s.down)} / ${kib(s.up)} | ${total(s.ms, ['suspend', 'snapshot', 'download'])} | ${col(s.ms, 'resume')} | **${total(s.ms, ['suspend', 'snapshot', 'download', 'resume'])}** | ${col(s.ms, 'suspendHere')} | ${total(s.ms, ['upload', 'launch'])} | **${total(s.ms, ['suspendHere', 'upload', 'launch'])}** |`,
+      );
+    }
+    out.push('');
+    return out;
+  } finally {
+    await tp.close();
+    await gate?.stop();
+  }
 }

@@ -192,8 +192,8 @@ export interface MigrateRequest {
   /** gate-server's base URL (its CORS origins must include this page's). */
   server: string;
   id: string;
-  /** Suspend in the browser once the counter has counted this many more rounds here. */
-  rounds: number;
+  /** Suspend in the browser once the counter has counted this many more rounds here (else once it runs here). */
+  rounds?: number;
 }
 
 export interface MigrateReport {
@@ -202,8 +202,14 @@ export interface MigrateReport {
   status: RunReport['status'];
   debug: string;
   snapshotBytes: number;
-  /** Milliseconds of each phase. */
-  ms: { download: number; resumed: number; upload: number };
+  /** Size of the snapshot that came from the server. */
+  downloadedBytes: number;
+  /**
+   * Milliseconds of each phase: on the server suspend → snapshot → download
+   * (→ delete, untimed); load and launch here; here suspend → snapshot; upload
+   * (pin) → launch there.
+   */
+  ms: { suspend: number; snapshot: number; download: number; resume: number; suspendHere: number; upload: number; launch: number };
 }
 
 /** A fresh token for each request (window.gateToken is provided by the test). */
@@ -228,13 +234,16 @@ async function migrate(req: MigrateRequest): Promise<MigrateReport> {
   const I = `${req.server}/gate-0/instance/${req.id}`;
   const t0 = performance.now();
   await api(`${I}?action=suspend&action=wait`, { method: 'POST' }, 200);
+  const t1 = performance.now();
   const snap = await api(`${I}?action=snapshot`, { method: 'POST' }, 201);
   const location = snap.headers.get('Location');
   if (!location) throw new Error('snapshot answered without a Location');
+  const t2 = performance.now();
   const bytes = new Uint8Array(await (await api(new URL(location, req.server).href, { method: 'GET' }, 200)).arrayBuffer());
+  const t3 = performance.now();
   await api(`${I}?action=delete`, { method: 'POST' }, 200);
-  const t1 = performance.now();
 
+  const t4 = performance.now();
   const runtime = new Runtime({ executor: executor(), memoryLimitPages: 2048, timeResolutionNs: 1000, cache });
   const program = await runtime.load(bytes);
   const debug: Uint8Array[] = [];
@@ -244,7 +253,7 @@ async function migrate(req: MigrateRequest): Promise<MigrateReport> {
     debug: (d) => void debug.push(d.slice()),
     services: instanceServices({ principalId: 'local' }),
   });
-  const t2 = performance.now();
+  const t5 = performance.now();
   const counts: number[] = [];
   let text = '';
   const decoder = new TextDecoder();
@@ -253,26 +262,34 @@ async function migrate(req: MigrateRequest): Promise<MigrateReport> {
     const lines = text.split('\n');
     text = lines.pop()!;
     for (const line of lines) counts.push(Number(line));
-    if (counts.length >= req.rounds) inst.suspend();
+    if (req.rounds !== undefined && counts.length >= req.rounds) inst.suspend();
   });
+  let t6 = performance.now();
+  if (req.rounds === undefined) {
+    t6 = performance.now();
+    inst.suspend();
+  }
   const status = await inst.wait();
   await pipe.done.catch(() => undefined);
+  if (req.rounds !== undefined) t6 = performance.now();
   const out = await inst.snapshot();
   inst.release();
+  const t7 = performance.now();
 
-  const t3 = performance.now();
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', out as Uint8Array<ArrayBuffer>));
   const K = `${req.server}/gate-0/module/sha256/${hex(digest)}`;
   await api(`${K}?action=pin`, { method: 'PUT', headers: { 'Content-Type': 'application/wasm' }, body: out as Uint8Array<ArrayBuffer> }, 201);
+  const t8 = performance.now();
   const launched = await api(`${K}?action=launch&instance=${req.id}`, { method: 'POST' }, 200);
   if (launched.headers.get('Gate-Instance') !== req.id) throw new Error(`the server launched it as ${launched.headers.get('Gate-Instance')}, not ${req.id}`);
-  const t4 = performance.now();
+  const t9 = performance.now();
   return {
     counts,
     status: { ...status },
     debug: decoder.decode(concat(debug)),
     snapshotBytes: out.length,
-    ms: { download: t1 - t0, resumed: t2 - t1, upload: t4 - t3 },
+    downloadedBytes: bytes.length,
+    ms: { suspend: t1 - t0, snapshot: t2 - t1, download: t3 - t2, resume: t5 - t4, suspendHere: t7 - t6, upload: t8 - t7, launch: t9 - t8 },
   };
 }
 

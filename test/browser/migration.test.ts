@@ -61,7 +61,7 @@ describe('migration between gate-server and the browser', () => {
     const back = await readCount(server, key, id, () => true);
     assert.ok(back > r.counts.at(-1)!, `server resumed at ${back} after the browser's ${r.counts.at(-1)}`);
     await request(server, 'POST', `${I}${id}?action=kill&action=wait`, { key });
-    console.log(`migration (counter, ${r.snapshotBytes} byte snapshot): download ${r.ms.download.toFixed(0)} ms, resume in browser ${r.ms.resumed.toFixed(0)} ms, upload + launch ${r.ms.upload.toFixed(0)} ms`);
+    console.log(`migration (counter, ${r.snapshotBytes} byte snapshot), ms: ${JSON.stringify(r.ms, (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}`);
   });
 
   it('the page saw no errors', () => {
