@@ -3,9 +3,10 @@
 //
 //   src/browser/index.ts           → dist/browser/gate.js                  (ESM, the page's module)
 //   src/browser/executor-worker.ts → dist/browser/gate-executor-worker.js  (ESM module worker)
+//   src/browser/prepare-worker.ts  → dist/browser/gate-prepare-worker.js   (ESM module worker, optional)
 //   test/browser/harness.ts        → dist/browser-test/harness.js          (test page only; imports /gate/gate.js)
 //
-// Both runtime files must stay side by side: gate.js starts the worker from
+// The runtime files must stay side by side: gate.js starts its workers from
 // its own URL. The build fails if anything reachable from them imports a
 // node:* module (platform "browser" cannot resolve those): that is what keeps
 // the core free of Node.
@@ -27,7 +28,11 @@ const common = {
 
 const lib = await esbuild.build({
   ...common,
-  entryPoints: { gate: 'src/browser/index.ts', 'gate-executor-worker': 'src/browser/executor-worker.ts' },
+  entryPoints: {
+    gate: 'src/browser/index.ts',
+    'gate-executor-worker': 'src/browser/executor-worker.ts',
+    'gate-prepare-worker': 'src/browser/prepare-worker.ts',
+  },
   outdir: 'dist/browser',
   metafile: true,
 });

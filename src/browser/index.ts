@@ -7,3 +7,4 @@
 export * from '../core.js';
 export { WorkerExecutor, type WorkerExecutorOptions, type WorkerLike } from './worker-executor.js';
 export { connectOrigin, type OriginPipe, type OriginPipeOptions } from './origin-pipe.js';
+export { WorkerPreparer, BrowserPreparationError, type WorkerPreparerOptions } from './worker-preparer.js';

@@ -16,6 +16,7 @@ import {
   Program,
   Runtime,
   WorkerExecutor,
+  WorkerPreparer,
   DEFAULT_LOCAL_LIMITS,
   type InstanceServices,
   type Profile,
@@ -49,6 +50,8 @@ export interface RunRequest {
   timeResolutionNs?: number;
   /** Close (terminate) the run's executor worker after this many milliseconds. */
   closeWorkerAfterMs?: number;
+  /** Prepare in the preparation worker (WorkerPreparer) instead of the page's thread. */
+  prepareInWorker?: boolean;
 }
 
 export interface RunReport {
@@ -67,6 +70,7 @@ const cache = new MemoryCache();
 const programs = new Map<string, Uint8Array>();
 const kept = new Map<string, Uint8Array>();
 let shared: WorkerExecutor | undefined;
+let preparer: WorkerPreparer | undefined;
 
 function executor(): WorkerExecutor {
   if (!shared || !shared.alive) shared = new WorkerExecutor({ workerUrl: '/gate/gate-executor-worker.js' });
@@ -116,7 +120,14 @@ function testService(): { factory: ServiceFactory; seen: NonNullable<RunReport['
 async function run(req: RunRequest): Promise<RunReport> {
   const exec = req.ownWorker ? new WorkerExecutor({ workerUrl: '/gate/gate-executor-worker.js' }) : executor();
   try {
-    const runtime = new Runtime({ executor: exec, memoryLimitPages: 2048, timeResolutionNs: req.timeResolutionNs ?? 1000, cache });
+    if (req.prepareInWorker && !preparer) preparer = new WorkerPreparer({ workerUrl: '/gate/gate-prepare-worker.js', limits: DEFAULT_LOCAL_LIMITS });
+    const runtime = new Runtime({
+      executor: exec,
+      memoryLimitPages: 2048,
+      timeResolutionNs: req.timeResolutionNs ?? 1000,
+      cache,
+      ...(req.prepareInWorker ? { preparer: preparer!.prepare } : {}),
+    });
     let bytes: Uint8Array;
     if (req.snapshot !== undefined) {
       const s = kept.get(req.snapshot);

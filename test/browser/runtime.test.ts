@@ -93,6 +93,17 @@ describe('browser runtime in Chromium', () => {
     }
   });
 
+  it('prepares in a preparation worker (WorkerPreparer): programs and snapshots run the same', async () => {
+    const greet = await run({ program: 'hello', entry: 'greet', prepareInWorker: true });
+    assert.ok(tp.page.workers().some((w) => w.url().endsWith('/gate/gate-prepare-worker.js')), 'the preparation worker runs');
+    assert.deepEqual(greet.status, { state: 'HALTED', result: 0 });
+    assert.equal(greet.output, 'hello, world\n');
+    const first = await run({ program: 'suspend', entry: 'loop2', prepareInWorker: true, suspendAfterMs: 300, keep: 'prepared-in-worker' });
+    assert.deepEqual(first.status, { state: 'SUSPENDED' });
+    const second = await run({ snapshot: 'prepared-in-worker', prepareInWorker: true, suspendAfterMs: 300 });
+    assert.deepEqual(second.status, { state: 'SUSPENDED' });
+  });
+
   it('the page saw no errors', () => {
     assert.deepEqual(tp.errors, []);
   });
