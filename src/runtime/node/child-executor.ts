@@ -4,7 +4,8 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExecutorError, InstanceStateError } from '../errors.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
-import { internalFailure, State, type InstanceStatus } from '../status.js';
+import { isValidBinding, parseStatus } from '../executor-checks.js';
+import { internalFailure } from '../status.js';
 import { MAX_PACKET_SIZE } from '../../abi/packet.js';
 import { OUTPUT_WINDOW } from '../channel.js';
 import { FrameDecoder, FrameError, corkedWrite, encodeFrame, quoteType, type Message } from './framing.js';
@@ -13,8 +14,6 @@ import {
   encodeSpec,
   MAX_DEBUG_MESSAGE_BYTES,
   MAX_EXECUTOR_HEADER_BYTES,
-  MAX_SERVICE_CODE,
-  MAX_SERVICE_NAME_LENGTH,
   SNAPSHOT_EXTRA_BYTES,
 } from './protocol.js';
 
@@ -333,18 +332,11 @@ export class ChildProcessExecutor implements Executor {
         break;
       }
       case 'bind':
-        if (
-          !Number.isInteger(h.code) ||
-          (h.code as number) < 0 ||
-          (h.code as number) > MAX_SERVICE_CODE ||
-          typeof h.name !== 'string' ||
-          h.name.length === 0 ||
-          h.name.length > MAX_SERVICE_NAME_LENGTH
-        ) {
+        if (!isValidBinding(h.code, h.name)) {
           this.fail('executor sent an invalid service binding', true);
           return;
         }
-        ev.bind(h.code as number, h.name);
+        ev.bind(h.code, h.name as string);
         break;
       case 'debug': {
         const dropped = h.dropped ?? 0;
@@ -426,28 +418,4 @@ export class ChildProcessExecutor implements Executor {
   }
 }
 
-const STATES = new Set<string>(Object.values(State));
-
-/**
- * The executor is not trusted: a status it reports is checked field by field
- * before anything on the trusted side sees it.
- */
-export function parseStatus(v: unknown): InstanceStatus | undefined {
-  if (typeof v !== 'object' || v === null) return undefined;
-  const o = v as Record<string, unknown>;
-  if (typeof o.state !== 'string' || !STATES.has(o.state) || o.state === 'RUNNING') return undefined;
-  const status: InstanceStatus = { state: o.state as InstanceStatus['state'] };
-  if (o.cause !== undefined) {
-    if (typeof o.cause !== 'string' || !/^[A-Z0-9_]{1,40}$/.test(o.cause)) return undefined;
-    status.cause = o.cause;
-  }
-  if (o.result !== undefined) {
-    if (o.result !== 0 && o.result !== 1) return undefined;
-    status.result = o.result;
-  }
-  if (o.error !== undefined) {
-    if (typeof o.error !== 'string') return undefined;
-    status.error = o.error.slice(0, 1000);
-  }
-  return status;
-}
+export { parseStatus } from '../executor-checks.js';

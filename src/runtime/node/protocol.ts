@@ -24,9 +24,7 @@ export const MAX_DEBUG_MESSAGE_BYTES = DEBUG_CHUNK_BYTES;
  * input and a partly written packet.
  */
 export const SNAPSHOT_EXTRA_BYTES = 64 * 1024 * 1024;
-/** Service names are 1–127 bytes (spec abi.md); codes fit the discovery packet's u16 count. */
-export const MAX_SERVICE_NAME_LENGTH = 127;
-export const MAX_SERVICE_CODE = 0xffff;
+export { MAX_SERVICE_CODE, MAX_SERVICE_NAME_LENGTH } from '../executor-checks.js';
 
 /** A global's value as the decimal string of its raw bits (keeps -0 and NaN payloads apart). */
 function globalToJson(g: GlobalValue): Json {
