@@ -22,6 +22,8 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   /** Each discovered service's state, saved when the instance suspended. */
   private serviceStates: ServiceState[] = [];
   private released = false;
+  /** Breakpoints (debugger offsets in the code section) written into this instance's snapshots. */
+  breakpoints: readonly bigint[];
 
   constructor(
     readonly id: string,
@@ -32,6 +34,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
     private readonly retained: boolean,
   ) {
     this.done = new Promise((res) => (this.resolveDone = res));
+    this.breakpoints = program.snapshot?.breakpoints ?? [];
   }
 
   /**
@@ -74,7 +77,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
       result: status.result ?? 0,
       final: final || (status.state === State.Suspended && !resumable),
       monotonicNs: s.monotonicNs,
-      breakpoints: [],
+      breakpoints: [...this.breakpoints],
       memory: s.memory,
       memoryMaxPages: this.program.memoryLimits?.max,
       globals: s.globals,

@@ -88,6 +88,8 @@ export interface LaunchOptions<C extends ServiceConnection> {
   retain?: boolean;
   /** This instance's CPU budget for this run (see RuntimeOptions.cpuBudgetMs). */
   cpuBudgetMs?: number;
+  /** Debugger breakpoints kept in the instance's snapshots (default: the snapshot's own). */
+  breakpoints?: readonly bigint[];
 }
 
 /**
@@ -152,6 +154,7 @@ export class Runtime {
 
     const retain = launch.retain ?? false;
     const inst = new RunningInstance<C>(id, executor, debug, program, prepared, retain);
+    if (launch.breakpoints) inst.breakpoints = launch.breakpoints;
     const services = launch.services({
       instanceId: id,
       send: (packet) => inst.sendToProgram(packet),

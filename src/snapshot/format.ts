@@ -747,3 +747,22 @@ export function globalValues(m: WasmModule): GlobalValue[] {
     return v;
   });
 }
+
+/**
+ * The snapshot module `m` with its gate.snapshot breakpoints replaced (sorted
+ * and unique); every other byte is kept. The debugger uses this to change a
+ * stopped instance's breakpoints, which travel in its snapshot.
+ */
+export function withBreakpoints(m: WasmModule, breakpoints: readonly bigint[]): Uint8Array {
+  const s = customOf(m, SectionName.Snapshot);
+  if (!s) throw new SnapshotError('module has no gate.snapshot section');
+  const info = decodeSnapshotSection(m, s);
+  const content = snapshotContent({ ...info, breakpoints: [...breakpoints] } as SnapshotState);
+  const header = customHeader(SectionName.Snapshot, content.length);
+  const out = new Uint8Array(m.bytes.length - (s.end - s.start) + header.length + content.length);
+  out.set(m.bytes.subarray(0, s.start), 0);
+  out.set(header, s.start);
+  out.set(content, s.start + header.length);
+  out.set(m.bytes.subarray(s.end), s.start + header.length + content.length);
+  return out;
+}
