@@ -19,6 +19,8 @@ export interface PrepareOptions {
   /** Canonical imports (`module.name`) that may unwind the stack. */
   unwindingImports: ReadonlySet<string>;
   cache?: PreparedCache;
+  /** Debugger breakpoints to instrument (code offsets, see InstrumentOptions.breakpoints). */
+  breakpoints?: readonly number[];
 }
 
 export interface PreparedModule {
@@ -27,6 +29,8 @@ export interface PreparedModule {
   bytes: Uint8Array;
   profile: Profile;
   fromCache: boolean;
+  /** The breakpoints instrumented (sorted): frames are laid out for exactly these. */
+  breakpoints: readonly number[];
 }
 
 export async function sha256Hex(data: Uint8Array | string): Promise<string> {
@@ -58,10 +62,13 @@ export function rewrittenModule(m: WasmModule, imports: CanonicalImport[]): Wasm
 /** Deterministic instrumentation of a parsed, validated module (see DESIGN.md). */
 export async function prepare(m: WasmModule, opts: PrepareOptions): Promise<PreparedModule> {
   const rewritten = rewrittenModule(m, opts.imports);
-  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}:${await sha256Hex(rewritten.bytes)}`);
+  const breakpoints = [...new Set(opts.breakpoints ?? [])].sort((a, b) => a - b);
+  // Without breakpoints the key is what it was before they existed (cached modules stay valid).
+  const breaks = breakpoints.length ? `:break=${breakpoints.join(',')}` : '';
+  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}${breaks}:${await sha256Hex(rewritten.bytes)}`);
   const cached = await opts.cache?.get(key);
-  if (cached) return { key, bytes: cached, profile: opts.profile, fromCache: true };
-  const { bytes } = instrument(rewritten, { profile: opts.profile, unwindingImports: unwindingImportIndices(opts.imports, opts.unwindingImports) });
+  if (cached) return { key, bytes: cached, profile: opts.profile, fromCache: true, breakpoints };
+  const { bytes } = instrument(rewritten, { profile: opts.profile, unwindingImports: unwindingImportIndices(opts.imports, opts.unwindingImports), breakpoints: new Set(breakpoints) });
   await opts.cache?.set(key, bytes);
-  return { key, bytes, profile: opts.profile, fromCache: false };
+  return { key, bytes, profile: opts.profile, fromCache: false, breakpoints };
 }

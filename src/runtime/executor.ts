@@ -78,6 +78,8 @@ export interface InstanceSpec {
   init: InitialState;
   /** Present when the instance continues from a snapshot. */
   resume?: ResumeState;
+  /** Debugger breakpoints that stop the instance (code offsets; the module was prepared with them). */
+  breakpoints?: number[];
   /** Keep the stopped instance until `release`, so that it can be snapshotted. */
   retain: boolean;
 }

@@ -93,30 +93,36 @@ export class Program {
     return { data, globals };
   }
 
-  prepare(profile: Profile, cache?: PreparedCache): Promise<PreparedModule> {
-    // Deterministic, so one result per profile serves every launch of this
-    // Program (a server launches a cached Program per request).
-    let p = this.prepared.get(profile);
+  prepare(profile: Profile, cache?: PreparedCache, breakpoints: readonly number[] = []): Promise<PreparedModule> {
+    // Deterministic, so one result per profile (and breakpoint set) serves
+    // every launch of this Program (a server launches a cached Program per request).
+    const key = preparedKey(profile, breakpoints);
+    let p = this.prepared.get(key);
     if (!p) {
-      p = prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache });
-      this.prepared.set(profile, p);
-      p.catch(() => this.prepared.delete(profile));
+      p = prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache, breakpoints });
+      this.prepared.set(key, p);
+      p.catch(() => this.prepared.delete(key));
     }
     return p;
   }
 
-  /** How the prepared code saves frames (for snapshots: raw frames ⇄ frames of this module). */
-  unwindLayouts(profile: Profile): UnwindLayouts {
-    let l = this.layouts.get(profile);
+  /** How the prepared code saves frames (for snapshots: raw frames ⇄ frames of this module); `breakpoints` as prepared. */
+  unwindLayouts(profile: Profile, breakpoints: readonly number[] = []): UnwindLayouts {
+    const key = preparedKey(profile, breakpoints);
+    let l = this.layouts.get(key);
     if (!l) {
-      l = new UnwindLayouts(rewrittenModule(this.module, this.imports), { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING) });
-      this.layouts.set(profile, l);
+      l = new UnwindLayouts(rewrittenModule(this.module, this.imports), { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING), breakpoints: new Set(breakpoints) });
+      this.layouts.set(key, l);
     }
     return l;
   }
 
   private readonly prepared = new Map<string, Promise<PreparedModule>>();
   private readonly layouts = new Map<string, UnwindLayouts>();
+}
+
+function preparedKey(profile: Profile, breakpoints: readonly number[]): string {
+  return breakpoints.length ? `${profile}:${[...new Set(breakpoints)].sort((a, b) => a - b).join(',')}` : profile;
 }
 
 /** A global's value from its constant init expression (floats arrive as raw bits). */

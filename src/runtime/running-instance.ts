@@ -90,7 +90,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
             startFunction: this.program.module.start,
             startPending,
             entry: s.calls.find((c) => c !== InternalExport.start),
-            frames: s.stack ? framesFromRaw(decodeRawStack(s.stack), this.program.unwindLayouts(this.prepared.profile)) : [],
+            frames: s.stack ? framesFromRaw(decodeRawStack(s.stack), this.program.unwindLayouts(this.prepared.profile, this.prepared.breakpoints)) : [],
           }
         : undefined,
     };

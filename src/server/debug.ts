@@ -141,7 +141,7 @@ function globalBits(g: GlobalValue): bigint {
 }
 
 const stackValueJson = (v: StackValue): Record<string, unknown> => valueJson(v.type, v.bits);
-const SITE_KINDS = ['call', 'entry', 'loop', 'bulk'];
+const SITE_KINDS = ['call', 'entry', 'loop', 'bulk', 'breakpoint'];
 
 function frameJson(f: StackFrame, names: Map<number, string>): Record<string, unknown> {
   const out: Record<string, unknown> = { function: f.func };

@@ -161,7 +161,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         profile: opts.profile,
         cpuBudgetMs: limits.cpuTimeMs,
         debugLimits: limits.debugOutput ?? DEFAULT_DEBUG_LIMITS,
-        preparer: (program, profile) => preparer.prepare(program, profile),
+        preparer: (program, profile, breakpoints) => preparer.prepare(program, profile, breakpoints),
         limits: moduleLimits,
       });
       runtimes.set(executor, rt);

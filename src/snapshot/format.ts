@@ -328,7 +328,7 @@ export function encodeStack(s: StackState): Uint8Array {
     }
   };
   s.frames.forEach((f, i) => {
-    if (!isUint32(f.func) || !isUint32(f.offset) || !(f.kind >= 0 && f.kind <= 3 && Number.isInteger(f.kind))) {
+    if (!isUint32(f.func) || !isUint32(f.offset) || !(f.kind >= 0 && f.kind <= 4 && Number.isInteger(f.kind))) {
       throw new SnapshotError(`frame ${i}: function ${f.func}, site kind ${f.kind} or offset ${f.offset} out of range`);
     }
     w.u32(f.func).u8(f.kind).u32(f.offset);
@@ -567,7 +567,7 @@ export function decodeStack(content: Uint8Array): StackState {
   for (let i = 0; i < count; i++) {
     const func = r.u32();
     const kind = r.u8();
-    if (kind > 3) r.fail(`frame ${i}: unknown site kind ${kind}`);
+    if (kind > 4) r.fail(`frame ${i}: unknown site kind ${kind}`);
     const offset = r.u32();
     const locals = values(`frame ${i} locals`);
     const stack = values(`frame ${i} operand stack`);

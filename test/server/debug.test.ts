@@ -137,9 +137,9 @@ describe('the debug action', () => {
   it('keeps breakpoints in snapshots: through a resume, and into another server', async () => {
     const id = await launchSuspended(server);
     assert.equal((await debug(server, id, { op: 'CONFIG_SET', config: { breakpoints: [descendStart] } })).status, 200);
-    // Resumed and suspended again: the next snapshot still has them.
+    // Resumed (io returns, run calls descend again) and stopped at the breakpoint: the next snapshot still has it.
     assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
-    await suspend(server, id);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
     assert.deepEqual((await debug(server, id, { op: 'CONFIG_GET' })).body.config, { breakpoints: [String(descendStart)] });
     const snap = await request(server, 'POST', `${I}${id}?action=snapshot`, { key });
     assert.equal(snap.status, 201, snap.text);
@@ -152,10 +152,8 @@ describe('the debug action', () => {
     assert.equal(launched.status, 200, launched.text);
     const id2 = String(launched.headers['gate-instance']);
     assert.equal((await info(other, id2)).debugging, true);
+    assert.equal((await request(other, 'POST', `${I}${id2}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
     assert.deepEqual((await debug(other, id2, { op: 'CONFIG_GET' })).body.config, { breakpoints: [String(descendStart)] });
-    await suspend(other, id2);
-    const frames = (await debug(other, id2, { op: 'READ_STACK' })).body.frames as Array<{ name: string }>;
-    assert.equal(frames.length, 8);
   });
 
   it('refuses bad input with 4xx and changes nothing', async () => {
@@ -187,9 +185,9 @@ describe('the debug action', () => {
     assert.equal((await debug(server, id, { op: 'CONFIG_SET', config: { breakpoints: [] } }, newKey())).status, 404);
     assert.equal((await debug(server, id, { op: 'READ_MEMORY', addr: 0, size: 4 }, newKey())).status, 404);
     assert.deepEqual((await debug(server, id, { op: 'CONFIG_GET' })).body.config, expectConfig);
-    // The instance still resumes.
+    // The instance still resumes (and stops at its breakpoint).
     assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
-    assert.deepEqual((await info(server, id)).status, { state: 'RUNNING' });
+    assert.equal((await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
   });
 
   it('answers 409 to everything but CONFIG_GET while the instance runs', async () => {
@@ -215,8 +213,68 @@ describe('the debug action', () => {
     assert.equal(u32(counter.body.data), 0);
     assert.deepEqual((await debug(server, id, { op: 'READ_STACK' })).body.frames, []);
     assert.equal((await request(server, 'POST', `${I}${id}?action=resume&function=run`, { key })).status, 200);
-    await suspend(server, id);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
     assert.deepEqual((await debug(server, id, { op: 'CONFIG_GET' })).body.config, { breakpoints: [String(descendStart)] });
-    assert.equal(((await debug(server, id, { op: 'READ_STACK' })).body.frames as unknown[]).length, 8);
+    assert.equal(((await debug(server, id, { op: 'READ_STACK' })).body.frames as unknown[]).length, 2);
+  });
+
+  it('stops at a breakpoint with cause BREAKPOINT, shows the frame there, continues past it, and stops again in the loop', async () => {
+    const r = await request(server, 'POST', `${K}${D}?action=pin&action=launch&action=suspend`, { key, headers: wasm, body: debuggee });
+    const id = String(r.headers['gate-instance']);
+    assert.equal((await debug(server, id, { op: 'CONFIG_SET', config: { breakpoints: [descendStart] } })).status, 200);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=resume&function=run`, { key })).status, 200);
+    const depths: number[] = [];
+    const counters: number[] = [];
+    const hit = async (): Promise<void> => {
+      const w = await request(server, 'POST', `${I}${id}?action=wait`, { key });
+      assert.equal(w.headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
+      const stack = await debug(server, id, { op: 'READ_STACK' });
+      const frames = stack.body.frames as Array<{ name: string; kind: string; offset: number; locals: Array<{ value: number }> }>;
+      assert.equal(frames[0]!.name, 'descend');
+      assert.equal(frames[0]!.kind, 'breakpoint');
+      assert.equal(frames[0]!.offset, descendStart);
+      assert.equal(frames.at(-1)!.name, 'run');
+      assert.equal(frames.length, (depths.length % 6) + 2);
+      depths.push(frames[0]!.locals[0]!.value);
+      const counter = await debug(server, id, { op: 'READ_MEMORY', addr: COUNTER_ADDR, size: 4 });
+      counters.push(u32(counter.body.data));
+      assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
+    };
+    for (let i = 0; i < 6; i++) await hit();
+    // descend(0) then blocks in io; suspended there and resumed, io returns and run's loop calls descend(5) again.
+    await suspend(server, id);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
+    await hit();
+    await hit();
+    assert.deepEqual(depths, [5, 4, 3, 2, 1, 0, 5, 4]);
+    // counter (in memory) holds the sum of the depths entered before each stop.
+    assert.deepEqual(counters, [0, 5, 9, 12, 14, 15, 15, 20]);
+    // Stopped at it once more; removed there, the instance continues past it and blocks in io.
+    assert.equal((await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
+    assert.deepEqual((await debug(server, id, { op: 'CONFIG_COMPLEMENT', config: { breakpoints: [descendStart] } })).body.config, {});
+    assert.equal((await info(server, id)).debugging, undefined);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
+    await suspend(server, id);
+    const frames = (await debug(server, id, { op: 'READ_STACK' })).body.frames as Array<{ name: string; kind: string }>;
+    assert.deepEqual(frames.map((f) => f.name), ['wait_for_input', 'descend', 'descend', 'descend', 'descend', 'descend', 'descend', 'run']);
+  });
+
+  it('continues a snapshot stopped at a breakpoint on another server, where the breakpoint stops it again', async () => {
+    const r = await request(server, 'POST', `${K}${D}?action=pin&action=launch&action=suspend`, { key, headers: wasm, body: debuggee });
+    const id = String(r.headers['gate-instance']);
+    assert.equal((await debug(server, id, { op: 'CONFIG_SET', config: { breakpoints: [descendStart] } })).status, 200);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=resume&function=run`, { key })).status, 200);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
+    const snap = await request(server, 'POST', `${I}${id}?action=snapshot`, { key });
+    assert.equal(snap.status, 201, snap.text);
+    const location = String(snap.headers.location);
+    const bytes = (await request(server, 'GET', location, { key })).body;
+    const launched = await request(other, 'POST', `${K}${location.split('/').pop()!}?action=launch`, { key, headers: wasm, body: bytes });
+    assert.equal(launched.status, 200, launched.text);
+    const id2 = String(launched.headers['gate-instance']);
+    assert.equal((await request(other, 'POST', `${I}${id2}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
+    const frames = (await debug(other, id2, { op: 'READ_STACK' })).body.frames as Array<{ name: string; locals: Array<{ value: number }> }>;
+    assert.equal(frames[0]!.name, 'descend');
+    assert.equal(frames[0]!.locals[0]!.value, 4);
   });
 });
