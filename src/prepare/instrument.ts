@@ -266,9 +266,17 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   /** Per defined function: holds an instruction at a breakpoint (it gets sites, and calls of it may unwind, under both profiles). */
   const breaks = new Uint8Array(n);
   if (breakpoints.size) {
-    for (let i = 0; i < n; i++) {
-      const b = m.bodies[i]!;
-      for (const off of breakpoints) if (off >= b.codeStart - codeBase && off < b.end - codeBase) breaks[i] = 1;
+    // Bodies are in code order: one binary search per breakpoint (a crafted snapshot may bring many).
+    for (const off of breakpoints) {
+      const abs = codeBase + off;
+      let lo = 0;
+      let hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (m.bodies[mid]!.end <= abs) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo < n && m.bodies[lo]!.codeStart <= abs) breaks[lo] = 1;
     }
   }
   for (let i = 0; i < n; i++) {

@@ -44,7 +44,7 @@ export class ExecutorCore {
       // Its last output goes before its end.
       e.debug?.flush();
       e.channel.close();
-      e.events.stopped(status);
+      e.events.stopped(status, inst.trapFunction);
     }, sliceMs);
   }
 

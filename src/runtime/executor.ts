@@ -95,8 +95,13 @@ export interface InstanceEvents {
    * bytes were dropped there while it was gathered (`data` may be empty).
    */
   debug(data: Uint8Array, dropped: number): void;
-  /** The instance stopped (final for this run). */
-  stopped(status: InstanceStatus): void;
+  /**
+   * The instance stopped (final for this run). `trapFunction`: when it
+   * trapped, the index of the function of the original module it trapped
+   * in (as the engine reported it; from the untrusted side, a hint for
+   * people, never used to decide anything).
+   */
+  stopped(status: InstanceStatus, trapFunction?: number): void;
 }
 
 /**

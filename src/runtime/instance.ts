@@ -285,6 +285,9 @@ export class Instance implements AbiContext {
     return { kind: 'ready' };
   }
 
+  /** The function of the original module the instance trapped in (see trapFunctionOf), if it did. */
+  trapFunction: number | undefined;
+
   private afterThrow(e: unknown): InstanceStatus {
     const state = this.unwinder.state;
     if (state !== UnwindState.Normal) {
@@ -303,6 +306,7 @@ export class Instance implements AbiContext {
     }
     if (e instanceof KillSignal) return this.finish(e.reason ? statusForTrap(e.reason.trap, e.reason.message) : { state: State.Killed });
     const { trap, message } = classifyError(e);
+    if (e instanceof WebAssembly.RuntimeError) this.trapFunction = trapFunctionOf(e, this.opts.module);
     return this.finish(statusForTrap(trap, message));
   }
 
@@ -456,4 +460,25 @@ export class Instance implements AbiContext {
   exit(status: number): never {
     throw new ExitSignal(status);
   }
+}
+
+/**
+ * The function of the original module where a wasm trap happened: V8 names
+ * the innermost wasm frame `wasm-function[N]` (N in the prepared module's
+ * index space, where the runtime's `__gate` imports follow the program's
+ * imports). Undefined when the engine does not say or it is not a defined
+ * function of the program.
+ */
+function trapFunctionOf(e: Error, module: WebAssembly.Module): number | undefined {
+  const m = /wasm-function\[(\d+)\]/.exec(e.stack ?? '');
+  if (!m) return undefined;
+  const prepared = Number(m[1]);
+  let programImports = 0;
+  let internal = 0;
+  for (const i of WebAssembly.Module.imports(module)) {
+    if (i.kind !== 'function') continue;
+    if (i.module === INTERNAL_IMPORT_MODULE) internal++;
+    else programImports++;
+  }
+  return prepared >= programImports + internal ? prepared - internal : undefined;
 }

@@ -3,6 +3,7 @@ import { Trap, TrapId } from '../abi/trap.js';
 import type { PreparedModule } from '../prepare/pipeline.js';
 import { InternalExport } from '../prepare/internal.js';
 import { framesFromRaw } from './frames.js';
+import { functionNames } from '../wasm/debug-info.js';
 import { decodeRawStack } from './unwinder.js';
 import { writeSnapshotParts } from '../snapshot/format.js';
 import type { ServiceState, SnapshotState } from '../snapshot/state.js';
@@ -178,9 +179,23 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
     this.executor.kill(this.id, { trap, message });
   }
 
+  /**
+   * Where the instance trapped, if it did and the engine said: the function
+   * of the program (index, and its name from the name section, if any).
+   */
+  get trapLocation(): { function: number; name?: string } | undefined {
+    const f = this.trapFunction;
+    if (f === undefined || f >= this.program.module.importedFunctionCount + this.program.module.functions.length) return undefined;
+    const name = functionNames(this.program.module).get(f);
+    return name === undefined ? { function: f } : { function: f, name };
+  }
+
+  private trapFunction: number | undefined;
+
   /** @internal */
-  stopped(status: InstanceStatus): void {
+  stopped(status: InstanceStatus, trapFunction?: number): void {
     this.current = status;
+    this.trapFunction = trapFunction;
     this.debug?.end();
     Promise.resolve(this.servicesRef?.shutdown(status.state === State.Suspended))
       .catch(() => undefined)

@@ -211,7 +211,7 @@ export class Runtime {
         packet: (p) => inst.fromProgram(p),
         bind: (code, name) => services.bind(code, name),
         debug: (d, dropped) => debug?.write(d, dropped),
-        stopped: (status) => inst.stopped(status),
+        stopped: (status, trapFunction) => inst.stopped(status, trapFunction),
       },
     );
     return inst;

@@ -186,6 +186,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
       };
     },
     onError: (message, err) => log.error({ err }, message),
+    onTrapped: (id, status, where) => log.info({ instance: id, status, function: where.function, name: where.name }, `instance trapped in ${where.name ?? `function ${where.function}`}`),
   });
 
   const uuid = await serverUuid(opts.stateDir);

@@ -30,6 +30,14 @@ export interface InstanceManagerDeps {
   /** Where a program's debug output goes when it was launched with `log=*`. */
   debugSink(id: string): DebugSink;
   onError(message: string, error: unknown): void;
+  /** An instance trapped in a known function of its program (for the log). */
+  onTrapped?(id: string, status: InstanceStatus, where: TrapLocation): void;
+}
+
+/** Where an instance trapped: a function of its program (RunningInstance.trapLocation). */
+export interface TrapLocation {
+  function: number;
+  name?: string;
 }
 
 export interface LaunchRequest {
@@ -79,6 +87,8 @@ export class ServerInstance {
   debugSink: DebugSink | undefined;
   /** Anonymous instances: which executor group they run in. */
   executorGroup: string | undefined;
+  /** Where the latest run trapped, when it did and the engine said (not persisted). */
+  trapLocation: TrapLocation | undefined;
   /** Debugger breakpoints (docs/debugging.md); undefined: not known yet (restored record, read from its snapshot when needed). */
   breakpoints: readonly bigint[] | undefined;
   /** Operations that change the run are serialised through this chain. */
@@ -316,7 +326,8 @@ export class InstanceManager {
         }
         inst.breakpoints = next;
       } else inst.breakpoints = current;
-      return debugResponseJson(inst.module, statusJson(inst.status), inst.breakpoints, read);
+      const out = debugResponseJson(inst.module, statusJson(inst.status), inst.breakpoints, read);
+      return inst.trapLocation ? { ...out, trap: inst.trapLocation } : out;
     });
   }
 
@@ -396,6 +407,8 @@ export class InstanceManager {
 
   private async stopped(inst: ServerInstance, run: RunningInstance<InstanceServices>, status: InstanceStatus): Promise<void> {
     inst.status = inst.transient ? transientEnd(status) : status;
+    inst.trapLocation = run.trapLocation;
+    if (inst.trapLocation) this.deps.onTrapped?.(inst.id, status, inst.trapLocation);
     if (this.executorDied(inst, status)) {
       // The executor process died (a crash, the OOM killer, an operator's
       // kill): its state is gone, but a persistent instance continues from

@@ -1,7 +1,11 @@
 // cflags: -g -O1 -Wl,--export=counter -Wl,--export=message
 // debuggee: a program to debug (docs/debugging.md), built with DWARF (-g).
 //
-// Exports: memory, counter and message (their addresses, as globals), run.
+// Exports: memory, counter and message (their addresses, as globals), run,
+// crash.
+//
+// crash() recurses 5 frames deep through fall() and traps (unreachable) in
+// explode().
 //
 // run() recurses 5 frames deep through descend(), adds each depth to
 // counter on the way, and then blocks in gate_io (waiting for input that
@@ -35,4 +39,25 @@ void run(void)
 {
 	for (;;)
 		descend(5);
+}
+
+__attribute__((noinline)) static void explode(uint32_t depth)
+{
+	counter = depth;
+	__builtin_trap();
+}
+
+__attribute__((noinline)) static void fall(uint32_t depth)
+{
+	if (depth == 0)
+		explode(depth);
+	else
+		fall(depth - 1);
+	counter += depth;
+}
+
+EXPORT("crash")
+void crash(void)
+{
+	fall(5);
 }

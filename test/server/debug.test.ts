@@ -277,4 +277,17 @@ describe('the debug action', () => {
     assert.equal(frames[0]!.name, 'descend');
     assert.equal(frames[0]!.locals[0]!.value, 4);
   });
+
+  it('names the function a program trapped in', async () => {
+    const r = await request(server, 'POST', `${K}${D}?action=pin&action=launch&function=crash`, { key, headers: wasm, body: debuggee });
+    assert.equal(r.status, 201, r.text);
+    const id = String(r.headers['gate-instance']);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"KILLED","cause":"UNREACHABLE"}');
+    const get = await debug(server, id, { op: 'CONFIG_GET' });
+    assert.equal(get.status, 200, get.text);
+    assert.deepEqual(get.body.trap, { function: 6, name: 'explode' });
+    // counter was set by explode(0) just before the trap.
+    const counter = await debug(server, id, { op: 'READ_MEMORY', addr: COUNTER_ADDR, size: 4 });
+    assert.equal(u32(counter.body.data), 0);
+  });
 });
