@@ -9,6 +9,7 @@ import type { Program } from '../runtime/program.js';
 import { encodeStack, globalValues, MAX_BREAKPOINTS, memoryImage } from '../snapshot/format.js';
 import type { GlobalValue, StackFrame, StackValue } from '../snapshot/state.js';
 import { functionAtInstruction, functionNames } from '../wasm/debug-info.js';
+import { readLineTable, sourceLocation, type LineRow } from '../wasm/dwarf-line.js';
 import { ExternalKind } from '../wasm/module.js';
 import { badRequest } from './errors.js';
 
@@ -140,15 +141,26 @@ function globalBits(g: GlobalValue): bigint {
   return g.type === 0x7f ? BigInt(g.value >>> 0) : g.type === 0x7e ? BigInt.asUintN(64, g.value) : BigInt(g.bits);
 }
 
+/** The module's DWARF line table; none when it has none or it cannot be read (DWARF is for people, never needed). */
+function sourceLines(m: Program['module']): LineRow[] {
+  try {
+    return readLineTable(m);
+  } catch {
+    return [];
+  }
+}
+
 const stackValueJson = (v: StackValue): Record<string, unknown> => valueJson(v.type, v.bits);
 const SITE_KINDS = ['call', 'entry', 'loop', 'bulk', 'breakpoint'];
 
-function frameJson(f: StackFrame, names: Map<number, string>): Record<string, unknown> {
+function frameJson(f: StackFrame, names: Map<number, string>, lines: readonly LineRow[]): Record<string, unknown> {
   const out: Record<string, unknown> = { function: f.func };
   const name = names.get(f.func);
   if (name !== undefined) out.name = name;
   out.kind = SITE_KINDS[f.kind] ?? f.kind;
   out.offset = f.offset;
+  const source = sourceLocation(lines, f.offset);
+  if (source) out.source = source;
   out.locals = f.locals.map(stackValueJson);
   out.stack = f.stack.map(stackValueJson);
   return out;
@@ -190,7 +202,7 @@ export function readState(program: Program, req: DebugRequest): DebugRead {
       const stack = program.snapshot?.stack;
       if (!stack) return { extra: { frames: [] } };
       const names = functionNames(m);
-      return { data: encodeStack(stack), extra: { frames: stack.frames.map((f) => frameJson(f, names)).reverse() } };
+      return { data: encodeStack(stack), extra: { frames: stack.frames.map((f) => frameJson(f, names, sourceLines(m))).reverse() } };
     }
     default:
       return {};

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { readSnapshot } from '../../src/snapshot/format.js';
 import { parseModule } from '../../src/wasm/module.js';
+import { lineOffsets, readLineTable } from '../../src/wasm/dwarf-line.js';
 import { programBytes } from '../helpers/runtime.js';
 import { newKey, request, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -89,6 +90,10 @@ describe('the debug action', () => {
     // Innermost first: the io call in wait_for_input, descend(0) … descend(5), run.
     assert.deepEqual(frames.map((f) => f.name), ['wait_for_input', 'descend', 'descend', 'descend', 'descend', 'descend', 'descend', 'run']);
     assert.deepEqual(frames.slice(1, 7).map((f) => f.locals[0]), [0, 1, 2, 3, 4, 5].map((v) => ({ type: 'i32', bits: `0x${v}`, value: v })));
+    // Source lines from the module's DWARF: the call of wait_for_input (line 31), the recursive calls (34), run's call (41).
+    const lines = (frames as Array<{ source?: { file: string; line: number } }>).map((f) => f.source?.line);
+    assert.deepEqual(lines.slice(1), [31, 34, 34, 34, 34, 34, 41]);
+    assert.match((frames[1] as unknown as { source: { file: string } }).source.file, /debuggee\.c$/);
     for (const f of frames) {
       assert.equal(f.kind, 'call');
       const body = mod.bodies[f.function - mod.importedFunctionCount]!;
@@ -276,6 +281,19 @@ describe('the debug action', () => {
     const frames = (await debug(other, id2, { op: 'READ_STACK' })).body.frames as Array<{ name: string; locals: Array<{ value: number }> }>;
     assert.equal(frames[0]!.name, 'descend');
     assert.equal(frames[0]!.locals[0]!.value, 4);
+  });
+
+  it('stops at a breakpoint set by source line (DWARF)', async () => {
+    const rows = readLineTable(mod);
+    const offsets = lineOffsets(rows, 'debuggee.c', 29); // `counter += depth;`, descend's first statement
+    assert.deepEqual(offsets, [descendStart]);
+    const r = await request(server, 'POST', `${K}${D}?action=pin&action=launch&action=suspend`, { key, headers: wasm, body: debuggee });
+    const id = String(r.headers['gate-instance']);
+    assert.equal((await debug(server, id, { op: 'CONFIG_SET', config: { breakpoints: offsets } })).status, 200);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=resume&function=run`, { key })).status, 200);
+    assert.equal((await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
+    const frames = (await debug(server, id, { op: 'READ_STACK' })).body.frames as Array<{ name: string; source: { line: number; column: number } }>;
+    assert.deepEqual(frames.map((f) => [f.name, f.source.line]), [['descend', 29], ['run', 41]]);
   });
 
   it('names the function a program trapped in', async () => {
