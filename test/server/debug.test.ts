@@ -308,4 +308,21 @@ describe('the debug action', () => {
     const counter = await debug(server, id, { op: 'READ_MEMORY', addr: COUNTER_ADDR, size: 4 });
     assert.equal(u32(counter.body.data), 0);
   });
+
+  it('keeps breakpoints of a stopped instance across a server restart', async () => {
+    const first = await startTestServer();
+    let second: TestServer | undefined;
+    try {
+      const id = await launchSuspended(first);
+      assert.equal((await debug(first, id, { op: 'CONFIG_SET', config: { breakpoints: [descendStart] } })).status, 200);
+      await first.stop(true);
+      second = await startTestServer({ stateDir: first.stateDir });
+      assert.equal((await info(second, id)).debugging, true);
+      assert.deepEqual((await debug(second, id, { op: 'CONFIG_GET' })).body.config, { breakpoints: [String(descendStart)] });
+      assert.equal((await request(second, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
+      assert.equal((await request(second, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED","cause":"BREAKPOINT"}');
+    } finally {
+      await second?.stop();
+    }
+  });
 });
