@@ -50,6 +50,13 @@ export interface InstrumentOptions {
    * before breakpoints existed (no extra import).
    */
   breakpoints?: ReadonlySet<number>;
+  /**
+   * How many bytes later the function bodies start in the instrumented
+   * module's code section than in the original program's (rewrite.ts may
+   * append functions, and the count's LEB can grow): site offsets and
+   * breakpoints are offsets in the original's code section.
+   */
+  codeOffsetShift?: number;
 }
 
 export interface InstrumentResult {
@@ -262,7 +269,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   const loopFirstCallee: number[][] = [];
   const bulks = new Uint8Array(n);
   const breakpoints = opts.breakpoints ?? new Set<number>();
-  const codeBase = m.sections.find((s) => s.id === SectionId.Code)?.payloadStart ?? 0;
+  const codeBase = (m.sections.find((s) => s.id === SectionId.Code)?.payloadStart ?? 0) + (opts.codeOffsetShift ?? 0);
   /** Per defined function: holds an instruction at a breakpoint (it gets sites, and calls of it may unwind, under both profiles). */
   const breaks = new Uint8Array(n);
   if (breakpoints.size) {
@@ -418,7 +425,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
   const m = ctx.m;
   const body = m.bodies[fi]!;
   const bytes = m.bytes;
-  const codeBase = m.sections.find((s) => s.id === SectionId.Code)!.payloadStart;
+  const codeBase = ctx.codeBase;
   const s: Structure = { sites: 0, siteKind: [], siteOffset: [], bodyLo: [0], bodyHi: [0], bodyTargets: [[]], frameHi: [0], callSite: [], bulkSite: [], breakSite: [], chained: [false] };
   const addSite = (kind: number, pos: number): number => {
     s.siteKind.push(kind);

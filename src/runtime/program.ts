@@ -1,7 +1,7 @@
 import { BLOCKING_IMPORTS, resolveImports } from '../abi/imports.js';
 import { resolveEntry } from '../abi/entry.js';
 import { UnwindLayouts } from '../prepare/instrument.js';
-import { prepare, rewrittenModule, unwindingImportIndices, type PreparedModule } from '../prepare/pipeline.js';
+import { codeOffsetShift, prepare, rewrittenModule, unwindingImportIndices, type PreparedModule } from '../prepare/pipeline.js';
 import type { PreparedCache } from '../prepare/cache.js';
 import type { Profile } from '../prepare/profile.js';
 import { INTERNAL_PREFIX, type CanonicalImport } from '../prepare/rewrite.js';
@@ -111,7 +111,9 @@ export class Program {
     const key = preparedKey(profile, breakpoints);
     let l = this.layouts.get(key);
     if (!l) {
-      l = new UnwindLayouts(rewrittenModule(this.module, this.imports), { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING), breakpoints: new Set(breakpoints) });
+      const rewritten = rewrittenModule(this.module, this.imports);
+      const codeShift = codeOffsetShift(this.module, rewritten);
+      l = new UnwindLayouts(rewritten, { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING), breakpoints: new Set(breakpoints), codeOffsetShift: codeShift });
       this.layouts.set(key, l);
     }
     return l;
