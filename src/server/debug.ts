@@ -6,7 +6,7 @@
  * configuration to the instance and its stored snapshot.
  */
 import type { Program } from '../runtime/program.js';
-import { encodeStack, globalValues, MAX_BREAKPOINTS, memoryImage } from '../snapshot/format.js';
+import { encodeStack, globalValues, MAX_BREAKPOINTS } from '../snapshot/format.js';
 import type { GlobalValue, StackFrame, StackValue } from '../snapshot/state.js';
 import { functionAtInstruction, functionNames } from '../wasm/debug-info.js';
 import { readLineTable, sourceLocation, type LineRow } from '../wasm/dwarf-line.js';
@@ -191,12 +191,21 @@ export function readState(program: Program, req: DebugRequest): DebugRead {
     }
     case 'READ_MEMORY': {
       if (req.size > BigInt(MAX_DEBUG_READ)) throw badRequest(`debug read of ${req.size} bytes: at most ${MAX_DEBUG_READ} bytes per request`);
-      const memory = memoryImage(m);
-      if (req.addr + req.size > BigInt(memory.length)) {
-        throw badRequest(`debug read of ${req.size} bytes at ${req.addr} is outside the instance's memory (${memory.length} bytes)`);
+      // Read from the data segments: the whole memory image is never built (it may be gigabytes).
+      const memorySize = (m.memories[0]?.min ?? 0) * 65536;
+      if (req.addr + req.size > BigInt(memorySize)) {
+        throw badRequest(`debug read of ${req.size} bytes at ${req.addr} is outside the instance's memory (${memorySize} bytes)`);
       }
       const start = Number(req.addr);
-      return { data: memory.slice(start, start + Number(req.size)) };
+      const end = start + Number(req.size);
+      const data = new Uint8Array(end - start);
+      for (const d of m.dataSegments) {
+        if (d.passive || d.offset === undefined) continue;
+        const from = Math.max(start, d.offset);
+        const to = Math.min(end, d.offset + (d.end - d.start));
+        if (from < to) data.set(m.bytes.subarray(d.start + (from - d.offset), d.start + (to - d.offset)), from - start);
+      }
+      return { data };
     }
     case 'READ_STACK': {
       const stack = program.snapshot?.stack;

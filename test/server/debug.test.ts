@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { readSnapshot } from '../../src/snapshot/format.js';
+import { memoryImage, readSnapshot } from '../../src/snapshot/format.js';
 import { parseModule } from '../../src/wasm/module.js';
 import { lineOffsets, readLineTable } from '../../src/wasm/dwarf-line.js';
 import { programBytes } from '../helpers/runtime.js';
@@ -119,6 +119,14 @@ describe('the debug action', () => {
     assert.equal(u32(counter.body.data), 5 + 4 + 3 + 2 + 1 + 0);
     const message = await debug(server, id, { op: 'READ_MEMORY', addr: String(MESSAGE_ADDR), size: '18' });
     assert.equal(Buffer.from(String(message.body.data), 'base64').toString(), 'gate debugger test');
+    // The whole memory, as the instance's snapshot holds it.
+    const snap = await request(server, 'POST', `${I}${id}?action=snapshot`, { key });
+    const image = memoryImage(parseModule(new Uint8Array((await request(server, 'GET', String(snap.headers.location), { key })).body)));
+    const whole = await debug(server, id, { op: 'READ_MEMORY', addr: 0, size: image.length });
+    assert.ok(image.length >= 65536);
+    assert.ok(Buffer.from(String(whole.body.data), 'base64').equals(Buffer.from(image)));
+    const tail = await debug(server, id, { op: 'READ_MEMORY', addr: image.length - 3, size: 3 });
+    assert.equal(Buffer.from(String(tail.body.data), 'base64').length, 3);
   });
 
   it('sets, extends and removes breakpoints of a stopped instance; InstanceInfo.debugging follows them', async () => {
