@@ -133,6 +133,9 @@ function runRaw(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>): Outcome {
   return observe(inst.exports, nGlobals, ret);
 }
 
+/** Unwinds at breakpoints in one run, beyond which breakpoints are passed without unwinding. */
+const MAX_BREAK_UNWINDS = 2000;
+
 /** Far more preemption checks than any generated program passes (about 10^4 at most). */
 const MAX_YIELDS = 2_000_000;
 
@@ -212,7 +215,8 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
   }, undefined, false);
   const breakpoint = (offset: number): void => {
     // As `unwinding`, with the breakpoint's own probability.
-    if (!unwinder.rewinding && unwinder.state === UnwindState.Normal && active && rng() < v.pBreak) {
+    // (at most MAX_BREAK_UNWINDS per run: a breakpoint in a hot loop would make a case slow, not better)
+    if (!unwinder.rewinding && unwinder.state === UnwindState.Normal && active && run.breakUnwinds < MAX_BREAK_UNWINDS && rng() < v.pBreak) {
       pending = `__gate.breakpoint(${offset})`;
       run.breakUnwinds++;
       unwinder.startUnwind();
