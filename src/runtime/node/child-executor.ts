@@ -359,7 +359,8 @@ export class ChildProcessExecutor implements Executor {
           this.fail('executor sent an invalid status', true);
           return;
         }
-        ev.stopped(status);
+        const tf = h.trapFunction;
+        ev.stopped(status, typeof tf === 'number' && Number.isInteger(tf) && tf >= 0 && tf <= 0xffffffff ? tf : undefined);
         break;
       }
       default:
