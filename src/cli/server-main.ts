@@ -45,7 +45,7 @@ export const COMMON_KEYS_HELP = `
   principal.debugburst       bytes of debug output an instance may write at once (server 1 MiB,
                              daemon 16 MiB)
   state.checkpointinterval   seconds between checkpoints of running persistent instances (default 30;
-                             a crash loses at most about twice this; 0: only at launch)
+                             a crash loses at most about twice this; 0: none)
   log.level                  pino level: fatal, error, warn, info (default), debug, silent
   log.debugrate              bytes/s of debug output of all instances together in this log
                              (default 262144); more is dropped and reported`;
@@ -85,7 +85,7 @@ export function profileFrom(tree: ConfigTree): Profile | undefined {
 
 export function checkpointIntervalFrom(tree: ConfigTree): number {
   const seconds = getNumber(tree, 'state.checkpointinterval', 30);
-  if (!(seconds >= 0 && Number.isFinite(seconds))) throw new ConfigError('state.checkpointinterval must be a number of seconds (0: checkpoint only at launch)');
+  if (!(seconds >= 0 && Number.isFinite(seconds))) throw new ConfigError('state.checkpointinterval must be a number of seconds (0: no periodic checkpoints)');
   return seconds * 1000;
 }
 

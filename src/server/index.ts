@@ -102,7 +102,7 @@ export interface ServerOptions {
   registry?: ServiceRegistry;
   /**
    * How often running persistent instances are checkpointed, in milliseconds
-   * (0: only at launch; default 30 s: a crash loses at most about a minute).
+   * (0: none; default 30 s: a crash loses at most about a minute).
    */
   checkpointIntervalMs?: number;
   /** How long a request for an instance still being restored after a restart waits before it gets 503 (default 10 s). */

@@ -33,7 +33,7 @@ export interface InstanceManagerDeps {
   /**
    * How often running persistent instances are checkpointed (their state
    * stored while they run on, clients staying connected), in milliseconds;
-   * 0: never (only at launch). Default DEFAULT_CHECKPOINT_INTERVAL_MS.
+   * 0: never. Default DEFAULT_CHECKPOINT_INTERVAL_MS.
    */
   checkpointIntervalMs?: number;
   /** How long a request for an instance still being restored after a restart waits before 503 (default 10 s). */
@@ -249,11 +249,12 @@ export class InstanceManager {
           throw e;
         }
       }
-      if (!req.suspend) {
-        await this.start(inst, req.program, req.scope, req.function);
-        // The first checkpoint: from now on a crash brings it back RUNNING where it had got to.
-        if (!transient) void this.checkpoint(inst);
-      } else if (!transient) await this.save(inst);
+      // No checkpoint at launch: start() records it as running from its
+      // module, which is what a crash before the first periodic checkpoint
+      // brings it back RUNNING from (a checkpoint now would only pause a
+      // program that has not run yet, at the cost of a snapshot per launch).
+      if (!req.suspend) await this.start(inst, req.program, req.scope, req.function);
+      else if (!transient) await this.save(inst);
     } catch (e) {
       this.remove(inst);
       if (!transient && !(e instanceof HttpError && e.status === 409)) await this.deps.inventory.deleteInstance(inst.principal!, id).catch(() => undefined);
