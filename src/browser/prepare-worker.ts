@@ -19,9 +19,9 @@ const cache = new MemoryCache();
 async function handle(job: PrepareRequest): Promise<PrepareReply> {
   try {
     const program = await Program.load(job.bytes, job.limits);
-    const p = await program.prepare(job.profile, cache);
+    const p = await program.prepare(job.profile, cache, job.breakpoints);
     // Sent as a copy: the cache keeps the original.
-    return { id: job.id, key: p.key, bytes: p.bytes.slice(), profile: p.profile };
+    return { id: job.id, key: p.key, bytes: p.bytes.slice(), profile: p.profile, breakpoints: p.breakpoints };
   } catch (e) {
     return { id: job.id, error: e instanceof Error ? e.message : String(e), code: e instanceof GateError ? e.code : undefined };
   }

@@ -17,9 +17,13 @@ export interface PrepareRequest {
   bytes: Uint8Array;
   limits: ModuleLimits;
   profile: Profile;
+  /** Debugger breakpoints to instrument (sorted). */
+  breakpoints: readonly number[];
 }
 
-export type PrepareReply = { id: number; key: string; bytes: Uint8Array; profile: Profile } | { id: number; error: string; code: string | undefined };
+export type PrepareReply =
+  | { id: number; key: string; bytes: Uint8Array; profile: Profile; breakpoints: readonly number[] }
+  | { id: number; error: string; code: string | undefined };
 
 /** Preparation failed for a reason other than the module (e.g. its worker died). */
 export class BrowserPreparationError extends GateError {
@@ -59,7 +63,8 @@ export interface WorkerPreparerOptions {
 export class WorkerPreparer {
   private readonly worker: WorkerLike;
   private readonly pending = new Map<number, { resolve(p: PreparedModule): void; reject(e: Error): void }>();
-  private readonly memo = new WeakMap<Program, Map<Profile, Promise<PreparedModule>>>();
+  /** By program, then by profile and breakpoint set. */
+  private readonly memo = new WeakMap<Program, Map<string, Promise<PreparedModule>>>();
   private seq = 0;
   private failed: Error | undefined;
 
@@ -73,20 +78,21 @@ export class WorkerPreparer {
       this.pending.delete(reply.id);
       if (!p) return;
       if ('error' in reply) p.reject(replyError(reply));
-      else p.resolve({ key: reply.key, bytes: reply.bytes, profile: reply.profile, fromCache: false });
+      else p.resolve({ key: reply.key, bytes: reply.bytes, profile: reply.profile, breakpoints: reply.breakpoints, fromCache: false });
     });
     this.worker.addEventListener('error', (e) => this.fail(new BrowserPreparationError(`the preparation worker failed: ${e.message || 'its script could not be loaded'}`)));
   }
 
-  readonly prepare = (program: Program, profile: Profile): Promise<PreparedModule> => {
-    let byProfile = this.memo.get(program);
-    if (!byProfile) this.memo.set(program, (byProfile = new Map()));
-    let p = byProfile.get(profile);
+  readonly prepare = (program: Program, profile: Profile, breakpoints: readonly number[] = []): Promise<PreparedModule> => {
+    let byKey = this.memo.get(program);
+    if (!byKey) this.memo.set(program, (byKey = new Map()));
+    const key = `${profile} ${breakpoints.join(',')}`;
+    let p = byKey.get(key);
     if (!p) {
-      p = this.send(program, profile);
-      byProfile.set(profile, p);
+      p = this.send(program, profile, breakpoints);
+      byKey.set(key, p);
       // A failure is not memoized: the next launch tries again.
-      p.catch(() => byProfile!.delete(profile));
+      p.catch(() => byKey!.delete(key));
     }
     return p;
   };
@@ -95,12 +101,12 @@ export class WorkerPreparer {
     this.fail(new BrowserPreparationError('the preparation worker was closed'));
   }
 
-  private send(program: Program, profile: Profile): Promise<PreparedModule> {
+  private send(program: Program, profile: Profile, breakpoints: readonly number[]): Promise<PreparedModule> {
     if (this.failed) return Promise.reject(this.failed);
     const id = ++this.seq;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const job: PrepareRequest = { id, bytes: program.bytes, limits: this.opts.limits, profile };
+      const job: PrepareRequest = { id, bytes: program.bytes, limits: this.opts.limits, profile, breakpoints };
       this.worker.postMessage(job);
     });
   }

@@ -31,6 +31,7 @@ import { GateError } from '../errors.js';
 import { ensureDaemon } from './daemon-activation.js';
 import { entryNotFoundError, isEntryNotFound } from './entry-hint.js';
 import { progress } from './progress.js';
+import { DebugCommandError, debugCommand } from './debug-command.js';
 
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
@@ -682,7 +683,14 @@ export function version(): number {
   return 0;
 }
 
-export function debug(): number {
-  err('gate: debug is not supported by this implementation of Gate (the server has no debug action yet)');
-  return EXIT_FAILURE;
+/** `gate debug INSTANCE [COMMAND [ARG…]]` (debug-command.ts, docs/debugging.md). */
+export async function debug(s: Session, id: string, command: string | undefined, args: string[]): Promise<number> {
+  const client = await openClient(s, clientSettings(s.config));
+  try {
+    await debugCommand(client, id, command, args, out);
+  } catch (e) {
+    if (e instanceof DebugCommandError) throw new UsageError(e.message);
+    throw e;
+  }
+  return 0;
 }

@@ -123,11 +123,12 @@ export function buildProgram(address?: string): Command {
 
   cli
     .command('debug')
-    .summary('debug an instance (not supported)')
+    .summary('show or set breakpoints, or read the stack, globals or memory of an instance')
+    .description('Commands: (none) list breakpoints; break WHERE…; delete WHERE…; detach (remove all); bt (backtrace); globals; mem ADDR SIZE. WHERE is a code offset, a function name or FILE:LINE (from the module\'s DWARF; the module must be pinned). See docs/debugging.md.')
     .argument('<instance>')
     .argument('[command]')
-    .argument('[offset...]')
-    .action(act(() => cmd.debug()));
+    .argument('[args...]')
+    .action(act((s, id: string, command: string | undefined, args: string[]) => cmd.debug(s, id, command, args)));
 
   cli
     .command('delete')

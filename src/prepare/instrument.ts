@@ -41,6 +41,22 @@ export interface InstrumentOptions {
    * the yield import when the fuel is refilled to 1 use 1.
    */
   fuelChunk?: number;
+  /**
+   * Debugger breakpoints: offsets of instructions (relative to the start of
+   * the code section's contents) before which the code calls the runtime's
+   * `breakpoint` import with the offset, at a site where the frame can be
+   * unwound (SiteKind.Breakpoint). Offsets that are not instructions of
+   * reachable code are ignored. Without any, the output is what it was
+   * before breakpoints existed (no extra import).
+   */
+  breakpoints?: ReadonlySet<number>;
+  /**
+   * How many bytes later the function bodies start in the instrumented
+   * module's code section than in the original program's (rewrite.ts may
+   * append functions, and the count's LEB can grow): site offsets and
+   * breakpoints are offsets in the original's code section.
+   */
+  codeOffsetShift?: number;
 }
 
 export interface InstrumentResult {
@@ -66,6 +82,8 @@ export const SiteKind = {
   Loop: 2,
   /** The check before the `memory.fill`/`memory.copy` at `offset`. */
   Bulk: 3,
+  /** A debugger breakpoint before the instruction at `offset`. */
+  Breakpoint: 4,
 } as const;
 export type SiteKindCode = (typeof SiteKind)[keyof typeof SiteKind];
 
@@ -178,6 +196,10 @@ interface ModuleContext {
   fuelChunk: number;
   /** Function indices of the internal imports. */
   fn: Record<keyof typeof InternalImport, number>;
+  /** The internal imports appended (the breakpoint import only when there are breakpoints). */
+  importKeys: Array<keyof typeof InternalImport>;
+  breakpoints: ReadonlySet<number>;
+  codeBase: number;
 }
 
 const IMPORT_TYPES: Record<keyof typeof InternalImport, FuncType> = {
@@ -188,8 +210,10 @@ const IMPORT_TYPES: Record<keyof typeof InternalImport, FuncType> = {
   rewindFrame: { params: [I32], results: [I32] },
   rewindI32: { params: [], results: [I32] },
   rewindI64: { params: [], results: [I64] },
+  breakpoint: { params: [I32], results: [] },
 };
-const IMPORT_KEYS = Object.keys(InternalImport) as Array<keyof typeof InternalImport>;
+const ALL_IMPORT_KEYS = Object.keys(InternalImport) as Array<keyof typeof InternalImport>;
+const BASE_IMPORT_KEYS = ALL_IMPORT_KEYS.filter((k) => k !== 'breakpoint');
 
 function typeKey(t: FuncType): string {
   return `${t.params.join(',')}:${t.results.join(',')}`;
@@ -244,6 +268,24 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   /** Per function, per loop in code order: the function its body calls before any control instruction, or -1. */
   const loopFirstCallee: number[][] = [];
   const bulks = new Uint8Array(n);
+  const breakpoints = opts.breakpoints ?? new Set<number>();
+  const codeBase = (m.sections.find((s) => s.id === SectionId.Code)?.payloadStart ?? 0) + (opts.codeOffsetShift ?? 0);
+  /** Per defined function: holds an instruction at a breakpoint (it gets sites, and calls of it may unwind, under both profiles). */
+  const breaks = new Uint8Array(n);
+  if (breakpoints.size) {
+    // Bodies are in code order: one binary search per breakpoint (a crafted snapshot may bring many).
+    for (const off of breakpoints) {
+      const abs = codeBase + off;
+      let lo = 0;
+      let hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (m.bodies[mid]!.end <= abs) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo < n && m.bodies[lo]!.codeStart <= abs) breaks[lo] = 1;
+    }
+  }
   for (let i = 0; i < n; i++) {
     const direct: number[] = [];
     const indirect: number[] = [];
@@ -268,7 +310,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     loopFirstCallee.push(firstCallee);
     bulks[i] = bulk ? 1 : 0;
     calls[i] = direct.length || indirect.length ? 1 : 0;
-    checked[i] = calls[i] || firstCallee.length || bulk ? 1 : 0;
+    checked[i] = calls[i] || firstCallee.length || bulk || breaks[i] ? 1 : 0;
   }
   // Under io-suspend a loop whose every iteration first calls a function
   // that checks at its entry needs no check of its own (the callee's bounds
@@ -297,7 +339,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     }
   };
   for (let i = 0; i < n; i++) {
-    if (checksUnwind && checked[i]) mark(i);
+    if ((checksUnwind && checked[i]) || breaks[i]) mark(i);
     for (const c of callees[i]!) {
       if (c < nImports) {
         if (opts.unwindingImports.has(c)) mark(i);
@@ -325,7 +367,8 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   const importedGlobals = m.imports.filter((i) => i.kind === ExternalKind.Global).length;
   const fuelGlobal = importedGlobals + m.globals.length;
   const fn = {} as Record<keyof typeof InternalImport, number>;
-  IMPORT_KEYS.forEach((k, i) => (fn[k] = nImports + i));
+  const importKeys = breakpoints.size ? ALL_IMPORT_KEYS : BASE_IMPORT_KEYS;
+  importKeys.forEach((k, i) => (fn[k] = nImports + i));
   return {
     m,
     checksUnwind,
@@ -333,7 +376,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     funcTypes,
     globalTypes,
     nImports,
-    shift: IMPORT_KEYS.length,
+    shift: importKeys.length,
     checked,
     looping,
     coveredLoops,
@@ -344,6 +387,9 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     stateGlobal: fuelGlobal + 1,
     fuelChunk: opts.fuelChunk ?? FUEL_CHUNK,
     fn,
+    importKeys,
+    breakpoints,
+    codeBase,
   };
 }
 
@@ -371,14 +417,16 @@ interface Structure {
   chained: boolean[];
   /** Per memory.fill/copy in order: its site or -1. */
   bulkSite: number[];
+  /** Per breakpoint met in reachable code, in order: its site. */
+  breakSite: number[];
 }
 
 function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Structure {
   const m = ctx.m;
   const body = m.bodies[fi]!;
   const bytes = m.bytes;
-  const codeBase = m.sections.find((s) => s.id === SectionId.Code)!.payloadStart;
-  const s: Structure = { sites: 0, siteKind: [], siteOffset: [], bodyLo: [0], bodyHi: [0], bodyTargets: [[]], frameHi: [0], callSite: [], bulkSite: [], chained: [false] };
+  const codeBase = ctx.codeBase;
+  const s: Structure = { sites: 0, siteKind: [], siteOffset: [], bodyLo: [0], bodyHi: [0], bodyTargets: [[]], frameHi: [0], callSite: [], bulkSite: [], breakSite: [], chained: [false] };
   const addSite = (kind: number, pos: number): number => {
     s.siteKind.push(kind);
     s.siteOffset.push(pos - codeBase);
@@ -404,6 +452,12 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
   const { checksUnwind, nImports } = ctx;
   decodeInstructions(bytes, body, (op, sub, pos) => {
     const top = fBody.length - 1;
+    if (ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
+      const site = addSite(SiteKind.Breakpoint, pos);
+      s.bodyTargets[fBody[top]!]!.push(site);
+      s.breakSite.push(site);
+      fFresh[top] = false;
+    }
     switch (op) {
       case 0x02:
       case 0x03:
@@ -891,6 +945,7 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   let copyFrom = body.codeStart;
   let callCounter = 0;
   let bulkCounter = 0;
+  let breakCounter = 0;
   let loopCounter = 0;
   const flush = (to: number): void => {
     if (to > copyFrom) w.bytes(bytes.subarray(copyFrom, to));
@@ -941,6 +996,21 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
           return;
       }
       return;
+    }
+    if (ctx.breakpoints.has(pos - ctx.codeBase)) {
+      // A breakpoint: the whole operand stack to slots, then the runtime's
+      // breakpoint import, which may unwind (the frame stops here) or, when
+      // it ends a rewind, return so that the instruction runs.
+      const site = st.breakSite[breakCounter++]!;
+      flush(pos);
+      spill(f.base);
+      passTarget(f);
+      recordSite(site);
+      i32c(pos - ctx.codeBase);
+      opU(Opcode.Call, fn.breakpoint);
+      unwindCheck(site);
+      reload(f.base, h);
+      copyFrom = pos;
     }
     switch (o) {
       case 0x02:
@@ -1331,7 +1401,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
   });
   const extraTypes: FuncType[] = [];
   const importType: Record<string, number> = {};
-  for (const k of IMPORT_KEYS) {
+  for (const k of ctx.importKeys) {
     const t = IMPORT_TYPES[k];
     let i = typeIndex.get(typeKey(t));
     if (i === undefined) {
@@ -1358,14 +1428,14 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     out.section(SectionId.Type, w.finish());
   }
   {
-    const w = new ByteWriter().u32(m.imports.length + IMPORT_KEYS.length);
+    const w = new ByteWriter().u32(m.imports.length + ctx.importKeys.length);
     const s = sectionOf(SectionId.Import);
     if (s) {
       const r = new ByteReader(bytes, s.payloadStart, s.end);
       r.u32();
       w.bytes(bytes.subarray(r.pos, s.end));
     }
-    for (const k of IMPORT_KEYS) w.name(INTERNAL_IMPORT_MODULE).name(InternalImport[k]).u8(ExternalKind.Function).u32(importType[k]!);
+    for (const k of ctx.importKeys) w.name(INTERNAL_IMPORT_MODULE).name(InternalImport[k]).u8(ExternalKind.Function).u32(importType[k]!);
     out.section(SectionId.Import, w.finish());
   }
   copy(SectionId.Function);

@@ -30,4 +30,6 @@ export const InternalImport = {
   rewindFrame: 'rewind_frame',
   rewindI32: 'rewind_i32',
   rewindI64: 'rewind_i64',
+  /** (i32 offset): a debugger breakpoint; present only in modules prepared with breakpoints. */
+  breakpoint: 'breakpoint',
 } as const;

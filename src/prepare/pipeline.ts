@@ -1,4 +1,4 @@
-import { parseModule, type WasmModule } from '../wasm/module.js';
+import { parseModule, SectionId, type WasmModule } from '../wasm/module.js';
 import type { PreparedCache } from './cache.js';
 import { instrument } from './instrument.js';
 import type { Profile } from './profile.js';
@@ -19,6 +19,8 @@ export interface PrepareOptions {
   /** Canonical imports (`module.name`) that may unwind the stack. */
   unwindingImports: ReadonlySet<string>;
   cache?: PreparedCache;
+  /** Debugger breakpoints to instrument (code offsets, see InstrumentOptions.breakpoints). */
+  breakpoints?: readonly number[];
 }
 
 export interface PreparedModule {
@@ -27,6 +29,8 @@ export interface PreparedModule {
   bytes: Uint8Array;
   profile: Profile;
   fromCache: boolean;
+  /** The breakpoints instrumented (sorted): frames are laid out for exactly these. */
+  breakpoints: readonly number[];
 }
 
 export async function sha256Hex(data: Uint8Array | string): Promise<string> {
@@ -55,13 +59,28 @@ export function rewrittenModule(m: WasmModule, imports: CanonicalImport[]): Wasm
   return parseModule(rewriteModule(m, { imports }).bytes);
 }
 
+/**
+ * How many bytes later the function bodies start in `rewritten`'s code
+ * section than in `original`'s: rewriteModule appends accessor functions,
+ * and the function count's LEB128 may grow (or a padded one shrink).
+ */
+export function codeOffsetShift(original: WasmModule, rewritten: WasmModule): number {
+  const o = original.sections.find((s) => s.id === SectionId.Code);
+  const r = rewritten.sections.find((s) => s.id === SectionId.Code);
+  if (!o || !r || !original.bodies.length) return 0;
+  return rewritten.bodies[0]!.start - r.payloadStart - (original.bodies[0]!.start - o.payloadStart);
+}
+
 /** Deterministic instrumentation of a parsed, validated module (see DESIGN.md). */
 export async function prepare(m: WasmModule, opts: PrepareOptions): Promise<PreparedModule> {
   const rewritten = rewrittenModule(m, opts.imports);
-  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}:${await sha256Hex(rewritten.bytes)}`);
+  const breakpoints = [...new Set(opts.breakpoints ?? [])].sort((a, b) => a - b);
+  // Without breakpoints the key is what it was before they existed (cached modules stay valid).
+  const breaks = breakpoints.length ? `:break=${breakpoints.join(',')}` : '';
+  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}${breaks}:${await sha256Hex(rewritten.bytes)}`);
   const cached = await opts.cache?.get(key);
-  if (cached) return { key, bytes: cached, profile: opts.profile, fromCache: true };
-  const { bytes } = instrument(rewritten, { profile: opts.profile, unwindingImports: unwindingImportIndices(opts.imports, opts.unwindingImports) });
+  if (cached) return { key, bytes: cached, profile: opts.profile, fromCache: true, breakpoints };
+  const { bytes } = instrument(rewritten, { profile: opts.profile, unwindingImports: unwindingImportIndices(opts.imports, opts.unwindingImports), breakpoints: new Set(breakpoints), codeOffsetShift: codeOffsetShift(m, rewritten) });
   await opts.cache?.set(key, bytes);
-  return { key, bytes, profile: opts.profile, fromCache: false };
+  return { key, bytes, profile: opts.profile, fromCache: false, breakpoints };
 }

@@ -44,7 +44,7 @@ export class ExecutorCore {
       // Its last output goes before its end.
       e.debug?.flush();
       e.channel.close();
-      e.events.stopped(status);
+      e.events.stopped(status, inst.trapFunction);
     }, sliceMs);
   }
 
@@ -112,6 +112,7 @@ export class ExecutorCore {
         globalTypes: spec.globalTypes,
         init: spec.init,
         resume: spec.resume,
+        breakpoints: Array.isArray(spec.breakpoints) ? new Set(spec.breakpoints) : undefined,
       });
     } catch (e) {
       // Instantiation failures (e.g. memory cannot be allocated) end the instance, not the executor.

@@ -78,6 +78,8 @@ export interface InstanceSpec {
   init: InitialState;
   /** Present when the instance continues from a snapshot. */
   resume?: ResumeState;
+  /** Debugger breakpoints that stop the instance (code offsets; the module was prepared with them). */
+  breakpoints?: number[];
   /** Keep the stopped instance until `release`, so that it can be snapshotted. */
   retain: boolean;
 }
@@ -93,8 +95,13 @@ export interface InstanceEvents {
    * bytes were dropped there while it was gathered (`data` may be empty).
    */
   debug(data: Uint8Array, dropped: number): void;
-  /** The instance stopped (final for this run). */
-  stopped(status: InstanceStatus): void;
+  /**
+   * The instance stopped (final for this run). `trapFunction`: when it
+   * trapped, the index of the function of the original module it trapped
+   * in (as the engine reported it; from the untrusted side, a hint for
+   * people, never used to decide anything).
+   */
+  stopped(status: InstanceStatus, trapFunction?: number): void;
 }
 
 /**

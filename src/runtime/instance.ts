@@ -3,7 +3,7 @@ import { createHostImports } from '../abi/host.js';
 import { granularityFor } from '../abi/time.js';
 import { Trap, TrapId } from '../abi/trap.js';
 import type { Profile } from '../prepare/profile.js';
-import { INTERNAL_IMPORT_MODULE, InternalExport } from '../prepare/internal.js';
+import { INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from '../prepare/internal.js';
 import { MEMORY_IMPORT } from '../prepare/rewrite.js';
 import type { GlobalValue } from '../snapshot/state.js';
 import type { PacketChannel } from './channel.js';
@@ -39,10 +39,12 @@ export interface InstanceOptions {
   globalTypes: GlobalType[];
   init: InitialState;
   resume?: ResumeState;
+  /** Debugger breakpoints that stop the instance (code offsets). */
+  breakpoints?: ReadonlySet<number>;
 }
 
 /** Why the instance's stack was unwound. */
-type UnwindReason = 'wait' | 'yield' | 'deficiency';
+type UnwindReason = 'wait' | 'yield' | 'deficiency' | 'breakpoint';
 
 /** What one slice of execution ended with. */
 export type SliceOutcome =
@@ -117,7 +119,7 @@ export class Instance implements AbiContext {
     const imports = {
       gate: { ...this.rewindable(host.gate), [MEMORY_IMPORT.name]: this.memoryObject },
       wasi: this.rewindable(host.wasi),
-      [INTERNAL_IMPORT_MODULE]: this.unwinder.imports(() => this.yieldImport()),
+      [INTERNAL_IMPORT_MODULE]: { ...this.unwinder.imports(() => this.yieldImport()), [InternalImport.breakpoint]: (offset: number) => this.breakpointImport(offset) },
     };
     this.wasm = new WebAssembly.Instance(opts.module, imports as WebAssembly.Imports);
     this.unwinder.bind(this.wasm.exports);
@@ -272,6 +274,7 @@ export class Instance implements AbiContext {
     const reason = this.unwindReason;
     this.unwindReason = undefined;
     if (reason === 'deficiency') return { kind: 'stopped', status: this.finish({ state: State.Suspended, cause: 'ABI_DEFICIENCY' }) };
+    if (reason === 'breakpoint' && !this.killRequested) return { kind: 'stopped', status: this.finish(statusForTrap(TrapId.Breakpoint)) };
     if (this.killRequested) return { kind: 'stopped', status: this.finish(this.killReason ? statusForTrap(this.killReason.trap, this.killReason.message) : { state: State.Killed }) };
     if (this.suspendRequested || performance.now() >= this.budgetDeadline) return { kind: 'stopped', status: this.finish({ state: State.Suspended }) };
     if (reason === 'wait') {
@@ -281,6 +284,9 @@ export class Instance implements AbiContext {
     }
     return { kind: 'ready' };
   }
+
+  /** The function of the original module the instance trapped in (see trapFunctionOf), if it did. */
+  trapFunction: number | undefined;
 
   private afterThrow(e: unknown): InstanceStatus {
     const state = this.unwinder.state;
@@ -300,6 +306,7 @@ export class Instance implements AbiContext {
     }
     if (e instanceof KillSignal) return this.finish(e.reason ? statusForTrap(e.reason.trap, e.reason.message) : { state: State.Killed });
     const { trap, message } = classifyError(e);
+    if (e instanceof WebAssembly.RuntimeError) this.trapFunction = trapFunctionOf(e, this.opts.module);
     return this.finish(statusForTrap(trap, message));
   }
 
@@ -352,6 +359,22 @@ export class Instance implements AbiContext {
       return;
     }
     if (this.suspendRequested || now >= this.sliceDeadline) this.startUnwind('yield');
+  }
+
+  /**
+   * The code reached a breakpoint (prepare/instrument.ts): a configured one
+   * stops the instance there (SUSPENDED, cause BREAKPOINT). Reached again
+   * at the end of the rewind that continues from it, it lets the
+   * instruction run: resuming goes past the breakpoint.
+   */
+  private breakpointImport(offset: number): void {
+    if (this.rewinding) {
+      this.finishRewind();
+      this.reentered = false;
+      return;
+    }
+    if (this.killRequested) throw new KillSignal(this.killReason);
+    if (this.opts.breakpoints?.has(offset)) this.startUnwind('breakpoint');
   }
 
   // --- AbiContext ----------------------------------------------------------
@@ -437,4 +460,25 @@ export class Instance implements AbiContext {
   exit(status: number): never {
     throw new ExitSignal(status);
   }
+}
+
+/**
+ * The function of the original module where a wasm trap happened: V8 names
+ * the innermost wasm frame `wasm-function[N]` (N in the prepared module's
+ * index space, where the runtime's `__gate` imports follow the program's
+ * imports). Undefined when the engine does not say or it is not a defined
+ * function of the program.
+ */
+function trapFunctionOf(e: Error, module: WebAssembly.Module): number | undefined {
+  const m = /wasm-function\[(\d+)\]/.exec(e.stack ?? '');
+  if (!m) return undefined;
+  const prepared = Number(m[1]);
+  let programImports = 0;
+  let internal = 0;
+  for (const i of WebAssembly.Module.imports(module)) {
+    if (i.kind !== 'function') continue;
+    if (i.module === INTERNAL_IMPORT_MODULE) internal++;
+    else programImports++;
+  }
+  return prepared >= programImports + internal ? prepared - internal : undefined;
 }

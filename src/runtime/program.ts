@@ -1,7 +1,7 @@
 import { BLOCKING_IMPORTS, resolveImports } from '../abi/imports.js';
 import { resolveEntry } from '../abi/entry.js';
 import { UnwindLayouts } from '../prepare/instrument.js';
-import { prepare, rewrittenModule, unwindingImportIndices, type PreparedModule } from '../prepare/pipeline.js';
+import { codeOffsetShift, prepare, rewrittenModule, unwindingImportIndices, type PreparedModule } from '../prepare/pipeline.js';
 import type { PreparedCache } from '../prepare/cache.js';
 import type { Profile } from '../prepare/profile.js';
 import { INTERNAL_PREFIX, type CanonicalImport } from '../prepare/rewrite.js';
@@ -93,30 +93,38 @@ export class Program {
     return { data, globals };
   }
 
-  prepare(profile: Profile, cache?: PreparedCache): Promise<PreparedModule> {
-    // Deterministic, so one result per profile serves every launch of this
-    // Program (a server launches a cached Program per request).
-    let p = this.prepared.get(profile);
+  prepare(profile: Profile, cache?: PreparedCache, breakpoints: readonly number[] = []): Promise<PreparedModule> {
+    // Deterministic, so one result per profile (and breakpoint set) serves
+    // every launch of this Program (a server launches a cached Program per request).
+    const key = preparedKey(profile, breakpoints);
+    let p = this.prepared.get(key);
     if (!p) {
-      p = prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache });
-      this.prepared.set(profile, p);
-      p.catch(() => this.prepared.delete(profile));
+      p = prepare(this.module, { profile, imports: this.imports, unwindingImports: UNWINDING, cache, breakpoints });
+      this.prepared.set(key, p);
+      p.catch(() => this.prepared.delete(key));
     }
     return p;
   }
 
-  /** How the prepared code saves frames (for snapshots: raw frames ⇄ frames of this module). */
-  unwindLayouts(profile: Profile): UnwindLayouts {
-    let l = this.layouts.get(profile);
+  /** How the prepared code saves frames (for snapshots: raw frames ⇄ frames of this module); `breakpoints` as prepared. */
+  unwindLayouts(profile: Profile, breakpoints: readonly number[] = []): UnwindLayouts {
+    const key = preparedKey(profile, breakpoints);
+    let l = this.layouts.get(key);
     if (!l) {
-      l = new UnwindLayouts(rewrittenModule(this.module, this.imports), { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING) });
-      this.layouts.set(profile, l);
+      const rewritten = rewrittenModule(this.module, this.imports);
+      const codeShift = codeOffsetShift(this.module, rewritten);
+      l = new UnwindLayouts(rewritten, { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING), breakpoints: new Set(breakpoints), codeOffsetShift: codeShift });
+      this.layouts.set(key, l);
     }
     return l;
   }
 
   private readonly prepared = new Map<string, Promise<PreparedModule>>();
   private readonly layouts = new Map<string, UnwindLayouts>();
+}
+
+function preparedKey(profile: Profile, breakpoints: readonly number[]): string {
+  return breakpoints.length ? `${profile}:${[...new Set(breakpoints)].sort((a, b) => a - b).join(',')}` : profile;
 }
 
 /** A global's value from its constant init expression (floats arrive as raw bits). */

@@ -38,7 +38,7 @@ export type InstanceReply =
   | { t: 'packet'; packet: unknown }
   | { t: 'bind'; code: unknown; name: unknown }
   | { t: 'debug'; data: unknown; dropped: unknown }
-  | { t: 'stopped'; status: unknown };
+  | { t: 'stopped'; status: unknown; trapFunction?: unknown };
 
 /** How a host names its executor in messages. */
 export interface RemoteExecutorNames {
@@ -246,7 +246,9 @@ export abstract class RemoteExecutor implements Executor {
           ev.stopped(internalFailure('executor reported an invalid status'));
           return this.violation('an invalid status');
         }
-        ev.stopped(status);
+        // Where it trapped, for the debugger and logs; anything else than a function index is left out.
+        const tf = m.trapFunction;
+        ev.stopped(status, typeof tf === 'number' && Number.isInteger(tf) && tf >= 0 && tf <= 0xffffffff ? tf : undefined);
         return;
       }
     }

@@ -3,6 +3,7 @@ import { Trap, TrapId } from '../abi/trap.js';
 import type { PreparedModule } from '../prepare/pipeline.js';
 import { InternalExport } from '../prepare/internal.js';
 import { framesFromRaw } from './frames.js';
+import { functionNames } from '../wasm/debug-info.js';
 import { decodeRawStack, encodeRawStack } from './unwinder.js';
 import { rawFromFrames } from './frames.js';
 import { writeSnapshotParts } from '../snapshot/format.js';
@@ -37,6 +38,8 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   private paused = false;
   /** What was asked of the instance while a checkpoint had it paused, done when it continues. */
   private afterCheckpoint: 'suspend' | { kill: KillReason | undefined } | undefined;
+  /** Breakpoints (debugger offsets in the code section) written into this instance's snapshots. */
+  breakpoints: readonly bigint[];
 
   constructor(
     readonly id: string,
@@ -47,6 +50,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
     private readonly retained: boolean,
   ) {
     this.done = new Promise((res) => (this.resolveDone = res));
+    this.breakpoints = program.snapshot?.breakpoints ?? [];
   }
 
   /**
@@ -89,7 +93,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
       result: status.result ?? 0,
       final: final || (status.state === State.Suspended && !resumable),
       monotonicNs: s.monotonicNs,
-      breakpoints: [],
+      breakpoints: [...this.breakpoints],
       memory: s.memory,
       memoryMaxPages: this.program.memoryLimits?.max,
       globals: s.globals,
@@ -102,7 +106,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
             startFunction: this.program.module.start,
             startPending,
             entry: s.calls.find((c) => c !== InternalExport.start),
-            frames: s.stack ? framesFromRaw(decodeRawStack(s.stack), this.program.unwindLayouts(this.prepared.profile)) : [],
+            frames: s.stack ? framesFromRaw(decodeRawStack(s.stack), this.program.unwindLayouts(this.prepared.profile, this.prepared.breakpoints)) : [],
           }
         : undefined,
     };
@@ -284,8 +288,21 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
     this.executor.kill(this.id, { trap, message });
   }
 
+  /**
+   * Where the instance trapped, if it did and the engine said: the function
+   * of the program (index, and its name from the name section, if any).
+   */
+  get trapLocation(): { function: number; name?: string } | undefined {
+    const f = this.trapFunction;
+    if (f === undefined || f >= this.program.module.importedFunctionCount + this.program.module.functions.length) return undefined;
+    const name = functionNames(this.program.module).get(f);
+    return name === undefined ? { function: f } : { function: f, name };
+  }
+
+  private trapFunction: number | undefined;
+
   /** @internal */
-  stopped(status: InstanceStatus): void {
+  stopped(status: InstanceStatus, trapFunction?: number): void {
     const pausing = this.pausing;
     if (pausing) {
       this.pausing = undefined;
@@ -303,6 +320,7 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
     }
     this.paused = false;
     this.current = status;
+    this.trapFunction = trapFunction;
     this.debug?.end();
     Promise.resolve(this.servicesRef?.shutdown(status.state === State.Suspended))
       .catch(() => undefined)

@@ -2,6 +2,7 @@ import type { PreparedCache } from '../prepare/cache.js';
 import type { PreparedModule } from '../prepare/pipeline.js';
 import { DEFAULT_PROFILE, type Profile } from '../prepare/profile.js';
 import { InternalExport } from '../prepare/internal.js';
+import { SiteKind } from '../prepare/instrument.js';
 import type { ServiceState } from '../snapshot/state.js';
 import { ModuleLimitError } from '../wasm/errors.js';
 import { DEFAULT_LOCAL_LIMITS, type ModuleLimits } from '../wasm/validate.js';
@@ -73,7 +74,7 @@ export interface RuntimeOptions {
    * PreparePool of worker threads, so that a server's event loop never runs
    * the transform); `cache` is then the preparer's business.
    */
-  preparer?: (program: Program, profile: Profile) => Promise<PreparedModule>;
+  preparer?: (program: Program, profile: Profile, breakpoints: readonly number[]) => Promise<PreparedModule>;
   /** Acceptance limits for modules and snapshots loaded through load()/restore() (default: the local ones). */
   limits?: ModuleLimits;
 }
@@ -92,6 +93,8 @@ export interface LaunchOptions<C extends ServiceConnection> {
   retain?: boolean;
   /** This instance's CPU budget for this run (see RuntimeOptions.cpuBudgetMs). */
   cpuBudgetMs?: number;
+  /** Debugger breakpoints kept in the instance's snapshots (default: the snapshot's own). */
+  breakpoints?: readonly bigint[];
 }
 
 /**
@@ -149,13 +152,19 @@ export class Runtime {
       return inst;
     }
 
-    const prepared = this.opts.preparer ? await this.opts.preparer(program, profile) : await program.prepare(profile, this.opts.cache);
+    // Breakpoints (docs/debugging.md): the configured ones stop the
+    // instance; a frame stopped at one that is no longer configured still
+    // needs its site in the code to continue from it.
+    const enabled = breakpointOffsets(launch.breakpoints ?? snap?.breakpoints ?? []);
+    const instrumented = [...new Set([...enabled, ...(snap?.stack?.frames ?? []).filter((f) => f.kind === SiteKind.Breakpoint).map((f) => f.offset)])].sort((a, b) => a - b);
+    const prepared = this.opts.preparer ? await this.opts.preparer(program, profile, instrumented) : await program.prepare(profile, this.opts.cache, instrumented);
     // The frames must fit the code (checked before anything runs); the executor gets them raw.
-    const stack = snap?.stack ? encodeRawStack(rawFromFrames(snap.stack.frames, program.unwindLayouts(profile))) : new Uint8Array(0);
+    const stack = snap?.stack ? encodeRawStack(rawFromFrames(snap.stack.frames, program.unwindLayouts(profile, prepared.breakpoints))) : new Uint8Array(0);
     await executor.loadModule(prepared.key, prepared.bytes);
 
     const retain = launch.retain ?? false;
     const inst = new RunningInstance<C>(id, executor, debug, program, prepared, retain);
+    if (launch.breakpoints) inst.breakpoints = launch.breakpoints;
     const services = launch.services({
       instanceId: id,
       send: (packet) => inst.sendToProgram(packet),
@@ -199,12 +208,13 @@ export class Runtime {
       init: program.initialState(),
       resume,
       retain,
+      ...(enabled.length ? { breakpoints: enabled } : {}),
     };
     const events: InstanceEvents = {
       packet: (p) => inst.fromProgram(p),
       bind: (code, name) => services.bind(code, name),
       debug: (d, dropped) => debug?.write(d, dropped),
-      stopped: (status) => inst.stopped(status),
+      stopped: (status, trapFunction) => inst.stopped(status, trapFunction),
     };
     executor.createInstance(spec, events);
     inst.created(spec, events);
@@ -251,4 +261,9 @@ export class Runtime {
     instance.release();
     return this.restore(bytes, { ...launch, instanceId: instance.id });
   }
+}
+
+/** Breakpoints as code offsets (ones beyond any code cannot be instructions and are left out). */
+function breakpointOffsets(bs: readonly bigint[]): number[] {
+  return bs.filter((b) => b <= 0xffffffffn).map(Number);
 }

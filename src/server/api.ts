@@ -22,6 +22,7 @@ import { Query, takeActions, takeFunction, takeLog } from './query.js';
 import { API_PREFIX, resolve, type Route } from './routes.js';
 import type { ModuleSource } from './sources.js';
 import { exchange, wantsTrailers } from './stream.js';
+import { parseDebugRequest } from './debug.js';
 
 export interface ApiConfig {
   /** Audience of tokens and realm of challenges, e.g. 'https://example.net/gate-0/'. */
@@ -457,7 +458,9 @@ export class Api {
 
   private async listInstances(r: Request): Promise<void> {
     const p = await this.contentless(r, true);
-    const list = this.instances.list(p.id).map((i) => i.info());
+    const insts = this.instances.list(p.id);
+    for (const i of insts) await this.instances.loadBreakpoints(i);
+    const list = insts.map((i) => i.info());
     sendJson(r.res, list.length ? { instances: list } : {});
   }
 
@@ -473,7 +476,7 @@ export class Api {
     }
     const actions = takeActions(r.query);
     const key = [...actions].sort().join('+');
-    const known = ['', 'io', 'wait', 'kill', 'kill+wait', 'suspend', 'suspend+wait', 'resume', 'snapshot', 'delete', 'update'];
+    const known = ['', 'io', 'wait', 'kill', 'kill+wait', 'suspend', 'suspend+wait', 'resume', 'snapshot', 'delete', 'update', 'debug'];
     if (!known.includes(key)) throw unsupported();
     let fn: string | undefined;
     let debugLog = false;
@@ -484,7 +487,7 @@ export class Api {
     }
     if (key === 'snapshot') tags = r.query.all('module-tag');
     r.query.finish();
-    if (key === 'update') requireContentType(r.req, 'application/json');
+    if (key === 'update' || key === 'debug') requireContentType(r.req, 'application/json');
     else if (key !== 'io') {
       requireContentType(r.req, undefined);
       requireNoBody(r.req);
@@ -494,6 +497,7 @@ export class Api {
     const inst = await this.instances.ready(p.id, id);
     switch (key) {
       case '':
+        await this.instances.loadBreakpoints(inst);
         return sendJson(r.res, inst.info());
       case 'io':
         return this.io(inst, r);
@@ -524,6 +528,8 @@ export class Api {
         return sendEmpty(r.res);
       case 'update':
         return this.update(inst, r);
+      case 'debug':
+        return this.debug(inst, r);
     }
   }
 
@@ -536,6 +542,17 @@ export class Api {
     if (wantsTrailers(r.req)) headers.Trailer = 'Gate-Status';
     const head = (): void => void r.res.writeHead(200, headers);
     await exchange({ instances: this.instances, inst, req: r.req, res: r.res, input: r.req, untilStopped: false, killOnDisconnect: false, head });
+  }
+
+  private async debug(inst: ServerInstance, r: Request): Promise<void> {
+    const body = await readBody(r.req, 64 * 1024, () => badRequest('debug request is too large'));
+    let parsed: unknown;
+    try {
+      parsed = body.length ? JSON.parse(body.toString('utf8')) : {};
+    } catch {
+      throw badRequest('content parse error');
+    }
+    sendJson(r.res, await this.instances.debug(inst, parseDebugRequest(parsed)));
   }
 
   private async update(inst: ServerInstance, r: Request): Promise<void> {

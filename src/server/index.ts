@@ -168,7 +168,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
         profile: opts.profile,
         cpuBudgetMs: limits.cpuTimeMs,
         debugLimits: limits.debugOutput ?? DEFAULT_DEBUG_LIMITS,
-        preparer: (program, profile) => preparer.prepare(program, profile),
+        preparer: (program, profile, breakpoints) => preparer.prepare(program, profile, breakpoints),
         limits: moduleLimits,
       });
       runtimes.set(executor, rt);
@@ -195,6 +195,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     onError: (message, err) => log.error({ err }, message),
     checkpointIntervalMs: opts.checkpointIntervalMs,
     restoreWaitMs: opts.restoreWaitMs,
+    onTrapped: (id, status, where) => log.info({ instance: id, status, function: where.function, name: where.name }, `instance trapped in ${where.name ?? `function ${where.function}`}`),
   });
 
   const uuid = await serverUuid(opts.stateDir);

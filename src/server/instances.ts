@@ -17,6 +17,8 @@ import { DuplicateInstanceError } from '../store/errors.js';
 import type { Inventory, InstanceRecord } from '../store/inventory.js';
 import { conflict, HttpError, instanceNotFound } from './errors.js';
 import { sha256Hex, type ModuleRegistry } from './modules.js';
+import { debugResponseJson, newBreakpoints, readState, type DebugRequest } from './debug.js';
+import { withBreakpoints } from '../snapshot/format.js';
 
 export interface InstanceManagerDeps {
   inventory: Inventory;
@@ -36,6 +38,14 @@ export interface InstanceManagerDeps {
   checkpointIntervalMs?: number;
   /** How long a request for an instance still being restored after a restart waits before 503 (default 10 s). */
   restoreWaitMs?: number;
+  /** An instance trapped in a known function of its program (for the log). */
+  onTrapped?(id: string, status: InstanceStatus, where: TrapLocation): void;
+}
+
+/** Where an instance trapped: a function of its program (RunningInstance.trapLocation). */
+export interface TrapLocation {
+  function: number;
+  name?: string;
 }
 
 /** A crash loses at most about twice this much of an instance's work. */
@@ -94,6 +104,10 @@ export class ServerInstance {
   restoring: Deferred | undefined;
   /** Why its state could not be stored when its latest run stopped (undefined: it was stored). */
   storeError: unknown;
+  /** Where the latest run trapped, when it did and the engine said (not persisted). */
+  trapLocation: TrapLocation | undefined;
+  /** Debugger breakpoints (docs/debugging.md); undefined: not known yet (restored record, read from its snapshot when needed). */
+  breakpoints: readonly bigint[] | undefined;
   /** Operations that change the run are serialised through this chain. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -115,6 +129,7 @@ export class ServerInstance {
     const out: Record<string, unknown> = { instance: this.id, module: this.module, status: statusJson(this.status) };
     if (this.transient) out.transient = true;
     if (this.tags.length) out.tags = this.tags;
+    if (this.breakpoints?.length) out.debugging = true;
     return out;
   }
 
@@ -219,6 +234,7 @@ export class InstanceManager {
     const initial = req.suspend ? stoppedStateOf(req.program, entry) : { state: State.Running };
     const inst = new ServerInstance(req.principal, id, req.module, transient, req.tags, req.function, req.debugLog, initial);
     inst.program = req.program;
+    inst.breakpoints = req.program.snapshot?.breakpoints ?? [];
     inst.debugSink = req.debugSink;
     inst.executorGroup = req.executorGroup;
     this.add(inst);
@@ -383,6 +399,49 @@ export class InstanceManager {
     else if (!inst.transient) await this.save(inst);
   }
 
+  /** Loads the breakpoints of an instance restored from the inventory (they live in its snapshot), for InstanceInfo.debugging. */
+  async loadBreakpoints(inst: ServerInstance): Promise<void> {
+    if (inst.breakpoints !== undefined) return;
+    try {
+      inst.breakpoints = (await this.stateProgram(inst)).snapshot?.breakpoints ?? [];
+    } catch (e) {
+      this.deps.onError(`instance ${inst.id}: reading its breakpoints failed`, e);
+    }
+  }
+
+  /**
+   * The debug action (docs/debugging.md): CONFIG_GET at any time; the other
+   * ops only while the instance is stopped (409 otherwise). A new breakpoint
+   * configuration is written into the instance's latest snapshot (so it
+   * travels with it) and used by its next run.
+   */
+  async debug(inst: ServerInstance, req: DebugRequest): Promise<Record<string, unknown>> {
+    return inst.serialize(async () => {
+      if (req.op !== 'CONFIG_GET') {
+        if (inst.run || inst.status.state === State.Running) throw conflict('instance must be stopped');
+        await inst.settled;
+      }
+      const program = await this.stateProgram(inst);
+      const current = inst.breakpoints ?? program.snapshot?.breakpoints ?? [];
+      const next = newBreakpoints(program, current, req);
+      const read = readState(program, req);
+      if (next && (next.length !== current.length || next.some((b, i) => b !== current[i]))) {
+        if (inst.snapshot) {
+          const bytes = withBreakpoints(program.module, next);
+          const hash = sha256Hex([bytes]);
+          await this.deps.modules.store(hash, [bytes]);
+          const previous = inst.snapshot;
+          inst.snapshot = hash;
+          await this.save(inst);
+          if (previous !== hash) await this.deps.modules.collect(previous);
+        }
+        inst.breakpoints = next;
+      } else inst.breakpoints = current;
+      const out = debugResponseJson(inst.module, statusJson(inst.status), inst.breakpoints, read);
+      return inst.trapLocation ? { ...out, trap: inst.trapLocation } : out;
+    });
+  }
+
   /** Connects a client to the program's origin (spec §9.2 `io`); 409 when it cannot accept. */
   async connect(inst: ServerInstance, input: OriginInput, output: OriginOutput, signal?: AbortSignal): Promise<void> {
     const run = inst.run;
@@ -524,6 +583,7 @@ export class InstanceManager {
       retain: true,
       services: this.deps.services(inst.principal, scope),
       debug: inst.debugLog ? (inst.debugSink ?? this.deps.debugSink(inst.id)) : undefined,
+      breakpoints: inst.breakpoints,
     });
     inst.debugSink = undefined;
     inst.run = run;
@@ -537,6 +597,8 @@ export class InstanceManager {
 
   private async stopped(inst: ServerInstance, run: RunningInstance<InstanceServices>, status: InstanceStatus): Promise<void> {
     inst.status = inst.transient ? transientEnd(status) : status;
+    inst.trapLocation = run.trapLocation;
+    if (inst.trapLocation) this.deps.onTrapped?.(inst.id, status, inst.trapLocation);
     if (this.executorDied(inst, status)) {
       // The executor process died (a crash, the OOM killer, an operator's
       // kill): its state is gone, but a persistent instance continues from
@@ -605,6 +667,11 @@ export class InstanceManager {
   private save(inst: ServerInstance): Promise<void> {
     if (inst.principal === undefined || inst.transient) return Promise.resolve();
     return this.deps.inventory.putInstance(inst.record());
+  }
+
+  /** The instance's state as a program: its latest snapshot, else its module (in memory when launched here). */
+  private stateProgram(inst: ServerInstance): Promise<Program> {
+    return !inst.snapshot && inst.program ? Promise.resolve(inst.program) : this.programOf(inst);
   }
 
   /** The program to continue from: the latest snapshot, else the module. */

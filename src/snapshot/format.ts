@@ -331,7 +331,7 @@ export function encodeStack(s: StackState): Uint8Array {
     }
   };
   s.frames.forEach((f, i) => {
-    if (!isUint32(f.func) || !isUint32(f.offset) || !(f.kind >= 0 && f.kind <= 3 && Number.isInteger(f.kind))) {
+    if (!isUint32(f.func) || !isUint32(f.offset) || !(f.kind >= 0 && f.kind <= 4 && Number.isInteger(f.kind))) {
       throw new SnapshotError(`frame ${i}: function ${f.func}, site kind ${f.kind} or offset ${f.offset} out of range`);
     }
     w.u32(f.func).u8(f.kind).u32(f.offset);
@@ -573,7 +573,7 @@ export function decodeStack(content: Uint8Array): StackState {
   for (let i = 0; i < count; i++) {
     const func = r.u32();
     const kind = r.u8();
-    if (kind > 3) r.fail(`frame ${i}: unknown site kind ${kind}`);
+    if (kind > 4) r.fail(`frame ${i}: unknown site kind ${kind}`);
     const offset = r.u32();
     const locals = values(`frame ${i} locals`);
     const stack = values(`frame ${i} operand stack`);
@@ -752,4 +752,23 @@ export function globalValues(m: WasmModule): GlobalValue[] {
     if (r.u8() !== 0x0b || r.remaining !== 0) r.fail(`global ${i} init expression is not a single constant`);
     return v;
   });
+}
+
+/**
+ * The snapshot module `m` with its gate.snapshot breakpoints replaced (sorted
+ * and unique); every other byte is kept. The debugger uses this to change a
+ * stopped instance's breakpoints, which travel in its snapshot.
+ */
+export function withBreakpoints(m: WasmModule, breakpoints: readonly bigint[]): Uint8Array {
+  const s = customOf(m, SectionName.Snapshot);
+  if (!s) throw new SnapshotError('module has no gate.snapshot section');
+  const info = decodeSnapshotSection(m, s);
+  const content = snapshotContent({ ...info, breakpoints: [...breakpoints] } as SnapshotState);
+  const header = customHeader(SectionName.Snapshot, content.length);
+  const out = new Uint8Array(m.bytes.length - (s.end - s.start) + header.length + content.length);
+  out.set(m.bytes.subarray(0, s.start), 0);
+  out.set(header, s.start);
+  out.set(content, s.start + header.length);
+  out.set(m.bytes.subarray(s.end), s.start + header.length + content.length);
+  return out;
 }

@@ -132,8 +132,8 @@ describe('gate usage', () => {
     }
     assert.match(await ok(env, ['call', '--help']), /-s, --scope[\s\S]*-d, --debug[\s\S]*-p, --persist/);
     assert.match(await ok(env, ['version']), /^Gate client version: \d+\.\d+\.\d+\nNode\.js version: v\d+/);
-    const debug = await gate(env, [ADDRESS, 'debug', '00000000-0000-4000-8000-000000000000']);
-    assert.equal(debug.code, 1);
-    assert.match(debug.stderr, /debug is not supported/);
+    const debug = await gate(env, [ADDRESS, 'debug', '00000000-0000-4000-8000-000000000000', 'frobnicate']);
+    assert.equal(debug.code, 2);
+    assert.match(debug.stderr, /unknown debug command "frobnicate"/);
   });
 });

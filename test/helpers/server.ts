@@ -122,35 +122,13 @@ export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
  * Connects to an instance's origin with `io` and reads the "<n>\n" lines a
  * counter program sends until `until(n)` holds; returns that n.
  */
-export function readCount(server: Target, key: ClientIdentity, id: string, until: (n: number) => boolean): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${server.url}/gate-0/instance/${id}?action=io`, { method: 'POST', headers: { Authorization: `Bearer ${server.token(key)}` } }, (res) => {
-      if (res.statusCode !== 200) {
-        reject(new Error(`io answered ${res.statusCode}`));
-        res.resume();
-        return;
-      }
-      let text = '';
-      res.on('data', (c: Buffer) => {
-        text += c.toString('utf8');
-        const lines = text.split('\n');
-        text = lines.pop()!;
-        for (const line of lines) {
-          const n = Number(line);
-          if (until(n)) {
-            resolve(n);
-            req.destroy();
-            return;
-          }
-        }
-      });
-      res.on('end', () => reject(new Error('io ended before the count was reached')));
-      res.on('error', () => undefined);
-    });
-    req.on('error', (e) => reject(e));
-    // No input: the request body stays open while we read.
-    req.flushHeaders();
-  });
+export async function readCount(server: Target, key: ClientIdentity, id: string, until: (n: number) => boolean): Promise<number> {
+  const stream = openCountStream(server, key, id);
+  try {
+    return await stream.next(until);
+  } finally {
+    stream.close();
+  }
 }
 
 /** A promise that rejects with `what` named if it has not settled within `ms` (a bounded wait for liveness). */
@@ -193,7 +171,7 @@ export function openCountStream(server: Target, key: ClientIdentity, id: string)
         }
       }
     });
-    res.on('end', () => fail(new Error('io ended')));
+    res.on('end', () => fail(new Error('io ended before the count was reached')));
     res.on('error', () => undefined);
   });
   req.on('error', (e) => fail(e));

@@ -9,7 +9,8 @@
  * one with the memory and globals moved over. Everything observable must
  * match: run's result (or the trap's message), the memory's contents and
  * every global's bits (one global is a checksum of every function's locals
- * at its end). Also: with fuel 1 every check calls yield, so the number of
+ * at its end). A variant puts debugger breakpoints (InstrumentOptions.breakpoints)
+ * at a random share of the instructions and unwinds at some of them. Also: with fuel 1 every check calls yield, so the number of
  * yields must be at least the number of loop iterations, memory.fill/copy
  * and entries of functions that call (the program counts them).
  *
@@ -37,6 +38,7 @@ import { Unwinder, UnwindState, decodeRawStack, encodeRawStack, type RawStack } 
 import { forcedYield } from '../helpers/forced-unwinds.js';
 import { decodeStack, encodeStack } from '../../src/snapshot/format.js';
 import { parseModule } from '../../src/wasm/module.js';
+import { decodeInstructions } from '../../src/wasm/code.js';
 import { mulberry32 } from '../helpers/prng.js';
 import { IMPORT_BLOCK, IMPORT_MIX, encodeModule, generateValid, hostEnv, shrinkModule, type GenOptions, type ModuleDef } from '../helpers/wasm-gen.js';
 
@@ -70,6 +72,9 @@ interface Variant {
   migrate: boolean;
   /** Pass each unwound stack through frames of the original module and the snapshot encoding (gate.stack), as a snapshot does (else only through the raw stack encoding). */
   viaFrames: boolean;
+  /** Share of the instructions that get a breakpoint (0: none), and the probability that reaching one unwinds. */
+  breakShare: number;
+  pBreak: number;
 }
 
 interface Run {
@@ -79,6 +84,7 @@ interface Run {
   unwinds: number;
   checkUnwinds: number;
   blockUnwinds: number;
+  breakUnwinds: number;
   yields: number;
   /** Places that needed a check (when counted). */
   checksExpected?: number;
@@ -127,19 +133,28 @@ function runRaw(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>): Outcome {
   return observe(inst.exports, nGlobals, ret);
 }
 
+/** Unwinds at breakpoints in one run, beyond which breakpoints are passed without unwinding. */
+const MAX_BREAK_UNWINDS = 2000;
+
 /** Far more preemption checks than any generated program passes (about 10^4 at most). */
 const MAX_YIELDS = 2_000_000;
 
 function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Variant): Run {
   const nGlobals = def.globals.length;
   const countChecks = def.countChecks;
-  const run: Run = { unwinds: 0, checkUnwinds: 0, blockUnwinds: 0, yields: 0 };
+  const run: Run = { unwinds: 0, checkUnwinds: 0, blockUnwinds: 0, breakUnwinds: 0, yields: 0 };
   let out: Uint8Array;
+  const breakpoints = new Set<number>();
   // Fuel 1 means every check calls yield only if functions charge every check at once.
-  const opts = { profile: v.profile, unwindingImports: new Set(v.unwindingImports), fuelChunk: v.refill === 1 ? 1 : undefined };
+  const opts = { profile: v.profile, unwindingImports: new Set(v.unwindingImports), fuelChunk: v.refill === 1 ? 1 : undefined, breakpoints };
   let layouts: UnwindLayouts | undefined;
   try {
     const parsed = parseModule(bytes);
+    if (v.breakShare > 0) {
+      const pickBreaks = mulberry32(v.seed ^ 0xb4e4);
+      const base = parsed.sections.find((s) => s.id === 10)!.payloadStart;
+      for (const body of parsed.bodies) decodeInstructions(parsed.bytes, body, (_op, _sub, pos) => void (pickBreaks() < v.breakShare && breakpoints.add(pos - base)));
+    }
     out = instrument(parsed, opts).bytes;
     if (v.viaFrames) layouts = new UnwindLayouts(parsed, opts);
   } catch (e) {
@@ -195,7 +210,21 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
     if ((active && ++yields > MAX_YIELDS) || ++allYields > 2 * MAX_YIELDS) throw new Error(`runaway: more than ${MAX_YIELDS} checks`);
     forced();
   };
-  const gate = unwinder.imports(yieldFn);
+  const breakpointHost = unwinding('__gate.breakpoint', (offset: number): void => {
+    if (!breakpoints.has(offset)) protocol.push(`breakpoint import called with ${offset}, not a breakpoint`);
+  }, undefined, false);
+  const breakpoint = (offset: number): void => {
+    // As `unwinding`, with the breakpoint's own probability.
+    // (at most MAX_BREAK_UNWINDS per run: a breakpoint in a hot loop would make a case slow, not better)
+    if (!unwinder.rewinding && unwinder.state === UnwindState.Normal && active && run.breakUnwinds < MAX_BREAK_UNWINDS && rng() < v.pBreak) {
+      pending = `__gate.breakpoint(${offset})`;
+      run.breakUnwinds++;
+      unwinder.startUnwind();
+      return;
+    }
+    breakpointHost(offset);
+  };
+  const gate = { ...unwinder.imports(yieldFn), breakpoint };
   const nop = (): void => {
     if (unwinder.state !== UnwindState.Normal) protocol.push(`an env.nop import was called in state ${unwinder.state}`);
   };
@@ -293,6 +322,8 @@ function variants(seed: number, def: ModuleDef): Variant[] {
       refill: 1,
       migrate: false,
       viaFrames: false,
+      breakShare: 0,
+      pBreak: 0,
     },
     {
       name: 'suspend-anywhere',
@@ -305,6 +336,8 @@ function variants(seed: number, def: ModuleDef): Variant[] {
       // Float globals cross JS as numbers, which may not keep a NaN's payload: only where NaNs are canonicalized.
       migrate: def.canonNaN && rng() < 0.3,
       viaFrames: rng() < 0.5,
+      breakShare: 0,
+      pBreak: 0,
     },
     {
       name: 'io-suspend',
@@ -316,6 +349,21 @@ function variants(seed: number, def: ModuleDef): Variant[] {
       refill: refill(),
       migrate: def.canonNaN && rng() < 0.3,
       viaFrames: rng() < 0.5,
+      breakShare: 0,
+      pBreak: 0,
+    },
+    {
+      name: 'breakpoints',
+      profile: pick(['suspend-anywhere', 'io-suspend'] as const),
+      pCheck: pick([0, 0.1]),
+      pBlock: pick([0.3, 1]),
+      seed: seed * 4 + 4,
+      unwindingImports: imports(),
+      refill: refill(),
+      migrate: def.canonNaN && rng() < 0.3,
+      viaFrames: rng() < 0.5,
+      breakShare: pick([0.05, 0.3, 1]),
+      pBreak: pick([0.01, 0.1, 0.5]),
     },
   ];
 }
@@ -342,13 +390,14 @@ interface CaseResult {
   unwinds: number;
   checkUnwinds: number;
   blockUnwinds: number;
+  breakUnwinds: number;
   trapped: boolean;
   checks: { expected: number; yields: number; exact: number; more: number };
 }
 
 function checkCase(seed: number, def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, only?: Variant): CaseResult {
   const raw = runRaw(def, bytes);
-  const res: CaseResult = { failures: [], unwinds: 0, checkUnwinds: 0, blockUnwinds: 0, trapped: !raw.ret.startsWith('value:'), checks: { expected: 0, yields: 0, exact: 0, more: 0 } };
+  const res: CaseResult = { failures: [], unwinds: 0, checkUnwinds: 0, blockUnwinds: 0, breakUnwinds: 0, trapped: !raw.ret.startsWith('value:'), checks: { expected: 0, yields: 0, exact: 0, more: 0 } };
   for (const v of only ? [only] : variants(seed, def)) {
     const r = runInstrumented(def, bytes, v);
     if (r.checksExpected !== undefined) {
@@ -360,6 +409,7 @@ function checkCase(seed: number, def: ModuleDef, bytes: Uint8Array<ArrayBuffer>,
     res.unwinds += r.unwinds;
     res.checkUnwinds += r.checkUnwinds;
     res.blockUnwinds += r.blockUnwinds;
+    res.breakUnwinds += r.breakUnwinds;
     if (r.failure) res.failures.push({ seed, variant: v, kind: r.failure.kind, detail: r.failure.message });
     if (r.outcome) {
       const d = diff(raw, r.outcome);
@@ -371,7 +421,7 @@ function checkCase(seed: number, def: ModuleDef, bytes: Uint8Array<ArrayBuffer>,
 
 function describe(f: Failure): string {
   const v = f.variant;
-  return `seed ${f.seed} [${v.name}, pCheck ${v.pCheck}, pBlock ${v.pBlock}, unwinding imports ${v.unwindingImports.join(',')}, refill ${v.refill}${v.migrate ? ', moved between instances' : ''}${v.viaFrames ? ', stack through gate.stack frames' : ''}]: ${f.kind}: ${f.detail}`;
+  return `seed ${f.seed} [${v.name}, pCheck ${v.pCheck}, pBlock ${v.pBlock}, unwinding imports ${v.unwindingImports.join(',')}, refill ${v.refill}${v.migrate ? ', moved between instances' : ''}${v.viaFrames ? ', stack through gate.stack frames' : ''}${v.breakShare ? `, breakpoints at ${v.breakShare} of the instructions, unwinding at ${v.pBreak} of them` : ''}]: ${f.kind}: ${f.detail}`;
 }
 
 function wat(bytes: Uint8Array): { text: string; file: string } {
@@ -414,6 +464,7 @@ test('differential fuzz: instrumented modules behave like the originals, with un
   let unwinds = 0;
   let checkUnwinds = 0;
   let blockUnwinds = 0;
+  let breakUnwinds = 0;
   const checks = { expected: 0, yields: 0, exact: 0, more: 0 };
   for (const seed of seeds) {
     if (Date.now() - t0 > DEADLINE_MS) {
@@ -427,6 +478,7 @@ test('differential fuzz: instrumented modules behave like the originals, with un
     unwinds += r.unwinds;
     checkUnwinds += r.checkUnwinds;
     blockUnwinds += r.blockUnwinds;
+    breakUnwinds += r.breakUnwinds;
     for (const k of ['expected', 'yields', 'exact', 'more'] as const) checks[k] += r.checks[k];
     for (const f of r.failures) {
       failures.push(f);
@@ -440,7 +492,7 @@ test('differential fuzz: instrumented modules behave like the originals, with un
   }
   const ms = Date.now() - t0;
   process.stderr.write(
-    `differential fuzz: ${cases} cases (${trapped} trap) in ${ms} ms, ${unwinds} unwinds (${checkUnwinds} at checks, ${blockUnwinds} at imports), ${failures.length} failures; checks (fuel 1): ${JSON.stringify(checks)}\n`,
+    `differential fuzz: ${cases} cases (${trapped} trap) in ${ms} ms, ${unwinds} unwinds (${checkUnwinds} at checks, ${blockUnwinds} at imports, ${breakUnwinds} at breakpoints), ${failures.length} failures; checks (fuel 1): ${JSON.stringify(checks)}\n`,
   );
   const gen = process.env['GATE_FUZZ_GEN'] ? ` GATE_FUZZ_GEN='${process.env['GATE_FUZZ_GEN']}'` : '';
   assert.equal(
@@ -451,6 +503,7 @@ test('differential fuzz: instrumented modules behave like the originals, with un
   if (envSeed === undefined) {
     assert.ok(checkUnwinds > 0, 'no unwind at a check happened');
     assert.ok(blockUnwinds > 0, 'no unwind at an import happened');
+    assert.ok(breakUnwinds > 0, 'no unwind at a breakpoint happened');
     assert.ok(unwinds > 0, 'no unwind happened');
   }
 });

@@ -54,6 +54,12 @@ for (const [name, create] of hosts) {
       for (const s of await Promise.all(spinners)) assert.deepEqual(s.status, { state: 'KILLED' });
     });
 
+    it('says which function of the program a trap happened in (debuggee.wasm crash: explode, 5 calls deep)', async () => {
+      const r = await runWithClient(programBytes('debuggee'), { executor, entry: 'crash' });
+      assert.deepEqual(r.status, { state: 'KILLED', cause: 'UNREACHABLE' });
+      assert.deepEqual(r.instance.trapLocation, { function: 6, name: 'explode' });
+    });
+
     it('reports traps, exits and ABI deficiencies', async () => {
       assert.deepEqual((await runWithClient(programBytes('traps'), { executor, entry: 'oob' })).status, { state: 'KILLED', cause: 'MEMORY_ACCESS_OUT_OF_BOUNDS' });
       assert.deepEqual((await runWithClient(programBytes('traps'), { executor, entry: 'exit1' })).status, { state: 'TERMINATED', result: 1 });

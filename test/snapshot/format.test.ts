@@ -526,7 +526,7 @@ describe('gate.stack encoding', () => {
     ['pending start without start', mutated((b) => void (b[6] = 1)), /pending but there is none/],
     ['entry name not UTF-8', mutated((b) => void (b[8] = 0xff)), /entry function name is not valid UTF-8/],
     ['frames past the end', mutated((b) => void (b[10] = 100)), /100 frames do not fit/],
-    ['unknown site kind', mutated((b) => void (b[12] = 4)), /unknown site kind 4/],
+    ['unknown site kind', mutated((b) => void (b[12] = 5)), /unknown site kind 5/],
     ['values past the end', mutated((b) => void (b[14] = 100)), /100 values do not fit/],
     ['unknown value type', mutated((b) => void (b[15] = 0x70)), /unknown value type 0x70/],
     ['non-zero padding', mutated((b) => void (b[b.length - 1] = 1)), /padding is not zero/],

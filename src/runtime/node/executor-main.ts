@@ -62,7 +62,7 @@ async function handle(m: Message): Promise<void> {
           packet: (p) => send({ t: 'packet', id: spec.id }, p),
           bind: (code, name) => send({ t: 'bind', id: spec.id, code, name }),
           debug: (d, dropped) => send(dropped > 0 ? { t: 'debug', id: spec.id, dropped } : { t: 'debug', id: spec.id }, d),
-          stopped: (status: InstanceStatus) => send({ t: 'stopped', id: spec.id, status }),
+          stopped: (status: InstanceStatus, trapFunction?: number) => send(trapFunction === undefined ? { t: 'stopped', id: spec.id, status } : { t: 'stopped', id: spec.id, status, trapFunction }),
         });
       } catch (e) {
         const status: InstanceStatus = internalFailure(e instanceof Error ? e.message : String(e));

@@ -57,13 +57,13 @@ export class PreparePool {
   constructor(private readonly opts: PreparePoolOptions) {}
 
   /** The program's prepared module (memoized per Program and profile). */
-  prepare(program: Program, profile: Profile): Promise<PreparedModule> {
+  prepare(program: Program, profile: Profile, breakpoints: readonly number[] = []): Promise<PreparedModule> {
     let byOptions = this.memo.get(program);
     if (!byOptions) this.memo.set(program, (byOptions = new Map()));
-    const key = profile;
+    const key = breakpoints.length ? `${profile}:${breakpoints.join(',')}` : profile;
     let p = byOptions.get(key);
     if (!p) {
-      p = this.run(program.bytes, profile);
+      p = this.run(program.bytes, profile, [...breakpoints]);
       byOptions.set(key, p);
       p.catch(() => byOptions.delete(key));
     }
@@ -76,10 +76,10 @@ export class PreparePool {
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
   }
 
-  private run(bytes: Uint8Array, profile: Profile): Promise<PreparedModule> {
+  private run(bytes: Uint8Array, profile: Profile, breakpoints: number[]): Promise<PreparedModule> {
     if (this.closed) return Promise.reject(new PreparationError('the server is shutting down'));
     return new Promise((resolve, reject) => {
-      const job: PrepareJob = { id: ++this.seq, bytes, limits: this.opts.limits, profile, cacheDir: this.opts.cacheDir };
+      const job: PrepareJob = { id: ++this.seq, bytes, limits: this.opts.limits, profile, cacheDir: this.opts.cacheDir, breakpoints };
       this.queue.push({ job, resolve, reject });
       this.dispatch();
     });
@@ -109,7 +109,7 @@ export class PreparePool {
       slot.busy = undefined;
       if (pending) {
         if ('error' in reply) pending.reject(workerError(reply));
-        else pending.resolve({ key: reply.key, bytes: reply.bytes, profile: reply.profile, fromCache: false });
+        else pending.resolve({ key: reply.key, bytes: reply.bytes, profile: reply.profile, fromCache: false, breakpoints: reply.breakpoints });
       }
       this.dispatch();
     });

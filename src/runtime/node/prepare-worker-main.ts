@@ -16,10 +16,12 @@ export interface PrepareJob {
   limits: ModuleLimits;
   profile: Profile;
   cacheDir: string | undefined;
+  /** Debugger breakpoints to instrument (code offsets). */
+  breakpoints: number[];
 }
 
 export type PrepareReply =
-  | { id: number; key: string; bytes: Uint8Array; profile: Profile }
+  | { id: number; key: string; bytes: Uint8Array; profile: Profile; breakpoints: number[] }
   | { id: number; error: string; code: string | undefined; name: string };
 
 const caches = new Map<string, FileCache>();
@@ -33,10 +35,10 @@ parentPort!.on('message', (job: PrepareJob) => {
         cache = caches.get(job.cacheDir);
         if (!cache) caches.set(job.cacheDir, (cache = new FileCache(job.cacheDir)));
       }
-      const p = await program.prepare(job.profile, cache);
+      const p = await program.prepare(job.profile, cache, job.breakpoints);
       // Transferred below: it must own its whole buffer.
       const bytes = p.bytes.byteOffset === 0 && p.bytes.byteLength === p.bytes.buffer.byteLength ? p.bytes : p.bytes.slice();
-      return { id: job.id, key: p.key, bytes, profile: p.profile };
+      return { id: job.id, key: p.key, bytes, profile: p.profile, breakpoints: [...p.breakpoints] };
     } catch (e) {
       return { id: job.id, error: e instanceof Error ? e.message : String(e), code: e instanceof GateError ? e.code : undefined, name: e instanceof Error ? e.name : 'Error' };
     }
