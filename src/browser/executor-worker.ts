@@ -43,7 +43,7 @@ async function handle(m: ToWorker): Promise<void> {
           packet: (p) => send({ t: 'packet', id, packet: p }),
           bind: (code, name) => send({ t: 'bind', id, code, name }),
           debug: (data, dropped) => send({ t: 'debug', id, data, dropped }),
-          stopped: (status: InstanceStatus) => send({ t: 'stopped', id, status }),
+          stopped: (status: InstanceStatus, trapFunction?: number) => send(trapFunction === undefined ? { t: 'stopped', id, status } : { t: 'stopped', id, status, trapFunction }),
         });
       } catch (e) {
         send({ t: 'stopped', id, status: internalFailure(message(e)) });

@@ -4,17 +4,11 @@
  * specs and snapshots go as they are: bigints and byte arrays included. The
  * worker runs untrusted code: the page checks everything that comes back.
  */
-import type { ExecutorSnapshot, InstanceSpec } from '../runtime/executor.js';
+import type { ExecutorSnapshot } from '../runtime/executor.js';
+import type { ExecutorRequest } from '../runtime/remote-executor.js';
 
-export type ToWorker =
-  | { t: 'load'; seq: number; key: string; bytes: Uint8Array }
-  | { t: 'create'; spec: InstanceSpec }
-  | { t: 'deliver'; id: string; packet: Uint8Array }
-  | { t: 'ack'; id: string; bytes: number }
-  | { t: 'suspend'; id: string }
-  | { t: 'snapshot'; seq: number; id: string }
-  | { t: 'release'; id: string }
-  | { t: 'kill'; id: string; trap?: number; message?: string };
+/** The requests of RemoteExecutor, as they are (structured clone keeps their bytes and bigints). */
+export type ToWorker = ExecutorRequest;
 
 export type FromWorker =
   | { t: 'ready' }
@@ -22,6 +16,6 @@ export type FromWorker =
   | { t: 'packet'; id: string; packet: Uint8Array }
   | { t: 'bind'; id: string; code: number; name: string }
   | { t: 'debug'; id: string; data: Uint8Array; dropped: number }
-  | { t: 'stopped'; id: string; status: unknown }
+  | { t: 'stopped'; id: string; status: unknown; trapFunction?: unknown }
   | { t: 'snapshot'; seq: number; snapshot?: ExecutorSnapshot; error?: string }
   | { t: 'fatal'; error: string };

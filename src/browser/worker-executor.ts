@@ -4,24 +4,15 @@
  * worker runs untrusted code, so everything it sends is checked here, as
  * ChildProcessExecutor checks an executor process.
  */
-import { MAX_PACKET_SIZE } from '../abi/packet.js';
-import { OUTPUT_WINDOW } from '../runtime/channel.js';
 import { DEBUG_CHUNK_BYTES } from '../runtime/debug-limits.js';
-import { ExecutorError, InstanceStateError } from '../runtime/errors.js';
-import { isValidBinding, parseStatus } from '../runtime/executor-checks.js';
-import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../runtime/executor.js';
-import { internalFailure } from '../runtime/status.js';
+import { ExecutorError } from '../runtime/errors.js';
+import type { ExecutorSnapshot } from '../runtime/executor.js';
+import { RemoteExecutor } from '../runtime/remote-executor.js';
 import type { GlobalValue } from '../snapshot/state.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
-/** Packet bytes an instance may have unacknowledged: its output window plus up to two packets (see PacketChannel). */
-const MAX_UNACKED_OUTPUT = OUTPUT_WINDOW + 2 * MAX_PACKET_SIZE;
-
 /** What a snapshot may carry besides the instance's memory (stack, unread input, partial packet). */
 const SNAPSHOT_EXTRA_BYTES = 64 * 1024 * 1024;
-
-/** How long a killed instance may take to stop before the whole worker is terminated. */
-const KILL_GRACE_MS = 5000;
 
 /** The part of a Web Worker this host uses (a DOM Worker fits). */
 export interface WorkerLike {
@@ -98,24 +89,13 @@ function checkSnapshot(v: unknown, maxMemoryBytes: number): ExecutorSnapshot {
  * workers) can serve one page; each is independent. If the worker fails,
  * its instances end KILLED (INTERNAL).
  */
-export class WorkerExecutor implements Executor {
+export class WorkerExecutor extends RemoteExecutor {
   private readonly worker: WorkerLike;
-  private readonly instances = new Map<string, InstanceEvents>();
-  private readonly unacked = new Map<string, number>();
-  /** The most memory each instance created here (and not released) may have: bounds its snapshot. */
-  private readonly memoryBytes = new Map<string, number>();
-  private readonly retained = new Set<string>();
-  private readonly loaded = new Set<string>();
-  private readonly loading = new Map<number, { resolve(): void; reject(e: Error): void }>();
-  private readonly snapshots = new Map<number, { id: string; resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
-  private readonly killTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  private readonly ready: Promise<void>;
   private readonly onExit: WorkerExecutorOptions['onExit'];
-  private seq = 0;
-  private exited = false;
 
   /** Starts a worker from `opts.workerUrl`, or wraps a worker the page started itself. */
   constructor(opts: WorkerExecutorOptions & { worker?: WorkerLike } = {}) {
+    super({ sender: 'executor worker', gone: 'executor worker is gone' });
     this.onExit = opts.onExit;
     if (opts.worker) {
       this.worker = opts.worker;
@@ -125,107 +105,24 @@ export class WorkerExecutor implements Executor {
       if (opts.instanceMemoryCapBytes) url.searchParams.set('instance-memory-cap', String(Math.floor(opts.instanceMemoryCapBytes)));
       this.worker = new Worker(url, { type: 'module', name: 'gate-executor' });
     }
-    let markReady!: () => void;
-    let failReady!: (e: Error) => void;
-    this.ready = new Promise((res, rej) => {
-      markReady = res;
-      failReady = rej;
-    });
-    this.ready.catch(() => undefined);
     this.worker.addEventListener('message', (e) => {
-      if (this.exited) return;
+      if (!this.alive) return;
       const m = e.data as FromWorker;
-      if (typeof m === 'object' && m !== null && m.t === 'ready') markReady();
+      if (typeof m === 'object' && m !== null && m.t === 'ready') this.markReady();
       else this.onMessage(m);
     });
     this.worker.addEventListener('error', (e) => {
       const reason = `executor worker failed: ${e.message || 'the script could not be loaded or threw'}`;
-      failReady(new ExecutorError(reason));
+      this.failReady(new ExecutorError(reason));
       this.fail(reason);
     });
   }
 
-  /** Whether the worker still serves. */
-  get alive(): boolean {
-    return !this.exited;
-  }
-
-  /** Instances running or retained here. */
-  get load(): number {
-    let n = this.instances.size;
-    for (const id of this.retained) if (!this.instances.has(id)) n++;
-    return n;
-  }
-
-  /** Resolves once the worker is ready for work (rejects if it failed to start). */
-  started(): Promise<void> {
-    return this.ready;
-  }
-
   async loadModule(key: string, bytes: Uint8Array): Promise<void> {
-    if (this.loaded.has(key)) return;
+    if (this.hasModule(key)) return;
     await this.ready;
-    if (this.exited) throw new ExecutorError('executor worker is gone');
-    const seq = ++this.seq;
-    await new Promise<void>((resolve, reject) => {
-      this.loading.set(seq, { resolve, reject });
-      this.send({ t: 'load', seq, key, bytes });
-    });
-    this.loaded.add(key);
-  }
-
-  hasModule(key: string): boolean {
-    return this.loaded.has(key);
-  }
-
-  createInstance(spec: InstanceSpec, events: InstanceEvents): void {
-    if (this.exited) {
-      queueMicrotask(() => events.stopped(internalFailure('executor worker is gone')));
-      return;
-    }
-    if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} is already running in this executor`);
-    this.instances.set(spec.id, events);
-    this.memoryBytes.set(spec.id, spec.memoryPages.maximum * 65536);
-    if (spec.retain) this.retained.add(spec.id);
-    this.send({ t: 'create', spec });
-  }
-
-  deliver(id: string, packet: Uint8Array): void {
-    this.send({ t: 'deliver', id, packet });
-  }
-
-  ack(id: string, bytes: number): void {
-    const left = (this.unacked.get(id) ?? 0) - bytes;
-    if (left > 0) this.unacked.set(id, left);
-    else this.unacked.delete(id);
-    this.send({ t: 'ack', id, bytes });
-  }
-
-  suspend(id: string): void {
-    this.send({ t: 'suspend', id });
-  }
-
-  snapshot(id: string): Promise<ExecutorSnapshot> {
-    if (this.exited) return Promise.reject(new ExecutorError('executor worker is gone'));
-    const seq = ++this.seq;
-    return new Promise((resolve, reject) => {
-      this.snapshots.set(seq, { id, resolve, reject });
-      this.send({ t: 'snapshot', seq, id });
-    });
-  }
-
-  release(id: string): void {
-    this.retained.delete(id);
-    if (!this.instances.has(id)) this.memoryBytes.delete(id);
-    this.send({ t: 'release', id });
-  }
-
-  kill(id: string, reason?: KillReason): void {
-    // A program that never reaches a check point cannot hold the worker forever.
-    if (this.instances.has(id) && !this.killTimers.has(id)) {
-      this.killTimers.set(id, setTimeout(() => this.fail(`instance ${id} did not stop within ${KILL_GRACE_MS} ms of being killed`), KILL_GRACE_MS));
-    }
-    this.send(reason === undefined ? { t: 'kill', id } : { t: 'kill', id, trap: reason.trap, message: reason.message });
+    if (!this.alive) throw new ExecutorError('executor worker is gone');
+    await this.requestLoad(key, bytes);
   }
 
   /** Terminates the worker: its instances end KILLED (INTERNAL), retained ones are lost. */
@@ -233,102 +130,40 @@ export class WorkerExecutor implements Executor {
     this.fail('executor closed');
   }
 
-  private send(m: ToWorker): void {
-    if (!this.exited) this.worker.postMessage(m);
+  protected send(m: ToWorker): void {
+    if (this.alive) this.worker.postMessage(m);
   }
 
   private onMessage(m: FromWorker): void {
     if (typeof m !== 'object' || m === null) return this.fail('executor worker sent a malformed message', true);
     switch (m.t) {
-      case 'loaded': {
-        const pending = this.loading.get(m.seq);
-        this.loading.delete(m.seq);
-        if (typeof m.error === 'string') pending?.reject(new ExecutorError(`executor could not compile the module: ${m.error.slice(0, 1000)}`));
-        else pending?.resolve();
+      case 'loaded':
+        return this.loadedReply(m.seq, m.error);
+      case 'snapshot':
+        if (!this.snapshotReply(m.seq, m.error, (maxMemoryBytes) => checkSnapshot(m.snapshot, maxMemoryBytes))) this.violation('a snapshot that was not asked for');
         return;
-      }
-      case 'snapshot': {
-        const pending = this.snapshots.get(m.seq);
-        this.snapshots.delete(m.seq);
-        if (!pending) return this.fail('executor worker sent a snapshot that was not asked for', true);
-        if (typeof m.error === 'string') return pending.reject(new InstanceStateError(m.error.slice(0, 1000)));
-        try {
-          pending.resolve(checkSnapshot(m.snapshot, this.memoryBytes.get(pending.id) ?? 0));
-        } catch (e) {
-          pending.reject(e as Error);
-          this.fail('executor worker sent an invalid snapshot', true);
-        }
-        return;
-      }
       case 'fatal':
         return this.fail(`executor worker failed: ${String(m.error).slice(0, 1000)}`);
       case 'packet':
       case 'bind':
       case 'debug':
       case 'stopped':
-        break;
+        return this.instanceReply(m.id, m);
       default:
-        return this.fail('executor worker sent an unknown message type', true);
-    }
-    const id = String(m.id);
-    const ev = this.instances.get(id);
-    if (!ev) return;
-    switch (m.t) {
-      case 'packet': {
-        if (!isBytes(m.packet) || m.packet.length > MAX_PACKET_SIZE) return this.fail('executor worker sent an invalid packet', true);
-        const unacked = (this.unacked.get(id) ?? 0) + m.packet.length;
-        if (unacked > MAX_UNACKED_OUTPUT) return this.fail(`executor worker sent ${unacked} bytes of packets not yet acknowledged (at most ${MAX_UNACKED_OUTPUT})`, true);
-        this.unacked.set(id, unacked);
-        ev.packet(m.packet);
-        return;
-      }
-      case 'bind':
-        if (!isValidBinding(m.code, m.name)) return this.fail('executor worker sent an invalid service binding', true);
-        ev.bind(m.code, m.name);
-        return;
-      case 'debug':
-        if (!isBytes(m.data) || m.data.length > DEBUG_CHUNK_BYTES || !Number.isSafeInteger(m.dropped) || m.dropped < 0) {
-          return this.fail('executor worker sent invalid debug output', true);
-        }
-        ev.debug(m.data, m.dropped);
-        return;
-      case 'stopped': {
-        this.instances.delete(id);
-        this.unacked.delete(id);
-        if (!this.retained.has(id)) this.memoryBytes.delete(id);
-        clearTimeout(this.killTimers.get(id));
-        this.killTimers.delete(id);
-        const status = parseStatus(m.status);
-        if (!status) {
-          ev.stopped(internalFailure('executor reported an invalid status'));
-          return this.fail('executor worker sent an invalid status', true);
-        }
-        ev.stopped(status);
-        return;
-      }
+        return this.violation('an unknown message type');
     }
   }
 
-  private fail(reason: string, violation = false): void {
-    if (this.exited) return;
-    this.exited = true;
+  protected invalidDebug(data: unknown, dropped: unknown): string | undefined {
+    return isBytes(data) && data.length <= DEBUG_CHUNK_BYTES && Number.isSafeInteger(dropped) && (dropped as number) >= 0 ? undefined : 'invalid debug output';
+  }
+
+  protected shutDown(reason: string, violation: boolean): void {
     this.worker.terminate();
     try {
       this.onExit?.(violation ? `${reason} (protocol violation)` : reason);
     } catch {
       // a logger's failure is not ours
     }
-    this.retained.clear();
-    for (const p of this.loading.values()) p.reject(new ExecutorError(reason));
-    this.loading.clear();
-    for (const p of this.snapshots.values()) p.reject(new ExecutorError(reason));
-    this.snapshots.clear();
-    this.memoryBytes.clear();
-    this.unacked.clear();
-    for (const t of this.killTimers.values()) clearTimeout(t);
-    this.killTimers.clear();
-    const lost = [...this.instances.values()];
-    this.instances.clear();
-    for (const ev of lost) ev.stopped(internalFailure(reason));
   }
 }

@@ -2,12 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExecutorError, InstanceStateError } from '../errors.js';
-import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from '../executor.js';
-import { isValidBinding, parseStatus } from '../executor-checks.js';
-import { internalFailure } from '../status.js';
+import { ExecutorError } from '../errors.js';
+import { RemoteExecutor, type ExecutorRequest } from '../remote-executor.js';
 import { MAX_PACKET_SIZE } from '../../abi/packet.js';
-import { OUTPUT_WINDOW } from '../channel.js';
 import { FrameDecoder, FrameError, corkedWrite, encodeFrame, quoteType, type Message } from './framing.js';
 import {
   decodeSnapshot,
@@ -16,16 +13,6 @@ import {
   MAX_EXECUTOR_HEADER_BYTES,
   SNAPSHOT_EXTRA_BYTES,
 } from './protocol.js';
-
-/**
- * Packet bytes an instance may have sent and not had acknowledged: its output
- * window (PacketChannel), which a packet completed when the window had room
- * for only its last bytes may exceed by up to a packet.
- */
-const MAX_UNACKED_OUTPUT = OUTPUT_WINDOW + 2 * MAX_PACKET_SIZE;
-
-/** How long a killed instance may take to stop before its whole executor process is killed. */
-const KILL_GRACE_MS = 5000;
 
 const MAIN = fileURLToPath(new URL('./executor-main.js', import.meta.url));
 
@@ -74,24 +61,10 @@ export interface ChildExecutorOptions {
  * environment, optionally inside a sandbox (`launch`). If the process dies,
  * its instances are reported KILLED.
  */
-export class ChildProcessExecutor implements Executor {
+export class ChildProcessExecutor extends RemoteExecutor {
   private readonly child: ChildProcess;
   /** Everything the executor sends is bounded before it is buffered (see payloadLimit). */
   private readonly decoder = new FrameDecoder({ maxHeaderBytes: MAX_EXECUTOR_HEADER_BYTES, maxPayloadBytes: (h) => this.payloadLimit(h) });
-  private readonly instances = new Map<string, InstanceEvents>();
-  /** Bytes of packets each running instance sent that the trusted side has not acknowledged yet. */
-  private readonly unacked = new Map<string, number>();
-  /** The most memory each instance created here (and not released) may have: bounds its snapshot. */
-  private readonly memoryBytes = new Map<string, number>();
-  private readonly loaded = new Set<string>();
-  private readonly loading = new Map<number, { resolve(): void; reject(e: Error): void }>();
-  private readonly killTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  private readonly snapshots = new Map<number, { id: string; resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
-  private seq = 0;
-  private exited = false;
-  private readonly ready: Promise<void>;
-  /** Stopped instances kept for snapshots (until released). */
-  private readonly retained = new Set<string>();
   private readonly onExit: ChildExecutorOptions['onExit'];
   private stderrTail = '';
   private closing = false;
@@ -99,6 +72,7 @@ export class ChildProcessExecutor implements Executor {
   private cleanup: Promise<void> = Promise.resolve();
 
   constructor(opts: ChildExecutorOptions = {}) {
+    super({ sender: 'executor', gone: 'executor process is gone' });
     const main = opts.main ?? MAIN;
     // The environment stays empty: nothing of the server's leaks in, and
     // variables such as NODE_EXTRA_CA_CERTS would cost ~30 ms per start.
@@ -135,17 +109,9 @@ export class ChildProcessExecutor implements Executor {
       this.stderrTail = (this.stderrTail + text).slice(-300);
       process.stderr.write(text.replace(/^/gm, 'executor: '));
     });
-    let markReady!: () => void;
-    let failReady!: (e: Error) => void;
-    this.ready = new Promise((res, rej) => {
-      markReady = res;
-      failReady = rej;
-    });
-    // Nobody may be waiting yet when the process fails to start.
-    this.ready.catch(() => undefined);
     this.child.stdout!.on('data', (chunk: Buffer) => {
       // Given up (e.g. after a malformed message): nothing more it says counts.
-      if (this.exited) return;
+      if (!this.alive) return;
       let messages: Message[];
       try {
         messages = this.decoder.push(chunk);
@@ -154,21 +120,21 @@ export class ChildProcessExecutor implements Executor {
         return;
       }
       for (const m of messages) {
-        if (this.exited) return;
-        if (m.header.t === 'ready') markReady();
+        if (!this.alive) return;
+        if (m.header.t === 'ready') this.markReady();
         else this.onMessage(m);
       }
     });
     this.child.stdin!.on('error', () => {});
     this.child.on('error', (e) => {
-      failReady(new ExecutorError(`cannot start executor process: ${e.message}`));
+      this.failReady(new ExecutorError(`cannot start executor process: ${e.message}`));
       this.fail(`executor process error: ${e.message}`);
     });
     this.child.on('exit', (code, signal) => {
       // A sandboxed node killed by a signal is reported by bwrap as 128 + signal.
       const how = signal ?? (code !== null && code > 128 && code < 160 ? `code ${code}, signal ${code - 128}` : `code ${code}`);
       const last = this.stderrTail.trim().split('\n').pop();
-      failReady(new ExecutorError(`executor process exited early (${how})${last ? `: ${last}` : ''}`));
+      this.failReady(new ExecutorError(`executor process exited early (${how})${last ? `: ${last}` : ''}`));
       this.fail(this.closing ? 'executor closed' : `executor process exited (${how})`);
     });
   }
@@ -177,100 +143,25 @@ export class ChildProcessExecutor implements Executor {
     return this.child.pid;
   }
 
-  /** Whether the process still serves (it has not exited or been given up). */
-  get alive(): boolean {
-    return !this.exited;
-  }
-
   /** Instances running or retained here, and modules being loaded (what keeps this executor busy). */
-  get load(): number {
-    let n = this.instances.size + this.pendingLoads;
-    for (const id of this.retained) if (!this.instances.has(id)) n++;
-    return n;
-  }
-
-  /** Resolves once the process is ready for work (rejects if it failed to start). */
-  started(): Promise<void> {
-    return this.ready;
+  override get load(): number {
+    return super.load + this.pendingLoads;
   }
 
   async loadModule(key: string, bytes: Uint8Array): Promise<void> {
-    if (this.loaded.has(key)) return;
+    if (this.hasModule(key)) return;
     // A launch in progress keeps the executor busy (see `load`).
     this.pendingLoads++;
     try {
       await this.ready;
-      const seq = ++this.seq;
-      await new Promise<void>((resolve, reject) => {
-        this.loading.set(seq, { resolve, reject });
-        this.send({ t: 'load', key, seq }, bytes);
-      });
-      this.loaded.add(key);
+      await this.requestLoad(key, bytes);
     } finally {
       this.pendingLoads--;
     }
   }
 
-  hasModule(key: string): boolean {
-    return this.loaded.has(key);
-  }
-
-  createInstance(spec: InstanceSpec, events: InstanceEvents): void {
-    if (this.exited) {
-      queueMicrotask(() => events.stopped(internalFailure('executor process is gone')));
-      return;
-    }
-    if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} is already running in this executor`);
-    this.instances.set(spec.id, events);
-    this.memoryBytes.set(spec.id, spec.memoryPages.maximum * 65536);
-    if (spec.retain) this.retained.add(spec.id);
-    const { header, payload } = encodeSpec(spec);
-    this.send({ t: 'create', ...header }, payload);
-  }
-
-  snapshot(id: string): Promise<ExecutorSnapshot> {
-    if (this.exited) return Promise.reject(new ExecutorError('executor process is gone'));
-    const seq = ++this.seq;
-    return new Promise((resolve, reject) => {
-      this.snapshots.set(seq, { id, resolve, reject });
-      this.send({ t: 'snapshot', id, seq });
-    });
-  }
-
-  release(id: string): void {
-    this.retained.delete(id);
-    if (!this.instances.has(id)) this.memoryBytes.delete(id);
-    this.send({ t: 'release', id });
-  }
-
-  deliver(id: string, packet: Uint8Array): void {
-    this.send({ t: 'deliver', id }, packet);
-  }
-
-  ack(id: string, bytes: number): void {
-    const left = (this.unacked.get(id) ?? 0) - bytes;
-    if (left > 0) this.unacked.set(id, left);
-    else this.unacked.delete(id);
-    this.send({ t: 'ack', id, bytes });
-  }
-
-  suspend(id: string): void {
-    this.send({ t: 'suspend', id });
-  }
-
-  kill(id: string, reason?: KillReason): void {
-    // A program that never reaches a check point (it should not happen:
-    // every loop and call has one) cannot hold its executor forever.
-    if (this.instances.has(id) && !this.killTimers.has(id)) {
-      const timer = setTimeout(() => this.fail(`instance ${id} did not stop within ${KILL_GRACE_MS} ms of being killed`), KILL_GRACE_MS);
-      timer.unref();
-      this.killTimers.set(id, timer);
-    }
-    this.send(reason === undefined ? { t: 'kill', id } : { t: 'kill', id, trap: reason.trap, message: reason.message });
-  }
-
   async close(): Promise<void> {
-    if (this.exited) return this.cleanup;
+    if (!this.alive) return this.cleanup;
     this.closing = true;
     const exited = new Promise<void>((res) => this.child.once('exit', () => res()));
     this.child.stdin!.end();
@@ -285,87 +176,54 @@ export class ChildProcessExecutor implements Executor {
     this.child.kill('SIGKILL');
   }
 
-  private send(header: Message['header'], payload?: Uint8Array | Uint8Array[]): void {
-    if (this.exited) return;
-    corkedWrite(this.child.stdin!, encodeFrame(header, payload));
+  protected send(m: ExecutorRequest): void {
+    if (!this.alive) return;
+    switch (m.t) {
+      case 'load':
+        return corkedWrite(this.child.stdin!, encodeFrame({ t: 'load', key: m.key, seq: m.seq }, m.bytes));
+      case 'create': {
+        const { header, payload } = encodeSpec(m.spec);
+        return corkedWrite(this.child.stdin!, encodeFrame({ t: 'create', ...header }, payload));
+      }
+      case 'deliver':
+        return corkedWrite(this.child.stdin!, encodeFrame({ t: 'deliver', id: m.id }, m.packet));
+      default:
+        return corkedWrite(this.child.stdin!, encodeFrame(m));
+    }
   }
 
   private onMessage(m: Message): void {
     const h = m.header;
-    if (h.t === 'loaded') {
-      const pending = this.loading.get(Number(h.seq));
-      this.loading.delete(Number(h.seq));
-      if (typeof h.error === 'string') pending?.reject(new ExecutorError(`executor could not compile the module: ${h.error.slice(0, 1000)}`));
-      else pending?.resolve();
-      return;
-    }
-    if (h.t === 'snapshot') {
-      const pending = this.snapshots.get(Number(h.seq));
-      this.snapshots.delete(Number(h.seq));
-      if (!pending) return;
-      if (typeof h.error === 'string') {
-        pending.reject(new InstanceStateError(h.error.slice(0, 1000)));
-        return;
-      }
-      try {
-        pending.resolve(decodeSnapshot(h, m.payload));
-      } catch (e) {
-        pending.reject(new ExecutorError(`executor sent an invalid snapshot: ${e instanceof Error ? e.message : e}`));
-        this.fail('executor sent an invalid snapshot', true);
-      }
-      return;
-    }
-    const id = String(h.id);
-    const ev = this.instances.get(id);
-    if (!ev) return;
     switch (h.t) {
-      case 'packet': {
-        const packet = m.payload ?? new Uint8Array(0);
-        // The executor stops a program's output at its window of unacknowledged packets.
-        const unacked = (this.unacked.get(id) ?? 0) + packet.length;
-        if (unacked > MAX_UNACKED_OUTPUT) {
-          this.fail(`executor sent ${unacked} bytes of packets not yet acknowledged (at most ${MAX_UNACKED_OUTPUT})`, true);
-          return;
-        }
-        this.unacked.set(id, unacked);
-        ev.packet(packet);
-        break;
-      }
+      case 'loaded':
+        return this.loadedReply(Number(h.seq), h.error);
+      case 'snapshot':
+        // payloadLimit refused a snapshot nobody asked for; a second reply to one request in the same chunk is ignored.
+        this.snapshotReply(Number(h.seq), h.error, () => {
+          try {
+            return decodeSnapshot(h, m.payload);
+          } catch (e) {
+            throw new ExecutorError(`executor sent an invalid snapshot: ${e instanceof Error ? e.message : e}`);
+          }
+        });
+        return;
+      case 'packet':
+        return this.instanceReply(h.id, { t: 'packet', packet: m.payload ?? new Uint8Array(0) });
       case 'bind':
-        if (!isValidBinding(h.code, h.name)) {
-          this.fail('executor sent an invalid service binding', true);
-          return;
-        }
-        ev.bind(h.code, h.name as string);
-        break;
-      case 'debug': {
-        const dropped = h.dropped ?? 0;
-        if (!Number.isSafeInteger(dropped) || (dropped as number) < 0) {
-          this.fail('executor sent an invalid count of dropped debug output', true);
-          return;
-        }
-        ev.debug(m.payload ?? new Uint8Array(0), dropped as number);
-        break;
-      }
-      case 'stopped': {
-        this.instances.delete(id);
-        this.unacked.delete(id);
-        if (!this.retained.has(id)) this.memoryBytes.delete(id);
-        clearTimeout(this.killTimers.get(id));
-        this.killTimers.delete(id);
-        const status = parseStatus(h.status);
-        if (!status) {
-          ev.stopped(internalFailure('executor reported an invalid status'));
-          this.fail('executor sent an invalid status', true);
-          return;
-        }
-        const tf = h.trapFunction;
-        ev.stopped(status, typeof tf === 'number' && Number.isInteger(tf) && tf >= 0 && tf <= 0xffffffff ? tf : undefined);
-        break;
-      }
+        return this.instanceReply(h.id, { t: 'bind', code: h.code, name: h.name });
+      case 'debug':
+        return this.instanceReply(h.id, { t: 'debug', data: m.payload ?? new Uint8Array(0), dropped: h.dropped ?? 0 });
+      case 'stopped':
+        return this.instanceReply(h.id, { t: 'stopped', status: h.status, trapFunction: h.trapFunction });
       default:
-        this.fail(`executor sent an unknown message type ${quoteType(h.t)}`, true);
+        // Unreachable: payloadLimit refuses unknown types.
+        this.violation(`an unknown message type ${quoteType(h.t)}`);
     }
+  }
+
+  /** Payloads are bounded by payloadLimit; only the count of dropped bytes is left to check. */
+  protected invalidDebug(_data: unknown, dropped: unknown): string | undefined {
+    return Number.isSafeInteger(dropped) && (dropped as number) >= 0 ? undefined : 'an invalid count of dropped debug output';
   }
 
   /**
@@ -384,38 +242,23 @@ export class ChildProcessExecutor implements Executor {
       case 'debug':
         return MAX_DEBUG_MESSAGE_BYTES;
       case 'snapshot': {
-        const pending = this.snapshots.get(Number(h.seq));
-        if (!pending) throw new FrameError('a snapshot that was not asked for');
+        const memoryBytes = this.awaitedSnapshotMemory(Number(h.seq));
+        if (memoryBytes === undefined) throw new FrameError('a snapshot that was not asked for');
         if (h.error !== undefined) return 0;
-        return (this.memoryBytes.get(pending.id) ?? 0) + SNAPSHOT_EXTRA_BYTES;
+        return memoryBytes + SNAPSHOT_EXTRA_BYTES;
       }
       default:
         throw new FrameError(`unknown message type ${quoteType(h.t)}`);
     }
   }
 
-  private fail(reason: string, violation = false): void {
-    if (!this.exited && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    if (!this.exited) {
-      try {
-        this.onExit?.(violation ? { pid: this.child.pid, reason, violation } : this.closing ? { pid: this.child.pid, reason, closed: true } : { pid: this.child.pid, reason });
-      } catch {
-        // a logger's failure is not ours
-      }
+  protected shutDown(reason: string, violation: boolean): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    try {
+      this.onExit?.(violation ? { pid: this.child.pid, reason, violation } : this.closing ? { pid: this.child.pid, reason, closed: true } : { pid: this.child.pid, reason });
+    } catch {
+      // a logger's failure is not ours
     }
-    this.exited = true;
-    this.retained.clear();
-    for (const p of this.loading.values()) p.reject(new ExecutorError(reason));
-    this.loading.clear();
-    for (const p of this.snapshots.values()) p.reject(new ExecutorError(reason));
-    this.snapshots.clear();
-    this.memoryBytes.clear();
-    this.unacked.clear();
-    for (const t of this.killTimers.values()) clearTimeout(t);
-    this.killTimers.clear();
-    const lost = [...this.instances.values()];
-    this.instances.clear();
-    for (const ev of lost) ev.stopped(internalFailure(reason));
   }
 }
 
