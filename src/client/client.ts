@@ -646,6 +646,7 @@ export class GateClient {
             fail(new ApiError(code, b.toString('utf8').trim() || STATUS_CODES[code] || `HTTP status ${code}`));
           });
       });
+      let waitingForDrain = false;
       ws.on('message', (data: Buffer, isBinary: boolean) => {
         if (!setupDone) {
           if (isBinary) return fail(new ProtocolError('binary websocket message before the setup reply'));
@@ -665,9 +666,14 @@ export class GateClient {
           return;
         }
         if (isBinary) {
-          if (!io.output.write(data)) {
+          // Messages already received keep coming after pause(): one drain listener for them all.
+          if (!io.output.write(data) && !waitingForDrain) {
+            waitingForDrain = true;
             ws.pause();
-            io.output.once('drain', () => ws.resume());
+            io.output.once('drain', () => {
+              waitingForDrain = false;
+              ws.resume();
+            });
           }
           return;
         }
