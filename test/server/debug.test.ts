@@ -56,8 +56,24 @@ async function launchSuspended(server: TestServer): Promise<string> {
   const r = await request(server, 'POST', `${K}${D}?action=pin&action=launch&function=run`, { key, headers: wasm, body: debuggee });
   assert.equal(r.status, 201, r.text);
   const id = String(r.headers['gate-instance']);
-  await suspend(server, id);
+  await suspendInIo(server, id);
   return id;
+}
+
+/**
+ * Suspends a running debuggee where it blocks in io. A suspend can arrive
+ * before the program has got there (a loaded machine may not have run it
+ * yet): then it is resumed and suspended again until it is there.
+ */
+async function suspendInIo(server: TestServer, id: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await suspend(server, id);
+    const frames = (await debug(server, id, { op: 'READ_STACK' })).body.frames as Array<{ name?: string }>;
+    if (frames[0]?.name === 'wait_for_input') return;
+    assert.ok(attempt < 100, 'the program never got to its io');
+    assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 async function suspend(server: TestServer, id: string): Promise<void> {
@@ -255,7 +271,7 @@ describe('the debug action', () => {
     };
     for (let i = 0; i < 6; i++) await hit();
     // descend(0) then blocks in io; suspended there and resumed, io returns and run's loop calls descend(5) again.
-    await suspend(server, id);
+    await suspendInIo(server, id);
     assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
     await hit();
     await hit();
@@ -267,7 +283,7 @@ describe('the debug action', () => {
     assert.deepEqual((await debug(server, id, { op: 'CONFIG_COMPLEMENT', config: { breakpoints: [descendStart] } })).body.config, {});
     assert.equal((await info(server, id)).debugging, undefined);
     assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
-    await suspend(server, id);
+    await suspendInIo(server, id);
     const frames = (await debug(server, id, { op: 'READ_STACK' })).body.frames as Array<{ name: string; kind: string }>;
     assert.deepEqual(frames.map((f) => f.name), ['wait_for_input', 'descend', 'descend', 'descend', 'descend', 'descend', 'descend', 'run']);
   });
