@@ -7,8 +7,7 @@ import { GateError } from '../errors.js';
 import type { PreparedModule } from '../prepare/pipeline.js';
 import type { Profile } from '../prepare/profile.js';
 import type { Program } from '../runtime/program.js';
-import { SnapshotError } from '../snapshot/errors.js';
-import { ModuleError } from '../wasm/errors.js';
+import { preparationReplyError } from '../prepare/reply-error.js';
 import type { ModuleLimits } from '../wasm/validate.js';
 import type { WorkerLike } from './worker-executor.js';
 
@@ -30,21 +29,6 @@ export class BrowserPreparationError extends GateError {
   constructor(message: string) {
     super('GATE_PREPARATION', message);
   }
-}
-
-/** Errors about the module keep their class, as PreparePool's do on the server. */
-function replyError(reply: { error: string; code: string | undefined }): Error {
-  switch (reply.code) {
-    case 'GATE_BAD_MODULE':
-    case 'GATE_MODULE_LIMIT':
-    case 'GATE_BAD_IMPORT':
-      return new ModuleError(reply.error, undefined, reply.code);
-    case 'GATE_BAD_SNAPSHOT':
-    case 'GATE_SNAPSHOT_UNSUPPORTED':
-      return new SnapshotError(reply.error, undefined, reply.code);
-  }
-  if (reply.code?.startsWith('GATE_')) return new BrowserPreparationError(reply.error);
-  return new ModuleError(`module cannot be prepared: ${reply.error}`);
 }
 
 export interface WorkerPreparerOptions {
@@ -77,7 +61,7 @@ export class WorkerPreparer {
       const p = this.pending.get(reply.id);
       this.pending.delete(reply.id);
       if (!p) return;
-      if ('error' in reply) p.reject(replyError(reply));
+      if ('error' in reply) p.reject(preparationReplyError(reply, (m) => new BrowserPreparationError(m)));
       else p.resolve({ key: reply.key, bytes: reply.bytes, profile: reply.profile, breakpoints: reply.breakpoints, fromCache: false });
     });
     this.worker.addEventListener('error', (e) => this.fail(new BrowserPreparationError(`the preparation worker failed: ${e.message || 'its script could not be loaded'}`)));

@@ -9,8 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { GateError } from '../../errors.js';
 import type { PreparedModule } from '../../prepare/pipeline.js';
 import type { Profile } from '../../prepare/profile.js';
-import { SnapshotError } from '../../snapshot/errors.js';
-import { ModuleError } from '../../wasm/errors.js';
+import { preparationReplyError } from '../../prepare/reply-error.js';
 import type { ModuleLimits } from '../../wasm/validate.js';
 import type { Program } from '../program.js';
 import type { PrepareJob, PrepareReply } from './prepare-worker-main.js';
@@ -108,7 +107,7 @@ export class PreparePool {
       clearTimeout(slot.timer);
       slot.busy = undefined;
       if (pending) {
-        if ('error' in reply) pending.reject(workerError(reply));
+        if ('error' in reply) pending.reject(preparationReplyError(reply, (m) => new PreparationError(m)));
         else pending.resolve({ key: reply.key, bytes: reply.bytes, profile: reply.profile, fromCache: false, breakpoints: reply.breakpoints });
       }
       this.dispatch();
@@ -138,18 +137,3 @@ export class PreparePool {
   }
 }
 
-/** Errors about the module keep their class (the client's problem, a 400); others say where they came from. */
-function workerError(reply: { error: string; code: string | undefined; name: string }): Error {
-  switch (reply.code) {
-    case 'GATE_BAD_MODULE':
-    case 'GATE_MODULE_LIMIT':
-    case 'GATE_BAD_IMPORT':
-      return new ModuleError(reply.error, undefined, reply.code);
-    case 'GATE_BAD_SNAPSHOT':
-    case 'GATE_SNAPSHOT_UNSUPPORTED':
-      return new SnapshotError(reply.error, undefined, reply.code);
-  }
-  if (reply.code?.startsWith('GATE_')) return new PreparationError(reply.error);
-  // the rewrite and the transform refuse modules they cannot handle: still the module's problem.
-  return new ModuleError(`module cannot be prepared: ${reply.error}`);
-}

@@ -180,9 +180,9 @@ export async function verifyToken(token: string, opts: VerifyOptions): Promise<P
   //    token for minutes: a token whose signature was verified is
   //    remembered (the whole token is the key, so other bytes never match).
   if (key !== undefined && x !== undefined) {
-    if (!verifiedTokens.has(token)) {
+    if (!verifiedTokens.get(token)) {
       if (signature.length !== 64 || !verifyEd25519(x, Buffer.from(`${headerPart}.${payloadPart}`, 'ascii'), signature)) throw invalid();
-      verifiedTokens.add(token);
+      verifiedTokens.set(token, true);
     }
   } else if (signature.length !== 0) {
     throw invalid();
@@ -208,39 +208,37 @@ export async function verifyToken(token: string, opts: VerifyOptions): Promise<P
 }
 
 /**
- * A bounded set, oldest first out: what was verified recently. Bounded in
- * entries and in the size of each (tokens longer than a client's are not
- * kept), so an attacker's tokens cost at most ~4 MiB here.
+ * A bounded map, oldest first out, of what was computed recently. Bounded
+ * in entries and in the length of each key (tokens longer than a client's
+ * are not kept), so an attacker's tokens cost at most ~4 MiB here.
  */
-class RecentSet {
-  private readonly items = new Set<string>();
+class RecentMap<V> {
+  private readonly items = new Map<string, V>();
   constructor(
     private readonly maxEntries: number,
-    private readonly maxLength: number,
+    private readonly maxKeyLength = Infinity,
   ) {}
 
-  has(s: string): boolean {
-    return this.items.has(s);
+  get(key: string): V | undefined {
+    return this.items.get(key);
   }
 
-  add(s: string): void {
-    if (s.length > this.maxLength) return;
-    if (this.items.size >= this.maxEntries) this.items.delete(this.items.values().next().value!);
-    this.items.add(s);
+  set(key: string, value: V): void {
+    if (key.length > this.maxKeyLength) return;
+    if (this.items.size >= this.maxEntries) this.items.delete(this.items.keys().next().value!);
+    this.items.set(key, value);
   }
 }
 
-const verifiedTokens = new RecentSet(4096, 1024);
+const verifiedTokens = new RecentMap<true>(4096, 1024);
 /** Public keys by their JWK `x`: making a KeyObject costs as much as a verification. */
-const publicKeys = new Map<string, KeyObject>();
-const MAX_PUBLIC_KEYS = 1024;
+const publicKeys = new RecentMap<KeyObject>(1024);
 
 function verifyEd25519(x: string, data: Uint8Array, signature: Uint8Array): boolean {
   try {
     let publicKey = publicKeys.get(x);
     if (!publicKey) {
       publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
-      if (publicKeys.size >= MAX_PUBLIC_KEYS) publicKeys.delete(publicKeys.keys().next().value!);
       publicKeys.set(x, publicKey);
     }
     return verify(null, data, publicKey, signature);
