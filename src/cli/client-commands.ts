@@ -581,6 +581,47 @@ export async function push(s: Session, address: string, id: string): Promise<num
   return 0;
 }
 
+/**
+ * clone: copies an instance under a new id, the original going on; prints
+ * the copy's id. Without a destination the server (or daemon) clones it
+ * itself in one request. With one, the snapshot (taken as the snapshot
+ * command takes it) is copied there and launched; pins this made are
+ * removed again on both sides (the copy's record keeps its module).
+ */
+export async function clone(s: Session, id: string, destination: string | undefined, flags: { suspend?: boolean }): Promise<number> {
+  const st = clientSettings(s.config);
+  const from = await openClient(s, st);
+  if (destination === undefined) {
+    out(await from.clone(id, { suspend: flags.suspend === true }));
+    return 0;
+  }
+  const to = await remoteClient(destination, st);
+  const info = await from.instanceInfo(id);
+  const pinnedBefore = new Set((await from.listModules()).map((m) => m.module));
+  const hash = await from.snapshot(id);
+  try {
+    const present = await to.moduleInfo(hash).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof ApiError && e.status === 404) return false;
+        throw e;
+      },
+    );
+    if (!present) {
+      const { length, body } = await from.downloadModule(hash);
+      await to.uploadModule(hash, { body: body.pipe(progress(`cloning ${id}`, length)), length });
+    }
+    // A halted state cannot run on without a function: the copy is created halted, like the original.
+    const suspend = flags.suspend === true || info.status.state === 'HALTED';
+    const launched = await to.launch({ id: hash }, { suspend, instanceTags: info.tags });
+    if (!present) await to.unpinModule(hash);
+    out(launched.instance);
+    return 0;
+  } finally {
+    if (!pinnedBefore.has(hash)) await from.unpinModule(hash).catch(() => undefined);
+  }
+}
+
 /** The server turns io away without a reason (409, or `connected: false`): say what the instance's state is. */
 async function notConnected(client: GateClient, id: string, e: unknown): Promise<never> {
   const rejected = (e instanceof ApiError && e.status === 409) || (e instanceof WebSocketCloseError && e.message === 'connection rejected');

@@ -217,6 +217,21 @@ export function buildProgram(address?: string): Command {
     .argument('[moduletag...]')
     .action(act((s, id: string, tags: string[]) => cmd.snapshot(s, id, tags)));
 
+  cli
+    .command('clone')
+    .summary('copy an instance under a new id (the original runs on); print the copy\'s id')
+    .description(
+      [
+        'Copy an instance: its state now (a running one is checkpointed and runs on; its clients stay connected) is launched as a new persistent instance under a new id.',
+        'Without DESTINATION the copy is made where the instance is (one request). With a DESTINATION server the snapshot is copied there and launched.',
+        'The copy starts as a restored snapshot does: fresh random bytes, disconnected origin streams, services restored by their rules (docs/services.md).',
+      ].join('\n\n'),
+    )
+    .argument('<instance>')
+    .argument('[destination]', 'another server to make the copy on')
+    .option('--suspend', 'create the copy suspended (resume it later)')
+    .action(act((s, id: string, destination: string | undefined, o: { suspend?: boolean }) => cmd.clone(s, id, destination, o)));
+
   jsonOption(
     cli
       .command('status')

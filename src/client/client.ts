@@ -516,6 +516,21 @@ export class GateClient {
     return module;
   }
 
+  /**
+   * Clones an instance on this server (POST …?action=clone): a copy of its
+   * state now, launched under a new id while the original goes on. Returns
+   * the copy's id.
+   */
+  async clone(id: string, opts: { instance?: string; suspend?: boolean; instanceTags?: string[] } = {}): Promise<string> {
+    const query: Query = [];
+    if (opts.instance) query.push(['instance', opts.instance]);
+    for (const t of opts.instanceTags ?? []) query.push(['instance-tag', t]);
+    const res = await this.instanceAction(id, opts.suspend ? ['clone', 'suspend'] : ['clone'], query);
+    const copy = header(res, 'gate-instance');
+    if (!copy) throw new ProtocolError('clone response without Gate-Instance');
+    return copy;
+  }
+
   async deleteInstance(id: string): Promise<void> {
     await this.instanceAction(id, ['delete']);
   }

@@ -129,7 +129,7 @@ export class Api {
     const bodies = route.kind === 'known' || route.kind === 'source' || route.kind === 'instance';
     res.setHeader('Access-Control-Allow-Headers', bodies ? 'Authorization, Content-Type' : 'Authorization');
     if (route.kind === 'known' || route.kind === 'source') res.setHeader('Access-Control-Expose-Headers', 'Location, Gate-Instance, Gate-Status');
-    else if (route.kind === 'instance') res.setHeader('Access-Control-Expose-Headers', 'Gate-Status');
+    else if (route.kind === 'instance') res.setHeader('Access-Control-Expose-Headers', 'Gate-Instance, Gate-Status');
   }
 
   /** The request's principal; undefined for anonymous requests the policy allows. */
@@ -476,7 +476,7 @@ export class Api {
     }
     const actions = takeActions(r.query);
     const key = [...actions].sort().join('+');
-    const known = ['', 'io', 'wait', 'kill', 'kill+wait', 'suspend', 'suspend+wait', 'resume', 'snapshot', 'delete', 'update', 'debug'];
+    const known = ['', 'io', 'wait', 'kill', 'kill+wait', 'suspend', 'suspend+wait', 'resume', 'snapshot', 'delete', 'update', 'debug', 'clone', 'clone+suspend'];
     if (!known.includes(key)) throw unsupported();
     let fn: string | undefined;
     let debugLog = false;
@@ -486,6 +486,13 @@ export class Api {
       debugLog = takeLog(r.query);
     }
     if (key === 'snapshot') tags = r.query.all('module-tag');
+    let cloneId: string | undefined;
+    if (key === 'clone' || key === 'clone+suspend') {
+      tags = r.query.all('instance-tag');
+      cloneId = r.query.one('instance');
+      const problem = cloneId === undefined ? undefined : instanceIdProblem(cloneId);
+      if (problem) throw badRequest(problem);
+    }
     r.query.finish();
     if (key === 'update' || key === 'debug') requireContentType(r.req, 'application/json');
     else if (key !== 'io') {
@@ -522,6 +529,11 @@ export class Api {
         const hash = await this.instances.snapshot(inst, p.scope);
         await this.modules.pin(p.id, hash, tags);
         return sendEmpty(r.res, 201, { Location: `${API_PREFIX}module/sha256/${hash}` });
+      }
+      case 'clone':
+      case 'clone+suspend': {
+        const copy = await this.instances.clone(inst, { id: cloneId, suspend: key === 'clone+suspend', tags: tags.length ? tags : undefined, scope: p.scope });
+        return sendEmpty(r.res, 200, { 'Gate-Instance': copy.id });
       }
       case 'delete':
         await this.instances.delete(inst);

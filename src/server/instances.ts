@@ -70,6 +70,17 @@ export interface LaunchRequest {
   executorGroup?: string;
 }
 
+export interface CloneRequest {
+  /** The copy's id (default: a new random UUID). */
+  id?: string;
+  /** Create the copy suspended. */
+  suspend: boolean;
+  /** The copy's instance tags (default: the original's). */
+  tags?: string[];
+  /** The request scope the copy runs with. */
+  scope?: readonly string[];
+}
+
 /** Status as the API's JSON shows it: zero values omitted (spec §12). */
 export function statusJson(s: InstanceStatus): Record<string, unknown> {
   const out: Record<string, unknown> = { state: s.state };
@@ -335,6 +346,83 @@ export class InstanceManager {
       }
       return hash;
     });
+  }
+
+  /**
+   * Clones an instance in one step: its state now becomes a new persistent
+   * instance of the same principal under a new id, and the original goes on
+   * as it was. A running original is checkpointed (it runs on, its clients
+   * stay connected); if it cannot be (a CPU budget, a service without
+   * checkpoint support), a persistent one is suspended, stored and resumed,
+   * and a transient one (a call) gets 409. A suspended or halted original
+   * gives its latest snapshot. The copy starts from that state as a restore
+   * does: its random pool is refilled and its services follow their restore
+   * rules (docs/services.md), under its own id. It runs, unless `suspend` is
+   * set or its state cannot run on (halted: resume it with a function).
+   */
+  async clone(inst: ServerInstance, req: CloneRequest): Promise<ServerInstance> {
+    if (inst.principal === undefined) throw conflict('anonymous instances cannot be cloned');
+    const source = await inst.serialize(() => this.cloneSource(inst));
+    // Held in use until the copy's record refers to it, so that the original's next snapshot cannot remove it meanwhile.
+    try {
+      const program = await this.deps.modules.storedProgram(source.hash);
+      if (!program) throw new InstanceStateError(`the stored state of instance ${inst.id} is missing (module ${source.hash})`);
+      const stopped = stoppedStateOf(program, source.fn);
+      return await this.launch({
+        principal: inst.principal,
+        scope: req.scope,
+        module: source.hash,
+        program,
+        function: source.fn,
+        id: req.id,
+        transient: false,
+        suspend: req.suspend || stopped.state !== State.Suspended,
+        tags: req.tags ?? [...inst.tags],
+        debugLog: inst.debugLog,
+      });
+    } finally {
+      await this.deps.modules.releaseUse(source.hash);
+    }
+  }
+
+  /** The state a clone starts from (a stored module, acquired for the caller), and the function to run when it never ran. */
+  private async cloneSource(inst: ServerInstance): Promise<{ hash: string; fn?: string }> {
+    const held = (hash: string, fn?: string): { hash: string; fn?: string } => {
+      this.deps.modules.acquire(hash);
+      return fn === undefined ? { hash } : { hash, fn };
+    };
+    const run = inst.run;
+    if (run && run.status.state === State.Running) {
+      const checkpointed = await this.checkpointForClone(inst, run);
+      if (checkpointed) return held(checkpointed);
+      if (inst.transient) throw conflict('a running call cannot be cloned now (it cannot be checkpointed, and suspending it would end the call): make it persistent first, or clone it when it is suspended');
+      run.suspend();
+      await this.wait(inst);
+      const hash = inst.snapshot;
+      if (!hash) throw new InstanceStateError(`instance ${inst.id}: its state could not be stored for the clone`);
+      const source = held(hash);
+      if (inst.status.state === State.Suspended) {
+        await this.start(inst, await this.programOf(inst), inst.scope).catch((e: unknown) => this.deps.onError(`instance ${inst.id}: resume after clone failed`, e));
+      }
+      return source;
+    }
+    await this.wait(inst);
+    const state = inst.status.state;
+    if (state !== State.Suspended && state !== State.Halted) throw conflict('instance must be running, suspended or halted');
+    if (inst.snapshot) return held(inst.snapshot);
+    // Never ran (launched suspended): the copy starts from the module too.
+    return held(inst.module, inst.fn);
+  }
+
+  /** A checkpoint of a running instance for a clone, stored as a module; undefined when it cannot be taken now. */
+  private async checkpointForClone(inst: ServerInstance, run: RunningInstance<InstanceServices>): Promise<string | undefined> {
+    // A persistent instance's checkpoint is also its latest state (as the snapshot action's is).
+    if (!inst.transient) return (await this.checkpointNow(inst)) ? inst.snapshot : undefined;
+    const bytes = await this.deps.runtimeFor(inst.principal, inst.executorGroup).checkpoint(run);
+    if (!bytes) return undefined;
+    const hash = sha256Hex([bytes]);
+    await this.deps.modules.store(hash, [bytes]);
+    return hash;
   }
 
   /**
