@@ -19,7 +19,8 @@ import { Program } from '../runtime/program.js';
 import { ByteBucket, DEFAULT_DEBUG_LIMITS, type DebugLimits } from '../runtime/debug-limits.js';
 import { Runtime } from '../runtime/runtime.js';
 import { instanceServices } from '../service/provider.js';
-import type { ServiceRegistry } from '../service/registry.js';
+import { ServiceRegistry } from '../service/registry.js';
+import { EndpointHub, endpointService } from '../service/endpoint.js';
 import type { Inventory } from '../store/inventory.js';
 import { describePostgresDsn, openPostgresInventory } from '../store/postgres.js';
 import { openSqliteInventory } from '../store/sqlite.js';
@@ -27,6 +28,7 @@ import { openStateDir } from '../store/state-dir.js';
 import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
 import type { AnonymousLimits } from './anonymous.js';
 import { Api } from './api.js';
+import { DEFAULT_ENDPOINT_LIMITS, EndpointHttp, type EndpointLimits } from './endpoint.js';
 import type { AccessPolicy } from './auth/policy.js';
 import { loadServerIdentityKey, makeServerToken } from './auth/server-token.js';
 import { InstanceManager } from './instances.js';
@@ -115,6 +117,12 @@ export interface ServerOptions {
   metricsListen?: { host: string; port: number };
   /** See DEFAULT_DEBUG_LOG_RATE (the bucket holds four seconds' worth). */
   debugLogRate?: number;
+  /**
+   * Instances as HTTP endpoints at /gate-0/endpoint/<id>/ (the `endpoint`
+   * service, docs/server.md); undefined: off (the service is not there).
+   * Unset limits take DEFAULT_ENDPOINT_LIMITS.
+   */
+  endpoints?: Partial<EndpointLimits>;
 }
 
 export interface GateServer {
@@ -179,11 +187,17 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   if (!(Number.isFinite(debugLogRate) && debugLogRate >= 0)) throw new RangeError(`debugLogRate must be a non-negative number of bytes per second, not ${debugLogRate}`);
   const debugLogBucket = new ByteBucket(debugLogRate, 4 * debugLogRate);
   const modules = new ModuleRegistry(state.modules, inventory, (bytes) => Program.load(bytes, moduleLimits));
+  const endpointHub = opts.endpoints ? new EndpointHub() : undefined;
+  let registry = opts.registry;
+  if (endpointHub) {
+    registry = opts.registry ? opts.registry.clone() : new ServiceRegistry();
+    registry.register(endpointService({ hub: endpointHub }));
+  }
   const instances = new InstanceManager({
     inventory,
     modules,
     runtimeFor,
-    services: (principal, scope) => instanceServices({ principalId: principal, scope, registry: opts.registry }),
+    services: (principal, scope) => instanceServices({ principalId: principal, scope, registry }),
     debugSink: (id) => {
       const child = log.child({ instance: id });
       return (data) => {
@@ -233,6 +247,13 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     log,
   );
   const websockets = new WebsocketApi(api, instances, log);
+  const endpoints = endpointHub
+    ? new EndpointHttp({
+        hub: endpointHub,
+        limits: { ...DEFAULT_ENDPOINT_LIMITS, ...opts.endpoints },
+        stopped: (principal, id) => instances.stoppedInstance(principal, id),
+      })
+    : undefined;
   http.on('request', (req: IncomingMessage, res: ServerResponse) => {
     res.setHeader('Server', opts.local ? 'gate-daemon' : 'gate');
     res.on('finish', () => metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) }));
@@ -246,6 +267,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
+      if (endpoints && EndpointHttp.matches(req.url ?? '/')) return await endpoints.handle(req, res);
       if (await api.handle(req, res)) return;
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/openapi.yaml' && (req.method === 'GET' || req.method === 'HEAD')) {

@@ -224,6 +224,12 @@ export class InstanceManager {
     return inst;
   }
 
+  /** Whether the principal has instance `id` and it is not running. */
+  stoppedInstance(principal: string, id: string): boolean {
+    const inst = this.owned.get(principal)?.get(id);
+    return inst !== undefined && inst.run === undefined && inst.restoring === undefined;
+  }
+
   list(principal: string): ServerInstance[] {
     return [...(this.owned.get(principal)?.values() ?? [])];
   }
