@@ -4,9 +4,10 @@ import { describePostgresDsn } from '../store/postgres.js';
 import { parsePolicy } from '../server/auth/policy.js';
 import { SERVER_PRINCIPAL_LIMITS } from '../server/index.js';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, getBool, getNumber, getPath, getString, getStringList, type ConfigTree } from '../config/index.js';
+import { ConfigError, getBool, getNumber, getPath, getString, getStringList, getValue, type ConfigTree } from '../config/index.js';
 import { DEFAULT_ANONYMOUS_LIMITS, type AnonymousLimits } from '../server/anonymous.js';
 import { loadTlsFiles, type TlsFiles } from '../server/tls.js';
+import { DEFAULT_ENDPOINT_LIMITS, type EndpointLimits } from '../server/endpoint.js';
 import { SERVER_KEYS } from './server-keys.js';
 import { limitsFrom, profileFrom, runServerProgram, sourcesFrom } from './server-main.js';
 
@@ -39,7 +40,16 @@ const KEYS_HELP = `
   server.identityfile        OpenSSH Ed25519 key signing the API info token (optional)
   source.http                [{name, addr}]: module sources fetched over HTTP
   metrics.addr               host:port of a separate listener serving Prometheus GET /metrics
-                             (default: none, metrics are not served)`;
+                             (default: none, metrics are not served)
+  endpoint.enabled           true: programs may serve HTTP at /gate-0/endpoint/<instance-id>/ through
+                             the endpoint service; anyone who can connect may send them requests
+                             (default false: no such service, the path is not found)
+  endpoint.maxrequests       endpoint requests in progress at once for all instances of one
+                             principal (default 16); more get 503 with Retry-After
+  endpoint.maxbodysize       bytes of an endpoint request body (default 1048576); more get 413,
+                             bodies without Content-Length 411
+  endpoint.timeout           seconds an endpoint request may take until its response is complete
+                             (default 30); a program that has not answered by then: 504`;
 
 function parseAddr(addr: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(addr);
@@ -77,6 +87,29 @@ function anonymousFrom(tree: ConfigTree): AnonymousLimits {
     perModule: count('anonymous.maxpermodule', DEFAULT_ANONYMOUS_LIMITS.perModule),
     executors: count('anonymous.executors', DEFAULT_ANONYMOUS_LIMITS.executors),
   };
+}
+
+/** Endpoint limits when endpoint.enabled, else undefined (the other keys are then refused: they would do nothing). */
+function endpointsFrom(tree: ConfigTree): EndpointLimits | undefined {
+  const enabled = getBool(tree, 'endpoint.enabled', false);
+  const count = (key: string, dflt: number): number => {
+    const n = getNumber(tree, key, dflt);
+    if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError(`${key} must be a whole number of at least 1`);
+    return n;
+  };
+  const limits = {
+    maxRequests: count('endpoint.maxrequests', DEFAULT_ENDPOINT_LIMITS.maxRequests),
+    maxBodySize: count('endpoint.maxbodysize', DEFAULT_ENDPOINT_LIMITS.maxBodySize),
+    timeoutMs: getNumber(tree, 'endpoint.timeout', DEFAULT_ENDPOINT_LIMITS.timeoutMs / 1000) * 1000,
+  };
+  if (!(Number.isFinite(limits.timeoutMs) && limits.timeoutMs > 0)) throw new ConfigError('endpoint.timeout must be a positive number of seconds');
+  if (!enabled) {
+    for (const key of ['endpoint.maxrequests', 'endpoint.maxbodysize', 'endpoint.timeout']) {
+      if (getValue(tree, key) !== undefined) throw new ConfigError(`${key} is set but endpoints are off (set endpoint.enabled = true)`);
+    }
+    return undefined;
+  }
+  return limits;
 }
 
 function optionalAddr(tree: ConfigTree, key: string): { host: string; port: number } | undefined {
@@ -128,6 +161,7 @@ const code = await runServerProgram(
         profile: profileFrom(tree),
         metricsListen: optionalAddr(tree, 'metrics.addr'),
         tls: await tlsFrom(tree),
+        endpoints: endpointsFrom(tree),
       };
     },
   },

@@ -71,6 +71,10 @@ export const SERVER_KEYS: readonly string[] = [
   'anonymous.executors',
   'server.identityfile',
   'metrics.addr',
+  'endpoint.enabled',
+  'endpoint.maxrequests',
+  'endpoint.maxbodysize',
+  'endpoint.timeout',
   'source.http[].name',
   'source.http[].addr',
 ];

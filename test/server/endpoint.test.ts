@@ -9,7 +9,11 @@ import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { describe, it } from 'node:test';
 import { programBytes } from '../helpers/runtime.js';
-import { newKey, request, startTestServer, within, type TestServer } from '../helpers/server.js';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { newKey, request, spawnServer, startTestServer, within, type Target, type TestServer } from '../helpers/server.js';
 
 const K = '/gate-0/module/sha256/';
 const I = '/gate-0/instance/';
@@ -19,7 +23,7 @@ const KV = createHash('sha256').update(kvWasm).digest('hex');
 const key = newKey();
 const LIMITS = { maxRequests: 4, maxBodySize: 8192, timeoutMs: 1500 };
 
-async function launchKv(server: TestServer): Promise<string> {
+async function launchKv(server: Target): Promise<string> {
   const r = await request(server, 'POST', `${K}${KV}?action=pin&action=launch`, { key, headers: { 'Content-Type': 'application/wasm' }, body: kvWasm });
   assert.equal(r.status, 201, r.text);
   const id = String(r.headers['gate-instance']);
@@ -28,7 +32,7 @@ async function launchKv(server: TestServer): Promise<string> {
 }
 
 /** Waits until the instance listens (its first accept call has reached the service). */
-async function listening(server: TestServer, id: string): Promise<void> {
+async function listening(server: Target, id: string): Promise<void> {
   await within(20_000, `endpoint ${id} listening`, (async () => {
     for (;;) {
       const r = await fetch(`${server.url}${E}${id}/count`);
@@ -216,6 +220,28 @@ describe('endpoint', () => {
     } finally {
       await server.stop();
     }
+  });
+
+  it('a gate-server process with endpoint.enabled serves them; bad endpoint settings are configuration errors', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gate-endpoint-'));
+    const proc = await spawnServer(dir, ['endpoint.enabled=true', 'endpoint.maxbodysize=16', 'endpoint.timeout=5']);
+    try {
+      const id = await launchKv(proc);
+      assert.equal((await fetch(`${proc.url}${E}${id}/kv/x`, { method: 'PUT', body: 'small' })).status, 204);
+      assert.equal((await fetch(`${proc.url}${E}${id}/kv/x`, { method: 'PUT', body: 'seventeen bytes!!' })).status, 413);
+      assert.equal(await (await fetch(`${proc.url}${E}${id}/kv/x`)).text(), 'small');
+    } finally {
+      proc.proc.kill('SIGTERM');
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const server = new URL('../../../bin/gate-server', import.meta.url).pathname;
+    const config = (...o: string[]): { status: number | null; stderr: string } => {
+      const r = spawnSync(process.execPath, [server, '-F', '/dev/null', '-o', 'access.policy="public"', ...o.flatMap((x) => ['-o', x])], { encoding: 'utf8', timeout: 20_000 });
+      return { status: r.status, stderr: r.stderr };
+    };
+    assert.deepEqual(config('endpoint.enabled=true', 'endpoint.maxrequests=0'), { status: 2, stderr: 'gate-server: endpoint.maxrequests must be a whole number of at least 1\n' });
+    assert.deepEqual(config('endpoint.timeout=5'), { status: 2, stderr: 'gate-server: endpoint.timeout is set but endpoints are off (set endpoint.enabled = true)\n' });
   });
 
   it('is off by default: the service is not there and the path is not found', async () => {
