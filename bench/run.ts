@@ -6,7 +6,7 @@
  * and launch latency in a warm executor (bench/sandbox.ts). Side-by-side variants are measured alternately
  * within rounds, in one process. Writes bench/RESULTS.md. Options: --quick
  * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
- * sqljs, snapshot, sandbox, launch, launch-cold, http, density, connections, neighbours, migration, stop).
+ * sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, stop).
  */
 import { execSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -28,6 +28,7 @@ import { sandboxSection } from './sandbox.js';
 import { launchSection } from './launch.js';
 import { launchColdSection } from './launch-cold.js';
 import { httpSection } from './http.js';
+import { endpointSection } from './endpoint.js';
 import { densitySection } from './density.js';
 import { connectionsSection } from './connections.js';
 import { neighboursSection } from './neighbours.js';
@@ -43,7 +44,7 @@ const outIndex = args.indexOf('--out');
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const ROUNDS = quick ? 3 : 7;
 const onlyIndex = args.indexOf('--only');
-/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, launch-cold, http, density, connections, neighbours, migration); for development. */
+/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration); for development. */
 const only = onlyIndex >= 0 ? new Set(args[onlyIndex + 1]!.split(',')) : undefined;
 const want = (section: string): boolean => !only || only.has(section);
 const KERNELS = ['fib', 'sieve', 'sha256', 'nbody', 'qsort'];
@@ -247,6 +248,7 @@ async function main(): Promise<void> {
   if (want('launch')) await launchSection(lines, quick ? 300 : 3000, log);
   if (want('launch-cold')) await launchColdSection(lines, quick ? 3 : 5, log);
   if (want('http')) await httpSection(lines, quick ? 2 : 3, quick ? 2 : 5, log);
+  if (want('endpoint')) await endpointSection(lines, quick ? 2 : 3, quick ? 2 : 5, log);
   if (want('density')) await densitySection(lines, quick, log);
   if (want('connections')) await connectionsSection(lines, quick, log);
   if (want('neighbours')) await neighboursSection(lines, quick, log);
