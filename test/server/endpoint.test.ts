@@ -112,6 +112,37 @@ describe('endpoint', () => {
     }
   });
 
+  it('a request in flight when the instance is suspended gets 503; after resuming, the program closes its restored stream and serves on', async () => {
+    const server = await startTestServer({ endpoints: { ...LIMITS, timeoutMs: 20_000 }, checkpointIntervalMs: 0 });
+    try {
+      const id = await launchKv(server);
+      const at = `${server.url}${E}${id}`;
+      assert.equal((await fetch(`${at}/kv/a`, { method: 'PUT', body: '1' })).status, 204);
+      // /ignore is accepted and left open: its stream is in the snapshot.
+      const base = Number(await (await fetch(`${at}/count`)).text());
+      const inFlight = fetch(`${at}/ignore`);
+      await within(10_000, 'the request being accepted', (async () => {
+        // Each poll is counted too: /ignore has been served when the count is ahead of the polls.
+        for (let polls = 1; ; polls++) {
+          if (Number(await (await fetch(`${at}/count`)).text()) >= base + polls + 1) return;
+        }
+      })());
+      assert.equal((await request(server, 'POST', `${I}${id}?action=suspend&action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
+      const r = await inFlight;
+      assert.equal(r.status, 503);
+      assert.equal(r.headers.get('retry-after'), '1');
+      assert.equal(await r.text(), 'the instance was suspended before it answered; retry when it runs\n');
+      assert.equal((await request(server, 'POST', `${I}${id}?action=resume`, { key })).status, 200);
+      await listening(server, id);
+      assert.equal(await (await fetch(`${at}/kv/a`)).text(), '1');
+      assert.equal((await fetch(`${at}/kv/b`, { method: 'PUT', body: '2' })).status, 204);
+      assert.equal(await (await fetch(`${at}/kv/b`)).text(), '2');
+      assert.deepEqual(await status(server, id), { state: 'RUNNING' });
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('comes back after a restart of the server, and a clone listens under its own id with the same data and fresh randomness', async () => {
     const first = await startTestServer({ endpoints: LIMITS, checkpointIntervalMs: 0 });
     let second: TestServer | undefined;
