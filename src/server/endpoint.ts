@@ -45,6 +45,8 @@ const RETRY_AFTER_S = '1';
 
 export interface EndpointHttpOptions {
   hub: EndpointHub;
+  /** The server's identity: tokens for it are never passed to programs. */
+  identity: string;
   limits: EndpointLimits;
   /** Whether the principal's instance `id` exists and is not running (a suspended listener's requests get 503 then). */
   stopped(principal: string, id: string): boolean;
@@ -93,7 +95,7 @@ export class EndpointHttp {
     if (req.headers['transfer-encoding'] !== undefined) throw new HttpError(411, 'an endpoint request body needs a Content-Length');
     const bodySize = Number(req.headers['content-length'] ?? '0');
     if (bodySize > this.o.limits.maxBodySize) throw new HttpError(413, `an endpoint request body may have at most ${this.o.limits.maxBodySize} bytes`);
-    const head = encodeRequestHead({ method: req.method ?? 'GET', target, headers: requestHeaders(req.rawHeaders), bodySize });
+    const head = encodeRequestHead({ method: req.method ?? 'GET', target, headers: requestHeaders(req.rawHeaders, this.o.identity), bodySize });
     if (!head) throw new HttpError(431, 'request header fields too large');
 
     const principal = found.listener.principal;
@@ -173,14 +175,33 @@ function notFound(): HttpError {
   return new HttpError(404, 'endpoint not found');
 }
 
-/** The request's header fields for the program: lower-case names, in order, hop-by-hop ones left out. */
-function requestHeaders(raw: string[]): HeaderList {
+/**
+ * The request's header fields for the program: lower-case names, in order;
+ * hop-by-hop ones left out, and so is an Authorization with a token for this
+ * server's API (a client that sends its API credentials to everything under
+ * the server's address must not hand them to a program).
+ */
+function requestHeaders(raw: string[], identity: string): HeaderList {
   const out: HeaderList = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (!HOP_BY_HOP.has(name)) out.push([name, raw[i + 1]!]);
+    const value = raw[i + 1]!;
+    if (HOP_BY_HOP.has(name) || (name === 'authorization' && isTokenFor(value, identity))) continue;
+    out.push([name, value]);
   }
   return out;
+}
+
+/** Whether an Authorization value is a bearer JWT whose audience is `identity` (its signature is not checked: it is dropped either way). */
+function isTokenFor(value: string, identity: string): boolean {
+  const m = /^\s*bearer\s+[A-Za-z0-9_-]+\.([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*\s*$/i.exec(value);
+  if (!m) return false;
+  try {
+    const aud = (JSON.parse(Buffer.from(m[1]!, 'base64url').toString('utf8')) as { aud?: unknown }).aud;
+    return aud === identity || (Array.isArray(aud) && aud.includes(identity));
+  } catch {
+    return false;
+  }
 }
 
 /** The program's input: the request head, then the body as the client sends it (pulled only as the program grants credit). */

@@ -250,6 +250,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const endpoints = endpointHub
     ? new EndpointHttp({
         hub: endpointHub,
+        identity,
         limits: { ...DEFAULT_ENDPOINT_LIMITS, ...opts.endpoints },
         stopped: (principal, id) => instances.stoppedInstance(principal, id),
       })

@@ -7,8 +7,8 @@
 //   GET /count       requests served so far, in decimal
 //   GET /seed        16 hex digits of random bytes taken after the latest
 //                    start or resume (random_get; a clone has its own)
-//   GET /echo        200 with the request's method, target, x-test header
-//                    and body, one per line
+//   GET /echo        200 with the request's method, target, x-test and
+//                    authorization headers and body, one per line
 //   GET /ignore      never answered (the stream is left open; the server
 //                    gives up after endpoint.timeout)
 //   GET /bad         a malformed response head (status 99): an ABI violation
@@ -141,6 +141,10 @@ static void serve(const struct gate_endpoint_request *r)
 		at = append(at, "\n", 1);
 		size_t len = 0;
 		const char *v = gate_endpoint_header(r, "x-test", &len);
+		if (v)
+			at = append(at, v, len);
+		at = append(at, "\n", 1);
+		v = gate_endpoint_header(r, "authorization", &len);
 		if (v)
 			at = append(at, v, len);
 		at = append(at, "\n", 1);

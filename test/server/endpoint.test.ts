@@ -85,7 +85,12 @@ describe('endpoint', () => {
       assert.equal(wrong.headers.get('allow'), 'GET, PUT, DELETE');
       await wrong.arrayBuffer();
       const echo = await fetch(`${at}/echo/a%20b?q=1&r`, { method: 'POST', headers: { 'X-Test': 'yes' }, body: 'body bytes' });
-      assert.equal(await echo.text(), 'POST\n/echo/a%20b?q=1&r\nyes\nbody bytes');
+      assert.equal(await echo.text(), 'POST\n/echo/a%20b?q=1&r\nyes\n\nbody bytes');
+      // The program's own credentials pass; a token for the server's API never reaches it.
+      const basic = await fetch(`${at}/echo`, { headers: { Authorization: 'Basic dTpw' } });
+      assert.equal(await basic.text(), 'GET\n/echo\n\nBasic dTpw\n');
+      const token = await fetch(`${at}/echo`, { headers: { Authorization: `Bearer ${server.token(key)}` } });
+      assert.equal(await token.text(), 'GET\n/echo\n\n\n');
 
       // Suspended between requests: 503 with Retry-After (nothing waits), then everything is back.
       assert.equal((await request(server, 'POST', `${I}${id}?action=suspend&action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
@@ -112,7 +117,7 @@ describe('endpoint', () => {
     }
   });
 
-  it('a request in flight when the instance is suspended gets 503; after resuming, the program closes its restored stream and serves on', async () => {
+  it('a request in flight when the instance is suspended gets 503; after resuming (and in a clone), the program closes its restored stream and serves on', async () => {
     const server = await startTestServer({ endpoints: { ...LIMITS, timeoutMs: 20_000 }, checkpointIntervalMs: 0 });
     try {
       const id = await launchKv(server);
@@ -127,6 +132,13 @@ describe('endpoint', () => {
           if (Number(await (await fetch(`${at}/count`)).text()) >= base + polls + 1) return;
         }
       })());
+      // A clone now copies the open stream too: the copy has no client for it, closes it, and serves.
+      const cloned = await request(server, 'POST', `${I}${id}?action=clone`, { key });
+      assert.equal(cloned.status, 200, cloned.text);
+      const copy = String(cloned.headers['gate-instance']);
+      await listening(server, copy);
+      assert.equal(await (await fetch(`${server.url}${E}${copy}/kv/a`)).text(), '1');
+      assert.deepEqual(await status(server, copy), { state: 'RUNNING' });
       assert.equal((await request(server, 'POST', `${I}${id}?action=suspend&action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
       const r = await inFlight;
       assert.equal(r.status, 503);
@@ -214,7 +226,7 @@ describe('endpoint', () => {
       for (const target of [`/echo/../../../instance/${id}`, '/echo/%2e%2e/%2e%2e/module/', '/echo//x/./y']) {
         const r = await raw(server, 'POST', `${E}${id}${target}`, { Authorization: `Bearer ${server.token(key)}` });
         assert.equal(r.status, 200, target);
-        assert.equal(r.text, `POST\n${target}\n\n`);
+        assert.equal(r.text, `POST\n${target}\n\n\n`);
       }
       // Not even when it does not start like a route of the program's.
       const up = await raw(server, 'GET', `${E}${id}/../../instance/`, { Authorization: `Bearer ${server.token(key)}` });
