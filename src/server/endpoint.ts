@@ -128,8 +128,13 @@ export class EndpointHttp {
       input: requestInput(head, req),
       head: (h: ResponseHead) => {
         if (res.headersSent || res.destroyed) return;
-        answered = true;
-        res.writeHead(h.status, [...h.headers, ...ENDPOINT_RESPONSE_HEADERS].flat());
+        try {
+          res.writeHead(h.status, [...h.headers, ...ENDPOINT_RESPONSE_HEADERS].flat());
+          answered = true;
+        } catch {
+          // Checked by the service already; should Node still refuse the head, this client alone gets nothing.
+          res.destroy();
+        }
       },
       body: {
         write(chunk: Uint8Array): Promise<void> | void {
