@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { programBytes } from '../helpers/runtime.js';
 import { spawnSync } from 'node:child_process';
@@ -60,6 +61,21 @@ function raw(server: TestServer, method: string, path: string, headers: Record<s
     });
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** Sends a PUT declaring `length` body bytes but only `sent`, then waits; what the server answers until it closes the connection. */
+function slowBody(server: TestServer, path: string, length: number, sent: string): Promise<string> {
+  const { hostname, port } = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => {
+      socket.write(`PUT ${path} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Length: ${length}\r\n\r\n${sent}`);
+    });
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => (text += c));
+    socket.on('close', () => resolve(text));
+    socket.on('error', reject);
   });
 }
 
@@ -197,6 +213,13 @@ describe('endpoint', () => {
       const fits = await fetch(`${at}/kv/big`, { method: 'PUT', body: 'x'.repeat(5000) });
       assert.equal(fits.status, 413);
       assert.equal(await fits.text(), 'value too large\n');
+
+      // A body that never comes: 504 after the timeout, the connection closed; the program (which got a
+      // cut-off request) goes on serving.
+      const stalled = await slowBody(server, `${E}${id}/kv/slow`, 4000, 'abc');
+      assert.match(stalled, /^HTTP\/1\.1 504 Gateway Timeout\r\n/);
+      assert.match(stalled, /\r\nConnection: close\r\n/i);
+      assert.equal((await fetch(`${at}/kv/slow`)).status, 404);
 
       // A request the program never answers gets 504 after the timeout; the program goes on serving.
       const ignored = await fetch(`${at}/ignore`);
