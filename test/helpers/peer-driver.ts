@@ -36,6 +36,13 @@ export class PeerDriver {
     return d;
   }
 
+  /** Drives an instance that is already running (a launched snapshot, say). */
+  static async attach(client: GateClient, id: string): Promise<PeerDriver> {
+    const d = new PeerDriver(client, id);
+    await d.connect();
+    return d;
+  }
+
   /** Opens an io connection and waits for the program's "ready" (lines before it, printed while no client was there, can still be expected). */
   async connect(): Promise<void> {
     const cursor = this.cursor;
@@ -88,6 +95,15 @@ export class PeerDriver {
         });
       });
     }
+  }
+
+  /** The first line ever received that matches `re` (the match order is left alone). */
+  find(re: RegExp): RegExpMatchArray | undefined {
+    for (const l of this.lines) {
+      const m = re.exec(l);
+      if (m) return m;
+    }
+    return undefined;
   }
 
   /** Whether a line matching `re` has arrived after the last match (without waiting). */

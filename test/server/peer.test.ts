@@ -225,4 +225,55 @@ describe('peer service', () => {
     await a.client.kill(a.id, true);
     await b.client.kill(b.id, true);
   });
+
+  it('a snapshot launched as a new instance joins the groups as a new peer; the original stays away until resumed', async () => {
+    const a = await launch();
+    const b = await launch();
+    await a.call('join snap');
+    await b.call('join snap');
+    await a.expect(/^joined snap /);
+    await a.client.suspend(a.id, true);
+    await b.expect(new RegExp(`^left snap ${a.id}$`));
+    const module = await a.client.snapshot(a.id);
+    const { instance } = await a.client.launch({ id: module });
+    assert.notEqual(instance, a.id);
+    await b.expect(new RegExp(`^joined snap ${instance}$`));
+    const copy = await PeerDriver.attach(a.client, instance);
+    await copy.expect(/^reset snap 0$/);
+    await copy.expect(new RegExp(`^joined snap ${b.id}$`));
+    await b.call('receive 1');
+    assert.equal(await copy.call(`send snap ${b.id} from the copy`), OK);
+    await b.expect(new RegExp(`^message snap ${instance} from the copy$`));
+    assert.ok(!b.seen(new RegExp(`joined snap ${a.id}`)), 'the suspended original is not a member');
+    for (const d of [copy, b]) await d.client.kill(d.id, true);
+    await a.client.deleteInstance(a.id);
+  });
+});
+
+describe('peer service and checkpoints', () => {
+  it('periodic checkpoints of running members leave the groups alone', async () => {
+    const server = await startTestServer({ registry: extensionRegistry([new PeerService()]), checkpointIntervalMs: 100 });
+    try {
+      const key = newKey();
+      const a = await PeerDriver.launch(clientFor(server.url, key));
+      const b = await PeerDriver.launch(clientFor(server.url, key));
+      await a.call('join c');
+      await b.call('join c');
+      await a.expect(/^joined c /);
+      await a.call(`connect c ${b.id} x`);
+      await b.call(`connect c ${a.id} y`);
+      const [, sa] = await a.expect(/^connected (\d+) c /);
+      const [, sb] = await b.expect(/^connected (\d+) c /);
+      // Several checkpoint intervals pass (each pauses the programs and takes the service state).
+      await new Promise((r) => setTimeout(r, 600));
+      b.send(`flow ${sb} 4`);
+      await a.expect(new RegExp(`^flow ${sa} 4$`));
+      a.send(`write ${sa} ping`);
+      await b.expect(new RegExp(`^data ${sb} ping$`));
+      assert.ok(!a.seen(/^left /) && !b.seen(/^left /) && !a.seen(/^reset /));
+      for (const d of [a, b]) await d.client.kill(d.id, true);
+    } finally {
+      await server.stop();
+    }
+  });
 });
