@@ -85,7 +85,22 @@ interface StreamEnd {
   readClosed: boolean;
   /** This side has been told to stop sending (FLOW 0). */
   writeClosed: boolean;
+  /** FLOW packets forwarded to this side since it last sent DATA. */
+  unanswered: number;
+  /** Credit granted to this side but not forwarded yet (see MAX_UNANSWERED_FLOWS). */
+  held: number;
 }
+
+/**
+ * FLOW packets forwarded to a writer that has sent no DATA since: beyond
+ * this, further credit is added up and forwarded with its next DATA, so that
+ * a reader granting 1 byte at a time cannot pile packets into a writer that
+ * does not read them.
+ */
+export const MAX_UNANSWERED_FLOWS = 16;
+/** JOIN and CONNECT calls per instance: each makes events for other programs. Burst, then per second. */
+export const CHURN_BURST = 50;
+export const CHURN_RATE = 20;
 
 const groupKey = (principal: string, name: string, shared: boolean): string => (shared ? `shared\n${name}` : `principal\n${principal}\n${name}`);
 
@@ -183,6 +198,8 @@ class PeerEndpoint implements ServiceInstance {
   private readonly requests = new Map<string, Uint8Array>();
   private credit = 0;
   private stopped = false;
+  private churnTokens = CHURN_BURST;
+  private churnAt = performance.now();
 
   constructor(
     private readonly service: PeerService,
@@ -236,7 +253,7 @@ class PeerEndpoint implements ServiceInstance {
   restore(state: PeerState): void {
     this.credit = Math.min(state.credit, MAX_MESSAGE_CREDIT);
     for (const s of state.streams) {
-      const end: StreamEnd = { owner: this, id: s.id, groupKey: '', other: undefined, credit: s.credit, sentEof: s.sentEof, receivedEof: s.receivedEof, readClosed: false, writeClosed: false };
+      const end: StreamEnd = { owner: this, id: s.id, groupKey: '', other: undefined, credit: s.credit, sentEof: s.sentEof, receivedEof: s.receivedEof, readClosed: false, writeClosed: false, unanswered: 0, held: 0 };
       this.streams.set(s.id, end);
       this.peerGone(end);
     }
@@ -253,6 +270,7 @@ class PeerEndpoint implements ServiceInstance {
     const c = decodeCall(content);
     switch (c.op) {
       case PeerOp.Join: {
+        if (!this.takeChurnToken()) return replyPacket(PeerError.Limit);
         const error = this.join(c.group, c.flags, true);
         return replyPacket(error);
       }
@@ -263,6 +281,7 @@ class PeerEndpoint implements ServiceInstance {
         return replyPacket(PeerError.Ok);
       }
       case PeerOp.Connect:
+        if (!this.takeChurnToken()) return replyPacket(PeerError.Limit);
         return replyPacket(this.connect(c.group, c.peer, c.handshake));
       case PeerOp.Send:
         return replyPacket(this.send(c.group, c.peer, c.payload));
@@ -272,6 +291,16 @@ class PeerEndpoint implements ServiceInstance {
       default:
         return emptyReply();
     }
+  }
+
+  /** Rate limit of the calls that make events for others (CHURN_BURST, then CHURN_RATE a second). */
+  private takeChurnToken(): boolean {
+    const now = performance.now();
+    this.churnTokens = Math.min(CHURN_BURST, this.churnTokens + ((now - this.churnAt) / 1000) * CHURN_RATE);
+    this.churnAt = now;
+    if (this.churnTokens < 1) return false;
+    this.churnTokens--;
+    return true;
   }
 
   /** A group we are in, by the name the program used (its own principal's group first). */
@@ -382,7 +411,7 @@ class PeerEndpoint implements ServiceInstance {
   newEnd(key: string): StreamEnd {
     let id = 0;
     while (this.streams.has(id)) id++;
-    const end: StreamEnd = { owner: this, id, groupKey: key, other: undefined, credit: 0, sentEof: false, receivedEof: false, readClosed: false, writeClosed: false };
+    const end: StreamEnd = { owner: this, id, groupKey: key, other: undefined, credit: 0, sentEof: false, receivedEof: false, readClosed: false, writeClosed: false, unanswered: 0, held: 0 };
     this.streams.set(id, end);
     return end;
   }
@@ -424,7 +453,14 @@ class PeerEndpoint implements ServiceInstance {
     if (!other) return; // The other side is gone: nothing more will come.
     if (other.credit + value > MAX_CREDIT) throw new AbiViolation(`peer service: FLOW for stream ${id} grants more than 2^31-1 bytes in total`);
     other.credit += value;
-    if (!other.sentEof && !other.writeClosed) other.owner.config.send(flowPacket(0, [{ id: other.id, value }]));
+    if (other.sentEof || other.writeClosed) return;
+    if (other.unanswered >= MAX_UNANSWERED_FLOWS) {
+      other.held += value;
+      return;
+    }
+    other.unanswered++;
+    other.owner.config.send(flowPacket(0, [{ id: other.id, value: value + other.held }]));
+    other.held = 0;
   }
 
   private data(id: number, note: number, bytes: Uint8Array): void {
@@ -445,6 +481,12 @@ class PeerEndpoint implements ServiceInstance {
       throw new AbiViolation(`peer service: ${bytes.length} bytes of DATA for stream ${id} exceed the ${end.credit} bytes the peer granted`);
     }
     end.credit -= bytes.length;
+    end.unanswered = 0;
+    if (end.held > 0 && !end.writeClosed) {
+      end.unanswered = 1;
+      this.config.send(flowPacket(0, [{ id: end.id, value: end.held }]));
+      end.held = 0;
+    }
     // After the other side's FLOW 0 (or its end), data already under way is dropped.
     if (other && !other.readClosed) other.owner.config.send(dataPacket(0, other.id, bytes, note));
   }

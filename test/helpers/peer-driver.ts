@@ -106,6 +106,11 @@ export class PeerDriver {
     return undefined;
   }
 
+  /** How many lines received so far match `re`. */
+  count(re: RegExp): number {
+    return this.lines.filter((l) => re.test(l)).length;
+  }
+
   /** Whether a line matching `re` has arrived after the last match (without waiting). */
   seen(re: RegExp): boolean {
     return this.lines.slice(this.cursor).some((l) => re.test(l));

@@ -12,6 +12,7 @@
 //   expect N             (print "done N" once N messages have been counted)
 //   ping G PEER N        (N round trips to an echoing peer: "rtt N MEDIAN P99" in ns)
 //   blast G PEER N       (N 16-byte messages, up to 64 calls in flight, BUSY ones resent: "blasted N BUSY")
+//   churn G N            (N × join and leave, as fast as replies come: "churned JOINED LIMITED")
 //
 // It prints what happens: "reply OP ERR", "joined G PEER", "left G PEER",
 // "request G PEER HS", "connected S G PEER HS", "message G PEER TEXT",
@@ -49,6 +50,8 @@ static uint32_t credit_granted;      // quiet mode: credit granted but not used 
 static bool waiting_pong;
 // blast state
 static uint32_t blast_busy, blast_ok, blast_inflight;
+// churn state
+static uint32_t churn_joined, churn_limited, churn_inflight;
 
 GATE_NORETURN_ static void fail(const char *msg)
 {
@@ -308,6 +311,25 @@ static void command(const char *s, const char *e)
 		puts_(" ");
 		put_int(blast_busy);
 		puts_("\n");
+	} else if (eq(cmd, n, "churn")) {
+		const char *g = cstr(field(&s, e, &gn), gn);
+		const char *c = field(&s, e, &tn);
+		uint32_t count = (uint32_t) number(c, tn);
+		churn_joined = churn_limited = churn_inflight = 0;
+		for (uint32_t i = 0; i < count; i++) {
+			gate_peer_join(PEER, g, 0);
+			called(0x20 | GATE_PEER_OP_JOIN);
+			gate_peer_leave(PEER, g);
+			called(0x20 | GATE_PEER_OP_LEAVE);
+			churn_inflight += 2;
+			while (churn_inflight > 0)
+				handle_packet(recv_one());
+		}
+		puts_("churned ");
+		put_int(churn_joined);
+		puts_(" ");
+		put_int(churn_limited);
+		puts_("\n");
 	} else {
 		puts_("unknown command\n");
 	}
@@ -498,6 +520,18 @@ static void handle_packet(struct gate_packet *p)
 		}
 		if (op & 0x40)
 			return;
+		if (op & 0x20) {
+			churn_inflight--;
+			if (op == (0x20 | GATE_PEER_OP_JOIN)) {
+				if (err == GATE_PEER_ERROR_OK)
+					churn_joined++;
+				else if (err == GATE_PEER_ERROR_LIMIT)
+					churn_limited++;
+				else
+					fail("churn join failed");
+			}
+			return;
+		}
 		puts_("reply ");
 		put_int(op);
 		puts_(" ");

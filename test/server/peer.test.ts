@@ -226,6 +226,36 @@ describe('peer service', () => {
     await b.client.kill(b.id, true);
   });
 
+  it('floods are bounded: FLOW packets a writer has not answered are merged, joins are rate-limited', async () => {
+    const a = await launch();
+    const b = await launch();
+    await a.call('join f');
+    await b.call('join f');
+    await a.expect(/^joined f /);
+    await a.call(`connect f ${b.id} x`);
+    await b.call(`connect f ${a.id} y`);
+    const [, sa] = await a.expect(/^connected (\d+) f /);
+    const [, sb] = await b.expect(/^connected (\d+) f /);
+    // b grants 1 byte 100 times; a (not writing) gets 16 FLOW packets, the rest is held for it.
+    for (let i = 0; i < 100; i++) b.send(`flow ${sb} 1`);
+    b.send('receive 0');
+    await b.expect(/^reply 4 0$/); // b's FLOWs have all been handled before this call
+    // What the service sent a before this reply has reached a before it.
+    assert.equal(await a.call('receive 0'), OK);
+    assert.equal(a.count(new RegExp(`^flow ${sa} `)), 16, 'no more than 16 FLOW packets for a writer that sent nothing');
+    // Its DATA answers them: the held credit (84) comes at once.
+    a.send(`write ${sa} 0123456789`);
+    await a.expect(new RegExp(`^flow ${sa} 84$`));
+    await b.expect(new RegExp(`^data ${sb} 0123456789$`));
+
+    // JOIN (events for every member) is limited to a burst of 50, then 20 a second.
+    a.send('churn g 200');
+    const [, joined, limited] = await a.expect(/^churned (\d+) (\d+)$/);
+    assert.equal(Number(joined) + Number(limited), 200);
+    assert.ok(Number(limited) > 0 && Number(joined) >= 49, `joined ${joined}, limited ${limited}`);
+    for (const d of [a, b]) await d.client.kill(d.id, true);
+  });
+
   it('a snapshot launched as a new instance joins the groups as a new peer; the original stays away until resumed', async () => {
     const a = await launch();
     const b = await launch();
