@@ -1,12 +1,13 @@
 // `gate talk`: two bin/gate processes chat through two examples/talk.wasm
-// instances on one gate-server with the peer service enabled (issue #14).
+// instances on one bin/gate-server process started with
+// service.peer.enabled = true (issue #14).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PeerService } from '../../src/service/peer.js';
-import { extensionRegistry } from '../../src/service/provider.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { spawnServer, type ServerProcess } from '../helpers/server.js';
 import { GATE, makeClientEnv, type ClientEnv } from './client-env.js';
 
 /** A running `gate ADDRESS talk GROUP` whose output can be waited for. */
@@ -49,12 +50,25 @@ class Talker {
   }
 }
 
+/** A gate-server process with its own state directory; stop() ends it and removes the directory. */
+async function gateServer(options: string[]): Promise<ServerProcess & { stop(): Promise<void> }> {
+  const stateDir = mkdtempSync(join(tmpdir(), 'gate-talk-state-'));
+  const server = await spawnServer(stateDir, options);
+  return Object.assign(server, {
+    async stop() {
+      server.proc.kill('SIGTERM');
+      await server.exited;
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  });
+}
+
 describe('gate talk', () => {
   let env: ClientEnv;
-  let server: TestServer;
+  let server: ServerProcess & { stop(): Promise<void> };
   before(async () => {
     env = makeClientEnv();
-    server = await startTestServer({ registry: extensionRegistry([new PeerService()]) });
+    server = await gateServer(['service.peer.enabled=true']);
   });
   after(async () => {
     await server.stop();
@@ -92,7 +106,7 @@ describe('gate talk', () => {
   });
 
   it('says what is wrong when the server does not enable the peer service', async () => {
-    const plain = await startTestServer();
+    const plain = await gateServer([]);
     try {
       const t = new Talker(env, plain.url, 'lobby');
       t.child.stdin!.end();
