@@ -280,6 +280,49 @@ describe('peer service', () => {
   });
 });
 
+describe('peer service and migration', () => {
+  it('groups are local to a server: a migrated peer leaves there and joins the same-named group here', async () => {
+    const s1 = await startTestServer({ registry: extensionRegistry([new PeerService()]) });
+    const s2 = await startTestServer({ registry: extensionRegistry([new PeerService()]) });
+    try {
+      const key = newKey();
+      const on1 = clientFor(s1.url, key);
+      const on2 = clientFor(s2.url, key);
+      const a = await PeerDriver.launch(on1);
+      const b = await PeerDriver.launch(on1);
+      const c = await PeerDriver.launch(on2);
+      for (const d of [a, b, c]) await d.call('join m');
+      await b.expect(new RegExp(`^joined m ${a.id}$`));
+      assert.ok(!c.seen(/^joined /), 'members on another server are not seen');
+
+      await on1.suspend(a.id, true);
+      await b.expect(new RegExp(`^left m ${a.id}$`));
+      const module = await on1.snapshot(a.id);
+      const download = await on1.downloadModule(module);
+      const chunks: Buffer[] = [];
+      for await (const chunk of download.body) chunks.push(chunk as Buffer);
+      const bytes = Buffer.concat(chunks);
+      await on1.deleteInstance(a.id);
+      await on2.launch({ id: module }, { upload: { body: bytes, length: bytes.length }, instance: a.id });
+
+      await c.expect(new RegExp(`^joined m ${a.id}$`));
+      const moved = await PeerDriver.attach(on2, a.id);
+      await moved.expect(/^reset m 0$/);
+      await moved.expect(new RegExp(`^joined m ${c.id}$`));
+      await c.call('receive 1');
+      assert.equal(await moved.call(`send m ${c.id} moved`), OK);
+      await c.expect(new RegExp(`^message m ${a.id} moved$`));
+      assert.equal(await moved.call(`send m ${b.id} still there?`), PEER_NOT_FOUND);
+      assert.ok(!b.seen(new RegExp(`^joined m ${a.id}$`)));
+      for (const d of [moved, c]) await d.client.kill(d.id, true);
+      await b.client.kill(b.id, true);
+    } finally {
+      await s1.stop();
+      await s2.stop();
+    }
+  });
+});
+
 describe('peer service and checkpoints', () => {
   it('periodic checkpoints of running members leave the groups alone', async () => {
     const server = await startTestServer({ registry: extensionRegistry([new PeerService()]), checkpointIntervalMs: 100 });
