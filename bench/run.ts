@@ -6,7 +6,7 @@
  * and launch latency in a warm executor (bench/sandbox.ts). Side-by-side variants are measured alternately
  * within rounds, in one process. Writes bench/RESULTS.md. Options: --quick
  * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
- * sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, stop).
+ * sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, stop, peers).
  */
 import { execSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -34,6 +34,7 @@ import { connectionsSection } from './connections.js';
 import { neighboursSection } from './neighbours.js';
 import { migrationSection } from './migration.js';
 import { stopSection } from './stop.js';
+import { peersSection } from './peers.js';
 import { sqljsSection } from './sqljs.js';
 
 const args = process.argv.slice(2);
@@ -254,6 +255,7 @@ async function main(): Promise<void> {
   if (want('neighbours')) await neighboursSection(lines, quick, log);
   if (want('migration')) await migrationSection(lines, quick ? 3 : 7, log);
   if (want('stop')) await stopSection(lines, quick, log);
+  if (want('peers')) await peersSection(lines, quick, log);
   lines.push(`Whole run: ${fmt((performance.now() - started) / 1000, 0)} s.`, '');
   const text = lines.join('\n');
   await writeFile(outFile, text);

@@ -143,7 +143,7 @@ export async function localClient(scope: string[]): Promise<GateClient> {
   return new GateClient({ address: 'http://localhost', socketPath, auth: { kind: 'local' }, scope });
 }
 
-function openClient(s: Session, st: ClientSettings, scope = st.scope): Promise<GateClient> {
+export function openClient(s: Session, st: ClientSettings, scope = st.scope): Promise<GateClient> {
   return s.address !== undefined ? remoteClient(s.address, st, scope) : localClient(scope);
 }
 

@@ -17,6 +17,7 @@ import { EXIT_FAILURE, EXIT_USAGE, UsageError, type Session } from './client-com
 import type { RunOptions } from './run.js';
 import { parsePositiveInt, parseProfile } from './run-options.js';
 import { entryNotFoundError, isEntryNotFound } from './entry-hint.js';
+import { talk } from './talk-command.js';
 
 /** Default configuration files of the client (spec cli.md §2). */
 export const CLIENT_CONFIG_FILES = ['${XDG_CONFIG_HOME}/gate/client.toml', '${XDG_CONFIG_HOME}/gate/client.d/*.toml'];
@@ -156,6 +157,13 @@ export function buildProgram(address?: string): Command {
       .summary('list instances: id, status and tags')
       .action(act((s, o: { json?: boolean }) => cmd.instances(s, o))),
   );
+
+  cli
+    .command('talk')
+    .summary('chat with the other clients of a peer group, through examples/talk.wasm')
+    .description('Run examples/talk.wasm with the group name as its first input line, then stdin: each line goes to the other members of the group (your own principal\'s group of that name), theirs come to stdout. The server must enable the peer service (service.peer.enabled). Ctrl-C or end of input leaves.')
+    .argument('<group>', 'group name (1-255 bytes)')
+    .action(act((s, group: string) => talk(s, group)));
 
   cli
     .command('io')

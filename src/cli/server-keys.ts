@@ -7,6 +7,7 @@
 import { describeKey, nearest, type KnownKeys, type OpenTableCheck } from '../config/index.js';
 import type { ConfigValue } from '../config/index.js';
 import { BUILTIN_SERVICE_NAMES } from '../service/builtin.js';
+import { PEER_SERVICE_KEYS } from './services.js';
 
 /** Keys both programs read (server-main.ts). */
 export const COMMON_SERVER_KEYS: readonly string[] = [
@@ -24,7 +25,15 @@ export const COMMON_SERVER_KEYS: readonly string[] = [
   'log.level',
   'log.debugrate',
   'state.checkpointinterval',
+  ...PEER_SERVICE_KEYS,
 ];
+
+/** service name → the settings read from service.<name>.* */
+const SERVICE_SETTINGS = new Map<string, string[]>();
+for (const key of PEER_SERVICE_KEYS) {
+  const [, name, setting] = key.split('.') as [string, string, string];
+  SERVICE_SETTINGS.set(name, [...(SERVICE_SETTINGS.get(name) ?? []), setting]);
+}
 
 /**
  * `service.<name>.*`: the services are the registry's, not a fixed list. The
@@ -38,6 +47,24 @@ export function serviceKeysCheck(services: readonly string[] = BUILTIN_SERVICE_N
     if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
       return `configuration key ${base} must be a table of service.<name>.<key> settings`;
     }
+    // Settings of configurable services (service.peer.*) are known keys; the rest is checked below.
+    const rest: Record<string, ConfigValue> = {};
+    for (const [name, table] of Object.entries(value as Record<string, ConfigValue>)) {
+      const settings = SERVICE_SETTINGS.get(name);
+      if (!settings) {
+        rest[name] = table;
+        continue;
+      }
+      const where = `${base}.${name}`;
+      if (typeof table !== 'object' || table === null || Array.isArray(table) || table instanceof Date) return `configuration key ${where} must be a table`;
+      for (const key of Object.keys(table)) {
+        if (!settings.includes(key)) {
+          const hint = nearest(key, settings);
+          return `unknown configuration key ${where}.${key}${hint ? ` (did you mean ${where}.${hint}?)` : ''}`;
+        }
+      }
+    }
+    value = rest;
     const names = Object.keys(value);
     if (names.length === 0) return undefined;
     const name = names[0]!;

@@ -13,6 +13,7 @@ import type { SandboxMode } from '../runtime/node/sandbox/sandbox.js';
 import { DEFAULT_DEBUG_LIMITS } from '../runtime/debug-limits.js';
 import { DEFAULT_DEBUG_LOG_RATE, startServer, type GateServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
 import { serverKeys } from './server-keys.js';
+import { PEER_KEYS_HELP, serviceRegistryFrom } from './services.js';
 
 export const EXIT_CONFIG = 2;
 
@@ -48,7 +49,7 @@ export const COMMON_KEYS_HELP = `
                              a crash loses at most about twice this; 0: none)
   log.level                  pino level: fatal, error, warn, info (default), debug, silent
   log.debugrate              bytes/s of debug output of all instances together in this log
-                             (default 262144); more is dropped and reported`;
+                             (default 262144); more is dropped and reported${PEER_KEYS_HELP}`;
 
 /** The log is written asynchronously: past this much unwritten (a slow reader), entries are dropped. */
 const LOG_BACKLOG_BYTES = 16 * 1024 * 1024;
@@ -119,7 +120,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     const known = serverKeys(spec.keys);
     tree = readConfig(spec.defaultFiles, configSteps(cmd), (piece, source) => checkKnownKeys(piece, known, source));
     log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') }, pino.destination({ dest: 1, sync: false, maxLength: LOG_BACKLOG_BYTES }));
-    options = { ...(await spec.options(tree, log)), checkpointIntervalMs: checkpointIntervalFrom(tree) };
+    options = { ...(await spec.options(tree, log)), checkpointIntervalMs: checkpointIntervalFrom(tree), registry: serviceRegistryFrom(tree) };
     logRate = debugLogRate(tree);
     const mode = getString(tree, 'runtime.sandbox', 'bwrap');
     if (mode !== 'bwrap' && mode !== 'none') throw new ConfigError(`runtime.sandbox: unknown mode ${JSON.stringify(mode)} (use "bwrap" or "none")`);

@@ -1,7 +1,44 @@
+import { ConfigError, getBool, getNumber, getStringList, type ConfigTree } from '../config/index.js';
+import { PeerConfigError, PeerService } from '../service/peer.js';
 import { instanceServices, type InstanceServices } from '../service/provider.js';
+import { ServiceRegistry } from '../service/registry.js';
 import type { ServiceProvider } from '../runtime/runtime.js';
 
 /** Services of a local `gate call`: the built-ins, for the local principal. */
 export function createLocalServices(): ServiceProvider<InstanceServices> {
   return instanceServices({ principalId: 'local' });
+}
+
+/** The `peer` service's settings (gate-server and gate-daemon; docs/services.md "peer"). */
+export const PEER_SERVICE_KEYS: readonly string[] = ['service.peer.enabled', 'service.peer.sharedgroups', 'service.peer.maxgroups', 'service.peer.maxstreams', 'service.peer.maxmembers'];
+
+export const PEER_KEYS_HELP = `
+  service.peer.enabled       true: programs (of authenticated principals) may use the peer service to
+                             find and talk to other instances on this server (default false)
+  service.peer.sharedgroups  group names programs of different principals may join together (JOIN with
+                             the SHARED flag); "*" allows any name (default []: every group is private
+                             to its principal)
+  service.peer.maxgroups     groups one instance may be in at once (default 16)
+  service.peer.maxstreams    peer streams and pending connection requests per instance (default 64)
+  service.peer.maxmembers    members of one group (default 1000)`;
+
+/** The deployment's configured services (the registry given to the server), from service.* keys. */
+export function serviceRegistryFrom(tree: ConfigTree): ServiceRegistry {
+  const registry = new ServiceRegistry();
+  if (getBool(tree, 'service.peer.enabled', false)) {
+    try {
+      registry.register(
+        new PeerService({
+          sharedGroups: getStringList(tree, 'service.peer.sharedgroups', []),
+          maxGroups: getNumber(tree, 'service.peer.maxgroups'),
+          maxStreams: getNumber(tree, 'service.peer.maxstreams'),
+          maxMembers: getNumber(tree, 'service.peer.maxmembers'),
+        }),
+      );
+    } catch (e) {
+      if (e instanceof PeerConfigError) throw new ConfigError(e.message, { cause: e });
+      throw e;
+    }
+  }
+  return registry;
 }
