@@ -26,32 +26,58 @@ export const COMMON_SERVER_KEYS: readonly string[] = [
   'state.checkpointinterval',
 ];
 
+/** Keys under `service` read by both programs besides the extensions' own (documented in COMMON_KEYS_HELP). */
+export const SERVICE_KEYS: readonly string[] = ['service.extensions', 'service.localhost.addr'];
+
+/** What may be configured under `service.<name>.*`. */
+export interface ServiceKeys {
+  /** Built-in services: no settings in this implementation. */
+  builtins: readonly string[];
+  /** Extension name → the keys it reads (service.<name>.<key>). */
+  extensions: ReadonlyMap<string, readonly string[]>;
+}
+
+const DEFAULT_SERVICE_KEYS: ServiceKeys = { builtins: BUILTIN_SERVICE_NAMES, extensions: new Map([['localhost', ['addr']]]) };
+
 /**
- * `service.<name>.*`: the services are the registry's, not a fixed list. The
- * programs configure no service yet (the built-ins take their defaults and
- * no extension is loaded), so a key there names either an unknown service or
- * a setting that is not read: both are refused rather than ignored.
+ * `service.<name>.*`: the services and extensions there are, not a fixed
+ * list. A key no built-in service or loaded extension reads is refused
+ * rather than ignored, with the key named.
  */
-export function serviceKeysCheck(services: readonly string[] = BUILTIN_SERVICE_NAMES): OpenTableCheck {
+export function serviceKeysCheck(known: ServiceKeys = DEFAULT_SERVICE_KEYS): OpenTableCheck {
   return (path, value) => {
     const base = path.join('.');
     if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
       return `configuration key ${base} must be a table of service.<name>.<key> settings`;
     }
-    const names = Object.keys(value);
-    if (names.length === 0) return undefined;
-    const name = names[0]!;
-    const key = describeKey(`${base}.${name}`, (value as Record<string, ConfigValue>)[name]!);
-    if (!services.includes(name)) {
-      const hint = nearest(name, services);
-      return `unknown service ${JSON.stringify(name)} in ${key}${hint ? ` (did you mean ${base}.${hint}?)` : ''}; services: ${services.join(', ')}`;
+    const names = [...known.builtins, ...known.extensions.keys()];
+    for (const [name, v] of Object.entries(value as Record<string, ConfigValue>)) {
+      if (name === 'extensions') continue; // the list of modules, type-checked where it is read
+      const key = describeKey(`${base}.${name}`, v);
+      const settings = known.extensions.get(name);
+      if (settings) {
+        if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Date) {
+          return `${key} must be a table of the ${name} extension's settings (${settings.map((k) => `${base}.${name}.${k}`).join(', ') || 'it has none'})`;
+        }
+        for (const [k, x] of Object.entries(v)) {
+          if (settings.includes(k)) continue;
+          const hint = nearest(k, settings);
+          return `unknown ${describeKey(`${base}.${name}.${k}`, x)}${hint ? ` (did you mean ${base}.${name}.${hint}?)` : ''}; the ${name} extension reads ${settings.map((s) => `${base}.${name}.${s}`).join(', ') || 'no settings'}`;
+        }
+        continue;
+      }
+      if (!known.builtins.includes(name)) {
+        const hint = nearest(name, [...names, 'extensions']);
+        return `unknown service ${JSON.stringify(name)} in ${key}${hint ? ` (did you mean ${base}.${hint}?)` : ''}; services: ${names.join(', ')} (extensions are loaded by service.extensions)`;
+      }
+      return `${key}: the ${name} service has no settings in this implementation (remove the key)`;
     }
-    return `${key}: the ${name} service has no settings in this implementation (remove the key)`;
+    return undefined;
   };
 }
 
-export function serverKeys(programKeys: readonly string[], services?: readonly string[]): KnownKeys {
-  return { keys: [...programKeys, ...COMMON_SERVER_KEYS], open: { service: serviceKeysCheck(services) } };
+export function serverKeys(programKeys: readonly string[], services?: ServiceKeys): KnownKeys {
+  return { keys: [...programKeys, ...COMMON_SERVER_KEYS, ...SERVICE_KEYS], open: { service: serviceKeysCheck(services) } };
 }
 
 /** gate-server's own keys (gate-server.ts). */
@@ -73,6 +99,7 @@ export const SERVER_KEYS: readonly string[] = [
   'metrics.addr',
   'source.http[].name',
   'source.http[].addr',
+  'source.ipfs.addr',
 ];
 
 /** gate-daemon's own keys (gate-daemon.ts). */
