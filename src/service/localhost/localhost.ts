@@ -22,8 +22,12 @@ export const LOCALHOST_SERVICE_NAME = 'gate.computer/localhost';
 /** Requests in flight per program instance; more wait (the program blocks in io). At most 256 (the index is a byte). */
 export const MAX_LOCALHOST_REQUESTS = 10;
 
-/** A request whose connection makes no progress for this long gets 502 (the server hangs). */
-export const LOCALHOST_IDLE_TIMEOUT_MS = 60_000;
+/**
+ * A request not answered completely within this time gets 502: a hung or
+ * dripping server holds a program's calls (and its suspension, which waits
+ * for a call blocked on a full queue) no longer than this.
+ */
+export const LOCALHOST_REQUEST_TIMEOUT_MS = 60_000;
 
 /** `service.localhost.addr` is not a usable address. */
 export class LocalhostAddressError extends GateError {
@@ -113,23 +117,31 @@ export class LocalhostClient {
     const headers: Record<string, string> = { Host: split.host ?? this.target.defaultHost };
     if (req.contentType !== '') headers['Content-Type'] = req.contentType;
     if (req.body.length > 0 || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(method)) headers['Content-Length'] = String(req.body.length);
+    let creq: ClientRequest | undefined;
+    const deadline = setTimeout(() => creq?.destroy(new Error('the server did not answer in time')), LOCALHOST_REQUEST_TIMEOUT_MS);
+    try {
+      return await this.exchange(req, method, split.path, headers, maxResponseSize, signal, (r) => (creq = r));
+    } finally {
+      clearTimeout(deadline);
+    }
+  }
+
+  private async exchange(req: LocalhostRequest, method: string, path: string, headers: Record<string, string>, maxResponseSize: number, signal: AbortSignal, started: (r: ClientRequest) => void): Promise<LocalhostResponse> {
     let res: IncomingMessage;
-    let creq: ClientRequest;
     try {
       res = await new Promise<IncomingMessage>((resolve, reject) => {
         const request = this.target.scheme === 'https' ? httpsRequest : httpRequest;
-        creq = request({
+        const creq = request({
           method,
-          path: split.path,
+          path,
           headers,
           agent: this.agent,
           signal,
-          timeout: LOCALHOST_IDLE_TIMEOUT_MS,
           ...(this.target.socketPath !== undefined ? { socketPath: this.target.socketPath } : { hostname: this.target.hostname, port: this.target.port }),
         });
+        started(creq);
         creq.on('response', resolve);
         creq.on('error', reject);
-        creq.on('timeout', () => creq.destroy(new Error('the server made no progress')));
         creq.end(req.body.length > 0 ? req.body : undefined);
       });
     } catch {
@@ -255,18 +267,19 @@ export function localhostService(client: LocalhostClient): ServiceFactory {
       for (const p of saved.requests) start(p, decodeRequest(p));
 
       return {
-        async handle(packet) {
+        handle(packet) {
           if (stopped || packetDomain(packet) !== Domain.Call) return;
           const req = decodeRequest(packet);
-          // Full: the packet is held until one completes, which holds the program's output back.
           const copy = packet.slice();
-          if (inFlight.length >= MAX_LOCALHOST_REQUESTS) {
-            waiting = copy;
+          if (inFlight.length < MAX_LOCALHOST_REQUESTS) return start(copy, req);
+          // Full: the packet is held until one completes, which holds the program's output back.
+          waiting = copy;
+          return (async () => {
             while (inFlight.length >= MAX_LOCALHOST_REQUESTS && !stopped) await new Promise<void>((r) => (room = r));
             if (stopped) return;
             waiting = undefined;
-          }
-          start(copy, req);
+            start(copy, req);
+          })();
         },
         checkpoint() {
           return state();
