@@ -3,7 +3,7 @@
 // and the page to the client.
 //
 //     ./bin/gate-server -o service.localhost.addr=http://127.0.0.1:8080 &
-//     ./bin/gate -a http://127.0.0.1:6473 call examples/localhost.wasm
+//     ./bin/gate http://127.0.0.1:6473 call examples/localhost.wasm
 //
 // The request is GET //bogus/test: the web service at service.localhost.addr
 // receives "GET /test" with "Host: bogus".  (`gate run` and gate-daemon have

@@ -12,7 +12,8 @@ import { checkKnownKeys, ConfigError, getStringList, getValue, type ConfigTree, 
 import { GateError } from '../errors.js';
 import type { ServiceFactory } from '../service/api.js';
 import { BUILTIN_SERVICE_NAMES } from '../service/builtin.js';
-import { extensionConfig, isGateExtension, type GateExtension } from '../service/gate-extension.js';
+import { extensionConfig, isGateExtension, type ExtensionModuleFunction, type GateExtension } from '../service/gate-extension.js';
+import * as extensionApi from '../service/extension-api.js';
 import { localhostExtension } from '../service/localhost/extension.js';
 import { ServiceRegistry } from '../service/registry.js';
 import { serviceKeysCheck, type ServiceKeys } from './server-keys.js';
@@ -91,12 +92,19 @@ export async function importExtension(ref: ExtensionReference): Promise<GateExte
     const why = (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' ? `not found (looked in ${ref.baseDir})` : e instanceof Error ? e.message : String(e);
     throw new ExtensionLoadError(`extension ${describeRef(ref)} cannot be loaded: ${why}`, { cause: e });
   }
-  const exported = mod['default'] ?? mod['extension'];
-  const list = Array.isArray(exported) ? exported : [exported];
-  if (list.length === 0 || !list.every(isGateExtension)) {
-    throw new ExtensionLoadError(`extension ${describeRef(ref)} exports no Gate extension (export default defineExtension({ name, settings, services }))`);
+  let exported = mod['default'] ?? mod['extension'];
+  if (typeof exported === 'function') {
+    try {
+      exported = await (exported as ExtensionModuleFunction)(extensionApi);
+    } catch (e) {
+      throw new ExtensionLoadError(`extension ${describeRef(ref)}: its default export failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
   }
-  return list;
+  const list: unknown[] = Array.isArray(exported) ? exported : [exported];
+  if (list.length === 0 || !list.every(isGateExtension)) {
+    throw new ExtensionLoadError(`extension ${describeRef(ref)} exports no Gate extension (export default (gate) => gate.defineExtension({ name, settings, services }))`);
+  }
+  return list as GateExtension[];
 }
 
 /** Checks that names are unique and do not collide with built-ins. */

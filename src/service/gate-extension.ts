@@ -69,6 +69,16 @@ export function defineExtension(definition: ExtensionDefinition): GateExtension 
   return { ...definition, settings, gateExtension: true };
 }
 
+/**
+ * What an extension module's default export may be instead of an extension:
+ * a function given Gate's extension API, so that the module needs no import
+ * of Gate (it may live anywhere, e.g. next to the configuration file).
+ */
+export type ExtensionModuleFunction = (gate: ExtensionApi) => GateExtension | GateExtension[] | Promise<GateExtension | GateExtension[]>;
+
+/** The API an ExtensionModuleFunction receives (see extension-api.ts). */
+export type ExtensionApi = typeof import('./extension-api.js');
+
 /** Whether a module export is an extension made by defineExtension (possibly by another copy of this module). */
 export function isGateExtension(value: unknown): value is GateExtension {
   return typeof value === 'object' && value !== null && (value as { gateExtension?: unknown }).gateExtension === true;
