@@ -8,12 +8,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request, spawnServerWithArgs, type ServerProcess } from '../helpers/server.js';
+import { gate, makeClientEnv } from './client-env.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const EXTENSION = join(ROOT, 'examples/hello-extension.mjs');
@@ -134,5 +135,32 @@ describe('extensions by configuration', () => {
     assert.match(r.stdout, /^ {2}service\.extensions {9}/m);
     assert.match(r.stdout, /^ {2}service\.localhost\.addr {5}/m);
     assert.match(r.stdout, /Keys of the configured extensions \(\.\/hello-extension\.mjs\):\n {2}service\.hello\.greeting {5}example\.net\/hello: the greeting \(default "Hello"\)\n/);
+  });
+
+  it('gate-daemon loads them too: `gate call` of the program on the daemon it starts', async () => {
+    const env = makeClientEnv();
+    try {
+      mkdirSync(env.configDir, { recursive: true });
+      copyFileSync(EXTENSION, join(env.configDir, 'hello-extension.mjs'));
+      writeFileSync(join(env.configDir, 'daemon.toml'), 'service.extensions = ["./hello-extension.mjs"]\nservice.hello.greeting = "Hej"\n');
+      const r = await gate(env, ['call', join(ROOT, 'examples/hello-service.wasm')]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'Hej, Gate (1)\n');
+    } finally {
+      const pidFile = join(env.runtimeDir, 'gate', 'daemon.pid');
+      if (existsSync(pidFile)) {
+        const pid = Number(readFileSync(pidFile, 'utf8'));
+        try {
+          process.kill(pid, 'SIGTERM');
+          for (let i = 0; i < 200; i++) {
+            process.kill(pid, 0);
+            await new Promise((res) => setTimeout(res, 50));
+          }
+        } catch {
+          // gone
+        }
+      }
+      rmSync(env.home, { recursive: true, force: true });
+    }
   });
 });

@@ -98,8 +98,8 @@ function call(req: Partial<LocalhostRequest>): Uint8Array {
   return callPacket(CODE, encodeCall({ method: 'GET', uri: '/', contentType: '', body: new Uint8Array(0), ...req }));
 }
 
-function session(addr: string): { h: Harness; client: LocalhostClient; registry: ServiceRegistry } {
-  const client = new LocalhostClient(parseLocalhostAddr(addr));
+function session(addr: string, timeoutMs?: number): { h: Harness; client: LocalhostClient; registry: ServiceRegistry } {
+  const client = new LocalhostClient(parseLocalhostAddr(addr), { timeoutMs });
   const registry = new ServiceRegistry();
   registry.register(localhostService(client));
   const h = startSession(builtinServices({ parent: registry }).registry);
@@ -253,6 +253,32 @@ describe('localhost service', () => {
       assert.deepEqual(h.errors, []);
     } finally {
       await h.session.shutdown(false);
+      client.close();
+      await stopWeb(web.server);
+    }
+  });
+
+  it('502 when the server does not answer in time, or drips its answer; a suspension then waits no longer', async () => {
+    const web = await startWeb((req, res) => {
+      if (req.url === '/drip') {
+        res.writeHead(200, { 'Content-Length': '1000' });
+        const t = setInterval(() => res.write('x'), 50);
+        res.on('close', () => clearInterval(t));
+      } // '/never': no answer at all
+    });
+    const { h, client } = session(web.addr, 500);
+    try {
+      for (let i = 0; i < 10; i++) h.session.handle(call({ uri: i % 2 ? '/drip' : '/never' }));
+      // Full: the 11th waits for room, which the timeouts make.
+      const eleventh = h.session.handle(call({ uri: '/never' }));
+      assert.ok(eleventh instanceof Promise);
+      await until(() => h.sent.length === 10, 5000, 'ten 502 replies');
+      assert.deepEqual(new Set(replies(h).map((r) => r.statusCode)), new Set([502]));
+      await eleventh;
+      const started = Date.now();
+      await h.session.shutdown(true);
+      assert.ok(Date.now() - started < 5000);
+    } finally {
       client.close();
       await stopWeb(web.server);
     }

@@ -103,8 +103,11 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Performs requests for every instance of the service (one agent: connections are reused). */
 export class LocalhostClient {
   private readonly agent: HttpAgent;
+  private readonly timeoutMs: number;
 
-  constructor(readonly target: LocalhostTarget) {
+  /** `timeoutMs`: see LOCALHOST_REQUEST_TIMEOUT_MS (shorter in tests). */
+  constructor(readonly target: LocalhostTarget, options: { timeoutMs?: number } = {}) {
+    this.timeoutMs = options.timeoutMs ?? LOCALHOST_REQUEST_TIMEOUT_MS;
     const opts = { keepAlive: true, maxFreeSockets: 16 };
     this.agent = target.scheme === 'https' ? new HttpsAgent(opts) : new HttpAgent(opts);
   }
@@ -118,7 +121,7 @@ export class LocalhostClient {
     if (req.contentType !== '') headers['Content-Type'] = req.contentType;
     if (req.body.length > 0 || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(method)) headers['Content-Length'] = String(req.body.length);
     let creq: ClientRequest | undefined;
-    const deadline = setTimeout(() => creq?.destroy(new Error('the server did not answer in time')), LOCALHOST_REQUEST_TIMEOUT_MS);
+    const deadline = setTimeout(() => creq?.destroy(new Error('the server did not answer in time')), this.timeoutMs);
     try {
       return await this.exchange(req, method, split.path, headers, maxResponseSize, signal, (r) => (creq = r));
     } finally {
