@@ -294,12 +294,13 @@ static inline uint64_t gate_clock_monotonic(void)
 
 /* ------------------------------------------------------------------------ */
 /* Debug log (fd 2; discarded unless the instance was started with logging)  */
-/* With NDEBUG defined, these compile to nothing (as in the original).      */
+/* With GATE_NO_DEBUG defined, these compile to nothing.  (The original    */
+/* uses NDEBUG, which libraries such as SQLite's amalgamation define.)      */
 /* ------------------------------------------------------------------------ */
 
 static inline void gate_debug_data(const void *data, size_t size)
 {
-#ifdef NDEBUG
+#ifdef GATE_NO_DEBUG
 	(void) data;
 	(void) size;
 #else

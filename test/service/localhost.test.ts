@@ -124,7 +124,7 @@ describe('localhost service', () => {
     assert.deepEqual(splitUri('//bogus/test'), { host: 'bogus', path: '/test' });
     assert.deepEqual(splitUri('/a/b?x=1#frag'), { host: undefined, path: '/a/b?x=1' });
     assert.deepEqual(splitUri('//h?q'), { host: 'h', path: '/?q' });
-    for (const bad of ['http://h/x', 'mailto:x', '//h:80/x', '//user@h/x', '//[::1]/x', '/a b', '/\u00e4']) assert.equal(splitUri(bad), undefined, bad);
+    for (const bad of ['http://h/x', 'mailto:x', '//h:80/x', '//user@h/x', '//[::1]/x', '//h%41/x', '/a b', '/\u00e4']) assert.equal(splitUri(bad), undefined, bad);
   });
 
   it('refuses bad addresses with the key named', () => {
@@ -214,8 +214,14 @@ describe('localhost service', () => {
 
   it('502 when the server dies mid-reply or floods; the program goes on, nothing else is affected', async () => {
     let written = 0;
+    let bodySize = 0;
+    // 64 KiB packet − header − the Response's overhead (64) − the content type and its NUL.
+    const fits = 65536 - 8 - 64 - ('text/plain'.length + 1);
     const web = await startWeb((req, res) => {
-      if (req.url === '/die') {
+      if (req.url === '/sized') {
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end(Buffer.alloc(bodySize, 97));
+      } else if (req.url === '/die') {
         res.writeHead(200, { 'Content-Length': '100' });
         res.write('partial');
         setTimeout(() => res.socket?.destroy(), 10);
@@ -246,10 +252,20 @@ describe('localhost service', () => {
       }
       // The flood was cut off at about what fits in a reply, not read to its end.
       assert.ok(written < 16 << 20, `the server wrote ${written} bytes`);
-      // A reply that just fits gets through (64 KiB packet minus the Response's overhead).
       h.session.handle(call({ uri: '/ok' }));
       await until(() => h.sent.length === 4, 5000, 'reply after the failures');
       assert.equal(replies(h).at(-1)!.statusCode, 201);
+      // The largest body that fits in a reply gets through, one byte more does not.
+      for (const [size, status] of [[fits, 200], [fits + 1, 502]] as const) {
+        bodySize = size;
+        const before = h.sent.length;
+        h.session.handle(call({ uri: '/sized' }));
+        await until(() => h.sent.length === before + 1, 5000, `reply of ${size}`);
+        const r = replies(h).at(-1)!;
+        assert.equal(r.statusCode, status, `${size} bytes`);
+        if (status === 200) assert.equal(r.body!.length, size);
+        assert.ok(h.sent.at(-1)!.length <= 65536);
+      }
       assert.deepEqual(h.errors, []);
     } finally {
       await h.session.shutdown(false);

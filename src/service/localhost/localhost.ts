@@ -84,7 +84,7 @@ export function splitUri(uri: string): { host: string | undefined; path: string 
     const authority = end < 0 ? rest.slice(2) : rest.slice(2, 2 + end);
     rest = end < 0 ? '' : rest.slice(2 + end);
     // A bare hostname: no port, no user, no brackets (it becomes the Host header).
-    if (!/^[A-Za-z0-9._~!$&'()*+,;=%-]*$/.test(authority)) return undefined;
+    if (!/^[A-Za-z0-9._~!$&'()*+,;=-]*$/.test(authority)) return undefined;
     host = authority === '' ? undefined : authority;
   }
   const q = rest.indexOf('?');
