@@ -46,8 +46,12 @@ export class ExtensionConfigTracker {
   private baseDir = process.cwd();
   private readonly servicePieces: Array<{ piece: ConfigTree; source: string }> = [];
 
-  /** For readConfig's check: call with every piece before it is merged. */
-  see(piece: ConfigTree, source: string): void {
+  /** For readConfig's check: call with every piece before it is merged (`reset`: a -F file, which replaces what came before). */
+  see(piece: ConfigTree, source: string, reset = false): void {
+    if (reset) {
+      this.servicePieces.length = 0;
+      this.baseDir = process.cwd();
+    }
     if (piece['service'] === undefined) return;
     this.servicePieces.push({ piece: { service: piece['service'] }, source });
     if (getValue(piece, 'service.extensions') !== undefined) {

@@ -120,7 +120,7 @@ async function configuredExtensionsHelp(spec: ProgramSpec, argv: string[]): Prom
   try {
     probe.parse(argv);
     const tracker = new ExtensionConfigTracker();
-    const tree = readConfig(spec.defaultFiles, configSteps(probe), (piece, source) => tracker.see(piece, source));
+    const tree = readConfig(spec.defaultFiles, configSteps(probe), (piece, source, reset) => tracker.see(piece, source, reset));
     const refs = tracker.references(tree);
     if (refs.length === 0) return '';
     const loaded = (await importConfiguredExtensions(refs)).filter((e) => e.from !== '(built in)');
@@ -152,9 +152,9 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     // service.* keys are checked once the extensions they may belong to are loaded.
     const known = { ...serverKeys(spec.keys), open: { service: () => undefined } };
     const tracker = new ExtensionConfigTracker();
-    tree = readConfig(spec.defaultFiles, configSteps(cmd), (piece, source) => {
+    tree = readConfig(spec.defaultFiles, configSteps(cmd), (piece, source, reset) => {
       checkKnownKeys(piece, known, source);
-      tracker.see(piece, source);
+      tracker.see(piece, source, reset);
     });
     const extensions = await loadExtensions(tree, tracker);
     log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') }, pino.destination({ dest: 1, sync: false, maxLength: LOG_BACKLOG_BYTES }));

@@ -127,6 +127,20 @@ describe('extensions by configuration', () => {
     }
   });
 
+  it('-F forgets the extensions and settings read before it', async () => {
+    const conf = join(dir, 'conf');
+    const first = join(conf, 'first.toml');
+    writeFileSync(first, 'service.extensions = ["./missing.mjs"]\nservice.hello.greeting = "x"\n');
+    const second = join(conf, 'second.toml');
+    writeFileSync(second, 'service.extensions = ["./hello-extension.mjs"]\n');
+    const server = await spawnServerWithArgs(['-f', first, ...baseArgs(dir, second)]);
+    try {
+      assert.equal(await callHello(server), 'Hello, Gate (1)\n');
+    } finally {
+      await stop(server);
+    }
+  });
+
   it('--help lists the settings of the extensions the configuration names', async () => {
     const config = join(dir, 'conf', 'help.toml');
     writeFileSync(config, 'service.extensions = ["./hello-extension.mjs"]\n');
