@@ -18,7 +18,7 @@ import { builtinServices } from '../../src/service/builtin.js';
 import { decodeCall, decodeResponse, encodeCall, encodeResponse, type LocalhostRequest } from '../../src/service/localhost/flat.js';
 import { decodeState, LOCALHOST_SERVICE_NAME, LocalhostClient, localhostService, parseLocalhostAddr, splitUri } from '../../src/service/localhost/localhost.js';
 import { ServiceRegistry } from '../../src/service/registry.js';
-import { request, spawnServer, type ServerProcess } from '../helpers/server.js';
+import { newKey, request, spawnServer, type ServerProcess } from '../helpers/server.js';
 import { startSession, until, type Harness } from './harness.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../../examples/localhost.wasm', import.meta.url));
@@ -85,6 +85,35 @@ describe('localhost service in gate-server', () => {
     // Only Content-Type passes from the program: it sent none.
     assert.equal(web.seen[0]!.headers['content-type'], undefined);
     assert.match(server.log(), /"extension":"localhost","services":\["gate.computer\/localhost"\]/);
+  });
+
+  it('an instance suspended while its request is in flight sends it again when resumed, and gets its reply', async () => {
+    let hold = true;
+    const held: ServerResponse[] = [];
+    const handler = (req: IncomingMessage, res: ServerResponse): void => (hold ? void held.push(res) : hello(req, res));
+    web.server.removeAllListeners('request');
+    web.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      web.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: '' });
+      req.resume();
+      handler(req, res);
+    });
+    web.seen.length = 0;
+    const key = newKey();
+    const program = readFileSync(EXAMPLE);
+    const launch = await request(server, 'POST', `/gate-0/module/sha256/${sha256(EXAMPLE)}?action=launch`, { key, headers: { 'Content-Type': 'application/wasm' }, body: program });
+    assert.equal(launch.status, 200, launch.text);
+    const id = String(launch.headers['gate-instance']);
+    const I = `/gate-0/instance/${id}`;
+    await until(() => held.length === 1, 10000, 'the request at the web service');
+    const closed = new Promise<void>((r) => held[0]!.on('close', () => r()));
+    assert.equal((await request(server, 'POST', `${I}?action=suspend&action=wait`, { key })).headers['gate-status'], '{"state":"SUSPENDED"}');
+    await closed; // the request was abandoned, not answered
+    hold = false;
+    assert.equal((await request(server, 'POST', `${I}?action=resume`, { key })).status, 200);
+    const io = await request(server, 'POST', `${I}?action=io`, { key });
+    assert.equal(io.status, 200, io.text);
+    assert.equal(io.text, '201 text/plain\nhellocalhost\n');
+    assert.deepEqual(web.seen.map((r) => [r.url, r.headers.host]), [['/test', 'bogus'], ['/test', 'bogus']]);
   });
 });
 
