@@ -5,6 +5,7 @@
  * daemon is needed: the behaviour on the wire is what is tested.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -17,6 +18,7 @@ import { newKey, request, spawnServer, type ServerProcess } from '../helpers/ser
 const hello = programBytes('hello');
 const HASH = 'QmHelloWasm0123456789abcdefABCDEF';
 const MAX_MODULE_SIZE = 1024 * 1024;
+const GATE_SERVER = new URL('../../../bin/gate-server', import.meta.url).pathname;
 
 describe('ipfs module source', () => {
   let api: Server;
@@ -136,5 +138,23 @@ describe('ipfs module source', () => {
       handler = ipfsNode;
     }
     assert.equal((await request(server, 'GET', '/gate-0/')).status, 200);
+  });
+
+  it('refuses a bad source.ipfs.addr, or an http source named ipfs beside it, naming the key (exit 2)', async () => {
+    const run = (opts: string[]): Promise<{ code: number | null; stderr: string }> =>
+      new Promise((resolve) => {
+        const args = ['-F', '/dev/null', '-o', 'access.policy="public"', '-o', 'http.addr="127.0.0.1:0"', '-o', `state.dir=${JSON.stringify(join(state, 'refused'))}`];
+        for (const o of opts) args.push('-o', o);
+        const child = spawn(process.execPath, [GATE_SERVER, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+    let r = await run(['source.ipfs.addr="ipfs.example:5001"']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "gate-server: source.ipfs.addr must be the http:// or https:// URL of an IPFS node's API (http://HOST:PORT, no path)\n");
+    r = await run(['source.ipfs.addr="http://127.0.0.1:5001"', 'source.http=[{name="ipfs", addr="http://x"}]']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'gate-server: source.http[0].name "ipfs" is taken by source.ipfs.addr\n');
   });
 });

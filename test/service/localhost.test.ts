@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { callPacket, Domain, packetContent, packetDomain, readHeader } from '../../src/abi/packet.js';
 import { AbiViolation } from '../../src/abi/trap.js';
 import { builtinServices } from '../../src/service/builtin.js';
-import { decodeCall, decodeResponse, encodeCall, encodeResponse, type LocalhostRequest } from '../../src/service/localhost/flat.js';
+import { decodeCall, decodeResponse, encodeCall, encodeResponse, FlatBufferError, type LocalhostRequest } from '../../src/service/localhost/flat.js';
+import { mulberry32 } from '../helpers/prng.js';
 import { decodeState, LOCALHOST_SERVICE_NAME, LocalhostClient, localhostService, parseLocalhostAddr, splitUri } from '../../src/service/localhost/localhost.js';
 import { ServiceRegistry } from '../../src/service/registry.js';
 import { newKey, request, spawnServer, type ServerProcess } from '../helpers/server.js';
@@ -147,6 +148,28 @@ describe('localhost service', () => {
     assert.deepEqual(decodeResponse(encodeResponse({ statusCode: 404 })), { statusCode: 404 });
     const res = decodeResponse(encodeResponse({ statusCode: 200, contentType: 'text/plain', body: new Uint8Array([1, 2, 3]) }));
     assert.deepEqual(res, { statusCode: 200, contentType: 'text/plain', body: new Uint8Array([1, 2, 3]) });
+  });
+
+  it('decodes any bytes a program sends either to a Call or to FlatBufferError, nothing else', () => {
+    const random = mulberry32(13);
+    const valid = encodeCall({ method: 'POST', uri: '//h/p', contentType: 'text/plain', body: new Uint8Array([1, 2, 3]) });
+    let decoded = 0;
+    for (let i = 0; i < 20000; i++) {
+      let buf: Uint8Array;
+      if (i % 2 === 0) {
+        buf = valid.slice(0, Math.floor(random() * (valid.length + 1)));
+        for (let n = Math.floor(random() * 4); n >= 0; n--) if (buf.length > 0) buf[Math.floor(random() * buf.length)] = Math.floor(random() * 256);
+      } else {
+        buf = Uint8Array.from({ length: Math.floor(random() * 64) }, () => Math.floor(random() * 256));
+      }
+      try {
+        decodeCall(buf);
+        decoded++;
+      } catch (e) {
+        assert.ok(e instanceof FlatBufferError, `${(e as Error).name}: ${(e as Error).message} for ${Buffer.from(buf).toString('hex')}`);
+      }
+    }
+    assert.ok(decoded > 0);
   });
 
   it('maps uris as the original: host part to Host, path and query to the server, absolute or with a port → 400', () => {
