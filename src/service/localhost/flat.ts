@@ -135,11 +135,7 @@ export function decodeResponse(buf: Uint8Array): LocalhostResponse {
 
 const encoder = new TextEncoder();
 
-/**
- * Lays out one table followed by its out-of-line vectors:
- *   root uoffset | vtable | table (soffset, 4-byte slots…, then 2-byte slots) | vectors
- * Every vector starts 4-byte aligned; strings end with a NUL as FlatBuffers requires.
- */
+/** One field of a table being encoded: its id in the schema, its kind and value. */
 interface FieldSpec {
   id: number;
   kind: 'u8' | 'u16' | 'vector' | 'string' | 'table';
@@ -150,15 +146,19 @@ function align4(n: number): number {
   return (n + 3) & ~3;
 }
 
-/** Encodes one table (with nested tables only as the last, `table`-kind field's already-encoded bytes). */
+/**
+ * Lays out one table followed by its out-of-line data:
+ *   root uoffset | vtable | table (soffset, then 4-, 2- and 1-byte slots) | vectors and nested tables
+ * Everything out of line starts 4-byte aligned; strings end with a NUL as
+ * FlatBuffers requires. A `table` field's value is a buffer encodeTable made.
+ */
 function encodeTable(fields: FieldSpec[]): Uint8Array {
-  const present = fields;
-  const maxId = present.reduce((m, f) => Math.max(m, f.id), -1);
+  const maxId = fields.reduce((m, f) => Math.max(m, f.id), -1);
   const vsize = 4 + 2 * (maxId + 1);
   const vtablePos = 4;
   const tablePos = align4(vtablePos + vsize);
   // Table layout: soffset, then the 4-byte offsets, then 2-byte, then 1-byte scalars.
-  const order = [...present].sort((a, b) => size(b) - size(a));
+  const order = [...fields].sort((a, b) => size(b) - size(a));
   const slot = new Map<FieldSpec, number>();
   let tsize = 4;
   for (const f of order) {
@@ -183,7 +183,7 @@ function encodeTable(fields: FieldSpec[]): Uint8Array {
   v.setUint32(0, tablePos, true);
   v.setUint16(vtablePos, vsize, true);
   v.setUint16(vtablePos + 2, tsize, true);
-  for (const f of present) v.setUint16(vtablePos + 4 + 2 * f.id, slot.get(f)!, true);
+  for (const f of fields) v.setUint16(vtablePos + 4 + 2 * f.id, slot.get(f)!, true);
   v.setInt32(tablePos, tablePos - vtablePos, true);
   for (const f of order) {
     const at = tablePos + slot.get(f)!;
