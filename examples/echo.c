@@ -23,9 +23,7 @@ static uint32_t head, tail;     // ...is pending[head..tail)
 
 GATE_NORETURN_ static void fail(const char *msg)
 {
-	gate_debug("echo: ");
-	gate_debug(msg);
-	gate_debug("\n");
+	gate_debug("echo: ", msg, "\n");
 	gate_exit(1);
 }
 

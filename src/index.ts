@@ -32,4 +32,5 @@ export { SnapshotError, SnapshotUnsupportedError } from './snapshot/errors.js';
 export { readSnapshot } from './snapshot/format.js';
 export { instanceServices, extensionRegistry, InstanceServices } from './service/provider.js';
 export { defineService } from './service/extension.js';
+export { defineExtension, ExtensionConfigError, type GateExtension, type ExtensionDefinition, type ExtensionSetting, type ExtensionConfig, type ExtensionApi } from './service/gate-extension.js';
 export type { ServiceFactory, ServiceInstance, ServiceContext, ServiceInstanceConfig } from './service/api.js';

@@ -39,6 +39,9 @@ extern "C" {
 
 #define GATE_ABI_VERSION 0
 
+/* Version of this C API (the original's gate.h has the same value). */
+#define GATE_API_VERSION 0
+
 /* The packet file descriptor (also returned by gate_fd()). */
 #define GATE_FD 4
 
@@ -51,6 +54,11 @@ extern "C" {
 
 /* Every packet occupies a multiple of this many bytes in the stream. */
 #define GATE_PACKET_ALIGNMENT 8
+
+/* Number of bytes a packet of `size` occupies in the stream (a constant
+ * expression; gate_align_packet() is the function). */
+#define GATE_ALIGN_PACKET(size) \
+	(((size) + (size_t) (GATE_PACKET_ALIGNMENT - 1)) & ~(size_t) (GATE_PACKET_ALIGNMENT - 1))
 
 #define GATE_PACKET_HEADER_SIZE 8  /* struct gate_packet */
 #define GATE_DATA_HEADER_SIZE 16   /* struct gate_data_packet without data */
@@ -145,6 +153,9 @@ struct gate_data_packet {
 	char data[];
 };
 
+/* The flags word of gate_io() (GATE_IO_FLAG_*). */
+typedef uint64_t gate_flags_t;
+
 /* I/O vector for gate_io() (same layout as a WASI iovec/ciovec). */
 struct gate_iovec {
 	void *iov_base;
@@ -181,7 +192,7 @@ GATE_STATIC_ASSERT_(sizeof(struct gate_iovec) == 8, "gate_iovec layout (wasm32 o
 GATE_IMPORT_("__gate_io_65536")
 void __gate_io_65536(const struct gate_iovec *recv, int recvlen, size_t *nreceived,
                      const struct gate_iovec *send, int sendlen, size_t *nsent,
-                     int64_t timeout, uint64_t *flags);
+                     int64_t timeout, gate_flags_t *flags);
 
 /* Returns the packet file descriptor number (4). */
 GATE_IMPORT_("__gate_fd_65536")
@@ -210,7 +221,7 @@ uint16_t __gate_wasi_clock_time_get(uint32_t clock_id, uint64_t precision, uint6
 
 static inline void gate_io(const struct gate_iovec *recv, int recvlen, size_t *nreceived,
                            const struct gate_iovec *send, int sendlen, size_t *nsent,
-                           int64_t timeout, uint64_t *flags)
+                           int64_t timeout, gate_flags_t *flags)
 {
 	__gate_io_65536(recv, recvlen, nreceived, send, sendlen, nsent, timeout, flags);
 }
@@ -218,6 +229,30 @@ static inline void gate_io(const struct gate_iovec *recv, int recvlen, size_t *n
 static inline int gate_fd(void)
 {
 	return __gate_fd_65536();
+}
+
+/* Receives up to `size` bytes of the packet stream into `buf`, waiting at
+ * most `timeout` ns (-1: until something arrives).  Returns the number of
+ * bytes received: any part of a packet, or several (see gate_recv_packet for
+ * whole packets). */
+static inline size_t gate_recv(void *buf, size_t size, int64_t timeout)
+{
+	const struct gate_iovec iov = {buf, size};
+	size_t n = 0;
+	gate_io(&iov, 1, &n, NULL, 0, NULL, timeout, NULL);
+	return n;
+}
+
+/* Sends up to `size` bytes of the packet stream from `data`, waiting at most
+ * `timeout` ns (-1: until something can be sent).  Returns the number of bytes
+ * sent; the caller sends the rest (padding included) later (see
+ * gate_send_packet for whole packets). */
+static inline size_t gate_send(const void *data, size_t size, int64_t timeout)
+{
+	const struct gate_iovec iov = {(void *) data, size};
+	size_t n = 0;
+	gate_io(NULL, 0, NULL, &iov, 1, &n, timeout, NULL);
+	return n;
 }
 
 /* Terminates the program: status 0 → TERMINATED with result 0, otherwise
@@ -240,15 +275,39 @@ static inline int gate_clock_time(uint32_t clock_id, uint64_t precision, uint64_
 	return __gate_wasi_clock_time_get(clock_id, precision, time);
 }
 
+/* Wall-clock time in nanoseconds since the epoch (at the instance's time
+ * resolution). */
+static inline uint64_t gate_clock_realtime(void)
+{
+	uint64_t t = 0;
+	(void) __gate_wasi_clock_time_get(GATE_CLOCK_REALTIME, 1, &t);
+	return t;
+}
+
+/* Monotonic time in nanoseconds; continues across suspend and resume. */
+static inline uint64_t gate_clock_monotonic(void)
+{
+	uint64_t t = 0;
+	(void) __gate_wasi_clock_time_get(GATE_CLOCK_MONOTONIC, 1, &t);
+	return t;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Debug log (fd 2; discarded unless the instance was started with logging)  */
+/* With GATE_NO_DEBUG defined, these compile to nothing.  (The original    */
+/* uses NDEBUG, which libraries such as SQLite's amalgamation define.)      */
 /* ------------------------------------------------------------------------ */
 
 static inline void gate_debug_data(const void *data, size_t size)
 {
+#ifdef GATE_NO_DEBUG
+	(void) data;
+	(void) size;
+#else
 	struct gate_iovec iov = {(void *) data, size};
 	size_t n;
 	(void) __gate_wasi_fd_write(2, &iov, 1, &n);
+#endif
 }
 
 static inline size_t gate_strlen_(const char *s)
@@ -259,7 +318,8 @@ static inline size_t gate_strlen_(const char *s)
 	return n;
 }
 
-static inline void gate_debug(const char *s)
+/* A NUL-terminated string. */
+static inline void gate_debug_str(const char *s)
 {
 	gate_debug_data(s, gate_strlen_(s));
 }
@@ -304,6 +364,87 @@ static inline void gate_debug_hex(uint64_t value)
 	gate_debug_data(p, (size_t) (end - p));
 }
 
+/* A pointer as "0x" and lower-case hexadecimal, e.g. "0x10a40". */
+static inline void gate_debug_ptr(const void *ptr)
+{
+	gate_debug_data("0x", 2);
+	gate_debug_hex((uintptr_t) ptr);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+/* gate_debug(a, b, ...): writes each argument by its type: strings as text,
+ * integers in decimal, pointers with gate_debug_ptr.  C: 1 to 16 arguments;
+ * another type (e.g. a plain char or a double) is a compile-time error. */
+#ifdef __cplusplus
+static inline void gate_debug_one_(const char *s) { gate_debug_str(s); }
+static inline void gate_debug_one_(char *s) { gate_debug_str(s); }
+static inline void gate_debug_one_(const void *p) { gate_debug_ptr(p); }
+static inline void gate_debug_one_(void *p) { gate_debug_ptr(p); }
+static inline void gate_debug_one_(bool b) { gate_debug_uint(b); }
+static inline void gate_debug_one_(signed char n) { gate_debug_int(n); }
+static inline void gate_debug_one_(short n) { gate_debug_int(n); }
+static inline void gate_debug_one_(int n) { gate_debug_int(n); }
+static inline void gate_debug_one_(long n) { gate_debug_int(n); }
+static inline void gate_debug_one_(long long n) { gate_debug_int(n); }
+static inline void gate_debug_one_(unsigned char n) { gate_debug_uint(n); }
+static inline void gate_debug_one_(unsigned short n) { gate_debug_uint(n); }
+static inline void gate_debug_one_(unsigned n) { gate_debug_uint(n); }
+static inline void gate_debug_one_(unsigned long n) { gate_debug_uint(n); }
+static inline void gate_debug_one_(unsigned long long n) { gate_debug_uint(n); }
+static inline void gate_debug() {}
+template <typename First, typename... Others>
+static inline void gate_debug(First first, Others... others)
+{
+	gate_debug_one_(first);
+	gate_debug(others...);
+}
+#else
+#define gate_debug_generic_(x) _Generic((x), \
+	_Bool: gate_debug_uint, \
+	signed char: gate_debug_int, \
+	short: gate_debug_int, \
+	int: gate_debug_int, \
+	long: gate_debug_int, \
+	long long: gate_debug_int, \
+	unsigned char: gate_debug_uint, \
+	unsigned short: gate_debug_uint, \
+	unsigned: gate_debug_uint, \
+	unsigned long: gate_debug_uint, \
+	unsigned long long: gate_debug_uint, \
+	const char *: gate_debug_str, \
+	char *: gate_debug_str, \
+	const void *: gate_debug_ptr, \
+	void *: gate_debug_ptr)(x)
+#define GATE_DEBUG_1_(a) gate_debug_generic_(a)
+#define GATE_DEBUG_2_(a, ...) gate_debug_generic_(a), GATE_DEBUG_1_(__VA_ARGS__)
+#define GATE_DEBUG_3_(a, ...) gate_debug_generic_(a), GATE_DEBUG_2_(__VA_ARGS__)
+#define GATE_DEBUG_4_(a, ...) gate_debug_generic_(a), GATE_DEBUG_3_(__VA_ARGS__)
+#define GATE_DEBUG_5_(a, ...) gate_debug_generic_(a), GATE_DEBUG_4_(__VA_ARGS__)
+#define GATE_DEBUG_6_(a, ...) gate_debug_generic_(a), GATE_DEBUG_5_(__VA_ARGS__)
+#define GATE_DEBUG_7_(a, ...) gate_debug_generic_(a), GATE_DEBUG_6_(__VA_ARGS__)
+#define GATE_DEBUG_8_(a, ...) gate_debug_generic_(a), GATE_DEBUG_7_(__VA_ARGS__)
+#define GATE_DEBUG_9_(a, ...) gate_debug_generic_(a), GATE_DEBUG_8_(__VA_ARGS__)
+#define GATE_DEBUG_10_(a, ...) gate_debug_generic_(a), GATE_DEBUG_9_(__VA_ARGS__)
+#define GATE_DEBUG_11_(a, ...) gate_debug_generic_(a), GATE_DEBUG_10_(__VA_ARGS__)
+#define GATE_DEBUG_12_(a, ...) gate_debug_generic_(a), GATE_DEBUG_11_(__VA_ARGS__)
+#define GATE_DEBUG_13_(a, ...) gate_debug_generic_(a), GATE_DEBUG_12_(__VA_ARGS__)
+#define GATE_DEBUG_14_(a, ...) gate_debug_generic_(a), GATE_DEBUG_13_(__VA_ARGS__)
+#define GATE_DEBUG_15_(a, ...) gate_debug_generic_(a), GATE_DEBUG_14_(__VA_ARGS__)
+#define GATE_DEBUG_16_(a, ...) gate_debug_generic_(a), GATE_DEBUG_15_(__VA_ARGS__)
+#define GATE_DEBUG_COUNT_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, n, ...) n
+#define GATE_DEBUG_CAT_(a, b) a##b
+#define GATE_DEBUG_N_(n) GATE_DEBUG_CAT_(GATE_DEBUG_, n)
+#define gate_debug(...) \
+	((void) (GATE_DEBUG_N_(GATE_DEBUG_COUNT_(__VA_ARGS__, 16_, 15_, 14_, 13_, 12_, 11_, 10_, 9_, 8_, 7_, 6_, 5_, 4_, 3_, 2_, 1_, 0))(__VA_ARGS__)))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Packet helpers                                                           */
 /* ------------------------------------------------------------------------ */
@@ -311,7 +452,7 @@ static inline void gate_debug_hex(uint64_t value)
 /* Number of bytes a packet of `size` occupies in the stream. */
 static inline size_t gate_align_packet(size_t size)
 {
-	return (size + (GATE_PACKET_ALIGNMENT - 1)) & ~(size_t) (GATE_PACKET_ALIGNMENT - 1);
+	return GATE_ALIGN_PACKET(size);
 }
 
 /* Sends one whole packet: header->size bytes from `packet` followed by the

@@ -39,6 +39,8 @@ const KEYS_HELP = `
                              to the group running fewest (default 8)
   server.identityfile        OpenSSH Ed25519 key signing the API info token (optional)
   source.http                [{name, addr}]: module sources fetched over HTTP
+  source.ipfs.addr           http://HOST:PORT of an IPFS node's API: modules /ipfs/<hash> are
+                             fetched with its /api/v0/cat (default: none)
   metrics.addr               host:port of a separate listener serving Prometheus GET /metrics
                              (default: none, metrics are not served)
   endpoint.enabled           true: programs may serve HTTP at /gate-0/endpoint/<instance-id>/ through

@@ -25,60 +25,64 @@ export const COMMON_SERVER_KEYS: readonly string[] = [
   'log.level',
   'log.debugrate',
   'state.checkpointinterval',
-  ...PEER_SERVICE_KEYS,
 ];
 
-/** service name → the settings read from service.<name>.* */
-const SERVICE_SETTINGS = new Map<string, string[]>();
-for (const key of PEER_SERVICE_KEYS) {
-  const [, name, setting] = key.split('.') as [string, string, string];
-  SERVICE_SETTINGS.set(name, [...(SERVICE_SETTINGS.get(name) ?? []), setting]);
+/** Keys under `service` read by both programs besides the extensions' own (documented in COMMON_KEYS_HELP). */
+export const SERVICE_KEYS: readonly string[] = ['service.extensions', 'service.localhost.addr', ...PEER_SERVICE_KEYS];
+
+/** Built-in services with settings (service.<name>.<key>): name → keys. */
+export const CONFIGURABLE_BUILTINS: ReadonlyMap<string, readonly string[]> = new Map([['peer', PEER_SERVICE_KEYS.map((k) => k.split('.')[2]!)]]);
+
+/** What may be configured under `service.<name>.*`. */
+export interface ServiceKeys {
+  /** Built-in services: no settings in this implementation. */
+  builtins: readonly string[];
+  /** Extension name → the keys it reads (service.<name>.<key>). */
+  extensions: ReadonlyMap<string, readonly string[]>;
 }
 
+const DEFAULT_SERVICE_KEYS: ServiceKeys = { builtins: BUILTIN_SERVICE_NAMES, extensions: new Map([['localhost', ['addr']]]) };
+
 /**
- * `service.<name>.*`: the services are the registry's, not a fixed list. The
- * programs configure no service yet (the built-ins take their defaults and
- * no extension is loaded), so a key there names either an unknown service or
- * a setting that is not read: both are refused rather than ignored.
+ * `service.<name>.*`: the services and extensions there are, not a fixed
+ * list. A key no built-in service or loaded extension reads is refused
+ * rather than ignored, with the key named.
  */
-export function serviceKeysCheck(services: readonly string[] = BUILTIN_SERVICE_NAMES): OpenTableCheck {
+export function serviceKeysCheck(known: ServiceKeys = DEFAULT_SERVICE_KEYS): OpenTableCheck {
   return (path, value) => {
     const base = path.join('.');
     if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
       return `configuration key ${base} must be a table of service.<name>.<key> settings`;
     }
-    // Settings of configurable services (service.peer.*) are known keys; the rest is checked below.
-    const rest: Record<string, ConfigValue> = {};
-    for (const [name, table] of Object.entries(value as Record<string, ConfigValue>)) {
-      const settings = SERVICE_SETTINGS.get(name);
-      if (!settings) {
-        rest[name] = table;
+    const names = [...known.builtins, ...known.extensions.keys()];
+    for (const [name, v] of Object.entries(value as Record<string, ConfigValue>)) {
+      if (name === 'extensions') continue; // the list of modules, type-checked where it is read
+      const key = describeKey(`${base}.${name}`, v);
+      const settings = known.extensions.get(name) ?? CONFIGURABLE_BUILTINS.get(name);
+      if (settings) {
+        const what = known.extensions.has(name) ? 'extension' : 'service';
+        if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Date) {
+          return `${key} must be a table of the ${name} ${what}'s settings (${settings.map((k) => `${base}.${name}.${k}`).join(', ') || 'it has none'})`;
+        }
+        for (const [k, x] of Object.entries(v)) {
+          if (settings.includes(k)) continue;
+          const hint = nearest(k, settings);
+          return `unknown ${describeKey(`${base}.${name}.${k}`, x)}${hint ? ` (did you mean ${base}.${name}.${hint}?)` : ''}; the ${name} ${what} reads ${settings.map((s) => `${base}.${name}.${s}`).join(', ') || 'no settings'}`;
+        }
         continue;
       }
-      const where = `${base}.${name}`;
-      if (typeof table !== 'object' || table === null || Array.isArray(table) || table instanceof Date) return `configuration key ${where} must be a table`;
-      for (const key of Object.keys(table)) {
-        if (!settings.includes(key)) {
-          const hint = nearest(key, settings);
-          return `unknown configuration key ${where}.${key}${hint ? ` (did you mean ${where}.${hint}?)` : ''}`;
-        }
+      if (!known.builtins.includes(name)) {
+        const hint = nearest(name, [...names, 'extensions']);
+        return `unknown service ${JSON.stringify(name)} in ${key}${hint ? ` (did you mean ${base}.${hint}?)` : ''}; services: ${names.join(', ')} (extensions are loaded by service.extensions)`;
       }
+      return `${key}: the ${name} service has no settings in this implementation (remove the key)`;
     }
-    value = rest;
-    const names = Object.keys(value);
-    if (names.length === 0) return undefined;
-    const name = names[0]!;
-    const key = describeKey(`${base}.${name}`, (value as Record<string, ConfigValue>)[name]!);
-    if (!services.includes(name)) {
-      const hint = nearest(name, services);
-      return `unknown service ${JSON.stringify(name)} in ${key}${hint ? ` (did you mean ${base}.${hint}?)` : ''}; services: ${services.join(', ')}`;
-    }
-    return `${key}: the ${name} service has no settings in this implementation (remove the key)`;
+    return undefined;
   };
 }
 
-export function serverKeys(programKeys: readonly string[], services?: readonly string[]): KnownKeys {
-  return { keys: [...programKeys, ...COMMON_SERVER_KEYS], open: { service: serviceKeysCheck(services) } };
+export function serverKeys(programKeys: readonly string[], services?: ServiceKeys): KnownKeys {
+  return { keys: [...programKeys, ...COMMON_SERVER_KEYS, ...SERVICE_KEYS], open: { service: serviceKeysCheck(services) } };
 }
 
 /** gate-server's own keys (gate-server.ts). */
@@ -98,12 +102,9 @@ export const SERVER_KEYS: readonly string[] = [
   'anonymous.executors',
   'server.identityfile',
   'metrics.addr',
-  'endpoint.enabled',
-  'endpoint.maxrequests',
-  'endpoint.maxbodysize',
-  'endpoint.timeout',
   'source.http[].name',
   'source.http[].addr',
+  'source.ipfs.addr',
 ];
 
 /** gate-daemon's own keys (gate-daemon.ts). */

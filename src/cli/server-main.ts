@@ -14,6 +14,7 @@ import { DEFAULT_DEBUG_LIMITS } from '../runtime/debug-limits.js';
 import { DEFAULT_DEBUG_LOG_RATE, startServer, type GateServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
 import { serverKeys } from './server-keys.js';
 import { PEER_KEYS_HELP, serviceRegistryFrom } from './services.js';
+import { ExtensionConfigTracker, extensionKeysHelp, importConfiguredExtensions, loadExtensions } from './extensions.js';
 
 export const EXIT_CONFIG = 2;
 
@@ -45,6 +46,11 @@ export const COMMON_KEYS_HELP = `
                              8 MiB); more is dropped, and the drop reported in the output
   principal.debugburst       bytes of debug output an instance may write at once (server 1 MiB,
                              daemon 16 MiB)
+  service.extensions         extension modules to load: file paths (relative to the configuration
+                             file that names them) or package names; each adds services and its own
+                             service.<name>.* keys (listed below when the configuration names them)
+  service.localhost.addr     gate.computer/localhost: programs make HTTP requests to this server:
+                             http://HOST[:PORT], https://HOST[:PORT] or unix:/PATH (default: none)
   state.checkpointinterval   seconds between checkpoints of running persistent instances (default 30;
                              a crash loses at most about twice this; 0: none)
   log.level                  pino level: fatal, error, warn, info (default), debug, silent
@@ -90,19 +96,46 @@ export function checkpointIntervalFrom(tree: ConfigTree): number {
   return seconds * 1000;
 }
 
-export function sourcesFrom(tree: ConfigTree): Array<{ name: string; addr: string }> {
-  return getTableList(tree, 'source.http').map((t, i) => {
+export function sourcesFrom(tree: ConfigTree): Array<{ name: string; addr: string; kind: 'http' | 'ipfs' }> {
+  const ipfsAddr = getString(tree, 'source.ipfs.addr', '');
+  if (ipfsAddr !== '' && !/^https?:\/\/[^/?#]+\/?$/.test(ipfsAddr)) throw new ConfigError('source.ipfs.addr must be the http:// or https:// URL of an IPFS node\'s API (http://HOST:PORT, no path)');
+  const http = getTableList(tree, 'source.http').map((t, i) => {
     const name = getString(t, 'name');
     const addr = getString(t, 'addr');
     if (!name || !/^[a-z0-9][a-z0-9._-]*$/i.test(name) || name === 'sha256') throw new ConfigError(`source.http[${i}].name must be a simple name other than "sha256"`);
+    if (name === 'ipfs' && ipfsAddr !== '') throw new ConfigError(`source.http[${i}].name "ipfs" is taken by source.ipfs.addr`);
     if (!addr || !/^https?:\/\//.test(addr)) throw new ConfigError(`source.http[${i}].addr must be an http:// or https:// URL`);
-    return { name, addr };
+    return { name, addr, kind: 'http' as const };
   });
+  return ipfsAddr === '' ? http : [...http, { name: 'ipfs', addr: ipfsAddr, kind: 'ipfs' as const }];
+}
+
+/**
+ * For --help: the settings of the extensions the configuration (default
+ * files and flags) names, so that `gate-server -f my.toml --help` documents
+ * them. A configuration that cannot be read or loaded is only mentioned.
+ */
+async function configuredExtensionsHelp(spec: ProgramSpec, argv: string[]): Promise<string> {
+  const probe = new Command(spec.name).helpOption(false).allowUnknownOption().allowExcessArguments().exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+  configFlags(probe);
+  try {
+    probe.parse(argv);
+    const tracker = new ExtensionConfigTracker();
+    const tree = readConfig(spec.defaultFiles, configSteps(probe), (piece, source, reset) => tracker.see(piece, source, reset));
+    const refs = tracker.references(tree);
+    if (refs.length === 0) return '';
+    const loaded = (await importConfiguredExtensions(refs)).filter((e) => e.from !== '(built in)');
+    const keys = extensionKeysHelp(loaded.map((e) => e.extension));
+    return `\n\nKeys of the configured extensions (${refs.map((r) => r.specifier).join(', ')}):${keys ? `\n${keys}` : ' none'}`;
+  } catch (e) {
+    return `\n\nThe configured extensions could not be loaded: ${e instanceof Error ? e.message : String(e)}`;
+  }
 }
 
 /** Parses flags, starts the server and runs until SIGINT/SIGTERM; returns the exit code. */
 export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promise<number> {
-  const cmd = new Command(spec.name).description(spec.description).addHelpText('after', `\nConfiguration keys:${spec.keysHelp}${COMMON_KEYS_HELP}\n\nDefault configuration files: ${spec.defaultFiles.join(', ')}`);
+  const extensionsHelp = argv.slice(2).some((a) => a === '-h' || a === '--help') ? await configuredExtensionsHelp(spec, argv) : '';
+  const cmd = new Command(spec.name).description(spec.description).addHelpText('after', `\nConfiguration keys:${spec.keysHelp}${COMMON_KEYS_HELP}${extensionsHelp}\n\nDefault configuration files: ${spec.defaultFiles.join(', ')}`);
   configFlags(cmd);
   cmd.exitOverride();
   try {
@@ -117,10 +150,17 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   let sandbox: SandboxMode;
   let logRate: number;
   try {
-    const known = serverKeys(spec.keys);
-    tree = readConfig(spec.defaultFiles, configSteps(cmd), (piece, source) => checkKnownKeys(piece, known, source));
+    // service.* keys are checked once the extensions they may belong to are loaded.
+    const known = { ...serverKeys(spec.keys), open: { service: () => undefined } };
+    const tracker = new ExtensionConfigTracker();
+    tree = readConfig(spec.defaultFiles, configSteps(cmd), (piece, source, reset) => {
+      checkKnownKeys(piece, known, source);
+      tracker.see(piece, source, reset);
+    });
+    const extensions = await loadExtensions(tree, tracker);
     log = pino({ name: spec.name, level: getString(tree, 'log.level', 'info') }, pino.destination({ dest: 1, sync: false, maxLength: LOG_BACKLOG_BYTES }));
-    options = { ...(await spec.options(tree, log)), checkpointIntervalMs: checkpointIntervalFrom(tree), registry: serviceRegistryFrom(tree) };
+    for (const e of extensions.enabled) log.info(e, `extension ${e.extension}: services ${e.services.join(', ')}`);
+    options = { ...(await spec.options(tree, log)), checkpointIntervalMs: checkpointIntervalFrom(tree), registry: serviceRegistryFrom(tree, extensions.registry) };
     logRate = debugLogRate(tree);
     const mode = getString(tree, 'runtime.sandbox', 'bwrap');
     if (mode !== 'bwrap' && mode !== 'none') throw new ConfigError(`runtime.sandbox: unknown mode ${JSON.stringify(mode)} (use "bwrap" or "none")`);

@@ -22,9 +22,8 @@ export const PEER_KEYS_HELP = `
   service.peer.maxstreams    peer streams and pending connection requests per instance (default 64)
   service.peer.maxmembers    members of one group (default 1000)`;
 
-/** The deployment's configured services (the registry given to the server), from service.* keys. */
-export function serviceRegistryFrom(tree: ConfigTree): ServiceRegistry {
-  const registry = new ServiceRegistry();
+/** The deployment's configured built-in services (service.peer.*), added to `registry` (the extensions' services). */
+export function serviceRegistryFrom(tree: ConfigTree, registry = new ServiceRegistry()): ServiceRegistry {
   if (getBool(tree, 'service.peer.enabled', false)) {
     try {
       registry.register(

@@ -169,12 +169,13 @@ export function parseAssignment(assignment: string): { key: string; value: Confi
  * is expanded (with the XDG defaults).
  *
  * `check` sees each piece before it is merged, with where it came from (a
- * file, or the -o flag), so that an error can name the file with the typo.
+ * file, or the -o flag), so that an error can name the file with the typo;
+ * `reset` is true for the file of a -F, which replaces what came before.
  */
-export function readConfig(defaultFiles: string[], configSteps: ConfigStep[], check?: (piece: ConfigTree, source: string) => void): ConfigTree {
+export function readConfig(defaultFiles: string[], configSteps: ConfigStep[], check?: (piece: ConfigTree, source: string, reset?: boolean) => void): ConfigTree {
   let tree: ConfigTree = Object.create(null) as ConfigTree;
-  const mergeChecked = (piece: ConfigTree, source: string): void => {
-    check?.(piece, source);
+  const mergeChecked = (piece: ConfigTree, source: string, reset = false): void => {
+    check?.(piece, source, reset);
     merge(tree, piece);
   };
   if (!configSteps.some((s) => s.kind === 'reset')) {
@@ -199,7 +200,7 @@ export function readConfig(defaultFiles: string[], configSteps: ConfigStep[], ch
     switch (step.kind) {
       case 'reset':
         tree = Object.create(null) as ConfigTree;
-        mergeChecked(readTomlFile(expandPath(step.path)), expandPath(step.path));
+        mergeChecked(readTomlFile(expandPath(step.path)), expandPath(step.path), true);
         break;
       case 'file':
         mergeChecked(readTomlFile(expandPath(step.path)), expandPath(step.path));

@@ -35,6 +35,7 @@ import { InstanceManager } from './instances.js';
 import { ServerMetrics } from './metrics.js';
 import { ModuleRegistry } from './modules.js';
 import { httpSource, type ModuleSource } from './sources.js';
+import { ipfsSource } from './ipfs-source.js';
 import type { TlsFiles } from './tls.js';
 import { WebsocketApi } from './websocket.js';
 
@@ -94,7 +95,8 @@ export interface ServerOptions {
   /** PostgreSQL URL of the inventory (default: SQLite in the state directory); modules and snapshots stay in the state directory. */
   inventoryDsn?: string;
   limits?: PrincipalLimits;
-  sources?: Array<{ name: string; addr: string }>;
+  /** Module sources: `http` (the default kind) named as configured, or `ipfs` (named ipfs). */
+  sources?: Array<{ name: string; addr: string; kind?: 'http' | 'ipfs' }>;
   /** Where instances run (default: a pool of unsandboxed executor processes, one per principal). */
   executors?: ExecutorSource;
   logger?: Logger;
@@ -213,7 +215,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   });
 
   const uuid = await serverUuid(opts.stateDir);
-  const sources = new Map<string, ModuleSource>((opts.sources ?? []).map((s) => [s.name, httpSource(s.name, s.addr)]));
+  const sources = new Map<string, ModuleSource>((opts.sources ?? []).map((s) => [s.name, s.kind === 'ipfs' ? ipfsSource(s.addr) : httpSource(s.name, s.addr)]));
   const identityKey = opts.identityFile ? await loadServerIdentityKey(opts.identityFile) : undefined;
 
   // Every stored instance is known before the server listens; the running ones are restored after.

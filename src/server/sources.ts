@@ -90,7 +90,7 @@ export function httpSource(name: string, addr: string): ModuleSource {
  * (and dropping the connection) as soon as it has more: a source cannot make
  * the server buffer more than it declared, whatever it sends.
  */
-async function readExactly(res: Response, length: number, source: string): Promise<Uint8Array> {
+export async function readExactly(res: Response, length: number, source: string): Promise<Uint8Array> {
   const mismatch = (): SourceError => new SourceError(`source ${source} sent a body that does not match its declared length ${length}`);
   const out = new Uint8Array(length);
   let size = 0;

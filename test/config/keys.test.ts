@@ -53,10 +53,15 @@ describe('unknown configuration keys', () => {
   });
 
   it('checks service.<name> against the services there are', () => {
-    assert.equal(problem(tree({ service: { orign: { maxconns: 3 } } })), 'unknown service "orign" in configuration key service.orign.maxconns (did you mean service.origin?); services: catalog, identity, origin, random, scope');
+    assert.equal(problem(tree({ service: { orign: { maxconns: 3 } } })), 'unknown service "orign" in configuration key service.orign.maxconns (did you mean service.origin?); services: catalog, identity, origin, random, scope, localhost (extensions are loaded by service.extensions)');
     assert.equal(problem(tree({ service: { origin: { maxconns: 3 } } })), 'configuration key service.origin.maxconns: the origin service has no settings in this implementation (remove the key)');
     assert.equal(problem(tree({ servce: { origin: { maxconns: 3 } } })), 'unknown configuration key servce.origin.maxconns (did you mean service?)');
-    assert.match(problem(tree({ service: { myext: { a: 1 } } }), serverKeys([], ['origin'])), /unknown service "myext".*services: origin$/);
+    assert.match(problem(tree({ service: { myext: { a: 1 } } }), serverKeys([], { builtins: ['origin'], extensions: new Map() })), /unknown service "myext".*services: origin \(extensions are loaded by service.extensions\)$/);
+    // An extension's own keys: known ones pass, others are named with the nearest.
+    const withExt = serverKeys([], { builtins: ['origin'], extensions: new Map([['myext', ['addr', 'limit']]]) });
+    checkKnownKeys(tree({ service: { extensions: ['./x.js'], myext: { addr: 'a', limit: 2 } } }), withExt);
+    assert.equal(problem(tree({ service: { myext: { adr: 'a' } } }), withExt), 'unknown configuration key service.myext.adr (did you mean service.myext.addr?); the myext extension reads service.myext.addr, service.myext.limit');
+    assert.equal(problem(tree({ service: { myext: 'a' } }), withExt), 'configuration key service.myext must be a table of the myext extension\'s settings (service.myext.addr, service.myext.limit)');
   });
 
   it('names the file (or -o flag) with the unknown key', () => {
