@@ -13,6 +13,8 @@ interface WorkerScope {
   location: { search: string };
 }
 const scope = globalThis as unknown as WorkerScope;
+// A trap's backtrace is read from V8's stack trace (runtime/trap-frames.ts): keep enough frames.
+Error.stackTraceLimit = 100;
 
 // Options come in the worker's URL query (so that they hold before the first message).
 const params = new URLSearchParams(scope.location.search);
@@ -43,7 +45,7 @@ async function handle(m: ToWorker): Promise<void> {
           packet: (p) => send({ t: 'packet', id, packet: p }),
           bind: (code, name) => send({ t: 'bind', id, code, name }),
           debug: (data, dropped) => send({ t: 'debug', id, data, dropped }),
-          stopped: (status: InstanceStatus, trapFunction?: number) => send(trapFunction === undefined ? { t: 'stopped', id, status } : { t: 'stopped', id, status, trapFunction }),
+          stopped: (status: InstanceStatus, trapFrames?: readonly number[]) => send(trapFrames === undefined ? { t: 'stopped', id, status } : { t: 'stopped', id, status, trapFrames }),
         });
       } catch (e) {
         send({ t: 'stopped', id, status: internalFailure(message(e)) });

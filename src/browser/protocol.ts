@@ -16,6 +16,6 @@ export type FromWorker =
   | { t: 'packet'; id: string; packet: Uint8Array }
   | { t: 'bind'; id: string; code: number; name: string }
   | { t: 'debug'; id: string; data: Uint8Array; dropped: number }
-  | { t: 'stopped'; id: string; status: unknown; trapFunction?: unknown }
+  | { t: 'stopped'; id: string; status: unknown; trapFrames?: unknown }
   | { t: 'snapshot'; seq: number; snapshot?: ExecutorSnapshot; error?: string }
   | { t: 'fatal'; error: string };

@@ -31,7 +31,7 @@ import { GateError } from '../errors.js';
 import { ensureDaemon } from './daemon-activation.js';
 import { entryNotFoundError, isEntryNotFound } from './entry-hint.js';
 import { progress } from './progress.js';
-import { DebugCommandError, debugCommand } from './debug-command.js';
+import { DebugCommandError, debugCommand, formatFrames, type FrameJson } from './debug-command.js';
 
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
@@ -363,7 +363,16 @@ export async function call(s: Session, moduleArg: string, fn: string | undefined
   const finished = (status.state === 'HALTED' || status.state === 'TERMINATED') && !status.cause && !statusFailed(status);
   const suspended = status.state === 'SUSPENDED' && !statusFailed(status);
   if (!finished || persist || (!remote && (status.result ?? 0) !== 0)) err(formatStatus(status));
-  if (flags.dump && !finished) err('Call stack: not available (debugging is not supported by this implementation)');
+  if (flags.dump && !finished && result.instance) {
+    // The kept instance's stack: where it is suspended, or where it trapped.
+    try {
+      const stack = (await client.debug(result.instance, { op: 'READ_STACK' })) as { frames?: FrameJson[] };
+      const lines = formatFrames(stack.frames ?? []);
+      err(lines.length ? `Call stack:\n${lines.join('\n')}` : 'Call stack: none (the engine did not say where)');
+    } catch (e) {
+      err(`Call stack: not available: ${(e as Error).message}`);
+    }
+  }
   if (finished) return status.result ?? 0;
   if (suspended && !remote) {
     if (result.instance && !persist) err(`instance ${result.instance} (resume with: gate resume ${result.instance})`);

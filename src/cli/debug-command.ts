@@ -81,13 +81,15 @@ function breakpointsOf(r: Json): string[] {
   return (c?.breakpoints ?? []).map(String);
 }
 
-interface FrameJson {
+export interface FrameJson {
   function: number;
   name?: string;
   kind: string;
-  offset: number;
+  /** Absent when the engine did not say (a trap's frame). */
+  offset?: number;
   source?: { file: string; line: number; column: number };
-  locals: Array<{ type: string; value: unknown }>;
+  /** Absent for a trap's frames (a trap does not save values). */
+  locals?: Array<{ type: string; value: unknown }>;
 }
 
 /** One line per frame: `#0  descend (debuggee.c:29:10) at 0x14 [breakpoint] locals: i32 5`. */
@@ -95,8 +97,9 @@ export function formatFrames(frames: FrameJson[]): string[] {
   return frames.map((f, i) => {
     const name = f.name ?? `function ${f.function}`;
     const src = f.source ? ` (${f.source.file}:${f.source.line}:${f.source.column})` : '';
-    const locals = f.locals.length ? ` locals: ${f.locals.map((l) => `${l.type} ${String(l.value)}`).join(', ')}` : '';
-    return `#${i}  ${name}${src} at 0x${f.offset.toString(16)} [${f.kind}]${locals}`;
+    const locals = f.locals?.length ? ` locals: ${f.locals.map((l) => `${l.type} ${String(l.value)}`).join(', ')}` : '';
+    const at = f.offset === undefined ? '' : ` at 0x${f.offset.toString(16)}`;
+    return `#${i}  ${name}${src}${at} [${f.kind}]${locals}`;
   });
 }
 
@@ -146,8 +149,8 @@ export async function debugCommand(client: DebugClient, id: string, command: str
       const frames = (r.frames ?? []) as FrameJson[];
       const status = r.status as { state?: string; cause?: string } | undefined;
       out(`status: ${status?.state ?? '?'}${status?.cause ? ` ${status.cause}` : ''}`);
-      const trap = r.trap as { function: number; name?: string } | undefined;
-      if (trap) out(`trapped in ${trap.name ?? `function ${trap.function}`}`);
+      const trap = r.trap as { function: number; name?: string; source?: { file: string; line: number; column: number } } | undefined;
+      if (trap) out(`trapped in ${trap.name ?? `function ${trap.function}`}${trap.source ? ` (${trap.source.file}:${trap.source.line}:${trap.source.column})` : ''}`);
       for (const l of formatFrames(frames)) out(l);
       if (frames.length === 0 && !trap) out('no stack (the instance has not started, or its function returned)');
       return;

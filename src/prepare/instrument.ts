@@ -583,8 +583,26 @@ interface LoopLabels {
 const bodyScratch = new ByteWriter(1 << 16);
 let typesScratch = new Uint8Array(1 << 12);
 
+/**
+ * Where the emitted code comes from: runs of the output (positions in the
+ * emitted instruction stream, before the rewind prologue is inserted) that
+ * are the original's instructions at `from` (absolute), or for a call, the
+ * call at `from`.
+ */
+interface CodeOrigins {
+  at: number[];
+  from: number[];
+  length: number[];
+}
+
 /** Appends the instrumented body (size-prefixed, as in the code section) to `out`. */
-function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean, out: ByteWriter): { layout: FunctionLayout | undefined; sites: number } {
+function instrumentFunction(
+  ctx: ModuleContext,
+  fi: number,
+  wantLayout: boolean,
+  out: ByteWriter,
+  origins?: CodeOrigins,
+): { layout: FunctionLayout | undefined; sites: number; codeStart: number; restoreAt: number; restoreLength: number } {
   const m = ctx.m;
   const bytes = m.bytes;
   const body = m.bodies[fi]!;
@@ -948,7 +966,13 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   let breakCounter = 0;
   let loopCounter = 0;
   const flush = (to: number): void => {
-    if (to > copyFrom) w.bytes(bytes.subarray(copyFrom, to));
+    if (to <= copyFrom) return;
+    if (origins) {
+      origins.at.push(w.length);
+      origins.from.push(copyFrom);
+      origins.length.push(to - copyFrom);
+    }
+    w.bytes(bytes.subarray(copyFrom, to));
   };
   const depthOf = (n: number): number => D - frames[frames.length - 1 - n]!.label;
 
@@ -1229,6 +1253,11 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   }
 
   function emitCall(o: number, x: number, pos: number, immEnd: number): void {
+    if (origins) {
+      origins.at.push(w.length);
+      origins.from.push(pos);
+      origins.length.push(immEnd - pos);
+    }
     if (o === Opcode.Call) opU(Opcode.Call, remap(x));
     else w.bytes(bytes.subarray(pos, immEnd));
   }
@@ -1365,13 +1394,15 @@ function instrumentFunction(ctx: ModuleContext, fi: number, wantLayout: boolean,
   hw.u32(4).u8(I32);
   for (const [c, t] of runs) hw.u32(c).u8(t);
   const header = hw.view();
+  const entryStart = out.length;
   out.u32(header.length + code.length + (restore?.length ?? 0)).bytes(header);
+  const prefixLength = out.length - entryStart;
   if (restore) out.bytes(code.subarray(0, restoreAt)).bytes(restore).bytes(code.subarray(restoreAt));
   else out.bytes(code);
   const layout: FunctionLayout | undefined = wantLayout
     ? { func, locals: localTypes as ValTypeCode[], slots: slots as FunctionLayout['slots'], sites: sitesLayout! }
     : undefined;
-  return { layout, sites: st.sites };
+  return { layout, sites: st.sites, codeStart: prefixLength, restoreAt, restoreLength: restore?.length ?? 0 };
 }
 
 // --- The module -------------------------------------------------------------
@@ -1521,5 +1552,47 @@ export class UnwindLayouts {
       this.cache.set(func, l);
     }
     return l;
+  }
+
+  /**
+   * The offset in the original code section (as SiteLayout.offset) of the
+   * instruction at `bodyOffset` from the start of defined function `func`'s
+   * body entry in the instrumented module (where an engine reported a trap
+   * or a call); undefined when it is not one of the original's instructions
+   * (code the transform added).
+   */
+  originalOffset(func: number, bodyOffset: number): number | undefined {
+    const { ctx } = this;
+    const fi = func - ctx.nImports;
+    const body = Number.isInteger(fi) && fi >= 0 ? ctx.m.bodies[fi] : undefined;
+    if (!body || !Number.isInteger(bodyOffset) || bodyOffset < 0) return undefined;
+    if (!ctx.checked[fi]) {
+      // Copied as it was.
+      const at = body.start + bodyOffset;
+      return at >= body.codeStart && at < body.end ? at - ctx.codeBase : undefined;
+    }
+    const origins: CodeOrigins = { at: [], from: [], length: [] };
+    const out = new ByteWriter();
+    const r = instrumentFunction(ctx, fi, false, out, origins);
+    let c = bodyOffset - r.codeStart;
+    if (r.restoreLength && c >= r.restoreAt) {
+      // The rewind prologue was inserted here after the origins were recorded.
+      if (c < r.restoreAt + r.restoreLength) return undefined;
+      c -= r.restoreLength;
+    }
+    // The last run that starts at or before c.
+    let lo = 0;
+    let hi = origins.at.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (origins.at[mid]! <= c) lo = mid + 1;
+      else hi = mid;
+    }
+    const k = lo - 1;
+    if (k < 0 || c >= origins.at[k]! + origins.length[k]!) return undefined;
+    // An emitted call (its function index may have another length) maps to the call; copied code byte for byte.
+    const op0 = ctx.m.bytes[origins.from[k]!];
+    const from = op0 === Opcode.Call || op0 === Opcode.CallIndirect ? origins.from[k]! : origins.from[k]! + (c - origins.at[k]!);
+    return from - ctx.codeBase;
   }
 }

@@ -5,6 +5,7 @@ import { InstanceStateError, InternalRuntimeError } from './errors.js';
 import type { ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 import { Instance } from './instance.js';
 import { Scheduler } from './scheduler.js';
+import { recordCodeLayout } from './trap-frames.js';
 import { internalFailure } from './status.js';
 
 interface Entry {
@@ -44,7 +45,7 @@ export class ExecutorCore {
       // Its last output goes before its end.
       e.debug?.flush();
       e.channel.close();
-      e.events.stopped(status, inst.trapFunction);
+      e.events.stopped(status, inst.trapFrames);
     }, sliceMs);
   }
 
@@ -59,7 +60,9 @@ export class ExecutorCore {
 
   async loadModule(key: string, bytes: Uint8Array): Promise<void> {
     if (this.modules.has(key)) return;
-    this.modules.set(key, await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>));
+    const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+    recordCodeLayout(module, bytes);
+    this.modules.set(key, module);
   }
 
   hasModule(key: string): boolean {

@@ -96,12 +96,13 @@ export interface InstanceEvents {
    */
   debug(data: Uint8Array, dropped: number): void;
   /**
-   * The instance stopped (final for this run). `trapFunction`: when it
-   * trapped, the index of the function of the original module it trapped
-   * in (as the engine reported it; from the untrusted side, a hint for
-   * people, never used to decide anything).
+   * The instance stopped (final for this run). `trapFrames`: when it
+   * trapped, where (runtime/trap-frames.ts: function of the original
+   * module and offset in its prepared body, innermost first, as the engine
+   * reported it; from the untrusted side, a hint for people, never used to
+   * decide anything).
    */
-  stopped(status: InstanceStatus, trapFunction?: number): void;
+  stopped(status: InstanceStatus, trapFrames?: readonly number[]): void;
 }
 
 /**

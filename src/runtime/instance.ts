@@ -11,6 +11,7 @@ import type { ExecutorSnapshot, GlobalType, InitialState, KillReason, ResumeStat
 import { InternalRuntimeError } from './errors.js';
 import { State, statusForTrap, type InstanceStatus } from './status.js';
 import { ExitSignal, KillSignal, classifyError } from './traps.js';
+import { trapFramesOf } from './trap-frames.js';
 import { decodeRawStack, encodeRawStack, RewindError, Unwinder, UnwindState, type RawStack } from './unwinder.js';
 
 /** Checks run between two calls of the yield import (fuel is refilled there). */
@@ -285,8 +286,8 @@ export class Instance implements AbiContext {
     return { kind: 'ready' };
   }
 
-  /** The function of the original module the instance trapped in (see trapFunctionOf), if it did. */
-  trapFunction: number | undefined;
+  /** Where the instance trapped, if it did (trap-frames.ts). */
+  trapFrames: number[] | undefined;
 
   private afterThrow(e: unknown): InstanceStatus {
     const state = this.unwinder.state;
@@ -306,7 +307,7 @@ export class Instance implements AbiContext {
     }
     if (e instanceof KillSignal) return this.finish(e.reason ? statusForTrap(e.reason.trap, e.reason.message) : { state: State.Killed });
     const { trap, message } = classifyError(e);
-    if (e instanceof WebAssembly.RuntimeError) this.trapFunction = trapFunctionOf(e, this.opts.module);
+    if (e instanceof WebAssembly.RuntimeError) this.trapFrames = trapFramesOf(e, this.opts.module);
     return this.finish(statusForTrap(trap, message));
   }
 
@@ -460,25 +461,4 @@ export class Instance implements AbiContext {
   exit(status: number): never {
     throw new ExitSignal(status);
   }
-}
-
-/**
- * The function of the original module where a wasm trap happened: V8 names
- * the innermost wasm frame `wasm-function[N]` (N in the prepared module's
- * index space, where the runtime's `__gate` imports follow the program's
- * imports). Undefined when the engine does not say or it is not a defined
- * function of the program.
- */
-function trapFunctionOf(e: Error, module: WebAssembly.Module): number | undefined {
-  const m = /wasm-function\[(\d+)\]/.exec(e.stack ?? '');
-  if (!m) return undefined;
-  const prepared = Number(m[1]);
-  let programImports = 0;
-  let internal = 0;
-  for (const i of WebAssembly.Module.imports(module)) {
-    if (i.kind !== 'function') continue;
-    if (i.module === INTERNAL_IMPORT_MODULE) internal++;
-    else programImports++;
-  }
-  return prepared >= programImports + internal ? prepared - internal : undefined;
 }

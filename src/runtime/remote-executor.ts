@@ -5,6 +5,7 @@
  * its transport: it encodes and sends requests, and hands over the replies it
  * has decoded and checked as far as its own encoding requires.
  */
+import { MAX_TRAP_FRAMES } from './trap-frames.js';
 import { MAX_PACKET_SIZE } from '../abi/packet.js';
 import { OUTPUT_WINDOW } from './channel.js';
 import { ExecutorError, InstanceStateError } from './errors.js';
@@ -38,7 +39,7 @@ export type InstanceReply =
   | { t: 'packet'; packet: unknown }
   | { t: 'bind'; code: unknown; name: unknown }
   | { t: 'debug'; data: unknown; dropped: unknown }
-  | { t: 'stopped'; status: unknown; trapFunction?: unknown };
+  | { t: 'stopped'; status: unknown; trapFrames?: unknown };
 
 /** How a host names its executor in messages. */
 export interface RemoteExecutorNames {
@@ -246,9 +247,14 @@ export abstract class RemoteExecutor implements Executor {
           ev.stopped(internalFailure('executor reported an invalid status'));
           return this.violation('an invalid status');
         }
-        // Where it trapped, for the debugger and logs; anything else than a function index is left out.
-        const tf = m.trapFunction;
-        ev.stopped(status, typeof tf === 'number' && Number.isInteger(tf) && tf >= 0 && tf <= 0xffffffff ? tf : undefined);
+        // Where it trapped, for the debugger and logs; anything else than (function, offset) pairs is left out.
+        const tf = m.trapFrames;
+        const valid =
+          Array.isArray(tf) &&
+          tf.length % 2 === 0 &&
+          tf.length <= 2 * MAX_TRAP_FRAMES &&
+          tf.every((x, i) => typeof x === 'number' && Number.isInteger(x) && x >= (i % 2 ? -1 : 0) && x <= 0xffffffff);
+        ev.stopped(status, valid && tf.length ? (tf as number[]) : undefined);
         return;
       }
     }

@@ -3,7 +3,7 @@ import { Trap, TrapId } from '../abi/trap.js';
 import type { PreparedModule } from '../prepare/pipeline.js';
 import { InternalExport } from '../prepare/internal.js';
 import { framesFromRaw } from './frames.js';
-import { functionNames } from '../wasm/debug-info.js';
+import { describeTrapFrame, trapBacktrace, type TrapFrame } from './backtrace.js';
 import { decodeRawStack, encodeRawStack } from './unwinder.js';
 import { rawFromFrames } from './frames.js';
 import { writeSnapshotParts } from '../snapshot/format.js';
@@ -289,20 +289,22 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
   }
 
   /**
-   * Where the instance trapped, if it did and the engine said: the function
-   * of the program (index, and its name from the name section, if any).
+   * Where the instance trapped, if it did and the engine said: the frames
+   * of the program, innermost first (function, name, offset, source line).
    */
-  get trapLocation(): { function: number; name?: string } | undefined {
-    const f = this.trapFunction;
-    if (f === undefined || f >= this.program.module.importedFunctionCount + this.program.module.functions.length) return undefined;
-    const name = functionNames(this.program.module).get(f);
-    return name === undefined ? { function: f } : { function: f, name };
+  get trapBacktrace(): TrapFrame[] | undefined {
+    return this.backtrace;
   }
 
-  private trapFunction: number | undefined;
+  /** The innermost frame of trapBacktrace. */
+  get trapLocation(): TrapFrame | undefined {
+    return this.backtrace?.[0];
+  }
+
+  private backtrace: TrapFrame[] | undefined;
 
   /** @internal */
-  stopped(status: InstanceStatus, trapFunction?: number): void {
+  stopped(status: InstanceStatus, trapFrames?: readonly number[]): void {
     const pausing = this.pausing;
     if (pausing) {
       this.pausing = undefined;
@@ -319,8 +321,21 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
       pausing(false);
     }
     this.paused = false;
+    this.backtrace = undefined;
+    if (trapFrames && this.prepared && status.state === State.Killed) {
+      let frames: TrapFrame[] = [];
+      try {
+        frames = trapBacktrace(this.program, this.prepared.profile, this.prepared.breakpoints, trapFrames);
+      } catch {
+        // (a hint for people from the untrusted side: without it, the status says only the cause)
+      }
+      if (frames.length) {
+        this.backtrace = frames;
+        // Where, for everyone who sees the status (the cause says what).
+        if (status.error === undefined) status = { ...status, error: `trapped in ${describeTrapFrame(frames[0]!)}` };
+      }
+    }
     this.current = status;
-    this.trapFunction = trapFunction;
     this.debug?.end();
     Promise.resolve(this.servicesRef?.shutdown(status.state === State.Suspended))
       .catch(() => undefined)

@@ -214,7 +214,7 @@ export class Runtime {
       packet: (p) => inst.fromProgram(p),
       bind: (code, name) => services.bind(code, name),
       debug: (d, dropped) => debug?.write(d, dropped),
-      stopped: (status, trapFunction) => inst.stopped(status, trapFunction),
+      stopped: (status, trapFrames) => inst.stopped(status, trapFrames),
     };
     executor.createInstance(spec, events);
     inst.created(spec, events);

@@ -16,7 +16,7 @@ import { badRequest, conflict, HttpError, moduleNotFound, notFound, unsupported 
 import { toHttpError } from './error-map.js';
 import { acceptsJson, acceptsWasm, contentType, readBody, requireContentType, requireJson, requireNoBody, sendEmpty, sendError, sendJson, sendStaticJson } from './http.js';
 import { instanceIdProblem } from './instance-id.js';
-import { statusJson, type InstanceManager, type ServerInstance } from './instances.js';
+import { statusHeader, type InstanceManager, type ServerInstance } from './instances.js';
 import { checkModuleKey, sha256Hex, type ModuleRegistry } from './modules.js';
 import { Query, takeActions, takeFunction, takeLog } from './query.js';
 import { API_PREFIX, resolve, type Route } from './routes.js';
@@ -546,7 +546,7 @@ export class Api {
   }
 
   private sendStatus(r: Request, status: InstanceStatus): void {
-    sendEmpty(r.res, 200, { 'Gate-Status': JSON.stringify(statusJson(status)) });
+    sendEmpty(r.res, 200, { 'Gate-Status': statusHeader(status) });
   }
 
   private async io(inst: ServerInstance, r: Request): Promise<void> {

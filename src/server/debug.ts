@@ -9,7 +9,8 @@ import type { Program } from '../runtime/program.js';
 import { encodeStack, globalValues, MAX_BREAKPOINTS } from '../snapshot/format.js';
 import type { GlobalValue, StackFrame, StackValue } from '../snapshot/state.js';
 import { functionAtInstruction, functionNames } from '../wasm/debug-info.js';
-import { readLineTable, sourceLocation, type LineRow } from '../wasm/dwarf-line.js';
+import { sourceLocation, type LineRow } from '../wasm/dwarf-line.js';
+import { sourceLines, type TrapFrame } from '../runtime/backtrace.js';
 import { ExternalKind } from '../wasm/module.js';
 import { badRequest } from './errors.js';
 
@@ -141,14 +142,6 @@ function globalBits(g: GlobalValue): bigint {
   return g.type === 0x7f ? BigInt(g.value >>> 0) : g.type === 0x7e ? BigInt.asUintN(64, g.value) : BigInt(g.bits);
 }
 
-/** The module's DWARF line table; none when it has none or it cannot be read (DWARF is for people, never needed). */
-function sourceLines(m: Program['module']): LineRow[] {
-  try {
-    return readLineTable(m);
-  } catch {
-    return [];
-  }
-}
 
 const stackValueJson = (v: StackValue): Record<string, unknown> => valueJson(v.type, v.bits);
 const SITE_KINDS = ['call', 'entry', 'loop', 'bulk', 'breakpoint'];
@@ -172,11 +165,23 @@ export interface DebugRead {
   extra?: Record<string, unknown>;
 }
 
+/** A frame of a trap's backtrace: where, without values (a trap does not unwind the stack, so its values are gone). */
+function trapFrameJson(f: TrapFrame): Record<string, unknown> {
+  const out: Record<string, unknown> = { function: f.function };
+  if (f.name !== undefined) out.name = f.name;
+  out.kind = 'trap';
+  if (f.offset !== undefined) out.offset = f.offset;
+  if (f.source) out.source = f.source;
+  return out;
+}
+
 /**
  * READ_GLOBALS, READ_MEMORY, READ_STACK of a stopped instance whose state is
- * `program` (its latest snapshot, or its module when it has never run).
+ * `program` (its latest snapshot, or its module when it has never run);
+ * `trap`: where its latest run trapped (READ_STACK's frames when it has no
+ * saved stack).
  */
-export function readState(program: Program, req: DebugRequest): DebugRead {
+export function readState(program: Program, req: DebugRequest, trap?: readonly TrapFrame[]): DebugRead {
   const m = program.module;
   switch (req.op) {
     case 'READ_GLOBALS': {
@@ -208,6 +213,8 @@ export function readState(program: Program, req: DebugRequest): DebugRead {
       return { data };
     }
     case 'READ_STACK': {
+      // A trapped run's frames come first: a snapshot's stack may be older than the trap.
+      if (trap?.length) return { extra: { frames: trap.map(trapFrameJson) } };
       const stack = program.snapshot?.stack;
       if (!stack) return { extra: { frames: [] } };
       const names = functionNames(m);

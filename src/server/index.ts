@@ -3,6 +3,7 @@
  * /gate-0/ (spec web-api.md), its state in one directory, instances in
  * executor processes.
  */
+import { describeTrapFrame } from '../runtime/backtrace.js';
 import { randomUUID } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -211,7 +212,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     onError: (message, err) => log.error({ err }, message),
     checkpointIntervalMs: opts.checkpointIntervalMs,
     restoreWaitMs: opts.restoreWaitMs,
-    onTrapped: (id, status, where) => log.info({ instance: id, status, function: where.function, name: where.name }, `instance trapped in ${where.name ?? `function ${where.function}`}`),
+    onTrapped: (id, status, where) => log.info({ instance: id, status, function: where.function, name: where.name, offset: where.offset, source: where.source }, `instance trapped in ${describeTrapFrame(where)}`),
   });
 
   const uuid = await serverUuid(opts.stateDir);

@@ -9,6 +9,7 @@
 import { State, statusOfSnapshot, transientEnd, type InstanceStatus } from '../runtime/status.js';
 import type { DebugSink } from '../runtime/debug-log.js';
 import type { Program } from '../runtime/program.js';
+import type { TrapFrame } from '../runtime/backtrace.js';
 import type { Runtime, RunningInstance, ServiceProvider } from '../runtime/runtime.js';
 import { InstanceStateError } from '../runtime/errors.js';
 import type { InstanceServices } from '../service/provider.js';
@@ -42,11 +43,8 @@ export interface InstanceManagerDeps {
   onTrapped?(id: string, status: InstanceStatus, where: TrapLocation): void;
 }
 
-/** Where an instance trapped: a function of its program (RunningInstance.trapLocation). */
-export interface TrapLocation {
-  function: number;
-  name?: string;
-}
+/** Where an instance trapped: a frame of its program (RunningInstance.trapLocation). */
+export type TrapLocation = TrapFrame;
 
 /** A crash loses at most about twice this much of an instance's work. */
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 30_000;
@@ -90,6 +88,15 @@ export function statusJson(s: InstanceStatus): Record<string, unknown> {
   return out;
 }
 
+/**
+ * The status JSON for the `Gate-Status` header or trailer: ASCII only (an
+ * error may name a function of the program, in any characters, and a header
+ * takes Latin-1 at most), so everything else is escaped as JSON allows.
+ */
+export function statusHeader(s: InstanceStatus): string {
+  return JSON.stringify(statusJson(s)).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export class ServerInstance {
   status: InstanceStatus;
   run: RunningInstance<InstanceServices> | undefined;
@@ -115,8 +122,8 @@ export class ServerInstance {
   restoring: Deferred | undefined;
   /** Why its state could not be stored when its latest run stopped (undefined: it was stored). */
   storeError: unknown;
-  /** Where the latest run trapped, when it did and the engine said (not persisted). */
-  trapLocation: TrapLocation | undefined;
+  /** Where the latest run trapped, innermost frame first, when it did and the engine said (not persisted). */
+  trapBacktrace: TrapFrame[] | undefined;
   /** Debugger breakpoints (docs/debugging.md); undefined: not known yet (restored record, read from its snapshot when needed). */
   breakpoints: readonly bigint[] | undefined;
   /** Operations that change the run are serialised through this chain. */
@@ -519,7 +526,7 @@ export class InstanceManager {
       const program = await this.stateProgram(inst);
       const current = inst.breakpoints ?? program.snapshot?.breakpoints ?? [];
       const next = newBreakpoints(program, current, req);
-      const read = readState(program, req);
+      const read = readState(program, req, inst.trapBacktrace);
       if (next && (next.length !== current.length || next.some((b, i) => b !== current[i]))) {
         if (inst.snapshot) {
           const bytes = withBreakpoints(program.module, next);
@@ -533,7 +540,7 @@ export class InstanceManager {
         inst.breakpoints = next;
       } else inst.breakpoints = current;
       const out = debugResponseJson(inst.module, statusJson(inst.status), inst.breakpoints, read);
-      return inst.trapLocation ? { ...out, trap: inst.trapLocation } : out;
+      return inst.trapBacktrace ? { ...out, trap: inst.trapBacktrace[0] } : out;
     });
   }
 
@@ -692,8 +699,8 @@ export class InstanceManager {
 
   private async stopped(inst: ServerInstance, run: RunningInstance<InstanceServices>, status: InstanceStatus): Promise<void> {
     inst.status = inst.transient ? transientEnd(status) : status;
-    inst.trapLocation = run.trapLocation;
-    if (inst.trapLocation) this.deps.onTrapped?.(inst.id, status, inst.trapLocation);
+    inst.trapBacktrace = run.trapBacktrace;
+    if (inst.trapBacktrace) this.deps.onTrapped?.(inst.id, status, inst.trapBacktrace[0]!);
     if (this.executorDied(inst, status)) {
       // The executor process died (a crash, the OOM killer, an operator's
       // kill): its state is gone, but a persistent instance continues from

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OriginInput, OriginOutput } from '../service/origin.js';
 import { OriginClosedError } from '../service/origin.js';
-import { statusJson, type InstanceManager, type ServerInstance } from './instances.js';
+import { statusHeader, type InstanceManager, type ServerInstance } from './instances.js';
 
 /** A writer to a response that honours backpressure; `head` writes the response head before the first byte. */
 export function responseOutput(res: ServerResponse, head: () => void): OriginOutput {
@@ -71,7 +71,7 @@ export async function exchange(o: ExchangeOptions): Promise<void> {
     const status = o.untilStopped ? await o.instances.wait(o.inst) : o.inst.status;
     if (o.res.destroyed) return;
     if (!o.res.headersSent) o.head();
-    if (wantsTrailers(o.req)) o.res.addTrailers({ 'Gate-Status': JSON.stringify(statusJson(status)) });
+    if (wantsTrailers(o.req)) o.res.addTrailers({ 'Gate-Status': statusHeader(status) });
     o.res.end();
   } finally {
     o.res.off('close', onClose);

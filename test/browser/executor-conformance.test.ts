@@ -52,7 +52,9 @@ describe('executor conformance: browser (Web Worker in Chromium)', () => {
   });
 
   it('reports traps, exits and ABI deficiencies', async () => {
-    assert.deepEqual((await run({ program: 'traps', entry: 'oob' })).status, { state: 'KILLED', cause: 'MEMORY_ACCESS_OUT_OF_BOUNDS' });
+    const oob = (await run({ program: 'traps', entry: 'oob' })).status;
+    assert.deepEqual({ ...oob, error: undefined }, { state: 'KILLED', cause: 'MEMORY_ACCESS_OUT_OF_BOUNDS', error: undefined });
+    assert.match(String(oob.error), /^trapped in oob at 0x[0-9a-f]+$/);
     assert.deepEqual((await run({ program: 'traps', entry: 'exit1' })).status, { state: 'TERMINATED', result: 1 });
     assert.deepEqual((await run({ program: 'randomseed', entry: 'toomuch' })).status, { state: 'SUSPENDED', cause: 'ABI_DEFICIENCY' });
   });

@@ -12,6 +12,7 @@ import { PROGRAMS, gate, ok, TABLES, useClientServers } from './client-env.js';
 const HELLO = join(PROGRAMS, 'hello.wasm');
 const SUSPEND = join(PROGRAMS, 'suspend.wasm');
 const TRAPS = join(PROGRAMS, 'traps.wasm');
+const DEBUGGEE = join(PROGRAMS, 'debuggee.wasm');
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 function sha256(file: string): string {
@@ -61,7 +62,19 @@ describe('gate client commands', () => {
         assert.equal(fail.code, 1);
         const trap = await g(['call', TRAPS, 'div_zero']);
         assert.equal(trap.code, 1);
-        assert.match(trap.stderr, /^KILLED abnormally: INTEGER_DIVIDE_BY_ZERO\n$/);
+        assert.match(trap.stderr, /^KILLED abnormally: INTEGER_DIVIDE_BY_ZERO; error: trapped in div_zero at 0x[0-9a-f]+\n$/);
+
+        // -D keeps the instance and prints where it stopped: here the trap's backtrace, with DWARF source lines.
+        const dumped = await g(['call', '-D', DEBUGGEE, 'crash']);
+        assert.equal(dumped.code, 1);
+        const lines = dumped.stderr.split('\n');
+        assert.match(lines[0]!, UUID);
+        assert.equal(lines[1], 'KILLED abnormally: UNREACHABLE; error: trapped in explode (test/programs/debuggee.c:47:2)');
+        assert.equal(lines[2], 'Call stack:');
+        assert.match(lines[3]!, /^#0 {2}explode \(test\/programs\/debuggee\.c:47:2\) at 0x[0-9a-f]+ \[trap\]$/);
+        assert.match(lines[4]!, /^#1 {2}fall \(test\/programs\/debuggee\.c:53:3\) at 0x[0-9a-f]+ \[trap\]$/);
+        assert.match(lines[10]!, /^#7 {2}crash \(test\/programs\/debuggee\.c:62:2\) at 0x[0-9a-f]+ \[trap\]$/);
+        assert.equal(lines.length, 12, dumped.stderr);
 
         const nosuch = await g(['call', HELLO, 'nosuch']);
         assert.equal(nosuch.code, 1);

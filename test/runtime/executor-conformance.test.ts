@@ -56,12 +56,17 @@ for (const [name, create] of hosts) {
 
     it('says which function of the program a trap happened in (debuggee.wasm crash: explode, 5 calls deep)', async () => {
       const r = await runWithClient(programBytes('debuggee'), { executor, entry: 'crash' });
-      assert.deepEqual(r.status, { state: 'KILLED', cause: 'UNREACHABLE' });
-      assert.deepEqual(r.instance.trapLocation, { function: 6, name: 'explode' });
+      assert.deepEqual(r.status, { state: 'KILLED', cause: 'UNREACHABLE', error: 'trapped in explode (test/programs/debuggee.c:47:2)' });
+      assert.deepEqual(r.instance.trapLocation?.function, 6);
+      // The whole stack, with source lines: crash → fall(5) … fall(0) → explode.
+      const frames = r.instance.trapBacktrace!.map((f) => `${f.name}:${f.source?.line}`);
+      assert.deepEqual(frames, ['explode:47', 'fall:53', 'fall:55', 'fall:55', 'fall:55', 'fall:55', 'fall:55', 'crash:62']);
     });
 
     it('reports traps, exits and ABI deficiencies', async () => {
-      assert.deepEqual((await runWithClient(programBytes('traps'), { executor, entry: 'oob' })).status, { state: 'KILLED', cause: 'MEMORY_ACCESS_OUT_OF_BOUNDS' });
+      const oob = (await runWithClient(programBytes('traps'), { executor, entry: 'oob' })).status;
+      assert.deepEqual({ ...oob, error: undefined }, { state: 'KILLED', cause: 'MEMORY_ACCESS_OUT_OF_BOUNDS', error: undefined });
+      assert.match(oob.error ?? '', /^trapped in oob at 0x[0-9a-f]+$/);
       assert.deepEqual((await runWithClient(programBytes('traps'), { executor, entry: 'exit1' })).status, { state: 'TERMINATED', result: 1 });
       assert.deepEqual((await runWithClient(programBytes('randomseed'), { executor, entry: 'toomuch' })).status, { state: 'SUSPENDED', cause: 'ABI_DEFICIENCY' });
     });

@@ -41,7 +41,11 @@ for (const profile of PROFILES) {
     for (const [fn, expected] of Object.entries(TRAP_CAUSES)) {
       it(fn, async () => {
         const r = await runWithClient(traps, { profile, entry: fn });
-        assert.deepEqual(r.status, expected);
+        const { error, ...status } = r.status;
+        assert.deepEqual(status, expected);
+        // A wasm trap says where: the function (name section) and the offset of the instruction (no DWARF here).
+        if (status.state === 'KILLED') assert.match(error ?? '', new RegExp(`^trapped in ${fn} at 0x[0-9a-f]+$`));
+        else assert.equal(error, undefined);
       });
     }
 

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ChildProcessExecutor } from '../../src/runtime/node/child-executor.js';
 import { ExecutorPool } from '../../src/runtime/node/pool.js';
+import { parseModule } from '../../src/wasm/module.js';
 import { program, Responder, run, type LaunchOpts } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gate-liar-'));
@@ -219,6 +220,26 @@ describe('a lying executor', () => {
     const passed = 200 * 1024 + 65536;
     assert.equal(o.debug, `${'A'.repeat(passed)}\n[gate: ${100 * 65536 - passed} bytes of debug output dropped: over the limit of 0 bytes/s after ${100 * 1024} bytes, or not read in time]\n`);
     assert.deepEqual(o.exits, ['executor closed'], 'closed, not given up');
+  });
+
+  it('reports where a program trapped with frames that do not fit: they are left out, nothing else changes', async () => {
+    const firstDefined = parseModule(program('hello')).importedFunctionCount;
+    const killed = `status: { state: 'KILLED', cause: 'UNREACHABLE' }`;
+    for (const [name, frames] of [
+      ['frames-junk', `'junk'`],
+      ['frames-odd', `[${firstDefined}]`],
+      ['frames-out-of-range', `[999999, 5, -7, 1, ${firstDefined}, -2]`],
+      ['frames-too-many', `new Array(10000).fill(${firstDefined})`],
+      ['frames-floats', `[${firstDefined} + 0.5, 3]`],
+    ]) {
+      const o = await lie(name!, `send({ t: 'stopped', id, ${killed}, trapFrames: ${frames} });`, { keepsServing: true });
+      assert.deepEqual(o.status, { state: 'KILLED', cause: 'UNREACHABLE' }, name);
+      assert.deepEqual(o.exits, ['executor closed'], 'closed, not given up');
+    }
+    // A real function at an offset that is no instruction of its: named, without a place.
+    const o = await lie('frames-bad-offset', `send({ t: 'stopped', id, ${killed}, trapFrames: [${firstDefined}, 123456789] });`, { keepsServing: true });
+    assert.match(o.status.error ?? '', /^trapped in \S+$/);
+    await neighbourAnswers();
   });
 
   it('sends an invalid count of dropped debug output', async () => {

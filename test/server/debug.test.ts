@@ -11,6 +11,7 @@ import { memoryImage, readSnapshot } from '../../src/snapshot/format.js';
 import { parseModule } from '../../src/wasm/module.js';
 import { lineOffsets, readLineTable } from '../../src/wasm/dwarf-line.js';
 import { programBytes } from '../helpers/runtime.js';
+import { wat } from '../helpers/wat.js';
 import { newKey, request, startTestServer, type TestServer } from '../helpers/server.js';
 
 const K = '/gate-0/module/sha256/';
@@ -24,6 +25,26 @@ const key = newKey();
 
 // Where things are in the module: function bodies by name, data addresses from the exported globals.
 const mod = parseModule(debuggee);
+
+/** `bytes` with a name section that names function `index` `name` (UTF-8). */
+function withFunctionName(bytes: Uint8Array, index: number, name: string): Uint8Array {
+  const leb = (n: number): number[] => {
+    const out: number[] = [];
+    do {
+      let b = n & 0x7f;
+      n >>>= 7;
+      if (n) b |= 0x80;
+      out.push(b);
+    } while (n);
+    return out;
+  };
+  const utf8 = [...new TextEncoder().encode(name)];
+  const names = [...leb(1), ...leb(index), ...leb(utf8.length), ...utf8];
+  const sub = [1, ...leb(names.length), ...names];
+  const id = [...new TextEncoder().encode('name')];
+  const payload = [...leb(id.length), ...id, ...sub];
+  return new Uint8Array([...bytes, 0, ...leb(payload.length), ...payload]);
+}
 const codeBase = mod.sections.find((s) => s.id === 10)!.payloadStart;
 const DESCEND = 2; // function index (import __gate_io_65536 is 0, run is 1)
 const descendBody = mod.bodies[DESCEND - mod.importedFunctionCount]!;
@@ -320,17 +341,45 @@ describe('the debug action', () => {
     assert.deepEqual(frames.map((f) => [f.name, f.source.line]), [['descend', 29], ['run', 41]]);
   });
 
-  it('names the function a program trapped in', async () => {
+  it('says where a program trapped: status, function, source line, and the whole backtrace', async () => {
     const r = await request(server, 'POST', `${K}${D}?action=pin&action=launch&function=crash`, { key, headers: wasm, body: debuggee });
     assert.equal(r.status, 201, r.text);
     const id = String(r.headers['gate-instance']);
-    assert.equal((await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'], '{"state":"KILLED","cause":"UNREACHABLE"}');
+    assert.equal(
+      (await request(server, 'POST', `${I}${id}?action=wait`, { key })).headers['gate-status'],
+      '{"state":"KILLED","cause":"UNREACHABLE","error":"trapped in explode (test/programs/debuggee.c:47:2)"}',
+    );
     const get = await debug(server, id, { op: 'CONFIG_GET' });
     assert.equal(get.status, 200, get.text);
-    assert.deepEqual(get.body.trap, { function: 6, name: 'explode' });
+    const trap = get.body.trap as { function: number; name: string; offset: number; source: { file: string; line: number; column: number } };
+    assert.deepEqual({ ...trap, offset: undefined }, { function: 6, name: 'explode', offset: undefined, source: { file: 'test/programs/debuggee.c', line: 47, column: 2 } });
+    // The offset is the trapping `unreachable` of the original code section.
+    assert.equal(mod.bytes[codeBase + trap.offset], 0x00);
+    // READ_STACK of the trapped instance: every frame, innermost first (a trap's frames carry no values).
+    const frames = (await debug(server, id, { op: 'READ_STACK' })).body.frames as Array<{ name: string; kind: string; source: { line: number } }>;
+    assert.deepEqual(
+      frames.map((f) => `${f.kind} ${f.name}:${f.source.line}`),
+      ['trap explode:47', 'trap fall:53', 'trap fall:55', 'trap fall:55', 'trap fall:55', 'trap fall:55', 'trap fall:55', 'trap crash:62'],
+    );
     // counter was set by explode(0) just before the trap.
     const counter = await debug(server, id, { op: 'READ_MEMORY', addr: COUNTER_ADDR, size: 4 });
     assert.equal(u32(counter.body.data), 0);
+  });
+
+  it('escapes what a program names its functions in the Gate-Status header', async () => {
+    // explode's name in the name section: non-Latin-1 and control characters, which a header cannot carry as they are.
+    const name = 'b\u00f8om\u20ac\r\nX-Injected: 1';
+    const body = withFunctionName(wat('(module (func $explode unreachable) (func (export "crash") call $explode))'), 0, name);
+    const r = await request(server, 'POST', `${K}${createHash('sha256').update(body).digest('hex')}?action=pin&action=launch&function=crash`, { key, headers: wasm, body });
+    assert.equal(r.status, 201, r.text);
+    const waited = await request(server, 'POST', `${I}${String(r.headers['gate-instance'])}?action=wait`, { key });
+    assert.equal(waited.status, 200);
+    assert.equal(waited.headers['x-injected'], undefined);
+    const status = String(waited.headers['gate-status']);
+    assert.match(status, /^[\x20-\x7e]+$/);
+    const parsed = JSON.parse(status) as { state: string; cause: string; error: string };
+    assert.deepEqual([parsed.state, parsed.cause], ['KILLED', 'UNREACHABLE']);
+    assert.ok(parsed.error.startsWith(`trapped in ${name} at 0x`), parsed.error);
   });
 
   it('keeps breakpoints of a stopped instance across a server restart', async () => {

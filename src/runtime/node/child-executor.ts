@@ -214,7 +214,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
       case 'debug':
         return this.instanceReply(h.id, { t: 'debug', data: m.payload ?? new Uint8Array(0), dropped: h.dropped ?? 0 });
       case 'stopped':
-        return this.instanceReply(h.id, { t: 'stopped', status: h.status, trapFunction: h.trapFunction });
+        return this.instanceReply(h.id, { t: 'stopped', status: h.status, trapFrames: h.trapFrames });
       default:
         // Unreachable: payloadLimit refuses unknown types.
         this.violation(`an unknown message type ${quoteType(h.t)}`);

@@ -13,6 +13,8 @@ import { decodeSpec, encodeSnapshot } from './protocol.js';
 // decides when this process ends (by closing its stdin).
 process.on('SIGINT', () => {});
 process.on('SIGQUIT', () => {});
+// A trap's backtrace is read from V8's stack trace (runtime/trap-frames.ts): keep enough frames.
+Error.stackTraceLimit = 100;
 
 // Anything printed by accident must not corrupt the message stream.
 console.log = console.error;
@@ -62,7 +64,7 @@ async function handle(m: Message): Promise<void> {
           packet: (p) => send({ t: 'packet', id: spec.id }, p),
           bind: (code, name) => send({ t: 'bind', id: spec.id, code, name }),
           debug: (d, dropped) => send(dropped > 0 ? { t: 'debug', id: spec.id, dropped } : { t: 'debug', id: spec.id }, d),
-          stopped: (status: InstanceStatus, trapFunction?: number) => send(trapFunction === undefined ? { t: 'stopped', id: spec.id, status } : { t: 'stopped', id: spec.id, status, trapFunction }),
+          stopped: (status: InstanceStatus, trapFrames?: readonly number[]) => send(trapFrames === undefined ? { t: 'stopped', id: spec.id, status } : { t: 'stopped', id: spec.id, status, trapFrames }),
         });
       } catch (e) {
         const status: InstanceStatus = internalFailure(e instanceof Error ? e.message : String(e));

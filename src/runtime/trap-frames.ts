@@ -1,0 +1,86 @@
+/**
+ * Where a wasm trap happened, frame by frame, in terms the trusted side can
+ * map back to the original program (runtime/program.ts `trapBacktrace`):
+ * V8 names each wasm frame of a RuntimeError's stack
+ * `wasm-function[N]:0xOFFSET`, N in the prepared module's function index
+ * space and OFFSET from the start of the prepared module. The executor
+ * turns them into (function of the original module, offset from the start
+ * of the prepared function's body entry); it keeps only where each prepared
+ * module's bodies start, not the module's bytes.
+ */
+import { ByteReader } from '../wasm/leb128.js';
+import { INTERNAL_IMPORT_MODULE } from '../prepare/internal.js';
+
+/** At most this many frames travel (the innermost ones). */
+export const MAX_TRAP_FRAMES = 64;
+
+interface CodeLayout {
+  /** Function imports of the program (before the runtime's `__gate` ones). */
+  programImports: number;
+  /** The runtime's appended function imports. */
+  internalImports: number;
+  /** Per defined function: byte offset of its body entry (its size) in the module. */
+  bodyStarts: Uint32Array;
+}
+
+const layouts = new WeakMap<WebAssembly.Module, CodeLayout>();
+
+/** Remembers where the bodies of a compiled prepared module start (call it where the module is compiled). */
+export function recordCodeLayout(module: WebAssembly.Module, bytes: Uint8Array): void {
+  let bodyStarts = new Uint32Array(0);
+  try {
+    const r = new ByteReader(bytes, 8, bytes.length);
+    while (r.pos < bytes.length) {
+      const id = r.u8();
+      const size = r.u32();
+      const end = r.pos + size;
+      if (id === 10) {
+        const n = r.u32();
+        bodyStarts = new Uint32Array(n);
+        for (let i = 0; i < n; i++) {
+          bodyStarts[i] = r.pos;
+          const bodySize = r.u32(); // (read before pos is: `r.pos += r.u32()` would lose the size's own bytes)
+          r.pos += bodySize;
+        }
+        break;
+      }
+      r.pos = end;
+    }
+  } catch {
+    // (the module compiled, so this does not happen; without a layout, frames carry no offsets)
+  }
+  layouts.set(module, { ...importCounts(module), bodyStarts });
+}
+
+function importCounts(module: WebAssembly.Module): { programImports: number; internalImports: number } {
+  let programImports = 0;
+  let internalImports = 0;
+  for (const i of WebAssembly.Module.imports(module)) {
+    if (i.kind !== 'function') continue;
+    if (i.module === INTERNAL_IMPORT_MODULE) internalImports++;
+    else programImports++;
+  }
+  return { programImports, internalImports };
+}
+
+/**
+ * The wasm frames of a trap, innermost first, as a flat list `[function,
+ * bodyOffset, …]`: the function in the original module's index space, and
+ * the offset from its prepared body entry (-1 when unknown). Frames of the
+ * runtime's own imports are left out.
+ */
+export function trapFramesOf(e: Error, module: WebAssembly.Module): number[] {
+  const layout = layouts.get(module) ?? { ...importCounts(module), bodyStarts: new Uint32Array(0) };
+  const out: number[] = [];
+  const re = /wasm-function\[(\d+)\]:0x([0-9a-f]+)/g;
+  const stack = e.stack ?? '';
+  for (let m = re.exec(stack); m && out.length < 2 * MAX_TRAP_FRAMES; m = re.exec(stack)) {
+    const prepared = Number(m[1]);
+    const offset = parseInt(m[2]!, 16);
+    const defined = prepared - layout.programImports - layout.internalImports;
+    if (defined < 0) continue;
+    const start = layout.bodyStarts[defined];
+    out.push(layout.programImports + defined, start === undefined || offset < start ? -1 : offset - start);
+  }
+  return out;
+}
