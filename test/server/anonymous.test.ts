@@ -64,7 +64,8 @@ async function hangUp(server: TestServer, stops: Array<() => void>): Promise<voi
 }
 
 async function eventually(what: string, f: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  // A liveness bound (15 s): launches are slow on a loaded 2-core machine.
+  for (let i = 0; i < 600; i++) {
     if (await f()) return;
     await new Promise((r) => setTimeout(r, 25));
   }
