@@ -25,6 +25,13 @@ export interface ServiceInstanceConfig {
    * be set; the code is overwritten with this service's code.
    */
   send(packet: Uint8Array): void;
+  /**
+   * Kills the program instance because of a failure noticed outside
+   * handle() (a connection to the service broke): with INTERNAL, or with
+   * ABI_VIOLATION for an AbiViolation. Later calls are ignored. Set by the
+   * session; absent where no program instance is behind the config.
+   */
+  fail?(error: unknown): void;
 }
 
 export interface ServiceInstance {

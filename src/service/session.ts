@@ -262,6 +262,9 @@ export class ServiceSession {
       maxSendSize: MAX_PACKET_SIZE,
       context: this.context,
       send: (packet) => this.sendFrom(b, packet),
+      fail: (error) => {
+        if (this.state !== 'stopped') this.fail(error, b);
+      },
     };
     b.instance = b.factory!.createInstance(config, snapshot);
   }
