@@ -24,13 +24,20 @@ export const COMMON_SERVER_KEYS: readonly string[] = [
   'log.level',
   'log.debugrate',
   'state.checkpointinterval',
+  // Checked by serviceKeysCheck (the service table is open); listed for --help.
+  'service.grpc.commands',
+  'service.grpc.targets',
 ];
 
+/** Settings of the gRPC extension (docs/grpc.md), under `service.grpc`: it is not a service itself. */
+export const GRPC_KEYS: readonly string[] = ['commands', 'targets'];
+
 /**
- * `service.<name>.*`: the services are the registry's, not a fixed list. The
- * programs configure no service yet (the built-ins take their defaults and
- * no extension is loaded), so a key there names either an unknown service or
- * a setting that is not read: both are refused rather than ignored.
+ * `service.<name>.*`: the services are the registry's, not a fixed list.
+ * Apart from `service.grpc.*` (the gRPC services' commands and targets) the
+ * programs configure no service yet (the built-ins take their defaults), so
+ * a key there names either an unknown service or a setting that is not
+ * read: both are refused rather than ignored.
  */
 export function serviceKeysCheck(services: readonly string[] = BUILTIN_SERVICE_NAMES): OpenTableCheck {
   return (path, value) => {
@@ -38,16 +45,34 @@ export function serviceKeysCheck(services: readonly string[] = BUILTIN_SERVICE_N
     if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
       return `configuration key ${base} must be a table of service.<name>.<key> settings`;
     }
-    const names = Object.keys(value);
-    if (names.length === 0) return undefined;
-    const name = names[0]!;
-    const key = describeKey(`${base}.${name}`, (value as Record<string, ConfigValue>)[name]!);
-    if (!services.includes(name)) {
-      const hint = nearest(name, services);
-      return `unknown service ${JSON.stringify(name)} in ${key}${hint ? ` (did you mean ${base}.${hint}?)` : ''}; services: ${services.join(', ')}`;
+    for (const [name, settings] of Object.entries(value as Record<string, ConfigValue>)) {
+      const key = describeKey(`${base}.${name}`, settings);
+      if (name === 'grpc') {
+        const problem = grpcKeysProblem(`${base}.${name}`, settings);
+        if (problem) return problem;
+        continue;
+      }
+      if (!services.includes(name)) {
+        const hint = nearest(name, [...services, 'grpc']);
+        return `unknown service ${JSON.stringify(name)} in ${key}${hint ? ` (did you mean ${base}.${hint}?)` : ''}; services: ${services.join(', ')}`;
+      }
+      return `${key}: the ${name} service has no settings in this implementation (remove the key)`;
     }
-    return `${key}: the ${name} service has no settings in this implementation (remove the key)`;
+    return undefined;
   };
+}
+
+function grpcKeysProblem(base: string, value: ConfigValue): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
+    return `configuration key ${base} must be a table (${GRPC_KEYS.map((k) => `${base}.${k}`).join(', ')})`;
+  }
+  for (const name of Object.keys(value)) {
+    if (!GRPC_KEYS.includes(name)) {
+      const hint = nearest(name, GRPC_KEYS);
+      return `unknown configuration key ${base}.${name}${hint ? ` (did you mean ${base}.${hint}?)` : ''}; the gRPC settings are ${GRPC_KEYS.map((k) => `${base}.${k}`).join(', ')}`;
+    }
+  }
+  return undefined;
 }
 
 export function serverKeys(programKeys: readonly string[], services?: readonly string[]): KnownKeys {
