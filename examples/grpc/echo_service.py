@@ -21,6 +21,7 @@ Gate's tests of misbehaving services):
   exit   exit the process at once (status 3)
   short  send the program a 3-byte packet (a protocol violation)
   stall  never answer this Handle call
+  flood  send the program 4 MiB of INFO packets at once
 """
 
 import argparse
@@ -128,6 +129,10 @@ class Instance:
                 self.outgoing.put(b"abc")
             elif content == b"stall":
                 threading.Event().wait()
+            elif content == b"flood":
+                info = (HEADER_SIZE + 1024).to_bytes(4, "little") + bytes([0, 0, DOMAIN_INFO, 0]) + bytes(1024)
+                for _ in range(4096):
+                    self.outgoing.put(info)
             return
         if domain != DOMAIN_CALL:
             return

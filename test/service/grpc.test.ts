@@ -16,7 +16,8 @@ import { callPacket, Domain, infoPacket, packetCode, packetContent, packetDomain
 import { ConfigError } from '../../src/config/index.js';
 import type { ServiceInstanceConfig } from '../../src/service/api.js';
 import { GrpcInstanceClosedError, GrpcProtocolError, GrpcServiceError, GrpcStartError, parseGrpcConfig, startGrpcServices, type GrpcServices } from '../../src/service/grpc/index.js';
-import { GateGrpcClient } from '../../src/service/grpc/protocol.js';
+import { RECEIVE_BUDGET } from '../../src/service/grpc/client.js';
+import { CALL_DEADLINE_MS, GateGrpcClient } from '../../src/service/grpc/protocol.js';
 import { extensionRegistry } from '../../src/service/provider.js';
 import { makeContext, startSession, until } from './harness.js';
 
@@ -120,6 +121,42 @@ describe('gRPC service started as a command (socketpair on fd 3)', () => {
     await until(() => failures.length > 0, 10_000, 'a failure');
     assert.ok(failures[0] instanceof GrpcProtocolError, String(failures[0]));
     assert.match((failures[0] as Error).message, /gRPC service "echo" broke the protocol: Receive gave a packet of 3 bytes/);
+  });
+});
+
+describe('a misbehaving gRPC service', () => {
+  let services: GrpcServices;
+  before(async () => {
+    services = await echoCommand();
+  });
+  after(() => services.close());
+
+  it('that floods a program is held back once the program has been sent its budget, until the program speaks', async () => {
+    const { sent, failures, instance } = directInstance(services);
+    await instance.handle(infoPacket(0, text('flood')));
+    await until(() => sent.length * 1032 >= RECEIVE_BUDGET, 10_000, 'a budget of packets');
+    // The stream is paused: what arrives now is at most what grpc-js had already read.
+    await new Promise((r) => setTimeout(r, 300));
+    const held = sent.length;
+    assert.ok(held < 4096, `all ${held} packets arrived`);
+    assert.ok(held * 1032 < RECEIVE_BUDGET + 2 * 1024 * 1024, `${held} packets arrived past the budget`);
+    // The program sends a packet: another budget's worth comes.
+    await instance.handle(callPacket(0, Uint8Array.of(1)));
+    await until(() => sent.length >= held + 900, 10_000, 'more packets');
+    assert.deepEqual(failures, []);
+    await instance.shutdown(false);
+  });
+
+  it('that never answers Handle fails it after the deadline, with a typed error', { timeout: 30_000 }, async () => {
+    const { instance } = directInstance(services);
+    const started = Date.now();
+    await assert.rejects(
+      async () => instance.handle(infoPacket(0, text('stall'))),
+      (e: Error) => e instanceof GrpcServiceError && e.grpcCode === grpc.status.DEADLINE_EXCEEDED && e.message === `gRPC service "echo": did not answer Handle within ${CALL_DEADLINE_MS / 1000} s`,
+    );
+    assert.ok(Date.now() - started >= CALL_DEADLINE_MS - 100);
+    // The service process is fine otherwise.
+    await echoCalls(services, 5);
   });
 });
 

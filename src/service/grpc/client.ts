@@ -21,10 +21,14 @@ export const RECEIVE_BUDGET = 1024 * 1024;
 
 const EMPTY = new Uint8Array(0);
 
+/** How long an UNAVAILABLE call waits for its connection's reason to be gone (a process's exit status). */
+const LOST_REASON_WAIT_MS = 1000;
+
 /** One connection to a gRPC server (a dialled target, or one run of a command). */
 export class GrpcConnection {
   private readonly instances = new Set<GrpcServiceInstance>();
   private lostReason: string | undefined;
+  private lostWaiters: Array<(reason: string) => void> = [];
   services: ServiceInfo[] = [];
 
   constructor(
@@ -57,6 +61,8 @@ export class GrpcConnection {
   lost(reason: string): void {
     if (this.lostReason !== undefined) return;
     this.lostReason = reason;
+    for (const w of this.lostWaiters) w(reason);
+    this.lostWaiters = [];
     for (const inst of this.instances) inst.gone(reason);
     this.instances.clear();
     this.client.close();
@@ -77,6 +83,21 @@ export class GrpcConnection {
   /** @internal */
   untrack(inst: GrpcServiceInstance): void {
     this.instances.delete(inst);
+  }
+
+  /**
+   * Why the connection is gone, if it is or becomes so within `ms`: a broken
+   * connection is usually seen before the process's exit, which explains it.
+   */
+  lostWithin(ms: number): Promise<string | undefined> {
+    if (this.lostReason !== undefined) return Promise.resolve(this.lostReason);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), ms);
+      this.lostWaiters.push((reason) => {
+        clearTimeout(timer);
+        resolve(reason);
+      });
+    });
   }
 
   /** @internal Why the connection is gone, if it is. */
@@ -152,7 +173,7 @@ export class GrpcServiceInstance implements ServiceInstance {
     try {
       await this.conn!.client.handle(id, packet);
     } catch (e) {
-      throw this.callError('Handle', e);
+      throw await this.explained('Handle', e);
     }
   }
 
@@ -227,7 +248,7 @@ export class GrpcServiceInstance implements ServiceInstance {
     stream.on('error', (e) => {
       this.ended();
       if (e.code === grpc.status.CANCELLED && this.closed) return;
-      this.fail(this.callError('Receive', e));
+      void this.explained('Receive', e).then((error) => this.fail(error));
     });
     return r.id;
   }
@@ -276,6 +297,12 @@ export class GrpcServiceInstance implements ServiceInstance {
 
   private fail(error: unknown): void {
     this.config.fail?.(error);
+  }
+
+  /** callError, waiting a moment for the reason when the service became unavailable. */
+  private async explained(call: string, e: unknown): Promise<Error> {
+    if ((e as Partial<grpc.ServiceError>).code === grpc.status.UNAVAILABLE && this.conn) await this.conn.lostWithin(LOST_REASON_WAIT_MS);
+    return this.callError(call, e);
   }
 
   private callError(call: string, e: unknown): Error {
