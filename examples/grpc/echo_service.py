@@ -33,7 +33,6 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from concurrent import futures
 
@@ -86,6 +85,8 @@ def _messages():
 
 pb = _messages()
 END = object()
+# Set when the process stops: releases a stalled Handle.
+stopping = threading.Event()
 
 
 def packets(buf):
@@ -128,7 +129,7 @@ class Instance:
             elif content == b"short":
                 self.outgoing.put(b"abc")
             elif content == b"stall":
-                threading.Event().wait()
+                stopping.wait()
             elif content == b"flood":
                 info = (HEADER_SIZE + 1024).to_bytes(4, "little") + bytes([0, 0, DOMAIN_INFO, 0]) + bytes(1024)
                 for _ in range(4096):
@@ -263,28 +264,38 @@ def main():
     parser.add_argument("--listen", help="serve on this address instead of fd 3")
     args = parser.parse_args()
 
+    # SIGTERM (from Gate when it stops) is taken by sigwait below, in the main
+    # thread: blocked here, before any thread starts, so that every thread
+    # inherits the mask. (A Python signal handler setting an Event the main
+    # thread waits on can deadlock.)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
     # Receive streams hold a worker each: this many instances at once.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=128))
     server.add_generic_rpc_handlers(handlers(Service()))
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
 
     if args.listen:
         if not server.add_insecure_port(args.listen):
             sys.exit(f"cannot listen on {args.listen}")
         server.start()
         print("listening", flush=True)
-        stopping.wait()
+        signal.sigwait({signal.SIGTERM})
     else:
         tmp = tempfile.mkdtemp(prefix="gate-echo-")
         address = os.path.join(tmp, "socket")
         server.add_insecure_port("unix:" + address)
         server.start()
-        t = threading.Thread(target=lambda: (forward_fd3(address), stopping.set()), daemon=True)
-        t.start()
-        stopping.wait()
+
+        def forward():
+            forward_fd3(address)
+            # Gate closed its end: stop as if terminated.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=forward, daemon=True).start()
+        signal.sigwait({signal.SIGTERM})
         os.unlink(address)
         os.rmdir(tmp)
+    stopping.set()
     server.stop(0)
 
 

@@ -46,6 +46,13 @@ export interface ServiceInstance {
    * while it is bound.
    */
   checkpoint?(): Uint8Array | void | Promise<Uint8Array | void>;
+  /**
+   * Settles when the instance is usable, for services created
+   * asynchronously (a remote instance): a restored program does not run
+   * before, and a rejection fails the restore (ServiceRestoreError).
+   * Omitted: ready when created.
+   */
+  ready?(): Promise<void>;
 }
 
 export interface ServiceFactory {

@@ -95,6 +95,8 @@ describe('gRPC service run by gate-server through service.grpc.commands', () => 
     await until('the restarted service', async () => {
       await request(server, 'POST', `${K}${P}?action=call&function=echo100&log=*`, { key });
       return count(server.log(), 'grpcecho: echoed 100') === 2;
+    }).catch((e: Error) => {
+      throw new Error(`${e.message}; the server's log:\n${server.log().split('\n').slice(-40).join('\n')}`);
     });
     assert.match(server.log(), /"msg":"gRPC command \\".*echo_service.py\\": restarted"/);
   });

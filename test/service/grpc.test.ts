@@ -19,6 +19,7 @@ import { GrpcInstanceClosedError, GrpcProtocolError, GrpcServiceError, GrpcStart
 import { RECEIVE_BUDGET } from '../../src/service/grpc/client.js';
 import { CALL_DEADLINE_MS, GateGrpcClient } from '../../src/service/grpc/protocol.js';
 import { extensionRegistry } from '../../src/service/provider.js';
+import { ServiceRestoreError } from '../../src/service/session.js';
 import { makeContext, startSession, until } from './harness.js';
 
 export const PYTHON = '/usr/bin/python3';
@@ -105,6 +106,20 @@ describe('gRPC service started as a command (socketpair on fd 3)', () => {
     assert.deepEqual(second.sent.map((p) => packetContent(p)[0]), [0, 1, 2, 3, 4, 5]);
     await second.instance.shutdown(false);
     assert.deepEqual([...first.failures, ...second.failures], []);
+  });
+
+  it('restores through a session: the program waits for Create, and a restoration error fails the restore', async () => {
+    const good = startSession(extensionRegistry(services.factories));
+    good.session.restore([{ name: 'random', buffer: new Uint8Array(0) }, { name: 'echo', buffer: callPacket(0, Uint8Array.of(42)) }]);
+    await good.session.restored();
+    await until(() => good.sent.length === 1, 10_000, 'the queued echo');
+    assert.deepEqual([packetCode(good.sent[0]!), [...packetContent(good.sent[0]!)]], [1, [42]]);
+    await good.session.shutdown(false);
+
+    const bad = startSession(extensionRegistry(services.factories));
+    bad.session.restore([{ name: 'echo', buffer: Uint8Array.of(1, 2, 3) }]);
+    await assert.rejects(bad.session.restored(), (e: Error) => e instanceof ServiceRestoreError && e.message === 'cannot restore the state of service "echo": gRPC service "echo" cannot restore the instance\'s state: snapshot contains a partial packet');
+    assert.deepEqual(bad.errors, []);
   });
 
   it('refuses a second Shutdown: the instance says so, and so does the service', async () => {
@@ -198,8 +213,15 @@ describe('gRPC service dialled as a target', () => {
   });
   after(async () => {
     await services.close();
+    const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
+    // It must stop on SIGTERM; SIGKILL keeps a broken example from hanging the test (it then fails).
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
     rmSync(dir, { recursive: true, force: true });
+    assert.equal(child.signalCode, null, 'the service did not exit on SIGTERM');
+    assert.equal(child.exitCode, 0);
   });
 
   it('echoes 100 CALLs in order; the optional target that cannot be reached is left out', async () => {

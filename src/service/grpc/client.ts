@@ -143,6 +143,8 @@ export class GrpcServiceInstance implements ServiceInstance {
   private suspending = false;
   private budget = RECEIVE_BUDGET;
   private paused = false;
+  /** Whether ready() was asked for: then it reports a failed Create, not fail(). */
+  private readyAsked = false;
 
   constructor(
     private readonly name: string,
@@ -159,7 +161,15 @@ export class GrpcServiceInstance implements ServiceInstance {
       this.created = this.create(conn, snapshot);
     }
     // Create fails without the program waiting for anything: end it now.
-    this.created.catch((e: unknown) => this.fail(e));
+    this.created.catch((e: unknown) => {
+      if (!this.readyAsked) this.fail(e);
+    });
+  }
+
+  /** Settles once Create has succeeded (restore waits for it: a restoration error fails the restore). */
+  ready(): Promise<void> {
+    this.readyAsked = true;
+    return this.created.then(() => undefined);
   }
 
   async handle(packet: Uint8Array): Promise<void> {

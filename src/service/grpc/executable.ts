@@ -144,7 +144,8 @@ export class GrpcCommand implements GrpcEndpoint {
     });
     this.logStderr(child);
     child.on('error', (e) => {
-      // Could not be started (ENOENT, EACCES): the exit below reports it.
+      // Could not be started (ENOENT, EACCES): there is no 'exit' then.
+      if (child.pid === undefined) exitedResolve();
       this.log.error({ grpc: this.label, err: e }, `gRPC ${this.label}: ${e.message}`);
       conn.lost(`the process could not be started: ${e.message}`);
     });
@@ -208,7 +209,10 @@ export class GrpcCommand implements GrpcEndpoint {
     run.conn.close();
     if (run.child.exitCode === null && run.child.signalCode === null) {
       run.child.kill('SIGTERM');
-      const kill = setTimeout(() => run.child.kill('SIGKILL'), TERMINATE_GRACE_MS);
+      const kill = setTimeout(() => {
+        this.log.warn({ grpc: this.label }, `gRPC ${this.label}: no exit ${TERMINATE_GRACE_MS / 1000} s after SIGTERM; sending SIGKILL`);
+        run.child.kill('SIGKILL');
+      }, TERMINATE_GRACE_MS);
       await run.exited;
       clearTimeout(kill);
     } else {
