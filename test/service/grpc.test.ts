@@ -245,6 +245,20 @@ describe('gRPC service dialled as a target', () => {
 });
 
 describe('gRPC configuration', () => {
+  it('reads commands as the original does: "[@path] argv0 args..."', () => {
+    assert.deepEqual(parseGrpcConfig(['/usr/bin/python3  /x.py -v', '@/usr/bin/python3 echo-service /x.py'], ['localhost:1', 'unix:/s insecure optional']), {
+      commands: [
+        { path: '/usr/bin/python3', args: ['/usr/bin/python3', '/x.py', '-v'] },
+        { path: '/usr/bin/python3', args: ['echo-service', '/x.py'] },
+      ],
+      targets: [
+        { address: 'localhost:1', insecure: false, optional: false },
+        { address: 'unix:/s', insecure: true, optional: true },
+      ],
+    });
+    assert.throws(() => parseGrpcConfig(['@/usr/bin/python3'], []), /service\.grpc\.commands\[0\] must be/);
+  });
+
   it('names the key of a malformed entry', () => {
     assert.throws(() => parseGrpcConfig(['  '], []), (e: Error) => e instanceof ConfigError && e.message.startsWith('service.grpc.commands[0] must be'));
     assert.throws(() => parseGrpcConfig([], ['localhost:1 insecure', 'localhost:2 secure']), (e: Error) => e instanceof ConfigError && e.message === 'service.grpc.targets[1]: unknown dial option "secure" (use insecure, optional)');
