@@ -25,13 +25,23 @@ export const COMMON_SERVER_KEYS: readonly string[] = [
   'log.level',
   'log.debugrate',
   'state.checkpointinterval',
+  // Checked by serviceKeysCheck (the service table is open); listed for --help.
+  'service.grpc.commands',
+  'service.grpc.targets',
 ];
 
+/** Settings of the gRPC services (docs/grpc.md), under `service.grpc`. */
+export const GRPC_KEYS: readonly string[] = ['commands', 'targets'];
+
 /** Keys under `service` read by both programs besides the extensions' own (documented in COMMON_KEYS_HELP). */
-export const SERVICE_KEYS: readonly string[] = ['service.extensions', 'service.localhost.addr', ...PEER_SERVICE_KEYS];
+export const SERVICE_KEYS: readonly string[] = ['service.extensions', 'service.localhost.addr', ...PEER_SERVICE_KEYS, 'service.grpc.commands', 'service.grpc.targets'];
 
 /** Built-in services with settings (service.<name>.<key>): name → keys. */
-export const CONFIGURABLE_BUILTINS: ReadonlyMap<string, readonly string[]> = new Map([['peer', PEER_SERVICE_KEYS.map((k) => k.split('.')[2]!)]]);
+export const CONFIGURABLE_BUILTINS: ReadonlyMap<string, readonly string[]> = new Map([
+  ['peer', PEER_SERVICE_KEYS.map((k) => k.split('.')[2]!)],
+  // The gRPC services' commands and targets (docs/grpc.md): not a service itself.
+  ['grpc', GRPC_KEYS],
+]);
 
 /** What may be configured under `service.<name>.*`. */
 export interface ServiceKeys {
@@ -54,7 +64,7 @@ export function serviceKeysCheck(known: ServiceKeys = DEFAULT_SERVICE_KEYS): Ope
     if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
       return `configuration key ${base} must be a table of service.<name>.<key> settings`;
     }
-    const names = [...known.builtins, ...known.extensions.keys()];
+    const names = [...known.builtins, ...CONFIGURABLE_BUILTINS.keys(), ...known.extensions.keys()];
     for (const [name, v] of Object.entries(value as Record<string, ConfigValue>)) {
       if (name === 'extensions') continue; // the list of modules, type-checked where it is read
       const key = describeKey(`${base}.${name}`, v);

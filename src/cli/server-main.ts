@@ -12,9 +12,11 @@ import { ExecutorPool } from '../runtime/node/pool.js';
 import type { SandboxMode } from '../runtime/node/sandbox/sandbox.js';
 import { DEFAULT_DEBUG_LIMITS } from '../runtime/debug-limits.js';
 import { DEFAULT_DEBUG_LOG_RATE, startServer, type GateServer, type PrincipalLimits, type ServerOptions } from '../server/index.js';
+import type { GrpcConfig, GrpcServices } from '../service/grpc/index.js';
 import { serverKeys } from './server-keys.js';
 import { PEER_KEYS_HELP, serviceRegistryFrom } from './services.js';
 import { ExtensionConfigTracker, extensionKeysHelp, importConfiguredExtensions, loadExtensions } from './extensions.js';
+import { grpcConfigFrom, startConfiguredGrpc } from './services.js';
 
 export const EXIT_CONFIG = 2;
 
@@ -53,6 +55,11 @@ export const COMMON_KEYS_HELP = `
                              http://HOST[:PORT], https://HOST[:PORT] or unix:/PATH (default: none)
   state.checkpointinterval   seconds between checkpoints of running persistent instances (default 30;
                              a crash loses at most about twice this; 0: none)
+  service.grpc.commands      gRPC services to run: ["[@path] program [args...]", ...]; each gets a
+                             socketpair as fd 3 to serve on, is restarted (after 1 s, doubling to
+                             60 s) when it exits, and gets SIGTERM when the server stops (docs/grpc.md)
+  service.grpc.targets       gRPC services to dial: ["address [insecure] [optional]", ...]; optional:
+                             left out if it cannot be reached at startup
   log.level                  pino level: fatal, error, warn, info (default), debug, silent
   log.debugrate              bytes/s of debug output of all instances together in this log
                              (default 262144); more is dropped and reported${PEER_KEYS_HELP}`;
@@ -149,6 +156,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
   let options: Omit<ServerOptions, 'executors' | 'logger'>;
   let sandbox: SandboxMode;
   let logRate: number;
+  let grpcConfig: GrpcConfig;
   try {
     // service.* keys are checked once the extensions they may belong to are loaded.
     const known = { ...serverKeys(spec.keys), open: { service: () => undefined } };
@@ -162,6 +170,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     for (const e of extensions.enabled) log.info(e, `extension ${e.extension}: services ${e.services.join(', ')}`);
     options = { ...(await spec.options(tree, log)), checkpointIntervalMs: checkpointIntervalFrom(tree), registry: serviceRegistryFrom(tree, extensions.registry) };
     logRate = debugLogRate(tree);
+    grpcConfig = grpcConfigFrom(tree);
     const mode = getString(tree, 'runtime.sandbox', 'bwrap');
     if (mode !== 'bwrap' && mode !== 'none') throw new ConfigError(`runtime.sandbox: unknown mode ${JSON.stringify(mode)} (use "bwrap" or "none")`);
     sandbox = mode;
@@ -186,6 +195,17 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     return 1;
   }
   log.info({ sandbox: pool.describe() }, 'executor sandbox');
+  let grpc: GrpcServices;
+  try {
+    const started = await startConfiguredGrpc(grpcConfig, log, options.registry);
+    grpc = started.services;
+    options = { ...options, registry: started.registry };
+  } catch (e) {
+    await pool.close();
+    log.fatal({ err: e }, 'cannot start the gRPC services');
+    process.stderr.write(`${spec.name}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
   // Signals are taken from here on: one that arrives while the server starts
   // stops it as soon as it has started (not the default action, which would
   // lose what a graceful stop stores).
@@ -200,6 +220,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     server = await startServer({ ...options, executors: pool, logger: log, debugLogRate: logRate });
   } catch (e) {
     await pool.close();
+    await grpc.close();
     const message = e instanceof GateError ? e.message : e instanceof Error ? `${e.message}` : String(e);
     log.fatal({ err: e }, 'cannot start');
     process.stderr.write(`${spec.name}: ${message}\n`);
@@ -220,7 +241,9 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
       log.info({ signal }, 'shutting down: suspending and storing instances (a second signal forces the exit)');
       const started = performance.now();
       server.close().then(
-        () => {
+        async () => {
+          // After the instances are suspended: their gRPC service instances have given their state.
+          await grpc.close();
           const p = server.instances.shutdownProgress();
           const seconds = Math.round(performance.now() - started) / 1000;
           if (p.failed.length > 0) {

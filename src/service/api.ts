@@ -25,6 +25,13 @@ export interface ServiceInstanceConfig {
    * be set; the code is overwritten with this service's code.
    */
   send(packet: Uint8Array): void;
+  /**
+   * Kills the program instance because of a failure noticed outside
+   * handle() (a connection to the service broke): with INTERNAL, or with
+   * ABI_VIOLATION for an AbiViolation. Later calls are ignored. Set by the
+   * session; absent where no program instance is behind the config.
+   */
+  fail?(error: unknown): void;
 }
 
 export interface ServiceInstance {
@@ -39,6 +46,13 @@ export interface ServiceInstance {
    * while it is bound.
    */
   checkpoint?(): Uint8Array | void | Promise<Uint8Array | void>;
+  /**
+   * Settles when the instance is usable, for services created
+   * asynchronously (a remote instance): a restored program does not run
+   * before, and a rejection fails the restore (ServiceRestoreError).
+   * Omitted: ready when created.
+   */
+  ready?(): Promise<void>;
 }
 
 export interface ServiceFactory {

@@ -49,8 +49,10 @@ export class InstanceServices implements ServiceConnection {
     return this.session.handle(packet);
   }
 
-  restore(states: ServiceBuffer[]): void {
+  /** Settles when the restored service instances are ready (remote ones are created asynchronously). */
+  restore(states: ServiceBuffer[]): Promise<void> {
     this.session.restore(states);
+    return this.session.restored();
   }
 
   canCheckpoint(): boolean {

@@ -84,6 +84,7 @@ export class ServiceSession {
   private failed = false;
   private idleWaiters: Array<() => void> = [];
   private shutdownResult: Promise<ServiceBuffer[]> | undefined;
+  private restoring: Array<{ name: string; ready: Promise<void> }> = [];
 
   constructor(options: ServiceSessionOptions) {
     this.registry = options.registry;
@@ -135,12 +136,30 @@ export class ServiceSession {
       if (!b.factory) continue;
       try {
         this.createInstance(b, entry.buffer);
+        const ready = b.instance!.ready?.();
+        if (ready) this.restoring.push({ name: entry.name, ready });
       } catch (e) {
         this.state = 'stopped';
         for (const other of this.bindings) void Promise.resolve().then(() => other.instance?.shutdown(false)).catch(() => {});
         throw new ServiceRestoreError(entry.name, e);
       }
     }
+  }
+
+  /**
+   * Settles when the service instances restore() created are ready (see
+   * ServiceInstance.ready). Rejects with ServiceRestoreError naming the first
+   * that failed; every instance is then shut down.
+   */
+  async restored(): Promise<void> {
+    const pending = this.restoring;
+    this.restoring = [];
+    const results = await Promise.allSettled(pending.map((p) => p.ready));
+    const i = results.findIndex((r) => r.status === 'rejected');
+    if (i < 0) return;
+    this.state = 'stopped';
+    for (const other of this.bindings) void Promise.resolve().then(() => other.instance?.shutdown(false)).catch(() => {});
+    throw new ServiceRestoreError(pending[i]!.name, (results[i] as PromiseRejectedResult).reason);
   }
 
   /**
@@ -262,6 +281,9 @@ export class ServiceSession {
       maxSendSize: MAX_PACKET_SIZE,
       context: this.context,
       send: (packet) => this.sendFrom(b, packet),
+      fail: (error) => {
+        if (this.state !== 'stopped') this.fail(error, b);
+      },
     };
     b.instance = b.factory!.createInstance(config, snapshot);
   }

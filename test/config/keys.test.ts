@@ -64,6 +64,13 @@ describe('unknown configuration keys', () => {
     assert.equal(problem(tree({ service: { myext: 'a' } }), withExt), 'configuration key service.myext must be a table of the myext extension\'s settings (service.myext.addr, service.myext.limit)');
   });
 
+  it('accepts service.grpc.commands and service.grpc.targets, and names a typo there', () => {
+    checkKnownKeys(tree({ service: { grpc: { commands: ['/bin/x'], targets: ['localhost:1 insecure'] } } }), serverKeys([]));
+    assert.equal(problem(tree({ service: { grpc: { comands: ['/bin/x'] } } })), 'unknown configuration key service.grpc.comands (did you mean service.grpc.commands?); the gRPC settings are service.grpc.commands, service.grpc.targets');
+    assert.equal(problem(tree({ service: { grcp: { commands: ['/bin/x'] } } })), 'unknown service "grcp" in configuration key service.grcp.commands (did you mean service.grpc?); services: catalog, identity, origin, random, scope');
+    assert.equal(problem(tree({ service: { grpc: { targets: [] }, origin: { x: 1 } } })), 'configuration key service.origin.x: the origin service has no settings in this implementation (remove the key)');
+  });
+
   it('names the file (or -o flag) with the unknown key', () => {
     const d = mkdtempSync(join(tmpdir(), 'gate-keys-test-'));
     try {
