@@ -70,14 +70,14 @@ export function serviceKeysCheck(known: ServiceKeys = DEFAULT_SERVICE_KEYS): Ope
       const key = describeKey(`${base}.${name}`, v);
       const settings = known.extensions.get(name) ?? CONFIGURABLE_BUILTINS.get(name);
       if (settings) {
-        const what = known.extensions.has(name) ? 'extension' : 'service';
+        const owner = known.extensions.has(name) ? `the ${name} extension` : name === 'grpc' ? 'the gRPC services' : `the ${name} service`;
         if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Date) {
-          return `${key} must be a table of the ${name} ${what}'s settings (${settings.map((k) => `${base}.${name}.${k}`).join(', ') || 'it has none'})`;
+          return `${key} must be a table of ${owner}' settings (${settings.map((k) => `${base}.${name}.${k}`).join(', ') || 'it has none'})`.replace(/([^s])' settings/, "$1's settings");
         }
         for (const [k, x] of Object.entries(v)) {
           if (settings.includes(k)) continue;
           const hint = nearest(k, settings);
-          return `unknown ${describeKey(`${base}.${name}.${k}`, x)}${hint ? ` (did you mean ${base}.${name}.${hint}?)` : ''}; the ${name} ${what} reads ${settings.map((s) => `${base}.${name}.${s}`).join(', ') || 'no settings'}`;
+          return `unknown ${describeKey(`${base}.${name}.${k}`, x)}${hint ? ` (did you mean ${base}.${name}.${hint}?)` : ''}; ${owner} read${name === 'grpc' ? '' : 's'} ${settings.map((s) => `${base}.${name}.${s}`).join(', ') || 'no settings'}`;
         }
         continue;
       }

@@ -53,10 +53,10 @@ describe('unknown configuration keys', () => {
   });
 
   it('checks service.<name> against the services there are', () => {
-    assert.equal(problem(tree({ service: { orign: { maxconns: 3 } } })), 'unknown service "orign" in configuration key service.orign.maxconns (did you mean service.origin?); services: catalog, identity, origin, random, scope, localhost (extensions are loaded by service.extensions)');
+    assert.equal(problem(tree({ service: { orign: { maxconns: 3 } } })), 'unknown service "orign" in configuration key service.orign.maxconns (did you mean service.origin?); services: catalog, identity, origin, random, scope, peer, grpc, localhost (extensions are loaded by service.extensions)');
     assert.equal(problem(tree({ service: { origin: { maxconns: 3 } } })), 'configuration key service.origin.maxconns: the origin service has no settings in this implementation (remove the key)');
     assert.equal(problem(tree({ servce: { origin: { maxconns: 3 } } })), 'unknown configuration key servce.origin.maxconns (did you mean service?)');
-    assert.match(problem(tree({ service: { myext: { a: 1 } } }), serverKeys([], { builtins: ['origin'], extensions: new Map() })), /unknown service "myext".*services: origin \(extensions are loaded by service.extensions\)$/);
+    assert.match(problem(tree({ service: { myext: { a: 1 } } }), serverKeys([], { builtins: ['origin'], extensions: new Map() })), /unknown service "myext".*services: origin, peer, grpc \(extensions are loaded by service.extensions\)$/);
     // An extension's own keys: known ones pass, others are named with the nearest.
     const withExt = serverKeys([], { builtins: ['origin'], extensions: new Map([['myext', ['addr', 'limit']]]) });
     checkKnownKeys(tree({ service: { extensions: ['./x.js'], myext: { addr: 'a', limit: 2 } } }), withExt);
@@ -66,8 +66,8 @@ describe('unknown configuration keys', () => {
 
   it('accepts service.grpc.commands and service.grpc.targets, and names a typo there', () => {
     checkKnownKeys(tree({ service: { grpc: { commands: ['/bin/x'], targets: ['localhost:1 insecure'] } } }), serverKeys([]));
-    assert.equal(problem(tree({ service: { grpc: { comands: ['/bin/x'] } } })), 'unknown configuration key service.grpc.comands (did you mean service.grpc.commands?); the gRPC settings are service.grpc.commands, service.grpc.targets');
-    assert.equal(problem(tree({ service: { grcp: { commands: ['/bin/x'] } } })), 'unknown service "grcp" in configuration key service.grcp.commands (did you mean service.grpc?); services: catalog, identity, origin, random, scope');
+    assert.equal(problem(tree({ service: { grpc: { comands: ['/bin/x'] } } })), 'unknown configuration key service.grpc.comands (did you mean service.grpc.commands?); the gRPC services read service.grpc.commands, service.grpc.targets');
+    assert.equal(problem(tree({ service: { grcp: { commands: ['/bin/x'] } } })), 'unknown service "grcp" in configuration key service.grcp.commands (did you mean service.grpc?); services: catalog, identity, origin, random, scope, peer, grpc, localhost (extensions are loaded by service.extensions)');
     assert.equal(problem(tree({ service: { grpc: { targets: [] }, origin: { x: 1 } } })), 'configuration key service.origin.x: the origin service has no settings in this implementation (remove the key)');
   });
 
