@@ -97,7 +97,7 @@ describe('extensions by configuration', () => {
     writeFileSync(config, '');
     const r = await refuse([...baseArgs(dir, config), '-o', 'service.hello.greeting="x"']);
     assert.equal(r.code, 2);
-    assert.equal(r.stderr, 'gate-server: -o service.hello.greeting="x": unknown service "hello" in configuration key service.hello.greeting; services: catalog, identity, origin, random, scope, localhost (extensions are loaded by service.extensions)\n');
+    assert.equal(r.stderr, 'gate-server: -o service.hello.greeting="x": unknown service "hello" in configuration key service.hello.greeting; services: catalog, identity, origin, random, scope, peer, grpc, localhost (extensions are loaded by service.extensions)\n');
   });
 
   it('stops with a clear error naming the extension or the key', async () => {
