@@ -4,7 +4,7 @@
  * suspend/snapshot/restore latency in both executor hosts
  * (bench/snapshot.ts), executor start time with and without the sandbox
  * and launch latency in a warm executor (bench/sandbox.ts). Side-by-side variants are measured alternately
- * within rounds, in one process. Writes bench/RESULTS.md. Options: --quick
+ * within rounds, in one process. Writes bench/RESULTS.md (not with --only, unless --out says where). Options: --quick
  * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
  * sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, stop, peers).
  */
@@ -42,7 +42,8 @@ const quick = args.includes('--quick');
 /** --no-legacy: leave out the Asyncify version's rows (its preparation of sql.js takes minutes); for development. */
 const legacy = !args.includes('--no-legacy');
 const outIndex = args.indexOf('--out');
-const outFile = outIndex >= 0 ? args[outIndex + 1]! : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
+/** --out FILE; without it, bench/RESULTS.md, unless --only picks sections: a partial run prints its tables and leaves the full results file alone. */
+const outFile = outIndex >= 0 ? args[outIndex + 1]! : args.includes('--only') ? undefined : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const ROUNDS = quick ? 3 : 7;
 const onlyIndex = args.indexOf('--only');
 /** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, stop, peers); for development. */
@@ -258,7 +259,8 @@ async function main(): Promise<void> {
   if (want('peers')) await peersSection(lines, quick, log);
   lines.push(`Whole run: ${fmt((performance.now() - started) / 1000, 0)} s.`, '');
   const text = lines.join('\n');
-  await writeFile(outFile, text);
+  if (outFile) await writeFile(outFile, text);
+  else log('--only without --out: bench/RESULTS.md is left as it is (the tables follow)');
   process.stdout.write(`${text}\n`);
 }
 
