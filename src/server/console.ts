@@ -10,11 +10,11 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from './errors.js';
 
-const PACKAGE_ROOT = new URL('../../../', import.meta.url);
+export const PACKAGE_ROOT = new URL('../../../', import.meta.url);
 const BUILT = new URL('dist/console/', PACKAGE_ROOT);
 
 /** The console's files: path under /gate-0/console/ → where it is and its type. */
-const FILES = new Map<string, { url: URL; type: string }>([
+export const CONSOLE_FILES: ReadonlyMap<string, { url: URL; type: string }> = new Map([
   ['', { url: new URL('index.html', BUILT), type: 'text/html; charset=utf-8' }],
   ['console.js', { url: new URL('console.js', BUILT), type: 'text/javascript; charset=utf-8' }],
   ['gate-executor-worker.js', { url: new URL('gate-executor-worker.js', BUILT), type: 'text/javascript; charset=utf-8' }],
@@ -46,7 +46,7 @@ const HEADERS = {
 
 /** Answers GET/HEAD of a console file (`file` is the path below /gate-0/console/). */
 export async function serveConsole(file: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const entry = FILES.get(file);
+  const entry = CONSOLE_FILES.get(file);
   if (!entry) throw new HttpError(404, '404 page not found');
   let body: Buffer;
   try {
