@@ -5,12 +5,16 @@
 //   src/browser/executor-worker.ts → dist/browser/gate-executor-worker.js  (ESM module worker)
 //   src/browser/prepare-worker.ts  → dist/browser/gate-prepare-worker.js   (ESM module worker, optional)
 //   test/browser/harness.ts        → dist/browser-test/harness.js          (test page only; imports /gate/gate.js)
+//   src/console/                   → dist/console/                          (the web console gate-server serves at
+//                                     /gate-0/console/: index.html, console.css, console.js with the runtime
+//                                     bundled in, gate-executor-worker.js)
 //
 // The runtime files must stay side by side: gate.js starts its workers from
 // its own URL. The build fails if anything reachable from them imports a
 // node:* module (platform "browser" cannot resolve those): that is what keeps
 // the core free of Node.
 
+import { copyFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -50,6 +54,18 @@ await esbuild.build({
   outdir: 'dist/browser-test',
   plugins: [runtimeAsPageImport],
 });
+
+// The console: one self-contained directory (no CDN, nothing from elsewhere),
+// served with a strict Content-Security-Policy (src/server/console.ts).
+await esbuild.build({
+  ...common,
+  sourcemap: false,
+  minify: true,
+  entryPoints: { console: 'src/console/main.ts', 'gate-executor-worker': 'src/browser/executor-worker.ts' },
+  outdir: 'dist/console',
+});
+mkdirSync(path.join(root, 'dist/console'), { recursive: true });
+for (const f of ['index.html', 'console.css']) copyFileSync(path.join(root, 'src/console', f), path.join(root, 'dist/console', f));
 
 if (process.argv.includes('--verbose')) {
   for (const [file, out] of Object.entries(lib.metafile.outputs)) console.log(`${file}: ${out.bytes} bytes`);

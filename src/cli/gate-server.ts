@@ -23,6 +23,8 @@ const KEYS_HELP = `
   http.tls.keyfile           PEM private key of that certificate
   http.origins               Origin header values allowed to use the API (default []: no web page may;
                              "*" allows any, "null" sandboxed frames and local files)
+  http.console               serve the web console at /gate-0/console/ (default true); pages of the
+                             server's own origin (its identity's) may then use the API
   state.dir                  everything the server keeps (default \${XDG_STATE_HOME}/gate/server)
   inventory.dsn              keep the inventory (pins, instance records, nonces) in PostgreSQL:
                              "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE" (default: SQLite in
@@ -153,6 +155,7 @@ const code = await runServerProgram(
         listen: parseAddr(addr),
         authority: getString(tree, 'http.authority'),
         origins: getStringList(tree, 'http.origins', []),
+        console: getBool(tree, 'http.console', true),
         policy,
         anonymous: anonymousFrom(tree),
         stateDir: getPath(tree, 'state.dir', defaultStateDir('server')),

@@ -100,6 +100,7 @@ export const SERVER_KEYS: readonly string[] = [
   'http.addr',
   'http.authority',
   'http.origins',
+  'http.console',
   'http.tls.enabled',
   'http.tls.certfile',
   'http.tls.keyfile',

@@ -23,6 +23,7 @@ import { API_PREFIX, resolve, type Route } from './routes.js';
 import type { ModuleSource } from './sources.js';
 import { exchange, wantsTrailers } from './stream.js';
 import { parseDebugRequest } from './debug.js';
+import { serveConsole } from './console.js';
 
 export interface ApiConfig {
   /** Audience of tokens and realm of challenges, e.g. 'https://example.net/gate-0/'. */
@@ -41,6 +42,8 @@ export interface ApiConfig {
   serverToken: string;
   /** How many anonymous instances may run at once per address and per module (default DEFAULT_ANONYMOUS_LIMITS). */
   anonymous?: AnonymousLimits;
+  /** Serve the web console at /gate-0/console/ and let pages of the server's own origin (the identity's) use the API. */
+  console?: boolean;
 }
 
 const LOCAL_PRINCIPAL: Principal = { id: 'local', scope: [] };
@@ -56,6 +59,8 @@ export class Api {
   readonly sourceNames: ReadonlySet<string>;
   /** Counts anonymous instances by caller address and module (HTTP and websocket calls alike). */
   readonly anonymous: AnonymousAdmission;
+  /** The console's origin (the identity's), allowed like a configured origin while the console is served. */
+  private readonly selfOrigin: string | undefined;
 
   constructor(
     private readonly cfg: ApiConfig,
@@ -65,6 +70,7 @@ export class Api {
   ) {
     this.sourceNames = new Set(cfg.sources.keys());
     this.anonymous = new AnonymousAdmission(cfg.anonymous);
+    this.selfOrigin = cfg.console ? new URL(cfg.identity).origin : undefined;
   }
 
   get maxModuleSize(): number {
@@ -88,7 +94,7 @@ export class Api {
       } catch {
         throw badRequest('invalid URL path encoding');
       }
-      const r = resolve(path, this.sourceNames);
+      const r = resolve(path, this.sourceNames, this.cfg.console === true);
       if ('redirect' in r) {
         sendEmpty(res, 301, { Location: escapePath(r.redirect) + (q < 0 ? '' : url.slice(q)) });
         return true;
@@ -99,7 +105,7 @@ export class Api {
         return true;
       }
       const allow = r.methods.join(', ');
-      if (req.headers.origin !== undefined) this.corsHeaders(req, res, r.route, allow);
+      if (req.headers.origin !== undefined && r.route.kind !== 'console') this.corsHeaders(req, res, r.route, allow);
       if (req.method === 'OPTIONS') {
         sendEmpty(res, 200, { Allow: allow });
         return true;
@@ -118,7 +124,7 @@ export class Api {
   originAllowed(req: IncomingMessage): boolean {
     const origin = req.headers.origin;
     if (origin === undefined || this.cfg.origins.includes('*')) return true;
-    return origin.split(' ').every((o) => o === '' || this.cfg.origins.includes(o));
+    return origin.split(' ').every((o) => o === '' || this.cfg.origins.includes(o) || o === this.selfOrigin);
   }
 
   private corsHeaders(req: IncomingMessage, res: ServerResponse, route: Route, allow: string): void {
@@ -174,6 +180,8 @@ export class Api {
         return r.req.method === 'POST' ? this.listInstances(r) : this.emptyDir(r);
       case 'instance':
         return this.instance(route.id, r);
+      case 'console':
+        return serveConsole(route.file, r.req, r.res);
     }
   }
 

@@ -86,6 +86,8 @@ export interface ServerOptions {
   authority?: string;
   /** Origin values allowed to use the API (default none: requests with an Origin get 403; `*` allows any). */
   origins?: string[];
+  /** Serve the web console at /gate-0/console/; pages of the server's own origin may then use the API (default: on, off for the daemon). */
+  console?: boolean;
   policy: AccessPolicy;
   /** Anonymous callers: instances at once per address and per module, executor groups (default DEFAULT_ANONYMOUS_LIMITS). */
   anonymous?: AnonymousLimits;
@@ -235,6 +237,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     {
       identity,
       origins: opts.origins ?? [],
+      console: opts.console ?? !opts.local,
       anonymous: opts.anonymous,
       local: opts.local ?? false,
       policy: opts.policy,

@@ -11,20 +11,24 @@ export type Route =
   | { kind: 'source-dir'; source: string }
   | { kind: 'source'; source: string; key: string }
   | { kind: 'instance-dir' }
-  | { kind: 'instance'; id: string };
+  | { kind: 'instance'; id: string }
+  | { kind: 'console'; file: string };
 
 export type Resolution = { route: Route; methods: string[] } | { redirect: string } | { notFound: true };
 
 export const API_PREFIX = '/gate-0/';
 const GET = ['GET', 'HEAD', 'OPTIONS'];
 
-export function resolve(path: string, sources: ReadonlySet<string>): Resolution {
+export function resolve(path: string, sources: ReadonlySet<string>, consoleEnabled = false): Resolution {
   const cleaned = cleanPath(path);
   if (cleaned !== path) return { redirect: cleaned };
   if (path === '/gate-0') return { redirect: API_PREFIX };
   if (!path.startsWith(API_PREFIX)) return { notFound: true };
   const rest = path.slice(API_PREFIX.length);
   if (rest === '') return { route: { kind: 'root' }, methods: GET };
+  // The web console's static files (console.ts), not part of the spec's API.
+  if (consoleEnabled && rest === 'console') return { redirect: `${path}/` };
+  if (consoleEnabled && rest.startsWith('console/')) return { route: { kind: 'console', file: rest.slice('console/'.length) }, methods: GET };
   if (rest === 'module' || rest === 'instance') return { redirect: `${path}/` };
   if (rest === 'module/') return { route: { kind: 'sources' }, methods: GET };
   if (rest === 'instance/') return { route: { kind: 'instance-dir' }, methods: [...GET, 'POST'] };

@@ -13,7 +13,7 @@ import { programBytes } from '../helpers/runtime.js';
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
 describe('core-only entry point', () => {
-  for (const entry of ['src/core.ts', 'src/browser/index.ts', 'src/browser/executor-worker.ts', 'src/browser/prepare-worker.ts']) {
+  for (const entry of ['src/core.ts', 'src/browser/index.ts', 'src/browser/executor-worker.ts', 'src/browser/prepare-worker.ts', 'src/console/main.ts']) {
     it(`${entry} bundles for the browser without any Node built-in`, async () => {
       const r = await esbuild.build({ entryPoints: [entry], absWorkingDir: root, bundle: true, platform: 'browser', format: 'esm', write: false, metafile: true, logLevel: 'silent' });
       const inputs = Object.keys(r.metafile.inputs);

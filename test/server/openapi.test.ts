@@ -54,6 +54,7 @@ const SAMPLES: Record<Route['kind'], string> = {
   source: '/gate-0/module/test/some/module.wasm',
   'instance-dir': '/gate-0/instance/',
   instance: '/gate-0/instance/3f1d2c5e-8a0b-4c1d-9e2f-1a2b3c4d5e6f',
+  console: '/gate-0/console/console.js',
 };
 
 describe('docs/openapi.yaml', { skip }, () => {
@@ -89,7 +90,7 @@ describe('docs/openapi.yaml', { skip }, () => {
     const sources = new Set(['test']);
     const used = new Set<string>();
     for (const [kind, sample] of Object.entries(SAMPLES)) {
-      const r = resolve(sample, sources);
+      const r = resolve(sample, sources, true);
       assert.ok('route' in r, sample);
       assert.equal(r.route.kind, kind, sample);
       const template = match(sample);
