@@ -1,7 +1,8 @@
 /**
  * `npm run bench:browser`: the browser runtime measured in Chromium (Debian's
  * /usr/bin/chromium through playwright-core): compute kernels raw vs each
- * profile, preparation time of sql.js (688 KB), in the page's engine, and
+ * profile, preparation time of sql.js (688 KB) and of the SQLite Gate program
+ * (bench/programs/sqlite.c, 804 KB), in the page's engine, and
  * migration gate-server → page → gate-server of bench/programs/idle.wat
  * instances (1 page, 1 MiB dense) through the HTTP API.
  * Prints a Markdown section (docs/browser.md quotes it). Options: --quick.
@@ -66,9 +67,19 @@ try {
   lines.push(`| **geomean** | | ${profiles.map((p) => `**${fmt(geomean(ks.map((k) => median(k.ratios[p]!))))}×**`).join(' | ')} |`, '');
 
   type P = { size: number; profiles: Record<string, { first: number; then: number[]; outSize: number }> };
-  const pt: P = await page.evaluate((runs) => (globalThis as any).gateBench.prepareTimes('/sql-wasm.wasm', runs), quick ? 3 : 9);
-  lines.push(`Preparing sql.js (${(pt.size / 1024).toFixed(0)} KiB) on the page's thread:`, '', '| profile | first run (ms) | then (ms, median) | output size |', '|---|---|---|---|');
-  for (const [p, t] of Object.entries(pt.profiles)) lines.push(`| ${p} | ${fmt(t.first, 0)} | ${fmt(median(t.then), 0)} | ${fmt(t.outSize / pt.size)}× |`);
+  // sql.js (emscripten) and the largest Gate program built here (SQLite against gate.h, as bench/launch-cold.ts sends it).
+  const modules: Array<[string, string]> = [
+    ['sql.js 1.16 (emscripten)', '/sql-wasm.wasm'],
+    ['bench/programs/sqlite.c (a Gate program)', '/benchprograms/sqlite.wasm'],
+  ];
+  lines.push("Preparing modules on the page's thread (binary rewrite + transform; first run in the page, then the median of the runs after it):", '', '| module | size | profile | first run (ms) | then (ms, median) | MB/s (then) | output size |', '|---|---|---|---|---|---|---|');
+  for (const [name, url] of modules) {
+    const pt: P = await page.evaluate(([u, runs]) => (globalThis as any).gateBench.prepareTimes(u, runs), [url, quick ? 3 : 9] as const);
+    for (const [p, t] of Object.entries(pt.profiles)) {
+      const then = median(t.then);
+      lines.push(`| ${name} | ${(pt.size / 1024).toFixed(0)} KiB | ${p} | ${fmt(t.first, 0)} | ${fmt(then, 0)} | ${fmt(pt.size / 1e6 / (then / 1000))} | ${fmt(t.outSize / pt.size)}× |`);
+    }
+  }
   lines.push('');
   await browser.close();
   lines.push(...(await migration(quick ? 3 : 7)));
