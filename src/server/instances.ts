@@ -486,8 +486,11 @@ export class InstanceManager {
 
   async delete(inst: ServerInstance): Promise<void> {
     return inst.serialize(async () => {
-      if (inst.run) throw conflict('instance must not be running');
+      // A run that has ended but whose state is still being stored (the
+      // list already shows it stopped) is waited for, not refused.
+      if (inst.run && inst.run.status.state === State.Running) throw conflict('instance must not be running');
       await inst.settled;
+      if (inst.run) throw conflict('instance must not be running');
       this.remove(inst);
       if (inst.principal !== undefined) await this.deps.inventory.deleteInstance(inst.principal, inst.id);
       if (inst.snapshot) await this.deps.modules.collect(inst.snapshot);

@@ -44,6 +44,13 @@ async function waitRow(page: Page, id: string, where: string, state: RegExp): Pr
     });
 }
 
+/** Waits until instance `id` has no row (it was deleted or moved); says what the page shows otherwise. */
+async function waitGone(page: Page, id: string): Promise<void> {
+  await page.waitForFunction((id) => !document.querySelector(`#instance-rows tr[data-instance="${id}"]`), id, WAIT).catch(async (e: Error) => {
+    throw new Error(`instance ${id} still has a row: the table shows ${JSON.stringify(await rows(page))}, the status line ${JSON.stringify(await statusText(page))}`, { cause: e });
+  });
+}
+
 /** The tally counts in the output pane, in order. */
 async function counts(page: Page): Promise<number[]> {
   const text = await page.textContent('#output');
@@ -120,7 +127,7 @@ describe('the web console', () => {
     await click(page, `Kill instance ${id}`);
     await waitRow(page, id, 'server', /^KILLED/);
     await click(page, `Delete instance ${id}`);
-    await page.waitForFunction((id) => !document.querySelector(`#instance-rows tr[data-instance="${id}"]`), id, WAIT);
+    await waitGone(page, id);
   });
 
   it('suspends, resumes and snapshots the example, and moves it server → tab → server with its count going on', async () => {
