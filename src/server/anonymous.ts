@@ -18,9 +18,17 @@ export interface AnonymousLimits {
   perModule: number;
   /** Executor groups anonymous instances are spread over (each is one executor process or more). */
   executors: number;
+  /**
+   * Nice steps (0-19) below the server's CPU priority that anonymous
+   * executors run at, so that when the CPU is short the kernel prefers the
+   * server and signed principals' executors to anonymous programs.
+   */
+  nice: number;
+  /** CPU milliseconds one anonymous run may use before it ends SUSPENDED (0: unlimited; see RuntimeOptions.cpuBudgetMs). */
+  cpuTimeMs: number;
 }
 
-export const DEFAULT_ANONYMOUS_LIMITS: AnonymousLimits = { perAddress: 4, perModule: 32, executors: 8 };
+export const DEFAULT_ANONYMOUS_LIMITS: AnonymousLimits = { perAddress: 4, perModule: 32, executors: 8, nice: 10, cpuTimeMs: 10_000 };
 
 /** One admitted anonymous instance. */
 export interface AnonymousTicket {

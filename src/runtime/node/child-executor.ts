@@ -50,6 +50,8 @@ export interface ChildExecutorOptions {
   instanceMemoryCapBytes?: number;
   /** Starts the process inside a sandbox (ExecutorPool does this); default: plain node. */
   launch?: ExecutorLaunch;
+  /** Nice steps the process lowers its CPU priority by, at start (default 0: the server's). */
+  nice?: number;
   /** The executor's main module; only tests replace it (e.g. with a probe of the sandbox). */
   main?: string;
   /** Told once when the process is gone (crash, kill, close), for logging. */
@@ -81,6 +83,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
       main,
       ...(opts.sliceMs ? [`--slice-ms=${opts.sliceMs}`] : []),
       ...(opts.instanceMemoryCapBytes ? [`--instance-memory-cap=${Math.floor(opts.instanceMemoryCapBytes)}`] : []),
+      ...(opts.nice ? [`--nice=${Math.floor(opts.nice)}`] : []),
     ];
     const cmd: LaunchCommand = opts.launch ? opts.launch.command(nodeArgv, [dirname(main)]) : { file: process.execPath, args: nodeArgv };
     this.onExit = opts.onExit;

@@ -3,6 +3,8 @@
  * the server or CLI process. Messages arrive on stdin and leave on stdout
  * (see framing.ts); stdout carries nothing else.
  */
+import { readdirSync, writeFileSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { ExecutorCore } from '../executor-core.js';
 import { internalFailure, type InstanceStatus } from '../status.js';
 import { FrameDecoder, corkedWrite, encodeFramePieces, type Message } from './framing.js';
@@ -25,7 +27,50 @@ const sliceArg = process.argv.find((a) => a.startsWith('--slice-ms='));
 const sliceMs = Number(sliceArg?.slice('--slice-ms='.length)) || 10;
 const capArg = process.argv.find((a) => a.startsWith('--instance-memory-cap='));
 const instanceMemoryCap = capArg ? Number(capArg.slice('--instance-memory-cap='.length)) || undefined : undefined;
+const niceArg = process.argv.find((a) => a.startsWith('--nice='));
+const niceBy = Number(niceArg?.slice('--nice='.length)) || 0;
+if (niceBy > 0) lowerPriority(niceBy);
 const core = new ExecutorCore(sliceMs, instanceMemoryCap);
+
+/**
+ * Lowers this process's CPU priority by `by` nice steps (at most to 19), so
+ * that the kernel prefers the server and other executors when the CPU is
+ * short. Linux keeps a nice value per thread: every thread node has started
+ * by now (V8's workers) is lowered; later ones inherit it from the main
+ * thread. Where the kernel groups processes by session (autogroup, the
+ * default of most distributions), thread nice values count only within the
+ * session, and this process has a session of its own (it is started
+ * detached, and bubblewrap makes a new one): the session's nice value is
+ * lowered as well. Neither can be raised again without privileges.
+ */
+function lowerPriority(by: number): void {
+  const target = Math.min(19, getPriority() + by);
+  let threads = [0];
+  try {
+    threads = readdirSync('/proc/self/task').map(Number);
+  } catch {
+    // No /proc: the main thread (which runs the programs) at least.
+  }
+  for (const tid of threads) {
+    try {
+      setPriority(tid, target);
+    } catch {
+      // A thread that has ended meanwhile.
+    }
+  }
+  lowerSessionPriority(target, 50);
+}
+
+/** The kernel accepts one autogroup change per 100 ms from unprivileged processes (EAGAIN): retry a while. */
+function lowerSessionPriority(nice: number, attempts: number): void {
+  try {
+    writeFileSync('/proc/self/autogroup', String(nice));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EAGAIN' && attempts > 1) setTimeout(() => lowerSessionPriority(nice, attempts - 1), 20 + Math.random() * 100).unref();
+    // Else no autogroup here (ENOENT: kernel without it; the thread nice values then count).
+  }
+}
+
 const out = process.stdout;
 
 /**

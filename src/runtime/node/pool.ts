@@ -30,6 +30,12 @@ export interface ExecutorPoolOptions {
   executorMain?: string;
 }
 
+/** How the executors of a group run (the first request for a group decides for the executors it starts). */
+export interface ExecutorPlacement {
+  /** Nice steps below the server's CPU priority (0-19; default 0). */
+  nice?: number;
+}
+
 export const DEFAULT_MAX_INSTANCES_PER_EXECUTOR = 64;
 export const DEFAULT_EXECUTOR_IDLE_MS = 60_000;
 const SHARED = '\0shared';
@@ -81,7 +87,7 @@ export class ExecutorPool {
    * new one. Dead executors are dropped here, so a crash only costs the
    * instances that were in it.
    */
-  executorFor(group: string): ChildProcessExecutor {
+  executorFor(group: string, placement: ExecutorPlacement = {}): ChildProcessExecutor {
     if (this.closed) throw new SandboxUnavailableError('the executor pool is closed');
     const key = this.opts.isolatePrincipals === false ? SHARED : group;
     const max = this.opts.maxInstancesPerExecutor ?? DEFAULT_MAX_INSTANCES_PER_EXECUTOR;
@@ -89,7 +95,7 @@ export class ExecutorPool {
     let best: ChildProcessExecutor | undefined;
     for (const e of list) if (e.load < max && (!best || e.load < best.load)) best = e;
     if (!best) {
-      best = this.start(key);
+      best = this.start(key, placement);
       list.push(best);
     }
     this.groups.set(key, list);
@@ -114,8 +120,9 @@ export class ExecutorPool {
     this.sandbox.dispose();
   }
 
-  private start(key: string): ChildProcessExecutor {
+  private start(key: string, placement: ExecutorPlacement): ChildProcessExecutor {
     const executor = new ChildProcessExecutor({
+      nice: placement.nice,
       nodeArgs: this.opts.nodeArgs,
       sliceMs: this.opts.sliceMs,
       instanceMemoryCapBytes: instanceMemoryCap(this.opts.memoryLimitBytes ?? DEFAULT_EXECUTOR_MEMORY_BYTES),
