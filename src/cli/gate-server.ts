@@ -94,6 +94,7 @@ function anonymousFrom(tree: ConfigTree): AnonymousLimits {
     perModule: count('anonymous.maxpermodule', DEFAULT_ANONYMOUS_LIMITS.perModule),
     executors: count('anonymous.executors', DEFAULT_ANONYMOUS_LIMITS.executors),
     nice: niceFrom(tree),
+    demoteAfterMs: DEFAULT_ANONYMOUS_LIMITS.demoteAfterMs,
     cpuTimeMs: getNumber(tree, 'anonymous.cputime', DEFAULT_ANONYMOUS_LIMITS.cpuTimeMs),
   };
   if (!(Number.isFinite(limits.cpuTimeMs) && limits.cpuTimeMs >= 0)) throw new ConfigError('anonymous.cputime must be a number of milliseconds (0: unlimited)');

@@ -24,11 +24,18 @@ export interface AnonymousLimits {
    * server and signed principals' executors to anonymous programs.
    */
   nice: number;
+  /**
+   * With `nice` > 0: an anonymous executor in which one instance has
+   * computed this long (ms of CPU) drops to the lowest priority (nice 19),
+   * and new anonymous instances go to another executor, so that requests
+   * that compute little do not wait behind endless loops (ExecutorPlacement).
+   */
+  demoteAfterMs: number;
   /** CPU milliseconds one anonymous run may use before it ends SUSPENDED (0: unlimited; see RuntimeOptions.cpuBudgetMs). */
   cpuTimeMs: number;
 }
 
-export const DEFAULT_ANONYMOUS_LIMITS: AnonymousLimits = { perAddress: 4, perModule: 32, executors: 8, nice: 10, cpuTimeMs: 10_000 };
+export const DEFAULT_ANONYMOUS_LIMITS: AnonymousLimits = { perAddress: 4, perModule: 32, executors: 8, nice: 10, demoteAfterMs: 200, cpuTimeMs: 10_000 };
 
 /** One admitted anonymous instance. */
 export interface AnonymousTicket {

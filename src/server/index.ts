@@ -173,10 +173,11 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   // executor with signed ones (runtime.isolateprincipals = false).
   const anonymous = opts.anonymous ?? DEFAULT_ANONYMOUS_LIMITS;
   const anonymousCpuMs = anonymous.cpuTimeMs > 0 ? Math.min(anonymous.cpuTimeMs, limits.cpuTimeMs ?? Infinity) : limits.cpuTimeMs;
+  const anonymousPlacement: ExecutorPlacement = anonymous.nice > 0 ? { nice: anonymous.nice, demoteAfterMs: anonymous.demoteAfterMs } : {};
   const runtimes = new WeakMap<Executor, Runtime>();
   const anonymousRuntimes = new WeakMap<Executor, Runtime>();
   const runtimeFor = (principal: string | undefined, group?: string): Runtime => {
-    const executor = principal !== undefined ? executors.executorFor(principal) : executors.executorFor(group ?? 'anonymous', { nice: anonymous.nice });
+    const executor = principal !== undefined ? executors.executorFor(principal) : executors.executorFor(group ?? 'anonymous', anonymousPlacement);
     const cache = principal !== undefined ? runtimes : anonymousRuntimes;
     let rt = cache.get(executor);
     if (!rt) {

@@ -2,7 +2,9 @@
  * What anonymous programs may use of the CPU, against a real server with
  * real executor processes (plain and, where it works here, in bubblewrap):
  * their executors run at a lower CPU priority than signed principals' (read
- * from the kernel, /proc/<pid>/task/<tid>/stat), and an anonymous run that has
+ * from the kernel, /proc/<pid>/task/<tid>/stat), one whose program computes
+ * long drops to the lowest priority and new anonymous requests go to another
+ * executor, and an anonymous run that has
  * used its CPU budget ends SUSPENDED while a signed one runs on.
  */
 import { after, before, describe, it } from 'node:test';
@@ -113,7 +115,8 @@ for (const mode of modes) {
     before(async () => {
       pool = await ExecutorPool.create({ sandbox: mode });
       server = await startTestServer({
-        anonymous: { ...DEFAULT_ANONYMOUS_LIMITS, nice: 7 },
+        // All anonymous instances in one group; demoted only after an hour of CPU (the next suite demotes).
+        anonymous: { ...DEFAULT_ANONYMOUS_LIMITS, nice: 7, executors: 1, demoteAfterMs: 3_600_000 },
         executors: {
           executorFor: (group, placement) => {
             const executor = pool.executorFor(group, placement);
@@ -152,6 +155,52 @@ for (const mode of modes) {
         anonymous.hangUp();
         signed.hangUp();
         await eventually('the loops are gone', () => server.instances.runningCount === 0);
+      }
+    });
+  });
+}
+
+for (const mode of modes) {
+  describe(`demotion of anonymous executors that compute long (sandbox ${mode})`, () => {
+    let server: TestServer;
+    let pool: ExecutorPool;
+    const handedOut: Array<{ group: string; executor: ChildProcessExecutor }> = [];
+
+    before(async () => {
+      pool = await ExecutorPool.create({ sandbox: mode });
+      server = await startTestServer({
+        anonymous: { ...DEFAULT_ANONYMOUS_LIMITS, nice: 7, executors: 1, demoteAfterMs: 100 },
+        executors: {
+          executorFor: (group, placement) => {
+            const executor = pool.executorFor(group, placement);
+            handedOut.push({ group, executor });
+            return executor;
+          },
+          close: () => pool.close(),
+        },
+      });
+    });
+    after(() => server.stop());
+
+    it('drops the executor of an endless loop to nice 19 and serves the next anonymous request from another executor', async () => {
+      const base = getPriority();
+      const loop = spinCall(server);
+      try {
+        await eventually('the loop runs', () => server.instances.runningCount === 1);
+        const demoted = handedOut.at(-1)!.executor;
+        await eventually('its executor is demoted', () => demoted.demoted);
+        assert.deepEqual(new Set(executorThreadNice(demoted)), new Set([19]));
+        if (autogroups) await eventually("its session is demoted", () => executorSessionNice(demoted) === 19);
+        const reply = await request(server, 'POST', `${K}${sha256(hello)}?action=call&function=greet`, { headers: { 'Content-Type': 'application/wasm' }, body: hello });
+        assert.equal(reply.text, 'hello, world\n');
+        const next = handedOut.at(-1)!;
+        assert.equal(next.group, handedOut[0]!.group, 'the same anonymous group');
+        assert.notEqual(next.executor, demoted, 'not the demoted executor');
+        assert.equal(next.executor.demoted, false);
+        assert.deepEqual(new Set(executorThreadNice(next.executor)), new Set([Math.min(19, base + 7)]));
+      } finally {
+        loop.hangUp();
+        await eventually('the loop is gone', () => server.instances.runningCount === 0);
       }
     });
   });

@@ -52,6 +52,8 @@ export interface ChildExecutorOptions {
   launch?: ExecutorLaunch;
   /** Nice steps the process lowers its CPU priority by, at start (default 0: the server's). */
   nice?: number;
+  /** Once an instance has had this much CPU (ms), the process lowers its priority to the lowest and reports it (`demoted`); default: never. */
+  demoteAfterMs?: number;
   /** The executor's main module; only tests replace it (e.g. with a probe of the sandbox). */
   main?: string;
   /** Told once when the process is gone (crash, kill, close), for logging. */
@@ -84,6 +86,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
       ...(opts.sliceMs ? [`--slice-ms=${opts.sliceMs}`] : []),
       ...(opts.instanceMemoryCapBytes ? [`--instance-memory-cap=${Math.floor(opts.instanceMemoryCapBytes)}`] : []),
       ...(opts.nice ? [`--nice=${Math.floor(opts.nice)}`] : []),
+      ...(opts.demoteAfterMs ? [`--demote-after-ms=${Math.ceil(opts.demoteAfterMs)}`] : []),
     ];
     const cmd: LaunchCommand = opts.launch ? opts.launch.command(nodeArgv, [dirname(main)]) : { file: process.execPath, args: nodeArgv };
     this.onExit = opts.onExit;
@@ -125,6 +128,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
       for (const m of messages) {
         if (!this.alive) return;
         if (m.header.t === 'ready') this.markReady();
+        else if (m.header.t === 'demoted') this.demoted = true;
         else this.onMessage(m);
       }
     });
@@ -141,6 +145,13 @@ export class ChildProcessExecutor extends RemoteExecutor {
       this.fail(this.closing ? 'executor closed' : `executor process exited (${how})`);
     });
   }
+
+  /**
+   * It runs at the lowest CPU priority now, because one of its instances
+   * computed long (ChildExecutorOptions.demoteAfterMs). Only the executor
+   * says so: a lying one costs at most another process (ExecutorPool bounds them).
+   */
+  demoted = false;
 
   get pid(): number | undefined {
     return this.child.pid;
@@ -236,6 +247,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
   private payloadLimit(h: Message['header']): number {
     switch (h.t) {
       case 'ready':
+      case 'demoted':
       case 'loaded':
       case 'bind':
       case 'stopped':

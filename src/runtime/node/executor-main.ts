@@ -29,11 +29,13 @@ const capArg = process.argv.find((a) => a.startsWith('--instance-memory-cap='));
 const instanceMemoryCap = capArg ? Number(capArg.slice('--instance-memory-cap='.length)) || undefined : undefined;
 const niceArg = process.argv.find((a) => a.startsWith('--nice='));
 const niceBy = Number(niceArg?.slice('--nice='.length)) || 0;
-if (niceBy > 0) lowerPriority(niceBy);
+if (niceBy > 0) lowerPriority(Math.min(19, getPriority() + niceBy));
+const demoteArg = process.argv.find((a) => a.startsWith('--demote-after-ms='));
+const demoteAfterMs = Number(demoteArg?.slice('--demote-after-ms='.length)) || 0;
 const core = new ExecutorCore(sliceMs, instanceMemoryCap);
 
 /**
- * Lowers this process's CPU priority by `by` nice steps (at most to 19), so
+ * Lowers this process's CPU priority to nice value `target`, so
  * that the kernel prefers the server and other executors when the CPU is
  * short. Linux keeps a nice value per thread: every thread node has started
  * by now (V8's workers) is lowered; later ones inherit it from the main
@@ -43,8 +45,7 @@ const core = new ExecutorCore(sliceMs, instanceMemoryCap);
  * detached, and bubblewrap makes a new one): the session's nice value is
  * lowered as well. Neither can be raised again without privileges.
  */
-function lowerPriority(by: number): void {
-  const target = Math.min(19, getPriority() + by);
+function lowerPriority(target: number): void {
   let threads = [0];
   try {
     threads = readdirSync('/proc/self/task').map(Number);
@@ -87,6 +88,20 @@ function send(header: Message['header'], payload?: Uint8Array | Uint8Array[]): v
   if (out.writableLength > OUTPUT_HIGH_WATER) core.pause();
 }
 out.on('drain', () => core.resume());
+
+// Demotion: once one of its instances has computed for demoteAfterMs, this
+// process goes to the lowest priority for good (it cannot be raised again)
+// and says so; the pool then starts new instances elsewhere, so that requests
+// that compute little do not wait behind long computations.
+if (demoteAfterMs > 0) {
+  const watch = setInterval(() => {
+    if (core.mostCpuMs < demoteAfterMs) return;
+    clearInterval(watch);
+    lowerPriority(19);
+    send({ t: 'demoted' });
+  }, 50);
+  watch.unref();
+}
 
 async function handle(m: Message): Promise<void> {
   const h = m.header;

@@ -34,7 +34,17 @@ export interface ExecutorPoolOptions {
 export interface ExecutorPlacement {
   /** Nice steps below the server's CPU priority (0-19; default 0). */
   nice?: number;
+  /**
+   * Demotion: an executor one of whose instances has had this much CPU (ms)
+   * goes to the lowest priority, and new instances of the group go to
+   * another executor (at most MAX_EXECUTORS_WITH_DEMOTED per group; past
+   * that, to the least loaded). Default: never.
+   */
+  demoteAfterMs?: number;
 }
+
+/** Executors a group may have while some are demoted: its new instances share a demoted one past this. */
+export const MAX_EXECUTORS_WITH_DEMOTED = 3;
 
 export const DEFAULT_MAX_INSTANCES_PER_EXECUTOR = 64;
 export const DEFAULT_EXECUTOR_IDLE_MS = 60_000;
@@ -93,7 +103,10 @@ export class ExecutorPool {
     const max = this.opts.maxInstancesPerExecutor ?? DEFAULT_MAX_INSTANCES_PER_EXECUTOR;
     const list = (this.groups.get(key) ?? []).filter((e) => e.alive);
     let best: ChildProcessExecutor | undefined;
-    for (const e of list) if (e.load < max && (!best || e.load < best.load)) best = e;
+    for (const e of list) if (e.load < max && !e.demoted && (!best || e.load < best.load)) best = e;
+    if (!best && list.length >= MAX_EXECUTORS_WITH_DEMOTED) {
+      for (const e of list) if (e.load < max && (!best || e.load < best.load)) best = e;
+    }
     if (!best) {
       best = this.start(key, placement);
       list.push(best);
@@ -123,6 +136,7 @@ export class ExecutorPool {
   private start(key: string, placement: ExecutorPlacement): ChildProcessExecutor {
     const executor = new ChildProcessExecutor({
       nice: placement.nice,
+      demoteAfterMs: placement.demoteAfterMs,
       nodeArgs: this.opts.nodeArgs,
       sliceMs: this.opts.sliceMs,
       instanceMemoryCapBytes: instanceMemoryCap(this.opts.memoryLimitBytes ?? DEFAULT_EXECUTOR_MEMORY_BYTES),
