@@ -9,6 +9,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';
@@ -228,5 +229,17 @@ describe('CPU budget of anonymous runs', () => {
       signed.hangUp();
       await eventually('the signed loop is gone', () => server.instances.runningCount === 0);
     }
+  });
+});
+
+describe('anonymous.nice and anonymous.cputime in gate-server', () => {
+  it('refuses values out of range with a message naming the key and what it accepts', () => {
+    const server = new URL('../../../bin/gate-server', import.meta.url).pathname;
+    const config = (o: string): { status: number | null; stderr: string } => {
+      const r = spawnSync(process.execPath, [server, '-F', '/dev/null', '-o', 'access.policy="public"', '-o', o], { encoding: 'utf8', timeout: 20_000 });
+      return { status: r.status, stderr: r.stderr };
+    };
+    assert.deepEqual(config('anonymous.nice=20'), { status: 2, stderr: "gate-server: anonymous.nice must be a whole number from 0 (the server's priority) to 19 (the lowest)\n" });
+    assert.deepEqual(config('anonymous.cputime=-1'), { status: 2, stderr: 'gate-server: anonymous.cputime must be a number of milliseconds (0: unlimited)\n' });
   });
 });

@@ -56,6 +56,8 @@ export interface ChildExecutorOptions {
   demoteAfterMs?: number;
   /** The executor's main module; only tests replace it (e.g. with a probe of the sandbox). */
   main?: string;
+  /** Told once when the process reports that it is demoted (see demoteAfterMs). */
+  onDemoted?(): void;
   /** Told once when the process is gone (crash, kill, close), for logging. */
   onExit?(info: ExecutorExit): void;
 }
@@ -90,6 +92,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
     ];
     const cmd: LaunchCommand = opts.launch ? opts.launch.command(nodeArgv, [dirname(main)]) : { file: process.execPath, args: nodeArgv };
     this.onExit = opts.onExit;
+    const onDemoted = opts.onDemoted;
     try {
       this.child = spawn(cmd.file, cmd.args, {
         // Its own session and process group: a terminal's Ctrl-C and Ctrl-\ (sent to the
@@ -128,7 +131,10 @@ export class ChildProcessExecutor extends RemoteExecutor {
       for (const m of messages) {
         if (!this.alive) return;
         if (m.header.t === 'ready') this.markReady();
-        else if (m.header.t === 'demoted') this.demoted = true;
+        else if (m.header.t === 'demoted') {
+          if (!this.demoted) onDemoted?.();
+          this.demoted = true;
+        }
         else this.onMessage(m);
       }
     });

@@ -137,6 +137,14 @@ export class ExecutorPool {
     const executor = new ChildProcessExecutor({
       nice: placement.nice,
       demoteAfterMs: placement.demoteAfterMs,
+      // A replacement is started at once, so that the next request does not wait for a process to start.
+      onDemoted: () => {
+        if (this.closed) return;
+        const list = (this.groups.get(key) ?? []).filter((e) => e.alive);
+        if (list.some((e) => !e.demoted) || list.length >= MAX_EXECUTORS_WITH_DEMOTED) return;
+        list.push(this.start(key, placement));
+        this.groups.set(key, list);
+      },
       nodeArgs: this.opts.nodeArgs,
       sliceMs: this.opts.sliceMs,
       instanceMemoryCapBytes: instanceMemoryCap(this.opts.memoryLimitBytes ?? DEFAULT_EXECUTOR_MEMORY_BYTES),
