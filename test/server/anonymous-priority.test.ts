@@ -191,7 +191,8 @@ for (const mode of modes) {
         const demoted = handedOut.at(-1)!.executor;
         await eventually('its executor is demoted', () => demoted.demoted);
         assert.deepEqual(new Set(executorThreadNice(demoted)), new Set([19]));
-        if (autogroups) await eventually("its session is demoted", () => executorSessionNice(demoted) === 19);
+        if (autogroups) await eventually('its session is demoted', () => executorSessionNice(demoted) === 19);
+        await eventually('a replacement executor is started at once, before any request needs it', () => pool.size === 2);
         const reply = await request(server, 'POST', `${K}${sha256(hello)}?action=call&function=greet`, { headers: { 'Content-Type': 'application/wasm' }, body: hello });
         assert.equal(reply.text, 'hello, world\n');
         const next = handedOut.at(-1)!;

@@ -132,10 +132,11 @@ export class ChildProcessExecutor extends RemoteExecutor {
         if (!this.alive) return;
         if (m.header.t === 'ready') this.markReady();
         else if (m.header.t === 'demoted') {
-          if (!this.demoted) onDemoted?.();
-          this.demoted = true;
-        }
-        else this.onMessage(m);
+          if (!this.demoted) {
+            this.demoted = true;
+            onDemoted?.();
+          }
+        } else this.onMessage(m);
       }
     });
     this.child.stdin!.on('error', () => {});

@@ -30,7 +30,7 @@ export interface ExecutorPoolOptions {
   executorMain?: string;
 }
 
-/** How the executors of a group run (the first request for a group decides for the executors it starts). */
+/** How the executors of a group run (each request decides for an executor it starts; ignored when principals are not isolated). */
 export interface ExecutorPlacement {
   /** Nice steps below the server's CPU priority (0-19; default 0). */
   nice?: number;
@@ -108,7 +108,8 @@ export class ExecutorPool {
       for (const e of list) if (e.load < max && (!best || e.load < best.load)) best = e;
     }
     if (!best) {
-      best = this.start(key, placement);
+      // A process shared by all principals keeps the server's priority.
+      best = this.start(key, key === SHARED ? {} : placement);
       list.push(best);
     }
     this.groups.set(key, list);
