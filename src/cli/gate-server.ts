@@ -38,7 +38,7 @@ const KEYS_HELP = `
   anonymous.executors        executor groups anonymous programs are spread over, each new one
                              to the group running fewest (default 8)
   anonymous.nice             nice steps below the server's CPU priority that anonymous programs'
-                             executors run at, 0-19 (default 10): signed callers and the server
+                             executors run at, 0-19 (default 5): signed callers and the server
                              come first when the CPU is short; an executor whose program has
                              computed 50 ms drops to 19 and new programs go elsewhere (0: neither)
   anonymous.cputime          milliseconds of CPU one anonymous run may use (default 10000; 0:

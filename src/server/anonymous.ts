@@ -35,7 +35,7 @@ export interface AnonymousLimits {
   cpuTimeMs: number;
 }
 
-export const DEFAULT_ANONYMOUS_LIMITS: AnonymousLimits = { perAddress: 4, perModule: 32, executors: 8, nice: 10, demoteAfterMs: 50, cpuTimeMs: 10_000 };
+export const DEFAULT_ANONYMOUS_LIMITS: AnonymousLimits = { perAddress: 4, perModule: 32, executors: 8, nice: 5, demoteAfterMs: 50, cpuTimeMs: 10_000 };
 
 /** One admitted anonymous instance. */
 export interface AnonymousTicket {
