@@ -81,61 +81,75 @@ async function latencies(n: number, call: () => Promise<Reply>): Promise<number[
   return times;
 }
 
+/**
+ * Server configurations compared side by side in one run: the anonymous
+ * executors at the server's CPU priority (as before anonymous.nice existed)
+ * and lowered (with demotion of executors that compute long). The CPU budget of anonymous runs is off in both, so
+ * that the hostile programs run through the whole measurement.
+ */
+const VARIANTS: Array<{ name: string; keys: string[] }> = [0, 5, 10].map((nice) => ({ name: `anonymous.nice=${nice}`, keys: [`anonymous.nice=${nice}`, 'anonymous.cputime=0'] }));
+
 export async function neighboursSection(lines: string[], quick: boolean, log: (s: string) => void): Promise<void> {
   const calls = quick ? 100 : 300;
   const check = await checkSandbox();
-  const server = await startGateServer([`runtime.sandbox="${check.available ? 'bwrap' : 'none'}"`, 'access.policy="public"']);
   const rows: string[] = [];
-  try {
-    const hello = readFileSync(`${programs}hello.wasm`);
-    const attacks = readFileSync(`${programs}attacks/attacks.wasm`);
-    const key = identityFromPrivateKey(generateKeyPairSync('ed25519').privateKey);
-    const pin = await send(server, `module/sha256/${sha256(hello)}?action=pin`, { key, body: hello, method: 'PUT' }).done;
-    if (pin.status !== 200 && pin.status !== 201) throw new Error(`pin: ${pin.status} ${pin.body}`);
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    const anonymous = (): Promise<Reply> => send(server, `module/sha256/${sha256(hello)}?action=call&function=greet`, { body: hello, agent }).done;
-    const signed = (): Promise<Reply> => send(server, `module/sha256/${sha256(hello)}?action=call&function=greet`, { key, agent }).done;
-    await latencies(20, anonymous);
-    await latencies(20, signed);
-    const baseline: Record<string, number> = {};
-    for (const s of SCENARIOS) {
-      let refused = 0;
-      const hostile = Array.from({ length: s.count }, (_, i) => {
-        const q = `module/sha256/${sha256(attacks)}?action=call&function=${s.entry!}${s.log ? '&log=*' : ''}`;
-        const h = send(server, q, { body: attacks, from: s.oneAddress ? '127.0.0.2' : `127.0.0.${10 + i}` });
-        h.done.then((r) => void (r.status === 429 && refused++)).catch(() => undefined);
-        return h;
-      });
-      await sleep(s.count ? 1000 : 0);
-      const admitted = s.count - refused;
-      try {
-        for (const [who, call] of [['anonymous', anonymous], ['signed', signed]] as const) {
-          const t = await latencies(calls, call);
-          const p50 = percentile(t, 50);
-          const p99 = percentile(t, 99);
-          if (s.count === 0) baseline[who] = p99;
-          const ratio = baseline[who] ? p99 / baseline[who]! : NaN;
-          rows.push(`| ${s.name} | ${admitted} | ${who} | ${fmt(p50, 2)} | ${fmt(p99, 2)} | ${s.count ? `${fmt(ratio, 1)}×` : '1×'} |`);
-          log(`neighbours: ${s.name}, ${who}: p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms`);
-        }
-      } catch (e) {
-        rows.push(`| ${s.name} | | | failed: ${(e instanceof Error ? e.message : String(e)).replace(/\|/g, '\\|').slice(0, 200)} | | |`);
-      } finally {
-        for (const h of hostile) h.req.destroy();
-      }
-      await sleep(s.count ? 1000 : 0);
+  for (const variant of VARIANTS) {
+    const server = await startGateServer([`runtime.sandbox="${check.available ? 'bwrap' : 'none'}"`, 'access.policy="public"', ...variant.keys]);
+    try {
+      await measure(server, variant.name, calls, rows, log);
+    } finally {
+      await server.stop();
     }
-    agent.destroy();
-  } finally {
-    await server.stop();
   }
   lines.push('## Neighbours: a well-behaved caller next to hostile anonymous programs', '');
   lines.push(
-    `One gate-server (default configuration, \`access.policy="public"\`). The well-behaved caller makes ${calls} sequential calls of test/programs/hello.wasm \`greet\` per row over one keep-alive connection from 127.0.0.1: anonymous (module uploaded with each call) and signed (module pinned). The hostile anonymous calls come from other loopback addresses, are started 1 s before and are held open during the measurement: test/programs/attacks \`spin\` (endless loop) and \`debug_forever\` (debug output without end, \`log=*\`); "admitted" is how many of them the server did not refuse (429). Milliseconds per call on the client; the last column is p99 over the idle row's p99.`,
+    `One gate-server per configuration (\`access.policy="public"\`, \`anonymous.cputime=0\` so that the hostile programs run throughout; \`anonymous.nice=0\` runs anonymous executors at the server's CPU priority and never demotes them, as before the key existed; with 5 or 10 they run that many nice steps below it, and one whose program has computed 50 ms drops to 19). The well-behaved caller makes ${calls} sequential calls of test/programs/hello.wasm \`greet\` per row over one keep-alive connection from 127.0.0.1: anonymous (module uploaded with each call) and signed (module pinned). The hostile anonymous calls come from other loopback addresses, are started 1 s before and are held open during the measurement: test/programs/attacks \`spin\` (endless loop) and \`debug_forever\` (debug output without end, \`log=*\`); "admitted" is how many of them the server did not refuse (429). Milliseconds per call on the client; the last column is p99 over the same configuration's idle row's p99.`,
     '',
-    '| hostile programs | admitted | caller | p50 (ms) | p99 (ms) | p99 vs idle |',
-    '|---|---|---|---|---|---|',
+    '| configuration | hostile programs | admitted | caller | p50 (ms) | p99 (ms) | p99 vs idle |',
+    '|---|---|---|---|---|---|---|',
     ...rows,
     '',
   );
+}
+
+async function measure(server: GateServerProcess, variant: string, calls: number, rows: string[], log: (s: string) => void): Promise<void> {
+  const hello = readFileSync(`${programs}hello.wasm`);
+  const attacks = readFileSync(`${programs}attacks/attacks.wasm`);
+  const key = identityFromPrivateKey(generateKeyPairSync('ed25519').privateKey);
+  const pin = await send(server, `module/sha256/${sha256(hello)}?action=pin`, { key, body: hello, method: 'PUT' }).done;
+  if (pin.status !== 200 && pin.status !== 201) throw new Error(`pin: ${pin.status} ${pin.body}`);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const anonymous = (): Promise<Reply> => send(server, `module/sha256/${sha256(hello)}?action=call&function=greet`, { body: hello, agent }).done;
+  const signed = (): Promise<Reply> => send(server, `module/sha256/${sha256(hello)}?action=call&function=greet`, { key, agent }).done;
+  await latencies(20, anonymous);
+  await latencies(20, signed);
+  const baseline: Record<string, number> = {};
+  for (const s of SCENARIOS) {
+    let refused = 0;
+    const hostile = Array.from({ length: s.count }, (_, i) => {
+      const q = `module/sha256/${sha256(attacks)}?action=call&function=${s.entry!}${s.log ? '&log=*' : ''}`;
+      const h = send(server, q, { body: attacks, from: s.oneAddress ? '127.0.0.2' : `127.0.0.${10 + i}` });
+      h.done.then((r) => void (r.status === 429 && refused++)).catch(() => undefined);
+      return h;
+    });
+    await sleep(s.count ? 1000 : 0);
+    const admitted = s.count - refused;
+    try {
+      for (const [who, call] of [['anonymous', anonymous], ['signed', signed]] as const) {
+        const t = await latencies(calls, call);
+        const p50 = percentile(t, 50);
+        const p99 = percentile(t, 99);
+        if (s.count === 0) baseline[who] = p99;
+        const ratio = baseline[who] ? p99 / baseline[who]! : NaN;
+        rows.push(`| ${variant} | ${s.name} | ${admitted} | ${who} | ${fmt(p50, 2)} | ${fmt(p99, 2)} | ${s.count ? `${fmt(ratio, 1)}×` : '1×'} |`);
+        log(`neighbours (${variant}): ${s.name}, ${who}: p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, ${s.count ? `${fmt(ratio, 1)}×` : '1×'}`);
+      }
+    } catch (e) {
+      rows.push(`| ${variant} | ${s.name} | | | failed: ${(e instanceof Error ? e.message : String(e)).replace(/\|/g, '\\|').slice(0, 200)} | | |`);
+    } finally {
+      for (const h of hostile) h.req.destroy();
+    }
+    await sleep(s.count ? 1000 : 0);
+  }
+  agent.destroy();
 }

@@ -39,6 +39,12 @@ const KEYS_HELP = `
   anonymous.maxpermodule     anonymous instances of one module running at once (default 32)
   anonymous.executors        executor groups anonymous programs are spread over, each new one
                              to the group running fewest (default 8)
+  anonymous.nice             nice steps below the server's CPU priority that anonymous programs'
+                             executors run at, 0-19 (default 5): signed callers and the server
+                             come first when the CPU is short; an executor whose program has
+                             computed 50 ms drops to 19 and new programs go elsewhere (0: neither)
+  anonymous.cputime          milliseconds of CPU one anonymous run may use (default 10000; 0:
+                             unlimited); then it ends SUSPENDED (io-suspend profile: KILLED)
   server.identityfile        OpenSSH Ed25519 key signing the API info token (optional)
   source.http                [{name, addr}]: module sources fetched over HTTP
   source.ipfs.addr           http://HOST:PORT of an IPFS node's API: modules /ipfs/<hash> are
@@ -86,11 +92,22 @@ function anonymousFrom(tree: ConfigTree): AnonymousLimits {
     if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${key} must be a whole number of at least 1`);
     return n;
   };
-  return {
+  const limits: AnonymousLimits = {
     perAddress: count('anonymous.maxperaddress', DEFAULT_ANONYMOUS_LIMITS.perAddress),
     perModule: count('anonymous.maxpermodule', DEFAULT_ANONYMOUS_LIMITS.perModule),
     executors: count('anonymous.executors', DEFAULT_ANONYMOUS_LIMITS.executors),
+    nice: niceFrom(tree),
+    demoteAfterMs: DEFAULT_ANONYMOUS_LIMITS.demoteAfterMs,
+    cpuTimeMs: getNumber(tree, 'anonymous.cputime', DEFAULT_ANONYMOUS_LIMITS.cpuTimeMs),
   };
+  if (!(Number.isFinite(limits.cpuTimeMs) && limits.cpuTimeMs >= 0)) throw new ConfigError('anonymous.cputime must be a number of milliseconds (0: unlimited)');
+  return limits;
+}
+
+function niceFrom(tree: ConfigTree): number {
+  const n = getNumber(tree, 'anonymous.nice', DEFAULT_ANONYMOUS_LIMITS.nice);
+  if (!Number.isInteger(n) || n < 0 || n > 19) throw new ConfigError('anonymous.nice must be a whole number from 0 (the server\'s priority) to 19 (the lowest)');
+  return n;
 }
 
 /** Endpoint limits when endpoint.enabled, else undefined (the other keys are then refused: they would do nothing). */

@@ -111,6 +111,8 @@ export const SERVER_KEYS: readonly string[] = [
   'anonymous.maxperaddress',
   'anonymous.maxpermodule',
   'anonymous.executors',
+  'anonymous.nice',
+  'anonymous.cputime',
   'server.identityfile',
   'metrics.addr',
   'endpoint.enabled',

@@ -49,6 +49,11 @@ export class ExecutorCore {
     }, sliceMs);
   }
 
+  /** The most CPU time any live instance here has had, in milliseconds. */
+  get mostCpuMs(): number {
+    return this.scheduler.mostCpuMs;
+  }
+
   /** Holds all instances between slices (while the host cannot take more output). */
   pause(): void {
     this.scheduler.pause();

@@ -33,6 +33,8 @@ export class Scheduler {
   private readonly blocked = new Map<Instance, Blocked>();
   /** CPU milliseconds each live instance has had (its "virtual runtime"). */
   private readonly cpuMs = new Map<Instance, number>();
+  /** Real CPU milliseconds each live instance has had (cpuMs gives newcomers credit; this does not). */
+  private readonly ranMs = new Map<Instance, number>();
   /** Never decreases: the CPU time of the instance that ran last, the floor for newcomers when none is ready. */
   private clockMs = 0;
   private scheduled = false;
@@ -45,6 +47,12 @@ export class Scheduler {
     private readonly clock: () => number = () => performance.now(),
   ) {}
 
+  /** The most CPU time any live instance has had, in milliseconds. */
+  get mostCpuMs(): number {
+    let most = 0;
+    for (const ms of this.ranMs.values()) most = Math.max(most, ms);
+    return most;
+  }
 
   add(inst: Instance): void {
     this.enqueue(inst);
@@ -68,6 +76,7 @@ export class Scheduler {
     const i = this.ready.indexOf(inst);
     if (i >= 0) this.ready.splice(i, 1);
     this.cpuMs.delete(inst);
+    this.ranMs.delete(inst);
     this.onStopped(inst, inst.stopNow(trap, message));
   }
 
@@ -131,8 +140,10 @@ export class Scheduler {
     const slice = Math.max(this.sliceMs / 5, this.sliceMs / (1 + this.ready.length));
     const t0 = this.clock();
     const outcome = inst.runSlice(slice);
-    const used = this.cpuMs.get(inst)! + (this.clock() - t0);
+    const ran = this.clock() - t0;
+    const used = this.cpuMs.get(inst)! + ran;
     this.cpuMs.set(inst, used);
+    this.ranMs.set(inst, (this.ranMs.get(inst) ?? 0) + ran);
     this.clockMs = Math.max(this.clockMs, used);
     switch (outcome.kind) {
       case 'ready':
@@ -150,6 +161,7 @@ export class Scheduler {
       }
       case 'stopped':
         this.cpuMs.delete(inst);
+        this.ranMs.delete(inst);
         this.onStopped(inst, outcome.status);
         break;
     }

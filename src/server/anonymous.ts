@@ -18,9 +18,24 @@ export interface AnonymousLimits {
   perModule: number;
   /** Executor groups anonymous instances are spread over (each is one executor process or more). */
   executors: number;
+  /**
+   * Nice steps (0-19) below the server's CPU priority that anonymous
+   * executors run at, so that when the CPU is short the kernel prefers the
+   * server and signed principals' executors to anonymous programs.
+   */
+  nice: number;
+  /**
+   * With `nice` > 0: an anonymous executor in which one instance has
+   * computed this long (ms of CPU) drops to the lowest priority (nice 19),
+   * and new anonymous instances go to another executor, so that requests
+   * that compute little do not wait behind endless loops (ExecutorPlacement).
+   */
+  demoteAfterMs: number;
+  /** CPU milliseconds one anonymous run may use before it ends SUSPENDED (0: unlimited; see RuntimeOptions.cpuBudgetMs). */
+  cpuTimeMs: number;
 }
 
-export const DEFAULT_ANONYMOUS_LIMITS: AnonymousLimits = { perAddress: 4, perModule: 32, executors: 8 };
+export const DEFAULT_ANONYMOUS_LIMITS: AnonymousLimits = { perAddress: 4, perModule: 32, executors: 8, nice: 5, demoteAfterMs: 50, cpuTimeMs: 10_000 };
 
 /** One admitted anonymous instance. */
 export interface AnonymousTicket {

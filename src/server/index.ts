@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import type { Profile } from '../prepare/profile.js';
 import type { Executor } from '../runtime/executor.js';
-import { ExecutorPool } from '../runtime/node/pool.js';
+import { ExecutorPool, type ExecutorPlacement } from '../runtime/node/pool.js';
 import { PreparePool } from '../runtime/node/prepare-pool.js';
 import { Program } from '../runtime/program.js';
 import { ByteBucket, DEFAULT_DEBUG_LIMITS, type DebugLimits } from '../runtime/debug-limits.js';
@@ -27,7 +27,7 @@ import { describePostgresDsn, openPostgresInventory } from '../store/postgres.js
 import { openSqliteInventory } from '../store/sqlite.js';
 import { openStateDir } from '../store/state-dir.js';
 import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
-import type { AnonymousLimits } from './anonymous.js';
+import { DEFAULT_ANONYMOUS_LIMITS, type AnonymousLimits } from './anonymous.js';
 import { Api } from './api.js';
 import { DEFAULT_ENDPOINT_LIMITS, EndpointHttp, type EndpointLimits } from './endpoint.js';
 import type { AccessPolicy } from './auth/policy.js';
@@ -45,7 +45,8 @@ const OPENAPI_DOCUMENT = fileURLToPath(new URL('../../../docs/openapi.yaml', imp
 
 /** Where instances run: one executor per isolation group (principal). */
 export interface ExecutorSource {
-  executorFor(group: string): Executor;
+  /** `placement.nice`: see ExecutorPlacement (anonymous groups run at a lower CPU priority). */
+  executorFor(group: string, placement?: ExecutorPlacement): Executor;
   close(): Promise<void>;
 }
 
@@ -169,22 +170,30 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   };
   // Preparation never runs on the event loop: a large upload costs a worker, not every request.
   const preparer = new PreparePool({ cacheDir: opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'), limits: moduleLimits });
+  // Anonymous runs (no principal) get their own CPU budget and a lower CPU
+  // priority; their Runtimes are kept apart even where they share an
+  // executor with signed ones (runtime.isolateprincipals = false).
+  const anonymous = opts.anonymous ?? DEFAULT_ANONYMOUS_LIMITS;
+  const anonymousCpuMs = anonymous.cpuTimeMs > 0 ? Math.min(anonymous.cpuTimeMs, limits.cpuTimeMs ?? Infinity) : limits.cpuTimeMs;
+  const anonymousPlacement: ExecutorPlacement = anonymous.nice > 0 ? { nice: anonymous.nice, demoteAfterMs: anonymous.demoteAfterMs } : {};
   const runtimes = new WeakMap<Executor, Runtime>();
+  const anonymousRuntimes = new WeakMap<Executor, Runtime>();
   const runtimeFor = (principal: string | undefined, group?: string): Runtime => {
-    const executor = executors.executorFor(principal ?? group ?? 'anonymous');
-    let rt = runtimes.get(executor);
+    const executor = principal !== undefined ? executors.executorFor(principal) : executors.executorFor(group ?? 'anonymous', anonymousPlacement);
+    const cache = principal !== undefined ? runtimes : anonymousRuntimes;
+    let rt = cache.get(executor);
     if (!rt) {
       rt = new Runtime({
         executor,
         memoryLimitPages: Math.floor(limits.maxMemorySize / 65536),
         timeResolutionNs: limits.timeResolutionNs,
         profile: opts.profile,
-        cpuBudgetMs: limits.cpuTimeMs,
+        cpuBudgetMs: principal !== undefined ? limits.cpuTimeMs : anonymousCpuMs,
         debugLimits: limits.debugOutput ?? DEFAULT_DEBUG_LIMITS,
         preparer: (program, profile, breakpoints) => preparer.prepare(program, profile, breakpoints),
         limits: moduleLimits,
       });
-      runtimes.set(executor, rt);
+      cache.set(executor, rt);
     }
     return rt;
   };

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
-import { addressKey } from '../../src/server/anonymous.js';
+import { addressKey, DEFAULT_ANONYMOUS_LIMITS } from '../../src/server/anonymous.js';
 import { ExecutorPool } from '../../src/runtime/node/pool.js';
 import { programBytes } from '../helpers/runtime.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -82,7 +82,7 @@ describe('anonymous callers', () => {
   before(async () => {
     pool = await ExecutorPool.create({ sandbox: 'none' });
     server = await startTestServer({
-      anonymous: { perAddress: 2, perModule: 3, executors: 4 },
+      anonymous: { ...DEFAULT_ANONYMOUS_LIMITS, perAddress: 2, perModule: 3, executors: 4 },
       executors: {
         executorFor: (group) => {
           groups.push(group);

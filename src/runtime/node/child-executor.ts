@@ -50,8 +50,14 @@ export interface ChildExecutorOptions {
   instanceMemoryCapBytes?: number;
   /** Starts the process inside a sandbox (ExecutorPool does this); default: plain node. */
   launch?: ExecutorLaunch;
+  /** Nice steps the process lowers its CPU priority by, at start (default 0: the server's). */
+  nice?: number;
+  /** Once an instance has had this much CPU (ms), the process lowers its priority to the lowest and reports it (`demoted`); default: never. */
+  demoteAfterMs?: number;
   /** The executor's main module; only tests replace it (e.g. with a probe of the sandbox). */
   main?: string;
+  /** Told once when the process reports that it is demoted (see demoteAfterMs). */
+  onDemoted?(): void;
   /** Told once when the process is gone (crash, kill, close), for logging. */
   onExit?(info: ExecutorExit): void;
 }
@@ -81,9 +87,12 @@ export class ChildProcessExecutor extends RemoteExecutor {
       main,
       ...(opts.sliceMs ? [`--slice-ms=${opts.sliceMs}`] : []),
       ...(opts.instanceMemoryCapBytes ? [`--instance-memory-cap=${Math.floor(opts.instanceMemoryCapBytes)}`] : []),
+      ...(opts.nice ? [`--nice=${Math.floor(opts.nice)}`] : []),
+      ...(opts.demoteAfterMs ? [`--demote-after-ms=${Math.ceil(opts.demoteAfterMs)}`] : []),
     ];
     const cmd: LaunchCommand = opts.launch ? opts.launch.command(nodeArgv, [dirname(main)]) : { file: process.execPath, args: nodeArgv };
     this.onExit = opts.onExit;
+    const onDemoted = opts.onDemoted;
     try {
       this.child = spawn(cmd.file, cmd.args, {
         // Its own session and process group: a terminal's Ctrl-C and Ctrl-\ (sent to the
@@ -122,7 +131,12 @@ export class ChildProcessExecutor extends RemoteExecutor {
       for (const m of messages) {
         if (!this.alive) return;
         if (m.header.t === 'ready') this.markReady();
-        else this.onMessage(m);
+        else if (m.header.t === 'demoted') {
+          if (!this.demoted) {
+            this.demoted = true;
+            onDemoted?.();
+          }
+        } else this.onMessage(m);
       }
     });
     this.child.stdin!.on('error', () => {});
@@ -138,6 +152,13 @@ export class ChildProcessExecutor extends RemoteExecutor {
       this.fail(this.closing ? 'executor closed' : `executor process exited (${how})`);
     });
   }
+
+  /**
+   * It runs at the lowest CPU priority now, because one of its instances
+   * computed long (ChildExecutorOptions.demoteAfterMs). Only the executor
+   * says so: a lying one costs at most another process (ExecutorPool bounds them).
+   */
+  demoted = false;
 
   get pid(): number | undefined {
     return this.child.pid;
@@ -233,6 +254,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
   private payloadLimit(h: Message['header']): number {
     switch (h.t) {
       case 'ready':
+      case 'demoted':
       case 'loaded':
       case 'bind':
       case 'stopped':

@@ -3,6 +3,8 @@
  * the server or CLI process. Messages arrive on stdin and leave on stdout
  * (see framing.ts); stdout carries nothing else.
  */
+import { readdirSync, writeFileSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { ExecutorCore } from '../executor-core.js';
 import { internalFailure, type InstanceStatus } from '../status.js';
 import { FrameDecoder, corkedWrite, encodeFramePieces, type Message } from './framing.js';
@@ -25,7 +27,51 @@ const sliceArg = process.argv.find((a) => a.startsWith('--slice-ms='));
 const sliceMs = Number(sliceArg?.slice('--slice-ms='.length)) || 10;
 const capArg = process.argv.find((a) => a.startsWith('--instance-memory-cap='));
 const instanceMemoryCap = capArg ? Number(capArg.slice('--instance-memory-cap='.length)) || undefined : undefined;
+const niceArg = process.argv.find((a) => a.startsWith('--nice='));
+const niceBy = Number(niceArg?.slice('--nice='.length)) || 0;
+if (niceBy > 0) lowerPriority(Math.min(19, getPriority() + niceBy));
+const demoteArg = process.argv.find((a) => a.startsWith('--demote-after-ms='));
+const demoteAfterMs = Number(demoteArg?.slice('--demote-after-ms='.length)) || 0;
 const core = new ExecutorCore(sliceMs, instanceMemoryCap);
+
+/**
+ * Lowers this process's CPU priority to nice value `target`, so
+ * that the kernel prefers the server and other executors when the CPU is
+ * short. Linux keeps a nice value per thread: every thread node has started
+ * by now (V8's workers) is lowered; later ones inherit it from the main
+ * thread. Where the kernel groups processes by session (autogroup, the
+ * default of most distributions), thread nice values count only within the
+ * session, and this process has a session of its own (it is started
+ * detached, and bubblewrap makes a new one): the session's nice value is
+ * lowered as well. Neither can be raised again without privileges.
+ */
+function lowerPriority(target: number): void {
+  let threads = [0];
+  try {
+    threads = readdirSync('/proc/self/task').map(Number);
+  } catch {
+    // No /proc: the main thread (which runs the programs) at least.
+  }
+  for (const tid of threads) {
+    try {
+      setPriority(tid, target);
+    } catch {
+      // A thread that has ended meanwhile.
+    }
+  }
+  lowerSessionPriority(target, 50);
+}
+
+/** The kernel accepts one autogroup change per 100 ms from unprivileged processes (EAGAIN): retry a while. */
+function lowerSessionPriority(nice: number, attempts: number): void {
+  try {
+    writeFileSync('/proc/self/autogroup', String(nice));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EAGAIN' && attempts > 1) setTimeout(() => lowerSessionPriority(nice, attempts - 1), 20 + Math.random() * 100).unref();
+    // Else no autogroup here (ENOENT: kernel without it; the thread nice values then count).
+  }
+}
+
 const out = process.stdout;
 
 /**
@@ -42,6 +88,20 @@ function send(header: Message['header'], payload?: Uint8Array | Uint8Array[]): v
   if (out.writableLength > OUTPUT_HIGH_WATER) core.pause();
 }
 out.on('drain', () => core.resume());
+
+// Demotion: once one of its instances has computed for demoteAfterMs, this
+// process goes to the lowest priority for good (it cannot be raised again)
+// and says so; the pool then starts new instances elsewhere, so that requests
+// that compute little do not wait behind long computations.
+if (demoteAfterMs > 0) {
+  const watch = setInterval(() => {
+    if (core.mostCpuMs < demoteAfterMs) return;
+    clearInterval(watch);
+    lowerPriority(19);
+    send({ t: 'demoted' });
+  }, 50);
+  watch.unref();
+}
 
 async function handle(m: Message): Promise<void> {
   const h = m.header;

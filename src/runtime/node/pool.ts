@@ -30,6 +30,22 @@ export interface ExecutorPoolOptions {
   executorMain?: string;
 }
 
+/** How the executors of a group run (each request decides for an executor it starts; ignored when principals are not isolated). */
+export interface ExecutorPlacement {
+  /** Nice steps below the server's CPU priority (0-19; default 0). */
+  nice?: number;
+  /**
+   * Demotion: an executor one of whose instances has had this much CPU (ms)
+   * goes to the lowest priority, and new instances of the group go to
+   * another executor (at most MAX_EXECUTORS_WITH_DEMOTED per group; past
+   * that, to the least loaded). Default: never.
+   */
+  demoteAfterMs?: number;
+}
+
+/** Executors a group may have while some are demoted: its new instances share a demoted one past this. */
+export const MAX_EXECUTORS_WITH_DEMOTED = 3;
+
 export const DEFAULT_MAX_INSTANCES_PER_EXECUTOR = 64;
 export const DEFAULT_EXECUTOR_IDLE_MS = 60_000;
 const SHARED = '\0shared';
@@ -81,15 +97,19 @@ export class ExecutorPool {
    * new one. Dead executors are dropped here, so a crash only costs the
    * instances that were in it.
    */
-  executorFor(group: string): ChildProcessExecutor {
+  executorFor(group: string, placement: ExecutorPlacement = {}): ChildProcessExecutor {
     if (this.closed) throw new SandboxUnavailableError('the executor pool is closed');
     const key = this.opts.isolatePrincipals === false ? SHARED : group;
     const max = this.opts.maxInstancesPerExecutor ?? DEFAULT_MAX_INSTANCES_PER_EXECUTOR;
     const list = (this.groups.get(key) ?? []).filter((e) => e.alive);
     let best: ChildProcessExecutor | undefined;
-    for (const e of list) if (e.load < max && (!best || e.load < best.load)) best = e;
+    for (const e of list) if (e.load < max && !e.demoted && (!best || e.load < best.load)) best = e;
+    if (!best && list.length >= MAX_EXECUTORS_WITH_DEMOTED) {
+      for (const e of list) if (e.load < max && (!best || e.load < best.load)) best = e;
+    }
     if (!best) {
-      best = this.start(key);
+      // A process shared by all principals keeps the server's priority.
+      best = this.start(key, key === SHARED ? {} : placement);
       list.push(best);
     }
     this.groups.set(key, list);
@@ -114,8 +134,18 @@ export class ExecutorPool {
     this.sandbox.dispose();
   }
 
-  private start(key: string): ChildProcessExecutor {
+  private start(key: string, placement: ExecutorPlacement): ChildProcessExecutor {
     const executor = new ChildProcessExecutor({
+      nice: placement.nice,
+      demoteAfterMs: placement.demoteAfterMs,
+      // A replacement is started at once, so that the next request does not wait for a process to start.
+      onDemoted: () => {
+        if (this.closed) return;
+        const list = (this.groups.get(key) ?? []).filter((e) => e.alive);
+        if (list.some((e) => !e.demoted) || list.length >= MAX_EXECUTORS_WITH_DEMOTED) return;
+        list.push(this.start(key, placement));
+        this.groups.set(key, list);
+      },
       nodeArgs: this.opts.nodeArgs,
       sliceMs: this.opts.sliceMs,
       instanceMemoryCapBytes: instanceMemoryCap(this.opts.memoryLimitBytes ?? DEFAULT_EXECUTOR_MEMORY_BYTES),
