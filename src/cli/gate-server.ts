@@ -18,7 +18,7 @@ const KEYS_HELP = `
                              (https://AUTHORITY/gate-0/ with TLS)
   http.tls.enabled           true: serve https (default false); the identity is then
                              https://AUTHORITY/gate-0/. Needs http.tls.certfile and
-                             http.tls.keyfile (ACME is not implemented yet)
+                             http.tls.keyfile (certificates come only from files: no ACME)
   http.tls.certfile          PEM certificate chain, the server's certificate first
   http.tls.keyfile           PEM private key of that certificate
   http.origins               Origin header values allowed to use the API (default []: no web page may;

@@ -1,7 +1,8 @@
 /**
  * TLS for gate-server (spec extensions.md, "TLS and ACME"): a certificate
  * chain and its key from PEM files. The server's identity is then
- * `https://<authority>/gate-0/`. ACME (autocert) is not implemented yet.
+ * `https://<authority>/gate-0/`. Certificates come only from files: there is
+ * no ACME (autocert); README lists it as not done.
  */
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';

@@ -9,6 +9,7 @@
  * The service knows nothing of HTTP: the server hands it exchanges through
  * the EndpointHub, where listening instances are found by id.
  */
+import { settlement, type Settlement } from './settlement.js';
 import { GateError } from '../errors.js';
 import { callPacket, dataPacket, Domain, flowPacket, packetDomain, readDataPacket, readFlowEntries } from '../abi/packet.js';
 import { AbiViolation } from '../abi/trap.js';
@@ -108,12 +109,8 @@ export function endpointService(options: EndpointServiceOptions): ServiceFactory
   };
 }
 
-interface Client {
+interface Client extends Settlement {
   exchange: EndpointExchange;
-  resolve(): void;
-  reject(e: Error): void;
-  settled: boolean;
-  detach(): void;
   stream: OriginStream | undefined;
   /** Reads the response head out of the program's first bytes; undefined once the answer is not wanted. */
   reader: ResponseReader | undefined;
@@ -177,25 +174,7 @@ class EndpointInstance implements ServiceInstance, EndpointListener {
   serve(exchange: EndpointExchange, signal: AbortSignal): Promise<void> {
     if (this.stopped) return Promise.reject(new EndpointClosedError(false));
     return new Promise<void>((resolve, reject) => {
-      const client: Client = {
-        exchange,
-        stream: undefined,
-        reader: undefined,
-        settled: false,
-        resolve: () => {
-          if (client.settled) return;
-          client.settled = true;
-          client.detach();
-          resolve();
-        },
-        reject: (e) => {
-          if (client.settled) return;
-          client.settled = true;
-          client.detach();
-          reject(e);
-        },
-        detach: () => {},
-      };
+      const client: Client = Object.assign(settlement(resolve, reject), { exchange, stream: undefined, reader: undefined });
       const onAbort = (): void => {
         client.reader = undefined;
         if (client.stream) {

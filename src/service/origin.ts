@@ -9,6 +9,7 @@
  * client that connects is given a stream id and the oldest pending accept is
  * answered.
  */
+import { settlement, type Settlement } from './settlement.js';
 import { GateError } from '../errors.js';
 import { callPacket, dataPacket, Domain, flowPacket, packetDomain, readDataPacket, readFlowEntries } from '../abi/packet.js';
 import { AbiViolation } from '../abi/trap.js';
@@ -67,15 +68,11 @@ export class OriginAbortedError extends GateError {
   }
 }
 
-interface Client {
+interface Client extends Settlement {
   input: AsyncIterator<Uint8Array> | undefined;
   output: OriginOutput;
-  resolve(): void;
-  reject(e: Error): void;
   /** Set once attached. */
   stream: OriginStream | undefined;
-  settled: boolean;
-  detach(): void;
 }
 
 export class OriginService implements ServiceFactory, OriginConnector {
@@ -134,25 +131,7 @@ export class OriginService implements ServiceFactory, OriginConnector {
       return Promise.reject(e);
     }
     return new Promise<void>((resolve, reject) => {
-      const client: Client = {
-        input: iterator,
-        output,
-        stream: undefined,
-        settled: false,
-        resolve: () => {
-          if (client.settled) return;
-          client.settled = true;
-          client.detach();
-          resolve();
-        },
-        reject: (e) => {
-          if (client.settled) return;
-          client.settled = true;
-          client.detach();
-          reject(e);
-        },
-        detach: () => {},
-      };
+      const client: Client = Object.assign(settlement(resolve, reject), { input: iterator, output, stream: undefined });
       if (signal) {
         const onAbort = (): void => {
           if (client.stream) {
