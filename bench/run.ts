@@ -8,6 +8,7 @@
  * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
  * sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, stop, peers).
  */
+import '../src/runtime/node/engine-flags.js';
 import { execSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';

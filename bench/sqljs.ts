@@ -159,6 +159,22 @@ async function engine(instantiate: (imports: WebAssembly.Imports) => WebAssembly
   });
 }
 
+const BRANCH_HINTS = 'metadata.code.branch_hint';
+const NO_HINTS = 'suspend-anywhere without branch hints (diagnostic)';
+
+/** The module without its custom section `name`. */
+function withoutCustomSection(bytes: Uint8Array, name: string): Uint8Array {
+  const parts = [bytes.subarray(0, 8)];
+  for (const s of parseModule(bytes).sections) if (s.name !== name) parts.push(bytes.subarray(s.start, s.end));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 export async function sqljsSection(lines: string[], rounds: number, log: (s: string) => void, legacy = true): Promise<void> {
   const require = createRequire(import.meta.url);
   const bytes = new Uint8Array(await readFile(require.resolve('sql.js/dist/sql-wasm.wasm')));
@@ -180,6 +196,12 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
       log(`sql.js: prepared ${profile} in ${fmt(v.prepareMs / 1000, 1)} s`);
       const mod = new WebAssembly.Module(prepared.bytes as Uint8Array<ArrayBuffer>);
       v.sql = await engine((imp) => preparedInstance(original, mod, imp));
+      if (profile === 'suspend-anywhere') {
+        // Diagnostic: the same code without its branch hints (what V8 makes of it when it does not read them).
+        const unhinted = withoutCustomSection(prepared.bytes, BRANCH_HINTS);
+        const modUnhinted = new WebAssembly.Module(unhinted as Uint8Array<ArrayBuffer>);
+        variants.push({ name: NO_HINTS, size: unhinted.length, sql: await engine((imp) => preparedInstance(original, modUnhinted, imp)) });
+      }
     } catch (e) {
       v.error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
     }
@@ -260,7 +282,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
       `No import may unwind, so suspend-anywhere makes what is reachable from a check unwindable, and io-suspend has no unwindable call at all. ` +
       `Median of ${rounds} rounds (after ${WARMUP_RUNS} warm-up runs each), order alternating between rounds; min–max in parentheses. Preparation: one uncached run with these options.`,
     '',
-    `Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption).`,
+    `Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption). *${NO_HINTS}* is the suspend-anywhere module without its branch hint section, as V8 compiles it when it does not read the hints (docs/runtime.md).`,
     '',
   );
   lines.push('| variant | time (ms) | vs raw | preparation (s) | prepared size |', '|---|---|---|---|---|');

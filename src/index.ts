@@ -10,6 +10,7 @@
  *     const snapshot = await inst.snapshot();
  *     const copy = await runtime.restore(snapshot, { services: instanceServices() });
  */
+import './runtime/node/engine-flags.js';
 export { GateError } from './errors.js';
 export { ModuleError, ModuleLimitError } from './wasm/errors.js';
 export { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from './wasm/validate.js';

@@ -602,7 +602,7 @@ function instrumentFunction(
   wantLayout: boolean,
   out: ByteWriter,
   origins?: CodeOrigins,
-): { layout: FunctionLayout | undefined; sites: number; codeStart: number; restoreAt: number; restoreLength: number } {
+): { layout: FunctionLayout | undefined; sites: number; codeStart: number; restoreAt: number; restoreLength: number; unlikely: number[] } {
   const m = ctx.m;
   const bytes = m.bytes;
   const body = m.bodies[fi]!;
@@ -665,6 +665,20 @@ function instrumentFunction(
     w.u8(o).u8(VOID);
     D++;
   };
+  // Branches from hot code to cold code (code positions of their
+  // `if`/`br_if`), for the branch hint section: V8's optimizing tier then
+  // moves that code out of line and keeps its register moves off the hot
+  // path. Code reached only from cold code is cold already (V8 propagates
+  // it), so branches there need no hint.
+  const unlikely: number[] = [];
+  const coldIf = (): void => {
+    unlikely.push(w.length);
+    open(Opcode.If);
+  };
+  const coldBrIf = (depth: number): void => {
+    unlikely.push(w.length);
+    opU(Opcode.BrIf, depth);
+  };
   const close = (): void => {
     w.u8(Opcode.End);
     D--;
@@ -724,9 +738,11 @@ function instrumentFunction(
     restart(extra);
   };
   const unwindLabel = 1;
-  const unwindCheck = (site: number): void => {
+  /** After a site: `if (state) { site local = site; br $save }`; `hot` when the code around it is (then the branch is hinted). */
+  const unwindCheck = (site: number, hot = false): void => {
     opU(Opcode.GlobalGet, ST);
-    open(Opcode.If);
+    if (hot) coldIf();
+    else open(Opcode.If);
     i32c(site);
     opU(Opcode.LocalSet, S);
     opU(Opcode.Br, D - unwindLabel);
@@ -824,7 +840,7 @@ function instrumentFunction(
     opU(Opcode.LocalGet, F);
     i32c(0);
     op(Opcode.I32LeS);
-    open(Opcode.If);
+    coldIf();
     if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
       open(Opcode.Block);
       const fall = D;
@@ -848,7 +864,7 @@ function instrumentFunction(
     opU(Opcode.LocalGet, F);
     i32c(0);
     op(Opcode.I32LeS);
-    open(Opcode.If);
+    coldIf();
     outOfChunk(site, 0);
     close();
   };
@@ -882,10 +898,10 @@ function instrumentFunction(
     op(Opcode.I32LeS);
     const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
     if (!withSites || (!others && pending.length === 0)) {
-      opU(Opcode.BrIf, D - labels.cold);
+      coldBrIf(D - labels.cold);
       return;
     }
-    open(Opcode.If);
+    coldIf();
     opU(Opcode.GlobalGet, ST);
     i32c(2);
     op(Opcode.I32Ne);
@@ -913,7 +929,7 @@ function instrumentFunction(
     else fuelGet();
     i32c(1);
     op(Opcode.I32LtS);
-    open(Opcode.If);
+    coldIf();
     opU(Opcode.GlobalGet, ST);
     i32c(2);
     op(Opcode.I32Ne);
@@ -1032,7 +1048,7 @@ function instrumentFunction(
       recordSite(site);
       i32c(pos - ctx.codeBase);
       opU(Opcode.Call, fn.breakpoint);
-      unwindCheck(site);
+      unwindCheck(site, true);
       reload(f.base, h);
       copyFrom = pos;
     }
@@ -1161,7 +1177,7 @@ function instrumentFunction(
         recordSite(site);
         reload(h - nArgs, h);
         emitCall(o, x, pos, immEnd);
-        unwindCheck(site);
+        unwindCheck(site, true);
         h -= nArgs;
         if (below > 0) {
           if (t.results.length) {
@@ -1402,7 +1418,9 @@ function instrumentFunction(
   const layout: FunctionLayout | undefined = wantLayout
     ? { func, locals: localTypes as ValTypeCode[], slots: slots as FunctionLayout['slots'], sites: sitesLayout! }
     : undefined;
-  return { layout, sites: st.sites, codeStart: prefixLength, restoreAt, restoreLength: restore?.length ?? 0 };
+  // Hint offsets count from the body's start (its locals header), after the restore code is put in.
+  const shiftFor = (c: number): number => header.length + c + (restore && c >= restoreAt ? restore.length : 0);
+  return { layout, sites: st.sites, codeStart: prefixLength, restoreAt, restoreLength: restore?.length ?? 0, unlikely: unlikely.map(shiftFor) };
 }
 
 // --- The module -------------------------------------------------------------
@@ -1516,13 +1534,25 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
   {
     const n = m.bodies.length;
     const w = new ByteWriter(bytes.length + 1024).u32(n);
+    const hints = new ByteWriter();
+    let hinted = 0;
     for (let i = 0; i < n; i++) {
       const b = m.bodies[i]!;
       if (!ctx.checked[i]) {
         w.bytes(bytes.subarray(b.start, b.end));
         continue;
       }
-      sites += instrumentFunction(ctx, i, false, w).sites;
+      const r = instrumentFunction(ctx, i, false, w);
+      sites += r.sites;
+      if (r.unlikely.length === 0) continue;
+      hinted++;
+      hints.u32(ctx.nImports + ctx.shift + i).u32(r.unlikely.length);
+      for (const at of r.unlikely) hints.u32(at).u32(1).u8(0);
+    }
+    if (hinted > 0) {
+      // The branch hinting proposal's section, which must precede the code section.
+      const name = 'metadata.code.branch_hint';
+      out.section(0, new ByteWriter().name(name).u32(hinted).bytes(hints.finish()).finish());
     }
     out.section(SectionId.Code, w.finish());
   }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import '../../src/runtime/node/engine-flags.js';
 import { MemoryCache } from '../../src/prepare/cache.js';
 import type { Profile } from '../../src/prepare/profile.js';
 import { instanceServices, type InstanceServices } from '../../src/service/provider.js';

@@ -23,6 +23,7 @@
  * - GATE_FUZZ_GEN=<json>: generator options (wasm-gen.ts GenOptions), e.g.
  *   '{"wide":0.5,"riskyModules":1}'.
  */
+import '../../src/runtime/node/engine-flags.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';

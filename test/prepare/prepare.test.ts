@@ -3,7 +3,9 @@ import { describe, it } from 'node:test';
 import { MemoryCache } from '../../src/prepare/cache.js';
 import { prepare } from '../../src/prepare/pipeline.js';
 import { InternalExport, rewriteModule } from '../../src/prepare/rewrite.js';
-import { parseModule } from '../../src/wasm/module.js';
+import { parseModule, SectionId } from '../../src/wasm/module.js';
+import { decodeInstructions, Opcode } from '../../src/wasm/code.js';
+import { ByteReader } from '../../src/wasm/leb128.js';
 import { instrument } from '../../src/prepare/instrument.js';
 import { INTERNAL_IMPORT_MODULE } from '../../src/prepare/internal.js';
 import { runProgram } from '../helpers/runtime.js';
@@ -57,6 +59,44 @@ describe('instrument', () => {
     const exports = WebAssembly.Module.exports(mod).map((e) => e.name);
     for (const name of ['run', InternalExport.start, InternalExport.fuel, InternalExport.state, `${InternalExport.globalPrefix}0`]) {
       assert.ok(exports.includes(name), `missing export ${name}`);
+    }
+  });
+  it('marks the cold branches in a branch hint section that V8 can read', () => {
+    const m = parseModule(rewriteModule(parseModule(LOOPS), { imports: IMPORTS }).bytes);
+    for (const profile of ['suspend-anywhere', 'io-suspend'] as const) {
+      const r = instrument(m, { profile, unwindingImports: new Set([0]) });
+      const out = parseModule(r.bytes);
+      const at = out.sections.findIndex((s) => s.name === 'metadata.code.branch_hint');
+      assert.ok(at >= 0, `${profile}: no branch hint section`);
+      // The proposal places it before the code section.
+      assert.equal(out.sections[at + 1]!.id, SectionId.Code, profile);
+      const section = out.sections[at]!;
+      const reader = new ByteReader(r.bytes, section.payloadStart, section.end);
+      const nImports = out.imports.filter((i) => i.kind === 0).length;
+      let lastFunc = -1;
+      let hints = 0;
+      for (let n = reader.u32(); n > 0; n--) {
+        const func = reader.u32();
+        assert.ok(func > lastFunc && func >= nImports, `${profile}: function ${func} out of order`);
+        lastFunc = func;
+        const body = out.bodies[func - nImports]!;
+        const starts = new Map<number, number>();
+        decodeInstructions(r.bytes, body, (op, _sub, pos) => starts.set(pos - body.bodyStart, op));
+        let lastOffset = -1;
+        for (let k = reader.u32(); k > 0; k--) {
+          const offset = reader.u32();
+          assert.ok(offset > lastOffset, `${profile}: offsets out of order in function ${func}`);
+          lastOffset = offset;
+          assert.equal(reader.u32(), 1);
+          assert.equal(reader.u8(), 0, 'every hint says "unlikely"');
+          const op = starts.get(offset);
+          assert.ok(op === Opcode.If || op === Opcode.BrIf, `${profile}: function ${func} offset ${offset} is ${op === undefined ? 'not an instruction' : `opcode 0x${op.toString(16)}`}`);
+          hints++;
+        }
+      }
+      assert.ok(reader.eof());
+      // Each site's state test at least, and the checks.
+      assert.ok(hints >= r.sites, `${profile}: ${hints} hints for ${r.sites} sites`);
     }
   });
 });

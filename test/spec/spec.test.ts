@@ -6,6 +6,7 @@
  * Every assertion that passes raw must pass instrumented, with the same
  * outcome (values to the bit, traps by message).
  */
+import '../../src/runtime/node/engine-flags.js';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';

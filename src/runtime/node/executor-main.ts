@@ -3,6 +3,7 @@
  * the server or CLI process. Messages arrive on stdin and leave on stdout
  * (see framing.ts); stdout carries nothing else.
  */
+import './engine-flags.js';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { ExecutorCore } from '../executor-core.js';
