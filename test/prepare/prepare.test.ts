@@ -61,13 +61,19 @@ describe('instrument', () => {
       assert.ok(exports.includes(name), `missing export ${name}`);
     }
   });
-  it('marks the cold branches in a branch hint section that V8 can read', () => {
-    const m = parseModule(rewriteModule(parseModule(LOOPS), { imports: IMPORTS }).bytes);
+  it('marks the cold branches in a branch hint section that V8 can read, and only those', () => {
+    // A program's own hint section (here: garbage) never reaches the engine.
+    const name = new TextEncoder().encode('metadata.code.branch_hint');
+    const payload = [name.length, ...name, 1, 5, 1, 3, 1, 1];
+    const withHints = new Uint8Array([...LOOPS, 0, payload.length, ...payload]);
+    assert.ok(parseModule(withHints).sections.some((s) => s.name === 'metadata.code.branch_hint'));
+    const m = parseModule(rewriteModule(parseModule(withHints), { imports: IMPORTS }).bytes);
     for (const profile of ['suspend-anywhere', 'io-suspend'] as const) {
       const r = instrument(m, { profile, unwindingImports: new Set([0]) });
       const out = parseModule(r.bytes);
       const at = out.sections.findIndex((s) => s.name === 'metadata.code.branch_hint');
       assert.ok(at >= 0, `${profile}: no branch hint section`);
+      assert.equal(out.sections.filter((s) => s.name === 'metadata.code.branch_hint').length, 1);
       // The proposal places it before the code section.
       assert.equal(out.sections[at + 1]!.id, SectionId.Code, profile);
       const section = out.sections[at]!;
