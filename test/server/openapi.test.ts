@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { EndpointHttp } from '../../src/server/endpoint.js';
 import { resolve, type Route } from '../../src/server/routes.js';
 
 const FILE = new URL('../../../docs/openapi.yaml', import.meta.url);
@@ -100,6 +101,13 @@ describe('docs/openapi.yaml', { skip }, () => {
       const documented = OPERATIONS.filter((m) => item[m] !== undefined).sort();
       assert.deepEqual(documented, r.methods.map((m) => m.toLowerCase()).sort(), `methods of ${template}`);
     }
+    // Endpoints are routed before the API (EndpointHttp.matches) and take every method.
+    const endpoint = '/gate-0/endpoint/3f1d2c5e-8a0b-4c1d-9e2f-1a2b3c4d5e6f/some/page?q=1';
+    assert.ok(EndpointHttp.matches(endpoint));
+    const endpointTemplate = match(endpoint.split('?')[0]!);
+    assert.equal(endpointTemplate, '/gate-0/endpoint/{id}/{path}');
+    used.add(endpointTemplate);
+    assert.deepEqual(OPERATIONS.filter((m) => paths()[endpointTemplate]![m] !== undefined).sort(), ['delete', 'get', 'head', 'options', 'patch', 'post', 'put']);
     assert.deepEqual(Object.keys(paths()).filter((p) => !used.has(p)), [], 'documented paths the server does not route');
   });
 
