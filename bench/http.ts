@@ -137,13 +137,16 @@ export async function httpSection(lines: string[], rounds: number, seconds: numb
     const tokenFor = (g: GateServerProcess): Record<string, string> => ({ Authorization: `Bearer ${makeToken(key, { audience: g.identity, expSeconds: 900 })}` });
     const call = `/gate-0/module/sha256/${hash}?action=call&function=greet`;
     const targets: Target[] = [];
-    for (const [name, g] of [['gate-server', gate], ...(baseline ? [['gate-server (baseline)', baseline] as const] : [])] as const) {
+    const gates = [['gate-server', gate], ...(baseline ? [['gate-server (baseline)', baseline] as const] : [])] as const;
+    for (const [name, g] of gates) {
       const auth = tokenFor(g);
       const pinned = await pin(g.url, hash, auth, hello);
       if (pinned !== 201 && pinned !== 200) throw new Error(`pinning hello.wasm at ${name} answered ${pinned}`);
       targets.push({ name: `${name}, signed`, url: `${g.url}${call}`, method: 'POST', headers: auth, gate: true });
     }
-    targets.push({ name: 'gate-server, anonymous', url: `${gate.url}${call}`, method: 'POST', headers: { 'Content-Type': 'application/wasm' }, body: hello, gate: true });
+    for (const [name, g] of gates) {
+      targets.push({ name: `${name}, anonymous`, url: `${g.url}${call}`, method: 'POST', headers: { 'Content-Type': 'application/wasm' }, body: hello, gate: true });
+    }
     targets.push({ name: 'workerd', url: `${workerd.url}/`, method: 'GET', headers: {}, gate: false });
     // The same token as gate-server's signed row (workerd does not check the audience).
     targets.push({ name: 'workerd, verifying the token', url: `${workerd.url}/verify`, method: 'GET', headers: targets[0]!.headers, gate: false });
