@@ -183,6 +183,8 @@ export async function httpSection(lines: string[], rounds: number, seconds: numb
     }
     const rss = (s: ServerProcess): string => fmt(treeRssBytes(s.pid) / MiB, 0);
     lines.push('', `RSS after the runs: gate-server with its executors ${rss(gate)} MiB${baseline ? `, the baseline's ${rss(baseline)} MiB` : ''}, workerd ${rss(workerd)} MiB.`, '');
+    // Profiled by hand (it takes a profiling build of the executor): kept in its own file, carried into every results file.
+    lines.push((await readFile(new URL('../../bench/call-breakdown.md', import.meta.url), 'utf8')).trim(), '');
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
   }
