@@ -204,11 +204,17 @@ export abstract class RemoteExecutor implements Executor {
     this.outbox = [];
     clearTimeout(this.releaseTimer);
     this.releaseTimer = undefined;
-    for (const id of this.releases) this.send({ t: 'release', id });
+    const releases = this.releases;
     this.releases = [];
-    for (const { m, for: ev } of batch) {
-      if (ev !== undefined && this.instances.get((m as { id: string }).id) !== ev) continue;
-      this.send(m);
+    try {
+      for (const id of releases) this.send({ t: 'release', id });
+      for (const { m, for: ev } of batch) {
+        if (ev !== undefined && this.instances.get((m as { id: string }).id) !== ev) continue;
+        this.send(m);
+      }
+    } catch (e) {
+      // Nobody is on the stack to tell (this runs at the end of the turn): what was asked cannot be done.
+      this.fail(`a request could not be sent to the ${this.names.sender}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { MemoryCache } from '../../src/prepare/cache.js';
 import { ChildProcessExecutor } from '../../src/runtime/node/child-executor.js';
+import type { ExecutorRequest } from '../../src/runtime/remote-executor.js';
 import { Program } from '../../src/runtime/program.js';
 import { Runtime } from '../../src/runtime/runtime.js';
 import { instanceServices } from '../../src/service/provider.js';
@@ -143,5 +144,30 @@ describe('executor messages of a call', () => {
     // Reads may join writes, never split a batch into more reads than frames.
     assert.ok(writesIn <= 2, `the executor got the call's frames in ${writesIn} reads: ${JSON.stringify(mine)}`);
     assert.ok(writesOut <= 2, `the executor sent the call's frames in ${writesOut} writes: ${JSON.stringify(mine)}`);
+  });
+});
+
+describe('a request that cannot be sent', () => {
+  /** A host whose transport refuses to encode a create (as a browser's postMessage may refuse a value). */
+  class RefusingExecutor extends ChildProcessExecutor {
+    protected override send(m: ExecutorRequest): void {
+      if (m.t === 'create') throw new TypeError('cannot encode this request');
+      super.send(m);
+    }
+  }
+
+  it('ends the instance KILLED (INTERNAL) with the reason, and gives the executor up, instead of throwing at the end of the turn', async () => {
+    const executor = new RefusingExecutor();
+    try {
+      const runtime = new Runtime({ executor, memoryLimitPages: 2048, timeResolutionNs: 1000, cache: new MemoryCache() });
+      const program = await Program.load(programBytes('hello'), DEFAULT_LOCAL_LIMITS);
+      const inst = await runtime.launch(program, { entry: 'greet', services: instanceServices({ principalId: 'local' }) });
+      const status = await inst.wait();
+      assert.equal(status.state, 'KILLED');
+      assert.match(status.error ?? '', /a request could not be sent to the executor: cannot encode this request/);
+      assert.equal(executor.alive, false);
+    } finally {
+      await executor.close();
+    }
   });
 });
