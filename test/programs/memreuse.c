@@ -7,7 +7,7 @@
 // differs.
 //
 // Imports: env.__wasi_fd_write.
-// Exports: memory (3 pages), dirty, check.
+// Exports: memory (3 pages), dirty, grow, check.
 
 #include <gate.h>
 
@@ -33,6 +33,18 @@ int dirty(void)
 		*p = 0xaa;
 	gate_debug("dirty");
 	return 0;
+}
+
+// Grows its memory by a page, then dirties it all: a memory of another size
+// than its instance started with is never handed to another instance.
+EXPORT("grow")
+int grow(void)
+{
+	if (__builtin_wasm_memory_grow(0, 1) < 0) {
+		gate_debug("memory.grow failed");
+		return 1;
+	}
+	return dirty();
 }
 
 EXPORT("check")

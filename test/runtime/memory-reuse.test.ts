@@ -32,7 +32,7 @@ class CoreExecutor implements Executor {
 
 const cache = new MemoryCache();
 
-async function setup(executor: Executor): Promise<(entry: 'dirty' | 'check', opts?: { group?: string; retain?: boolean; snapshot?: boolean }) => Promise<string>> {
+async function setup(executor: Executor): Promise<(entry: 'dirty' | 'grow' | 'check', opts?: { group?: string; retain?: boolean; snapshot?: boolean }) => Promise<string>> {
   const runtime = new Runtime({ executor, memoryLimitPages: 16, timeResolutionNs: 1000, cache });
   const program = await Program.load(programBytes('memreuse'), DEFAULT_LOCAL_LIMITS);
   return async (entry, opts = {}) => {
@@ -80,6 +80,14 @@ describe('memory reuse', () => {
     const executor = new CoreExecutor();
     const run = await setup(executor);
     await run('dirty', { group: 'ed25519:a', retain: true, snapshot: true });
+    assert.equal(await run('check', { group: 'ed25519:a' }), 'clean\n');
+    assert.equal(executor.core.memoriesReused, 0);
+  });
+
+  it('does not reuse a memory that grew', async () => {
+    const executor = new CoreExecutor();
+    const run = await setup(executor);
+    assert.equal(await run('grow', { group: 'ed25519:a' }), 'dirty\n');
     assert.equal(await run('check', { group: 'ed25519:a' }), 'clean\n');
     assert.equal(executor.core.memoriesReused, 0);
   });
