@@ -88,17 +88,18 @@ export interface GateServerProcess extends ServerProcess {
 
 /**
  * Starts bin/gate-server with an empty configuration plus `options`
- * (`key=value`, TOML values) in a fresh state directory, logging warnings
- * only (no per-request logging cost).
+ * (`key=value`, TOML values) in a fresh state directory, logging errors
+ * only (no per-request logging cost). `checkout`: the built project whose
+ * bin/gate-server runs (another checkout, for a before/after comparison).
  */
-export async function startGateServer(options: string[]): Promise<GateServerProcess> {
+export async function startGateServer(options: string[], checkout = root): Promise<GateServerProcess> {
   const port = await freePort();
   const stateDir = mkdtempSync(join(tmpdir(), 'gate-bench-state-'));
   const args = ['-F', '/dev/null', '-o', 'access.policy="public"', '-o', `http.addr="127.0.0.1:${port}"`, '-o', `state.dir=${JSON.stringify(stateDir)}`, '-o', 'log.level="error"'];
   for (const o of options) args.push('-o', o);
   // Only PATH (to find bwrap) and HOME: e.g. NODE_EXTRA_CA_CERTS would slow every process start.
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/' };
-  const proc = spawn(process.execPath, [join(root, 'bin/gate-server'), ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  const proc = spawn(process.execPath, [join(checkout, 'bin/gate-server'), ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
   let err = '';
   proc.stderr!.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-2000)));
   const stop = stopper(proc, () => rmSync(stateDir, { recursive: true, force: true }));

@@ -2,17 +2,23 @@
  * HTTP call throughput and latency on loopback: gate-server calling a pinned
  * module vs Cloudflare's workerd instantiating a wasm module per request,
  * driven by autocannon in this process at the same concurrency, runs
- * alternating between the two servers.
+ * alternating between the targets.
  *
- * Gate: test/programs/hello.wasm is uploaded and pinned once by a signed
- * principal; every request is `POST /gate-0/module/sha256/<hash>?action=call&function=greet`
+ * Gate, signed: test/programs/hello.wasm is uploaded and pinned once by a
+ * signed principal; every request is `POST /gate-0/module/sha256/<hash>?action=call&function=greet`
  * with the same signed bearer token (15-minute lifetime, no nonce, so it
- * may be reused; the server verifies its signature on every request). Each
- * call launches a fresh instance that discovers `origin`, accepts the
- * request's stream and writes "hello, world\n" to it.
+ * may be reused). Each call launches a fresh instance that discovers
+ * `origin`, accepts the request's stream and writes "hello, world\n" to it.
+ * Gate, anonymous: the same call without a token, uploading the module in
+ * the request's body (upload-and-call), from one address (the per-address
+ * limit is raised to the concurrency).
  * workerd: bench/workerd/worker.mjs instantiates bench/programs/greet.wat
  * per request, which writes the same 13 bytes into its memory; the response
- * is those bytes.
+ * is those bytes. At /verify it first verifies the same token with WebCrypto.
+ *
+ * GATE_BENCH_BASELINE=DIR adds a signed row for the gate-server of another
+ * built checkout (e.g. the commit before a change), measured in the same
+ * rounds: before/after side by side.
  */
 import { createRequire } from 'node:module';
 import { request as httpRequest } from 'node:http';
@@ -21,7 +27,7 @@ import { readFile } from 'node:fs/promises';
 import { identityFromPrivateKey } from '../src/client/identity.js';
 import { makeToken } from '../src/client/token.js';
 import { checkSandbox } from '../src/runtime/node/sandbox/sandbox.js';
-import { percentile, startGateServer, startWorkerd, treeRssBytes, workerdVersion, MiB, type ServerProcess } from './field.js';
+import { percentile, startGateServer, startWorkerd, treeRssBytes, workerdVersion, MiB, type GateServerProcess, type ServerProcess } from './field.js';
 import { fmt, median, range } from './stats.js';
 
 /** The part of autocannon's programmatic API used here (it ships no types). */
@@ -39,6 +45,7 @@ type Autocannon = (opts: {
   url: string;
   method: string;
   headers?: Record<string, string>;
+  body?: Buffer;
   connections: number;
   duration: number;
   pipelining?: number;
@@ -51,7 +58,9 @@ interface Target {
   url: string;
   method: string;
   headers: Record<string, string>;
-  server: ServerProcess;
+  body?: Uint8Array;
+  /** The row whose req/s its ratios divide (workerd rows have none). */
+  gate: boolean;
 }
 
 interface Run {
@@ -70,13 +79,13 @@ function fetchOnce(t: Target): Promise<{ status: number; body: string }> {
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end();
+    req.end(t.body);
   });
 }
 
 async function load(t: Target, connections: number, seconds: number): Promise<Run> {
   const times: number[] = [];
-  const inst = autocannon({ url: t.url, method: t.method, headers: t.headers, connections, duration: seconds });
+  const inst = autocannon({ url: t.url, method: t.method, headers: t.headers, body: t.body && Buffer.from(t.body), connections, duration: seconds });
   inst.on('response', (_c, status, _b, ms) => {
     if (status >= 200 && status < 300) times.push(ms);
   });
@@ -89,40 +98,58 @@ async function load(t: Target, connections: number, seconds: number): Promise<Ru
   };
 }
 
+/** Uploads and pins `wasm` as the principal of `auth`. */
+function pin(url: string, hash: string, auth: Record<string, string>, wasm: Uint8Array): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const req = httpRequest(`${url}/gate-0/module/sha256/${hash}?action=pin`, { method: 'PUT', headers: { ...auth, 'Content-Type': 'application/wasm' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode!);
+    });
+    req.on('error', reject);
+    req.end(wasm);
+  });
+}
+
 /**
- * `rounds` rounds per concurrency, each running both servers for `seconds`
- * (order alternating between rounds).
+ * `rounds` rounds per concurrency, each running every target for `seconds`
+ * (order reversed every other round).
  */
 export async function httpSection(lines: string[], rounds: number, seconds: number, log: (s: string) => void): Promise<void> {
   lines.push('## HTTP call throughput and latency: gate-server vs workerd', '');
   const check = await checkSandbox();
   const sandbox = check.available ? 'bwrap' : 'none';
+  const concurrencies = [1, 16];
+  const maxConnections = Math.max(...concurrencies);
+  const baselineDir = process.env.GATE_BENCH_BASELINE;
   const servers: ServerProcess[] = [];
   try {
-    const gate = await startGateServer([`runtime.sandbox="${sandbox}"`, 'access.policy="public"']);
+    const gateOptions = [`runtime.sandbox="${sandbox}"`, 'access.policy="public"', `anonymous.maxperaddress=${maxConnections}`];
+    const gate = await startGateServer(gateOptions);
     servers.push(gate);
+    const baseline = baselineDir ? await startGateServer(gateOptions, baselineDir) : undefined;
+    if (baseline) servers.push(baseline);
     const workerd = await startWorkerd();
     servers.push(workerd);
 
     const hello = new Uint8Array(await readFile(new URL('../../test/programs/build/hello.wasm', import.meta.url)));
     const hash = createHash('sha256').update(hello).digest('hex');
     const key = identityFromPrivateKey(generateKeyPairSync('ed25519').privateKey);
-    const token = makeToken(key, { audience: gate.identity, expSeconds: 900 });
-    const auth = { Authorization: `Bearer ${token}` };
-    const pinned = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest(`${gate.url}/gate-0/module/sha256/${hash}?action=pin`, { method: 'PUT', headers: { ...auth, 'Content-Type': 'application/wasm' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode!);
-      });
-      req.on('error', reject);
-      req.end(hello);
-    });
-    if (pinned !== 201 && pinned !== 200) throw new Error(`pinning hello.wasm answered ${pinned}`);
-
-    const targets: Target[] = [
-      { name: 'gate-server', url: `${gate.url}/gate-0/module/sha256/${hash}?action=call&function=greet`, method: 'POST', headers: auth, server: gate },
-      { name: 'workerd', url: `${workerd.url}/`, method: 'GET', headers: {}, server: workerd },
-    ];
+    const tokenFor = (g: GateServerProcess): Record<string, string> => ({ Authorization: `Bearer ${makeToken(key, { audience: g.identity, expSeconds: 900 })}` });
+    const call = `/gate-0/module/sha256/${hash}?action=call&function=greet`;
+    const targets: Target[] = [];
+    const gates = [['gate-server', gate], ...(baseline ? [['gate-server (baseline)', baseline] as const] : [])] as const;
+    for (const [name, g] of gates) {
+      const auth = tokenFor(g);
+      const pinned = await pin(g.url, hash, auth, hello);
+      if (pinned !== 201 && pinned !== 200) throw new Error(`pinning hello.wasm at ${name} answered ${pinned}`);
+      targets.push({ name: `${name}, signed`, url: `${g.url}${call}`, method: 'POST', headers: auth, gate: true });
+    }
+    for (const [name, g] of gates) {
+      targets.push({ name: `${name}, anonymous`, url: `${g.url}${call}`, method: 'POST', headers: { 'Content-Type': 'application/wasm' }, body: hello, gate: true });
+    }
+    targets.push({ name: 'workerd', url: `${workerd.url}/`, method: 'GET', headers: {}, gate: false });
+    // The same token as gate-server's signed row (workerd does not check the audience).
+    targets.push({ name: 'workerd, verifying the token', url: `${workerd.url}/verify`, method: 'GET', headers: targets[0]!.headers, gate: false });
     for (const t of targets) {
       const r = await fetchOnce(t);
       if (r.status !== 200 || r.body !== 'hello, world\n') throw new Error(`${t.name} answered ${r.status} ${JSON.stringify(r.body)}`);
@@ -130,31 +157,34 @@ export async function httpSection(lines: string[], rounds: number, seconds: numb
     }
     log('http: servers ready');
 
-    const concurrencies = [1, 16];
     lines.push(
-      `Loopback, autocannon ${(createRequire(import.meta.url)('autocannon/package.json') as { version: string }).version} in the benchmark process (it shares the 2 cores with both servers), keep-alive connections, ${rounds} rounds of ${seconds} s per server and concurrency, servers alternating (order swapped every round). gate-server: one process plus its executor process (sandbox: ${sandbox}), \`call\` of the pinned hello.wasm \`greet\`, one signed token reused. workerd (${workerdVersion()}): a fresh \`WebAssembly.Instance\` of an equivalent 1-page module per request. Latencies from every response, in ms; cells are median (min–max) over rounds; the ratio is the median of per-round ratios.`,
+      `Loopback, autocannon ${(createRequire(import.meta.url)('autocannon/package.json') as { version: string }).version} in the benchmark process (it shares the 2 cores with all servers), keep-alive connections, ${rounds} rounds of ${seconds} s per target and concurrency, targets one after the other (order reversed every other round). gate-server: one process plus its executor processes (sandbox: ${sandbox}), \`call\` of hello.wasm \`greet\`: *signed*, the module pinned and one signed token reused; *anonymous*, no token, the module uploaded in every request (upload-and-call; \`anonymous.maxperaddress\` raised to ${maxConnections}).${baseline ? ` *baseline*: the gate-server of another checkout (${baselineDir}), same configuration, in the same rounds.` : ''} workerd (${workerdVersion()}): a fresh \`WebAssembly.Instance\` of an equivalent 1-page module per request; *verifying the token*: first the same Ed25519 token verified with WebCrypto on every request (imported keys kept). Latencies from every response, in ms; cells are median (min–max) over rounds; ratios are medians of per-round ratios.`,
       '',
     );
-    lines.push('| connections | server | req/s | p50 (ms) | p99 (ms) | failed | req/s gate ÷ workerd |', '|---|---|---|---|---|---|---|');
+    lines.push('| connections | target | req/s | p50 (ms) | p99 (ms) | failed | req/s ÷ workerd | req/s ÷ workerd verifying |', '|---|---|---|---|---|---|---|---|');
     for (const c of concurrencies) {
       const runs = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
       for (let round = 0; round < rounds; round++) {
         const order = round % 2 ? [...targets].reverse() : targets;
         for (const t of order) runs.get(t.name)!.push(await load(t, c, seconds));
       }
-      const g = runs.get('gate-server')!;
-      const w = runs.get('workerd')!;
-      const ratios = g.map((r, i) => r.rps / w[i]!.rps);
+      const ratio = (rs: Run[], of: string): string => {
+        const ratios = rs.map((r, i) => r.rps / runs.get(of)![i]!.rps);
+        return `${fmt(median(ratios), 3)}× (${range(ratios, 3)})`;
+      };
       for (const t of targets) {
         const rs = runs.get(t.name)!;
         const cell = (f: (r: Run) => number, d: number): string => `${fmt(median(rs.map(f)), d)} (${range(rs.map(f), d)})`;
         lines.push(
-          `| ${c} | ${t.name} | ${cell((r) => r.rps, 0)} | ${cell((r) => r.p50, 3)} | ${cell((r) => r.p99, 2)} | ${rs.reduce((a, r) => a + r.failed, 0)} | ${t.name === 'gate-server' ? `${fmt(median(ratios), 3)}× (${range(ratios, 3)})` : ''} |`,
+          `| ${c} | ${t.name} | ${cell((r) => r.rps, 0)} | ${cell((r) => r.p50, 3)} | ${cell((r) => r.p99, 2)} | ${rs.reduce((a, r) => a + r.failed, 0)} | ${t.gate ? ratio(rs, 'workerd') : ''} | ${t.gate ? ratio(rs, 'workerd, verifying the token') : ''} |`,
         );
       }
       log(`http: ${c} connections done`);
     }
-    lines.push('', `RSS after the runs: gate-server with its executors ${fmt(treeRssBytes(gate.pid) / MiB, 0)} MiB, workerd ${fmt(treeRssBytes(workerd.pid) / MiB, 0)} MiB.`, '');
+    const rss = (s: ServerProcess): string => fmt(treeRssBytes(s.pid) / MiB, 0);
+    lines.push('', `RSS after the runs: gate-server with its executors ${rss(gate)} MiB${baseline ? `, the baseline's ${rss(baseline)} MiB` : ''}, workerd ${rss(workerd)} MiB.`, '');
+    // Profiled by hand (it takes a profiling build of the executor): kept in its own file, carried into every results file.
+    lines.push((await readFile(new URL('../../bench/call-breakdown.md', import.meta.url), 'utf8')).trim(), '');
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
   }

@@ -4,7 +4,9 @@
  * executor, Runtime.launch() → the entry function has run and the instance
  * is HALTED (wait() resolves). Executors: in process, a plain child
  * process, and (where bubblewrap works) a sandboxed child process as
- * gate-server uses. The variants alternate launch by launch.
+ * gate-server uses; in process and sandboxed also as one principal's
+ * instances, which reuse memory objects. The variants alternate launch by
+ * launch.
  */
 import { MemoryCache } from '../src/prepare/cache.js';
 import type { Executor } from '../src/runtime/executor.js';
@@ -26,11 +28,17 @@ export async function launchSection(lines: string[], launches: number, log: (s: 
   const sandbox = check.available ? Sandbox.create({ mode: 'bwrap' }) : undefined;
   const program = await Program.load(benchWat('main'), DEFAULT_LOCAL_LIMITS);
   const cache = new MemoryCache();
-  const variants: Array<{ name: string; executor: Executor }> = [
+  // A principal's instances (memoryGroup) may reuse memory objects, as gate-server launches them.
+  const reusing = ', one principal (memory objects reused)';
+  const variants: Array<{ name: string; executor: Executor; memoryGroup?: string }> = [
     { name: 'in process', executor: new InProcessExecutor() },
+    { name: `in process${reusing}`, executor: new InProcessExecutor(), memoryGroup: 'ed25519:bench' },
     { name: 'child process (plain node)', executor: new ChildProcessExecutor() },
   ];
-  if (sandbox) variants.push({ name: `child process (${sandbox.describe()})`, executor: new ChildProcessExecutor({ launch: sandbox }) });
+  if (sandbox) {
+    variants.push({ name: `child process (${sandbox.describe()})`, executor: new ChildProcessExecutor({ launch: sandbox }) });
+    variants.push({ name: `child process (${sandbox.describe()})${reusing}`, executor: new ChildProcessExecutor({ launch: sandbox }), memoryGroup: 'ed25519:bench' });
+  }
   try {
     const runs = variants.map((v) => ({ ...v, runtime: new Runtime({ executor: v.executor, memoryLimitPages: 16, timeResolutionNs: 1000, cache }), ms: [] as number[] }));
     const warmup = 50;
@@ -38,7 +46,7 @@ export async function launchSection(lines: string[], launches: number, log: (s: 
     for (let i = 0; i < launches + warmup; i++) {
       for (const r of runs) {
         const t0 = performance.now();
-        const inst = await r.runtime.launch(program, { entry: 'main', services: noServices });
+        const inst = await r.runtime.launch(program, { entry: 'main', services: noServices, memoryGroup: r.memoryGroup });
         const status = await inst.wait();
         const ms = performance.now() - t0;
         if (status.state !== 'HALTED') throw new Error(`launch: main ended ${JSON.stringify(status)}`);

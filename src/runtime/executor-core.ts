@@ -15,7 +15,25 @@ interface Entry {
   retain: boolean;
   stopped: boolean;
   debug: DebugOutput | undefined;
+  /** Where its memory object may go for reuse once it is gone (undefined: nowhere). */
+  memoryKey: string | undefined;
+  /** A view of its memory left this executor (a snapshot): it is never reused. */
+  memoryShared: boolean;
 }
+
+/**
+ * Memory objects of instances that are gone are kept for the next instance
+ * of the same group with the same sizes: making one (and collecting it
+ * later) costs more than zeroing a small one. Only memories that never grew
+ * and are at most this large are kept (zeroing a large one would cost more
+ * than a new one, which the kernel zeroes lazily).
+ */
+export const MAX_REUSED_MEMORY_BYTES = 1024 * 1024;
+/** Memory objects kept per group and size, and in all. */
+const MAX_KEPT_MEMORIES_PER_KEY = 8;
+const MAX_KEPT_MEMORIES = 64;
+/** Random bytes are drawn from the system this many at a time; each instance gets 16 of them, never shared. */
+const RANDOM_BATCH_BYTES = 4096;
 
 /**
  * The part of an executor that touches untrusted code: compiled modules,
@@ -27,6 +45,13 @@ export class ExecutorCore {
   private readonly modules = new Map<string, WebAssembly.Module>();
   private readonly instances = new Map<string, Entry>();
   private readonly scheduler: Scheduler;
+  /** Memory objects for reuse, by memoryKey (see MAX_REUSED_MEMORY_BYTES). */
+  private readonly keptMemories = new Map<string, WebAssembly.Memory[]>();
+  private keptMemoryCount = 0;
+  /** How many instances got a reused memory object (tests check that reuse happens). */
+  memoriesReused = 0;
+  private random = new Uint8Array(0);
+  private randomUsed = 0;
 
   /**
    * `instanceMemoryCapBytes`: no instance's memory may grow past this, so
@@ -41,11 +66,11 @@ export class ExecutorCore {
       const e = this.instances.get(inst.id);
       if (!e || e.stopped) return;
       e.stopped = true;
-      if (!e.retain) this.instances.delete(inst.id);
       // Its last output goes before its end.
       e.debug?.flush();
       e.channel.close();
       e.events.stopped(status, inst.trapFrames);
+      if (!e.retain) this.forget(inst.id, e);
     }, sliceMs);
   }
 
@@ -90,8 +115,15 @@ export class ExecutorCore {
         return;
       }
     }
-    const random = new Uint8Array(16);
-    globalThis.crypto.getRandomValues(random);
+    const random = this.randomBytes(16);
+    const memoryKey = this.memoryKeyOf(spec.memoryGroup, memoryPages);
+    let memory = memoryKey !== undefined ? this.keptMemories.get(memoryKey)?.pop() : undefined;
+    if (memory !== undefined) {
+      this.keptMemoryCount--;
+      // What the previous instance left is gone before this one can see it.
+      new Uint8Array(memory.buffer).fill(0);
+      this.memoriesReused++;
+    }
     let channel: PacketChannel;
     const debug = spec.debug ? new DebugOutput((data, dropped) => events.debug(data, dropped), spec.debugLimits) : undefined;
     try {
@@ -114,6 +146,7 @@ export class ExecutorCore {
         timeResolutionNs: spec.timeResolutionNs,
         channel,
         debug: debug ? (d) => debug.write(d) : undefined,
+        memory,
         randomPool: random,
         computeLimitMs: spec.computeLimitMs,
         cpuBudgetMs: typeof spec.cpuBudgetMs === 'number' && spec.cpuBudgetMs > 0 ? spec.cpuBudgetMs : undefined,
@@ -128,7 +161,7 @@ export class ExecutorCore {
       queueMicrotask(() => events.stopped(internalFailure(`instantiation failed: ${message}`)));
       return;
     }
-    this.instances.set(spec.id, { instance, channel, events, retain: spec.retain, stopped: false, debug });
+    this.instances.set(spec.id, { instance, channel, events, retain: spec.retain, stopped: false, debug, memoryKey, memoryShared: false });
     this.scheduler.add(instance);
   }
 
@@ -136,12 +169,48 @@ export class ExecutorCore {
     const e = this.instances.get(id);
     if (!e) throw new InstanceStateError(`instance ${id} is not in this executor (or was not retained)`);
     if (!e.stopped) throw new InstanceStateError(`instance ${id} is running`);
+    // The snapshot holds a view of the memory (it may not have been written out yet).
+    e.memoryShared = true;
     return e.instance.snapshotState();
   }
 
   release(id: string): void {
     const e = this.instances.get(id);
-    if (e?.stopped) this.instances.delete(id);
+    if (e?.stopped) this.forget(id, e);
+  }
+
+  /** A stopped instance is gone: its memory is kept for reuse when it may be. */
+  private forget(id: string, e: Entry): void {
+    this.instances.delete(id);
+    if (e.memoryKey === undefined || e.memoryShared || this.keptMemoryCount >= MAX_KEPT_MEMORIES) return;
+    const memory = e.instance.memoryObjectInUse;
+    // One that grew has another size than its key says.
+    if (memory.buffer.byteLength !== Number(e.memoryKey.split('/', 2)[0]) * 65536) return;
+    const kept = this.keptMemories.get(e.memoryKey) ?? [];
+    if (kept.length >= MAX_KEPT_MEMORIES_PER_KEY) return;
+    kept.push(memory);
+    this.keptMemories.set(e.memoryKey, kept);
+    this.keptMemoryCount++;
+  }
+
+  /** `initial/maximum/group`, or undefined when such a memory is not reused. */
+  private memoryKeyOf(group: string | undefined, pages: { initial: number; maximum: number }): string | undefined {
+    if (group === undefined || pages.initial * 65536 > MAX_REUSED_MEMORY_BYTES) return undefined;
+    return `${pages.initial}/${pages.maximum}/${group}`;
+  }
+
+  /** `n` fresh random bytes (drawn from the system in batches: each call of getRandomValues costs as much as many bytes). */
+  private randomBytes(n: number): Uint8Array {
+    if (this.randomUsed + n > this.random.length) {
+      this.random = new Uint8Array(RANDOM_BATCH_BYTES);
+      globalThis.crypto.getRandomValues(this.random);
+      this.randomUsed = 0;
+    }
+    const out = this.random.slice(this.randomUsed, this.randomUsed + n);
+    // Nobody else gets these bytes.
+    this.random.fill(0, this.randomUsed, this.randomUsed + n);
+    this.randomUsed += n;
+    return out;
   }
 
   deliver(id: string, packet: Uint8Array): void {

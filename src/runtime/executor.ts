@@ -82,6 +82,12 @@ export interface InstanceSpec {
   breakpoints?: number[];
   /** Keep the stopped instance until `release`, so that it can be snapshotted. */
   retain: boolean;
+  /**
+   * Instances of one owner (a principal) name the same group here: the
+   * executor may give one a memory object another of the group used before,
+   * zeroed and re-initialised. Undefined: always a fresh memory.
+   */
+  memoryGroup?: string;
 }
 
 /** Events of one instance, delivered to the trusted side. */

@@ -31,6 +31,8 @@ export interface InstanceOptions {
   channel: PacketChannel;
   /** Gets a view of the program's memory: it must copy what it keeps. */
   debug: ((data: Uint8Array) => void) | undefined;
+  /** A memory to use instead of a new one: of memoryPages' sizes, all zeros (ExecutorCore reuses them). */
+  memory?: WebAssembly.Memory;
   /** Random bytes for the 16-byte pool. */
   randomPool: Uint8Array;
   /** io-suspend: longest computation without a blocking call (see InstanceSpec). */
@@ -114,7 +116,7 @@ export class Instance implements AbiContext {
     this.budgetLeftMs = opts.cpuBudgetMs ?? Infinity;
     this.monotonicBaseMs = performance.now();
     this.monotonicStartNs = opts.resume?.monotonicNs ?? 1_000_000_000n;
-    this.memoryObject = new WebAssembly.Memory({ initial: opts.memoryPages.initial, maximum: opts.memoryPages.maximum });
+    this.memoryObject = opts.memory ?? new WebAssembly.Memory({ initial: opts.memoryPages.initial, maximum: opts.memoryPages.maximum });
 
     const host = createHostImports(this);
     const imports = {
@@ -174,6 +176,11 @@ export class Instance implements AbiContext {
       if (!global) throw new InternalRuntimeError(`global ${index} is not exported by the prepared module`);
       global.value = value.value;
     }
+  }
+
+  /** Its memory object (ExecutorCore reuses it once the instance is gone). */
+  get memoryObjectInUse(): WebAssembly.Memory {
+    return this.memoryObject;
   }
 
   /** The state a snapshot needs; only for a stopped instance. */

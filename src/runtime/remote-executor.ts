@@ -23,6 +23,9 @@ export const MAX_UNACKED_OUTPUT = OUTPUT_WINDOW + 2 * MAX_PACKET_SIZE;
 /** How long a killed instance may take to stop before its whole executor is given up. */
 export const KILL_GRACE_MS = 5000;
 
+/** How long a release may wait for a batch to go with (see RemoteExecutor.releases). */
+export const RELEASE_DELAY_MS = 50;
+
 /** A request to the executor, before the host encodes it. */
 export type ExecutorRequest =
   | { t: 'load'; seq: number; key: string; bytes: Uint8Array }
@@ -61,6 +64,21 @@ export abstract class RemoteExecutor implements Executor {
   private readonly loading = new Map<number, { resolve(): void; reject(e: Error): void }>();
   private readonly snapshots = new Map<number, { id: string; resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
   private readonly killTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  /**
+   * Requests of this turn of the event loop, sent together at its end. A
+   * request about a running instance (`for`: its events when it was made) is
+   * left out if that instance has stopped meanwhile: replies the trusted side
+   * made to an instance's last packets, in the same turn as its end, would
+   * only cost the executor a wake-up to ignore them.
+   */
+  private outbox: Array<{ m: ExecutorRequest; for?: InstanceEvents }> = [];
+  /**
+   * Releases not sent yet: nothing waits for one, so it goes with the next
+   * batch (ahead of it: a create may reuse the id) or after RELEASE_DELAY_MS,
+   * instead of waking the executor once more at the end of every call.
+   */
+  private releases: string[] = [];
+  private releaseTimer: ReturnType<typeof setTimeout> | undefined;
   private seq = 0;
   private exited = false;
   protected readonly ready: Promise<void>;
@@ -119,7 +137,7 @@ export abstract class RemoteExecutor implements Executor {
     this.instances.set(spec.id, events);
     this.memoryBytes.set(spec.id, spec.memoryPages.maximum * 65536);
     if (spec.retain) this.retained.add(spec.id);
-    this.send({ t: 'create', spec });
+    this.post({ t: 'create', spec });
   }
 
   snapshot(id: string): Promise<ExecutorSnapshot> {
@@ -127,29 +145,35 @@ export abstract class RemoteExecutor implements Executor {
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
       this.snapshots.set(seq, { id, resolve, reject });
-      this.send({ t: 'snapshot', seq, id });
+      this.post({ t: 'snapshot', seq, id });
     });
   }
 
   release(id: string): void {
-    this.retained.delete(id);
+    // Only a retained instance is kept by the executor once it has stopped.
+    const wasRetained = this.retained.delete(id);
     if (!this.instances.has(id)) this.memoryBytes.delete(id);
-    this.send({ t: 'release', id });
+    if (!wasRetained || this.exited) return;
+    this.releases.push(id);
+    if (this.releaseTimer === undefined) {
+      this.releaseTimer = setTimeout(() => this.flush(), RELEASE_DELAY_MS);
+      (this.releaseTimer as { unref?(): void }).unref?.();
+    }
   }
 
   deliver(id: string, packet: Uint8Array): void {
-    this.send({ t: 'deliver', id, packet });
+    this.postFor(id, { t: 'deliver', id, packet });
   }
 
   ack(id: string, bytes: number): void {
     const left = (this.unacked.get(id) ?? 0) - bytes;
     if (left > 0) this.unacked.set(id, left);
     else this.unacked.delete(id);
-    this.send({ t: 'ack', id, bytes });
+    this.postFor(id, { t: 'ack', id, bytes });
   }
 
   suspend(id: string): void {
-    this.send({ t: 'suspend', id });
+    this.postFor(id, { t: 'suspend', id });
   }
 
   kill(id: string, reason?: KillReason): void {
@@ -160,7 +184,38 @@ export abstract class RemoteExecutor implements Executor {
       (timer as { unref?(): void }).unref?.();
       this.killTimers.set(id, timer);
     }
-    this.send(reason === undefined ? { t: 'kill', id } : { t: 'kill', id, trap: reason.trap, message: reason.message });
+    this.postFor(id, reason === undefined ? { t: 'kill', id } : { t: 'kill', id, trap: reason.trap, message: reason.message });
+  }
+
+  /** Queues a request for the end of this turn (see outbox). */
+  private post(m: ExecutorRequest, forInstance?: InstanceEvents): void {
+    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    this.outbox.push({ m, for: forInstance });
+  }
+
+  /** Queues a request about a running instance; nothing if it is not running (it has stopped, or never ran here). */
+  private postFor(id: string, m: ExecutorRequest): void {
+    const ev = this.instances.get(id);
+    if (ev !== undefined) this.post(m, ev);
+  }
+
+  private flush(): void {
+    const batch = this.outbox;
+    this.outbox = [];
+    clearTimeout(this.releaseTimer);
+    this.releaseTimer = undefined;
+    const releases = this.releases;
+    this.releases = [];
+    try {
+      for (const id of releases) this.send({ t: 'release', id });
+      for (const { m, for: ev } of batch) {
+        if (ev !== undefined && this.instances.get((m as { id: string }).id) !== ev) continue;
+        this.send(m);
+      }
+    } catch (e) {
+      // Nobody is on the stack to tell (this runs at the end of the turn): what was asked cannot be done.
+      this.fail(`a request could not be sent to the ${this.names.sender}: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   abstract close(): Promise<void>;
@@ -170,7 +225,7 @@ export abstract class RemoteExecutor implements Executor {
     const seq = ++this.seq;
     await new Promise<void>((resolve, reject) => {
       this.loading.set(seq, { resolve, reject });
-      this.send({ t: 'load', seq, key, bytes });
+      this.post({ t: 'load', seq, key, bytes });
     });
     this.loaded.add(key);
   }
@@ -280,6 +335,10 @@ export abstract class RemoteExecutor implements Executor {
     this.unacked.clear();
     for (const t of this.killTimers.values()) clearTimeout(t);
     this.killTimers.clear();
+    clearTimeout(this.releaseTimer);
+    this.releaseTimer = undefined;
+    this.releases = [];
+    this.outbox = [];
     const lost = [...this.instances.values()];
     this.instances.clear();
     for (const ev of lost) ev.stopped(internalFailure(reason));

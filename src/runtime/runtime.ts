@@ -91,6 +91,8 @@ export interface LaunchOptions<C extends ServiceConnection> {
   services: ServiceProvider<C>;
   /** Keep the instance's state in the executor after it stops, for snapshot() and resume. */
   retain?: boolean;
+  /** Its owner (e.g. the principal's id): instances of one owner may reuse each other's memory objects, reset (InstanceSpec.memoryGroup). */
+  memoryGroup?: string;
   /** This instance's CPU budget for this run (see RuntimeOptions.cpuBudgetMs). */
   cpuBudgetMs?: number;
   /** Debugger breakpoints kept in the instance's snapshots (default: the snapshot's own). */
@@ -208,6 +210,7 @@ export class Runtime {
       init: program.initialState(),
       resume,
       retain,
+      ...(launch.memoryGroup !== undefined ? { memoryGroup: launch.memoryGroup } : {}),
       ...(enabled.length ? { breakpoints: enabled } : {}),
     };
     const events: InstanceEvents = {

@@ -686,6 +686,8 @@ export class InstanceManager {
       entry: fn,
       instanceId: inst.id,
       retain: true,
+      // A principal's instances may reuse each other's memory objects (reset); anonymous ones never do.
+      memoryGroup: inst.principal,
       services: this.deps.services(inst.principal, scope),
       debug: inst.debugLog ? (inst.debugSink ?? this.deps.debugSink(inst.id)) : undefined,
       breakpoints: inst.breakpoints,

@@ -8,12 +8,29 @@ import type { OriginInput, OriginOutput } from '../service/origin.js';
 import { OriginClosedError } from '../service/origin.js';
 import { statusHeader, type InstanceManager, type ServerInstance } from './instances.js';
 
-/** A writer to a response that honours backpressure; `head` writes the response head before the first byte. */
+/**
+ * A writer to a response that honours backpressure; `head` writes the response head before the first byte.
+ *
+ * What is written in one turn of the event loop leaves at its end (after its
+ * I/O callbacks), not at the end of the tick: a call's program usually sends
+ * its output and stops in one message batch, and the response's end then
+ * goes in the same write as its head and body (each write wakes the client).
+ */
 export function responseOutput(res: ServerResponse, head: () => void): OriginOutput {
+  let corked = false;
   return {
     write(chunk: Uint8Array): Promise<void> | void {
       if (res.destroyed) return;
       if (!res.headersSent) head();
+      if (!corked) {
+        corked = true;
+        res.cork();
+        setImmediate(() => {
+          corked = false;
+          // end() has uncorked the connection fully.
+          if (!res.writableEnded) res.uncork();
+        });
+      }
       if (res.write(chunk)) return;
       return new Promise((resolve) => {
         const done = (): void => {

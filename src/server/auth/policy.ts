@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import sshpk from 'sshpk';
 import { AccessPolicyConfigError, AuthError, AuthorizedKeysError } from './errors.js';
 import { encodeBase64Url, type Principal } from './principal.js';
+import { forgetVerifiedTokens } from './token.js';
 
 export interface AccessPolicy {
   /** The `access.policy` value that made it. */
@@ -99,10 +100,13 @@ export async function sshPolicy(authorizedKeysFile: string): Promise<AccessPolic
       const st = await stat(file);
       v = { mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, size: st.size, ino: st.ino };
       if (version !== undefined && sameVersion(v, version)) return;
+      // The admitted keys change: tokens verified so far are verified again.
+      forgetVerifiedTokens();
       text = await readFile(file, 'utf8');
     } catch (e) {
       version = undefined;
       keys = new Set();
+      forgetVerifiedTokens();
       const reason = (e as NodeJS.ErrnoException).code ?? String(e);
       throw new AuthorizedKeysError(file, `access.ssh.authorizedkeys: cannot read ${file} (${reason})`, { cause: e });
     }

@@ -9,6 +9,7 @@
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { PROGRAM_SYSTEM_SCOPE } from '../../service/scope.js';
 import { AuthError } from './errors.js';
+import { VerifiedTokenCache } from './token-cache.js';
 import {
   decodeBase64Url,
   ED25519_PREFIX,
@@ -115,6 +116,17 @@ export async function verifyToken(token: string, opts: VerifyOptions): Promise<P
   const invalid = (): AuthError => AuthError.invalidToken(realm);
 
   if (token.length > MAX_AUTHORIZATION_LENGTH) throw AuthError.invalidToken(realm, 'token is too long', 'too-long');
+  const nowSec = opts.nowSec?.() ?? Math.floor(Date.now() / 1000);
+
+  // A token verified before (the same text: other bytes never match) and not
+  // expired: only what depends on the request is checked again.
+  const known = local ? undefined : verifiedTokens.get(token, nowSec);
+  if (known !== undefined) {
+    if (known.aud.length > 0 && !known.aud.includes(realm)) throw invalid();
+    const { id, key, scope } = known.principal;
+    if (known.nonce !== '') await useNonce(opts, id, known.nonce, known.exp, realm);
+    return { id, key, scope: [...scope] };
+  }
 
   // 1. Three dot-separated parts, each valid unpadded base64url.
   const parts = token.split('.');
@@ -168,7 +180,7 @@ export async function verifyToken(token: string, opts: VerifyOptions): Promise<P
   // 4. Expiration (checked before the signature: it is not secret). A missing
   //    exp is 0, i.e. long expired, except on the local handler.
   if (!(exp === 0 && local)) {
-    const margin = exp - (opts.nowSec?.() ?? Math.floor(Date.now() / 1000));
+    const margin = exp - nowSec;
     if (margin < 0) throw AuthError.invalidToken(realm, 'token has expired', 'expired');
     if (margin > MAX_EXPIRE_MARGIN_SEC) throw AuthError.invalidToken(realm, 'token expiration is too far in the future');
   }
@@ -176,61 +188,68 @@ export async function verifyToken(token: string, opts: VerifyOptions): Promise<P
   // 5. Audience: an empty list binds to no server; otherwise ours must be listed exactly.
   if (aud.length > 0 && !aud.includes(realm)) throw invalid();
 
-  // 6. Signature over the ASCII bytes `<header>.<payload>`. Clients reuse a
-  //    token for minutes: a token whose signature was verified is
-  //    remembered (the whole token is the key, so other bytes never match).
+  // 6. Signature over the ASCII bytes `<header>.<payload>`.
   if (key !== undefined && x !== undefined) {
-    if (!verifiedTokens.get(token)) {
-      if (signature.length !== 64 || !verifyEd25519(x, Buffer.from(`${headerPart}.${payloadPart}`, 'ascii'), signature)) throw invalid();
-      verifiedTokens.set(token, true);
-    }
+    if (signature.length !== 64 || !verifyEd25519(x, Buffer.from(`${headerPart}.${payloadPart}`, 'ascii'), signature)) throw invalid();
   } else if (signature.length !== 0) {
     throw invalid();
   }
 
+  // 8 (its error comes after the nonce's). Scope: single-space separated, at
+  // most 10 tokens (empty ones count, as in the original).
+  const scopeTokens = scope.split(' ');
+  const resolved = scopeTokens.length <= MAX_SCOPE_TOKENS ? scopeTokens.filter((s) => s !== '').map(resolveScopeAlias) : undefined;
+  const principal: Principal | undefined = resolved === undefined ? undefined : key !== undefined ? { id: ED25519_PREFIX + x, key, scope: resolved } : { id: LOCAL_PRINCIPAL_ID, scope: resolved };
+  if (principal !== undefined && key !== undefined && !local) verifiedTokens.set(token, { principal: { ...principal, scope: [...resolved!] }, exp, aud: aud as string[], nonce });
+
   // 7. Nonce, after the signature so that its validity is not revealed to forgers.
   //    Local (unsigned) tokens have no key to bind a nonce to.
   if (nonce !== '') {
-    if (opts.nonces === undefined || key === undefined) throw AuthError.invalidToken(realm, 'nonce not supported');
-    if (!(await opts.nonces.useNonce(ED25519_PREFIX + x, nonce, exp))) {
-      throw AuthError.invalidToken(realm, 'token has already been used', 'reused');
-    }
+    if (key === undefined) throw AuthError.invalidToken(realm, 'nonce not supported');
+    await useNonce(opts, ED25519_PREFIX + x, nonce, exp, realm);
   }
 
-  // 8. Scope: single-space separated, at most 10 tokens (empty ones count, as in the original).
-  const tokens = scope.split(' ');
-  if (tokens.length > MAX_SCOPE_TOKENS) throw AuthError.invalidToken(realm, 'scope has too many tokens', 'scope-too-large');
-  const resolved = tokens.filter((s) => s !== '').map(resolveScopeAlias);
-
-  return key !== undefined
-    ? { id: ED25519_PREFIX + x, key, scope: resolved }
-    : { id: LOCAL_PRINCIPAL_ID, scope: resolved };
+  if (principal === undefined) throw AuthError.invalidToken(realm, 'scope has too many tokens', 'scope-too-large');
+  return principal;
 }
 
-/**
- * A bounded map, oldest first out, of what was computed recently. Bounded
- * in entries and in the length of each key (tokens longer than a client's
- * are not kept), so an attacker's tokens cost at most ~4 MiB here.
- */
+/** Records a token's nonce (step 7): every use of a token with a nonce goes through the store, remembered or not. */
+async function useNonce(opts: VerifyOptions, principalId: string, nonce: string, exp: number, realm: string): Promise<void> {
+  if (opts.nonces === undefined) throw AuthError.invalidToken(realm, 'nonce not supported');
+  if (!(await opts.nonces.useNonce(principalId, nonce, exp))) throw AuthError.invalidToken(realm, 'token has already been used', 'reused');
+}
+
+/** A bounded map, oldest first out, of what was computed recently. */
 class RecentMap<V> {
   private readonly items = new Map<string, V>();
-  constructor(
-    private readonly maxEntries: number,
-    private readonly maxKeyLength = Infinity,
-  ) {}
+  constructor(private readonly maxEntries: number) {}
 
   get(key: string): V | undefined {
     return this.items.get(key);
   }
 
   set(key: string, value: V): void {
-    if (key.length > this.maxKeyLength) return;
     if (this.items.size >= this.maxEntries) this.items.delete(this.items.keys().next().value!);
     this.items.set(key, value);
   }
 }
 
-const verifiedTokens = new RecentMap<true>(4096, 1024);
+/** Tokens verified by this process (see token-cache.ts); forgetVerifiedTokens empties it. */
+const verifiedTokens = new VerifiedTokenCache(4096, 1024);
+
+/** Whether `token` is remembered as verified (for tests). */
+export function isTokenRemembered(token: string): boolean {
+  return verifiedTokens.has(token);
+}
+
+/**
+ * Forgets all verified tokens: the access policy calls it when the keys it
+ * admits change (a revoked key's principal is refused by the policy on every
+ * request anyway; this keeps nothing of it either).
+ */
+export function forgetVerifiedTokens(): void {
+  verifiedTokens.clear();
+}
 /** Public keys by their JWK `x`: making a KeyObject costs as much as a verification. */
 const publicKeys = new RecentMap<KeyObject>(1024);
 

@@ -8,7 +8,7 @@ import { makeToken } from '../../../src/client/token.js';
 import { AccessPolicyConfigError, AuthError, AuthorizedKeysError } from '../../../src/server/auth/errors.js';
 import { parseAuthorizedKeys, parsePolicy, publicPolicy, sshPolicy } from '../../../src/server/auth/policy.js';
 import type { Principal } from '../../../src/server/auth/principal.js';
-import { verifyAuthorization } from '../../../src/server/auth/token.js';
+import { isTokenRemembered, verifyAuthorization } from '../../../src/server/auth/token.js';
 import { genKey, IDENTITY, rejectsAuth, tempDir, writeSshKey, xOfPubLine } from './helpers.js';
 
 const principalOf = (x: string): Principal => ({ id: `ed25519:${x}`, key: Buffer.from(x, 'base64url'), scope: [] });
@@ -56,6 +56,23 @@ describe('ssh policy', () => {
     await rejectsAuth(policy.authorize({ id: 'local', scope: [] }), { status: 403, message: 'permission denied' });
     const e = await rejectsAuth(policy.authorize(undefined), { status: 401, code: 'GATE_AUTH_MISSING', message: 'missing authentication credentials' });
     assert.equal(e.challenge(IDENTITY), `Bearer realm="${IDENTITY}"`);
+  });
+
+  it('forgets verified tokens when the file changes: a revoked key is refused at once, its token verified anew', async () => {
+    const f = join(tmp.dir, 'revoke_keys');
+    writeFileSync(f, allowedLine + '\n');
+    const policy = await sshPolicy(f);
+    const id = await loadIdentity(allowedKeyFile);
+    const header = [`Bearer ${makeToken(id, { audience: IDENTITY })}`];
+    const token = header[0]!.slice('Bearer '.length);
+    await policy.authorize(await verifyAuthorization(header, { identity: IDENTITY }));
+    await policy.authorize(await verifyAuthorization(header, { identity: IDENTITY }));
+    assert.ok(isTokenRemembered(token));
+
+    writeFileSync(f, '# nobody\n'); // revoke the key
+    bumpMtime(f, 10);
+    await rejectsAuth(policy.authorize(await verifyAuthorization(header, { identity: IDENTITY })), { status: 403, message: 'permission denied' });
+    assert.equal(isTokenRemembered(token), false, 'the reload forgot the token');
   });
 
   it('reloads the file when it changes', async () => {

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AuthError } from '../../../src/server/auth/errors.js';
-import { verifyAuthorization, type VerifyOptions } from '../../../src/server/auth/token.js';
+import { isTokenRemembered, verifyAuthorization, type NonceStore, type VerifyOptions } from '../../../src/server/auth/token.js';
+import { VerifiedTokenCache } from '../../../src/server/auth/token-cache.js';
 import {
   b64,
   edHeader,
@@ -325,5 +326,73 @@ describe('verified tokens remembered', () => {
       ...invalidToken,
       wwwAuthenticate: 'Bearer realm="https://other.invalid/gate-0/" error="invalid_token"',
     });
+  });
+
+  it('remembers a token until its exp: past it, the token is refused as expired and forgotten', async () => {
+    const t = signed(k, { exp: NOW + 30, aud: [IDENTITY] });
+    await verify(t);
+    assert.ok(isTokenRemembered(t));
+    await verify(t, { ...opts, nowSec: () => NOW + 30 });
+    await rejectsAuth(verify(t, { ...opts, nowSec: () => NOW + 31 }), tokenDesc('token has expired'));
+    assert.equal(isTokenRemembered(t), false);
+  });
+
+  it('sends a remembered token with a nonce to the nonce store on every use', async () => {
+    const uses: string[] = [];
+    const nonces: NonceStore = { useNonce: async (key, nonce) => (uses.push(`${key} ${nonce}`), true) };
+    const t = signed(k, { exp: NOW + 60, aud: [IDENTITY], nonce: 'counted' });
+    for (let i = 0; i < 3; i++) await verify(t, { ...opts, nonces });
+    assert.ok(isTokenRemembered(t));
+    assert.deepEqual(uses, Array(3).fill(`ed25519:${k.x} counted`));
+  });
+
+  it('hands out a copy of the remembered principal (a caller changing it changes nothing)', async () => {
+    const t = signed(k, { exp: NOW + 60, aud: [IDENTITY], scope: 'system' });
+    const first = (await verify(t))!;
+    first.scope.push('program:other');
+    assert.deepEqual((await verify(t))!.scope, ['program:system']);
+  });
+
+  it('does not remember tokens that fail a check, nor unsigned local ones', async () => {
+    const expired = signed(k, { exp: NOW - 1, aud: [IDENTITY] });
+    await rejectsAuth(verify(expired), tokenDesc('token has expired'));
+    const tooManyScopes = signed(k, { exp: NOW + 60, scope: 'a b c d e f g h i j k' });
+    await rejectsAuth(verify(tooManyScopes), tokenDesc('scope has too many tokens'));
+    const [h, p] = signed(k, { exp: NOW + 60 }).split('.') as [string, string];
+    const forged = `${h}.${p}.${b64(Buffer.alloc(64))}`;
+    await rejectsAuth(verify(forged), invalidToken);
+    const unsigned = rawToken({ header: { alg: 'none' }, claims: { exp: NOW + 60 } });
+    await verify(unsigned, localOpts);
+    for (const t of [expired, tooManyScopes, forged, unsigned]) assert.equal(isTokenRemembered(t), false, t);
+  });
+});
+
+describe('VerifiedTokenCache', () => {
+  const entry = (exp: number) => ({ principal: { id: 'ed25519:x', scope: [] }, exp, aud: [], nonce: '' });
+
+  it('drops the least recently used entry when full', () => {
+    const c = new VerifiedTokenCache(3, 100);
+    for (const t of ['a', 'b', 'c']) c.set(t, entry(NOW + 60));
+    assert.ok(c.get('a', NOW)); // a is now the most recently used
+    c.set('d', entry(NOW + 60));
+    assert.deepEqual(['a', 'b', 'c', 'd'].map((t) => c.has(t)), [true, false, true, true]);
+    assert.equal(c.size, 3);
+  });
+
+  it('forgets an entry at its expiry, and keeps no token longer than its bound', () => {
+    const c = new VerifiedTokenCache(3, 4);
+    c.set('abcd', entry(NOW));
+    c.set('abcde', entry(NOW + 60));
+    assert.equal(c.has('abcde'), false);
+    assert.ok(c.get('abcd', NOW));
+    assert.equal(c.get('abcd', NOW + 1), undefined);
+    assert.equal(c.size, 0);
+  });
+
+  it('clear forgets everything', () => {
+    const c = new VerifiedTokenCache();
+    c.set('a', entry(NOW + 60));
+    c.clear();
+    assert.equal(c.get('a', NOW), undefined);
   });
 });
