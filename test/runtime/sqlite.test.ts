@@ -58,7 +58,12 @@ describe('SQLite (a real C program) through the transform', () => {
     const runtimes = [newRuntime(), newRuntime()];
     let run = await launch(runtimes[0]!, SQLITE, 'repeat', 'suspend-anywhere');
     let debug = '';
-    for (let i = 0; i < 3; i++) {
+    // Three suspensions inside SQLite; one that came too early (a loaded
+    // machine may not have started the program within the sleep) is
+    // restored and tried again, at most 10 times in all.
+    let inside = 0;
+    for (let i = 0; inside < 3; i++) {
+      assert.ok(i < 10, `only ${inside} of 10 suspensions landed inside SQLite`);
       await sleep(40);
       run.inst.suspend();
       assert.deepEqual(await run.inst.wait(), { state: 'SUSPENDED' });
@@ -66,7 +71,8 @@ describe('SQLite (a real C program) through the transform', () => {
       run.inst.release();
       debug += run.debug();
       const stack = readSnapshot(parseModule(bytes))!.stack;
-      assert.ok(stack && stack.frames.length > 3, `suspended inside SQLite (frames: ${stack?.frames.length})`);
+      assert.ok(stack, 'a snapshot of a suspended instance has its stack');
+      if (stack.frames.length > 3) inside++;
       run = await launch(runtimes[(i + 1) % 2]!, bytes, undefined);
     }
     assert.deepEqual(await run.inst.wait(), { state: 'HALTED', result: 0 });
