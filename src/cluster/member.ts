@@ -59,7 +59,11 @@ export class ClusterMember {
   async start(address: string): Promise<void> {
     await this.registry.register(this.opts.address ?? address, this.opts.capacity);
     this.lastBeat = performance.now();
-    this.timer = setInterval(() => void (this.ticking ??= this.tick().finally(() => (this.ticking = undefined))), this.opts.heartbeatMs);
+    this.timer = setInterval(() => {
+      // Checked even while a heartbeat hangs (a partition may stall a query rather than fail it).
+      void this.fenceIfLost();
+      this.ticking ??= this.tick().finally(() => (this.ticking = undefined));
+    }, this.opts.heartbeatMs);
     this.timer.unref();
     this.log.info({ cluster: this.opts.name, address: this.opts.address ?? address, capacity: this.opts.capacity }, 'joined the cluster');
   }
@@ -80,14 +84,7 @@ export class ClusterMember {
       this.fenced = false;
     } catch (e) {
       this.log.warn({ err: e }, 'cluster: heartbeat failed');
-      // Before the others may take over (failover time after our last
-      // heartbeat), stop running what they will restore: never two copies.
-      if (!this.fenced && performance.now() - this.lastBeat > this.fenceMs) {
-        this.fenced = true;
-        const all = this.instances.persistent();
-        this.log.error({ instances: all.length }, 'cluster: no heartbeat for too long; stopping this server\'s persistent instances (another server restores them from their latest checkpoint)');
-        await Promise.all(all.map((inst) => this.instances.relinquish(inst)));
-      }
+      await this.fenceIfLost();
       return;
     }
     try {
@@ -96,6 +93,18 @@ export class ClusterMember {
     } catch (e) {
       this.log.warn({ err: e }, 'cluster: reconciling ownership failed');
     }
+  }
+
+  /**
+   * Before the others may take over (failover time after our last
+   * heartbeat), stop running what they will restore: never two copies.
+   */
+  private async fenceIfLost(): Promise<void> {
+    if (this.fenced || this.closing || performance.now() - this.lastBeat <= this.fenceMs) return;
+    this.fenced = true;
+    const all = this.instances.persistent();
+    this.log.error({ instances: all.length }, "cluster: no heartbeat for too long; stopping this server's persistent instances (another server restores them from their latest checkpoint)");
+    await Promise.all(all.map((inst) => this.instances.relinquish(inst)));
   }
 
   /** Half the failover time, or failover minus two heartbeats if that is longer. */

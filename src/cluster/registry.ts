@@ -64,7 +64,9 @@ export class ClusterRegistry {
     this.pool = new pg.Pool({
       connectionString: opts.dsn,
       max: 4,
-      connectionTimeoutMillis: 10_000,
+      // A stalled database must fail a heartbeat well within the failover time, not hang it.
+      connectionTimeoutMillis: Math.min(10_000, opts.failoverMs / 2),
+      query_timeout: Math.min(10_000, opts.failoverMs / 2),
       types: { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) },
     });
     this.pool.on('error', (err) => opts.onIdleError?.(err));

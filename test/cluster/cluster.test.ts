@@ -159,6 +159,12 @@ if (postgresBinDir() === undefined) {
       const viaB = await within(20_000, 'io through B', readCount(b, key, id, (n) => n > first));
       const viaWs = await within(20_000, 'websocket io through B', websocketCount(b, id, (n) => n > viaB));
       for (const s of [a, b, c]) assert.deepEqual(await listed(s), [id]);
+      // A request body goes through too; every server lists the result from the shared inventory.
+      const update = await request(b, 'POST', `${I}${id}?action=update`, { key, headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: '{"tags":["moved-by-b"]}' });
+      assert.equal(update.status, 200, update.text);
+      assert.deepEqual(JSON.parse(update.text).tags, ['moved-by-b']);
+      const onList = JSON.parse((await request(c, 'POST', I, { key })).text) as { instances: { instance: string; tags?: string[]; status: unknown }[] };
+      assert.deepEqual(onList.instances, [{ instance: id, module: C, status: { state: 'RUNNING' }, tags: ['moved-by-b'] }]);
 
       // Migrate to C, asked of B (forwarded to the owner, A).
       const migrate = await request(b, 'POST', `${I}${id}?action=migrate&server=c`, { key });
