@@ -13,8 +13,8 @@ import { HttpError } from '../server/errors.js';
 import { sendError } from '../server/http.js';
 import { statusJson, type InstanceManager, type ServerInstance } from '../server/instances.js';
 import type { InstanceStatus } from '../runtime/status.js';
-import { claimedPrincipal, forwardHttp, forwardUpgrade, HOP_HEADER, instancePathId } from './proxy.js';
-import type { ClusterRegistry } from './registry.js';
+import { claimedPrincipal, forwardHttp, forwardUpgrade, HOP_HEADER, instancePathId, isLaunch } from './proxy.js';
+import type { ClusterRegistry, ServerRow } from './registry.js';
 
 export interface ClusterOptions {
   /** This server's name in the cluster (unique; a restarted server keeps its name and what it still owns). */
@@ -43,6 +43,8 @@ export class ClusterMember {
   private fenced = false;
   private closing = false;
   private draining = false;
+  /** The servers as of the latest heartbeat (placement reads this instead of asking the database per launch). */
+  private view: ServerRow[] = [];
 
   constructor(
     private readonly registry: ClusterRegistry,
@@ -88,6 +90,7 @@ export class ClusterMember {
       return;
     }
     try {
+      this.view = await this.registry.servers();
       await this.reconcile();
       if (!this.draining) await this.failover();
     } catch (e) {
@@ -158,6 +161,12 @@ export class ClusterMember {
    */
   async forward(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     if (req.headers[HOP_HEADER] !== undefined) return false;
+    if (isLaunch(req)) {
+      const target = this.placement();
+      if (target === undefined) return false;
+      await forwardHttp(req, res, target.address, this.opts.name);
+      return true;
+    }
     const id = instancePathId(req.url);
     if (id === undefined) return false;
     const principal = claimedPrincipal(req.headers.authorization);
@@ -196,6 +205,26 @@ export class ClusterMember {
     if (base === undefined) return false;
     forwardUpgrade(req, socket, head, base, this.opts.name);
     return true;
+  }
+
+  /**
+   * Where a new instance goes (docs/cluster.md): the live server that is not
+   * draining with the most free capacity (capacity minus running instances
+   * at its latest heartbeat; this server's own count is current). Ties stay
+   * here; undefined means here.
+   */
+  private placement(): ServerRow | undefined {
+    let best: ServerRow | undefined;
+    let bestFree = this.opts.capacity - this.instances.runningCount;
+    for (const s of this.view) {
+      if (s.name === this.opts.name || !s.live || s.draining || s.address === '') continue;
+      const free = s.capacity - s.running;
+      if (free > bestFree) {
+        best = s;
+        bestFree = free;
+      }
+    }
+    return best;
   }
 
   /** Where requests for an owner's instances go; undefined: this server (adopting it first if needed). */

@@ -49,6 +49,15 @@ export function instancePathId(url: string | undefined): string | undefined {
   }
 }
 
+/** A request that creates a persistent instance: POST /gate-0/module/<source>/<key> with action=launch. */
+export function isLaunch(req: IncomingMessage): boolean {
+  if (req.method !== 'POST') return false;
+  const url = req.url ?? '/';
+  if (!url.startsWith('/gate-0/module/')) return false;
+  const q = url.indexOf('?');
+  return q >= 0 && new URLSearchParams(url.slice(q + 1)).getAll('action').includes('launch');
+}
+
 /** Replays `req` on `base` (a server's advertised URL) and streams its answer back; resolves when the exchange is over. */
 export function forwardHttp(req: IncomingMessage, res: ServerResponse, base: string, from: string): Promise<void> {
   const target = new URL(req.url ?? '/', base);

@@ -4,6 +4,7 @@
  * running instance to another server, which continues it; one that loses
  * the database stops running its instances before the others take them
  * over (never two running copies), and rejoins when the database is back.
+ * A launch goes to the server with the most free capacity.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -172,6 +173,22 @@ if (postgresBinDir() === undefined) {
       assert.equal(await owner(id), 'b');
       assert.equal((await pg.query<{ running: number }>(db, "SELECT running FROM gate_server WHERE name = 'd'")).rows[0]?.running, 0);
       assert.equal((await request(d, 'POST', `${I}${id}?action=kill&action=wait`, { key })).status, 200);
+    });
+
+    it('places a new instance on the server with the most free capacity', async () => {
+      const e = await start('e', ['cluster.capacity=1']);
+      // Its one slot taken, E sends the next launch to a server with room.
+      const local = await launch(e);
+      assert.equal(await owner(local), 'e');
+      await eventually('E reports its running instance and has seen the others', 5_000, async () =>
+        (await pg.query(db, "SELECT 1 FROM gate_server WHERE name = 'e' AND running = 1")).rows.length ? true : undefined,
+      );
+      await sleep(700); // a heartbeat of E after that: its view of the others is current
+      const placed = await launch(e);
+      const where = await owner(placed);
+      assert.ok(where === 'b' || where === 'd', `placed on ${where}`);
+      await within(20_000, 'io of the placed instance through E', readCount(e, key, placed, () => true));
+      for (const id of [local, placed]) assert.equal((await request(e, 'POST', `${I}${id}?action=kill&action=wait`, { key })).status, 200);
     });
   });
 }
