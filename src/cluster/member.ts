@@ -234,7 +234,9 @@ export class ClusterMember {
       await this.reconcile();
       return undefined;
     }
-    const server = await this.registry.server(owner);
+    // The view of the latest heartbeat spares a query per forwarded request; a server not seen alive there is asked for.
+    const seen = this.view.find((s) => s.name === owner);
+    const server = seen?.live ? seen : await this.registry.server(owner);
     if (!server || !server.live) {
       const seconds = Math.ceil(this.opts.failoverMs / 1000);
       throw new HttpError(503, `the server running this instance (${owner}) is not responding; another server takes it over within ${seconds} s of its last heartbeat; retry`, { 'Retry-After': String(Math.min(seconds, 5)) });
