@@ -646,6 +646,8 @@ export class InstanceManager {
       let flipped = false;
       try {
         flipped = await flip();
+        // From here on it is the new owner's: operations queued behind this one must not run it here.
+        if (flipped) inst.relinquished = true;
       } finally {
         if (!flipped) {
           inst.resumeOnRestart = false;
@@ -788,6 +790,7 @@ export class InstanceManager {
   }
 
   private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
+    if (inst.relinquished) throw new HttpError(503, 'the instance has moved to another server; retry', { 'Retry-After': '1' });
     inst.scope = scope;
     const runtime = this.deps.runtimeFor(inst.principal, inst.executorGroup);
     const run = await runtime.launch(program, {
