@@ -13,7 +13,7 @@ import { HttpError } from '../server/errors.js';
 import { sendError } from '../server/http.js';
 import { statusJson, type InstanceManager, type ServerInstance } from '../server/instances.js';
 import type { InstanceStatus } from '../runtime/status.js';
-import { claimedPrincipal, forwardHttp, forwardUpgrade, HOP_HEADER, instancePathId, isLaunch } from './proxy.js';
+import { claimedPrincipal, endpointPathId, forwardHttp, forwardUpgrade, HOP_HEADER, instancePathId, isLaunch } from './proxy.js';
 import type { ClusterRegistry, ServerRow } from './registry.js';
 
 export interface ClusterOptions {
@@ -167,6 +167,8 @@ export class ClusterMember {
       await forwardHttp(req, res, target.address, this.opts.name);
       return true;
     }
+    const endpoint = endpointPathId(req.url);
+    if (endpoint !== undefined) return this.forwardById(endpoint, req, res);
     const id = instancePathId(req.url);
     if (id === undefined) return false;
     const principal = claimedPrincipal(req.headers.authorization);
@@ -174,6 +176,24 @@ export class ClusterMember {
     let base: string | undefined;
     try {
       base = await this.ownerAddress(await this.registry.ownerOf(principal, id));
+    } catch (e) {
+      if (!(e instanceof HttpError)) throw e;
+      sendError(req, res, e);
+      return true;
+    }
+    if (base === undefined) return false;
+    await forwardHttp(req, res, base, this.opts.name);
+    return true;
+  }
+
+  /** An endpoint request (anonymous: the instance id alone decides, as for websocket io). */
+  private async forwardById(id: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    if (this.instances.hasId(id)) return false;
+    const owners = await this.registry.ownersOfId(id);
+    if (owners.length !== 1) return false;
+    let base: string | undefined;
+    try {
+      base = await this.ownerAddress(owners[0]);
     } catch (e) {
       if (!(e instanceof HttpError)) throw e;
       sendError(req, res, e);

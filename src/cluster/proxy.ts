@@ -49,6 +49,17 @@ export function instancePathId(url: string | undefined): string | undefined {
   }
 }
 
+/** The instance id of `/gate-0/endpoint/<id>/…` (undefined for other paths). */
+export function endpointPathId(url: string | undefined): string | undefined {
+  const m = /^\/gate-0\/endpoint\/([^/?]+)(?:[/?]|$)/.exec(url ?? '/');
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1]!);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A request that creates a persistent instance: POST /gate-0/module/<source>/<key> with action=launch. */
 export function isLaunch(req: IncomingMessage): boolean {
   if (req.method !== 'POST') return false;

@@ -107,6 +107,7 @@ if (postgresBinDir() === undefined) {
         'cluster.heartbeat=0.3',
         'cluster.failover=2',
         'state.checkpointinterval=1',
+        'endpoint.enabled=true',
       ]);
       // One authority for all (as behind a load balancer): tokens are valid on every server.
       server.token = (k) => makeToken(k, { audience: AUDIENCE });
@@ -197,6 +198,23 @@ if (postgresBinDir() === undefined) {
       const kill = await request(b, 'POST', `${I}${id}?action=kill&action=wait`, { key });
       assert.equal(kill.status, 200, kill.text);
       assert.equal(kill.headers['gate-status'], '{"state":"KILLED"}');
+    });
+
+    it('forwards endpoint requests to the server running the instance', async () => {
+      const a = servers.get('a')!;
+      const b = servers.get('b')!;
+      const kv = programBytes('kv');
+      const KV = createHash('sha256').update(kv).digest('hex');
+      const launch = await request(a, 'POST', `${K}${KV}?action=pin&action=launch`, { key, headers: wasm, body: kv });
+      assert.equal(launch.status, 201, launch.text);
+      const id = String(launch.headers['gate-instance']);
+      const at = (s: ServerProcess): string => `${s.url}/gate-0/endpoint/${id}`;
+      await eventually('the endpoint listens', 20_000, async () => ((await fetch(`${at(a)}/count`)).status === 200 ? true : undefined));
+      assert.equal((await fetch(`${at(b)}/kv/colour`, { method: 'PUT', body: 'blue' })).status, 204);
+      assert.equal(await (await fetch(`${at(a)}/kv/colour`)).text(), 'blue');
+      assert.equal(await (await fetch(`${at(b)}/kv/colour`)).text(), 'blue');
+      assert.equal((await request(a, 'POST', `${I}${id}?action=kill&action=wait`, { key })).status, 200);
+      assert.equal((await request(a, 'POST', `${I}${id}?action=delete`, { key })).status, 200);
     });
 
     it('refuses a nonce replayed on another server, directly or forwarded', async () => {
