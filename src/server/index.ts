@@ -74,6 +74,9 @@ export interface PrincipalLimits {
 export const DEFAULT_DEBUG_LOG_RATE = 256 * 1024;
 const LOG_ENTRY_BYTES = 200;
 
+/** Temporaries in a shared blob directory older than this are leftovers of crashed writers (a write takes seconds, not an hour). */
+const SHARED_TEMP_AGE_MS = 60 * 60 * 1000;
+
 export const SERVER_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 32 * 1024 * 1024, maxMemorySize: 32 * 1024 * 1024, timeResolutionNs: 10_000_000 };
 /** The daemon serves its local user's own programs: their debug output is limited only against runaways. */
 export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = {
@@ -158,6 +161,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const state = await openStateDir(opts.stateDir);
   // Shared with other servers: temporaries of their writes in progress are not ours to clean up.
   const moduleBlobs = opts.blobDir ? new BlobStore(join(opts.blobDir, 'modules'), 'sha256') : state.modules;
+  if (opts.blobDir) await moduleBlobs.cleanTemp(SHARED_TEMP_AGE_MS).catch((e: unknown) => log.warn({ err: e }, 'shared blob directory: removing old temporaries failed'));
   let inventory: Inventory;
   try {
     if (opts.inventoryDsn) {
