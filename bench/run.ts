@@ -6,7 +6,7 @@
  * and launch latency in a warm executor (bench/sandbox.ts). Side-by-side variants are measured alternately
  * within rounds, in one process. Writes bench/RESULTS.md (not with --only, unless --out says where). Options: --quick
  * (fewer rounds), --out FILE, --only SECTION[,SECTION] (kernels, prepare,
- * sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, stop, peers).
+ * sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, cluster, stop, peers).
  */
 import '../src/runtime/node/engine-flags.js';
 import { execSync } from 'node:child_process';
@@ -34,6 +34,7 @@ import { densitySection } from './density.js';
 import { connectionsSection } from './connections.js';
 import { neighboursSection } from './neighbours.js';
 import { migrationSection } from './migration.js';
+import { clusterSection } from './cluster.js';
 import { stopSection } from './stop.js';
 import { peersSection } from './peers.js';
 import { sqljsSection } from './sqljs.js';
@@ -47,7 +48,7 @@ const outIndex = args.indexOf('--out');
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : args.includes('--only') ? undefined : fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
 const ROUNDS = quick ? 3 : 7;
 const onlyIndex = args.indexOf('--only');
-/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, stop, peers); for development. */
+/** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, cluster, stop, peers); for development. */
 const only = onlyIndex >= 0 ? new Set(args[onlyIndex + 1]!.split(',')) : undefined;
 const want = (section: string): boolean => !only || only.has(section);
 const KERNELS = ['fib', 'sieve', 'sha256', 'nbody', 'qsort'];
@@ -256,6 +257,7 @@ async function main(): Promise<void> {
   if (want('connections')) await connectionsSection(lines, quick, log);
   if (want('neighbours')) await neighboursSection(lines, quick, log);
   if (want('migration')) await migrationSection(lines, quick ? 3 : 7, log);
+  if (want('cluster')) await clusterSection(lines, quick ? 3 : 5, log);
   if (want('stop')) await stopSection(lines, quick, log);
   if (want('peers')) await peersSection(lines, quick, log);
   lines.push(`Whole run: ${fmt((performance.now() - started) / 1000, 0)} s.`, '');

@@ -9,6 +9,7 @@ import { DEFAULT_ANONYMOUS_LIMITS, type AnonymousLimits } from '../server/anonym
 import { loadTlsFiles, type TlsFiles } from '../server/tls.js';
 import { DEFAULT_ENDPOINT_LIMITS, type EndpointLimits } from '../server/endpoint.js';
 import { SERVER_KEYS } from './server-keys.js';
+import { blobDirFrom, CLUSTER_KEYS_HELP, clusterFrom } from '../cluster/config.js';
 import { limitsFrom, profileFrom, runServerProgram, sourcesFrom } from './server-main.js';
 
 const KEYS_HELP = `
@@ -59,7 +60,7 @@ const KEYS_HELP = `
   endpoint.maxbodysize       bytes of an endpoint request body (default 1048576); more get 413,
                              bodies without Content-Length 411
   endpoint.timeout           seconds an endpoint request may take until its response is complete
-                             (default 30); a program that has not answered by then: 504`;
+                             (default 30); a program that has not answered by then: 504${CLUSTER_KEYS_HELP}`;
 
 function parseAddr(addr: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(addr);
@@ -168,6 +169,8 @@ const code = await runServerProgram(
       const addr = getString(tree, 'http.addr', '127.0.0.1:6473');
       const policy = await parsePolicy(getString(tree, 'access.policy'), { authorizedKeys: getPath(tree, 'access.ssh.authorizedkeys') });
       if (policy.name === 'public') log.warn({ addr }, `access.policy = "public": anyone who can connect to ${addr} may run programs`);
+      const inventoryDsn = inventoryDsnFrom(tree);
+      const cluster = clusterFrom(tree, inventoryDsn);
       return {
         listen: parseAddr(addr),
         authority: getString(tree, 'http.authority'),
@@ -176,7 +179,9 @@ const code = await runServerProgram(
         policy,
         anonymous: anonymousFrom(tree),
         stateDir: getPath(tree, 'state.dir', defaultStateDir('server')),
-        inventoryDsn: inventoryDsnFrom(tree),
+        inventoryDsn,
+        blobDir: blobDirFrom(tree),
+        cluster,
         limits: limitsFrom(tree, SERVER_PRINCIPAL_LIMITS),
         sources: sourcesFrom(tree),
         identityFile: getPath(tree, 'server.identityfile'),

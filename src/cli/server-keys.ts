@@ -8,6 +8,7 @@ import { describeKey, nearest, type KnownKeys, type OpenTableCheck } from '../co
 import type { ConfigValue } from '../config/index.js';
 import { BUILTIN_SERVICE_NAMES } from '../service/builtin.js';
 import { PEER_SERVICE_KEYS } from './services.js';
+import { CLUSTER_KEYS } from '../cluster/config.js';
 
 /** Keys both programs read (server-main.ts). */
 export const COMMON_SERVER_KEYS: readonly string[] = [
@@ -122,6 +123,7 @@ export const SERVER_KEYS: readonly string[] = [
   'source.http[].name',
   'source.http[].addr',
   'source.ipfs.addr',
+  ...CLUSTER_KEYS,
 ];
 
 /** gate-daemon's own keys (gate-daemon.ts). */

@@ -44,6 +44,15 @@ export interface ApiConfig {
   anonymous?: AnonymousLimits;
   /** Serve the web console at /gate-0/console/ and let pages of the server's own origin (the identity's) use the API. */
   console?: boolean;
+  /** Several servers on one inventory (docs/cluster.md): migrate, and instances listed across servers. */
+  cluster?: ClusterApi;
+}
+
+/** What the API asks of the cluster (src/cluster/member.ts). */
+export interface ClusterApi {
+  migrate(inst: ServerInstance, server: string): Promise<void>;
+  /** The principal's instances owned by other servers, as InstanceInfo JSON. */
+  foreignInstances(principal: string): Promise<Record<string, unknown>[]>;
 }
 
 const LOCAL_PRINCIPAL: Principal = { id: 'local', scope: [] };
@@ -469,6 +478,7 @@ export class Api {
     const insts = this.instances.list(p.id);
     for (const i of insts) await this.instances.loadBreakpoints(i);
     const list = insts.map((i) => i.info());
+    if (this.cfg.cluster) list.push(...(await this.cfg.cluster.foreignInstances(p.id)));
     sendJson(r.res, list.length ? { instances: list } : {});
   }
 
@@ -484,7 +494,7 @@ export class Api {
     }
     const actions = takeActions(r.query);
     const key = [...actions].sort().join('+');
-    const known = ['', 'io', 'wait', 'kill', 'kill+wait', 'suspend', 'suspend+wait', 'resume', 'snapshot', 'delete', 'update', 'debug', 'clone', 'clone+suspend'];
+    const known = ['', 'io', 'wait', 'kill', 'kill+wait', 'suspend', 'suspend+wait', 'resume', 'snapshot', 'delete', 'update', 'debug', 'clone', 'clone+suspend', 'migrate'];
     if (!known.includes(key)) throw unsupported();
     let fn: string | undefined;
     let debugLog = false;
@@ -501,6 +511,9 @@ export class Api {
       const problem = cloneId === undefined ? undefined : instanceIdProblem(cloneId);
       if (problem) throw badRequest(problem);
     }
+    const server = key === 'migrate' ? r.query.one('server') : undefined;
+    if (key === 'migrate' && !this.cfg.cluster) throw unsupported('migrate needs a cluster (docs/cluster.md)');
+    if (key === 'migrate' && !server) throw badRequest('missing query parameter: server');
     r.query.finish();
     if (key === 'update' || key === 'debug') requireContentType(r.req, 'application/json');
     else if (key !== 'io') {
@@ -550,6 +563,9 @@ export class Api {
         return this.update(inst, r);
       case 'debug':
         return this.debug(inst, r);
+      case 'migrate':
+        await this.cfg.cluster!.migrate(inst, server!);
+        return sendEmpty(r.res);
     }
   }
 

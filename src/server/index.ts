@@ -26,6 +26,9 @@ import type { Inventory } from '../store/inventory.js';
 import { describePostgresDsn, openPostgresInventory } from '../store/postgres.js';
 import { openSqliteInventory } from '../store/sqlite.js';
 import { openStateDir } from '../store/state-dir.js';
+import { BlobStore } from '../store/blobs.js';
+import { ClusterMember, type ClusterOptions } from '../cluster/member.js';
+import { ClusterRegistry } from '../cluster/registry.js';
 import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, type ModuleLimits } from '../wasm/validate.js';
 import { DEFAULT_ANONYMOUS_LIMITS, type AnonymousLimits } from './anonymous.js';
 import { Api } from './api.js';
@@ -71,6 +74,9 @@ export interface PrincipalLimits {
 export const DEFAULT_DEBUG_LOG_RATE = 256 * 1024;
 const LOG_ENTRY_BYTES = 200;
 
+/** Temporaries in a shared blob directory older than this are leftovers of crashed writers (a write takes seconds, not an hour). */
+const SHARED_TEMP_AGE_MS = 60 * 60 * 1000;
+
 export const SERVER_PRINCIPAL_LIMITS: PrincipalLimits = { maxModuleSize: 32 * 1024 * 1024, maxMemorySize: 32 * 1024 * 1024, timeResolutionNs: 10_000_000 };
 /** The daemon serves its local user's own programs: their debug output is limited only against runaways. */
 export const DAEMON_PRINCIPAL_LIMITS: PrincipalLimits = {
@@ -98,6 +104,10 @@ export interface ServerOptions {
   stateDir: string;
   /** PostgreSQL URL of the inventory (default: SQLite in the state directory); modules and snapshots stay in the state directory. */
   inventoryDsn?: string;
+  /** Directory for modules and snapshots shared with other servers (default: in the state directory). */
+  blobDir?: string;
+  /** Several servers on one PostgreSQL inventory (docs/cluster.md); needs inventoryDsn and blobDir. */
+  cluster?: ClusterOptions;
   limits?: PrincipalLimits;
   /** Module sources: `http` (the default kind) named as configured, or `ipfs` (named ipfs). */
   sources?: Array<{ name: string; addr: string; kind?: 'http' | 'ipfs' }>;
@@ -147,11 +157,18 @@ export interface GateServer {
 export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const log = opts.logger ?? pino({ name: 'gate' });
   const limits = opts.limits ?? SERVER_PRINCIPAL_LIMITS;
+  if (opts.cluster && (!opts.inventoryDsn || !opts.blobDir)) throw new RangeError('a cluster needs inventoryDsn (PostgreSQL) and blobDir (shared by its servers)');
   const state = await openStateDir(opts.stateDir);
+  // Shared with other servers: temporaries of their writes in progress are not ours to clean up.
+  const moduleBlobs = opts.blobDir ? new BlobStore(join(opts.blobDir, 'modules'), 'sha256') : state.modules;
+  if (opts.blobDir) await moduleBlobs.cleanTemp(SHARED_TEMP_AGE_MS).catch((e: unknown) => log.warn({ err: e }, 'shared blob directory: removing old temporaries failed'));
   let inventory: Inventory;
   try {
     if (opts.inventoryDsn) {
-      inventory = await openPostgresInventory(opts.inventoryDsn, { onIdleError: (err) => log.warn({ err }, 'inventory database connection lost; reconnecting on next use') });
+      inventory = await openPostgresInventory(opts.inventoryDsn, {
+        onIdleError: (err) => log.warn({ err }, 'inventory database connection lost; reconnecting on next use'),
+        owner: opts.cluster?.name,
+      });
       log.info({ inventory: describePostgresDsn(opts.inventoryDsn) }, 'inventory in PostgreSQL');
     } else {
       inventory = openSqliteInventory(state.inventoryPath);
@@ -200,7 +217,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const debugLogRate = opts.debugLogRate ?? DEFAULT_DEBUG_LOG_RATE;
   if (!(Number.isFinite(debugLogRate) && debugLogRate >= 0)) throw new RangeError(`debugLogRate must be a non-negative number of bytes per second, not ${debugLogRate}`);
   const debugLogBucket = new ByteBucket(debugLogRate, 4 * debugLogRate);
-  const modules = new ModuleRegistry(state.modules, inventory, (bytes) => Program.load(bytes, moduleLimits));
+  const modules = new ModuleRegistry(moduleBlobs, inventory, (bytes) => Program.load(bytes, moduleLimits));
   const endpointHub = opts.endpoints ? new EndpointHub() : undefined;
   let registry = opts.registry;
   if (endpointHub) {
@@ -230,6 +247,21 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const sources = new Map<string, ModuleSource>((opts.sources ?? []).map((s) => [s.name, s.kind === 'ipfs' ? ipfsSource(s.addr) : httpSource(s.name, s.addr)]));
   const identityKey = opts.identityFile ? await loadServerIdentityKey(opts.identityFile) : undefined;
 
+  let cluster: ClusterMember | undefined;
+  if (opts.cluster) {
+    const registry = new ClusterRegistry({
+      dsn: opts.inventoryDsn!,
+      name: opts.cluster.name,
+      failoverMs: opts.cluster.failoverMs,
+      onIdleError: (err) => log.warn({ err }, 'cluster database connection lost; reconnecting on next use'),
+      onNotify: () => cluster?.notified(),
+    });
+    // A fresh heartbeat before reading what this server owns, so that no other server takes it over meanwhile.
+    await registry.register(opts.cluster.address ?? '', opts.cluster.capacity);
+    await registry.claimUnowned();
+    cluster = new ClusterMember(registry, instances, opts.cluster, log);
+  }
+
   // Every stored instance is known before the server listens; the running ones are restored after.
   await instances.loadAll();
   const metrics = new ServerMetrics(() => instances.runningCount);
@@ -256,6 +288,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
       sourceCache: inventory,
       serverUuid: uuid,
       serverToken: makeServerToken({ identity, uuid, key: identityKey }),
+      cluster,
     },
     modules,
     instances,
@@ -275,7 +308,17 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     res.on('finish', () => metrics.requests.inc({ method: req.method ?? '', status: String(res.statusCode) }));
     void route(req, res);
   });
-  http.on('upgrade', (req, socket, head) => websockets.upgrade(req, socket, head));
+  http.on('upgrade', (req, socket, head) => {
+    if (!cluster) return websockets.upgrade(req, socket, head);
+    socket.on('error', () => socket.destroy());
+    cluster.forwardUpgrade(req, socket, head).then(
+      (forwarded) => forwarded || websockets.upgrade(req, socket, head),
+      (e: unknown) => {
+        log.error({ err: e }, 'cluster: forwarding a websocket failed');
+        socket.destroy();
+      },
+    );
+  });
   http.on('clientError', (_e, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
@@ -283,6 +326,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
+      if (cluster && (await cluster.forward(req, res))) return;
       if (endpoints && EndpointHttp.matches(req.url ?? '/')) return await endpoints.handle(req, res);
       if (await api.handle(req, res)) return;
       const path = (req.url ?? '/').split('?')[0];
@@ -307,6 +351,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   void instances.restoreRunning(() => undefined).then((restored) => {
     if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
   });
+  await cluster?.start(url);
 
   let closing: Promise<void> | undefined;
   return {
@@ -319,7 +364,9 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
       closing ??= (async () => {
         http.close();
         metricsServer?.server.close();
+        if (cluster?.drainOnStop) await cluster.drain().catch((e: unknown) => log.error({ err: e }, 'cluster: drain failed'));
         await instances.shutdown();
+        await cluster?.close();
         websockets.close();
         http.closeAllConnections();
         await executors.close();

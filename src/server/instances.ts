@@ -126,6 +126,8 @@ export class ServerInstance {
   trapBacktrace: TrapFrame[] | undefined;
   /** Debugger breakpoints (docs/debugging.md); undefined: not known yet (restored record, read from its snapshot when needed). */
   breakpoints: readonly bigint[] | undefined;
+  /** Given up to another server of the cluster (docs/cluster.md): its run is not stored here any more. */
+  relinquished = false;
   /** Operations that change the run are serialised through this chain. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -554,24 +556,132 @@ export class InstanceManager {
     await run.services.origin.connect(input, output, signal);
   }
 
+  /** Whether this server has the instance in memory (a cluster forwards requests for others). */
+  has(principal: string, id: string): boolean {
+    return this.owned.get(principal)?.has(id) === true;
+  }
+
+  /** Whether any principal's instance here has this id. */
+  hasId(id: string): boolean {
+    for (const m of this.owned.values()) if (m.has(id)) return true;
+    return false;
+  }
+
+  /** The persistent instances in memory (a cluster compares them with what it owns). */
+  persistent(): ServerInstance[] {
+    const out: ServerInstance[] = [];
+    for (const m of this.owned.values()) for (const inst of m.values()) if (!inst.transient) out.push(inst);
+    return out;
+  }
+
+  /**
+   * Takes on a record another server gave up (a migration, a failover):
+   * it becomes known here and, if it was running, continues from its latest
+   * stored state; requests for it wait meanwhile. Idempotent.
+   */
+  async adopt(rec: InstanceRecord): Promise<void> {
+    if (this.closing || this.has(rec.principal, rec.id)) return;
+    const inst = this.known(rec);
+    if (!inst.resumeOnRestart) return;
+    this.toRestore.splice(this.toRestore.indexOf(inst), 1);
+    try {
+      await inst.serialize(async () => {
+        try {
+          await this.start(inst, await this.programOf(inst), undefined, inst.snapshot ? undefined : inst.fn);
+        } catch (e) {
+          inst.resumeOnRestart = false;
+          inst.status = { state: State.Killed, cause: 'INTERNAL', error: 'could not be restored' };
+          await this.save(inst).catch(() => undefined);
+          this.deps.onError(`instance ${inst.id} could not be restored`, e);
+        }
+      });
+    } finally {
+      inst.restoring?.resolve();
+      inst.restoring = undefined;
+    }
+  }
+
+  /**
+   * Forgets an instance another server owns now: a run here is killed
+   * without storing anything (the record is the new owner's).
+   */
+  async relinquish(inst: ServerInstance): Promise<void> {
+    inst.relinquished = true;
+    inst.resumeOnRestart = false;
+    if (inst.run) {
+      inst.run.kill();
+      await inst.run.wait().catch(() => undefined);
+      await inst.settled.catch(() => undefined);
+    }
+    this.remove(inst);
+    // The module stays: the record that refers to it is the new owner's.
+    await this.deps.modules.releaseUse(inst.module).catch(() => undefined);
+  }
+
+  /**
+   * Moves a persistent instance to another server (docs/cluster.md): a
+   * running one is suspended and its state stored, marked to run on; then
+   * `flip` changes the owner in the database. If it does not (the target went
+   * away), a suspended run continues here. Returns whether it moved.
+   */
+  async handOver(inst: ServerInstance, flip: () => Promise<boolean>): Promise<boolean> {
+    if (inst.transient) throw conflict('a call cannot be migrated: make it persistent first');
+    const moved = await inst.serialize(async () => {
+      let resume = false;
+      if (inst.run) {
+        resume = inst.run.status.state === State.Running;
+        inst.resumeOnRestart = resume;
+        if (resume) inst.run.suspend();
+        await this.wait(inst);
+        if (inst.storeError !== undefined) {
+          inst.resumeOnRestart = false;
+          if (resume && inst.status.state === State.Suspended) await this.start(inst, await this.programOf(inst), inst.scope);
+          throw new HttpError(500, 'the instance could not be stored for the migration; it stays here', {}, { cause: inst.storeError });
+        }
+        // It may have ended by itself meanwhile: then it moves as it is.
+        if (inst.status.state !== State.Suspended) resume = false;
+        inst.resumeOnRestart = resume;
+        await this.save(inst);
+      }
+      let flipped = false;
+      try {
+        flipped = await flip();
+        // From here on it is the new owner's: operations queued behind this one must not run it here.
+        if (flipped) inst.relinquished = true;
+      } finally {
+        if (!flipped) {
+          inst.resumeOnRestart = false;
+          if (resume) await this.start(inst, await this.programOf(inst), inst.scope);
+        }
+      }
+      return flipped;
+    });
+    if (moved) await this.relinquish(inst);
+    return moved;
+  }
+
   /**
    * Makes the stored persistent instances known (before the server
    * listens, so that none is ever "not found"); those that were running are
    * then resumed by `restoreRunning`, and requests for them wait until then.
    */
   async loadAll(): Promise<void> {
-    for (const rec of await this.deps.inventory.allPersistentInstances()) {
-      const inst = new ServerInstance(rec.principal, rec.id, rec.module, false, rec.tags, rec.function, rec.debugLog ?? false, rec.status as InstanceStatus, rec.created);
-      inst.snapshot = rec.snapshot;
-      this.add(inst);
-      this.deps.modules.acquire(inst.module);
-      if (!rec.running) continue;
-      // Listed as RUNNING (its stored status says how it stopped) until the restore says otherwise.
-      inst.status = { state: State.Running };
-      inst.resumeOnRestart = true;
-      inst.restoring = new Deferred();
-      this.toRestore.push(inst);
-    }
+    for (const rec of await this.deps.inventory.allPersistentInstances()) this.known(rec);
+  }
+
+  /** A stored record made known; one that was running is queued for restoring. */
+  private known(rec: InstanceRecord): ServerInstance {
+    const inst = new ServerInstance(rec.principal, rec.id, rec.module, false, rec.tags, rec.function, rec.debugLog ?? false, rec.status as InstanceStatus, rec.created);
+    inst.snapshot = rec.snapshot;
+    this.add(inst);
+    this.deps.modules.acquire(inst.module);
+    if (!rec.running) return inst;
+    // Listed as RUNNING (its stored status says how it stopped) until the restore says otherwise.
+    inst.status = { state: State.Running };
+    inst.resumeOnRestart = true;
+    inst.restoring = new Deferred();
+    this.toRestore.push(inst);
+    return inst;
   }
 
   /**
@@ -680,6 +790,7 @@ export class InstanceManager {
   }
 
   private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
+    if (inst.relinquished) throw new HttpError(503, 'the instance has moved to another server; retry', { 'Retry-After': '1' });
     inst.scope = scope;
     const runtime = this.deps.runtimeFor(inst.principal, inst.executorGroup);
     const run = await runtime.launch(program, {
@@ -726,7 +837,7 @@ export class InstanceManager {
       }
     }
     try {
-      if (!inst.transient) {
+      if (!inst.transient && !inst.relinquished) {
         const { parts } = await run.snapshotParts();
         const hash = sha256Hex(parts);
         await this.deps.modules.store(hash, parts);
@@ -772,7 +883,7 @@ export class InstanceManager {
   }
 
   private save(inst: ServerInstance): Promise<void> {
-    if (inst.principal === undefined || inst.transient) return Promise.resolve();
+    if (inst.principal === undefined || inst.transient || inst.relinquished) return Promise.resolve();
     return this.deps.inventory.putInstance(inst.record());
   }
 

@@ -177,9 +177,11 @@ export class BlobStore {
   /**
    * Removes temporaries left by writes interrupted by a crash. Only safe
    * while no other process writes to the directory: the state-dir lock
-   * guarantees that (openStateDir calls this).
+   * guarantees that (openStateDir calls this). In a directory other
+   * processes write to (a cluster's shared one), `minAgeMs` spares the
+   * temporaries younger than that: writes that may still be going on.
    */
-  async cleanTemp(): Promise<number> {
+  async cleanTemp(minAgeMs = 0): Promise<number> {
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -190,6 +192,10 @@ export class BlobStore {
     let n = 0;
     for (const name of names) {
       if (!name.startsWith(TEMP_PREFIX)) continue;
+      if (minAgeMs > 0) {
+        const st = await stat(join(this.dir, name)).catch(() => undefined);
+        if (st === undefined || Date.now() - st.mtimeMs < minAgeMs) continue;
+      }
       await unlink(join(this.dir, name)).catch((e: unknown) => {
         if (!isErrno(e, 'ENOENT')) throw e;
       });

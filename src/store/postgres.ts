@@ -28,7 +28,7 @@ import { checkModuleHash, checkRecord, checkTags, nowSeconds, type InstanceRecor
  * never edit a released entry, add a new one (and a test opening the old
  * version).
  */
-const MIGRATIONS: readonly (readonly string[])[] = [
+export const POSTGRES_MIGRATIONS: readonly (readonly string[])[] = [
   [
     `CREATE TABLE module_pin (
        principal TEXT COLLATE "C" NOT NULL,
@@ -65,12 +65,28 @@ const MIGRATIONS: readonly (readonly string[])[] = [
        uri    TEXT NOT NULL PRIMARY KEY,
        module TEXT NOT NULL)`,
   ],
+  // 2: several servers on one database (docs/cluster.md). Every instance has
+  // an owner server (NULL: written by a server outside any cluster); the
+  // servers register themselves and prove they are alive by heartbeats.
+  [
+    `ALTER TABLE instance ADD COLUMN owner TEXT COLLATE "C"`,
+    `CREATE INDEX instance_owner ON instance (owner)`,
+    `CREATE INDEX instance_id ON instance (id)`,
+    `CREATE TABLE gate_server (
+       name      TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+       address   TEXT NOT NULL,              -- base URL other servers forward requests to
+       capacity  INTEGER NOT NULL,           -- instances it is willing to run
+       running   INTEGER NOT NULL DEFAULT 0, -- instances it ran at its last heartbeat
+       draining  BOOLEAN NOT NULL DEFAULT FALSE,
+       started   TIMESTAMPTZ NOT NULL DEFAULT now(),
+       heartbeat TIMESTAMPTZ NOT NULL DEFAULT now())`,
+  ],
 ];
 
-export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
+export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;
 
 /** Tables of every schema version: finding one without gate_schema_version means the database belongs to something else. */
-const GATE_TABLES = ['module_pin', 'instance', 'nonce', 'source_sha256'];
+const GATE_TABLES = ['module_pin', 'instance', 'nonce', 'source_sha256', 'gate_server'];
 
 /** Serializes migrations of concurrently starting servers (any constant; this is "gate" in ASCII). */
 const MIGRATION_LOCK = 0x67617465;
@@ -82,6 +98,14 @@ export interface PostgresInventoryOptions {
   maxConnections?: number;
   /** How long connecting may take before the open (or a query needing a new connection) fails (default 10 s). */
   connectTimeoutMs?: number;
+  /**
+   * The server this inventory writes for, in a cluster (docs/cluster.md):
+   * instances it creates are owned by it, and it reads and writes only the
+   * records it owns, so that a server that lost an instance (migrated,
+   * failed over) cannot overwrite the new owner's record. Undefined: no
+   * owner is written or checked (a single server).
+   */
+  owner?: string;
 }
 
 /**
@@ -127,6 +151,9 @@ interface InstanceRow {
 const INSTANCE_COLUMNS =
   'principal, id, module, transient, state, cause, result, error, tags, entry_function, snapshot, running, debug_log, created, updated';
 const INSTANCE_VALUES = '$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15';
+/** The owner is the 16th parameter of instance writes (NULL outside a cluster). */
+const OWNED_COLUMNS = `${INSTANCE_COLUMNS}, owner`;
+const OWNED_VALUES = `${INSTANCE_VALUES}, $16`;
 
 function toParams(r: InstanceRecord): unknown[] {
   return [
@@ -205,7 +232,7 @@ async function migrate(client: pg.PoolClient, where: string): Promise<void> {
     const version = (await client.query<{ v: number }>('SELECT coalesce(max(version), 0) AS v FROM gate_schema_version')).rows[0]!.v;
     if (version > POSTGRES_SCHEMA_VERSION) throw new InventoryTooNewError(where, version, POSTGRES_SCHEMA_VERSION);
     for (let v = version; v < POSTGRES_SCHEMA_VERSION; v++) {
-      for (const sql of MIGRATIONS[v]!) await client.query(sql);
+      for (const sql of POSTGRES_MIGRATIONS[v]!) await client.query(sql);
       await client.query('INSERT INTO gate_schema_version (version) VALUES ($1)', [v + 1]);
     }
     await client.query('COMMIT');
@@ -258,6 +285,9 @@ export async function openPostgresInventory(dsn: string, options: PostgresInvent
     throw new InventoryDatabaseError(where, failureDetail(e, password), { cause: e });
   }
 
+  const owner = options.owner ?? null;
+  // Outside a cluster nothing is fenced; in one, only the owner's writes count.
+  const fenced = owner === null ? '' : ' WHERE instance.owner = $16';
   let closed = false;
   const open = (): void => {
     if (closed) throw new InventoryClosedError();
@@ -311,7 +341,7 @@ export async function openPostgresInventory(dsn: string, options: PostgresInvent
     async createInstance(rec) {
       open();
       checkRecord(rec);
-      const r = await pool.query(`INSERT INTO instance (${INSTANCE_COLUMNS}) VALUES (${INSTANCE_VALUES}) ON CONFLICT (principal, id) DO NOTHING`, toParams(rec));
+      const r = await pool.query(`INSERT INTO instance (${OWNED_COLUMNS}) VALUES (${OWNED_VALUES}) ON CONFLICT (principal, id) DO NOTHING`, [...toParams(rec), owner]);
       if (r.rowCount === 0) throw new DuplicateInstanceError(rec.principal, rec.id);
     },
 
@@ -319,13 +349,13 @@ export async function openPostgresInventory(dsn: string, options: PostgresInvent
       open();
       checkRecord(rec);
       await pool.query(
-        `INSERT INTO instance (${INSTANCE_COLUMNS}) VALUES (${INSTANCE_VALUES})
+        `INSERT INTO instance (${OWNED_COLUMNS}) VALUES (${OWNED_VALUES})
          ON CONFLICT (principal, id) DO UPDATE SET
            module = excluded.module, transient = excluded.transient, state = excluded.state, cause = excluded.cause,
            result = excluded.result, error = excluded.error, tags = excluded.tags, entry_function = excluded.entry_function,
            snapshot = excluded.snapshot, running = excluded.running, debug_log = excluded.debug_log,
-           created = excluded.created, updated = excluded.updated`,
-        toParams(rec),
+           created = excluded.created, updated = excluded.updated${fenced}`,
+        [...toParams(rec), owner],
       );
     },
 
@@ -342,12 +372,18 @@ export async function openPostgresInventory(dsn: string, options: PostgresInvent
 
     async deleteInstance(principal, id) {
       open();
-      return ((await pool.query('DELETE FROM instance WHERE principal = $1 AND id = $2', [principal, id])).rowCount ?? 0) > 0;
+      const r = owner === null
+        ? await pool.query('DELETE FROM instance WHERE principal = $1 AND id = $2', [principal, id])
+        : await pool.query('DELETE FROM instance WHERE principal = $1 AND id = $2 AND owner = $3', [principal, id, owner]);
+      return (r.rowCount ?? 0) > 0;
     },
 
     async allPersistentInstances() {
       open();
-      return (await pool.query<InstanceRow>(`SELECT ${INSTANCE_COLUMNS} FROM instance WHERE NOT transient ORDER BY principal, created, id`)).rows.map(fromRow);
+      const r = owner === null
+        ? await pool.query<InstanceRow>(`SELECT ${INSTANCE_COLUMNS} FROM instance WHERE NOT transient ORDER BY principal, created, id`)
+        : await pool.query<InstanceRow>(`SELECT ${INSTANCE_COLUMNS} FROM instance WHERE NOT transient AND owner = $1 ORDER BY principal, created, id`, [owner]);
+      return r.rows.map(fromRow);
     },
 
     async useNonce(key, n, expiresAtSec, nowSec = nowSeconds()) {

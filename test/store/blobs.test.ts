@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -98,6 +98,19 @@ describe('BlobStore', () => {
     await assert.rejects(store.put('keep', bad));
     assert.deepEqual(readdirSync(store.dir), ['keep']);
     assert.deepEqual(Buffer.from((await store.get('keep'))!), Buffer.from('kept'), 'the old version survives a failed replacement');
+  });
+
+  it('cleanTemp with a minimum age spares younger temporaries (writes in progress elsewhere)', async () => {
+    const dir = freshDir();
+    const store = new BlobStore(dir);
+    const name = sha(bytes('abc'));
+    await store.put(name, [bytes('abc')]);
+    writeFileSync(join(dir, '.tmp-old'), 'left by a crash');
+    writeFileSync(join(dir, '.tmp-new'), 'being written');
+    const hourAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    utimesSync(join(dir, '.tmp-old'), hourAgo, hourAgo);
+    assert.equal(await store.cleanTemp(60 * 60 * 1000), 1);
+    assert.deepEqual(readdirSync(dir).sort(), ['.tmp-new', name].sort());
   });
 
   it('ignores a temporary left by a crash and cleanTemp removes it', async () => {
