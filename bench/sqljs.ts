@@ -166,13 +166,7 @@ const NO_HINTS = 'suspend-anywhere without branch hints (diagnostic)';
 function withoutCustomSection(bytes: Uint8Array, name: string): Uint8Array {
   const parts = [bytes.subarray(0, 8)];
   for (const s of parseModule(bytes).sections) if (s.name !== name) parts.push(bytes.subarray(s.start, s.end));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return new Uint8Array(Buffer.concat(parts));
 }
 
 export async function sqljsSection(lines: string[], rounds: number, log: (s: string) => void, legacy = true): Promise<void> {

@@ -40,6 +40,8 @@ export class ClusterMember {
   private ticking: Promise<void> | undefined;
   private reconciling: Promise<void> = Promise.resolve();
   private lastBeat = performance.now();
+  /** Where the others reach this server ('' until it listens). */
+  private address = '';
   private fenced = false;
   private closing = false;
   private draining = false;
@@ -59,7 +61,8 @@ export class ClusterMember {
 
   /** After listening: the final address is known; heartbeats start. */
   async start(address: string): Promise<void> {
-    await this.registry.register(this.opts.address ?? address, this.opts.capacity);
+    this.address = this.opts.address ?? address;
+    await this.registry.register(this.address, this.opts.capacity);
     this.lastBeat = performance.now();
     this.timer = setInterval(() => {
       // Checked even while a heartbeat hangs (a partition may stall a query rather than fail it).
@@ -67,7 +70,7 @@ export class ClusterMember {
       this.ticking ??= this.tick().finally(() => (this.ticking = undefined));
     }, this.opts.heartbeatMs);
     this.timer.unref();
-    this.log.info({ cluster: this.opts.name, address: this.opts.address ?? address, capacity: this.opts.capacity }, 'joined the cluster');
+    this.log.info({ cluster: this.opts.name, address: this.address, capacity: this.opts.capacity }, 'joined the cluster');
   }
 
   /** Another server gave this one an instance: adopt it now rather than at the next heartbeat. */
@@ -80,7 +83,7 @@ export class ClusterMember {
     const sent = performance.now();
     try {
       const present = await this.registry.heartbeat(this.instances.runningCount, this.draining);
-      if (!present) await this.registry.register(this.opts.address ?? '', this.opts.capacity);
+      if (!present) await this.registry.register(this.address, this.opts.capacity);
       this.lastBeat = sent;
       if (this.fenced) this.log.info('cluster: the database is reachable again; taking back what this server still owns');
       this.fenced = false;
@@ -173,17 +176,7 @@ export class ClusterMember {
     if (id === undefined) return false;
     const principal = claimedPrincipal(req.headers.authorization);
     if (principal === undefined || this.instances.has(principal, id)) return false;
-    let base: string | undefined;
-    try {
-      base = await this.ownerAddress(await this.registry.ownerOf(principal, id));
-    } catch (e) {
-      if (!(e instanceof HttpError)) throw e;
-      sendError(req, res, e);
-      return true;
-    }
-    if (base === undefined) return false;
-    await forwardHttp(req, res, base, this.opts.name);
-    return true;
+    return this.forwardToOwner(req, res, async () => this.ownerAddress(await this.registry.ownerOf(principal, id)));
   }
 
   /** An endpoint request (anonymous: the instance id alone decides, as for websocket io). */
@@ -191,9 +184,14 @@ export class ClusterMember {
     if (this.instances.hasId(id)) return false;
     const owners = await this.registry.ownersOfId(id);
     if (owners.length !== 1) return false;
+    return this.forwardToOwner(req, res, () => this.ownerAddress(owners[0]));
+  }
+
+  /** Forwards to the owner's address (undefined: not forwarded, served here); an HttpError finding it is the answer. */
+  private async forwardToOwner(req: IncomingMessage, res: ServerResponse, address: () => Promise<string | undefined>): Promise<boolean> {
     let base: string | undefined;
     try {
-      base = await this.ownerAddress(owners[0]);
+      base = await address();
     } catch (e) {
       if (!(e instanceof HttpError)) throw e;
       sendError(req, res, e);
@@ -255,8 +253,9 @@ export class ClusterMember {
       return undefined;
     }
     // The view of the latest heartbeat spares a query per forwarded request; a server not seen alive there is asked for.
+    // One seen starting (no address yet) may have its address by now.
     const seen = this.view.find((s) => s.name === owner);
-    const server = seen?.live ? seen : await this.registry.server(owner);
+    const server = seen?.live && seen.address !== '' ? seen : await this.registry.server(owner);
     if (!server || !server.live) {
       const seconds = Math.ceil(this.opts.failoverMs / 1000);
       throw new HttpError(503, `the server running this instance (${owner}) is not responding; another server takes it over within ${seconds} s of its last heartbeat; retry`, { 'Retry-After': String(Math.min(seconds, 5)) });

@@ -14,6 +14,7 @@
  */
 import pg from 'pg';
 import type { InstanceRecord, StoredStatus } from '../store/inventory.js';
+import { fromRow, INSTANCE_COLUMNS, type InstanceRow } from '../store/postgres.js';
 
 /** Wakes a server whose ownership changed (payload: its name); NOTIFY is delivered on commit. */
 const CHANNEL = 'gate_cluster';
@@ -150,18 +151,13 @@ export class ClusterRegistry {
 
   /** The principal's instances owned by other servers. */
   async foreignInstances(principal: string): Promise<ForeignInstance[]> {
-    const r = await this.pool.query<{ id: string; module: string; transient: boolean; state: string; cause: string | null; result: number | null; error: string | null; tags: string; owner: string }>(
-      `SELECT id, module, transient, state, cause, result, error, tags, owner FROM instance
-       WHERE principal = $1 AND owner IS NOT NULL AND owner <> $2 ORDER BY created, id`,
+    const r = await this.pool.query<InstanceRow & { owner: string }>(
+      `SELECT ${INSTANCE_COLUMNS}, owner FROM instance WHERE principal = $1 AND owner IS NOT NULL AND owner <> $2 ORDER BY created, id`,
       [principal, this.opts.name],
     );
     return r.rows.map((row) => {
-      const status: StoredStatus = { state: row.state };
-      if (row.cause !== null) status.cause = row.cause;
-      if (row.result !== null) status.result = row.result;
-      if (row.error !== null) status.error = row.error;
-      const tags = JSON.parse(row.tags) as unknown;
-      return { id: row.id, module: row.module, transient: row.transient, status, tags: Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [], owner: row.owner };
+      const { id, module, transient, status, tags } = fromRow(row);
+      return { id, module, transient, status, tags, owner: row.owner };
     });
   }
 
@@ -240,36 +236,9 @@ export class ClusterRegistry {
 
   /** One record, if this server owns it. */
   async record(principal: string, id: string): Promise<InstanceRecord | undefined> {
-    const r = await this.pool.query<{
-      module: string; transient: boolean; state: string; cause: string | null; result: number | null; error: string | null; tags: string;
-      entry_function: string | null; snapshot: string | null; running: boolean; debug_log: boolean | null; created: number; updated: number;
-    }>(
-      `SELECT module, transient, state, cause, result, error, tags, entry_function, snapshot, running, debug_log, created, updated
-       FROM instance WHERE principal = $1 AND id = $2 AND owner = $3`,
-      [principal, id, this.opts.name],
-    );
+    const r = await this.pool.query<InstanceRow>(`SELECT ${INSTANCE_COLUMNS} FROM instance WHERE principal = $1 AND id = $2 AND owner = $3`, [principal, id, this.opts.name]);
     const row = r.rows[0];
-    if (!row) return undefined;
-    const status: StoredStatus = { state: row.state };
-    if (row.cause !== null) status.cause = row.cause;
-    if (row.result !== null) status.result = row.result;
-    if (row.error !== null) status.error = row.error;
-    const tags = JSON.parse(row.tags) as unknown;
-    const rec: InstanceRecord = {
-      principal,
-      id,
-      module: row.module,
-      transient: row.transient,
-      status,
-      tags: Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [],
-      running: row.running,
-      created: row.created,
-      updated: row.updated,
-    };
-    if (row.entry_function !== null) rec.function = row.entry_function;
-    if (row.snapshot !== null) rec.snapshot = row.snapshot;
-    if (row.debug_log !== null) rec.debugLog = row.debug_log;
-    return rec;
+    return row ? fromRow(row) : undefined;
   }
 
   async close(): Promise<void> {

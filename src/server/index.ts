@@ -346,12 +346,13 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   }
 
   const url = 'path' in opts.listen ? 'http://localhost' : `${scheme}://${hostPort}`;
-  log.info({ url, socket: 'path' in opts.listen ? opts.listen.path : undefined, stateDir: opts.stateDir }, 'listening');
   // Requests for an instance not yet restored wait for it (InstanceManager.ready).
   void instances.restoreRunning(() => undefined).then((restored) => {
     if (restored.restored || restored.failed) log.info(restored, 'persistent instances restored');
   });
+  // In a cluster, 'listening' means the others can reach this server too (its address is registered).
   await cluster?.start(url);
+  log.info({ url, socket: 'path' in opts.listen ? opts.listen.path : undefined, stateDir: opts.stateDir }, 'listening');
 
   let closing: Promise<void> | undefined;
   return {

@@ -130,7 +130,8 @@ export function describePostgresDsn(dsn: string): string {
   return `postgres://${user}${host}:${port}/${database}`;
 }
 
-interface InstanceRow {
+/** An instance row as `SELECT ${INSTANCE_COLUMNS}` reads it (also the cluster registry's). */
+export interface InstanceRow {
   principal: string;
   id: string;
   module: string;
@@ -148,7 +149,7 @@ interface InstanceRow {
   updated: number;
 }
 
-const INSTANCE_COLUMNS =
+export const INSTANCE_COLUMNS =
   'principal, id, module, transient, state, cause, result, error, tags, entry_function, snapshot, running, debug_log, created, updated';
 const INSTANCE_VALUES = '$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15';
 /** The owner is the 16th parameter of instance writes (NULL outside a cluster). */
@@ -175,7 +176,7 @@ function toParams(r: InstanceRecord): unknown[] {
   ];
 }
 
-function fromRow(row: InstanceRow): InstanceRecord {
+export function fromRow(row: InstanceRow): InstanceRecord {
   const status: StoredStatus = { state: row.state };
   if (row.cause !== null) status.cause = row.cause;
   if (row.result !== null) status.result = row.result;
