@@ -17,6 +17,8 @@ interface Entry {
   debug: DebugOutput | undefined;
   /** Where its memory object may go for reuse once it is gone (undefined: nowhere). */
   memoryKey: string | undefined;
+  /** Its memory's size at creation (one that grew is not reused). */
+  memoryBytes: number;
   /** A view of its memory left this executor (a snapshot): it is never reused. */
   memoryShared: boolean;
 }
@@ -161,7 +163,7 @@ export class ExecutorCore {
       queueMicrotask(() => events.stopped(internalFailure(`instantiation failed: ${message}`)));
       return;
     }
-    this.instances.set(spec.id, { instance, channel, events, retain: spec.retain, stopped: false, debug, memoryKey, memoryShared: false });
+    this.instances.set(spec.id, { instance, channel, events, retain: spec.retain, stopped: false, debug, memoryKey, memoryBytes: memoryPages.initial * 65536, memoryShared: false });
     this.scheduler.add(instance);
   }
 
@@ -184,8 +186,7 @@ export class ExecutorCore {
     this.instances.delete(id);
     if (e.memoryKey === undefined || e.memoryShared || this.keptMemoryCount >= MAX_KEPT_MEMORIES) return;
     const memory = e.instance.memoryObjectInUse;
-    // One that grew has another size than its key says.
-    if (memory.buffer.byteLength !== Number(e.memoryKey.split('/', 2)[0]) * 65536) return;
+    if (memory.buffer.byteLength !== e.memoryBytes) return;
     const kept = this.keptMemories.get(e.memoryKey) ?? [];
     if (kept.length >= MAX_KEPT_MEMORIES_PER_KEY) return;
     kept.push(memory);

@@ -13,7 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { encodeRequestHead, type HeaderList, type ResponseHead } from '../service/endpoint-head.js';
 import { EndpointClosedError, type EndpointExchange, type EndpointHub } from '../service/endpoint.js';
 import { HttpError } from './errors.js';
-import { sendError } from './http.js';
+import { drainedOrClosed, sendError } from './http.js';
 import { instanceIdProblem } from './instance-id.js';
 
 export const ENDPOINT_PATH = '/gate-0/endpoint';
@@ -140,15 +140,7 @@ export class EndpointHttp {
         write(chunk: Uint8Array): Promise<void> | void {
           if (res.destroyed || !answered) return;
           if (res.write(chunk)) return;
-          return new Promise((resolve) => {
-            const done = (): void => {
-              res.off('drain', done);
-              res.off('close', done);
-              resolve();
-            };
-            res.on('drain', done);
-            res.on('close', done);
-          });
+          return drainedOrClosed(res);
         },
         end() {
           if (!answered || res.destroyed) return;

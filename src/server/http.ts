@@ -106,3 +106,16 @@ export async function readBody(req: IncomingMessage, limit: number, tooLarge: ()
   }
   return Buffer.concat(chunks, size);
 }
+
+/** Resolves when `res` can take more (drain) or is gone (close): what a writer waits for after `write` returned false. */
+export function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}

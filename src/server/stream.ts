@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { OriginInput, OriginOutput } from '../service/origin.js';
 import { OriginClosedError } from '../service/origin.js';
 import { statusHeader, type InstanceManager, type ServerInstance } from './instances.js';
+import { drainedOrClosed } from './http.js';
 
 /**
  * A writer to a response that honours backpressure; `head` writes the response head before the first byte.
@@ -32,15 +33,7 @@ export function responseOutput(res: ServerResponse, head: () => void): OriginOut
         });
       }
       if (res.write(chunk)) return;
-      return new Promise((resolve) => {
-        const done = (): void => {
-          res.off('drain', done);
-          res.off('close', done);
-          resolve();
-        };
-        res.on('drain', done);
-        res.on('close', done);
-      });
+      return drainedOrClosed(res);
     },
     end() {},
   };

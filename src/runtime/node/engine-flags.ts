@@ -14,15 +14,5 @@
  */
 import v8 from 'node:v8';
 
-const FLAGS = ['--experimental-wasm-branch-hinting'];
-
-let set = false;
-
-/** Sets the flags once per process, before any module is compiled. */
-export function setEngineFlags(): void {
-  if (set) return;
-  set = true;
-  for (const flag of FLAGS) v8.setFlagsFromString(flag);
-}
-
-setEngineFlags();
+// Before any module is compiled: importing this module is what sets it (once per process).
+v8.setFlagsFromString('--experimental-wasm-branch-hinting');

@@ -22,13 +22,54 @@ export interface VerifiedToken {
   nonce: string;
 }
 
-export class VerifiedTokenCache {
-  private readonly items = new Map<string, VerifiedToken>();
+/** A bounded map, least recently used first out; keys longer than `maxKeyLength` are not kept. */
+export class LruMap<V> {
+  private readonly items = new Map<string, V>();
 
   constructor(
-    readonly maxEntries = 4096,
-    readonly maxTokenLength = 1024,
+    readonly maxEntries: number,
+    readonly maxKeyLength = Infinity,
   ) {}
+
+  get size(): number {
+    return this.items.size;
+  }
+
+  /** The value of `key`; a hit makes it the most recently used. */
+  get(key: string): V | undefined {
+    const v = this.items.get(key);
+    if (v === undefined) return undefined;
+    this.items.delete(key);
+    this.items.set(key, v);
+    return v;
+  }
+
+  set(key: string, v: V): void {
+    if (key.length > this.maxKeyLength || this.maxEntries <= 0) return;
+    this.items.delete(key);
+    while (this.items.size >= this.maxEntries) this.items.delete(this.items.keys().next().value!);
+    this.items.set(key, v);
+  }
+
+  has(key: string): boolean {
+    return this.items.has(key);
+  }
+
+  delete(key: string): void {
+    this.items.delete(key);
+  }
+
+  clear(): void {
+    this.items.clear();
+  }
+}
+
+export class VerifiedTokenCache {
+  private readonly items: LruMap<VerifiedToken>;
+
+  constructor(maxEntries = 4096, maxTokenLength = 1024) {
+    this.items = new LruMap(maxEntries, maxTokenLength);
+  }
 
   get size(): number {
     return this.items.size;
@@ -37,17 +78,12 @@ export class VerifiedTokenCache {
   /** The entry of `token` unless it has expired at `nowSec` (then it is dropped); a hit makes it the most recently used. */
   get(token: string, nowSec: number): VerifiedToken | undefined {
     const v = this.items.get(token);
-    if (v === undefined) return undefined;
+    if (v === undefined || v.exp >= nowSec) return v;
     this.items.delete(token);
-    if (v.exp < nowSec) return undefined;
-    this.items.set(token, v);
-    return v;
+    return undefined;
   }
 
   set(token: string, v: VerifiedToken): void {
-    if (token.length > this.maxTokenLength || this.maxEntries <= 0) return;
-    this.items.delete(token);
-    while (this.items.size >= this.maxEntries) this.items.delete(this.items.keys().next().value!);
     this.items.set(token, v);
   }
 

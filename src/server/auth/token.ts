@@ -9,7 +9,7 @@
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { PROGRAM_SYSTEM_SCOPE } from '../../service/scope.js';
 import { AuthError } from './errors.js';
-import { VerifiedTokenCache } from './token-cache.js';
+import { LruMap, VerifiedTokenCache } from './token-cache.js';
 import {
   decodeBase64Url,
   ED25519_PREFIX,
@@ -219,21 +219,6 @@ async function useNonce(opts: VerifyOptions, principalId: string, nonce: string,
   if (!(await opts.nonces.useNonce(principalId, nonce, exp))) throw AuthError.invalidToken(realm, 'token has already been used', 'reused');
 }
 
-/** A bounded map, oldest first out, of what was computed recently. */
-class RecentMap<V> {
-  private readonly items = new Map<string, V>();
-  constructor(private readonly maxEntries: number) {}
-
-  get(key: string): V | undefined {
-    return this.items.get(key);
-  }
-
-  set(key: string, value: V): void {
-    if (this.items.size >= this.maxEntries) this.items.delete(this.items.keys().next().value!);
-    this.items.set(key, value);
-  }
-}
-
 /** Tokens verified by this process (see token-cache.ts); forgetVerifiedTokens empties it. */
 const verifiedTokens = new VerifiedTokenCache(4096, 1024);
 
@@ -251,7 +236,7 @@ export function forgetVerifiedTokens(): void {
   verifiedTokens.clear();
 }
 /** Public keys by their JWK `x`: making a KeyObject costs as much as a verification. */
-const publicKeys = new RecentMap<KeyObject>(1024);
+const publicKeys = new LruMap<KeyObject>(1024);
 
 function verifyEd25519(x: string, data: Uint8Array, signature: Uint8Array): boolean {
   try {
