@@ -8,7 +8,7 @@
  * of the prepared function's body entry); it keeps only where each prepared
  * module's bodies start, not the module's bytes.
  */
-import { ByteReader } from '../wasm/leb128.js';
+import { functionBodyEntries } from '../wasm/module.js';
 import { INTERNAL_IMPORT_MODULE } from '../prepare/internal.js';
 
 /** At most this many frames travel (the innermost ones). */
@@ -27,29 +27,7 @@ const layouts = new WeakMap<WebAssembly.Module, CodeLayout>();
 
 /** Remembers where the bodies of a compiled prepared module start (call it where the module is compiled). */
 export function recordCodeLayout(module: WebAssembly.Module, bytes: Uint8Array): void {
-  let bodyStarts = new Uint32Array(0);
-  try {
-    const r = new ByteReader(bytes, 8, bytes.length);
-    while (r.pos < bytes.length) {
-      const id = r.u8();
-      const size = r.u32();
-      const end = r.pos + size;
-      if (id === 10) {
-        const n = r.u32();
-        bodyStarts = new Uint32Array(n);
-        for (let i = 0; i < n; i++) {
-          bodyStarts[i] = r.pos;
-          const bodySize = r.u32(); // (read before pos is: `r.pos += r.u32()` would lose the size's own bytes)
-          r.pos += bodySize;
-        }
-        break;
-      }
-      r.pos = end;
-    }
-  } catch {
-    // (the module compiled, so this does not happen; without a layout, frames carry no offsets)
-  }
-  layouts.set(module, { ...importCounts(module), bodyStarts });
+  layouts.set(module, { ...importCounts(module), bodyStarts: functionBodyEntries(bytes).starts });
 }
 
 function importCounts(module: WebAssembly.Module): { programImports: number; internalImports: number } {

@@ -140,6 +140,45 @@ function readLimits(r: ByteReader, what: string): Limits {
   return { min, max };
 }
 
+/**
+ * Where each function body entry (its size, then the body) starts in a
+ * module's bytes, and where the code section ends: a scan of section
+ * headers only, for modules that have already been validated or compiled
+ * (an empty list if there is no code section or the bytes are cut short).
+ */
+export function functionBodyEntries(bytes: Uint8Array): { starts: Uint32Array; end: number } {
+  try {
+    const r = new ByteReader(bytes, 8, bytes.length);
+    while (r.pos < bytes.length) {
+      const id = r.u8();
+      const size = r.u32();
+      const end = r.pos + size;
+      if (id === SectionId.Code) {
+        const n = r.u32();
+        const starts = new Uint32Array(n);
+        for (let i = 0; i < n; i++) {
+          starts[i] = r.pos;
+          const bodySize = r.u32(); // (read before pos is: `r.pos += r.u32()` would lose the size's own bytes)
+          r.pos += bodySize;
+        }
+        return { starts, end };
+      }
+      r.pos = end;
+    }
+  } catch {
+    // (cut short: no entries)
+  }
+  return { starts: new Uint32Array(0), end: bytes.length };
+}
+
+/** The size in bytes of a module's largest function body entry (0 without functions). */
+export function largestFunctionBody(bytes: Uint8Array): number {
+  const { starts, end } = functionBodyEntries(bytes);
+  let largest = 0;
+  for (let i = 0; i < starts.length; i++) largest = Math.max(largest, (i + 1 < starts.length ? starts[i + 1]! : end) - starts[i]!);
+  return largest;
+}
+
 /** Skips a constant expression up to and including its `end`. */
 export function skipConstExpr(r: ByteReader): void {
   for (;;) {

@@ -3,7 +3,7 @@
  * the server or CLI process. Messages arrive on stdin and leave on stdout
  * (see framing.ts); stdout carries nothing else.
  */
-import './engine-flags.js';
+import { engineBeforeCompile } from './engine-flags.js';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { ExecutorCore } from '../executor-core.js';
@@ -111,7 +111,9 @@ async function handle(m: Message): Promise<void> {
     case 'load': {
       const key = String(h.key);
       try {
-        await core.loadModule(key, m.payload ?? new Uint8Array(0));
+        const bytes = m.payload ?? new Uint8Array(0);
+        if (!core.hasModule(key)) engineBeforeCompile(bytes);
+        await core.loadModule(key, bytes);
         send({ t: 'loaded', key, seq: h.seq });
       } catch (e) {
         send({ t: 'loaded', key, seq: h.seq, error: e instanceof Error ? e.message : String(e) });
