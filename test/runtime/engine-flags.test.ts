@@ -14,24 +14,16 @@ import { programBytes } from '../helpers/runtime.js';
 
 /** A module of functions `() -> ()` whose bodies are `nops` nops each. */
 function moduleWithBodies(...nops: number[]): Uint8Array {
-  const section = (id: number, content: Uint8Array): Uint8Array => new ByteWriter(content.length + 8).u8(id).u32(content.length).bytes(content).view().slice();
-  const types = new ByteWriter(8).u32(1).u8(0x60).u32(0).u32(0).view().slice();
-  const funcs = new ByteWriter(8 + nops.length).u32(nops.length);
+  const w = new ByteWriter().bytes(Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
+  const section = (id: number, content: ByteWriter): void => void w.u8(id).u32(content.length).bytes(content.view());
+  section(1, new ByteWriter().u32(1).u8(0x60).u32(0).u32(0));
+  const funcs = new ByteWriter().u32(nops.length);
   for (let i = 0; i < nops.length; i++) funcs.u32(0);
-  const code = new ByteWriter(1024);
-  code.u32(nops.length);
-  for (const n of nops) {
-    code.u32(n + 2).u32(0); // size; no locals
-    code.bytes(new Uint8Array(n).fill(0x01)).u8(0x0b);
-  }
-  const parts = [new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]), section(1, types), section(3, funcs.view().slice()), section(10, code.view().slice())];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  section(3, funcs);
+  const code = new ByteWriter().u32(nops.length);
+  for (const n of nops) code.u32(n + 2).u32(0).bytes(new Uint8Array(n).fill(0x01)).u8(0x0b); // size, no locals, nops, end
+  section(10, code);
+  return w.finish();
 }
 
 test('largestFunctionBody agrees with the full parser on a real program', () => {
