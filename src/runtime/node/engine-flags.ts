@@ -32,10 +32,12 @@ import { largestFunctionBody } from '../../wasm/module.js';
 
 /**
  * Largest function body (bytes, in the prepared module) compiled with the
- * linear-scan register allocator: about 300 MB of compiler memory and 8 s
- * on one background thread at most (measured 177 MB, 5 s at 74 KB).
+ * linear-scan register allocator: about 210 MB of compiler memory and 6 s
+ * on one background thread at most (measured: 177 MB and 5 s for sql.js's
+ * 74 KB VDBE under suspend-anywhere; the SQLite Gate program's largest is
+ * 66 KB), and Node's V8 optimizes at most 4 functions at once.
  */
-export const TOP_TIER_BODY_LIMIT = 96 * 1024;
+export const TOP_TIER_BODY_LIMIT = 80 * 1024;
 
 let midTierFallback = false;
 
