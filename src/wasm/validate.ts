@@ -8,7 +8,7 @@
  * except function bodies; this adds Gate's own rules. Semantic validation
  * (operand types, index ranges inside code) is still the engine's job.
  */
-import { decodeInstructions, type InstructionVisitor } from './code.js';
+import { valuesHeldAcrossBlocks } from './operand-stack.js';
 import { ModuleError, ModuleLimitError } from './errors.js';
 import { ImportError, goQuote } from './import-error.js';
 import { ByteReader } from './leb128.js';
@@ -73,7 +73,6 @@ export const DEFAULT_LOCAL_LIMITS: ModuleLimits = Object.freeze({
 
 const KIND_NAMES = ['function', 'table', 'memory', 'global'];
 
-const noop: InstructionVisitor = () => {};
 const utf8 = new TextEncoder();
 
 function tooMany(what: string, count: number, limit: number): ModuleLimitError {
@@ -171,10 +170,25 @@ export function validateModule(m: WasmModule, limits: ModuleLimits): void {
   if (m.elementEntryCount > limits.maxElements) throw tooMany('element entry', m.elementEntryCount, limits.maxElements);
   checkElementSegments(m, tableSize, functionCount);
 
-  // Code.
-  const base = m.importedFunctionCount;
-  for (let i = 0; i < m.bodies.length; i++) decodeInstructions(m.bytes, m.bodies[i]!, noop, base + i);
+  // Code: decoded whole, and held values bounded (operand-stack.ts).
+  for (let i = 0; i < m.bodies.length; i++) {
+    const held = valuesHeldAcrossBlocks(m, i);
+    if (held > MAX_VALUES_HELD_ACROSS_BLOCKS) {
+      throw new ModuleLimitError(
+        `function ${m.importedFunctionCount + i} keeps too many values on the operand stack across the blocks it enters (${held}; the limit is ${MAX_VALUES_HELD_ACROSS_BLOCKS}): the engine's compilers need memory in proportion; keep such values in locals`,
+        m.bodies[i]!.codeStart,
+      );
+    }
+  }
 }
+
+/**
+ * The most operand values a function body may hold across the entries of its
+ * blocks, loops and ifs, summed over them (operand-stack.ts): about 40 MB of
+ * V8's baseline compiler at most. Compilers keep values in locals across
+ * blocks: clang's output holds none, emscripten's sql.js 152 at most.
+ */
+export const MAX_VALUES_HELD_ACROSS_BLOCKS = 1 << 20;
 
 function checkName(name: string, limits: ModuleLimits, what: string): void {
   // A UTF-16 unit takes 1 to 3 UTF-8 bytes: encode only when it can matter.

@@ -530,6 +530,18 @@ describe('reproducers of fuzz findings', () => {
   });
 });
 
+/** Unsigned LEB128. */
+function leb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+
 describe('reproducers of module fuzz findings', () => {
   // (type [] -> []) (func $greet ...) (export "greet"), then a code section.
   const head = [0x00, 0x61, 0x73, 0x6d, 0x01, 0, 0, 0, 0x01, 0x04, 0x01, 0x60, 0, 0, 0x03, 0x02, 0x01, 0x00, 0x07, 0x09, 0x01, 0x05, ...Buffer.from('greet'), 0x00, 0x00];
@@ -537,6 +549,20 @@ describe('reproducers of module fuzz findings', () => {
     'a call of a function that does not exist': Buffer.from([...head, 0x0a, 0x06, 0x01, 0x04, 0x00, 0x10, 0x05, 0x0b]),
     'a function body that leaves a value on the stack': Buffer.from([...head, 0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x01, 0x0b]),
   };
+  // 8 000 values held on the operand stack across 12 000 ifs: 84 KB that took V8 2.4 GB to compile (validate.ts).
+  const holding = [...Array<number>(8000).fill(0).flatMap((_, i) => [0x41, i & 63]), ...Array<number>(12000).fill(0).flatMap(() => [0x41, 0, 0x04, 0x40, 0x0b]), ...Array<number>(8000).fill(0x1a), 0x0b];
+  const body = [0x00, ...holding]; // no locals
+  modules['a function that holds 8 000 values across 12 000 ifs'] = Buffer.from([...head, 0x0a, ...leb(body.length + 1 + leb(body.length).length), 0x01, ...leb(body.length), ...body]);
+
+  it('says why a function holding too many values is refused, and goes on serving', async () => {
+    const m = modules['a function that holds 8 000 values across 12 000 ifs']!;
+    const call = await request(server, 'POST', `${K}${sha(m)}?action=call&function=greet`, { headers: wasm, body: m });
+    assert.equal(call.status, 400);
+    assert.match(call.text, /function 0 keeps too many values on the operand stack across the blocks it enters \(96000000; the limit is 1048576\)/);
+    const ok = await request(server, 'POST', `${K}${H}?action=call&function=greet`, { headers: wasm, body: hello });
+    assert.equal(ok.text, 'hello, world\n');
+  });
+
   for (const [what, m] of Object.entries(modules)) {
     it(`refuses a call of a module with ${what} with 400`, async () => {
       const h = sha(m);

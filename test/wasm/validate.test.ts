@@ -5,7 +5,8 @@ import { GateError } from '../../src/errors.js';
 import { ModuleError, ModuleLimitError } from '../../src/wasm/errors.js';
 import { ImportError } from '../../src/wasm/import-error.js';
 import { parseModule } from '../../src/wasm/module.js';
-import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, MAX_MEMORY_PAGES, validateModule, type ModuleLimits } from '../../src/wasm/validate.js';
+import { DEFAULT_LOCAL_LIMITS, DEFAULT_SERVER_LIMITS, MAX_MEMORY_PAGES, MAX_VALUES_HELD_ACROSS_BLOCKS, validateModule, type ModuleLimits } from '../../src/wasm/validate.js';
+import { valuesHeldAcrossBlocks } from '../../src/wasm/operand-stack.js';
 import { ModuleBuilder, I32, I64 } from './wasm-builder.js';
 
 const END = [0x0b];
@@ -223,4 +224,33 @@ test('function bodies are decoded and unsupported instructions rejected with the
   b.func([], [], END);
   b.func([], [], [0x41, 0x00, 0xfd, 0x0f, 0x1a, ...END]); // i8x16.splat
   fails(b, /^function 2: SIMD instructions are not supported \(opcode 0xfd\) \(at byte offset \d+\)$/);
+});
+
+/** `values` constants held on the operand stack across `ifs` ifs, then dropped, in one function (V8 compiles such a body in memory proportional to values × ifs). */
+function holding(values: number, ifs: number): ModuleBuilder {
+  const code: number[] = [];
+  for (let i = 0; i < values; i++) code.push(0x41, i & 63);
+  for (let i = 0; i < ifs; i++) code.push(0x20, 0, 0x04, 0x40, 0x0b);
+  for (let i = 0; i < values; i++) code.push(0x1a);
+  const b = new ModuleBuilder();
+  b.exportFunc('f', b.func([I32], [], [...code, ...END]));
+  return b;
+}
+
+test('operand values held across blocks are bounded', () => {
+  assert.equal(MAX_VALUES_HELD_ACROSS_BLOCKS, 1 << 20);
+  // 8 000 values across 12 000 ifs: an 84 KB body that took V8 2.4 GB to compile.
+  fails(
+    holding(8000, 12000),
+    "function 0 keeps too many values on the operand stack across the blocks it enters (96000000; the limit is 1048576): the engine's compilers need memory in proportion; keep such values in locals (at byte offset 35)",
+    ModuleLimitError,
+  );
+  validate(holding(1000, 1048)); // 1 048 000, under the limit
+  fails(holding(1000, 1049), /\(1049000; the limit is 1048576\)/, ModuleLimitError);
+  // Nested constructs count their own entries; an if's condition is not held; code after a branch holds nothing.
+  const b = new ModuleBuilder();
+  const nested = [0x41, 1, 0x41, 2, 0x02, 0x40, 0x41, 3, 0x20, 0, 0x04, 0x7f, 0x41, 4, 0x05, 0x41, 5, 0x0b, 0x1a, 0x0c, 0, 0x41, 6, 0x02, 0x40, 0x0b, 0x1a, 0x0b, 0x1a, 0x1a];
+  b.exportFunc('g', b.func([I32], [], [...nested, ...END]));
+  const m = parseModule(b.build());
+  assert.equal(valuesHeldAcrossBlocks(m, 0), 2 + 3);
 });
