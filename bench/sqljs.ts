@@ -16,7 +16,9 @@
  * into it and sets the mutable globals through the `__gate_g<i>` exports, as
  * Program.initialState() and Instance do for Gate programs.
  */
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { INTERNAL_IMPORT_MODULE, InternalExport } from '../src/prepare/internal.js';
 import { prepare } from '../src/prepare/pipeline.js';
@@ -58,7 +60,7 @@ type InitSqlJs = (config: { instantiateWasm(imports: WebAssembly.Imports, done: 
  * and moves hot functions to TurboFan in the background; with 2 runs the raw
  * module was still partly in Liftoff (raw times varied 125–260 ms).
  */
-const WARMUP_RUNS = 6;
+export const WARMUP_RUNS = 6;
 
 export function workload(SQL: SqlJs): number {
   const db = new SQL.Database();
@@ -94,7 +96,7 @@ function freshGlue(): InitSqlJs {
 }
 
 /** Instantiates a prepared sql.js module the way the runtime would instantiate a program. */
-function preparedInstance(original: WasmModule, module: WebAssembly.Module, glueImports: WebAssembly.Imports, initialFuel = FUEL): WebAssembly.Instance {
+export function preparedInstance(original: WasmModule, module: WebAssembly.Module, glueImports: WebAssembly.Imports, initialFuel = FUEL): WebAssembly.Instance {
   const mem = original.memories[0]!;
   const memory = new WebAssembly.Memory(mem.max === undefined ? { initial: mem.min } : { initial: mem.min, maximum: mem.max });
   let fuel: WebAssembly.Global | undefined;
@@ -150,7 +152,7 @@ function preparedInstance(original: WasmModule, module: WebAssembly.Module, glue
   return instance;
 }
 
-async function engine(instantiate: (imports: WebAssembly.Imports) => WebAssembly.Instance): Promise<SqlJs> {
+export async function engine(instantiate: (imports: WebAssembly.Imports) => WebAssembly.Instance): Promise<SqlJs> {
   return freshGlue()({
     instantiateWasm(imports, done) {
       done(instantiate(imports));
@@ -161,6 +163,7 @@ async function engine(instantiate: (imports: WebAssembly.Imports) => WebAssembly
 
 const BRANCH_HINTS = 'metadata.code.branch_hint';
 const NO_HINTS = 'suspend-anywhere without branch hints (diagnostic)';
+const MID_TIER = "suspend-anywhere with V8's mid-tier register allocator for large functions (diagnostic, its own process)";
 
 /** The module without its custom section `name`. */
 function withoutCustomSection(bytes: Uint8Array, name: string): Uint8Array {
@@ -267,6 +270,14 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
       ratios[v.name]!.push(t[v.name]! / t.raw!);
     }
   }
+  // Diagnostic: the suspend-anywhere module under V8's default register allocation for large functions (its own process).
+  let midTier: number[] | string;
+  try {
+    const child = fileURLToPath(new URL('./sqljs-midtier.js', import.meta.url));
+    midTier = (JSON.parse(execFileSync(process.execPath, [child, String(rounds)], { encoding: 'utf8', maxBuffer: 1 << 20 })) as { ratios: number[] }).ratios;
+  } catch (e) {
+    midTier = e instanceof Error ? e.message : String(e);
+  }
   log('sql.js: done');
 
   lines.push('## sql.js 1.16: SQL workload relative to raw V8', '');
@@ -276,7 +287,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
       `No import may unwind, so suspend-anywhere makes what is reachable from a check unwindable, and io-suspend has no unwindable call at all. ` +
       `Median of ${rounds} rounds (after ${WARMUP_RUNS} warm-up runs each), order alternating between rounds; min–max in parentheses. Preparation: one uncached run with these options.`,
     '',
-    `Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption). *${NO_HINTS}* is the suspend-anywhere module without its branch hint section, as V8 compiles it when it does not read the hints (docs/runtime.md).`,
+    `Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption). *${NO_HINTS}* is the suspend-anywhere module without its branch hint section, as V8 compiles it when it does not read the hints (docs/runtime.md). *${MID_TIER}* is the suspend-anywhere module under V8's default register allocation, which gives functions of more than 8192 virtual registers to its mid-tier allocator (executors turn that off, docs/runtime.md): the flag is per process, so that row is measured in a process of its own (bench/sqljs-midtier.ts), raw and instrumented alternating there in as many rounds.`,
     '',
   );
   lines.push('| variant | time (ms) | vs raw | preparation (s) | prepared size |', '|---|---|---|---|---|');
@@ -289,5 +300,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
     const size = v.size ? `${fmt(v.size / bytes.length)}× (${(v.size / 1024).toFixed(0)} KiB)` : `${(bytes.length / 1024).toFixed(0)} KiB`;
     lines.push(`| ${v.name} | ${fmt(median(times[v.name]!), 0)} (${range(times[v.name]!, 0)}) | ${ratio} | ${v.prepareMs ? fmt(v.prepareMs / 1000, 1) : ''} | ${size} |`);
   }
+  if (typeof midTier === 'string') lines.push(`| ${MID_TIER} | fails: ${midTier.replace(/\|/g, '\\|').slice(0, 300)} | | | |`);
+  else lines.push(`| ${MID_TIER} | | ${fmt(median(midTier))}× (${range(midTier, 2)}) | | |`);
   lines.push('');
 }
