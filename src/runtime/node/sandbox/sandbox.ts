@@ -274,7 +274,8 @@ export class Sandbox implements ExecutorLaunch {
     let priority: CpuPriority | undefined;
     if (this.cgroups) {
       try {
-        const cg = this.cgroups.create({ ...this.limits, nice: Math.min(19, os.getPriority() + (cpu.nice ?? 0)), idle: cpu.idle });
+        // Without nice steps the cgroup keeps the default weight, as a session of its own would have.
+        const cg = this.cgroups.create({ ...this.limits, nice: cpu.nice ? Math.min(19, os.getPriority() + cpu.nice) : undefined, idle: cpu.idle });
         priority = cg.cpu;
         // The process joins its cgroup before it starts anything (bwrap forks
         // at once): a shell writes its own pid, then becomes the command.
