@@ -12,10 +12,10 @@
  * test/programs/attacks: `spin` (an endless loop) and `debug_forever` (writes
  * to the debug log without end; called with `log=*`).
  *
- * The baseline is measured before the first hostile scenario, and again
- * after the last, as a check: the host's own load drifts during a run, and
- * whatever a hostile program left behind (e.g. executors still starting)
- * shows there.
+ * Each scenario has its own idle baseline, measured just before it, because
+ * the host's own load drifts during a run; the ratio to the first idle
+ * baseline is shown too, and idle is measured once more after the last
+ * scenario (whatever the hostile programs left behind shows there).
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -23,6 +23,7 @@ import { Agent, request as httpRequest, type ClientRequest } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { identityFromPrivateKey, type ClientIdentity } from '../src/client/identity.js';
 import { makeToken } from '../src/client/token.js';
+import { Cgroups } from '../src/runtime/node/sandbox/cgroup.js';
 import { checkSandbox } from '../src/runtime/node/sandbox/sandbox.js';
 import { percentile, startGateServer, type GateServerProcess } from './field.js';
 import { fmt } from './stats.js';
@@ -101,6 +102,7 @@ const WARM_UP_CALLS = 50;
 export async function neighboursSection(lines: string[], quick: boolean, log: (s: string) => void, nice: number[] = NICE_VALUES): Promise<void> {
   const calls = quick ? CALLS.quick : CALLS.full;
   const check = await checkSandbox();
+  const cpuCgroups = Cgroups.detect()?.cpu === true;
   const rows: string[] = [];
   const variants = nice.map((n) => ({ name: `anonymous.nice=${n}`, keys: [`anonymous.nice=${n}`, 'anonymous.cputime=0'] }));
   for (const variant of variants) {
@@ -113,10 +115,10 @@ export async function neighboursSection(lines: string[], quick: boolean, log: (s
   }
   lines.push('## Neighbours: a well-behaved caller next to hostile anonymous programs', '');
   lines.push(
-    `One gate-server per configuration (\`access.policy="public"\`, \`anonymous.cputime=0\` so that the hostile programs run throughout; \`anonymous.nice=0\` runs anonymous executors at the server's CPU priority and never demotes them, as before the key existed; with 5 or 10 they run that many nice steps below it, and one whose program has computed 50 ms drops to 19). The well-behaved caller makes ${calls} sequential calls of test/programs/hello.wasm \`greet\` per row (after ${WARM_UP_CALLS} warm-up calls) over one keep-alive connection from 127.0.0.1: anonymous (module uploaded with each call) and signed (module pinned). The hostile anonymous calls come from other loopback addresses, are started 1 s before and are held open during the measurement: test/programs/attacks \`spin\` (endless loop) and \`debug_forever\` (debug output without end, \`log=*\`); "admitted" is how many of them the server did not refuse (429). Idle is measured before the first hostile row and again after the last (a check of drift, and of what the hostile programs left behind). Milliseconds per call on the client; the last column is p99 over the same configuration and caller's p99 idle before.`,
+    `One gate-server per configuration (\`access.policy="public"\`, \`anonymous.cputime=0\` so that the hostile programs run throughout; \`anonymous.nice=0\` runs anonymous executors at the server's CPU priority and never demotes them, as before the key existed; with 5 or 10 they run that many nice steps below it, and one whose program has computed 50 ms drops to the lowest priority: ${cpuCgroups ? 'idle in its cpu cgroup, since this host lets the server use that controller' : 'nice 19, since this host does not let the server use the cpu cgroup controller'}). The well-behaved caller makes ${calls} sequential calls of test/programs/hello.wasm \`greet\` per row (after ${WARM_UP_CALLS} warm-up calls) over one keep-alive connection from 127.0.0.1: anonymous (module uploaded with each call) and signed (module pinned). The hostile anonymous calls come from other loopback addresses, are started 1 s before and are held open during the measurement: test/programs/attacks \`spin\` (endless loop) and \`debug_forever\` (debug output without end, \`log=*\`); "admitted" is how many of them the server did not refuse (429). Before each hostile row the same calls are made with nothing hostile running (its baseline, 1 s after the previous row's hostile calls were dropped), and once more after the last row. Milliseconds per call on the client; the ratios are p99 over the p99 of the idle calls just before the row, and over the p99 of the first idle calls of the configuration (on a steady host they agree; where other work on the host comes and goes during a run, the baseline just before the row is the fairer one).`,
     '',
-    '| configuration | hostile programs | admitted | caller | p50 (ms) | p99 (ms) | p99 vs idle |',
-    '|---|---|---|---|---|---|---|',
+    '| configuration | hostile programs | admitted | caller | p50 (ms) | p99 (ms) | idle p99 just before (ms) | p99 vs idle just before | p99 vs first idle |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
   );
@@ -134,10 +136,15 @@ async function measure(server: GateServerProcess, variant: string, calls: number
   await latencies(WARM_UP_CALLS, anonymous);
   await latencies(WARM_UP_CALLS, signed);
   const callers = [['anonymous', anonymous], ['signed', signed]] as const;
-  const idleBefore: Record<string, number[]> = {};
-  for (const [who, call] of callers) idleBefore[who] = await latencies(calls, call);
-  const measured: Array<{ s: Hostile; admitted: number; times?: Record<string, number[]>; error?: string }> = [];
+  const idle = async (): Promise<Record<string, number[]>> => {
+    const times: Record<string, number[]> = {};
+    for (const [who, call] of callers) times[who] = await latencies(calls, call);
+    return times;
+  };
+  const measured: Array<{ s: Hostile; admitted: number; idleBefore: Record<string, number[]>; times?: Record<string, number[]>; error?: string }> = [];
   for (const s of SCENARIOS) {
+    // The idle baseline of this row, just before it: the host's own load drifts during a run.
+    const idleBefore = await idle();
     let refused = 0;
     const hostile = Array.from({ length: s.count }, (_, i) => {
       const q = `module/sha256/${sha256(attacks)}?action=call&function=${s.entry!}${s.log ? '&log=*' : ''}`;
@@ -147,32 +154,31 @@ async function measure(server: GateServerProcess, variant: string, calls: number
     });
     await sleep(1000);
     try {
-      const times: Record<string, number[]> = {};
-      for (const [who, call] of callers) times[who] = await latencies(calls, call);
-      measured.push({ s, admitted: s.count - refused, times });
+      measured.push({ s, admitted: s.count - refused, idleBefore, times: await idle() });
     } catch (e) {
-      measured.push({ s, admitted: s.count - refused, error: e instanceof Error ? e.message : String(e) });
+      measured.push({ s, admitted: s.count - refused, idleBefore, error: e instanceof Error ? e.message : String(e) });
     } finally {
       for (const h of hostile) h.req.destroy();
     }
     await sleep(1000);
   }
-  const idleAfter: Record<string, number[]> = {};
-  for (const [who, call] of callers) idleAfter[who] = await latencies(calls, call);
-  const baseline: Record<string, number> = {};
-  for (const [who] of callers) baseline[who] = percentile(idleBefore[who]!, 99);
-  const row = (label: string, admitted: number, who: string, t: number[]): void => {
+  const idleAfter = await idle();
+  const first = measured[0]!.idleBefore;
+  const ratio = (a: number, b: number): string => `${fmt(a / b, 1)}×`;
+  const row = (label: string, admitted: number, who: string, t: number[], before?: number[]): void => {
     const p50 = percentile(t, 50);
     const p99 = percentile(t, 99);
-    const ratio = `${fmt(p99 / baseline[who]!, 1)}×`;
-    rows.push(`| ${variant} | ${label} | ${admitted} | ${who} | ${fmt(p50, 2)} | ${fmt(p99, 2)} | ${ratio} |`);
-    log(`neighbours (${variant}): ${label}, ${who}: p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, ${ratio}`);
+    const firstP99 = percentile(first[who]!, 99);
+    const beforeP99 = before ? percentile(before, 99) : undefined;
+    const cells = beforeP99 === undefined ? ['', '', ratio(p99, firstP99)] : [fmt(beforeP99, 2), ratio(p99, beforeP99), ratio(p99, firstP99)];
+    rows.push(`| ${variant} | ${label} | ${admitted} | ${who} | ${fmt(p50, 2)} | ${fmt(p99, 2)} | ${cells.join(' | ')} |`);
+    log(`neighbours (${variant}): ${label}, ${who}: p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, ${cells.join(' ')}`);
   };
-  for (const [who] of callers) row('idle, before', 0, who, idleBefore[who]!);
+  for (const [who] of callers) row('idle, first', 0, who, first[who]!);
   for (const m of measured) {
-    if (m.error) rows.push(`| ${variant} | ${m.s.name} | ${m.admitted} | | failed: ${m.error.replace(/\|/g, '\\|').slice(0, 200)} | | |`);
-    else for (const [who] of callers) row(m.s.name, m.admitted, who, m.times![who]!);
+    if (m.error) rows.push(`| ${variant} | ${m.s.name} | ${m.admitted} | | failed: ${m.error.replace(/\|/g, '\\|').slice(0, 200)} | | | | |`);
+    else for (const [who] of callers) row(m.s.name, m.admitted, who, m.times![who]!, m.idleBefore[who]);
   }
-  for (const [who] of callers) row('idle, after', 0, who, idleAfter[who]!);
+  for (const [who] of callers) row('idle, after the last', 0, who, idleAfter[who]!);
   agent.destroy();
 }
