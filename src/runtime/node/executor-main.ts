@@ -43,7 +43,12 @@ const niceBy = Number(niceArg?.slice('--nice='.length)) || 0;
 if (niceBy > 0) lowerPriority(Math.min(19, getPriority() + niceBy));
 const demoteArg = process.argv.find((a) => a.startsWith('--demote-after-ms='));
 const demoteAfterMs = Number(demoteArg?.slice('--demote-after-ms='.length)) || 0;
-const core = new ExecutorCore(sliceMs, instanceMemoryCap);
+// Slices count the CPU this process had, not the time it waited for a CPU (see Scheduler's cpuClock).
+const processCpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+const core = new ExecutorCore(sliceMs, instanceMemoryCap, processCpuMs);
 
 /**
  * Lowers this process's CPU priority to nice value `target`, so
