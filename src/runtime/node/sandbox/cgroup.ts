@@ -186,13 +186,14 @@ export class Cgroups {
           // No swap either: the cap is on memory, not on RAM.
           if (mem) tryWrite(path.join(dir, 'memory.swap.max'), '0');
           fs.writeFileSync(path.join(dir, 'pids.max'), String(limits.pidsMax));
-          if (this.v2cpu && limits.nice) fs.writeFileSync(path.join(dir, 'cpu.weight.nice'), String(limits.nice));
+          // The CPU priority is best effort: failing it must not cost the memory and pids caps.
+          if (this.v2cpu && limits.nice) tryWrite(path.join(dir, 'cpu.weight.nice'), String(limits.nice));
           if (this.v2cpu && limits.idle) setIdle(dir, 2, true, 0);
         } else if (p.controller === 'memory') {
           if (mem) fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), mem);
           if (mem) tryWrite(path.join(dir, 'memory.memsw.limit_in_bytes'), mem);
         } else if (p.controller === 'cpu') {
-          if (limits.nice) fs.writeFileSync(path.join(dir, 'cpu.shares'), String(niceWeight(limits.nice)));
+          if (limits.nice) tryWrite(path.join(dir, 'cpu.shares'), String(niceWeight(limits.nice)));
           if (limits.idle) setIdle(dir, 1, true, 0);
         } else {
           fs.writeFileSync(path.join(dir, 'pids.max'), String(limits.pidsMax));
