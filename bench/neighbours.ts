@@ -11,6 +11,11 @@
  * hostile connections (which kills their instances). Hostile programs are
  * test/programs/attacks: `spin` (an endless loop) and `debug_forever` (writes
  * to the debug log without end; called with `log=*`).
+ *
+ * Each scenario has its own idle baseline, measured just before it, because
+ * the host's own load drifts during a run; the ratio to the first idle
+ * baseline is shown too, and idle is measured once more after the last
+ * scenario (whatever the hostile programs left behind shows there).
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -18,6 +23,7 @@ import { Agent, request as httpRequest, type ClientRequest } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { identityFromPrivateKey, type ClientIdentity } from '../src/client/identity.js';
 import { makeToken } from '../src/client/token.js';
+import { Cgroups } from '../src/runtime/node/sandbox/cgroup.js';
 import { checkSandbox } from '../src/runtime/node/sandbox/sandbox.js';
 import { percentile, startGateServer, type GateServerProcess } from './field.js';
 import { fmt } from './stats.js';
@@ -35,7 +41,6 @@ interface Hostile {
 }
 
 const SCENARIOS: Hostile[] = [
-  { name: 'idle', count: 0 },
   { name: '2 × spin (endless loop), 2 addresses', count: 2, entry: 'spin' },
   { name: '8 × spin, 8 addresses', count: 8, entry: 'spin' },
   { name: '8 × spin, 1 address', count: 8, entry: 'spin', oneAddress: true },
@@ -87,13 +92,20 @@ async function latencies(n: number, call: () => Promise<Reply>): Promise<number[
  * and lowered (with demotion of executors that compute long). The CPU budget of anonymous runs is off in both, so
  * that the hostile programs run through the whole measurement.
  */
-const VARIANTS: Array<{ name: string; keys: string[] }> = [0, 5, 10].map((nice) => ({ name: `anonymous.nice=${nice}`, keys: [`anonymous.nice=${nice}`, 'anonymous.cputime=0'] }));
+const NICE_VALUES = [0, 5, 10];
 
-export async function neighboursSection(lines: string[], quick: boolean, log: (s: string) => void): Promise<void> {
-  const calls = quick ? 100 : 300;
+/** Calls per row, and before the first row (warm-up: module cache, JIT, connection). */
+const CALLS = { quick: 300, full: 1000 };
+const WARM_UP_CALLS = 50;
+
+/** `nice`: only these anonymous.nice values (default 0, 5 and 10). */
+export async function neighboursSection(lines: string[], quick: boolean, log: (s: string) => void, nice: number[] = NICE_VALUES): Promise<void> {
+  const calls = quick ? CALLS.quick : CALLS.full;
   const check = await checkSandbox();
+  const cpuCgroups = Cgroups.detect()?.cpu === true;
   const rows: string[] = [];
-  for (const variant of VARIANTS) {
+  const variants = nice.map((n) => ({ name: `anonymous.nice=${n}`, keys: [`anonymous.nice=${n}`, 'anonymous.cputime=0'] }));
+  for (const variant of variants) {
     const server = await startGateServer([`runtime.sandbox="${check.available ? 'bwrap' : 'none'}"`, 'access.policy="public"', ...variant.keys]);
     try {
       await measure(server, variant.name, calls, rows, log);
@@ -103,10 +115,10 @@ export async function neighboursSection(lines: string[], quick: boolean, log: (s
   }
   lines.push('## Neighbours: a well-behaved caller next to hostile anonymous programs', '');
   lines.push(
-    `One gate-server per configuration (\`access.policy="public"\`, \`anonymous.cputime=0\` so that the hostile programs run throughout; \`anonymous.nice=0\` runs anonymous executors at the server's CPU priority and never demotes them, as before the key existed; with 5 or 10 they run that many nice steps below it, and one whose program has computed 50 ms drops to 19). The well-behaved caller makes ${calls} sequential calls of test/programs/hello.wasm \`greet\` per row over one keep-alive connection from 127.0.0.1: anonymous (module uploaded with each call) and signed (module pinned). The hostile anonymous calls come from other loopback addresses, are started 1 s before and are held open during the measurement: test/programs/attacks \`spin\` (endless loop) and \`debug_forever\` (debug output without end, \`log=*\`); "admitted" is how many of them the server did not refuse (429). Milliseconds per call on the client; the last column is p99 over the same configuration's idle row's p99.`,
+    `One gate-server per configuration (\`access.policy="public"\`, \`anonymous.cputime=0\` so that the hostile programs run throughout; \`anonymous.nice=0\` runs anonymous executors at the server's CPU priority and never demotes them, as before the key existed; with 5 or 10 they run that many nice steps below it, and one whose program has computed 50 ms drops to the lowest priority: ${cpuCgroups ? 'idle in its cpu cgroup, since this host lets the server use that controller' : 'nice 19, since this host does not let the server use the cpu cgroup controller'}). The well-behaved caller makes ${calls} sequential calls of test/programs/hello.wasm \`greet\` per row (after ${WARM_UP_CALLS} warm-up calls) over one keep-alive connection from 127.0.0.1: anonymous (module uploaded with each call) and signed (module pinned). The hostile anonymous calls come from other loopback addresses, are started 1 s before and are held open during the measurement: test/programs/attacks \`spin\` (endless loop) and \`debug_forever\` (debug output without end, \`log=*\`); "admitted" is how many of them the server did not refuse (429). Before each hostile row the same calls are made with nothing hostile running (its baseline, 1 s after the previous row's hostile calls were dropped), and once more after the last row. Milliseconds per call on the client; the ratios are p99 over the p99 of the idle calls just before the row, and over the p99 of the first idle calls of the configuration (on a steady host they agree; where other work on the host comes and goes during a run, the baseline just before the row is the fairer one).`,
     '',
-    '| configuration | hostile programs | admitted | caller | p50 (ms) | p99 (ms) | p99 vs idle |',
-    '|---|---|---|---|---|---|---|',
+    '| configuration | hostile programs | admitted | caller | p50 (ms) | p99 (ms) | idle p99 just before (ms) | p99 vs idle just before | p99 vs first idle |',
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
   );
@@ -121,10 +133,18 @@ async function measure(server: GateServerProcess, variant: string, calls: number
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const anonymous = (): Promise<Reply> => send(server, `module/sha256/${sha256(hello)}?action=call&function=greet`, { body: hello, agent }).done;
   const signed = (): Promise<Reply> => send(server, `module/sha256/${sha256(hello)}?action=call&function=greet`, { key, agent }).done;
-  await latencies(20, anonymous);
-  await latencies(20, signed);
-  const baseline: Record<string, number> = {};
+  await latencies(WARM_UP_CALLS, anonymous);
+  await latencies(WARM_UP_CALLS, signed);
+  const callers = [['anonymous', anonymous], ['signed', signed]] as const;
+  const idle = async (): Promise<Record<string, number[]>> => {
+    const times: Record<string, number[]> = {};
+    for (const [who, call] of callers) times[who] = await latencies(calls, call);
+    return times;
+  };
+  const measured: Array<{ s: Hostile; admitted: number; idleBefore: Record<string, number[]>; times?: Record<string, number[]>; error?: string }> = [];
   for (const s of SCENARIOS) {
+    // The idle baseline of this row, just before it: the host's own load drifts during a run.
+    const idleBefore = await idle();
     let refused = 0;
     const hostile = Array.from({ length: s.count }, (_, i) => {
       const q = `module/sha256/${sha256(attacks)}?action=call&function=${s.entry!}${s.log ? '&log=*' : ''}`;
@@ -132,24 +152,33 @@ async function measure(server: GateServerProcess, variant: string, calls: number
       h.done.then((r) => void (r.status === 429 && refused++)).catch(() => undefined);
       return h;
     });
-    await sleep(s.count ? 1000 : 0);
-    const admitted = s.count - refused;
+    await sleep(1000);
     try {
-      for (const [who, call] of [['anonymous', anonymous], ['signed', signed]] as const) {
-        const t = await latencies(calls, call);
-        const p50 = percentile(t, 50);
-        const p99 = percentile(t, 99);
-        if (s.count === 0) baseline[who] = p99;
-        const ratio = baseline[who] ? p99 / baseline[who]! : NaN;
-        rows.push(`| ${variant} | ${s.name} | ${admitted} | ${who} | ${fmt(p50, 2)} | ${fmt(p99, 2)} | ${s.count ? `${fmt(ratio, 1)}×` : '1×'} |`);
-        log(`neighbours (${variant}): ${s.name}, ${who}: p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, ${s.count ? `${fmt(ratio, 1)}×` : '1×'}`);
-      }
+      measured.push({ s, admitted: s.count - refused, idleBefore, times: await idle() });
     } catch (e) {
-      rows.push(`| ${variant} | ${s.name} | | | failed: ${(e instanceof Error ? e.message : String(e)).replace(/\|/g, '\\|').slice(0, 200)} | | |`);
+      measured.push({ s, admitted: s.count - refused, idleBefore, error: e instanceof Error ? e.message : String(e) });
     } finally {
       for (const h of hostile) h.req.destroy();
     }
-    await sleep(s.count ? 1000 : 0);
+    await sleep(1000);
   }
+  const idleAfter = await idle();
+  const first = measured[0]!.idleBefore;
+  const ratio = (a: number, b: number): string => `${fmt(a / b, 1)}×`;
+  const row = (label: string, admitted: number, who: string, t: number[], before?: number[]): void => {
+    const p50 = percentile(t, 50);
+    const p99 = percentile(t, 99);
+    const firstP99 = percentile(first[who]!, 99);
+    const beforeP99 = before ? percentile(before, 99) : undefined;
+    const cells = beforeP99 === undefined ? ['', '', ratio(p99, firstP99)] : [fmt(beforeP99, 2), ratio(p99, beforeP99), ratio(p99, firstP99)];
+    rows.push(`| ${variant} | ${label} | ${admitted} | ${who} | ${fmt(p50, 2)} | ${fmt(p99, 2)} | ${cells.join(' | ')} |`);
+    log(`neighbours (${variant}): ${label}, ${who}: p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, ${cells.join(' ')}`);
+  };
+  for (const [who] of callers) row('idle, first', 0, who, first[who]!);
+  for (const m of measured) {
+    if (m.error) rows.push(`| ${variant} | ${m.s.name} | ${m.admitted} | | failed: ${m.error.replace(/\|/g, '\\|').slice(0, 200)} | | | | |`);
+    else for (const [who] of callers) row(m.s.name, m.admitted, who, m.times![who]!, m.idleBefore[who]);
+  }
+  for (const [who] of callers) row('idle, after the last', 0, who, idleAfter[who]!);
   agent.destroy();
 }

@@ -51,6 +51,9 @@ const onlyIndex = args.indexOf('--only');
 /** --only a,b: run only these sections (kernels, prepare, sqljs, snapshot, sandbox, launch, launch-cold, http, endpoint, density, connections, neighbours, migration, cluster, stop, peers); for development. */
 const only = onlyIndex >= 0 ? new Set(args[onlyIndex + 1]!.split(',')) : undefined;
 const want = (section: string): boolean => !only || only.has(section);
+const niceIndex = args.indexOf('--neighbours-nice');
+/** --neighbours-nice 5,10: the neighbours section measures only these anonymous.nice values (default 0, 5 and 10); for development. */
+const neighboursNice = niceIndex >= 0 ? args[niceIndex + 1]!.split(',').map(Number) : undefined;
 const KERNELS = ['fib', 'sieve', 'sha256', 'nbody', 'qsort'];
 const buildDir = new URL('../../bench/build/', import.meta.url);
 
@@ -255,7 +258,7 @@ async function main(): Promise<void> {
   if (want('endpoint')) await endpointSection(lines, quick ? 2 : 3, quick ? 2 : 5, log);
   if (want('density')) await densitySection(lines, quick, log);
   if (want('connections')) await connectionsSection(lines, quick, log);
-  if (want('neighbours')) await neighboursSection(lines, quick, log);
+  if (want('neighbours')) await neighboursSection(lines, quick, log, neighboursNice);
   if (want('migration')) await migrationSection(lines, quick ? 3 : 7, log);
   if (want('cluster')) await clusterSection(lines, quick ? 3 : 5, log);
   if (want('stop')) await stopSection(lines, quick, log);

@@ -43,7 +43,9 @@ const KEYS_HELP = `
   anonymous.nice             nice steps below the server's CPU priority that anonymous programs'
                              executors run at, 0-19 (default 5): signed callers and the server
                              come first when the CPU is short; an executor whose program has
-                             computed 50 ms drops to 19 and new programs go elsewhere (0: neither)
+                             computed 50 ms drops to the lowest priority (idle where the server may
+                             use the cpu cgroup controller, else 19) and new programs go elsewhere
+                             (0: neither)
   anonymous.cputime          milliseconds of CPU one anonymous run may use (default 10000; 0:
                              unlimited); then it ends SUSPENDED (io-suspend profile: KILLED)
   server.identityfile        OpenSSH Ed25519 key signing the API info token (optional)

@@ -63,6 +63,8 @@ export class ExecutorCore {
   constructor(
     sliceMs = 10,
     private readonly instanceMemoryCapBytes?: number,
+    /** The process's CPU milliseconds, where known (see Scheduler's cpuClock). */
+    cpuClock?: () => number,
   ) {
     this.scheduler = new Scheduler((inst, status) => {
       const e = this.instances.get(inst.id);
@@ -73,7 +75,7 @@ export class ExecutorCore {
       e.channel.close();
       e.events.stopped(status, inst.trapFrames);
       if (!e.retain) this.forget(inst.id, e);
-    }, sliceMs);
+    }, sliceMs, undefined, cpuClock);
   }
 
   /** The most CPU time any live instance here has had, in milliseconds. */

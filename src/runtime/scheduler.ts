@@ -45,6 +45,15 @@ export class Scheduler {
     private readonly sliceMs = 10,
     /** Milliseconds, for measuring the CPU each slice took (tests give a virtual clock). */
     private readonly clock: () => number = () => performance.now(),
+    /**
+     * Where known, the process's CPU milliseconds (all threads): a slice is
+     * counted as the lesser of both, so that the time the process was not
+     * running at all (the kernel gave the CPU to others) is not counted as
+     * the instance's computing. Else a slice preempted on a busy host looks
+     * like long computing, and a request that computed 1 ms would get its
+     * executor demoted (executor-main.ts).
+     */
+    private readonly cpuClock?: () => number,
   ) {}
 
   /** The most CPU time any live instance has had, in milliseconds. */
@@ -139,8 +148,10 @@ export class Scheduler {
     if (!inst) return;
     const slice = Math.max(this.sliceMs / 5, this.sliceMs / (1 + this.ready.length));
     const t0 = this.clock();
+    const c0 = this.cpuClock?.();
     const outcome = inst.runSlice(slice);
-    const ran = this.clock() - t0;
+    const wall = this.clock() - t0;
+    const ran = c0 === undefined ? wall : Math.min(wall, this.cpuClock!() - c0);
     const used = this.cpuMs.get(inst)! + ran;
     this.cpuMs.set(inst, used);
     this.ranMs.set(inst, (this.ranMs.get(inst) ?? 0) + ran);

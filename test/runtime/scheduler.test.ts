@@ -121,4 +121,33 @@ describe('scheduler', () => {
     s.stop(asInstance(spin), 0);
     s.stop(asInstance(sleeper), 0);
   });
+
+  it("counts a slice as the lesser of its wall time and the process's CPU time, so that waiting for a CPU is not computing", async () => {
+    let wallMs = 0;
+    let cpuMs = 0;
+    const log: Slice[] = [];
+    const s = new Scheduler(() => undefined, 10, () => wallMs, () => cpuMs);
+    // A request that computes 1 ms, but whose process the kernel preempted for 100 ms meanwhile (a busy host).
+    const preempted = { ...new Task('p', log, { workMs: 0 }), runSlice(sliceMs: number): SliceOutcome {
+      log.push({ task: 'p', sliceMs });
+      wallMs += 101;
+      cpuMs += 1;
+      return { kind: 'blocked', wait: { input: true, output: false, deadline: Infinity } };
+    }, waitSatisfied: () => false, stopNow: () => ({ state: State.Killed }) };
+    s.add(preempted as unknown as Instance);
+    await until(() => log.length === 1);
+    assert.equal(s.mostCpuMs, 1, 'the 100 ms it waited for a CPU are not counted');
+    s.stop(preempted as unknown as Instance, 0);
+    // A slice during which other threads of the process (GC, compilers) had CPU too: no more than its wall time.
+    const busyBeside = { ...preempted, runSlice(sliceMs: number): SliceOutcome {
+      log.push({ task: 'b', sliceMs });
+      wallMs += 5;
+      cpuMs += 30;
+      return { kind: 'blocked', wait: { input: true, output: false, deadline: Infinity } };
+    } };
+    s.add(busyBeside as unknown as Instance);
+    await until(() => log.length === 2);
+    assert.equal(s.mostCpuMs, 5);
+    s.stop(busyBeside as unknown as Instance, 0);
+  });
 });

@@ -5,20 +5,24 @@
  * from the kernel, /proc/<pid>/task/<tid>/stat), one whose program computes
  * long drops to the lowest priority and new anonymous requests go to another
  * executor, and an anonymous run that has
- * used its CPU budget ends SUSPENDED while a signed one runs on.
+ * used its CPU budget ends SUSPENDED while a signed one runs on. Where the
+ * cpu cgroup controller is ours, the executor's cgroup holds its priority
+ * (read from the cgroup's files): its weight from the start, idle once
+ * demoted, and a replacement starts idle until it is handed out.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { getPriority } from 'node:os';
 import { basename } from 'node:path';
 import { DEFAULT_ANONYMOUS_LIMITS } from '../../src/server/anonymous.js';
-import { ExecutorPool, type ExecutorPlacement } from '../../src/runtime/node/pool.js';
+import { ExecutorPool, MAX_EXECUTORS_WITH_DEMOTED, type ExecutorPlacement } from '../../src/runtime/node/pool.js';
 import type { ChildProcessExecutor } from '../../src/runtime/node/child-executor.js';
 import { checkSandbox } from '../../src/runtime/node/sandbox/sandbox.js';
+import { Cgroups, niceWeight } from '../../src/runtime/node/sandbox/cgroup.js';
 import { programBytes } from '../helpers/runtime.js';
 import { newKey, request, startTestServer, within, type TestServer } from '../helpers/server.js';
 
@@ -94,6 +98,32 @@ function executorSessionNice(executor: ChildProcessExecutor): number | undefined
   assert.ok(m, 'an autogroup line');
   return Number(m[1]);
 }
+
+/**
+ * The executor's own cpu cgroup directory (under /sys/fs/cgroup), or undefined when it is in none of ours (yet: the
+ * process the pool started joins it first thing, and everything it then starts is in it too).
+ */
+function executorCpuCgroup(executor: ChildProcessExecutor): string | undefined {
+  for (const line of readFileSync(`/proc/${executor.pid}/cgroup`, 'utf8').split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (!m || !/\/gate-executor-[^/]+$/.test(m[2]!)) continue;
+    if (m[1] === '') return `/sys/fs/cgroup${existsSync('/sys/fs/cgroup/cgroup.controllers') ? '' : '/unified'}${m[2]}`;
+    if (m[1]!.split(',').includes('cpu')) return `/sys/fs/cgroup/cpu${m[2]}`;
+  }
+  return undefined;
+}
+
+/** What the executor's cpu cgroup says: idle or not, and its weight (v1 cpu.shares; v2 cpu.weight.nice as a weight). */
+function executorCpu(executor: ChildProcessExecutor): { idle: boolean; weight: number } {
+  const dir = executorCpuCgroup(executor);
+  assert.ok(dir, 'the executor is in a cpu cgroup of ours');
+  const read = (f: string): string => readFileSync(`${dir}/${f}`, 'utf8').trim();
+  const idle = read('cpu.idle') === '1';
+  const weight = existsSync(`${dir}/cpu.shares`) ? Number(read('cpu.shares')) : niceWeight(Number(read('cpu.weight.nice')));
+  return { idle, weight };
+}
+
+const cpuCgroups = Cgroups.detect()?.cpu === true;
 
 const autogroups = ((): boolean => {
   try {
@@ -180,7 +210,7 @@ for (const mode of modes) {
     const handedOut: Array<{ group: string; executor: ChildProcessExecutor }> = [];
 
     before(async () => {
-      pool = await ExecutorPool.create({ sandbox: mode });
+      pool = await ExecutorPool.create({ sandbox: mode, handOutGraceMs: 0 });
       server = await startTestServer({
         anonymous: { ...DEFAULT_ANONYMOUS_LIMITS, nice: 7, executors: 1, demoteAfterMs: 100 },
         executors: {
@@ -217,7 +247,95 @@ for (const mode of modes) {
         await eventually('the loop is gone', () => server.instances.runningCount === 0);
       }
     });
+
+    it('closes demoted executors that have no instance left to make room, so that a group is never left with demoted ones only', async () => {
+      // Three loops one after the other in the one anonymous group: each demotes the executor it runs in.
+      for (let i = 0; i < 3; i++) {
+        const loop = spinCall(server);
+        try {
+          await eventually(`loop ${i + 1} runs`, () => server.instances.runningCount === 1);
+          const executor = handedOut.at(-1)!.executor;
+          await eventually(`loop ${i + 1}'s executor is demoted`, () => executor.demoted);
+        } finally {
+          loop.hangUp();
+          await eventually(`loop ${i + 1} is gone`, () => server.instances.runningCount === 0);
+        }
+      }
+      assert.ok(pool.size <= MAX_EXECUTORS_WITH_DEMOTED, `at most ${MAX_EXECUTORS_WITH_DEMOTED} executors in the group, not ${pool.size}`);
+      const reply = await request(server, 'POST', `${K}${sha256(hello)}?action=call&function=greet`, { headers: { 'Content-Type': 'application/wasm' }, body: hello });
+      assert.equal(reply.text, 'hello, world\n');
+      assert.equal(handedOut.at(-1)!.executor.demoted, false, 'served by an executor at the group priority, not a demoted one');
+    });
   });
+}
+
+if (cpuCgroups) {
+  for (const mode of modes) {
+    describe(`anonymous executors' CPU priority in their cpu cgroups (sandbox ${mode})`, () => {
+      let server: TestServer;
+      let pool: ExecutorPool;
+      const handedOut: ChildProcessExecutor[] = [];
+
+      before(async () => {
+        pool = await ExecutorPool.create({ sandbox: mode });
+        server = await startTestServer({
+          anonymous: { ...DEFAULT_ANONYMOUS_LIMITS, nice: 7, executors: 1, demoteAfterMs: 100 },
+          executors: {
+            executorFor: (group, placement) => {
+              const executor = pool.executorFor(group, placement);
+              handedOut.push(executor);
+              return executor;
+            },
+            close: () => pool.close(),
+          },
+        });
+      });
+      after(() => server.stop());
+
+      it("holds an anonymous executor at anonymous.nice's weight from outside, makes it idle once demoted, and starts its replacement idle until it is handed out", async () => {
+        const weight = niceWeight(Math.min(19, getPriority() + 7));
+        const loop = spinCall(server);
+        try {
+          await eventually('the loop runs', () => server.instances.runningCount === 1);
+          const executor = handedOut.at(-1)!;
+          await eventually('its executor has joined its cgroup', () => executorCpuCgroup(executor) !== undefined);
+          assert.deepEqual(executorCpu(executor), { idle: false, weight });
+          await eventually('its executor is demoted', () => executor.demoted);
+          assert.equal(executorCpu(executor).idle, true, "the demoted executor's cgroup is idle");
+          // The replacement: the group's other executor, started before anyone asked for it.
+          const cgroupsBefore = new Set(handedOut.map((e) => executorCpuCgroup(e)));
+          let spare: string | undefined;
+          await eventually('a replacement is started', () => {
+            spare = spareCgroup(cgroupsBefore);
+            return spare !== undefined;
+          });
+          assert.equal(readFileSync(`${spare}/cpu.idle`, 'utf8').trim(), '1', 'the replacement starts idle');
+          const reply = await request(server, 'POST', `${K}${sha256(hello)}?action=call&function=greet`, { headers: { 'Content-Type': 'application/wasm' }, body: hello });
+          assert.equal(reply.text, 'hello, world\n');
+          const next = handedOut.at(-1)!;
+          assert.notEqual(next, executor);
+          assert.equal(executorCpuCgroup(next), spare, 'the request went to the replacement');
+          assert.deepEqual(executorCpu(next), { idle: false, weight }, 'handed out, it runs at the weight of anonymous.nice');
+        } finally {
+          loop.hangUp();
+          await eventually('the loop is gone', () => server.instances.runningCount === 0);
+        }
+      });
+    });
+  }
+}
+
+/** A cpu cgroup of this process's executors that is not in `known` (v1: under the cpu hierarchy's root; v2: beside the executors'). */
+function spareCgroup(known: Set<string | undefined>): string | undefined {
+  const dirs = new Set<string>();
+  for (const k of known) if (k) dirs.add(k.slice(0, k.lastIndexOf('/')));
+  for (const dir of dirs) {
+    for (const name of readdirSync(dir)) {
+      const path = `${dir}/${name}`;
+      if (name.startsWith(`gate-executor-${process.pid}-`) && !known.has(path) && readFileSync(`${path}/cgroup.procs`, 'utf8').trim() !== '') return path;
+    }
+  }
+  return undefined;
 }
 
 describe('CPU budget of anonymous runs', () => {

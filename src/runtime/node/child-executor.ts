@@ -3,6 +3,7 @@ import { closeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExecutorError } from '../errors.js';
+import type { CpuPriority } from './sandbox/cgroup.js';
 import { RemoteExecutor, type ExecutorRequest } from '../remote-executor.js';
 import { MAX_PACKET_SIZE } from '../../abi/packet.js';
 import { FrameDecoder, FrameError, corkedWrite, encodeFrame, quoteType, type Message } from './framing.js';
@@ -34,12 +35,22 @@ export interface LaunchCommand {
   fds?: number[];
   /** Called once the process has exited (e.g. to remove its cgroup); close() waits for it. */
   exited?(): void | Promise<void>;
+  /** Where the launch holds the process's CPU priority from outside (a cpu cgroup). */
+  cpu?: CpuPriority;
+}
+
+/** The CPU priority an executor is started at. */
+export interface LaunchPriority {
+  /** Nice steps below the server's (the executor lowers itself by as much too, but what the launch holds from outside counts). */
+  nice?: number;
+  /** Where the launch holds the priority from outside: idle until ChildProcessExecutor.activate (a spare nobody waits for yet). */
+  idle?: boolean;
 }
 
 /** How executor processes are started: by default node directly. */
 export interface ExecutorLaunch {
   /** The command running `node ...nodeArgv`; `readable` are paths the process must be able to read. */
-  command(nodeArgv: string[], readable?: string[]): LaunchCommand;
+  command(nodeArgv: string[], readable?: string[], cpu?: LaunchPriority): LaunchCommand;
 }
 
 export interface ChildExecutorOptions {
@@ -52,8 +63,16 @@ export interface ChildExecutorOptions {
   launch?: ExecutorLaunch;
   /** Nice steps the process lowers its CPU priority by, at start (default 0: the server's). */
   nice?: number;
-  /** Once an instance has had this much CPU (ms), the process lowers its priority to the lowest and reports it (`demoted`); default: never. */
+  /**
+   * Once an instance has had this much CPU (ms), the process lowers its priority to the lowest and reports it (`demoted`);
+   * where the launch holds the priority from outside, it goes idle there too. Default: never.
+   */
   demoteAfterMs?: number;
+  /**
+   * Started before anyone needs it (ExecutorPool's replacement of a demoted executor): where the launch holds the
+   * priority from outside, it starts idle, so that its start costs nobody CPU, until `activate`.
+   */
+  spare?: boolean;
   /** The executor's main module; only tests replace it (e.g. with a probe of the sandbox). */
   main?: string;
   /** Told once when the process reports that it is demoted (see demoteAfterMs). */
@@ -69,6 +88,10 @@ export interface ChildExecutorOptions {
  */
 export class ChildProcessExecutor extends RemoteExecutor {
   private readonly child: ChildProcess;
+  /** Its CPU priority, where the launch holds it from outside. */
+  private readonly cpu: CpuPriority | undefined;
+  /** Started idle as a spare, not yet activated. */
+  private idleSpare: boolean;
   /** Everything the executor sends is bounded before it is buffered (see payloadLimit). */
   private readonly decoder = new FrameDecoder({ maxHeaderBytes: MAX_EXECUTOR_HEADER_BYTES, maxPayloadBytes: (h) => this.payloadLimit(h) });
   private readonly onExit: ChildExecutorOptions['onExit'];
@@ -90,8 +113,10 @@ export class ChildProcessExecutor extends RemoteExecutor {
       ...(opts.nice ? [`--nice=${Math.floor(opts.nice)}`] : []),
       ...(opts.demoteAfterMs ? [`--demote-after-ms=${Math.ceil(opts.demoteAfterMs)}`] : []),
     ];
-    const cmd: LaunchCommand = opts.launch ? opts.launch.command(nodeArgv, [dirname(main)]) : { file: process.execPath, args: nodeArgv };
+    const cmd: LaunchCommand = opts.launch ? opts.launch.command(nodeArgv, [dirname(main)], { nice: opts.nice, idle: opts.spare }) : { file: process.execPath, args: nodeArgv };
     this.onExit = opts.onExit;
+    this.cpu = cmd.cpu;
+    this.idleSpare = opts.spare === true && cmd.cpu !== undefined;
     const onDemoted = opts.onDemoted;
     try {
       this.child = spawn(cmd.file, cmd.args, {
@@ -134,6 +159,8 @@ export class ChildProcessExecutor extends RemoteExecutor {
         else if (m.header.t === 'demoted') {
           if (!this.demoted) {
             this.demoted = true;
+            this.idleSpare = false;
+            cmd.cpu?.idle();
             onDemoted?.();
           }
         } else this.onMessage(m);
@@ -159,6 +186,13 @@ export class ChildProcessExecutor extends RemoteExecutor {
    * says so: a lying one costs at most another process (ExecutorPool bounds them).
    */
   demoted = false;
+
+  /** A spare started idle (ChildExecutorOptions.spare) gets its priority: someone is about to use it. */
+  activate(): void {
+    if (!this.idleSpare || this.demoted) return;
+    this.idleSpare = false;
+    this.cpu?.active();
+  }
 
   get pid(): number | undefined {
     return this.child.pid;

@@ -28,12 +28,27 @@ const sliceArg = process.argv.find((a) => a.startsWith('--slice-ms='));
 const sliceMs = Number(sliceArg?.slice('--slice-ms='.length)) || 10;
 const capArg = process.argv.find((a) => a.startsWith('--instance-memory-cap='));
 const instanceMemoryCap = capArg ? Number(capArg.slice('--instance-memory-cap='.length)) || undefined : undefined;
+/**
+ * The session's nice value this process wants, and the pending retry of
+ * writing it. The kernel accepts one autogroup change per 100 ms host-wide
+ * from unprivileged processes (EAGAIN), so a write may have to wait; one
+ * retry loop writes whatever is wanted by then, so that a late retry of the
+ * start's value can never undo a demotion.
+ */
+let sessionNice = 0;
+let sessionRetry: ReturnType<typeof setTimeout> | undefined;
+
 const niceArg = process.argv.find((a) => a.startsWith('--nice='));
 const niceBy = Number(niceArg?.slice('--nice='.length)) || 0;
 if (niceBy > 0) lowerPriority(Math.min(19, getPriority() + niceBy));
 const demoteArg = process.argv.find((a) => a.startsWith('--demote-after-ms='));
 const demoteAfterMs = Number(demoteArg?.slice('--demote-after-ms='.length)) || 0;
-const core = new ExecutorCore(sliceMs, instanceMemoryCap);
+// Slices count the CPU this process had, not the time it waited for a CPU (see Scheduler's cpuClock).
+const processCpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+const core = new ExecutorCore(sliceMs, instanceMemoryCap, processCpuMs);
 
 /**
  * Lowers this process's CPU priority to nice value `target`, so
@@ -44,7 +59,10 @@ const core = new ExecutorCore(sliceMs, instanceMemoryCap);
  * default of most distributions), thread nice values count only within the
  * session, and this process has a session of its own (it is started
  * detached, and bubblewrap makes a new one): the session's nice value is
- * lowered as well. Neither can be raised again without privileges.
+ * lowered as well. Thread nice values cannot be raised again without
+ * privileges; the session's can (the kernel refuses only negative values),
+ * so where it can, the server holds the priority from outside, in the
+ * executor's cpu cgroup (sandbox/cgroup.ts), which then counts instead.
  */
 function lowerPriority(target: number): void {
   let threads = [0];
@@ -63,12 +81,22 @@ function lowerPriority(target: number): void {
   lowerSessionPriority(target, 50);
 }
 
-/** The kernel accepts one autogroup change per 100 ms from unprivileged processes (EAGAIN): retry a while. */
 function lowerSessionPriority(nice: number, attempts: number): void {
+  if (nice <= sessionNice) return;
+  sessionNice = nice;
+  if (sessionRetry) clearTimeout(sessionRetry);
+  writeSessionPriority(attempts);
+}
+
+function writeSessionPriority(attempts: number): void {
+  sessionRetry = undefined;
   try {
-    writeFileSync('/proc/self/autogroup', String(nice));
+    writeFileSync('/proc/self/autogroup', String(sessionNice));
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EAGAIN' && attempts > 1) setTimeout(() => lowerSessionPriority(nice, attempts - 1), 20 + Math.random() * 100).unref();
+    if ((e as NodeJS.ErrnoException).code === 'EAGAIN' && attempts > 1) {
+      sessionRetry = setTimeout(() => writeSessionPriority(attempts - 1), 20 + Math.random() * 100);
+      sessionRetry.unref();
+    }
     // Else no autogroup here (ENOENT: kernel without it; the thread nice values then count).
   }
 }

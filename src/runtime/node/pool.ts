@@ -24,6 +24,12 @@ export interface ExecutorPoolOptions {
   onExecutorExit?(info: ExecutorExit): void;
   /** An executor without instances is closed after this long (default 60 s; 0 = kept until close). */
   idleTimeoutMs?: number;
+  /**
+   * A demoted executor without instances is closed to make room for one at the group's priority (see
+   * MAX_EXECUTORS_WITH_DEMOTED) only if it was not handed out within this long (default 10 s): its caller may still be
+   * preparing a module for it.
+   */
+  handOutGraceMs?: number;
   /** Scheduler time slice in executors (default 10 ms). */
   sliceMs?: number;
   /** Tests only: another executor main module (e.g. a probe of the sandbox). */
@@ -43,8 +49,14 @@ export interface ExecutorPlacement {
   demoteAfterMs?: number;
 }
 
-/** Executors a group may have while some are demoted: its new instances share a demoted one past this. */
+/**
+ * Executors a group may have while some are demoted: its new instances share a demoted one past this. To stay under
+ * it, a demoted one without instances is closed first (it never runs at the group's priority again): else, after a
+ * few hostile programs had come and gone, the group's new instances would all have to share one.
+ */
 export const MAX_EXECUTORS_WITH_DEMOTED = 3;
+
+export const DEFAULT_HAND_OUT_GRACE_MS = 10_000;
 
 export const DEFAULT_MAX_INSTANCES_PER_EXECUTOR = 64;
 export const DEFAULT_EXECUTOR_IDLE_MS = 60_000;
@@ -101,9 +113,10 @@ export class ExecutorPool {
     if (this.closed) throw new SandboxUnavailableError('the executor pool is closed');
     const key = this.opts.isolatePrincipals === false ? SHARED : group;
     const max = this.opts.maxInstancesPerExecutor ?? DEFAULT_MAX_INSTANCES_PER_EXECUTOR;
-    const list = (this.groups.get(key) ?? []).filter((e) => e.alive);
+    let list = this.liveExecutors(key);
     let best: ChildProcessExecutor | undefined;
     for (const e of list) if (e.load < max && !e.demoted && (!best || e.load < best.load)) best = e;
+    if (!best) list = this.closeEmptyDemoted(list);
     if (!best && list.length >= MAX_EXECUTORS_WITH_DEMOTED) {
       for (const e of list) if (e.load < max && (!best || e.load < best.load)) best = e;
     }
@@ -114,7 +127,27 @@ export class ExecutorPool {
     }
     this.groups.set(key, list);
     this.handedOut.set(best, performance.now());
+    best.activate();
     return best;
+  }
+
+  /** The group's executors that are alive. */
+  private liveExecutors(key: string): ChildProcessExecutor[] {
+    return (this.groups.get(key) ?? []).filter((e) => e.alive);
+  }
+
+  /** At MAX_EXECUTORS_WITH_DEMOTED, closes demoted executors without instances (not handed out lately, see handOutGraceMs), oldest first. */
+  private closeEmptyDemoted(list: ChildProcessExecutor[]): ChildProcessExecutor[] {
+    const now = performance.now();
+    let rest = list;
+    for (const e of list) {
+      if (rest.length < MAX_EXECUTORS_WITH_DEMOTED) break;
+      if (e.demoted && e.load === 0 && now - (this.handedOut.get(e) ?? 0) >= (this.opts.handOutGraceMs ?? DEFAULT_HAND_OUT_GRACE_MS)) {
+        rest = rest.filter((x) => x !== e);
+        void e.close();
+      }
+    }
+    return rest;
   }
 
   /** Executor processes alive now (for metrics and tests). */
@@ -134,16 +167,20 @@ export class ExecutorPool {
     this.sandbox.dispose();
   }
 
-  private start(key: string, placement: ExecutorPlacement): ChildProcessExecutor {
+  private start(key: string, placement: ExecutorPlacement, spare = false): ChildProcessExecutor {
     const executor = new ChildProcessExecutor({
       nice: placement.nice,
       demoteAfterMs: placement.demoteAfterMs,
-      // A replacement is started at once, so that the next request does not wait for a process to start.
+      spare,
+      // A replacement is started at once, so that the next request does not wait for a process to start; as a spare,
+      // idle where the sandbox's cgroup can raise it when it is handed out, so that its start costs nobody CPU.
       onDemoted: () => {
         if (this.closed) return;
-        const list = (this.groups.get(key) ?? []).filter((e) => e.alive);
-        if (list.some((e) => !e.demoted) || list.length >= MAX_EXECUTORS_WITH_DEMOTED) return;
-        list.push(this.start(key, placement));
+        let list = this.liveExecutors(key);
+        if (list.some((e) => !e.demoted)) return;
+        list = this.closeEmptyDemoted(list);
+        if (list.length >= MAX_EXECUTORS_WITH_DEMOTED) return;
+        list.push(this.start(key, placement, true));
         this.groups.set(key, list);
       },
       nodeArgs: this.opts.nodeArgs,

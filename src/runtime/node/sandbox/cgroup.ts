@@ -4,6 +4,15 @@
  * for children (a delegated subtree), else cgroup v1 hierarchies we can
  * write to. Where neither works, executors run without one (the rlimits
  * still apply); `describe()` says which.
+ *
+ * Where the cpu controller is ours too, the cgroup also carries the
+ * executor's CPU priority (CgroupLimits.nice), and demoting it makes it an
+ * idle cgroup. The server sets both from outside, so they hold from the
+ * process's first instruction, take effect at once, and the executor cannot
+ * undo them; a priority the executor sets itself lives in its session's
+ * autogroup, which the kernel lets any process change only once per 100 ms
+ * host-wide (and raise again), and which does not count for a process in a
+ * cpu cgroup.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,13 +24,33 @@ export interface CgroupLimits {
   memoryBytes?: number;
   /** pids.max. Node needs about 11 threads (more with a larger V8 pool): below that it hangs rather than failing. */
   pidsMax: number;
+  /** With the cpu controller: the CPU weight of a process at this nice value (0-19), against the default weight of the server's. */
+  nice?: number;
+  /** With the cpu controller: start idle (see CpuPriority.idle), e.g. a spare executor that nobody waits for yet. */
+  idle?: boolean;
 }
+
+/** An executor's CPU priority, held by its cgroup from outside. */
+export interface CpuPriority {
+  /**
+   * It gets CPU only when nothing else wants it (cpu.idle, the cgroup form
+   * of SCHED_IDLE; where the kernel lacks it, the lowest weight).
+   */
+  idle(): void;
+  /** Back from idle to the weight of CgroupLimits.nice. */
+  active(): void;
+}
+
+/** The kernel's CPU weight of each nice value 0-19 (sched_prio_to_weight); v1 cpu.shares takes the same scale. */
+const NICE_WEIGHT = [1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87, 70, 56, 45, 36, 29, 23, 18, 15];
 
 /** One executor's cgroup(s): the process joins by writing its pid to each of `procsFiles`. */
 export interface ExecutorCgroup {
   procsFiles: string[];
   /** Removes the cgroup(s) once their processes are gone; retries briefly while they exit. */
   remove(): Promise<void>;
+  /** With the cpu controller: its CPU priority. */
+  cpu?: CpuPriority;
 }
 
 /** Our own cgroup path in each hierarchy (`''` for v2), from /proc/self/cgroup. */
@@ -52,6 +81,24 @@ function tryWrite(file: string, value: string): boolean {
 
 let counter = 0;
 
+/**
+ * Makes a cpu cgroup idle, or active again at the weight of `nice` (leaving
+ * idle resets the weight to the default). A kernel without cpu.idle (before
+ * 5.15) gets the lowest weight instead.
+ */
+function setIdle(dir: string, version: 1 | 2, idle: boolean, nice: number): void {
+  const weightFile = path.join(dir, version === 2 ? 'cpu.weight' : 'cpu.shares');
+  if (tryWrite(path.join(dir, 'cpu.idle'), idle ? '1' : '0') && idle) return;
+  if (idle) tryWrite(weightFile, version === 2 ? '1' : '2');
+  else if (version === 2) tryWrite(path.join(dir, 'cpu.weight.nice'), String(nice));
+  else tryWrite(weightFile, String(niceWeight(nice)));
+}
+
+/** The CPU weight of nice value `nice` (clamped to 0-19). */
+export function niceWeight(nice: number): number {
+  return NICE_WEIGHT[Math.max(0, Math.min(19, Math.round(nice)))]!;
+}
+
 /** Removes the cgroups, retrying for up to 2 s while their last processes exit. */
 async function removeLater(dirs: string[], attempts = 20): Promise<void> {
   let left = dirs;
@@ -73,8 +120,15 @@ export class Cgroups {
   private constructor(
     readonly version: 1 | 2,
     /** Directories under which executor cgroups are made (one per v1 controller, or one v2 directory). */
-    private readonly parents: Array<{ dir: string; controller: 'memory' | 'pids' | 'both' }>,
+    private readonly parents: Array<{ dir: string; controller: 'memory' | 'pids' | 'cpu' | 'both' }>,
+    /** v2: the cpu controller is enabled for the executors' cgroups as well. */
+    private readonly v2cpu = false,
   ) {}
+
+  /** Executors' CPU priority is set here (see the module's comment). */
+  get cpu(): boolean {
+    return this.v2cpu || this.parents.some((p) => p.controller === 'cpu');
+  }
 
   /** What the host offers us; undefined when no usable cgroup controller exists. */
   static detect(): Cgroups | undefined {
@@ -87,15 +141,16 @@ export class Cgroups {
       try {
         const enabled = fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8');
         if ((/\bmemory\b/.test(enabled) && /\bpids\b/.test(enabled)) || tryWrite(path.join(dir, 'cgroup.subtree_control'), '+memory +pids')) {
-          return new Cgroups(2, [{ dir, controller: 'both' }]);
+          const cpu = /\bcpu\b/.test(enabled) || tryWrite(path.join(dir, 'cgroup.subtree_control'), '+cpu');
+          return new Cgroups(2, [{ dir, controller: 'both' }], cpu);
         }
       } catch {
         // not ours to use
       }
     }
-    // v1: separate memory and pids hierarchies, each where we are.
-    const parents: Array<{ dir: string; controller: 'memory' | 'pids' }> = [];
-    for (const c of ['memory', 'pids'] as const) {
+    // v1: separate memory, pids and cpu hierarchies, each where we are.
+    const parents: Array<{ dir: string; controller: 'memory' | 'pids' | 'cpu' }> = [];
+    for (const c of ['memory', 'pids', 'cpu'] as const) {
       const p = own.get(c);
       const dir = p === undefined ? undefined : path.join(ROOT, c, p);
       if (dir && fs.existsSync(path.join(dir, 'cgroup.procs'))) {
@@ -111,7 +166,9 @@ export class Cgroups {
   }
 
   describe(): string {
-    return `cgroup v${this.version} (${this.parents.map((p) => p.controller).join(', ')})`;
+    const controllers = this.parents.map((p) => (p.controller === 'both' ? 'memory, pids' : p.controller));
+    if (this.v2cpu) controllers.push('cpu');
+    return `cgroup v${this.version} (${controllers.join(', ')})`;
   }
 
   /** Makes the cgroup(s) of one executor. Throws if the host refuses. */
@@ -129,9 +186,15 @@ export class Cgroups {
           // No swap either: the cap is on memory, not on RAM.
           if (mem) tryWrite(path.join(dir, 'memory.swap.max'), '0');
           fs.writeFileSync(path.join(dir, 'pids.max'), String(limits.pidsMax));
+          // The CPU priority is best effort: failing it must not cost the memory and pids caps.
+          if (this.v2cpu && limits.nice) tryWrite(path.join(dir, 'cpu.weight.nice'), String(limits.nice));
+          if (this.v2cpu && limits.idle) setIdle(dir, 2, true, 0);
         } else if (p.controller === 'memory') {
           if (mem) fs.writeFileSync(path.join(dir, 'memory.limit_in_bytes'), mem);
           if (mem) tryWrite(path.join(dir, 'memory.memsw.limit_in_bytes'), mem);
+        } else if (p.controller === 'cpu') {
+          if (limits.nice) tryWrite(path.join(dir, 'cpu.shares'), String(niceWeight(limits.nice)));
+          if (limits.idle) setIdle(dir, 1, true, 0);
         } else {
           fs.writeFileSync(path.join(dir, 'pids.max'), String(limits.pidsMax));
         }
@@ -140,6 +203,13 @@ export class Cgroups {
       void removeLater(dirs, 0);
       throw e;
     }
-    return { procsFiles: dirs.map((d) => path.join(d, 'cgroup.procs')), remove: () => removeLater(dirs) };
+    const cpuDir = this.version === 2 ? (this.v2cpu ? dirs[0] : undefined) : dirs[this.parents.findIndex((p) => p.controller === 'cpu')];
+    const version = this.version;
+    const nice = limits.nice ?? 0;
+    return {
+      procsFiles: dirs.map((d) => path.join(d, 'cgroup.procs')),
+      remove: () => removeLater(dirs),
+      cpu: cpuDir ? { idle: () => setIdle(cpuDir, version, true, nice), active: () => setIdle(cpuDir, version, false, nice) } : undefined,
+    };
   }
 }

@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GateError } from '../../../errors.js';
-import type { ExecutorLaunch, LaunchCommand } from '../child-executor.js';
+import type { ExecutorLaunch, LaunchCommand, LaunchPriority } from '../child-executor.js';
 import { policyFilter } from './bpf.js';
-import { Cgroups, type CgroupLimits } from './cgroup.js';
+import { Cgroups, type CgroupLimits, type CpuPriority } from './cgroup.js';
 import { buildLauncher, RLIMIT } from './launcher.js';
 
 export type SandboxMode = 'bwrap' | 'none';
@@ -216,9 +216,12 @@ export class Sandbox implements ExecutorLaunch {
   /**
    * The command that runs `node nodeArgv...` as an executor: `readable` are
    * extra paths (files or directories) the process may read, e.g. its main
-   * module's directory.
+   * module's directory. `cpu.nice`: the nice steps below this process's
+   * CPU priority that the executor runs at; where the cpu controller is
+   * ours, its cgroup holds that priority (and LaunchCommand.cpu is set),
+   * idle from the start with `cpu.idle`.
    */
-  command(nodeArgv: string[], readable: string[] = []): LaunchCommand {
+  command(nodeArgv: string[], readable: string[] = [], cpu: LaunchPriority = {}): LaunchCommand {
     const node = process.execPath;
     let file: string;
     let args: string[];
@@ -268,9 +271,12 @@ export class Sandbox implements ExecutorLaunch {
       }
     }
     let cleanup: (() => void) | undefined;
+    let priority: CpuPriority | undefined;
     if (this.cgroups) {
       try {
-        const cg = this.cgroups.create(this.limits);
+        // Without nice steps the cgroup keeps the default weight, as a session of its own would have.
+        const cg = this.cgroups.create({ ...this.limits, nice: cpu.nice ? Math.min(19, os.getPriority() + cpu.nice) : undefined, idle: cpu.idle });
+        priority = cg.cpu;
         // The process joins its cgroup before it starts anything (bwrap forks
         // at once): a shell writes its own pid, then becomes the command.
         args = ['-c', 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 126; shift; n=$((n-1)); done; exec "$@"', 'sh', String(cg.procsFiles.length), ...cg.procsFiles, file, ...args];
@@ -280,7 +286,7 @@ export class Sandbox implements ExecutorLaunch {
         // The host refused this time (e.g. too many cgroups): the rlimits still apply.
       }
     }
-    return { file, args, fds, exited: cleanup };
+    return { file, args, fds, exited: cleanup, cpu: priority };
   }
 
   dispose(): void {
