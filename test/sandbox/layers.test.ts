@@ -260,6 +260,29 @@ describe('cgroup', () => {
   });
 });
 
+describe('cgroups left behind', () => {
+  const cgroups = Cgroups.detect();
+  it('those of a server killed with SIGKILL are removed by the next one, those in use are kept', { skip: cgroups ? false : 'no writable cgroup controllers on this host' }, async () => {
+    // A process that makes executor cgroups and is killed before it can remove them.
+    const module = new URL('../../src/runtime/node/sandbox/cgroup.js', import.meta.url).href;
+    const script = `const { Cgroups } = await import(${JSON.stringify(module)}); const g = Cgroups.detect().create({ pidsMax: 20 }); process.stdout.write(JSON.stringify(g.procsFiles)); process.kill(process.pid, 'SIGKILL');`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(child.signal, 'SIGKILL');
+    const left = (JSON.parse(child.stdout) as string[]).map((f) => path.dirname(f));
+    assert.ok(left.length > 0 && left.every((d) => fs.existsSync(d)), 'the killed process left its cgroups');
+    const mine = cgroups!.create({ pidsMax: 20 });
+    try {
+      cgroups!.sweepStale(60_000);
+      for (const d of left) assert.ok(fs.existsSync(d), `${d} was made just now: left alone (its maker may be in another pid namespace)`);
+      assert.ok(cgroups!.sweepStale(0) >= left.length);
+      for (const d of left) assert.equal(fs.existsSync(d), false, `${d} removed`);
+      for (const f of mine.procsFiles) assert.ok(fs.existsSync(f), 'this process\'s own cgroups are kept');
+    } finally {
+      await mine.remove();
+    }
+  });
+});
+
 describe('sandbox unavailable', () => {
   it('the error tells the operator what to do', async () => {
     const e = new SandboxUnavailableError('user namespaces are disabled');

@@ -130,8 +130,52 @@ export class Cgroups {
     return this.v2cpu || this.parents.some((p) => p.controller === 'cpu');
   }
 
-  /** What the host offers us; undefined when no usable cgroup controller exists. */
+  /**
+   * What the host offers us; undefined when no usable cgroup controller
+   * exists. Executor cgroups that servers now gone left behind are removed
+   * first (sweepStale).
+   */
   static detect(): Cgroups | undefined {
+    const cgroups = Cgroups.find();
+    cgroups?.sweepStale();
+    return cgroups;
+  }
+
+  /**
+   * Removes executor cgroups of processes that no longer exist: a server
+   * killed with SIGKILL cannot remove its executors' cgroups, and they would
+   * pile up (thousands on a test machine). A name carries the pid of the
+   * process that made it; only cgroups older than `minAgeMs` go (a process
+   * in another pid namespace may have just made one), and the kernel refuses
+   * to remove one that still has processes. Returns how many were removed.
+   */
+  sweepStale(minAgeMs = 60_000): number {
+    let removed = 0;
+    const now = Date.now();
+    for (const p of this.parents) {
+      let names: string[];
+      try {
+        names = fs.readdirSync(p.dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const m = /^gate-executor-(\d+)-\d+$/.exec(name);
+        if (!m || Number(m[1]) === process.pid || fs.existsSync(`/proc/${m[1]}`)) continue;
+        const dir = path.join(p.dir, name);
+        try {
+          if (now - fs.statSync(dir).ctimeMs < minAgeMs) continue;
+          fs.rmdirSync(dir);
+          removed++;
+        } catch {
+          // in use, gone meanwhile, or not ours to remove
+        }
+      }
+    }
+    return removed;
+  }
+
+  private static find(): Cgroups | undefined {
     const own = ownCgroups();
     // v2: a unified hierarchy whose cgroup (ours) lets children have memory and pids.
     const v2root = fs.existsSync(path.join(ROOT, 'cgroup.controllers')) ? ROOT : path.join(ROOT, 'unified');
