@@ -24,7 +24,7 @@
  * globals (fuel, state), locals, and types. It works on any module within
  * Gate's feature set; the runtime's pipeline first applies rewrite.ts.
  */
-import { decodeInstructions, Opcode } from '../wasm/code.js';
+import { decodeInstructionList, InstructionList, Opcode, subopcodeAt } from '../wasm/code.js';
 import { ModuleError } from '../wasm/errors.js';
 import { ByteReader, ByteWriter, u32At } from '../wasm/leb128.js';
 import { ExternalKind, SectionId, skipConstExpr, type FuncType, type ValTypeCode, type WasmModule } from '../wasm/module.js';
@@ -235,6 +235,13 @@ function tableFunctions(m: WasmModule): number[] {
   return out;
 }
 
+/**
+ * The instructions of the body being analyzed or instrumented: each pass
+ * walks this list instead of decoding again (the transform is synchronous,
+ * so one list serves every function in turn).
+ */
+const bodyInstructions = new InstructionList();
+
 /** Whole-module facts: types, which functions check, and which calls may unwind (a fixed point over the call graph). */
 function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   const funcTypes: FuncType[] = [];
@@ -293,7 +300,10 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     let scanning = false;
     let bulk = false;
     const bytes = m.bytes;
-    decodeInstructions(bytes, m.bodies[i]!, (op, sub, pos) => {
+    const { starts, count } = decodeInstructionList(bytes, m.bodies[i]!, bodyInstructions, nImports + i);
+    for (let k = 0; k < count; k++) {
+      const pos = starts[k]!;
+      const op = bytes[pos]!;
       if (scanning && (op === 0x10 || op <= 0x05 || (op >= 0x0b && op <= 0x11))) {
         scanning = false;
         if (op === 0x10) firstCallee[firstCallee.length - 1] = u32At(bytes, pos + 1);
@@ -303,8 +313,11 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
       else if (op === 0x03) {
         firstCallee.push(-1);
         scanning = true;
-      } else if (op === 0xfc && (sub === 10 || sub === 11)) bulk = true;
-    }, nImports + i);
+      } else if (op === 0xfc) {
+        const sub = subopcodeAt(bytes, pos);
+        if (sub === 10 || sub === 11) bulk = true;
+      }
+    }
     callees.push(direct);
     indirectTypes.push(indirect);
     loopFirstCallee.push(firstCallee);
@@ -421,7 +434,7 @@ interface Structure {
   breakSite: number[];
 }
 
-function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Structure {
+function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list: InstructionList): Structure {
   const m = ctx.m;
   const body = m.bodies[fi]!;
   const bytes = m.bytes;
@@ -450,9 +463,14 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
     return s.bodyLo.length - 1;
   };
   const { checksUnwind, nImports } = ctx;
-  decodeInstructions(bytes, body, (op, sub, pos) => {
+  // (no set lookup per instruction in the usual case, a module without breakpoints)
+  const anyBreakpoints = ctx.breakpoints.size > 0;
+  const { starts, count } = list;
+  for (let k = 0; k < count; k++) {
+    const pos = starts[k]!;
+    const op = bytes[pos]!;
     const top = fBody.length - 1;
-    if (ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
+    if (anyBreakpoints && ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
       const site = addSite(SiteKind.Breakpoint, pos);
       s.bodyTargets[fBody[top]!]!.push(site);
       s.breakSite.push(site);
@@ -483,7 +501,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
       }
       case 0x0b: {
         s.bodyHi[fBody[top]!] = s.sites;
-        if (top === 0) return;
+        if (top === 0) continue;
         const open = fOpen[top]!;
         s.frameHi[open] = s.sites;
         const deadFrame = fDeadFrame[top]!;
@@ -521,7 +539,8 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
         s.callSite.push(site);
         break;
       }
-      case 0xfc:
+      case 0xfc: {
+        const sub = subopcodeAt(bytes, pos);
         if (sub === 10 || sub === 11) {
           let site = -1;
           if (!fDead[top] && checksUnwind) {
@@ -531,9 +550,10 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
           s.bulkSite.push(site);
         }
         break;
+      }
     }
     if (op !== 0x02 && op !== 0x03 && op !== 0x04 && op !== 0x05 && op !== 0x0b) fFresh[fBody.length - 1] = false;
-  });
+  }
   s.frameHi[0] = s.sites;
   return s;
 }
@@ -609,7 +629,8 @@ function instrumentFunction(
   const func = ctx.nImports + fi;
   const type = ctx.funcTypes[func]!;
   const hasEntryCheck = ctx.calls[fi] === 1;
-  const st = structure(ctx, fi, hasEntryCheck);
+  const list = decodeInstructionList(bytes, body, bodyInstructions, func);
+  const st = structure(ctx, fi, hasEntryCheck, list);
   const hasSites = st.sites > 0;
 
   // Local types: parameters, then the declared groups.
@@ -766,15 +787,16 @@ function instrumentFunction(
   };
   /** The rewind dispatch of a body: a br_table from the site to the wrapper of the target that contains it (or to `fallLabel` for `fallSite`). */
   /** Bodies whose dispatch moved into the construct opened at their start (outermost first). */
-  let pending: Frame[] = [];
+  const pending: Frame[] = [];
   /**
    * The rewind dispatch: from the site to the wrapper of the target that
    * contains it (in this body or in a pending enclosing one), or to
    * `fallLabel` for `fallSite`.
    */
   const dispatch = (f: Frame, fallSite: number, fallLabel: number): void => {
-    const bodies = [...pending, f];
-    pending = [];
+    // The pending bodies and this one (the list is emptied at the end, not reallocated).
+    const bodies = pending;
+    bodies.push(f);
     const lo = st.bodyLo[bodies[0]!.body]!;
     const hi = st.bodyHi[bodies[0]!.body]!;
     // Label position per site (-1: no such site here).
@@ -825,6 +847,7 @@ function instrumentFunction(
       }
     }
     op(Opcode.Unreachable);
+    bodies.length = 0;
   };
   /**
    * The entry check: `global -= 1; if (global <= 0) { [rewinding: restore,
@@ -981,6 +1004,7 @@ function instrumentFunction(
   let bulkCounter = 0;
   let breakCounter = 0;
   let loopCounter = 0;
+  const anyBreakpoints = ctx.breakpoints.size > 0;
   const flush = (to: number): void => {
     if (to <= copyFrom) return;
     if (origins) {
@@ -988,11 +1012,12 @@ function instrumentFunction(
       origins.from.push(copyFrom);
       origins.length.push(to - copyFrom);
     }
-    w.bytes(bytes.subarray(copyFrom, to));
+    w.range(bytes, copyFrom, to);
   };
   const depthOf = (n: number): number => D - frames[frames.length - 1 - n]!.label;
 
-  decodeInstructions(bytes, body, (o, sub, pos, immEnd) => {
+  /** Emits instruction `o` at `pos` (and what the transform puts around it). */
+  const visit = (o: number, pos: number, immEnd: number): void => {
     const f = frames[frames.length - 1]!;
     if (f.dead) {
       // Unreachable code: copied, with labels and function indices renumbered.
@@ -1031,13 +1056,15 @@ function instrumentFunction(
         case 0x11:
           callCounter++;
           return;
-        case 0xfc:
+        case 0xfc: {
+          const sub = subopcodeAt(bytes, pos);
           if (sub === 10 || sub === 11) bulkCounter++;
           return;
+        }
       }
       return;
     }
-    if (ctx.breakpoints.has(pos - ctx.codeBase)) {
+    if (anyBreakpoints && ctx.breakpoints.has(pos - ctx.codeBase)) {
       // A breakpoint: the whole operand stack to slots, then the runtime's
       // breakpoint import, which may unwind (the frame stops here) or, when
       // it ends a rewind, return so that the instruction runs.
@@ -1215,6 +1242,7 @@ function instrumentFunction(
       case 0x01:
         return;
       case 0xfc: {
+        const sub = subopcodeAt(bytes, pos);
         if (sub <= 7) {
           types[h - 1] = SAT_PUSH[sub]!;
           return;
@@ -1262,7 +1290,14 @@ function instrumentFunction(
         if (push) types[h++] = push;
       }
     }
-  });
+  };
+  {
+    const { starts, count } = list;
+    for (let k = 0; k < count; k++) {
+      const pos = starts[k]!;
+      visit(bytes[pos]!, pos, starts[k + 1]!);
+    }
+  }
 
   function remap(x: number): number {
     return x < ctx.nImports ? x : x + ctx.shift;
@@ -1275,7 +1310,7 @@ function instrumentFunction(
       origins.length.push(immEnd - pos);
     }
     if (o === Opcode.Call) opU(Opcode.Call, remap(x));
-    else w.bytes(bytes.subarray(pos, immEnd));
+    else w.range(bytes, pos, immEnd);
   }
 
   function brTable(pos: number): void {
@@ -1539,7 +1574,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     for (let i = 0; i < n; i++) {
       const b = m.bodies[i]!;
       if (!ctx.checked[i]) {
-        w.bytes(bytes.subarray(b.start, b.end));
+        w.range(bytes, b.start, b.end);
         continue;
       }
       const r = instrumentFunction(ctx, i, false, w);

@@ -178,6 +178,22 @@ export class ByteWriter {
     return this;
   }
 
+  /**
+   * Appends `src[from..to)`. Short runs (most runs of copied instructions
+   * are a few bytes) are copied byte by byte: cheaper than making a
+   * subarray view for set().
+   */
+  range(src: Uint8Array, from: number, to: number): this {
+    const n = to - from;
+    this.reserve(n);
+    const buf = this.buf;
+    let at = this.length;
+    if (n <= 32) for (let i = from; i < to; i++) buf[at++] = src[i]!;
+    else buf.set(src.subarray(from, to), at);
+    this.length += n;
+    return this;
+  }
+
   name(s: string): this {
     const data = new TextEncoder().encode(s);
     return this.u32(data.length).bytes(data);
