@@ -242,6 +242,37 @@ function tableFunctions(m: WasmModule): number[] {
  */
 const bodyInstructions = new InstructionList();
 
+/**
+ * What analyzeModule needs of one body: the functions it calls (`direct`),
+ * the canonical types it calls indirectly, per loop the function its body
+ * calls before any control instruction (or -1); returns whether it has a
+ * memory.fill or memory.copy. (A function of its own, so that V8 optimizes
+ * this loop early instead of recompiling analyzeModule on-stack.)
+ */
+function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: number[], direct: number[], indirect: number[], firstCallee: number[]): boolean {
+  let scanning = false;
+  let bulk = false;
+  const { starts, count } = list;
+  for (let k = 0; k < count; k++) {
+    const pos = starts[k]!;
+    const op = bytes[pos]!;
+    if (scanning && (op === 0x10 || op <= 0x05 || (op >= 0x0b && op <= 0x11))) {
+      scanning = false;
+      if (op === 0x10) firstCallee[firstCallee.length - 1] = u32At(bytes, pos + 1);
+    }
+    if (op === 0x10) direct.push(u32At(bytes, pos + 1));
+    else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
+    else if (op === 0x03) {
+      firstCallee.push(-1);
+      scanning = true;
+    } else if (op === 0xfc) {
+      const sub = subopcodeAt(bytes, pos);
+      if (sub === 10 || sub === 11) bulk = true;
+    }
+  }
+  return bulk;
+}
+
 /** Whole-module facts: types, which functions check, and which calls may unwind (a fixed point over the call graph). */
 function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   const funcTypes: FuncType[] = [];
@@ -297,27 +328,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     const direct: number[] = [];
     const indirect: number[] = [];
     const firstCallee: number[] = [];
-    let scanning = false;
-    let bulk = false;
-    const bytes = m.bytes;
-    const { starts, count } = decodeInstructionList(bytes, m.bodies[i]!, bodyInstructions, nImports + i);
-    for (let k = 0; k < count; k++) {
-      const pos = starts[k]!;
-      const op = bytes[pos]!;
-      if (scanning && (op === 0x10 || op <= 0x05 || (op >= 0x0b && op <= 0x11))) {
-        scanning = false;
-        if (op === 0x10) firstCallee[firstCallee.length - 1] = u32At(bytes, pos + 1);
-      }
-      if (op === 0x10) direct.push(u32At(bytes, pos + 1));
-      else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
-      else if (op === 0x03) {
-        firstCallee.push(-1);
-        scanning = true;
-      } else if (op === 0xfc) {
-        const sub = subopcodeAt(bytes, pos);
-        if (sub === 10 || sub === 11) bulk = true;
-      }
-    }
+    const bulk = scanBody(m.bytes, decodeInstructionList(m.bytes, m.bodies[i]!, bodyInstructions, nImports + i), typeCanon, direct, indirect, firstCallee);
     callees.push(direct);
     indirectTypes.push(indirect);
     loopFirstCallee.push(firstCallee);
@@ -406,6 +417,20 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
   };
 }
 
+/**
+ * Calls `visit` for each instruction of `list`. The passes over a body are
+ * closures called from this small loop rather than loops of their own: V8
+ * then optimizes the closures early, without recompiling a whole pass
+ * on-stack (a slower first preparation in a fresh process).
+ */
+function visitInstructions(bytes: Uint8Array, list: InstructionList, visit: (op: number, pos: number, immEnd: number) => void): void {
+  const { starts, count } = list;
+  for (let k = 0; k < count; k++) {
+    const pos = starts[k]!;
+    visit(bytes[pos]!, pos, starts[k + 1]!);
+  }
+}
+
 // --- Pass 1: structure ------------------------------------------------------
 
 /** Sites and the block structure around them, in the order pass 2 meets them. */
@@ -465,10 +490,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
   const { checksUnwind, nImports } = ctx;
   // (no set lookup per instruction in the usual case, a module without breakpoints)
   const anyBreakpoints = ctx.breakpoints.size > 0;
-  const { starts, count } = list;
-  for (let k = 0; k < count; k++) {
-    const pos = starts[k]!;
-    const op = bytes[pos]!;
+  visitInstructions(bytes, list, (op, pos) => {
     const top = fBody.length - 1;
     if (anyBreakpoints && ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
       const site = addSite(SiteKind.Breakpoint, pos);
@@ -501,7 +523,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
       }
       case 0x0b: {
         s.bodyHi[fBody[top]!] = s.sites;
-        if (top === 0) continue;
+        if (top === 0) return;
         const open = fOpen[top]!;
         s.frameHi[open] = s.sites;
         const deadFrame = fDeadFrame[top]!;
@@ -553,7 +575,7 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
       }
     }
     if (op !== 0x02 && op !== 0x03 && op !== 0x04 && op !== 0x05 && op !== 0x0b) fFresh[fBody.length - 1] = false;
-  }
+  });
   s.frameHi[0] = s.sites;
   return s;
 }
@@ -602,6 +624,7 @@ interface LoopLabels {
 /** Scratch buffers reused from function to function (the transform is synchronous). */
 const bodyScratch = new ByteWriter(1 << 16);
 let typesScratch = new Uint8Array(1 << 12);
+let labelScratch = new Int32Array(1 << 10);
 
 /**
  * Where the emitted code comes from: runs of the output (positions in the
@@ -799,8 +822,11 @@ function instrumentFunction(
     bodies.push(f);
     const lo = st.bodyLo[bodies[0]!.body]!;
     const hi = st.bodyHi[bodies[0]!.body]!;
-    // Label position per site (-1: no such site here).
-    const labels = new Int32Array(hi - lo).fill(-1);
+    // Label position per site (-1: no such site here), in a scratch array (one allocation per module, not per body).
+    const n = hi - lo;
+    if (labelScratch.length < n) labelScratch = new Int32Array(Math.max(n, 2 * labelScratch.length));
+    const labels = labelScratch;
+    labels.fill(-1, 0, n);
     for (const b of bodies) {
       const targets = st.bodyTargets[b.body]!;
       const bhi = st.bodyHi[b.body]!;
@@ -814,16 +840,19 @@ function instrumentFunction(
     // A br_table costs a byte or two per site, a chain of tests about eight
     // bytes per run of sites with the same label: take the smaller.
     let runs = 0;
-    for (let i = 0; i < labels.length; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
-    if (labels.length <= 4 * runs + 8) {
+    for (let i = 0; i < n; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
+    if (n <= 4 * runs + 8) {
       open(Opcode.Block); // $bad: an unknown site traps
       opU(Opcode.LocalGet, S);
       if (lo !== 0) {
         i32c(lo);
         op(Opcode.I32Sub);
       }
-      opU(Opcode.BrTable, labels.length);
-      for (const l of labels) w.u32(l < 0 ? 0 : D - l);
+      opU(Opcode.BrTable, n);
+      for (let i = 0; i < n; i++) {
+        const l = labels[i]!;
+        w.u32(l < 0 ? 0 : D - l);
+      }
       w.u32(0);
       close();
     } else {
@@ -834,7 +863,7 @@ function instrumentFunction(
       op(Opcode.Unreachable);
       close();
       // From the last run down: the first that starts at or below the site.
-      for (let i = labels.length - 1; i >= 0; ) {
+      for (let i = n - 1; i >= 0; ) {
         let j = i;
         while (j > 0 && labels[j - 1] === labels[i]) j--;
         if (labels[i]! >= 0) {
@@ -1291,13 +1320,7 @@ function instrumentFunction(
       }
     }
   };
-  {
-    const { starts, count } = list;
-    for (let k = 0; k < count; k++) {
-      const pos = starts[k]!;
-      visit(bytes[pos]!, pos, starts[k + 1]!);
-    }
-  }
+  visitInstructions(bytes, list, visit);
 
   function remap(x: number): number {
     return x < ctx.nImports ? x : x + ctx.shift;
