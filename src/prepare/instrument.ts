@@ -601,8 +601,8 @@ interface Frame {
   wrapperBase: number;
   targets: number;
   passed: number;
-  /** A loop with a check of its own: the blocks around it. */
-  loop?: LoopLabels;
+  /** A loop with a check of its own: the blocks around it. (Always present, undefined otherwise: every frame has the same shape, so the per-instruction reads of a frame stay monomorphic.) */
+  loop: LoopLabels | undefined;
 }
 
 /**
@@ -623,6 +623,9 @@ interface LoopLabels {
  */
 /** Scratch buffers reused from function to function (the transform is synchronous). */
 const bodyScratch = new ByteWriter(1 << 16);
+/** The rewind prologue and the locals header of the body (both copied into the output before the next function). */
+const restoreScratch = new ByteWriter(1 << 12);
+const headerScratch = new ByteWriter(1 << 8);
 let typesScratch = new Uint8Array(1 << 12);
 let labelScratch = new Int32Array(1 << 10);
 
@@ -1007,7 +1010,7 @@ function instrumentFunction(
   };
 
   // Function prologue.
-  const fnFrame: Frame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0 };
+  const fnFrame: Frame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0, loop: undefined };
   frames.push(fnFrame);
   if (hasSites) open(Opcode.Block); // $unwind
   openWrappers(fnFrame);
@@ -1057,7 +1060,7 @@ function instrumentFunction(
           if (o === 0x03) loopCounter++;
           D++;
           bodyCounter++;
-          frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0 });
+          frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined });
           return;
         case 0x05:
           onElse(f, immEnd);
@@ -1146,7 +1149,7 @@ function instrumentFunction(
           loop = openLoopFrame(result);
         } else {
           D++;
-          const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0 };
+          const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined };
           frames.push(nf);
           return;
         }
@@ -1441,7 +1444,7 @@ function instrumentFunction(
   const code = w.view();
   let restore: Uint8Array | undefined;
   if (restoreAt >= 0) {
-    const rw = new ByteWriter(64 + 4 * (nOriginal + slots.length));
+    const rw = restoreScratch.reset();
     rw.u8(Opcode.I32Const).s32(func).u8(Opcode.Call).u32(fn.rewindFrame).u8(Opcode.LocalSet).u32(S);
     const restoreValue = (l: number, t: number): void => {
       rw.u8(Opcode.Call).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
@@ -1456,7 +1459,7 @@ function instrumentFunction(
 
   // Locals header: the original groups, the four scalars, the slots.
   if (slotBase + slots.length > 50000) throw new InstrumentError(`function ${func}: too many locals to instrument (${slotBase + slots.length}; the limit is 50000)`);
-  const hw = new ByteWriter(32 + (body.codeStart - body.bodyStart));
+  const hw = headerScratch.reset();
   const runs: Array<[number, number]> = [];
   for (const s of slots) {
     const last = runs[runs.length - 1];

@@ -6,7 +6,9 @@
  * the preparation pipeline uses it to find loop headers and call sites. It is
  * built for speed (a table lookup and a jump per instruction, no allocation):
  * LEB128 values are returned through a module-level variable instead of a
- * result object.
+ * result object, and a body decodes into a reusable list of instruction
+ * starts (InstructionList) that several passes can walk without decoding
+ * again.
  *
  * Supported: WebAssembly 1.0 (MVP), sign-extension (0xC0–0xC4), non-trapping
  * float-to-int (0xFC 0–7) and bulk memory (0xFC 8–14). Everything else is
