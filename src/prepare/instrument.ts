@@ -433,43 +433,111 @@ function visitInstructions(bytes: Uint8Array, list: InstructionList, visit: (op:
 
 // --- Pass 1: structure ------------------------------------------------------
 
-/** Sites and the block structure around them, in the order pass 2 meets them. */
+/**
+ * Sites and the block structure around them, in the order pass 2 meets them.
+ * The numeric columns are scratch arrays shared by every function (see
+ * IntColumn): longer than needed, valid up to the counts of this function,
+ * and only until the next function's structure pass.
+ */
 interface Structure {
   sites: number;
-  siteKind: number[];
-  siteOffset: number[];
+  siteKind: Int32Array;
+  siteOffset: Int32Array;
   /** Per body (function body, block/loop/if bodies, else bodies, in order of opening): its site range. */
-  bodyLo: number[];
-  bodyHi: number[];
-  /** Per body: first site of each direct target (a call site, a bulk check, or a child construct with sites), in order. */
-  bodyTargets: number[][];
+  bodyLo: Int32Array;
+  bodyHi: Int32Array;
+  /** Per body: first site of each direct target (a call site, a bulk check, or a child construct with sites), in order; undefined for none. */
+  bodyTargets: Array<number[] | undefined>;
   /** Per construct, by the id of the body it opens with: end of its whole site range (else part included). */
-  frameHi: number[];
+  frameHi: Int32Array;
   /** Per call instruction in order: its site or -1. */
-  callSite: number[];
+  callSite: Int32Array;
   /**
-   * Per body: its first target is a block or loop with sites that opens
-   * right at the body's start (clang nests a `switch` as a run of blocks
-   * opened together): the body's rewind dispatch can move into that child.
+   * Per body: 1 when its first target is a block or loop with sites that
+   * opens right at the body's start (clang nests a `switch` as a run of
+   * blocks opened together): the body's rewind dispatch can move into that
+   * child.
    */
-  chained: boolean[];
+  chained: Int32Array;
   /** Per memory.fill/copy in order: its site or -1. */
-  bulkSite: number[];
+  bulkSite: Int32Array;
   /** Per breakpoint met in reachable code, in order: its site. */
-  breakSite: number[];
+  breakSite: Int32Array;
 }
+
+/** The targets of a body without any. */
+const NO_TARGETS: readonly number[] = [];
+
+/**
+ * A growable column of integers reused from function to function: the
+ * structure pass makes several entries per block and per site, and arrays
+ * made per function were much of the transform's garbage.
+ */
+class IntColumn {
+  values = new Int32Array(256);
+  length = 0;
+
+  reset(): this {
+    this.length = 0;
+    return this;
+  }
+
+  /** Appends `v`; returns its index. */
+  push(v: number): number {
+    if (this.length === this.values.length) {
+      const next = new Int32Array(2 * this.values.length);
+      next.set(this.values);
+      this.values = next;
+    }
+    this.values[this.length] = v;
+    return this.length++;
+  }
+}
+
+const columns = {
+  siteKind: new IntColumn(),
+  siteOffset: new IntColumn(),
+  bodyLo: new IntColumn(),
+  bodyHi: new IntColumn(),
+  frameHi: new IntColumn(),
+  chained: new IntColumn(),
+  callSite: new IntColumn(),
+  bulkSite: new IntColumn(),
+  breakSite: new IntColumn(),
+};
 
 function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list: InstructionList): Structure {
   const m = ctx.m;
   const body = m.bodies[fi]!;
   const bytes = m.bytes;
   const codeBase = ctx.codeBase;
-  const s: Structure = { sites: 0, siteKind: [], siteOffset: [], bodyLo: [0], bodyHi: [0], bodyTargets: [[]], frameHi: [0], callSite: [], bulkSite: [], breakSite: [], chained: [false] };
+  const siteKind = columns.siteKind.reset();
+  const siteOffset = columns.siteOffset.reset();
+  const bodyLo = columns.bodyLo.reset();
+  const bodyHi = columns.bodyHi.reset();
+  const frameHi = columns.frameHi.reset();
+  const chained = columns.chained.reset();
+  const callSite = columns.callSite.reset();
+  const bulkSite = columns.bulkSite.reset();
+  const breakSite = columns.breakSite.reset();
+  const bodyTargets: Array<number[] | undefined> = [];
+  let sites = 0;
   const addSite = (kind: number, pos: number): number => {
-    s.siteKind.push(kind);
-    s.siteOffset.push(pos - codeBase);
-    return s.sites++;
+    siteKind.push(kind);
+    siteOffset.push(pos - codeBase);
+    return sites++;
   };
+  const addTarget = (inBody: number, site: number): void => {
+    const targets = bodyTargets[inBody];
+    if (targets) targets.push(site);
+    else bodyTargets[inBody] = [site];
+  };
+  // Body 0 is the function's: its range begins before the entry check's site.
+  chained.push(0);
+  bodyLo.push(0);
+  bodyHi.push(0);
+  bodyTargets.push(undefined);
+  frameHi.push(0);
   if (hasEntryCheck && ctx.checksUnwind) addSite(SiteKind.Entry, body.codeStart);
   // Control stack: body id in effect, body id the construct opened with, dead flags.
   const fBody: number[] = [0];
@@ -480,12 +548,11 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
   const fFresh: boolean[] = [true];
   const fAtStart: boolean[] = [false];
   const newBody = (): number => {
-    s.chained.push(false);
-    s.bodyLo.push(s.sites);
-    s.bodyHi.push(s.sites);
-    s.bodyTargets.push([]);
-    s.frameHi.push(s.sites);
-    return s.bodyLo.length - 1;
+    chained.push(0);
+    bodyHi.push(sites);
+    bodyTargets.push(undefined);
+    frameHi.push(sites);
+    return bodyLo.push(sites);
   };
   const { checksUnwind, nImports } = ctx;
   // (no set lookup per instruction in the usual case, a module without breakpoints)
@@ -494,8 +561,8 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
     const top = fBody.length - 1;
     if (anyBreakpoints && ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
       const site = addSite(SiteKind.Breakpoint, pos);
-      s.bodyTargets[fBody[top]!]!.push(site);
-      s.breakSite.push(site);
+      addTarget(fBody[top]!, site);
+      breakSite.push(site);
       fFresh[top] = false;
     }
     switch (op) {
@@ -515,17 +582,17 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
         break;
       }
       case 0x05: {
-        s.bodyHi[fBody[top]!] = s.sites;
+        bodyHi.values[fBody[top]!] = sites;
         fFresh[top] = true;
         fBody[top] = newBody();
         fDead[top] = fDeadFrame[top]!;
         break;
       }
       case 0x0b: {
-        s.bodyHi[fBody[top]!] = s.sites;
+        bodyHi.values[fBody[top]!] = sites;
         if (top === 0) return;
         const open = fOpen[top]!;
-        s.frameHi[open] = s.sites;
+        frameHi.values[open] = sites;
         const deadFrame = fDeadFrame[top]!;
         const atStart = fAtStart[top]!;
         fBody.pop();
@@ -534,10 +601,10 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
         fDeadFrame.pop();
         fFresh.pop();
         fAtStart.pop();
-        if (!deadFrame && s.sites > s.bodyLo[open]!) {
+        if (!deadFrame && sites > bodyLo.values[open]!) {
           const parent = fBody[top - 1]!;
-          if (atStart && s.bodyTargets[parent]!.length === 0) s.chained[parent] = true;
-          s.bodyTargets[parent]!.push(s.bodyLo[open]!);
+          if (atStart && !bodyTargets[parent]) chained.values[parent] = 1;
+          addTarget(parent, bodyLo.values[open]!);
         }
         break;
       }
@@ -555,10 +622,10 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
           const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
           if (may) {
             site = addSite(SiteKind.Call, pos);
-            s.bodyTargets[fBody[top]!]!.push(site);
+            addTarget(fBody[top]!, site);
           }
         }
-        s.callSite.push(site);
+        callSite.push(site);
         break;
       }
       case 0xfc: {
@@ -567,17 +634,30 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
           let site = -1;
           if (!fDead[top] && checksUnwind) {
             site = addSite(SiteKind.Bulk, pos);
-            s.bodyTargets[fBody[top]!]!.push(site);
+            addTarget(fBody[top]!, site);
           }
-          s.bulkSite.push(site);
+          bulkSite.push(site);
         }
         break;
       }
     }
     if (op !== 0x02 && op !== 0x03 && op !== 0x04 && op !== 0x05 && op !== 0x0b) fFresh[fBody.length - 1] = false;
   });
-  s.frameHi[0] = s.sites;
-  return s;
+  frameHi.values[0] = sites;
+  // (the columns' arrays are final only now: a push may have grown them)
+  return {
+    sites,
+    siteKind: siteKind.values,
+    siteOffset: siteOffset.values,
+    bodyLo: bodyLo.values,
+    bodyHi: bodyHi.values,
+    bodyTargets,
+    frameHi: frameHi.values,
+    callSite: callSite.values,
+    chained: chained.values,
+    bulkSite: bulkSite.values,
+    breakSite: breakSite.values,
+  };
 }
 
 // --- Pass 2: emission -------------------------------------------------------
@@ -801,7 +881,7 @@ function instrumentFunction(
   /** Opens the wrappers of a body (one per direct target). */
   const openWrappers = (f: Frame): void => {
     f.wrapperBase = D;
-    f.targets = st.bodyTargets[f.body]!.length;
+    f.targets = st.bodyTargets[f.body]?.length ?? 0;
     f.passed = 0;
     for (let i = 0; i < f.targets; i++) open(Opcode.Block);
   };
@@ -831,7 +911,7 @@ function instrumentFunction(
     const labels = labelScratch;
     labels.fill(-1, 0, n);
     for (const b of bodies) {
-      const targets = st.bodyTargets[b.body]!;
+      const targets = st.bodyTargets[b.body] ?? NO_TARGETS;
       const bhi = st.bodyHi[b.body]!;
       let k = -1;
       for (let s = st.bodyLo[b.body]!; s < bhi; s++) {
@@ -1015,7 +1095,7 @@ function instrumentFunction(
   if (hasSites) open(Opcode.Block); // $unwind
   openWrappers(fnFrame);
   if (hasEntryCheck) {
-    check(st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
+    check(hasSites && st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
     if (!fuelInGlobal) restart(0);
   } else {
     // No entry check: only loops or bulk operations, so a countdown.
