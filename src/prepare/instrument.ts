@@ -1693,9 +1693,10 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     if (hinted > 0) {
       // The branch hinting proposal's section, which must precede the code section.
       const name = 'metadata.code.branch_hint';
-      out.section(0, new ByteWriter().name(name).u32(hinted).bytes(hints.finish()).finish());
+      out.section(0, new ByteWriter(hints.length + 64).name(name).u32(hinted).bytes(hints.view()).view());
     }
-    out.section(SectionId.Code, w.finish());
+    // (views, not copies: out.section copies them at once)
+    out.section(SectionId.Code, w.view());
   }
   copy(SectionId.Data);
   return { bytes: out.finish(), sites };
