@@ -429,9 +429,19 @@ export function findDataSegmentUse(m: WasmModule): DataSegmentUse | undefined {
   if (!m.sections.some((s) => s.id === SectionId.DataCount)) return undefined;
   const list = new InstructionList();
   const bytes = m.bytes;
+  // Both are 0xFC-prefixed: a body without that byte anywhere has neither,
+  // and most bodies need no decoding. `fc` is the next 0xFC byte at or after
+  // the body (a native search, resumed only past it: linear in all).
+  let fc = 0;
   for (let i = 0; i < m.bodies.length; i++) {
     const func = m.importedFunctionCount + i;
-    const { starts, count } = decodeInstructionList(bytes, m.bodies[i]!, list, func);
+    const body = m.bodies[i]!;
+    if (fc < body.codeStart) {
+      fc = bytes.indexOf(Opcode.PrefixFC, body.codeStart);
+      if (fc < 0) break;
+    }
+    if (fc >= body.end) continue;
+    const { starts, count } = decodeInstructionList(bytes, body, list, func);
     for (let k = 0; k < count; k++) {
       const pos = starts[k]!;
       if (bytes[pos] !== Opcode.PrefixFC) continue;
