@@ -200,7 +200,26 @@ interface ModuleContext {
   importKeys: Array<keyof typeof InternalImport>;
   breakpoints: ReadonlySet<number>;
   codeBase: number;
+  /** The instructions of every body as analyzeModule decoded them, when kept (see KEEP_INSTRUCTIONS_MAX_CODE). */
+  instructions: KeptInstructions | undefined;
 }
+
+/**
+ * Instruction starts of every body, one after the other, each body's list
+ * followed by its end (as InstructionList); body i's begin at `first[i]`.
+ */
+interface KeptInstructions {
+  starts: Int32Array;
+  first: Int32Array;
+}
+
+/**
+ * instrument() keeps the instruction lists of the analysis for the passes
+ * of each function, so that each body is decoded once, when the code
+ * section is at most this large: the lists take up to four bytes per byte
+ * of code (a larger module's bodies are decoded again, one at a time).
+ */
+const KEEP_INSTRUCTIONS_MAX_CODE = 8 << 20;
 
 const IMPORT_TYPES: Record<keyof typeof InternalImport, FuncType> = {
   yield: { params: [], results: [] },
@@ -274,7 +293,7 @@ function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: number[],
 }
 
 /** Whole-module facts: types, which functions check, and which calls may unwind (a fixed point over the call graph). */
-function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
+function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions = false): ModuleContext {
   const funcTypes: FuncType[] = [];
   const globalTypes: number[] = [];
   let nImports = 0;
@@ -324,11 +343,20 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
       if (lo < n && m.bodies[lo]!.codeStart <= abs) breaks[lo] = 1;
     }
   }
+  const codeSection = m.sections.find((s) => s.id === SectionId.Code);
+  const keep = keepInstructions && codeSection !== undefined && codeSection.end - codeSection.start <= KEEP_INSTRUCTIONS_MAX_CODE;
+  const kept = new IntColumn();
+  const keptFirst = new Int32Array(keep ? n + 1 : 0);
   for (let i = 0; i < n; i++) {
     const direct: number[] = [];
     const indirect: number[] = [];
     const firstCallee: number[] = [];
-    const bulk = scanBody(m.bytes, decodeInstructionList(m.bytes, m.bodies[i]!, bodyInstructions, nImports + i), typeCanon, direct, indirect, firstCallee);
+    const list = decodeInstructionList(m.bytes, m.bodies[i]!, bodyInstructions, nImports + i);
+    if (keep) {
+      keptFirst[i] = kept.length;
+      kept.append(list.starts, list.count + 1);
+    }
+    const bulk = scanBody(m.bytes, list, typeCanon, direct, indirect, firstCallee);
     callees.push(direct);
     indirectTypes.push(indirect);
     loopFirstCallee.push(firstCallee);
@@ -336,6 +364,8 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     calls[i] = direct.length || indirect.length ? 1 : 0;
     checked[i] = calls[i] || firstCallee.length || bulk || breaks[i] ? 1 : 0;
   }
+  if (keep) keptFirst[n] = kept.length;
+
   // Under io-suspend a loop whose every iteration first calls a function
   // that checks at its entry needs no check of its own (the callee's bounds
   // it). Under suspend-anywhere every loop keeps its check: it is a place
@@ -414,6 +444,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     importKeys,
     breakpoints,
     codeBase,
+    instructions: keep ? { starts: kept.values, first: keptFirst } : undefined,
   };
 }
 
@@ -429,6 +460,19 @@ function visitInstructions(bytes: Uint8Array, list: InstructionList, visit: (op:
     const pos = starts[k]!;
     visit(bytes[pos]!, pos, starts[k + 1]!);
   }
+}
+
+/** A view of body `fi`'s kept instruction list (see KeptInstructions). */
+const keptView = new InstructionList();
+
+/** The instructions of defined function `fi`: kept by the analysis, or decoded now. */
+function instructionsOf(ctx: ModuleContext, fi: number): InstructionList {
+  const kept = ctx.instructions;
+  if (!kept) return decodeInstructionList(ctx.m.bytes, ctx.m.bodies[fi]!, bodyInstructions, ctx.nImports + fi);
+  const from = kept.first[fi]!;
+  keptView.starts = kept.starts.subarray(from);
+  keptView.count = kept.first[fi + 1]! - from - 1;
+  return keptView;
 }
 
 // --- Pass 1: structure ------------------------------------------------------
@@ -480,6 +524,17 @@ class IntColumn {
   reset(): this {
     this.length = 0;
     return this;
+  }
+
+  /** Appends `src[0..n)`. */
+  append(src: Int32Array, n: number): void {
+    if (this.length + n > this.values.length) {
+      const next = new Int32Array(Math.max(this.length + n, 2 * this.values.length));
+      next.set(this.values.subarray(0, this.length));
+      this.values = next;
+    }
+    this.values.set(src.subarray(0, n), this.length);
+    this.length += n;
   }
 
   /** Appends `v`; returns its index. */
@@ -735,7 +790,7 @@ function instrumentFunction(
   const func = ctx.nImports + fi;
   const type = ctx.funcTypes[func]!;
   const hasEntryCheck = ctx.calls[fi] === 1;
-  const list = decodeInstructionList(bytes, body, bodyInstructions, func);
+  const list = instructionsOf(ctx, fi);
   const st = structure(ctx, fi, hasEntryCheck, list);
   const hasSites = st.sites > 0;
 
@@ -1572,7 +1627,7 @@ function instrumentFunction(
  * passed validation (wasm/validate.ts and the engine's).
  */
 export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentResult {
-  const ctx = analyzeModule(m, opts);
+  const ctx = analyzeModule(m, opts, true);
   const bytes = m.bytes;
   const out = new ByteWriter(bytes.length * 2 + 1024);
   out.bytes(bytes.subarray(0, 8));

@@ -278,7 +278,7 @@ function skipFCImmediates(b: Uint8Array, p: number, end: number, fi: number, pos
  * array only grows.
  */
 export class InstructionList {
-  starts = new Int32Array(1024);
+  starts: Int32Array = new Int32Array(1024);
   count = 0;
 
   /** Room for `n` starts plus the end. */
