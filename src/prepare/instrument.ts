@@ -24,7 +24,7 @@
  * globals (fuel, state), locals, and types. It works on any module within
  * Gate's feature set; the runtime's pipeline first applies rewrite.ts.
  */
-import { decodeInstructions, Opcode } from '../wasm/code.js';
+import { decodeInstructionList, InstructionList, Opcode, subopcodeAt } from '../wasm/code.js';
 import { ModuleError } from '../wasm/errors.js';
 import { ByteReader, ByteWriter, u32At } from '../wasm/leb128.js';
 import { ExternalKind, SectionId, skipConstExpr, type FuncType, type ValTypeCode, type WasmModule } from '../wasm/module.js';
@@ -200,7 +200,26 @@ interface ModuleContext {
   importKeys: Array<keyof typeof InternalImport>;
   breakpoints: ReadonlySet<number>;
   codeBase: number;
+  /** The instructions of every body as analyzeModule decoded them, when kept (see KEEP_INSTRUCTIONS_MAX_CODE). */
+  instructions: KeptInstructions | undefined;
 }
+
+/**
+ * Instruction starts of every body, one after the other, each body's list
+ * followed by its end (as InstructionList); body i's begin at `first[i]`.
+ */
+interface KeptInstructions {
+  starts: Int32Array;
+  first: Int32Array;
+}
+
+/**
+ * instrument() keeps the instruction lists of the analysis for the passes
+ * of each function, so that each body is decoded once, when the code
+ * section is at most this large: the lists take up to four bytes per byte
+ * of code (a larger module's bodies are decoded again, one at a time).
+ */
+const KEEP_INSTRUCTIONS_MAX_CODE = 8 << 20;
 
 const IMPORT_TYPES: Record<keyof typeof InternalImport, FuncType> = {
   yield: { params: [], results: [] },
@@ -235,8 +254,46 @@ function tableFunctions(m: WasmModule): number[] {
   return out;
 }
 
+/**
+ * The instructions of the body being analyzed or instrumented: each pass
+ * walks this list instead of decoding again (the transform is synchronous,
+ * so one list serves every function in turn).
+ */
+const bodyInstructions = new InstructionList();
+
+/**
+ * What analyzeModule needs of one body: the functions it calls (`direct`),
+ * the canonical types it calls indirectly, per loop the function its body
+ * calls before any control instruction (or -1); returns whether it has a
+ * memory.fill or memory.copy. (A function of its own, so that V8 optimizes
+ * this loop early instead of recompiling analyzeModule on-stack.)
+ */
+function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: number[], direct: number[], indirect: number[], firstCallee: number[]): boolean {
+  let scanning = false;
+  let bulk = false;
+  const { starts, count } = list;
+  for (let k = 0; k < count; k++) {
+    const pos = starts[k]!;
+    const op = bytes[pos]!;
+    if (scanning && (op === 0x10 || op <= 0x05 || (op >= 0x0b && op <= 0x11))) {
+      scanning = false;
+      if (op === 0x10) firstCallee[firstCallee.length - 1] = u32At(bytes, pos + 1);
+    }
+    if (op === 0x10) direct.push(u32At(bytes, pos + 1));
+    else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
+    else if (op === 0x03) {
+      firstCallee.push(-1);
+      scanning = true;
+    } else if (op === 0xfc) {
+      const sub = subopcodeAt(bytes, pos);
+      if (sub === 10 || sub === 11) bulk = true;
+    }
+  }
+  return bulk;
+}
+
 /** Whole-module facts: types, which functions check, and which calls may unwind (a fixed point over the call graph). */
-function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
+function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions = false): ModuleContext {
   const funcTypes: FuncType[] = [];
   const globalTypes: number[] = [];
   let nImports = 0;
@@ -286,25 +343,20 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
       if (lo < n && m.bodies[lo]!.codeStart <= abs) breaks[lo] = 1;
     }
   }
+  const codeSection = m.sections.find((s) => s.id === SectionId.Code);
+  const keep = keepInstructions && codeSection !== undefined && codeSection.end - codeSection.start <= KEEP_INSTRUCTIONS_MAX_CODE;
+  const kept = new IntColumn();
+  const keptFirst = new Int32Array(keep ? n + 1 : 0);
   for (let i = 0; i < n; i++) {
     const direct: number[] = [];
     const indirect: number[] = [];
     const firstCallee: number[] = [];
-    let scanning = false;
-    let bulk = false;
-    const bytes = m.bytes;
-    decodeInstructions(bytes, m.bodies[i]!, (op, sub, pos) => {
-      if (scanning && (op === 0x10 || op <= 0x05 || (op >= 0x0b && op <= 0x11))) {
-        scanning = false;
-        if (op === 0x10) firstCallee[firstCallee.length - 1] = u32At(bytes, pos + 1);
-      }
-      if (op === 0x10) direct.push(u32At(bytes, pos + 1));
-      else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
-      else if (op === 0x03) {
-        firstCallee.push(-1);
-        scanning = true;
-      } else if (op === 0xfc && (sub === 10 || sub === 11)) bulk = true;
-    }, nImports + i);
+    const list = decodeInstructionList(m.bytes, m.bodies[i]!, bodyInstructions, nImports + i);
+    if (keep) {
+      keptFirst[i] = kept.length;
+      kept.append(list.starts, list.count + 1);
+    }
+    const bulk = scanBody(m.bytes, list, typeCanon, direct, indirect, firstCallee);
     callees.push(direct);
     indirectTypes.push(indirect);
     loopFirstCallee.push(firstCallee);
@@ -312,6 +364,8 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     calls[i] = direct.length || indirect.length ? 1 : 0;
     checked[i] = calls[i] || firstCallee.length || bulk || breaks[i] ? 1 : 0;
   }
+  if (keep) keptFirst[n] = kept.length;
+
   // Under io-suspend a loop whose every iteration first calls a function
   // that checks at its entry needs no check of its own (the callee's bounds
   // it). Under suspend-anywhere every loop keeps its check: it is a place
@@ -390,48 +444,155 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions): ModuleContext {
     importKeys,
     breakpoints,
     codeBase,
+    instructions: keep ? { starts: kept.values, first: keptFirst } : undefined,
   };
+}
+
+/**
+ * Calls `visit` for each instruction of `list`. The passes over a body are
+ * closures called from this small loop rather than loops of their own: V8
+ * then optimizes the closures early, without recompiling a whole pass
+ * on-stack (a slower first preparation in a fresh process).
+ */
+function visitInstructions(bytes: Uint8Array, list: InstructionList, visit: (op: number, pos: number, immEnd: number) => void): void {
+  const { starts, count } = list;
+  for (let k = 0; k < count; k++) {
+    const pos = starts[k]!;
+    visit(bytes[pos]!, pos, starts[k + 1]!);
+  }
+}
+
+/** A view of body `fi`'s kept instruction list (see KeptInstructions). */
+const keptView = new InstructionList();
+
+/** The instructions of defined function `fi`: kept by the analysis, or decoded now. */
+function instructionsOf(ctx: ModuleContext, fi: number): InstructionList {
+  const kept = ctx.instructions;
+  if (!kept) return decodeInstructionList(ctx.m.bytes, ctx.m.bodies[fi]!, bodyInstructions, ctx.nImports + fi);
+  const from = kept.first[fi]!;
+  keptView.starts = kept.starts.subarray(from);
+  keptView.count = kept.first[fi + 1]! - from - 1;
+  return keptView;
 }
 
 // --- Pass 1: structure ------------------------------------------------------
 
-/** Sites and the block structure around them, in the order pass 2 meets them. */
+/**
+ * Sites and the block structure around them, in the order pass 2 meets them.
+ * The numeric columns are scratch arrays shared by every function (see
+ * IntColumn): longer than needed, valid up to the counts of this function,
+ * and only until the next function's structure pass.
+ */
 interface Structure {
   sites: number;
-  siteKind: number[];
-  siteOffset: number[];
+  siteKind: Int32Array;
+  siteOffset: Int32Array;
   /** Per body (function body, block/loop/if bodies, else bodies, in order of opening): its site range. */
-  bodyLo: number[];
-  bodyHi: number[];
-  /** Per body: first site of each direct target (a call site, a bulk check, or a child construct with sites), in order. */
-  bodyTargets: number[][];
+  bodyLo: Int32Array;
+  bodyHi: Int32Array;
+  /** Per body: first site of each direct target (a call site, a bulk check, or a child construct with sites), in order; undefined for none. */
+  bodyTargets: Array<number[] | undefined>;
   /** Per construct, by the id of the body it opens with: end of its whole site range (else part included). */
-  frameHi: number[];
+  frameHi: Int32Array;
   /** Per call instruction in order: its site or -1. */
-  callSite: number[];
+  callSite: Int32Array;
   /**
-   * Per body: its first target is a block or loop with sites that opens
-   * right at the body's start (clang nests a `switch` as a run of blocks
-   * opened together): the body's rewind dispatch can move into that child.
+   * Per body: 1 when its first target is a block or loop with sites that
+   * opens right at the body's start (clang nests a `switch` as a run of
+   * blocks opened together): the body's rewind dispatch can move into that
+   * child.
    */
-  chained: boolean[];
+  chained: Int32Array;
   /** Per memory.fill/copy in order: its site or -1. */
-  bulkSite: number[];
+  bulkSite: Int32Array;
   /** Per breakpoint met in reachable code, in order: its site. */
-  breakSite: number[];
+  breakSite: Int32Array;
 }
 
-function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Structure {
+/** The targets of a body without any. */
+const NO_TARGETS: readonly number[] = [];
+
+/**
+ * A growable column of integers reused from function to function: the
+ * structure pass makes several entries per block and per site, and arrays
+ * made per function were much of the transform's garbage.
+ */
+class IntColumn {
+  values = new Int32Array(256);
+  length = 0;
+
+  reset(): this {
+    this.length = 0;
+    return this;
+  }
+
+  /** Appends `src[0..n)`. */
+  append(src: Int32Array, n: number): void {
+    if (this.length + n > this.values.length) {
+      const next = new Int32Array(Math.max(this.length + n, 2 * this.values.length));
+      next.set(this.values.subarray(0, this.length));
+      this.values = next;
+    }
+    this.values.set(src.subarray(0, n), this.length);
+    this.length += n;
+  }
+
+  /** Appends `v`; returns its index. */
+  push(v: number): number {
+    if (this.length === this.values.length) {
+      const next = new Int32Array(2 * this.values.length);
+      next.set(this.values);
+      this.values = next;
+    }
+    this.values[this.length] = v;
+    return this.length++;
+  }
+}
+
+const columns = {
+  siteKind: new IntColumn(),
+  siteOffset: new IntColumn(),
+  bodyLo: new IntColumn(),
+  bodyHi: new IntColumn(),
+  frameHi: new IntColumn(),
+  chained: new IntColumn(),
+  callSite: new IntColumn(),
+  bulkSite: new IntColumn(),
+  breakSite: new IntColumn(),
+};
+
+function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list: InstructionList): Structure {
   const m = ctx.m;
   const body = m.bodies[fi]!;
   const bytes = m.bytes;
   const codeBase = ctx.codeBase;
-  const s: Structure = { sites: 0, siteKind: [], siteOffset: [], bodyLo: [0], bodyHi: [0], bodyTargets: [[]], frameHi: [0], callSite: [], bulkSite: [], breakSite: [], chained: [false] };
+  const siteKind = columns.siteKind.reset();
+  const siteOffset = columns.siteOffset.reset();
+  const bodyLo = columns.bodyLo.reset();
+  const bodyHi = columns.bodyHi.reset();
+  const frameHi = columns.frameHi.reset();
+  const chained = columns.chained.reset();
+  const callSite = columns.callSite.reset();
+  const bulkSite = columns.bulkSite.reset();
+  const breakSite = columns.breakSite.reset();
+  const bodyTargets: Array<number[] | undefined> = [];
+  let sites = 0;
   const addSite = (kind: number, pos: number): number => {
-    s.siteKind.push(kind);
-    s.siteOffset.push(pos - codeBase);
-    return s.sites++;
+    siteKind.push(kind);
+    siteOffset.push(pos - codeBase);
+    return sites++;
   };
+  const addTarget = (inBody: number, site: number): void => {
+    const targets = bodyTargets[inBody];
+    if (targets) targets.push(site);
+    else bodyTargets[inBody] = [site];
+  };
+  // Body 0 is the function's: its range begins before the entry check's site.
+  chained.push(0);
+  bodyLo.push(0);
+  bodyHi.push(0);
+  bodyTargets.push(undefined);
+  frameHi.push(0);
   if (hasEntryCheck && ctx.checksUnwind) addSite(SiteKind.Entry, body.codeStart);
   // Control stack: body id in effect, body id the construct opened with, dead flags.
   const fBody: number[] = [0];
@@ -442,20 +603,21 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
   const fFresh: boolean[] = [true];
   const fAtStart: boolean[] = [false];
   const newBody = (): number => {
-    s.chained.push(false);
-    s.bodyLo.push(s.sites);
-    s.bodyHi.push(s.sites);
-    s.bodyTargets.push([]);
-    s.frameHi.push(s.sites);
-    return s.bodyLo.length - 1;
+    chained.push(0);
+    bodyHi.push(sites);
+    bodyTargets.push(undefined);
+    frameHi.push(sites);
+    return bodyLo.push(sites);
   };
   const { checksUnwind, nImports } = ctx;
-  decodeInstructions(bytes, body, (op, sub, pos) => {
+  // (no set lookup per instruction in the usual case, a module without breakpoints)
+  const anyBreakpoints = ctx.breakpoints.size > 0;
+  visitInstructions(bytes, list, (op, pos) => {
     const top = fBody.length - 1;
-    if (ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
+    if (anyBreakpoints && ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
       const site = addSite(SiteKind.Breakpoint, pos);
-      s.bodyTargets[fBody[top]!]!.push(site);
-      s.breakSite.push(site);
+      addTarget(fBody[top]!, site);
+      breakSite.push(site);
       fFresh[top] = false;
     }
     switch (op) {
@@ -475,17 +637,17 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
         break;
       }
       case 0x05: {
-        s.bodyHi[fBody[top]!] = s.sites;
+        bodyHi.values[fBody[top]!] = sites;
         fFresh[top] = true;
         fBody[top] = newBody();
         fDead[top] = fDeadFrame[top]!;
         break;
       }
       case 0x0b: {
-        s.bodyHi[fBody[top]!] = s.sites;
+        bodyHi.values[fBody[top]!] = sites;
         if (top === 0) return;
         const open = fOpen[top]!;
-        s.frameHi[open] = s.sites;
+        frameHi.values[open] = sites;
         const deadFrame = fDeadFrame[top]!;
         const atStart = fAtStart[top]!;
         fBody.pop();
@@ -494,10 +656,10 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
         fDeadFrame.pop();
         fFresh.pop();
         fAtStart.pop();
-        if (!deadFrame && s.sites > s.bodyLo[open]!) {
+        if (!deadFrame && sites > bodyLo.values[open]!) {
           const parent = fBody[top - 1]!;
-          if (atStart && s.bodyTargets[parent]!.length === 0) s.chained[parent] = true;
-          s.bodyTargets[parent]!.push(s.bodyLo[open]!);
+          if (atStart && !bodyTargets[parent]) chained.values[parent] = 1;
+          addTarget(parent, bodyLo.values[open]!);
         }
         break;
       }
@@ -515,27 +677,42 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean): Stru
           const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
           if (may) {
             site = addSite(SiteKind.Call, pos);
-            s.bodyTargets[fBody[top]!]!.push(site);
+            addTarget(fBody[top]!, site);
           }
         }
-        s.callSite.push(site);
+        callSite.push(site);
         break;
       }
-      case 0xfc:
+      case 0xfc: {
+        const sub = subopcodeAt(bytes, pos);
         if (sub === 10 || sub === 11) {
           let site = -1;
           if (!fDead[top] && checksUnwind) {
             site = addSite(SiteKind.Bulk, pos);
-            s.bodyTargets[fBody[top]!]!.push(site);
+            addTarget(fBody[top]!, site);
           }
-          s.bulkSite.push(site);
+          bulkSite.push(site);
         }
         break;
+      }
     }
     if (op !== 0x02 && op !== 0x03 && op !== 0x04 && op !== 0x05 && op !== 0x0b) fFresh[fBody.length - 1] = false;
   });
-  s.frameHi[0] = s.sites;
-  return s;
+  frameHi.values[0] = sites;
+  // (the columns' arrays are final only now: a push may have grown them)
+  return {
+    sites,
+    siteKind: siteKind.values,
+    siteOffset: siteOffset.values,
+    bodyLo: bodyLo.values,
+    bodyHi: bodyHi.values,
+    bodyTargets,
+    frameHi: frameHi.values,
+    callSite: callSite.values,
+    chained: chained.values,
+    bulkSite: bulkSite.values,
+    breakSite: breakSite.values,
+  };
 }
 
 // --- Pass 2: emission -------------------------------------------------------
@@ -559,8 +736,8 @@ interface Frame {
   wrapperBase: number;
   targets: number;
   passed: number;
-  /** A loop with a check of its own: the blocks around it. */
-  loop?: LoopLabels;
+  /** A loop with a check of its own: the blocks around it. (Always present, undefined otherwise: every frame has the same shape, so the per-instruction reads of a frame stay monomorphic.) */
+  loop: LoopLabels | undefined;
 }
 
 /**
@@ -581,7 +758,11 @@ interface LoopLabels {
  */
 /** Scratch buffers reused from function to function (the transform is synchronous). */
 const bodyScratch = new ByteWriter(1 << 16);
+/** The rewind prologue and the locals header of the body (both copied into the output before the next function). */
+const restoreScratch = new ByteWriter(1 << 12);
+const headerScratch = new ByteWriter(1 << 8);
 let typesScratch = new Uint8Array(1 << 12);
+let labelScratch = new Int32Array(1 << 10);
 
 /**
  * Where the emitted code comes from: runs of the output (positions in the
@@ -609,7 +790,8 @@ function instrumentFunction(
   const func = ctx.nImports + fi;
   const type = ctx.funcTypes[func]!;
   const hasEntryCheck = ctx.calls[fi] === 1;
-  const st = structure(ctx, fi, hasEntryCheck);
+  const list = instructionsOf(ctx, fi);
+  const st = structure(ctx, fi, hasEntryCheck, list);
   const hasSites = st.sites > 0;
 
   // Local types: parameters, then the declared groups.
@@ -754,7 +936,7 @@ function instrumentFunction(
   /** Opens the wrappers of a body (one per direct target). */
   const openWrappers = (f: Frame): void => {
     f.wrapperBase = D;
-    f.targets = st.bodyTargets[f.body]!.length;
+    f.targets = st.bodyTargets[f.body]?.length ?? 0;
     f.passed = 0;
     for (let i = 0; i < f.targets; i++) open(Opcode.Block);
   };
@@ -766,21 +948,25 @@ function instrumentFunction(
   };
   /** The rewind dispatch of a body: a br_table from the site to the wrapper of the target that contains it (or to `fallLabel` for `fallSite`). */
   /** Bodies whose dispatch moved into the construct opened at their start (outermost first). */
-  let pending: Frame[] = [];
+  const pending: Frame[] = [];
   /**
    * The rewind dispatch: from the site to the wrapper of the target that
    * contains it (in this body or in a pending enclosing one), or to
    * `fallLabel` for `fallSite`.
    */
   const dispatch = (f: Frame, fallSite: number, fallLabel: number): void => {
-    const bodies = [...pending, f];
-    pending = [];
+    // The pending bodies and this one (the list is emptied at the end, not reallocated).
+    const bodies = pending;
+    bodies.push(f);
     const lo = st.bodyLo[bodies[0]!.body]!;
     const hi = st.bodyHi[bodies[0]!.body]!;
-    // Label position per site (-1: no such site here).
-    const labels = new Int32Array(hi - lo).fill(-1);
+    // Label position per site (-1: no such site here), in a scratch array (one allocation per module, not per body).
+    const n = hi - lo;
+    if (labelScratch.length < n) labelScratch = new Int32Array(Math.max(n, 2 * labelScratch.length));
+    const labels = labelScratch;
+    labels.fill(-1, 0, n);
     for (const b of bodies) {
-      const targets = st.bodyTargets[b.body]!;
+      const targets = st.bodyTargets[b.body] ?? NO_TARGETS;
       const bhi = st.bodyHi[b.body]!;
       let k = -1;
       for (let s = st.bodyLo[b.body]!; s < bhi; s++) {
@@ -792,16 +978,19 @@ function instrumentFunction(
     // A br_table costs a byte or two per site, a chain of tests about eight
     // bytes per run of sites with the same label: take the smaller.
     let runs = 0;
-    for (let i = 0; i < labels.length; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
-    if (labels.length <= 4 * runs + 8) {
+    for (let i = 0; i < n; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
+    if (n <= 4 * runs + 8) {
       open(Opcode.Block); // $bad: an unknown site traps
       opU(Opcode.LocalGet, S);
       if (lo !== 0) {
         i32c(lo);
         op(Opcode.I32Sub);
       }
-      opU(Opcode.BrTable, labels.length);
-      for (const l of labels) w.u32(l < 0 ? 0 : D - l);
+      opU(Opcode.BrTable, n);
+      for (let i = 0; i < n; i++) {
+        const l = labels[i]!;
+        w.u32(l < 0 ? 0 : D - l);
+      }
       w.u32(0);
       close();
     } else {
@@ -812,7 +1001,7 @@ function instrumentFunction(
       op(Opcode.Unreachable);
       close();
       // From the last run down: the first that starts at or below the site.
-      for (let i = labels.length - 1; i >= 0; ) {
+      for (let i = n - 1; i >= 0; ) {
         let j = i;
         while (j > 0 && labels[j - 1] === labels[i]) j--;
         if (labels[i]! >= 0) {
@@ -825,6 +1014,7 @@ function instrumentFunction(
       }
     }
     op(Opcode.Unreachable);
+    bodies.length = 0;
   };
   /**
    * The entry check: `global -= 1; if (global <= 0) { [rewinding: restore,
@@ -955,12 +1145,12 @@ function instrumentFunction(
   };
 
   // Function prologue.
-  const fnFrame: Frame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0 };
+  const fnFrame: Frame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0, loop: undefined };
   frames.push(fnFrame);
   if (hasSites) open(Opcode.Block); // $unwind
   openWrappers(fnFrame);
   if (hasEntryCheck) {
-    check(st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
+    check(hasSites && st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
     if (!fuelInGlobal) restart(0);
   } else {
     // No entry check: only loops or bulk operations, so a countdown.
@@ -981,6 +1171,7 @@ function instrumentFunction(
   let bulkCounter = 0;
   let breakCounter = 0;
   let loopCounter = 0;
+  const anyBreakpoints = ctx.breakpoints.size > 0;
   const flush = (to: number): void => {
     if (to <= copyFrom) return;
     if (origins) {
@@ -988,11 +1179,12 @@ function instrumentFunction(
       origins.from.push(copyFrom);
       origins.length.push(to - copyFrom);
     }
-    w.bytes(bytes.subarray(copyFrom, to));
+    w.range(bytes, copyFrom, to);
   };
   const depthOf = (n: number): number => D - frames[frames.length - 1 - n]!.label;
 
-  decodeInstructions(bytes, body, (o, sub, pos, immEnd) => {
+  /** Emits instruction `o` at `pos` (and what the transform puts around it). */
+  const visit = (o: number, pos: number, immEnd: number): void => {
     const f = frames[frames.length - 1]!;
     if (f.dead) {
       // Unreachable code: copied, with labels and function indices renumbered.
@@ -1003,7 +1195,7 @@ function instrumentFunction(
           if (o === 0x03) loopCounter++;
           D++;
           bodyCounter++;
-          frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0 });
+          frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined });
           return;
         case 0x05:
           onElse(f, immEnd);
@@ -1031,13 +1223,15 @@ function instrumentFunction(
         case 0x11:
           callCounter++;
           return;
-        case 0xfc:
+        case 0xfc: {
+          const sub = subopcodeAt(bytes, pos);
           if (sub === 10 || sub === 11) bulkCounter++;
           return;
+        }
       }
       return;
     }
-    if (ctx.breakpoints.has(pos - ctx.codeBase)) {
+    if (anyBreakpoints && ctx.breakpoints.has(pos - ctx.codeBase)) {
       // A breakpoint: the whole operand stack to slots, then the runtime's
       // breakpoint import, which may unwind (the frame stops here) or, when
       // it ends a rewind, return so that the instruction runs.
@@ -1090,7 +1284,7 @@ function instrumentFunction(
           loop = openLoopFrame(result);
         } else {
           D++;
-          const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0 };
+          const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined };
           frames.push(nf);
           return;
         }
@@ -1215,6 +1409,7 @@ function instrumentFunction(
       case 0x01:
         return;
       case 0xfc: {
+        const sub = subopcodeAt(bytes, pos);
         if (sub <= 7) {
           types[h - 1] = SAT_PUSH[sub]!;
           return;
@@ -1262,7 +1457,8 @@ function instrumentFunction(
         if (push) types[h++] = push;
       }
     }
-  });
+  };
+  visitInstructions(bytes, list, visit);
 
   function remap(x: number): number {
     return x < ctx.nImports ? x : x + ctx.shift;
@@ -1275,7 +1471,7 @@ function instrumentFunction(
       origins.length.push(immEnd - pos);
     }
     if (o === Opcode.Call) opU(Opcode.Call, remap(x));
-    else w.bytes(bytes.subarray(pos, immEnd));
+    else w.range(bytes, pos, immEnd);
   }
 
   function brTable(pos: number): void {
@@ -1383,7 +1579,7 @@ function instrumentFunction(
   const code = w.view();
   let restore: Uint8Array | undefined;
   if (restoreAt >= 0) {
-    const rw = new ByteWriter(64 + 4 * (nOriginal + slots.length));
+    const rw = restoreScratch.reset();
     rw.u8(Opcode.I32Const).s32(func).u8(Opcode.Call).u32(fn.rewindFrame).u8(Opcode.LocalSet).u32(S);
     const restoreValue = (l: number, t: number): void => {
       rw.u8(Opcode.Call).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
@@ -1398,7 +1594,7 @@ function instrumentFunction(
 
   // Locals header: the original groups, the four scalars, the slots.
   if (slotBase + slots.length > 50000) throw new InstrumentError(`function ${func}: too many locals to instrument (${slotBase + slots.length}; the limit is 50000)`);
-  const hw = new ByteWriter(32 + (body.codeStart - body.bodyStart));
+  const hw = headerScratch.reset();
   const runs: Array<[number, number]> = [];
   for (const s of slots) {
     const last = runs[runs.length - 1];
@@ -1431,7 +1627,7 @@ function instrumentFunction(
  * passed validation (wasm/validate.ts and the engine's).
  */
 export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentResult {
-  const ctx = analyzeModule(m, opts);
+  const ctx = analyzeModule(m, opts, true);
   const bytes = m.bytes;
   const out = new ByteWriter(bytes.length * 2 + 1024);
   out.bytes(bytes.subarray(0, 8));
@@ -1539,7 +1735,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     for (let i = 0; i < n; i++) {
       const b = m.bodies[i]!;
       if (!ctx.checked[i]) {
-        w.bytes(bytes.subarray(b.start, b.end));
+        w.range(bytes, b.start, b.end);
         continue;
       }
       const r = instrumentFunction(ctx, i, false, w);
@@ -1552,9 +1748,10 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     if (hinted > 0) {
       // The branch hinting proposal's section, which must precede the code section.
       const name = 'metadata.code.branch_hint';
-      out.section(0, new ByteWriter().name(name).u32(hinted).bytes(hints.finish()).finish());
+      out.section(0, new ByteWriter(hints.length + 64).name(name).u32(hinted).bytes(hints.view()).view());
     }
-    out.section(SectionId.Code, w.finish());
+    // (views, not copies: out.section copies them at once)
+    out.section(SectionId.Code, w.view());
   }
   copy(SectionId.Data);
   return { bytes: out.finish(), sites };

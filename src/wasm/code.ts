@@ -6,7 +6,9 @@
  * the preparation pipeline uses it to find loop headers and call sites. It is
  * built for speed (a table lookup and a jump per instruction, no allocation):
  * LEB128 values are returned through a module-level variable instead of a
- * result object.
+ * result object, and a body decodes into a reusable list of instruction
+ * starts (InstructionList) that several passes can walk without decoding
+ * again.
  *
  * Supported: WebAssembly 1.0 (MVP), sign-extension (0xC0–0xC4), non-trapping
  * float-to-int (0xFC 0–7) and bulk memory (0xFC 8–14). Everything else is
@@ -15,6 +17,7 @@
  */
 import { SectionId, type FunctionBody, type WasmModule } from './module.js';
 import { ModuleError } from './errors.js';
+import { u32At } from './leb128.js';
 
 /**
  * Called once per instruction, in order. `pos` is the offset of the opcode
@@ -266,23 +269,56 @@ function skipFCImmediates(b: Uint8Array, p: number, end: number, fi: number, pos
 }
 
 /**
- * Walks the instructions of `body` (from its first instruction to its final
- * `end`) and calls `visit` for each. Throws ModuleError for unsupported or
- * malformed instructions, a body that ends early, or bytes after the final
- * `end`. `funcIndex` (index in the function index space) only names the
- * function in error messages.
+ * The instructions of one function body, decoded once so that several passes
+ * can walk them as plain loops (a pass over an array is several times
+ * cheaper than a callback per instruction). `starts[i]` is the offset of
+ * instruction i's opcode in the module, for i < count; `starts[count]` is the
+ * body's end, so instruction i's immediates end at `starts[i + 1]`. The final
+ * `end` is the last instruction. A list is reused from body to body: its
+ * array only grows.
  */
-export function decodeInstructions(bytes: Uint8Array, body: FunctionBody, visit: InstructionVisitor, funcIndex = -1): void {
+export class InstructionList {
+  starts: Int32Array = new Int32Array(1024);
+  count = 0;
+
+  /** Room for `n` starts plus the end. */
+  reserve(n: number): void {
+    if (n + 1 > this.starts.length) {
+      const next = new Int32Array(Math.max(n + 1, 2 * this.starts.length));
+      next.set(this.starts.subarray(0, this.count + 1));
+      this.starts = next;
+    }
+  }
+}
+
+/** The 0xFC sub-opcode of the prefixed instruction at `pos` (the decoder has checked its encoding). */
+export function subopcodeAt(bytes: Uint8Array, pos: number): number {
+  return u32At(bytes, pos + 1);
+}
+
+/**
+ * Decodes the instructions of `body` (from its first instruction to its
+ * final `end`) into `list` (see InstructionList). Throws ModuleError for
+ * unsupported or malformed instructions, a body that ends early, or bytes
+ * after the final `end`. `funcIndex` (index in the function index space)
+ * only names the function in error messages.
+ */
+export function decodeInstructionList(bytes: Uint8Array, body: FunctionBody, list: InstructionList, funcIndex = -1): InstructionList {
   const end = body.end;
   if (end > bytes.length) throw truncated(funcIndex, bytes.length);
   const fi = funcIndex;
   let p = body.codeStart;
   let depth = 0;
+  // Every instruction takes at least one byte: one reservation per body.
+  list.count = 0;
+  list.reserve(end - p);
+  const starts = list.starts;
+  let count = 0;
   for (;;) {
     if (p >= end) throw new ModuleError(`${where(fi)}: body is not terminated by an end instruction`, end);
     const pos = p;
     const op = bytes[p++]!;
-    let sub = -1;
+    starts[count++] = pos;
     switch (KIND[op]) {
       case K_NONE:
         break;
@@ -292,9 +328,10 @@ export function decodeInstructions(bytes: Uint8Array, body: FunctionBody, visit:
         break;
       case K_END:
         if (depth === 0) {
-          visit(op, -1, pos, p);
           if (p !== end) throw new ModuleError(`${where(fi)}: ${end - p} bytes after the final end instruction`, p);
-          return;
+          starts[count] = end;
+          list.count = count;
+          return list;
         }
         depth--;
         break;
@@ -344,13 +381,36 @@ export function decodeInstructions(bytes: Uint8Array, body: FunctionBody, visit:
         break;
       case K_PREFIX_FC:
         p = readU32(bytes, p, end, fi);
-        sub = lebValue;
-        if (sub > 7) p = skipFCImmediates(bytes, p, end, fi, pos, sub);
+        if (lebValue > 7) p = skipFCImmediates(bytes, p, end, fi, pos, lebValue);
         break;
       default:
         throw unsupported(op, fi, pos);
     }
-    visit(op, sub, pos, p);
+  }
+}
+
+/** Scratch list of decodeInstructions (a visitor that decodes again gets its own). */
+let visitScratch: InstructionList | undefined = new InstructionList();
+
+/**
+ * Calls `visit` for each instruction of `body`, in order (see
+ * decodeInstructionList; the body is decoded before the first visit, so a
+ * malformed body throws without any). `funcIndex` only names the function
+ * in error messages.
+ */
+export function decodeInstructions(bytes: Uint8Array, body: FunctionBody, visit: InstructionVisitor, funcIndex = -1): void {
+  const list = visitScratch ?? new InstructionList();
+  visitScratch = undefined;
+  try {
+    decodeInstructionList(bytes, body, list, funcIndex);
+    const { starts, count } = list;
+    for (let i = 0; i < count; i++) {
+      const pos = starts[i]!;
+      const op = bytes[pos]!;
+      visit(op, op === Opcode.PrefixFC ? subopcodeAt(bytes, pos) : -1, pos, starts[i + 1]!);
+    }
+  } finally {
+    visitScratch = list;
   }
 }
 
@@ -367,19 +427,27 @@ export interface DataSegmentUse {
  */
 export function findDataSegmentUse(m: WasmModule): DataSegmentUse | undefined {
   if (!m.sections.some((s) => s.id === SectionId.DataCount)) return undefined;
-  const found: { use: DataSegmentUse | undefined } = { use: undefined };
-  for (let i = 0; i < m.bodies.length && !found.use; i++) {
+  const list = new InstructionList();
+  const bytes = m.bytes;
+  // Both are 0xFC-prefixed: a body without that byte anywhere has neither,
+  // and most bodies need no decoding. `fc` is the next 0xFC byte at or after
+  // the body (a native search, resumed only past it: linear in all).
+  let fc = 0;
+  for (let i = 0; i < m.bodies.length; i++) {
     const func = m.importedFunctionCount + i;
-    try {
-      decodeInstructions(m.bytes, m.bodies[i]!, (op, sub) => {
-        if (op === Opcode.PrefixFC && (sub === SubopcodeFC.MemoryInit || sub === SubopcodeFC.DataDrop)) {
-          found.use = { op: sub === SubopcodeFC.MemoryInit ? 'memory.init' : 'data.drop', func };
-          throw found;
-        }
-      }, func);
-    } catch (e) {
-      if (e !== found) throw e;
+    const body = m.bodies[i]!;
+    if (fc < body.codeStart) {
+      fc = bytes.indexOf(Opcode.PrefixFC, body.codeStart);
+      if (fc < 0) break;
+    }
+    if (fc >= body.end) continue;
+    const { starts, count } = decodeInstructionList(bytes, body, list, func);
+    for (let k = 0; k < count; k++) {
+      const pos = starts[k]!;
+      if (bytes[pos] !== Opcode.PrefixFC) continue;
+      const sub = subopcodeAt(bytes, pos);
+      if (sub === SubopcodeFC.MemoryInit || sub === SubopcodeFC.DataDrop) return { op: sub === SubopcodeFC.MemoryInit ? 'memory.init' : 'data.drop', func };
     }
   }
-  return found.use;
+  return undefined;
 }

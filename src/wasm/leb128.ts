@@ -129,32 +129,43 @@ export class ByteWriter {
   }
 
   u8(v: number): this {
-    this.reserve(1);
+    if (this.length >= this.buf.length) this.reserve(1);
     this.buf[this.length++] = v;
     return this;
   }
 
+  // u32 and s32 reserve their longest encoding once and write the buffer
+  // directly: the transform writes most of its output through them.
   u32(v: number): this {
     v >>>= 0;
+    if (v < 0x80) return this.u8(v);
+    this.reserve(5);
+    const buf = this.buf;
+    let at = this.length;
     do {
       let b = v & 0x7f;
       v >>>= 7;
       if (v !== 0) b |= 0x80;
-      this.u8(b);
+      buf[at++] = b;
     } while (v !== 0);
+    this.length = at;
     return this;
   }
 
   s32(v: number): this {
     v |= 0;
+    this.reserve(5);
+    const buf = this.buf;
+    let at = this.length;
     for (;;) {
       const b = v & 0x7f;
       v >>= 7;
       if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
-        this.u8(b);
+        buf[at++] = b;
+        this.length = at;
         return this;
       }
-      this.u8(b | 0x80);
+      buf[at++] = b | 0x80;
     }
   }
 
@@ -175,6 +186,22 @@ export class ByteWriter {
     this.reserve(data.length);
     this.buf.set(data, this.length);
     this.length += data.length;
+    return this;
+  }
+
+  /**
+   * Appends `src[from..to)`. Short runs (most runs of copied instructions
+   * are a few bytes) are copied byte by byte: cheaper than making a
+   * subarray view for set().
+   */
+  range(src: Uint8Array, from: number, to: number): this {
+    const n = to - from;
+    this.reserve(n);
+    const buf = this.buf;
+    let at = this.length;
+    if (n <= 32) for (let i = from; i < to; i++) buf[at++] = src[i]!;
+    else buf.set(src.subarray(from, to), at);
+    this.length += n;
     return this;
   }
 
