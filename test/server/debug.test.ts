@@ -12,6 +12,7 @@ import { parseModule } from '../../src/wasm/module.js';
 import { lineOffsets, readLineTable } from '../../src/wasm/dwarf-line.js';
 import { programBytes } from '../helpers/runtime.js';
 import { wat } from '../helpers/wat.js';
+import { uleb } from '../wasm/wasm-builder.js';
 import { newKey, request, startTestServer, type TestServer } from '../helpers/server.js';
 
 const K = '/gate-0/module/sha256/';
@@ -28,22 +29,12 @@ const mod = parseModule(debuggee);
 
 /** `bytes` with a name section that names function `index` `name` (UTF-8). */
 function withFunctionName(bytes: Uint8Array, index: number, name: string): Uint8Array {
-  const leb = (n: number): number[] => {
-    const out: number[] = [];
-    do {
-      let b = n & 0x7f;
-      n >>>= 7;
-      if (n) b |= 0x80;
-      out.push(b);
-    } while (n);
-    return out;
-  };
   const utf8 = [...new TextEncoder().encode(name)];
-  const names = [...leb(1), ...leb(index), ...leb(utf8.length), ...utf8];
-  const sub = [1, ...leb(names.length), ...names];
+  const names = [...uleb(1), ...uleb(index), ...uleb(utf8.length), ...utf8];
+  const sub = [1, ...uleb(names.length), ...names];
   const id = [...new TextEncoder().encode('name')];
-  const payload = [...leb(id.length), ...id, ...sub];
-  return new Uint8Array([...bytes, 0, ...leb(payload.length), ...payload]);
+  const payload = [...uleb(id.length), ...id, ...sub];
+  return new Uint8Array([...bytes, 0, ...uleb(payload.length), ...payload]);
 }
 const codeBase = mod.sections.find((s) => s.id === 10)!.payloadStart;
 const DESCEND = 2; // function index (import __gate_io_65536 is 0, run is 1)

@@ -16,6 +16,7 @@ import { makeToken } from '../../src/client/token.js';
 import { programBytes } from '../helpers/runtime.js';
 import { newKey, request, startModuleSource, startTestServer, type TestServer } from '../helpers/server.js';
 import { mulberry32 } from '../helpers/prng.js';
+import { uleb } from '../wasm/wasm-builder.js';
 
 const hello = programBytes('hello');
 const H = createHash('sha256').update(hello).digest('hex');
@@ -530,18 +531,6 @@ describe('reproducers of fuzz findings', () => {
   });
 });
 
-/** Unsigned LEB128. */
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
 describe('reproducers of module fuzz findings', () => {
   // (type [] -> []) (func $greet ...) (export "greet"), then a code section.
   const head = [0x00, 0x61, 0x73, 0x6d, 0x01, 0, 0, 0, 0x01, 0x04, 0x01, 0x60, 0, 0, 0x03, 0x02, 0x01, 0x00, 0x07, 0x09, 0x01, 0x05, ...Buffer.from('greet'), 0x00, 0x00];
@@ -552,7 +541,7 @@ describe('reproducers of module fuzz findings', () => {
   // 8 000 values held on the operand stack across 12 000 ifs: 84 KB that took V8 2.4 GB to compile (validate.ts).
   const holding = [...Array<number>(8000).fill(0).flatMap((_, i) => [0x41, i & 63]), ...Array<number>(12000).fill(0).flatMap(() => [0x41, 0, 0x04, 0x40, 0x0b]), ...Array<number>(8000).fill(0x1a), 0x0b];
   const body = [0x00, ...holding]; // no locals
-  modules['a function that holds 8 000 values across 12 000 ifs'] = Buffer.from([...head, 0x0a, ...leb(body.length + 1 + leb(body.length).length), 0x01, ...leb(body.length), ...body]);
+  modules['a function that holds 8 000 values across 12 000 ifs'] = Buffer.from([...head, 0x0a, ...uleb(body.length + 1 + uleb(body.length).length), 0x01, ...uleb(body.length), ...body]);
 
   it('says why a function holding too many values is refused, and goes on serving', async () => {
     const m = modules['a function that holds 8 000 values across 12 000 ifs']!;
