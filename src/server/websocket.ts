@@ -273,10 +273,11 @@ function parseSetup(data: Uint8Array): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/** Close reasons must fit in a control frame (123 bytes). */
+/** Close reasons must fit in a control frame (123 bytes): a longer one is cut, and ends with '…' to say so. */
 function truncate(s: string): string {
   const b = Buffer.from(s, 'utf8');
-  return b.length <= 123 ? s : b.subarray(0, 120).toString('utf8');
+  // (toString drops a character cut in half: U+FFFD would take 3 bytes)
+  return b.length <= 123 ? s : `${b.subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '')}…`;
 }
 
 /** Messages of a websocket, pulled in order; the socket is paused while too much input waits. */

@@ -175,7 +175,7 @@ export function validateModule(m: WasmModule, limits: ModuleLimits): void {
     const held = valuesHeldAcrossBlocks(m, i);
     if (held > MAX_VALUES_HELD_ACROSS_BLOCKS) {
       throw new ModuleLimitError(
-        `function ${m.importedFunctionCount + i} keeps too many values on the operand stack across the blocks it enters (${held}; the limit is ${MAX_VALUES_HELD_ACROSS_BLOCKS}): the engine's compilers need memory in proportion; keep such values in locals`,
+        `function ${m.importedFunctionCount + i} holds too many operand values across blocks (${held}; limit ${MAX_VALUES_HELD_ACROSS_BLOCKS}): keep them in locals`,
         m.bodies[i]!.codeStart,
       );
     }

@@ -547,7 +547,7 @@ describe('reproducers of module fuzz findings', () => {
     const m = modules['a function that holds 8 000 values across 12 000 ifs']!;
     const call = await request(server, 'POST', `${K}${sha(m)}?action=call&function=greet`, { headers: wasm, body: m });
     assert.equal(call.status, 400);
-    assert.match(call.text, /function 0 keeps too many values on the operand stack across the blocks it enters \(96000000; the limit is 1048576\)/);
+    assert.match(call.text, /function 0 holds too many operand values across blocks \(96000000; limit 1048576\): keep them in locals/);
     const ok = await request(server, 'POST', `${K}${H}?action=call&function=greet`, { headers: wasm, body: hello });
     assert.equal(ok.text, 'hello, world\n');
   });

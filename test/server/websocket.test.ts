@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket, type RawData } from 'ws';
 import type { ClientIdentity } from '../../src/client/identity.js';
 import { programBytes } from '../helpers/runtime.js';
+import { ModuleBuilder } from '../wasm/wasm-builder.js';
 import { newKey, request, startServerWithSource, UUID, type TestServer } from '../helpers/server.js';
 
 const hello = programBytes('hello');
@@ -219,6 +220,20 @@ describe('websocket call', () => {
     const other = await Client.open(`${K}${H}?action=call&function=greet`);
     other.send({ authorization: bearer(newKey()), content_type: '' });
     assert.deepEqual(await other.closed(), { code: 1008, reason: 'module not found' });
+  });
+
+  it('cuts a refusal too long for a close frame, and says so', async () => {
+    // An import name long enough that the module error cannot fit in a close reason (123 bytes).
+    const b = new ModuleBuilder();
+    b.importFunc('env', 'x'.repeat(200), []);
+    const bytes = b.build();
+    const c = await Client.open(`${K}${createHash('sha256').update(bytes).digest('hex')}?action=call`);
+    c.send({ content_type: 'application/wasm', content_length: bytes.length });
+    c.sendBinary(bytes);
+    const close = await c.closed();
+    assert.equal(close.code, 1008);
+    assert.ok(Buffer.byteLength(close.reason) <= 123, close.reason);
+    assert.match(close.reason, /^import .*"env" "x{20,}…$/);
   });
 
   it('refuses other content types with 1008', async () => {
