@@ -110,6 +110,9 @@ function pin(url: string, hash: string, auth: Record<string, string>, wasm: Uint
   });
 }
 
+/** Load on every target before the measured rounds. */
+const WARM_UP_SECONDS = 8;
+
 /**
  * `rounds` rounds per concurrency, each running every target for `seconds`
  * (order reversed every other round).
@@ -153,12 +156,14 @@ export async function httpSection(lines: string[], rounds: number, seconds: numb
     for (const t of targets) {
       const r = await fetchOnce(t);
       if (r.status !== 200 || r.body !== 'hello, world\n') throw new Error(`${t.name} answered ${r.status} ${JSON.stringify(r.body)}`);
-      await load(t, 4, 1); // warm up (JIT, executor, connections)
+      // Until steady state: gate-server's JIT takes some 4 000 calls to
+      // settle (its CPU per call halves meanwhile); every target gets the same.
+      await load(t, maxConnections, WARM_UP_SECONDS);
     }
     log('http: servers ready');
 
     lines.push(
-      `Loopback, autocannon ${(createRequire(import.meta.url)('autocannon/package.json') as { version: string }).version} in the benchmark process (it shares the 2 cores with all servers), keep-alive connections, ${rounds} rounds of ${seconds} s per target and concurrency, targets one after the other (order reversed every other round). gate-server: one process plus its executor processes (sandbox: ${sandbox}), \`call\` of hello.wasm \`greet\`: *signed*, the module pinned and one signed token reused; *anonymous*, no token, the module uploaded in every request (upload-and-call; \`anonymous.maxperaddress\` raised to ${maxConnections}).${baseline ? ` *baseline*: the gate-server of another checkout (${baselineDir}), same configuration, in the same rounds.` : ''} workerd (${workerdVersion()}): a fresh \`WebAssembly.Instance\` of an equivalent 1-page module per request; *verifying the token*: first the same Ed25519 token verified with WebCrypto on every request (imported keys kept). Latencies from every response, in ms; cells are median (min–max) over rounds; ratios are medians of per-round ratios.`,
+      `Loopback, autocannon ${(createRequire(import.meta.url)('autocannon/package.json') as { version: string }).version} in the benchmark process (it shares the 2 cores with all servers), keep-alive connections, after ${WARM_UP_SECONDS} s of warm-up load at ${maxConnections} connections on each target, ${rounds} rounds of ${seconds} s per target and concurrency, targets one after the other (order reversed every other round). gate-server: one process plus its executor processes (sandbox: ${sandbox}), \`call\` of hello.wasm \`greet\`: *signed*, the module pinned and one signed token reused; *anonymous*, no token, the module uploaded in every request (upload-and-call; \`anonymous.maxperaddress\` raised to ${maxConnections}).${baseline ? ` *baseline*: the gate-server of another checkout (${baselineDir}), same configuration, in the same rounds.` : ''} workerd (${workerdVersion()}): a fresh \`WebAssembly.Instance\` of an equivalent 1-page module per request; *verifying the token*: first the same Ed25519 token verified with WebCrypto on every request (imported keys kept). Latencies from every response, in ms; cells are median (min–max) over rounds; ratios are medians of per-round ratios.`,
       '',
     );
     lines.push('| connections | target | req/s | p50 (ms) | p99 (ms) | failed | req/s ÷ workerd | req/s ÷ workerd verifying |', '|---|---|---|---|---|---|---|---|');

@@ -859,7 +859,7 @@ export class InstanceManager {
       run.release();
       if (inst.transient) {
         this.remove(inst);
-        await this.deps.modules.releaseUse(inst.module).catch(() => undefined);
+        await this.deps.modules.releaseUse(inst.module, false).catch(() => undefined);
       }
     }
   }

@@ -30,6 +30,12 @@ export class ModuleRegistry {
   private readonly programs = new Map<string, Promise<Program>>();
   /** Modules in use by instances that are not yet stored (e.g. transient calls). */
   private readonly inUse = new Map<string, number>();
+  /**
+   * Modules whose collection was asked for while they were in use: looked at
+   * again when their last use ends (the end of a transient call collects only
+   * these: asking the inventory at the end of every call costs a query each).
+   */
+  private readonly collectWhenUnused = new Set<string>();
 
   constructor(
     private readonly blobs: BlobStore,
@@ -109,16 +115,26 @@ export class ModuleRegistry {
     this.inUse.set(hash, (this.inUse.get(hash) ?? 0) + 1);
   }
 
-  async releaseUse(hash: string): Promise<void> {
+  /**
+   * Ends one use. `referenceDropped`: the user's record that referred to the
+   * module is gone from the inventory (a deleted or updated instance), so the
+   * module may be unreferenced now; a transient call never had a record, and
+   * its end collects only what was asked for while it ran.
+   */
+  async releaseUse(hash: string, referenceDropped = true): Promise<void> {
     const n = (this.inUse.get(hash) ?? 1) - 1;
     if (n > 0) this.inUse.set(hash, n);
     else this.inUse.delete(hash);
-    if (n <= 0) await this.collect(hash);
+    if (n > 0) return;
+    if (this.collectWhenUnused.delete(hash) || referenceDropped) await this.collect(hash);
   }
 
   /** Deletes a module's bytes once nothing refers to them any more. */
   async collect(hash: string): Promise<void> {
-    if (this.inUse.has(hash)) return;
+    if (this.inUse.has(hash)) {
+      this.collectWhenUnused.add(hash);
+      return;
+    }
     if (await this.inventory.moduleReferenced(hash)) return;
     this.programs.delete(hash);
     await this.blobs.delete(hash);

@@ -26,9 +26,24 @@ export function utf8Length(s: string): number {
   return encoder.encode(s).length;
 }
 
+/**
+ * Names and revisions found valid before: each instance's services are
+ * registered anew (builtin.ts), always under the same few names, and the
+ * Unicode property checks cost more than the rest of the registration.
+ */
+const validNames = new Set<string>();
+const validRevisions = new Set<string>();
+const MAX_REMEMBERED = 1024;
+
+function remember(set: Set<string>, s: string): void {
+  if (set.size >= MAX_REMEMBERED) set.clear();
+  set.add(s);
+}
+
 /** Throws ServiceRegistrationError unless `name` is a valid service name. */
 export function checkServiceName(name: unknown): asserts name is string {
   if (typeof name !== 'string') throw new ServiceRegistrationError('service name must be a string');
+  if (validNames.has(name)) return;
   const n = utf8Length(name);
   if (n < 1 || n > MAX_SERVICE_NAME_BYTES) {
     throw new ServiceRegistrationError(
@@ -40,11 +55,13 @@ export function checkServiceName(name: unknown): asserts name is string {
       `service name ${JSON.stringify(name)} may contain only letters, numbers and punctuation (no spaces, symbols or control characters)`,
     );
   }
+  remember(validNames, name);
 }
 
 /** Throws ServiceRegistrationError unless `revision` is a valid revision string. */
 export function checkServiceRevision(revision: unknown, name = '?'): asserts revision is string {
   if (typeof revision !== 'string') throw new ServiceRegistrationError(`revision of service ${JSON.stringify(name)} must be a string`);
+  if (validRevisions.has(revision)) return;
   const n = utf8Length(revision);
   if (n < 1 || n > MAX_SERVICE_REVISION_BYTES) {
     throw new ServiceRegistrationError(
@@ -56,6 +73,7 @@ export function checkServiceRevision(revision: unknown, name = '?'): asserts rev
       `revision ${JSON.stringify(revision)} of service ${JSON.stringify(name)} may contain only letters, marks, numbers, punctuation and symbols`,
     );
   }
+  remember(validRevisions, revision);
 }
 
 /** Orders strings by Unicode code point, i.e. by their UTF-8 bytes (as the original's catalog does). */
