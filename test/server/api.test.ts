@@ -126,7 +126,21 @@ describe('known modules', () => {
     const wrong = createHash('sha256').update('asdf').digest('hex');
     const r = await request(server, 'PUT', `${K}${wrong}?action=pin`, { key, headers: wasm, body: hello });
     assert.equal(r.status, 400);
+    assert.equal(r.text, 'module hash does not match content\n');
     assert.deepEqual(await listModules(), { modules: [{ module: H }] });
+    // Under the key of a stored module: a different length says so, the same length fails the hash.
+    const longer = await request(server, 'PUT', `${K}${H}?action=pin`, { key, headers: wasm, body: new Uint8Array([...hello, 0]) });
+    assert.equal(longer.status, 400);
+    assert.equal(longer.text, 'invalid module content\n');
+    const changed = hello.slice();
+    changed[changed.length - 1] ^= 1;
+    const same = await request(server, 'POST', `${K}${H}?action=call&function=greet`, { headers: wasm, body: changed });
+    assert.equal(same.status, 400);
+    assert.equal(same.text, 'module hash does not match content\n');
+    // The right bytes are accepted anonymously under a stored module's key.
+    const anon = await request(server, 'POST', `${K}${H}?action=call&function=greet`, { headers: wasm, body: hello });
+    assert.equal(anon.status, 200);
+    assert.equal(anon.text, 'hello, world\n');
   });
 
   it('downloads a pinned module', async () => {
