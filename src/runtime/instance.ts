@@ -17,6 +17,21 @@ import { decodeRawStack, encodeRawStack, RewindError, Unwinder, UnwindState, typ
 /** Checks run between two calls of the yield import (fuel is refilled there). */
 const FUEL = 20000;
 
+/** Names of the functions each compiled module imports from `gate` and `wasi` (computed once per module). */
+const importedByModule = new WeakMap<WebAssembly.Module, { gate: string[]; wasi: string[] }>();
+
+function importedFunctions(module: WebAssembly.Module): { gate: string[]; wasi: string[] } {
+  let names = importedByModule.get(module);
+  if (names === undefined) {
+    names = { gate: [], wasi: [] };
+    for (const i of WebAssembly.Module.imports(module)) {
+      if (i.kind === 'function' && (i.module === 'gate' || i.module === 'wasi')) names[i.module].push(i.name);
+    }
+    importedByModule.set(module, names);
+  }
+  return names;
+}
+
 export interface InstanceOptions {
   id: string;
   profile: Profile;
@@ -119,9 +134,10 @@ export class Instance implements AbiContext {
     this.memoryObject = opts.memory ?? new WebAssembly.Memory({ initial: opts.memoryPages.initial, maximum: opts.memoryPages.maximum });
 
     const host = createHostImports(this);
+    const imported = importedFunctions(opts.module);
     const imports = {
-      gate: { ...this.rewindable(host.gate), [MEMORY_IMPORT.name]: this.memoryObject },
-      wasi: this.rewindable(host.wasi),
+      gate: { ...this.rewindable(host.gate, imported.gate), [MEMORY_IMPORT.name]: this.memoryObject },
+      wasi: this.rewindable(host.wasi, imported.wasi),
       [INTERNAL_IMPORT_MODULE]: { ...this.unwinder.imports(() => this.yieldImport()), [InternalImport.breakpoint]: (offset: number) => this.breakpointImport(offset) },
     };
     this.wasm = new WebAssembly.Instance(opts.module, imports as WebAssembly.Imports);
@@ -143,15 +159,21 @@ export class Instance implements AbiContext {
    * the rewind (the stack is back in place), and
    * so that a repeated call's `reentered` state ends with it.
    */
-  private rewindable(fns: Record<string, Function>): Record<string, Function> {
+  private rewindable(fns: Record<string, Function>, names: readonly string[]): Record<string, Function> {
     const out: Record<string, Function> = {};
-    for (const [name, fn] of Object.entries(fns)) {
-      out[name] = (...args: unknown[]) => {
-        if (this.rewinding) this.finishRewind();
+    // Only what the module imports (a program uses a few of the ABI's dozens of functions).
+    for (const name of names) {
+      const fn = fns[name];
+      // Left out: instantiation then says which import is missing.
+      if (fn === undefined) continue;
+      const self = this;
+      out[name] = function (this: unknown) {
+        if (self.rewinding) self.finishRewind();
         try {
-          return fn(...args);
+          // apply with `arguments` allocates no array (a rest parameter would, on every host call)
+          return fn.apply(undefined, arguments as unknown as unknown[]);
         } finally {
-          this.reentered = false;
+          self.reentered = false;
         }
       };
     }
