@@ -217,7 +217,8 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   const debugLogRate = opts.debugLogRate ?? DEFAULT_DEBUG_LOG_RATE;
   if (!(Number.isFinite(debugLogRate) && debugLogRate >= 0)) throw new RangeError(`debugLogRate must be a non-negative number of bytes per second, not ${debugLogRate}`);
   const debugLogBucket = new ByteBucket(debugLogRate, 4 * debugLogRate);
-  const modules = new ModuleRegistry(moduleBlobs, inventory, (bytes) => Program.load(bytes, moduleLimits));
+  // Only a PostgreSQL inventory may be written by other servers (a cluster) meanwhile.
+  const modules = new ModuleRegistry(moduleBlobs, inventory, (bytes) => Program.load(bytes, moduleLimits), !opts.inventoryDsn);
   const endpointHub = opts.endpoints ? new EndpointHub() : undefined;
   let registry = opts.registry;
   if (endpointHub) {

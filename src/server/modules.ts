@@ -10,6 +10,8 @@ import { badRequest, moduleNotFound, notFound } from './errors.js';
 
 /** How many parsed programs stay cached. */
 const PROGRAM_CACHE_SIZE = 64;
+/** How many pins stay cached (see ModuleRegistry.pins); all are dropped when it is reached. */
+const PIN_CACHE_SIZE = 16384;
 
 export function sha256Hex(data: Uint8Array | Uint8Array[]): string {
   const h = createHash('sha256');
@@ -37,11 +39,25 @@ export class ModuleRegistry {
    */
   private readonly collectWhenUnused = new Set<string>();
 
+  /**
+   * Pins looked up before (principal and module → the pin), when this
+   * process alone writes the inventory (`cachePins`): every call of a pinned
+   * module looks its pin up, and pins change only through this registry.
+   * Bumped by every pin and unpin: a lookup that was under way meanwhile
+   * does not cache what it read.
+   */
+  private readonly pins: Map<string, ModulePin> | undefined;
+  private pinGeneration = 0;
+
   constructor(
     private readonly blobs: BlobStore,
     private readonly inventory: Inventory,
     private readonly loadProgram: (bytes: Uint8Array) => Promise<Program>,
-  ) {}
+    /** True when no other process writes the inventory (SQLite in a locked state directory, memory). */
+    cachePins = false,
+  ) {
+    this.pins = cachePins ? new Map() : undefined;
+  }
 
   /** Parses (and caches) module bytes whose hash is known. */
   program(hash: string, bytes: Uint8Array): Promise<Program> {
@@ -89,18 +105,45 @@ export class ModuleRegistry {
   }
 
   async pin(principal: string, hash: string, tags: string[]): Promise<void> {
-    await this.inventory.pinModule(principal, hash, tags);
+    this.forgetPin(principal, hash);
+    try {
+      await this.inventory.pinModule(principal, hash, tags);
+    } finally {
+      this.forgetPin(principal, hash);
+    }
   }
 
   async unpin(principal: string, hash: string): Promise<boolean> {
     if (!isSha256(hash)) return false;
-    const removed = await this.inventory.unpinModule(principal, hash);
+    this.forgetPin(principal, hash);
+    let removed: boolean;
+    try {
+      removed = await this.inventory.unpinModule(principal, hash);
+    } finally {
+      this.forgetPin(principal, hash);
+    }
     if (removed) await this.collect(hash);
     return removed;
   }
 
   async info(principal: string, hash: string): Promise<ModulePin | undefined> {
-    return isSha256(hash) ? this.inventory.getModule(principal, hash) : undefined;
+    if (!isSha256(hash)) return undefined;
+    if (!this.pins) return this.inventory.getModule(principal, hash);
+    const key = `${principal}\0${hash}`;
+    const cached = this.pins.get(key);
+    if (cached) return { module: cached.module, tags: [...cached.tags] };
+    const generation = this.pinGeneration;
+    const pin = await this.inventory.getModule(principal, hash);
+    if (pin && generation === this.pinGeneration) {
+      if (this.pins.size >= PIN_CACHE_SIZE) this.pins.clear();
+      this.pins.set(key, { module: pin.module, tags: [...pin.tags] });
+    }
+    return pin;
+  }
+
+  private forgetPin(principal: string, hash: string): void {
+    this.pinGeneration++;
+    this.pins?.delete(`${principal}\0${hash}`);
   }
 
   list(principal: string): Promise<ModulePin[]> {

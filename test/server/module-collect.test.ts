@@ -37,7 +37,7 @@ async function waitUntil(what: string, test: () => boolean): Promise<void> {
   })());
 }
 
-describe('module bytes and calls', () => {
+describe('module pins and bytes around calls', () => {
   it('keeps a pinned module after calls of it end', async () => {
     assert.equal((await request(server, 'PUT', `${K}${H}?action=pin`, { key, body: hello, headers: { 'Content-Type': 'application/wasm' } })).status, 201);
     for (let i = 0; i < 3; i++) {
@@ -76,9 +76,29 @@ describe('module bytes and calls', () => {
     // The running call still uses the module.
     assert.ok(stored(H));
 
+    // Unpinned: the owner can no longer call it by its hash (the server caches pins it looked up).
+    assert.equal((await request(server, 'POST', `${K}${H}?action=call&function=greet`, { key })).status, 404);
+    assert.equal((await request(server, 'GET', `${K}${H}`, { key })).status, 404);
+
     req.end();
     await within(5000, 'the end of the call', ended);
     assert.equal(text, 'hello, world\n');
     await waitUntil('the module bytes to be deleted', () => !stored(H));
+  });
+
+  it('sees a pin again, and its new tags, after the pin was looked up and changed', async () => {
+    const other = newKey();
+    const put = (k: typeof key, tags: string) => request(server, 'PUT', `${K}${H}?action=pin${tags}`, { key: k, body: hello, headers: { 'Content-Type': 'application/wasm' } });
+    assert.equal((await put(key, '&module-tag=a')).status, 201);
+    assert.equal((await request(server, 'POST', `${K}${H}?action=call&function=greet`, { key })).status, 200);
+    assert.equal((await request(server, 'POST', `${K}${H}?action=call&function=greet`, { key: other })).status, 404);
+    const tagsOf = async (): Promise<unknown> => JSON.parse((await request(server, 'POST', `${K}${H}`, { key })).text);
+    assert.deepEqual(await tagsOf(), { module: H, tags: ['a'] });
+    assert.equal((await request(server, 'POST', `${K}${H}?action=pin&module-tag=b`, { key })).status, 200);
+    assert.deepEqual(await tagsOf(), { module: H, tags: ['b'] });
+    assert.equal((await request(server, 'POST', `${K}${H}?action=unpin`, { key })).status, 200);
+    assert.equal((await request(server, 'POST', `${K}${H}`, { key })).status, 404);
+    assert.equal((await put(key, '')).status, 201);
+    assert.equal((await request(server, 'POST', `${K}${H}?action=call&function=greet`, { key })).status, 200);
   });
 });

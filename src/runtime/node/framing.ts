@@ -45,16 +45,19 @@ export function encodeFramePieces(header: Message['header'], payload?: Uint8Arra
   // The header is padded with spaces to a multiple of 8 bytes, so that the
   // payload starts 8-byte aligned in the frame (typed-array views need that).
   const json = JSON.stringify(header);
-  const h = Buffer.from(json.padEnd(json.length + ((8 - (Buffer.byteLength(json) % 8)) % 8)));
+  const jsonBytes = Buffer.byteLength(json);
+  const hlen = jsonBytes + ((8 - (jsonBytes % 8)) % 8);
   const parts = payload === undefined ? [] : Array.isArray(payload) ? payload : [payload];
-  const plen = parts.reduce((n, p) => n + p.length, 0);
+  let plen = 0;
+  for (const p of parts) plen += p.length;
   const joined = plen <= JOIN_LIMIT;
-  const head = Buffer.allocUnsafe(8 + h.length + (joined ? plen : 0));
-  head.writeUInt32LE(4 + h.length + plen, 0);
-  head.writeUInt32LE(h.length, 4);
-  h.copy(head, 8);
+  const head = Buffer.allocUnsafe(8 + hlen + (joined ? plen : 0));
+  head.writeUInt32LE(4 + hlen + plen, 0);
+  head.writeUInt32LE(hlen, 4);
+  head.write(json, 8);
+  head.fill(0x20, 8 + jsonBytes, 8 + hlen);
   if (!joined) return [head, ...parts.filter((p) => p.length > 0)];
-  let off = 8 + h.length;
+  let off = 8 + hlen;
   for (const p of parts) {
     head.set(p, off);
     off += p.length;
