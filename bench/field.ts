@@ -199,6 +199,20 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
+/** CPU time (user + system) `pid` has used, in clock ticks (usually 10 ms); 0 once it is gone. */
+export function cpuTicks(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Clock ticks per second of /proc's CPU times (Linux's USER_HZ). */
+export const TICKS_PER_SECOND = 100;
+
 /** Summed VmRSS of `pid` and its descendants, in bytes. */
 export const treeRssBytes = (pid: number): number => processTree(pid).reduce((a, p) => a + rssBytes(p), 0);
 

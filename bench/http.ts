@@ -27,7 +27,7 @@ import { readFile } from 'node:fs/promises';
 import { identityFromPrivateKey } from '../src/client/identity.js';
 import { makeToken } from '../src/client/token.js';
 import { checkSandbox } from '../src/runtime/node/sandbox/sandbox.js';
-import { percentile, startGateServer, startWorkerd, treeRssBytes, workerdVersion, MiB, type GateServerProcess, type ServerProcess } from './field.js';
+import { cpuTicks, percentile, processTree, startGateServer, startWorkerd, treeRssBytes, workerdVersion, MiB, TICKS_PER_SECOND, type GateServerProcess, type ServerProcess } from './field.js';
 import { fmt, median, range } from './stats.js';
 
 /** The part of autocannon's programmatic API used here (it ships no types). */
@@ -61,6 +61,8 @@ interface Target {
   body?: Uint8Array;
   /** The row whose req/s its ratios divide (workerd rows have none). */
   gate: boolean;
+  /** The server process, whose CPU time (and its executors') is counted per call. */
+  pid?: number;
 }
 
 interface Run {
@@ -68,6 +70,9 @@ interface Run {
   p50: number;
   p99: number;
   failed: number;
+  /** CPU microseconds per answered request: the server process, its descendants (executors). */
+  serverCpuUs?: number;
+  executorCpuUs?: number;
 }
 
 function fetchOnce(t: Target): Promise<{ status: number; body: string }> {
@@ -85,16 +90,26 @@ function fetchOnce(t: Target): Promise<{ status: number; body: string }> {
 
 async function load(t: Target, connections: number, seconds: number): Promise<Run> {
   const times: number[] = [];
+  // CPU time depends less than req/s on what else the machine runs.
+  const cpu = (): { server: number; executors: number } => {
+    if (t.pid === undefined) return { server: 0, executors: 0 };
+    const [server, ...executors] = processTree(t.pid);
+    return { server: cpuTicks(server!), executors: executors.reduce((a, p) => a + cpuTicks(p), 0) };
+  };
+  const before = cpu();
   const inst = autocannon({ url: t.url, method: t.method, headers: t.headers, body: t.body && Buffer.from(t.body), connections, duration: seconds });
   inst.on('response', (_c, status, _b, ms) => {
     if (status >= 200 && status < 300) times.push(ms);
   });
   const r = await inst;
+  const after = cpu();
+  const perCall = (ticks: number): number => (ticks * 1e6) / TICKS_PER_SECOND / Math.max(1, times.length);
   return {
     rps: times.length / r.duration,
     p50: times.length ? percentile(times, 50) : NaN,
     p99: times.length ? percentile(times, 99) : NaN,
     failed: r.non2xx + r.errors + r.timeouts,
+    ...(t.pid !== undefined ? { serverCpuUs: perCall(after.server - before.server), executorCpuUs: perCall(after.executors - before.executors) } : {}),
   };
 }
 
@@ -145,10 +160,10 @@ export async function httpSection(lines: string[], rounds: number, seconds: numb
       const auth = tokenFor(g);
       const pinned = await pin(g.url, hash, auth, hello);
       if (pinned !== 201 && pinned !== 200) throw new Error(`pinning hello.wasm at ${name} answered ${pinned}`);
-      targets.push({ name: `${name}, signed`, url: `${g.url}${call}`, method: 'POST', headers: auth, gate: true });
+      targets.push({ name: `${name}, signed`, url: `${g.url}${call}`, method: 'POST', headers: auth, gate: true, pid: g.pid });
     }
     for (const [name, g] of gates) {
-      targets.push({ name: `${name}, anonymous`, url: `${g.url}${call}`, method: 'POST', headers: { 'Content-Type': 'application/wasm' }, body: hello, gate: true });
+      targets.push({ name: `${name}, anonymous`, url: `${g.url}${call}`, method: 'POST', headers: { 'Content-Type': 'application/wasm' }, body: hello, gate: true, pid: g.pid });
     }
     targets.push({ name: 'workerd', url: `${workerd.url}/`, method: 'GET', headers: {}, gate: false });
     // The same token as gate-server's signed row (workerd does not check the audience).
@@ -163,10 +178,13 @@ export async function httpSection(lines: string[], rounds: number, seconds: numb
     log('http: servers ready');
 
     lines.push(
-      `Loopback, autocannon ${(createRequire(import.meta.url)('autocannon/package.json') as { version: string }).version} in the benchmark process (it shares the 2 cores with all servers), keep-alive connections, after ${WARM_UP_SECONDS} s of warm-up load at ${maxConnections} connections on each target, ${rounds} rounds of ${seconds} s per target and concurrency, targets one after the other (order reversed every other round). gate-server: one process plus its executor processes (sandbox: ${sandbox}), \`call\` of hello.wasm \`greet\`: *signed*, the module pinned and one signed token reused; *anonymous*, no token, the module uploaded in every request (upload-and-call; \`anonymous.maxperaddress\` raised to ${maxConnections}).${baseline ? ` *baseline*: the gate-server of another checkout (${baselineDir}), same configuration, in the same rounds.` : ''} workerd (${workerdVersion()}): a fresh \`WebAssembly.Instance\` of an equivalent 1-page module per request; *verifying the token*: first the same Ed25519 token verified with WebCrypto on every request (imported keys kept). Latencies from every response, in ms; cells are median (min–max) over rounds; ratios are medians of per-round ratios.`,
+      `Loopback, autocannon ${(createRequire(import.meta.url)('autocannon/package.json') as { version: string }).version} in the benchmark process (it shares the 2 cores with all servers), keep-alive connections, after ${WARM_UP_SECONDS} s of warm-up load at ${maxConnections} connections on each target, ${rounds} rounds of ${seconds} s per target and concurrency, targets one after the other (order reversed every other round). gate-server: one process plus its executor processes (sandbox: ${sandbox}), \`call\` of hello.wasm \`greet\`: *signed*, the module pinned and one signed token reused; *anonymous*, no token, the module uploaded in every request (upload-and-call; \`anonymous.maxperaddress\` raised to ${maxConnections}).${baseline ? ` *baseline*: the gate-server of another checkout (${baselineDir}), same configuration, in the same rounds.` : ''} workerd (${workerdVersion()}): a fresh \`WebAssembly.Instance\` of an equivalent 1-page module per request; *verifying the token*: first the same Ed25519 token verified with WebCrypto on every request (imported keys kept). Latencies from every response, in ms; cells are median (min–max) over rounds; ratios are medians of per-round ratios. *CPU µs per call*: user and system time of the gate-server process and of its descendants (executors, their sandboxes) during the round, from /proc (10 ms ticks), divided by the calls answered (less sensitive than req/s to what else the machine runs, though a busy machine raises it too).`,
       '',
     );
-    lines.push('| connections | target | req/s | p50 (ms) | p99 (ms) | failed | req/s ÷ workerd | req/s ÷ workerd verifying |', '|---|---|---|---|---|---|---|---|');
+    lines.push(
+      '| connections | target | req/s | p50 (ms) | p99 (ms) | failed | req/s ÷ workerd | req/s ÷ workerd verifying | CPU µs per call: server | executors |',
+      '|---|---|---|---|---|---|---|---|---|---|',
+    );
     for (const c of concurrencies) {
       const runs = new Map<string, Run[]>(targets.map((t) => [t.name, []]));
       for (let round = 0; round < rounds; round++) {
@@ -181,7 +199,7 @@ export async function httpSection(lines: string[], rounds: number, seconds: numb
         const rs = runs.get(t.name)!;
         const cell = (f: (r: Run) => number, d: number): string => `${fmt(median(rs.map(f)), d)} (${range(rs.map(f), d)})`;
         lines.push(
-          `| ${c} | ${t.name} | ${cell((r) => r.rps, 0)} | ${cell((r) => r.p50, 3)} | ${cell((r) => r.p99, 2)} | ${rs.reduce((a, r) => a + r.failed, 0)} | ${t.gate ? ratio(rs, 'workerd') : ''} | ${t.gate ? ratio(rs, 'workerd, verifying the token') : ''} |`,
+          `| ${c} | ${t.name} | ${cell((r) => r.rps, 0)} | ${cell((r) => r.p50, 3)} | ${cell((r) => r.p99, 2)} | ${rs.reduce((a, r) => a + r.failed, 0)} | ${t.gate ? ratio(rs, 'workerd') : ''} | ${t.gate ? ratio(rs, 'workerd, verifying the token') : ''} | ${t.pid !== undefined ? cell((r) => r.serverCpuUs!, 0) : ''} | ${t.pid !== undefined ? cell((r) => r.executorCpuUs!, 0) : ''} |`,
         );
       }
       log(`http: ${c} connections done`);
