@@ -398,6 +398,7 @@ export class Api {
     const hash = sha256Hex(bytes);
     const program = await this.modules.program(hash, bytes);
     await this.modules.store(hash, [bytes]);
+    this.modules.collectAfterUse(hash);
     await this.cfg.sourceCache.recordSource(`/${name}/${path}`, hash);
     return { hash, program };
   }

@@ -33,8 +33,9 @@ export class ModuleRegistry {
   /** Modules in use by instances that are not yet stored (e.g. transient calls). */
   private readonly inUse = new Map<string, number>();
   /**
-   * Modules whose collection was asked for while they were in use: looked at
-   * again when their last use ends (the end of a transient call collects only
+   * Modules whose collection was asked for while they were in use, or stored
+   * for a use that may leave no reference (collectAfterUse): looked at again
+   * when their last use ends (the end of a transient call collects only
    * these: asking the inventory at the end of every call costs a query each).
    */
   private readonly collectWhenUnused = new Set<string>();
@@ -111,6 +112,16 @@ export class ModuleRegistry {
     } finally {
       this.forgetPin(principal, hash);
     }
+    // Referenced now: nothing to look at when its use ends.
+    if (!this.inUse.has(hash)) this.collectWhenUnused.delete(hash);
+  }
+
+  /**
+   * Bytes stored for a use that may leave no reference (a module fetched from
+   * a source for a call): collected when that use ends unless referenced by then.
+   */
+  collectAfterUse(hash: string): void {
+    this.collectWhenUnused.add(hash);
   }
 
   async unpin(principal: string, hash: string): Promise<boolean> {

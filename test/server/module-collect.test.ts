@@ -11,7 +11,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { programBytes } from '../helpers/runtime.js';
-import { newKey, request, startTestServer, within, type TestServer } from '../helpers/server.js';
+import { newKey, request, startServerWithSource, startTestServer, within, type TestServer } from '../helpers/server.js';
 
 const hello = programBytes('hello');
 const H = createHash('sha256').update(hello).digest('hex');
@@ -25,10 +25,10 @@ before(async () => {
 after(() => server.stop());
 
 /** Whether the state directory holds the module's bytes (wherever the blob store puts them). */
-function stored(hash: string): boolean {
+function stored(hash: string, s: TestServer = server): boolean {
   const find = (dir: string): boolean =>
     existsSync(dir) && readdirSync(dir, { withFileTypes: true }).some((e) => e.name === hash || (e.isDirectory() && find(join(dir, e.name))));
-  return find(join(server.stateDir));
+  return find(join(s.stateDir));
 }
 
 async function waitUntil(what: string, test: () => boolean): Promise<void> {
@@ -100,5 +100,25 @@ describe('module pins and bytes around calls', () => {
     assert.equal((await request(server, 'POST', `${K}${H}`, { key })).status, 404);
     assert.equal((await put(key, '')).status, 201);
     assert.equal((await request(server, 'POST', `${K}${H}?action=call&function=greet`, { key })).status, 200);
+  });
+});
+
+describe('module bytes fetched from a source', () => {
+  let withSource: TestServer;
+  before(async () => {
+    withSource = await startServerWithSource();
+  });
+  after(() => withSource.stop());
+
+  it('are deleted when the call they were fetched for ends, unless pinned', async () => {
+    const S = '/gate-0/module/test/hello';
+    const r = await request(withSource, 'POST', `${S}?action=call&function=greet`);
+    assert.equal(r.status, 200);
+    assert.equal(r.text, 'hello, world\n');
+    await waitUntil('the fetched module to be deleted', () => !stored(H, withSource));
+    const pinned = await request(withSource, 'POST', `${S}?action=pin&action=call&function=greet`, { key });
+    assert.equal(pinned.status, 201);
+    await new Promise((res) => setTimeout(res, 200));
+    assert.ok(stored(H, withSource), 'pinned while it was called: kept');
   });
 });
