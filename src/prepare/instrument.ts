@@ -139,8 +139,10 @@ interface ModuleContext {
   calls: Uint8Array;
   /** Per defined function: has loops with checks or bulk memory operations (keeps its fuel in a local; the others use the global). */
   looping: Uint8Array;
-  /** Per defined function, per loop in code order: the loop needs no check (io-suspend; its body first calls a function that checks). */
-  coveredLoops: Uint8Array[];
+  /** Per loop of the module, by function and then in code order: the loop needs no check (io-suspend; its body first calls a function that checks). */
+  coveredLoops: Uint8Array;
+  /** Per defined function: index of its first loop in coveredLoops. */
+  firstLoop: Int32Array;
   /** Per defined function: a call of it may unwind. */
   mayUnwind: Uint8Array;
   /** Per type index: a call_indirect of it may unwind. */
@@ -216,13 +218,14 @@ function tableFunctions(m: WasmModule): number[] {
 const bodyInstructions = new InstructionList();
 
 /**
- * What analyzeModule needs of one body: the functions it calls (`direct`),
- * the canonical types it calls indirectly, per loop the function its body
- * calls before any control instruction (or -1); returns whether it has a
- * memory.fill or memory.copy. (A function of its own, so that V8 optimizes
- * this loop early instead of recompiling analyzeModule on-stack.)
+ * What analyzeModule needs of one body, appended to columns shared by all
+ * bodies: the functions it calls (`direct`), the canonical types it calls
+ * indirectly, per loop the function its body calls before any control
+ * instruction (or -1); returns whether it has a memory.fill or
+ * memory.copy. (A function of its own, so that V8 optimizes this loop early
+ * instead of recompiling analyzeModule on-stack.)
  */
-function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: number[], direct: number[], indirect: number[], firstCallee: number[]): boolean {
+function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: Int32Array, direct: IntColumn, indirect: IntColumn, firstCallee: IntColumn): boolean {
   let scanning = false;
   let bulk = false;
   const { starts, count } = list;
@@ -231,7 +234,7 @@ function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: number[],
     const op = bytes[pos]!;
     if (scanning && (op === 0x10 || op <= 0x05 || (op >= 0x0b && op <= 0x11))) {
       scanning = false;
-      if (op === 0x10) firstCallee[firstCallee.length - 1] = u32At(bytes, pos + 1);
+      if (op === 0x10) firstCallee.values[firstCallee.length - 1] = u32At(bytes, pos + 1);
     }
     if (op === 0x10) direct.push(u32At(bytes, pos + 1));
     else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
@@ -264,7 +267,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
 
   // Structural type identity (call_indirect checks signatures, not indices).
   const canon = new Map<string, number>();
-  const typeCanon = m.types.map((t) => {
+  const typeCanon = Int32Array.from(m.types, (t) => {
     const k = typeKey(t);
     let c = canon.get(k);
     if (c === undefined) canon.set(k, (c = canon.size));
@@ -274,10 +277,17 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const checked = new Uint8Array(n);
   const looping = new Uint8Array(n);
   const calls = new Uint8Array(n);
-  const callees: number[][] = [];
-  const indirectTypes: number[][] = [];
-  /** Per function, per loop in code order: the function its body calls before any control instruction, or -1. */
-  const loopFirstCallee: number[][] = [];
+  // Per function (its range from first[i] to first[i + 1] in each column):
+  // the functions it calls, the canonical types it calls indirectly, and
+  // per loop in code order the function its body calls before any control
+  // instruction, or -1. (Columns rather than arrays per function: fewer
+  // objects, and no arrays whose element kinds change from run to run.)
+  const direct = new IntColumn();
+  const directFirst = new Int32Array(n + 1);
+  const indirect = new IntColumn();
+  const indirectFirst = new Int32Array(n + 1);
+  const loopFirstCallee = new IntColumn();
+  const firstLoop = new Int32Array(n + 1);
   const bulks = new Uint8Array(n);
   const breakpoints = opts.breakpoints ?? new Set<number>();
   const codeBase = (m.sections.find((s) => s.id === SectionId.Code)?.payloadStart ?? 0) + (opts.codeOffsetShift ?? 0);
@@ -302,34 +312,38 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const kept = new IntColumn();
   const keptFirst = new Int32Array(keep ? n + 1 : 0);
   for (let i = 0; i < n; i++) {
-    const direct: number[] = [];
-    const indirect: number[] = [];
-    const firstCallee: number[] = [];
+    directFirst[i] = direct.length;
+    indirectFirst[i] = indirect.length;
+    firstLoop[i] = loopFirstCallee.length;
     const list = decodeInstructionList(m.bytes, m.bodies[i]!, bodyInstructions, nImports + i);
     if (keep) {
       keptFirst[i] = kept.length;
       kept.append(list.starts, list.count + 1);
     }
-    const bulk = scanBody(m.bytes, list, typeCanon, direct, indirect, firstCallee);
-    callees.push(direct);
-    indirectTypes.push(indirect);
-    loopFirstCallee.push(firstCallee);
+    const bulk = scanBody(m.bytes, list, typeCanon, direct, indirect, loopFirstCallee);
     bulks[i] = bulk ? 1 : 0;
-    calls[i] = direct.length || indirect.length ? 1 : 0;
-    checked[i] = calls[i] || firstCallee.length || bulk || breaks[i] ? 1 : 0;
+    calls[i] = direct.length > directFirst[i]! || indirect.length > indirectFirst[i]! ? 1 : 0;
+    checked[i] = calls[i] || loopFirstCallee.length > firstLoop[i]! || bulk || breaks[i] ? 1 : 0;
   }
+  directFirst[n] = direct.length;
+  indirectFirst[n] = indirect.length;
+  firstLoop[n] = loopFirstCallee.length;
   if (keep) keptFirst[n] = kept.length;
 
   // Under io-suspend a loop whose every iteration first calls a function
   // that checks at its entry needs no check of its own (the callee's bounds
   // it). Under suspend-anywhere every loop keeps its check: it is a place
   // where a snapshot's frame can stop.
-  const coveredLoops = loopFirstCallee.map((fs) => {
-    const covered = new Uint8Array(fs.length);
-    if (!checksUnwind) fs.forEach((x, k) => (covered[k] = x >= nImports && calls[x - nImports] === 1 ? 1 : 0));
-    return covered;
-  });
-  for (let i = 0; i < n; i++) looping[i] = bulks[i] || coveredLoops[i]!.some((c) => c === 0) ? 1 : 0;
+  const coveredLoops = new Uint8Array(loopFirstCallee.length);
+  if (!checksUnwind) {
+    const fs = loopFirstCallee.values;
+    for (let k = 0; k < coveredLoops.length; k++) coveredLoops[k] = fs[k]! >= nImports && calls[fs[k]! - nImports] === 1 ? 1 : 0;
+  }
+  for (let i = 0; i < n; i++) {
+    let uncovered = false;
+    for (let k = firstLoop[i]!; k < firstLoop[i + 1]! && !uncovered; k++) uncovered = coveredLoops[k] === 0;
+    looping[i] = bulks[i] || uncovered ? 1 : 0;
+  }
 
   // Which calls may unwind: walked backwards from functions that unwind
   // themselves (a check under suspend-anywhere, a call of an unwinding import).
@@ -348,12 +362,13 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   };
   for (let i = 0; i < n; i++) {
     if ((checksUnwind && checked[i]) || breaks[i]) mark(i);
-    for (const c of callees[i]!) {
+    for (let k = directFirst[i]!; k < directFirst[i + 1]!; k++) {
+      const c = direct.values[k]!;
       if (c < nImports) {
         if (opts.unwindingImports.has(c)) mark(i);
       } else callers[c - nImports]!.push(i);
     }
-    for (const t of indirectTypes[i]!) indirectCallers[t]!.push(i);
+    for (let k = indirectFirst[i]!; k < indirectFirst[i + 1]!; k++) indirectCallers[indirect.values[k]!]!.push(i);
   }
   const markCanon = (c: number): void => {
     if (canonMay[c]) return;
@@ -388,6 +403,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     checked,
     looping,
     coveredLoops,
+    firstLoop,
     calls,
     mayUnwind,
     indirectMayUnwind,
@@ -444,8 +460,16 @@ interface Structure {
   /** Per body (function body, block/loop/if bodies, else bodies, in order of opening): its site range. */
   bodyLo: Int32Array;
   bodyHi: Int32Array;
-  /** Per body: first site of each direct target (a call site, a bulk check, or a child construct with sites), in order; undefined for none. */
-  bodyTargets: Array<number[] | undefined>;
+  /**
+   * Per body: its direct targets (a call site, a bulk check, or a child
+   * construct with sites; each is its first site), in order, as a list:
+   * how many, the first entry (-1: none); per entry, its site and the next
+   * entry (-1: the last).
+   */
+  targetCount: Int32Array;
+  targetHead: Int32Array;
+  targetSite: Int32Array;
+  targetNext: Int32Array;
   /** Per construct, by the id of the body it opens with: end of its whole site range (else part included). */
   frameHi: Int32Array;
   /** Per call instruction in order: its site or -1. */
@@ -463,8 +487,6 @@ interface Structure {
   breakSite: Int32Array;
 }
 
-/** The targets of a body without any. */
-const NO_TARGETS: readonly number[] = [];
 
 /**
  * A growable column of integers reused from function to function: the
@@ -513,7 +535,19 @@ const columns = {
   callSite: new IntColumn(),
   bulkSite: new IntColumn(),
   breakSite: new IntColumn(),
+  targetCount: new IntColumn(),
+  targetHead: new IntColumn(),
+  targetTail: new IntColumn(),
+  targetSite: new IntColumn(),
+  targetNext: new IntColumn(),
 };
+
+/**
+ * The structure pass's control stack (one entry per open construct): body
+ * id in effect, body id the construct opened with, and flags (see
+ * structure). Grown as needed, shared by every function.
+ */
+let controlStack = new Int32Array(6 * 64);
 
 function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list: InstructionList): Structure {
   const m = ctx.m;
@@ -529,7 +563,11 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
   const callSite = columns.callSite.reset();
   const bulkSite = columns.bulkSite.reset();
   const breakSite = columns.breakSite.reset();
-  const bodyTargets: Array<number[] | undefined> = [];
+  const targetCount = columns.targetCount.reset();
+  const targetHead = columns.targetHead.reset();
+  const targetTail = columns.targetTail.reset();
+  const targetSite = columns.targetSite.reset();
+  const targetNext = columns.targetNext.reset();
   let sites = 0;
   const addSite = (kind: number, pos: number): number => {
     siteKind.push(kind);
@@ -537,101 +575,104 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
     return sites++;
   };
   const addTarget = (inBody: number, site: number): void => {
-    const targets = bodyTargets[inBody];
-    if (targets) targets.push(site);
-    else bodyTargets[inBody] = [site];
+    const entry = targetSite.push(site);
+    targetNext.push(-1);
+    if (targetCount.values[inBody]++ === 0) targetHead.values[inBody] = entry;
+    else targetNext.values[targetTail.values[inBody]!] = entry;
+    targetTail.values[inBody] = entry;
   };
-  // Body 0 is the function's: its range begins before the entry check's site.
-  chained.push(0);
-  bodyLo.push(0);
-  bodyHi.push(0);
-  bodyTargets.push(undefined);
-  frameHi.push(0);
-  if (hasEntryCheck && ctx.checksUnwind) addSite(SiteKind.Entry, body.codeStart);
-  // Control stack: body id in effect, body id the construct opened with, dead flags.
-  const fBody: number[] = [0];
-  const fOpen: number[] = [0];
-  const fDead: boolean[] = [false];
-  const fDeadFrame: boolean[] = [false];
-  /** No instruction yet in the body in effect; and, per construct, whether it opened at its parent body's start. */
-  const fFresh: boolean[] = [true];
-  const fAtStart: boolean[] = [false];
   const newBody = (): number => {
     chained.push(0);
     bodyHi.push(sites);
-    bodyTargets.push(undefined);
+    targetCount.push(0);
+    targetHead.push(-1);
+    targetTail.push(-1);
     frameHi.push(sites);
     return bodyLo.push(sites);
   };
+  // Body 0 is the function's: its range begins before the entry check's site.
+  newBody();
+  if (hasEntryCheck && ctx.checksUnwind) addSite(SiteKind.Entry, body.codeStart);
+  // Control stack, from entry `top` at 6 * top: body id in effect, body id
+  // the construct opened with, dead (the code that follows is unreachable),
+  // dead frame (the construct opened in unreachable code), fresh (no
+  // instruction yet in the body in effect), at start (the construct opened
+  // at its parent body's start). Nesting is at most one per instruction.
+  if (controlStack.length < 6 * (list.count + 1)) controlStack = new Int32Array(6 * Math.max(list.count + 1, 2 * (controlStack.length / 6)));
+  const cs = controlStack;
+  const BODY = 0;
+  const OPEN = 1;
+  const DEAD = 2;
+  const DEAD_FRAME = 3;
+  const FRESH = 4;
+  const AT_START = 5;
+  cs.fill(0, 0, 6);
+  cs[FRESH] = 1;
+  let top = 0;
   const { checksUnwind, nImports } = ctx;
   // (no set lookup per instruction in the usual case, a module without breakpoints)
   const anyBreakpoints = ctx.breakpoints.size > 0;
   visitInstructions(bytes, list, (op, pos) => {
-    const top = fBody.length - 1;
-    if (anyBreakpoints && ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
+    const t = 6 * top;
+    if (anyBreakpoints && ctx.breakpoints.has(pos - codeBase) && cs[t + DEAD] === 0) {
       const site = addSite(SiteKind.Breakpoint, pos);
-      addTarget(fBody[top]!, site);
+      addTarget(cs[t + BODY]!, site);
       breakSite.push(site);
-      fFresh[top] = false;
+      cs[t + FRESH] = 0;
     }
     switch (op) {
       case 0x02:
       case 0x03:
       case 0x04: {
-        const dead = fDead[top]!;
+        const dead = cs[t + DEAD]!;
         const id = newBody();
-        fAtStart.push(op !== 0x04 && fFresh[top]!);
-        fFresh[top] = false;
-        fFresh.push(true);
-        fBody.push(id);
-        fOpen.push(id);
-        fDead.push(dead);
-        fDeadFrame.push(dead);
-        if (op === 0x03 && !dead && checksUnwind) addSite(SiteKind.Loop, pos);
-        break;
+        const n = t + 6;
+        cs[n + AT_START] = op !== 0x04 && cs[t + FRESH] === 1 ? 1 : 0;
+        cs[t + FRESH] = 0;
+        cs[n + FRESH] = 1;
+        cs[n + BODY] = id;
+        cs[n + OPEN] = id;
+        cs[n + DEAD] = dead;
+        cs[n + DEAD_FRAME] = dead;
+        top++;
+        if (op === 0x03 && dead === 0 && checksUnwind) addSite(SiteKind.Loop, pos);
+        return;
       }
       case 0x05: {
-        bodyHi.values[fBody[top]!] = sites;
-        fFresh[top] = true;
-        fBody[top] = newBody();
-        fDead[top] = fDeadFrame[top]!;
-        break;
+        bodyHi.values[cs[t + BODY]!] = sites;
+        cs[t + FRESH] = 1;
+        cs[t + BODY] = newBody();
+        cs[t + DEAD] = cs[t + DEAD_FRAME]!;
+        return;
       }
       case 0x0b: {
-        bodyHi.values[fBody[top]!] = sites;
+        bodyHi.values[cs[t + BODY]!] = sites;
         if (top === 0) return;
-        const open = fOpen[top]!;
+        const open = cs[t + OPEN]!;
         frameHi.values[open] = sites;
-        const deadFrame = fDeadFrame[top]!;
-        const atStart = fAtStart[top]!;
-        fBody.pop();
-        fOpen.pop();
-        fDead.pop();
-        fDeadFrame.pop();
-        fFresh.pop();
-        fAtStart.pop();
-        if (!deadFrame && sites > bodyLo.values[open]!) {
-          const parent = fBody[top - 1]!;
-          if (atStart && !bodyTargets[parent]) chained.values[parent] = 1;
+        top--;
+        if (cs[t + DEAD_FRAME] === 0 && sites > bodyLo.values[open]!) {
+          const parent = cs[t - 6 + BODY]!;
+          if (cs[t + AT_START] === 1 && targetCount.values[parent] === 0) chained.values[parent] = 1;
           addTarget(parent, bodyLo.values[open]!);
         }
-        break;
+        return;
       }
       case 0x00:
       case 0x0c:
       case 0x0e:
       case 0x0f:
-        fDead[top] = true;
+        cs[t + DEAD] = 1;
         break;
       case 0x10:
       case 0x11: {
         let site = -1;
-        if (!fDead[top]) {
+        if (cs[t + DEAD] === 0) {
           const x = u32At(bytes, pos + 1);
           const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
           if (may) {
             site = addSite(SiteKind.Call, pos);
-            addTarget(fBody[top]!, site);
+            addTarget(cs[t + BODY]!, site);
           }
         }
         callSite.push(site);
@@ -641,16 +682,16 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
         const sub = subopcodeAt(bytes, pos);
         if (sub === 10 || sub === 11) {
           let site = -1;
-          if (!fDead[top] && checksUnwind) {
+          if (cs[t + DEAD] === 0 && checksUnwind) {
             site = addSite(SiteKind.Bulk, pos);
-            addTarget(fBody[top]!, site);
+            addTarget(cs[t + BODY]!, site);
           }
           bulkSite.push(site);
         }
         break;
       }
     }
-    if (op !== 0x02 && op !== 0x03 && op !== 0x04 && op !== 0x05 && op !== 0x0b) fFresh[fBody.length - 1] = false;
+    cs[t + FRESH] = 0;
   });
   frameHi.values[0] = sites;
   // (the columns' arrays are final only now: a push may have grown them)
@@ -660,7 +701,10 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
     siteOffset: siteOffset.values,
     bodyLo: bodyLo.values,
     bodyHi: bodyHi.values,
-    bodyTargets,
+    targetCount: targetCount.values,
+    targetHead: targetHead.values,
+    targetSite: targetSite.values,
+    targetNext: targetNext.values,
     frameHi: frameHi.values,
     callSite: callSite.values,
     chained: chained.values,
@@ -890,7 +934,7 @@ function instrumentFunction(
   /** Opens the wrappers of a body (one per direct target). */
   const openWrappers = (f: Frame): void => {
     f.wrapperBase = D;
-    f.targets = st.bodyTargets[f.body]?.length ?? 0;
+    f.targets = st.targetCount[f.body]!;
     f.passed = 0;
     for (let i = 0; i < f.targets; i++) open(Opcode.Block);
   };
@@ -919,12 +963,17 @@ function instrumentFunction(
     if (labelScratch.length < n) labelScratch = new Int32Array(Math.max(n, 2 * labelScratch.length));
     const labels = labelScratch;
     labels.fill(-1, 0, n);
-    for (const b of bodies) {
-      const targets = st.bodyTargets[b.body] ?? NO_TARGETS;
+    for (let i = 0; i < bodies.length; i++) {
+      const b = bodies[i]!;
       const bhi = st.bodyHi[b.body]!;
+      // k: the last target at or below s; `next` the entry after it.
       let k = -1;
+      let next = st.targetHead[b.body]!;
       for (let s = st.bodyLo[b.body]!; s < bhi; s++) {
-        while (k + 1 < targets.length && targets[k + 1]! <= s) k++;
+        while (next >= 0 && st.targetSite[next]! <= s) {
+          k++;
+          next = st.targetNext[next]!;
+        }
         if (s === fallSite && b === f) labels[s - lo] = fallLabel;
         else if (k >= 0) labels[s - lo] = b.wrapperBase + b.targets - k;
       }
@@ -1209,7 +1258,7 @@ function instrumentFunction(
         if (o === 0x04) h--;
         const withSites = st.frameHi[id]! > st.bodyLo[id]!;
         // A loop without a check of its own is handled as a block.
-        const checkedLoop = o === 0x03 && ctx.coveredLoops[fi]![loopCounter++] !== 1;
+        const checkedLoop = o === 0x03 && ctx.coveredLoops[ctx.firstLoop[fi]! + loopCounter++] !== 1;
         let loop: LoopLabels | undefined;
         let spilled = 0;
         if (withSites) {
