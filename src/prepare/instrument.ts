@@ -28,7 +28,7 @@ import { decodeInstructionList, InstructionList, Opcode, subopcodeAt } from '../
 import { POPS, PUSH, SAT_PUSH } from '../wasm/stack-effects.js';
 import { ModuleError } from '../wasm/errors.js';
 import { ByteReader, ByteWriter, u32At } from '../wasm/leb128.js';
-import { ExternalKind, SectionId, skipConstExpr, type FuncType, type ValTypeCode, type WasmModule } from '../wasm/module.js';
+import { ExternalKind, SectionId, skipConstExpr, type FuncType, type FunctionBody, type ValTypeCode, type WasmModule } from '../wasm/module.js';
 import { INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from './internal.js';
 import type { Profile } from './profile.js';
 
@@ -487,7 +487,6 @@ interface Structure {
   breakSite: Int32Array;
 }
 
-
 /**
  * A growable column of integers reused from function to function: the
  * structure pass makes several entries per block and per site, and arrays
@@ -549,47 +548,58 @@ const columns = {
  */
 let controlStack = new Int32Array(6 * 64);
 
+/**
+ * The structure pass's state, for the function in pass: module-level, like
+ * the emission pass's (see instrumentFunction), so that its helpers are not
+ * closures made per function.
+ */
+let passCtx: ModuleContext;
+let passBytes: Uint8Array;
+let passSites = 0;
+/** The control stack's top entry (see structure). */
+let passTop = 0;
+let passAnyBreakpoints = false;
+
+// Fields of a control stack entry (see structure).
+const BODY = 0;
+const OPEN = 1;
+const DEAD = 2;
+const DEAD_FRAME = 3;
+const FRESH = 4;
+const AT_START = 5;
+
+function addSite(kind: number, pos: number): number {
+  columns.siteKind.push(kind);
+  columns.siteOffset.push(pos - passCtx.codeBase);
+  return passSites++;
+}
+
+function addTarget(inBody: number, site: number): void {
+  const { targetCount, targetHead, targetTail, targetSite, targetNext } = columns;
+  const entry = targetSite.push(site);
+  targetNext.push(-1);
+  if (targetCount.values[inBody]++ === 0) targetHead.values[inBody] = entry;
+  else targetNext.values[targetTail.values[inBody]!] = entry;
+  targetTail.values[inBody] = entry;
+}
+
+function newBody(): number {
+  columns.chained.push(0);
+  columns.bodyHi.push(passSites);
+  columns.targetCount.push(0);
+  columns.targetHead.push(-1);
+  columns.targetTail.push(-1);
+  columns.frameHi.push(passSites);
+  return columns.bodyLo.push(passSites);
+}
+
 function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list: InstructionList): Structure {
-  const m = ctx.m;
-  const body = m.bodies[fi]!;
-  const bytes = m.bytes;
-  const codeBase = ctx.codeBase;
-  const siteKind = columns.siteKind.reset();
-  const siteOffset = columns.siteOffset.reset();
-  const bodyLo = columns.bodyLo.reset();
-  const bodyHi = columns.bodyHi.reset();
-  const frameHi = columns.frameHi.reset();
-  const chained = columns.chained.reset();
-  const callSite = columns.callSite.reset();
-  const bulkSite = columns.bulkSite.reset();
-  const breakSite = columns.breakSite.reset();
-  const targetCount = columns.targetCount.reset();
-  const targetHead = columns.targetHead.reset();
-  const targetTail = columns.targetTail.reset();
-  const targetSite = columns.targetSite.reset();
-  const targetNext = columns.targetNext.reset();
-  let sites = 0;
-  const addSite = (kind: number, pos: number): number => {
-    siteKind.push(kind);
-    siteOffset.push(pos - codeBase);
-    return sites++;
-  };
-  const addTarget = (inBody: number, site: number): void => {
-    const entry = targetSite.push(site);
-    targetNext.push(-1);
-    if (targetCount.values[inBody]++ === 0) targetHead.values[inBody] = entry;
-    else targetNext.values[targetTail.values[inBody]!] = entry;
-    targetTail.values[inBody] = entry;
-  };
-  const newBody = (): number => {
-    chained.push(0);
-    bodyHi.push(sites);
-    targetCount.push(0);
-    targetHead.push(-1);
-    targetTail.push(-1);
-    frameHi.push(sites);
-    return bodyLo.push(sites);
-  };
+  const body = ctx.m.bodies[fi]!;
+  for (const c of Object.values(columns)) c.reset();
+  passCtx = ctx;
+  passBytes = ctx.m.bytes;
+  passSites = 0;
+  passAnyBreakpoints = ctx.breakpoints.size > 0;
   // Body 0 is the function's: its range begins before the entry check's site.
   newBody();
   if (hasEntryCheck && ctx.checksUnwind) addSite(SiteKind.Entry, body.codeStart);
@@ -599,118 +609,115 @@ function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list:
   // instruction yet in the body in effect), at start (the construct opened
   // at its parent body's start). Nesting is at most one per instruction.
   if (controlStack.length < 6 * (list.count + 1)) controlStack = new Int32Array(6 * Math.max(list.count + 1, 2 * (controlStack.length / 6)));
-  const cs = controlStack;
-  const BODY = 0;
-  const OPEN = 1;
-  const DEAD = 2;
-  const DEAD_FRAME = 3;
-  const FRESH = 4;
-  const AT_START = 5;
-  cs.fill(0, 0, 6);
-  cs[FRESH] = 1;
-  let top = 0;
-  const { checksUnwind, nImports } = ctx;
-  // (no set lookup per instruction in the usual case, a module without breakpoints)
-  const anyBreakpoints = ctx.breakpoints.size > 0;
-  visitInstructions(bytes, list, (op, pos) => {
-    const t = 6 * top;
-    if (anyBreakpoints && ctx.breakpoints.has(pos - codeBase) && cs[t + DEAD] === 0) {
-      const site = addSite(SiteKind.Breakpoint, pos);
-      addTarget(cs[t + BODY]!, site);
-      breakSite.push(site);
-      cs[t + FRESH] = 0;
-    }
-    switch (op) {
-      case 0x02:
-      case 0x03:
-      case 0x04: {
-        const dead = cs[t + DEAD]!;
-        const id = newBody();
-        const n = t + 6;
-        cs[n + AT_START] = op !== 0x04 && cs[t + FRESH] === 1 ? 1 : 0;
-        cs[t + FRESH] = 0;
-        cs[n + FRESH] = 1;
-        cs[n + BODY] = id;
-        cs[n + OPEN] = id;
-        cs[n + DEAD] = dead;
-        cs[n + DEAD_FRAME] = dead;
-        top++;
-        if (op === 0x03 && dead === 0 && checksUnwind) addSite(SiteKind.Loop, pos);
-        return;
-      }
-      case 0x05: {
-        bodyHi.values[cs[t + BODY]!] = sites;
-        cs[t + FRESH] = 1;
-        cs[t + BODY] = newBody();
-        cs[t + DEAD] = cs[t + DEAD_FRAME]!;
-        return;
-      }
-      case 0x0b: {
-        bodyHi.values[cs[t + BODY]!] = sites;
-        if (top === 0) return;
-        const open = cs[t + OPEN]!;
-        frameHi.values[open] = sites;
-        top--;
-        if (cs[t + DEAD_FRAME] === 0 && sites > bodyLo.values[open]!) {
-          const parent = cs[t - 6 + BODY]!;
-          if (cs[t + AT_START] === 1 && targetCount.values[parent] === 0) chained.values[parent] = 1;
-          addTarget(parent, bodyLo.values[open]!);
-        }
-        return;
-      }
-      case 0x00:
-      case 0x0c:
-      case 0x0e:
-      case 0x0f:
-        cs[t + DEAD] = 1;
-        break;
-      case 0x10:
-      case 0x11: {
-        let site = -1;
-        if (cs[t + DEAD] === 0) {
-          const x = u32At(bytes, pos + 1);
-          const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
-          if (may) {
-            site = addSite(SiteKind.Call, pos);
-            addTarget(cs[t + BODY]!, site);
-          }
-        }
-        callSite.push(site);
-        break;
-      }
-      case 0xfc: {
-        const sub = subopcodeAt(bytes, pos);
-        if (sub === 10 || sub === 11) {
-          let site = -1;
-          if (cs[t + DEAD] === 0 && checksUnwind) {
-            site = addSite(SiteKind.Bulk, pos);
-            addTarget(cs[t + BODY]!, site);
-          }
-          bulkSite.push(site);
-        }
-        break;
-      }
-    }
-    cs[t + FRESH] = 0;
-  });
-  frameHi.values[0] = sites;
+  controlStack.fill(0, 0, 6);
+  controlStack[FRESH] = 1;
+  passTop = 0;
+  visitInstructions(passBytes, list, structureVisit);
+  columns.frameHi.values[0] = passSites;
   // (the columns' arrays are final only now: a push may have grown them)
   return {
-    sites,
-    siteKind: siteKind.values,
-    siteOffset: siteOffset.values,
-    bodyLo: bodyLo.values,
-    bodyHi: bodyHi.values,
-    targetCount: targetCount.values,
-    targetHead: targetHead.values,
-    targetSite: targetSite.values,
-    targetNext: targetNext.values,
-    frameHi: frameHi.values,
-    callSite: callSite.values,
-    chained: chained.values,
-    bulkSite: bulkSite.values,
-    breakSite: breakSite.values,
+    sites: passSites,
+    siteKind: columns.siteKind.values,
+    siteOffset: columns.siteOffset.values,
+    bodyLo: columns.bodyLo.values,
+    bodyHi: columns.bodyHi.values,
+    targetCount: columns.targetCount.values,
+    targetHead: columns.targetHead.values,
+    targetSite: columns.targetSite.values,
+    targetNext: columns.targetNext.values,
+    frameHi: columns.frameHi.values,
+    callSite: columns.callSite.values,
+    chained: columns.chained.values,
+    bulkSite: columns.bulkSite.values,
+    breakSite: columns.breakSite.values,
   };
+}
+
+/** One instruction of the structure pass. */
+function structureVisit(op: number, pos: number): void {
+  const cs = controlStack;
+  const ctx = passCtx;
+  const t = 6 * passTop;
+  if (passAnyBreakpoints && ctx.breakpoints.has(pos - ctx.codeBase) && cs[t + DEAD] === 0) {
+    const site = addSite(SiteKind.Breakpoint, pos);
+    addTarget(cs[t + BODY]!, site);
+    columns.breakSite.push(site);
+    cs[t + FRESH] = 0;
+  }
+  switch (op) {
+    case 0x02:
+    case 0x03:
+    case 0x04: {
+      const dead = cs[t + DEAD]!;
+      const id = newBody();
+      const n = t + 6;
+      cs[n + AT_START] = op !== 0x04 && cs[t + FRESH] === 1 ? 1 : 0;
+      cs[t + FRESH] = 0;
+      cs[n + FRESH] = 1;
+      cs[n + BODY] = id;
+      cs[n + OPEN] = id;
+      cs[n + DEAD] = dead;
+      cs[n + DEAD_FRAME] = dead;
+      passTop++;
+      if (op === 0x03 && dead === 0 && ctx.checksUnwind) addSite(SiteKind.Loop, pos);
+      return;
+    }
+    case 0x05: {
+      columns.bodyHi.values[cs[t + BODY]!] = passSites;
+      cs[t + FRESH] = 1;
+      cs[t + BODY] = newBody();
+      cs[t + DEAD] = cs[t + DEAD_FRAME]!;
+      return;
+    }
+    case 0x0b: {
+      columns.bodyHi.values[cs[t + BODY]!] = passSites;
+      if (passTop === 0) return;
+      const open = cs[t + OPEN]!;
+      columns.frameHi.values[open] = passSites;
+      passTop--;
+      const lo = columns.bodyLo.values[open]!;
+      if (cs[t + DEAD_FRAME] === 0 && passSites > lo) {
+        const parent = cs[t - 6 + BODY]!;
+        if (cs[t + AT_START] === 1 && columns.targetCount.values[parent] === 0) columns.chained.values[parent] = 1;
+        addTarget(parent, lo);
+      }
+      return;
+    }
+    case 0x00:
+    case 0x0c:
+    case 0x0e:
+    case 0x0f:
+      cs[t + DEAD] = 1;
+      break;
+    case 0x10:
+    case 0x11: {
+      let site = -1;
+      if (cs[t + DEAD] === 0) {
+        const x = u32At(passBytes, pos + 1);
+        const nImports = ctx.nImports;
+        const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
+        if (may) {
+          site = addSite(SiteKind.Call, pos);
+          addTarget(cs[t + BODY]!, site);
+        }
+      }
+      columns.callSite.push(site);
+      break;
+    }
+    case 0xfc: {
+      const sub = subopcodeAt(passBytes, pos);
+      if (sub === 10 || sub === 11) {
+        let site = -1;
+        if (cs[t + DEAD] === 0 && ctx.checksUnwind) {
+          site = addSite(SiteKind.Bulk, pos);
+          addTarget(cs[t + BODY]!, site);
+        }
+        columns.bulkSite.push(site);
+      }
+      break;
+    }
+  }
+  cs[t + FRESH] = 0;
 }
 
 // --- Pass 2: emission -------------------------------------------------------
@@ -749,7 +756,6 @@ interface LoopLabels {
   cold: number;
 }
 
-
 /**
  * The instrumented body of defined function `fi` (its locals header
  * included), and, if asked, how its frames are laid out.
@@ -775,25 +781,819 @@ interface CodeOrigins {
 }
 
 /** Appends the instrumented body (size-prefixed, as in the code section) to `out`. */
+/**
+ * The function instrumentFunction is working on: its state, shared by the
+ * helpers below (module-level functions, not closures made per function:
+ * V8 keeps their optimized code across major GCs, which drop the optimized
+ * code of closures no longer alive). The transform is synchronous and not
+ * reentrant, like the scratch buffers above.
+ */
+let ctx: ModuleContext;
+let fi: number;
+let origins: CodeOrigins | undefined;
+let m: WasmModule;
+let bytes: Uint8Array;
+let body: FunctionBody;
+let func: number;
+let type: FuncType;
+let hasEntryCheck: boolean;
+let list: InstructionList;
+let st: Structure;
+let hasSites: boolean;
+let localTypes: number[];
+let nOriginal: number;
+let F: number;
+let S: number;
+let C: number;
+let TMP: number;
+let slotBase: number;
+let slotIndex: number[];
+let slots: Array<{ depth: number; type: number }>;
+let w: ByteWriter;
+let types: Uint8Array;
+let h: number;
+let D: number;
+let restoreAt: number;
+let sitesLayout: SiteLayout[] | undefined;
+let unlikely: number[];
+let CHUNK: number;
+let fuelInGlobal: boolean;
+let frames: Frame[];
+let bodyCounter: number;
+let pending: Frame[];
+let fnFrame: Frame;
+let copyFrom: number;
+let callCounter: number;
+let bulkCounter: number;
+let breakCounter: number;
+let loopCounter: number;
+let anyBreakpoints: boolean;
+let FG: number;
+let ST: number;
+let fn: Record<keyof typeof InternalImport, number>;
+
+function slot(depth: number, t: number): number {
+  const k = depth * 4 + TYPE_INDEX[t]!;
+  let l = slotIndex[k];
+  if (l === undefined) {
+    l = slotBase + slots.length;
+    slotIndex[k] = l;
+    slots.push({ depth, type: t });
+  }
+  return l;
+}
+
+function recordSite(site: number): void {
+  if (sitesLayout) sitesLayout[site] = { kind: st.siteKind[site] as SiteKindCode, offset: st.siteOffset[site]!, stack: Array.from(types.subarray(0, h)) as ValTypeCode[] };
+}
+
+function op(b: number): void {
+  w.u8(b);
+}
+
+function opU(b: number, x: number): void {
+  w.u8(b).u32(x);
+}
+
+function i32c(x: number): void {
+  w.u8(Opcode.I32Const).s32(x);
+}
+
+function open(o: number): void {
+  w.u8(o).u8(VOID);
+  D++;
+}
+
+function coldIf(): void {
+  unlikely.push(w.length);
+  open(Opcode.If);
+}
+
+function coldBrIf(depth: number): void {
+  unlikely.push(w.length);
+  opU(Opcode.BrIf, depth);
+}
+
+function close(): void {
+  w.u8(Opcode.End);
+  D--;
+}
+
+function fuelGet(): void {
+  if (fuelInGlobal) opU(Opcode.GlobalGet, FG);
+  else opU(Opcode.LocalGet, F);
+}
+
+/** `global -= CHUNK - countdown` (what the countdown used). */
+function charge(): void {
+  opU(Opcode.GlobalGet, FG);
+  opU(Opcode.LocalGet, F);
+  op(Opcode.I32Add);
+  i32c(CHUNK);
+  op(Opcode.I32Sub);
+  opU(Opcode.GlobalSet, FG);
+}
+
+/** `countdown = CHUNK + extra`. */
+function restart(extra: number): void {
+  i32c(CHUNK + extra);
+  opU(Opcode.LocalSet, F);
+}
+
+/** At an exit: charge; at a branch that may not exit, restart the countdown too. */
+function fuelFlush(conditional: boolean): void {
+  if (fuelInGlobal) return;
+  charge();
+  if (conditional) restart(0);
+}
+
+/** The countdown ran out: `charge; if (global <= 0) { yield(); [unwound? save] } restart`. */
+function outOfChunk(site: number, extra: number): void {
+  charge();
+  opU(Opcode.GlobalGet, FG);
+  i32c(0);
+  op(Opcode.I32LeS);
+  open(Opcode.If);
+  opU(Opcode.Call, fn.yield);
+  if (site >= 0) {
+    recordSite(site);
+    unwindCheck(site);
+  }
+  close();
+  if (extra) {
+    // The extra check is paid for now (charge() counts from CHUNK).
+    opU(Opcode.GlobalGet, FG);
+    i32c(extra);
+    op(Opcode.I32Sub);
+    opU(Opcode.GlobalSet, FG);
+  }
+  restart(extra);
+}
+
+const unwindLabel = 1;
+
+/** After a site: `if (state) { site local = site; br $save }`; `hot` when the code around it is (then the branch is hinted). */
+function unwindCheck(site: number, hot = false): void {
+  opU(Opcode.GlobalGet, ST);
+  if (hot) coldIf();
+  else open(Opcode.If);
+  i32c(site);
+  opU(Opcode.LocalSet, S);
+  opU(Opcode.Br, D - unwindLabel);
+  close();
+}
+
+/** Opens the wrappers of a body (one per direct target). */
+function openWrappers(f: Frame): void {
+  f.wrapperBase = D;
+  f.targets = st.targetCount[f.body]!;
+  f.passed = 0;
+  for (let i = 0; i < f.targets; i++) open(Opcode.Block);
+}
+
+/** A target point: the next target's wrapper ends here. */
+function passTarget(f: Frame): void {
+  if (f.passed >= f.targets) throw new InstrumentError(`function ${func}: internal error: more targets than counted`);
+  f.passed++;
+  close();
+}
+
+/**
+ * The rewind dispatch: from the site to the wrapper of the target that
+ * contains it (in this body or in a pending enclosing one), or to
+ * `fallLabel` for `fallSite`.
+ */
+function dispatch(f: Frame, fallSite: number, fallLabel: number): void {
+  // The pending bodies and this one (the list is emptied at the end, not reallocated).
+  const bodies = pending;
+  bodies.push(f);
+  const lo = st.bodyLo[bodies[0]!.body]!;
+  const hi = st.bodyHi[bodies[0]!.body]!;
+  // Label position per site (-1: no such site here), in a scratch array (one allocation per module, not per body).
+  const n = hi - lo;
+  if (labelScratch.length < n) labelScratch = new Int32Array(Math.max(n, 2 * labelScratch.length));
+  const labels = labelScratch;
+  labels.fill(-1, 0, n);
+  for (let i = 0; i < bodies.length; i++) {
+    const b = bodies[i]!;
+    const bhi = st.bodyHi[b.body]!;
+    // k: the last target at or below s; `next` the entry after it.
+    let k = -1;
+    let next = st.targetHead[b.body]!;
+    for (let s = st.bodyLo[b.body]!; s < bhi; s++) {
+      while (next >= 0 && st.targetSite[next]! <= s) {
+        k++;
+        next = st.targetNext[next]!;
+      }
+      if (s === fallSite && b === f) labels[s - lo] = fallLabel;
+      else if (k >= 0) labels[s - lo] = b.wrapperBase + b.targets - k;
+    }
+  }
+  // A br_table costs a byte or two per site, a chain of tests about eight
+  // bytes per run of sites with the same label: take the smaller.
+  let runs = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
+  if (n <= 4 * runs + 8) {
+    open(Opcode.Block); // $bad: an unknown site traps
+    opU(Opcode.LocalGet, S);
+    if (lo !== 0) {
+      i32c(lo);
+      op(Opcode.I32Sub);
+    }
+    opU(Opcode.BrTable, n);
+    for (let i = 0; i < n; i++) {
+      const l = labels[i]!;
+      w.u32(l < 0 ? 0 : D - l);
+    }
+    w.u32(0);
+    close();
+  } else {
+    opU(Opcode.LocalGet, S);
+    i32c(hi);
+    op(Opcode.I32GeU);
+    open(Opcode.If);
+    op(Opcode.Unreachable);
+    close();
+    // From the last run down: the first that starts at or below the site.
+    for (let i = n - 1; i >= 0; ) {
+      let j = i;
+      while (j > 0 && labels[j - 1] === labels[i]) j--;
+      if (labels[i]! >= 0) {
+        opU(Opcode.LocalGet, S);
+        i32c(lo + j);
+        op(Opcode.I32GeU);
+        opU(Opcode.BrIf, D - labels[i]!);
+      }
+      i = j - 1;
+    }
+  }
+  op(Opcode.Unreachable);
+  bodies.length = 0;
+}
+
+/**
+ * The entry check: `global -= 1; if (global <= 0) { [rewinding: restore,
+ * dispatch] yield(); [unwound? save] }` (the F local holds global - 1
+ * meanwhile: below 1 when rewinding, as the body's rewind guards expect).
+ */
+function check(site: number, merge: Frame | undefined, restore: boolean): void {
+  opU(Opcode.GlobalGet, FG);
+  i32c(1);
+  op(Opcode.I32Sub);
+  opU(Opcode.LocalTee, F);
+  opU(Opcode.GlobalSet, FG);
+  opU(Opcode.LocalGet, F);
+  i32c(0);
+  op(Opcode.I32LeS);
+  coldIf();
+  if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
+    open(Opcode.Block);
+    const fall = D;
+    opU(Opcode.GlobalGet, ST);
+    i32c(2);
+    op(Opcode.I32Ne);
+    opU(Opcode.BrIf, 0);
+    if (restore) restoreAt = w.length;
+    if (st.bodyHi[merge.body]! > st.bodyLo[merge.body]!) dispatch(merge, site, fall);
+    close();
+  }
+  opU(Opcode.Call, fn.yield);
+  if (site >= 0) {
+    recordSite(site);
+    unwindCheck(site);
+  }
+  close();
+}
+
+/** A bulk operation's check, after its charge to the countdown: `if (countdown <= 0) outOfChunk`. */
+function bulkCheck(site: number): void {
+  opU(Opcode.LocalGet, F);
+  i32c(0);
+  op(Opcode.I32LeS);
+  coldIf();
+  outOfChunk(site, 0);
+  close();
+}
+
+/** `block $exit (result) loop $again block $cold loop (result)`: see LoopLabels. */
+function openLoopFrame(result: number): LoopLabels {
+  w.u8(Opcode.Block).u8(result);
+  const exit = ++D;
+  open(Opcode.Loop);
+  const again = D;
+  open(Opcode.Block);
+  const labels = { exit, again, cold: D };
+  w.u8(Opcode.Loop).u8(result);
+  D++;
+  return labels;
+}
+
+/**
+ * The check at a loop's header: `countdown -= 1; if (countdown <= 0) br
+ * $cold`, with the rewind dispatch of the loop's body (a rewind reaches
+ * it with the countdown below 1) before that branch when the body holds
+ * other sites. The call of the
+ * yield import is after the loop (closeLoopFrame): a call inside a loop,
+ * even on a path never taken, makes V8 keep the loop's values in memory.
+ */
+function loopCheck(nf: Frame, site: number, withSites: boolean): void {
+  const labels = nf.loop!;
+  opU(Opcode.LocalGet, F);
+  i32c(1);
+  op(Opcode.I32Sub);
+  opU(Opcode.LocalTee, F);
+  i32c(0);
+  op(Opcode.I32LeS);
+  const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
+  if (!withSites || (!others && pending.length === 0)) {
+    coldBrIf(D - labels.cold);
+    return;
+  }
+  coldIf();
+  opU(Opcode.GlobalGet, ST);
+  i32c(2);
+  op(Opcode.I32Ne);
+  opU(Opcode.BrIf, D - labels.cold);
+  dispatch(nf, site, labels.cold);
+  close();
+}
+
+/** After a loop's `end`: `br $exit end $cold; outOfChunk; br $again end $again end $exit`. */
+function closeLoopFrame(f: Frame): void {
+  const labels = f.loop!;
+  opU(Opcode.Br, D - labels.exit);
+  close();
+  // One more than the chunk: the check at the header runs again first,
+  // and must let the body run once.
+  outOfChunk(ctx.checksUnwind ? st.bodyLo[f.body]! : -1, 1);
+  opU(Opcode.Br, D - labels.again);
+  close();
+  if (f.result !== VOID) op(Opcode.Unreachable);
+  close();
+}
+
+/** Rewind prefilter and dispatch at the start of a block or if body with targets. */
+/** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path); the global's fuel if asked. */
+function whenRewinding(emit: () => void, globalFuel = false): void {
+  if (globalFuel) opU(Opcode.GlobalGet, FG);
+  else fuelGet();
+  i32c(1);
+  op(Opcode.I32LtS);
+  coldIf();
+  opU(Opcode.GlobalGet, ST);
+  i32c(2);
+  op(Opcode.I32Ne);
+  opU(Opcode.BrIf, 0);
+  emit();
+  close();
+}
+
+function bodyDispatch(f: Frame): void {
+  if (f.targets === 0) return;
+  if (st.chained[f.body]) {
+    // The construct that opens next dispatches for this body too.
+    pending.push(f);
+    return;
+  }
+  whenRewinding(() => dispatch(f, -1, 0));
+}
+
+/** Moves the current body's values (from `from` up) to slots, top first. */
+function spill(from: number): void {
+  for (let d = h - 1; d >= from; d--) opU(Opcode.LocalSet, slot(d, types[d]!));
+}
+
+function reload(from: number, to: number): void {
+  for (let d = from; d < to; d++) opU(Opcode.LocalGet, slot(d, types[d]!));
+}
+
+function flush(to: number): void {
+  if (to <= copyFrom) return;
+  if (origins) {
+    origins.at.push(w.length);
+    origins.from.push(copyFrom);
+    origins.length.push(to - copyFrom);
+  }
+  w.range(bytes, copyFrom, to);
+}
+
+function depthOf(n: number): number {
+  return D - frames[frames.length - 1 - n]!.label;
+}
+
+/** Emits instruction `o` at `pos` (and what the transform puts around it). */
+function visit(o: number, pos: number, immEnd: number): void {
+  const f = frames[frames.length - 1]!;
+  if (f.dead) {
+    // Unreachable code: copied, with labels and function indices renumbered.
+    switch (o) {
+      case 0x02:
+      case 0x03:
+      case 0x04:
+        if (o === 0x03) loopCounter++;
+        D++;
+        bodyCounter++;
+        frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined });
+        return;
+      case 0x05:
+        onElse(f, immEnd);
+        return;
+      case 0x0b:
+        endFrame(f, pos, immEnd);
+        return;
+      case 0x0c:
+      case 0x0d:
+        flush(pos);
+        opU(o, depthOf(u32At(bytes, pos + 1)));
+        copyFrom = immEnd;
+        return;
+      case 0x0e:
+        flush(pos);
+        brTable(pos);
+        copyFrom = immEnd;
+        return;
+      case 0x10:
+        callCounter++;
+        flush(pos);
+        opU(Opcode.Call, remap(u32At(bytes, pos + 1)));
+        copyFrom = immEnd;
+        return;
+      case 0x11:
+        callCounter++;
+        return;
+      case 0xfc: {
+        const sub = subopcodeAt(bytes, pos);
+        if (sub === 10 || sub === 11) bulkCounter++;
+        return;
+      }
+    }
+    return;
+  }
+  if (anyBreakpoints && ctx.breakpoints.has(pos - ctx.codeBase)) {
+    // A breakpoint: the whole operand stack to slots, then the runtime's
+    // breakpoint import, which may unwind (the frame stops here) or, when
+    // it ends a rewind, return so that the instruction runs.
+    const site = st.breakSite[breakCounter++]!;
+    flush(pos);
+    spill(f.base);
+    passTarget(f);
+    recordSite(site);
+    i32c(pos - ctx.codeBase);
+    opU(Opcode.Call, fn.breakpoint);
+    unwindCheck(site, true);
+    reload(f.base, h);
+    copyFrom = pos;
+  }
+  switch (o) {
+    case 0x02:
+    case 0x03:
+    case 0x04: {
+      const id = ++bodyCounter;
+      const result = bytes[pos + 1]!; // VOID or a value type (Gate has no multi-value blocks)
+      if (o === 0x04) h--;
+      const withSites = st.frameHi[id]! > st.bodyLo[id]!;
+      // A loop without a check of its own is handled as a block.
+      const checkedLoop = o === 0x03 && ctx.coveredLoops[ctx.firstLoop[fi]! + loopCounter++] !== 1;
+      let loop: LoopLabels | undefined;
+      let spilled = 0;
+      if (withSites) {
+        flush(pos);
+        if (o === 0x04) opU(Opcode.LocalSet, C);
+        spilled = h - f.base;
+        spill(f.base);
+        passTarget(f);
+        if (o === 0x04) {
+          // Rewinding: take the branch that holds the site.
+          whenRewinding(() => {
+            opU(Opcode.LocalGet, S);
+            i32c(st.bodyHi[id]!);
+            op(Opcode.I32LtU);
+            opU(Opcode.LocalSet, C);
+          });
+          opU(Opcode.LocalGet, C);
+        }
+        if (checkedLoop) loop = openLoopFrame(result);
+        else {
+          w.u8(o).u8(bytes[pos + 1]!);
+          D++;
+        }
+      } else if (checkedLoop) {
+        flush(pos);
+        loop = openLoopFrame(result);
+      } else {
+        D++;
+        const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined };
+        frames.push(nf);
+        return;
+      }
+      copyFrom = immEnd;
+      const nf: Frame = { kind: checkedLoop ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0, loop };
+      frames.push(nf);
+      if (withSites) openWrappers(nf);
+      if (checkedLoop) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
+      else if (withSites) bodyDispatch(nf);
+      return;
+    }
+    case 0x05:
+      onElse(f, immEnd);
+      return;
+    case 0x0b:
+      endFrame(f, pos, immEnd);
+      return;
+    case 0x0c: {
+      const n = u32At(bytes, pos + 1);
+      flush(pos);
+      if (frames.length - 1 - n === 0) fuelFlush(false);
+      opU(Opcode.Br, depthOf(n));
+      copyFrom = immEnd;
+      f.dead = true;
+      return;
+    }
+    case 0x0d: {
+      const n = u32At(bytes, pos + 1);
+      flush(pos);
+      copyFrom = immEnd;
+      h--;
+      if (frames.length - 1 - n !== 0 || fuelInGlobal) {
+        opU(Opcode.BrIf, depthOf(n));
+        return;
+      }
+      // A conditional return charges only when it returns:
+      // `if (cond) { charge; br $fn }`, the result (if any) kept in a slot.
+      const r = fnFrame.result;
+      if (r === VOID) open(Opcode.If);
+      else {
+        opU(Opcode.LocalSet, C);
+        opU(Opcode.LocalTee, slot(h - 1, r));
+        opU(Opcode.LocalGet, C);
+        open(Opcode.If);
+        opU(Opcode.LocalGet, slot(h - 1, r));
+      }
+      charge();
+      opU(Opcode.Br, depthOf(n));
+      close();
+      return;
+    }
+    case 0x0e:
+      flush(pos);
+      brTable(pos);
+      copyFrom = immEnd;
+      f.dead = true;
+      return;
+    case 0x0f:
+      flush(pos);
+      fuelFlush(false);
+      copyFrom = pos;
+      f.dead = true;
+      return;
+    case 0x00:
+      f.dead = true;
+      return;
+    case 0x10:
+    case 0x11: {
+      const site = st.callSite[callCounter++]!;
+      const x = u32At(bytes, pos + 1);
+      const t = o === 0x10 ? ctx.funcTypes[x]! : m.types[x]!;
+      const nArgs = t.params.length + (o === 0x11 ? 1 : 0);
+      flush(pos);
+      if (site < 0) {
+        emitCall(o, x, pos, immEnd);
+        h -= nArgs;
+        if (t.results.length) types[h++] = t.results[0]!;
+        copyFrom = immEnd;
+        return;
+      }
+      const below = h - nArgs - f.base;
+      spill(f.base);
+      passTarget(f);
+      recordSite(site);
+      reload(h - nArgs, h);
+      emitCall(o, x, pos, immEnd);
+      unwindCheck(site, true);
+      h -= nArgs;
+      if (below > 0) {
+        if (t.results.length) {
+          const r = t.results[0]!;
+          types[h] = r;
+          opU(Opcode.LocalSet, slot(h, r));
+          reload(f.base, h);
+          opU(Opcode.LocalGet, slot(h, r));
+        } else reload(f.base, h);
+      }
+      if (t.results.length) types[h++] = t.results[0]!;
+      copyFrom = immEnd;
+      return;
+    }
+    case 0x1a: // drop
+      h--;
+      return;
+    case 0x1b: // select
+      h -= 2;
+      return;
+    case 0x20:
+      types[h++] = localTypes[u32At(bytes, pos + 1)]!;
+      return;
+    case 0x21:
+      h--;
+      return;
+    case 0x22:
+      return;
+    case 0x23:
+      types[h++] = ctx.globalTypes[u32At(bytes, pos + 1)]!;
+      return;
+    case 0x24:
+      h--;
+      return;
+    case 0x01:
+      return;
+    case 0xfc: {
+      const sub = subopcodeAt(bytes, pos);
+      if (sub <= 7) {
+        types[h - 1] = SAT_PUSH[sub]!;
+        return;
+      }
+      if (sub === 10 || sub === 11) {
+        const site = st.bulkSite[bulkCounter++]!;
+        flush(pos);
+        if (site < 0) {
+          // length on top: charge one unit per 64 KiB, then check
+          opU(Opcode.LocalTee, TMP);
+          opU(Opcode.LocalGet, F);
+          opU(Opcode.LocalGet, TMP);
+          i32c(16);
+          op(Opcode.I32ShrU);
+          op(Opcode.I32Sub);
+          i32c(1);
+          op(Opcode.I32Sub);
+          opU(Opcode.LocalSet, F);
+          bulkCheck(-1);
+        } else {
+          spill(f.base);
+          opU(Opcode.LocalGet, F);
+          opU(Opcode.LocalGet, slot(h - 1, I32));
+          i32c(16);
+          op(Opcode.I32ShrU);
+          op(Opcode.I32Sub);
+          i32c(1);
+          op(Opcode.I32Sub);
+          opU(Opcode.LocalSet, F);
+          passTarget(f);
+          bulkCheck(site);
+          reload(f.base, h);
+        }
+        copyFrom = pos;
+        h -= 3;
+        return;
+      }
+      if (sub === 8 || sub === 12 || sub === 14) h -= 3;
+      return;
+    }
+    default: {
+      const pops = POPS[o]!;
+      h -= pops;
+      const push = PUSH[o]!;
+      if (push) types[h++] = push;
+    }
+  }
+}
+
+function remap(x: number): number {
+  return x < ctx.nImports ? x : x + ctx.shift;
+}
+
+function emitCall(o: number, x: number, pos: number, immEnd: number): void {
+  if (origins) {
+    origins.at.push(w.length);
+    origins.from.push(pos);
+    origins.length.push(immEnd - pos);
+  }
+  if (o === Opcode.Call) opU(Opcode.Call, remap(x));
+  else w.range(bytes, pos, immEnd);
+}
+
+function brTable(pos: number): void {
+  const r = new ByteReader(bytes, pos + 1);
+  const n = r.u32();
+  let exits = false;
+  const depths: number[] = new Array<number>(n + 1);
+  for (let i = 0; i <= n; i++) {
+    const d = r.u32();
+    if (frames.length - 1 - d === 0) exits = true;
+    depths[i] = depthOf(d);
+  }
+  // (the index is on the stack; the store does not touch it)
+  if (exits) fuelFlush(true);
+  w.u8(Opcode.BrTable).u32(n);
+  for (const d of depths) w.u32(d);
+  h--;
+}
+
+/** `else`: a new body (of a construct opened in unreachable code, only counted). */
+function onElse(f: Frame, immEnd: number): void {
+  bodyCounter++;
+  if (f.deadFrame) return;
+  flush(immEnd);
+  copyFrom = immEnd;
+  elseBody(f);
+}
+
+function elseBody(f: Frame): void {
+  const id = bodyCounter;
+  f.body = id;
+  f.dead = f.deadFrame;
+  h = f.base;
+  if (f.deadFrame) return;
+  const withSites = st.bodyHi[id]! > st.bodyLo[id]!;
+  if (withSites) {
+    openWrappers(f);
+    bodyDispatch(f);
+  } else {
+    f.targets = 0;
+    f.passed = 0;
+  }
+}
+
+function endFrame(f: Frame, pos: number, immEnd: number): void {
+  if (!f.deadFrame && f.passed !== f.targets) throw new InstrumentError(`function ${func}: internal error: ${f.targets - f.passed} targets not reached`);
+  if (f.kind === 3) {
+    flush(pos);
+    fuelFlush(false);
+    if (hasSites) {
+      op(Opcode.Return);
+      close();
+      emitSave();
+    }
+    op(Opcode.End);
+    copyFrom = immEnd;
+    frames.pop();
+    return;
+  }
+  frames.pop();
+  if (f.deadFrame) {
+    D--;
+    return;
+  }
+  flush(immEnd);
+  copyFrom = immEnd;
+  D--;
+  h = f.base;
+  if (f.kind === 1) closeLoopFrame(f);
+  if (f.result !== VOID) types[h++] = f.result;
+  if (f.spilled > 0) {
+    const from = f.base - f.spilled;
+    if (f.result !== VOID) {
+      const top = h - 1;
+      opU(Opcode.LocalSet, slot(top, f.result));
+      reload(from, top);
+      opU(Opcode.LocalGet, slot(top, f.result));
+    } else reload(from, f.base);
+  }
+}
+
+function emitSave(): void {
+  i32c(func);
+  opU(Opcode.LocalGet, S);
+  opU(Opcode.Call, fn.unwindFrame);
+  const saveValue = (l: number, t: number): void => {
+    opU(Opcode.LocalGet, l);
+    if (t === F32) op(0xbc);
+    else if (t === F64) op(0xbd);
+    opU(Opcode.Call, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
+  };
+  for (let l = 0; l < nOriginal; l++) saveValue(l, localTypes[l]!);
+  slots.forEach((s, i) => saveValue(slotBase + i, s.type));
+  const r = type.results[0];
+  if (r === I32) i32c(0);
+  else if (r === I64) w.u8(0x42).u8(0);
+  else if (r === F32) w.u8(0x43).u32(0).u8(0).u8(0).u8(0);
+  else if (r === F64) {
+    w.u8(0x44);
+    for (let i = 0; i < 8; i++) w.u8(0);
+  }
+}
+
 function instrumentFunction(
-  ctx: ModuleContext,
-  fi: number,
+  context: ModuleContext,
+  index: number,
   wantLayout: boolean,
   out: ByteWriter,
-  origins?: CodeOrigins,
+  codeOrigins?: CodeOrigins,
 ): { layout: FunctionLayout | undefined; sites: number; codeStart: number; restoreAt: number; restoreLength: number; unlikely: number[] } {
-  const m = ctx.m;
-  const bytes = m.bytes;
-  const body = m.bodies[fi]!;
-  const func = ctx.nImports + fi;
-  const type = ctx.funcTypes[func]!;
-  const hasEntryCheck = ctx.calls[fi] === 1;
-  const list = instructionsOf(ctx, fi);
-  const st = structure(ctx, fi, hasEntryCheck, list);
-  const hasSites = st.sites > 0;
+  ctx = context;
+  fi = index;
+  origins = codeOrigins;
+  m = ctx.m;
+  bytes = m.bytes;
+  body = m.bodies[fi]!;
+  func = ctx.nImports + fi;
+  type = ctx.funcTypes[func]!;
+  hasEntryCheck = ctx.calls[fi] === 1;
+  list = instructionsOf(ctx, fi);
+  st = structure(ctx, fi, hasEntryCheck, list);
+  hasSites = st.sites > 0;
 
   // Local types: parameters, then the declared groups.
-  const localTypes: number[] = [...type.params];
+  localTypes = [...type.params];
   const declared = new ByteReader(bytes, body.bodyStart, body.codeStart);
   const groups = declared.u32();
   const groupsStart = declared.pos;
@@ -802,353 +1602,45 @@ function instrumentFunction(
     const t = declared.u8();
     for (let i = 0; i < c; i++) localTypes.push(t);
   }
-  const nOriginal = localTypes.length;
-  const F = nOriginal; // fuel
-  const S = nOriginal + 1; // site
-  const C = nOriginal + 2; // if condition
-  const TMP = nOriginal + 3; // bulk length
-  const slotBase = nOriginal + 4;
-  const slotIndex: number[] = []; // by depth*4 + type index → local
-  const slots: Array<{ depth: number; type: number }> = [];
-  const slot = (depth: number, t: number): number => {
-    const k = depth * 4 + TYPE_INDEX[t]!;
-    let l = slotIndex[k];
-    if (l === undefined) {
-      l = slotBase + slots.length;
-      slotIndex[k] = l;
-      slots.push({ depth, type: t });
-    }
-    return l;
-  };
+  nOriginal = localTypes.length;
+  F = nOriginal; // fuel
+  S = nOriginal + 1; // site
+  C = nOriginal + 2; // if condition
+  TMP = nOriginal + 3; // bulk length
+  slotBase = nOriginal + 4;
+  slotIndex = []; // by depth*4 + type index → local
+  slots = [];
 
-  const w = bodyScratch.reset();
+  w = bodyScratch.reset();
   if (typesScratch.length < 1024 + (body.end - body.codeStart)) typesScratch = new Uint8Array(2 * (1024 + (body.end - body.codeStart)));
-  const types = typesScratch;
-  let h = 0;
-  let D = 0;
-  let restoreAt = -1;
-  const sitesLayout: SiteLayout[] | undefined = wantLayout ? new Array(st.sites) : undefined;
-  const recordSite = (site: number): void => {
-    if (sitesLayout) sitesLayout[site] = { kind: st.siteKind[site] as SiteKindCode, offset: st.siteOffset[site]!, stack: Array.from(types.subarray(0, h)) as ValTypeCode[] };
-  };
-  const { fuelGlobal: FG, stateGlobal: ST, fn } = ctx;
-  const op = (b: number): void => {
-    w.u8(b);
-  };
-  const opU = (b: number, x: number): void => {
-    w.u8(b).u32(x);
-  };
-  const i32c = (x: number): void => {
-    w.u8(Opcode.I32Const).s32(x);
-  };
-  const open = (o: number): void => {
-    w.u8(o).u8(VOID);
-    D++;
-  };
+  types = typesScratch;
+  h = 0;
+  D = 0;
+  restoreAt = -1;
+  sitesLayout = wantLayout ? new Array(st.sites) : undefined;
+  ({ fuelGlobal: FG, stateGlobal: ST, fn } = ctx);
   // Branches from hot code to cold code (code positions of their
   // `if`/`br_if`), for the branch hint section: V8's optimizing tier then
   // moves that code out of line and keeps its register moves off the hot
   // path. Code reached only from cold code is cold already (V8 propagates
   // it), so branches there need no hint.
-  const unlikely: number[] = [];
-  const coldIf = (): void => {
-    unlikely.push(w.length);
-    open(Opcode.If);
-  };
-  const coldBrIf = (depth: number): void => {
-    unlikely.push(w.length);
-    opU(Opcode.BrIf, depth);
-  };
-  const close = (): void => {
-    w.u8(Opcode.End);
-    D--;
-  };
+  unlikely = [];
   // The fuel is the global. A function with loops (or bulk operations)
   // counts its checks in a local countdown (a register) from CHUNK and
   // charges the global with what it used when the countdown runs out and
   // when it returns: calls need no syncing, and every check is charged
   // (at most CHUNK per frame late). One without loops counts in the global
   // itself (its entry check).
-  const CHUNK = ctx.fuelChunk;
-  const fuelInGlobal = ctx.looping[fi] === 0;
-  const fuelGet = (): void => {
-    if (fuelInGlobal) opU(Opcode.GlobalGet, FG);
-    else opU(Opcode.LocalGet, F);
-  };
-  /** `global -= CHUNK - countdown` (what the countdown used). */
-  const charge = (): void => {
-    opU(Opcode.GlobalGet, FG);
-    opU(Opcode.LocalGet, F);
-    op(Opcode.I32Add);
-    i32c(CHUNK);
-    op(Opcode.I32Sub);
-    opU(Opcode.GlobalSet, FG);
-  };
-  /** `countdown = CHUNK + extra`. */
-  const restart = (extra: number): void => {
-    i32c(CHUNK + extra);
-    opU(Opcode.LocalSet, F);
-  };
-  /** At an exit: charge; at a branch that may not exit, restart the countdown too. */
-  const fuelFlush = (conditional: boolean): void => {
-    if (fuelInGlobal) return;
-    charge();
-    if (conditional) restart(0);
-  };
-  /** The countdown ran out: `charge; if (global <= 0) { yield(); [unwound? save] } restart`. */
-  const outOfChunk = (site: number, extra: number): void => {
-    charge();
-    opU(Opcode.GlobalGet, FG);
-    i32c(0);
-    op(Opcode.I32LeS);
-    open(Opcode.If);
-    opU(Opcode.Call, fn.yield);
-    if (site >= 0) {
-      recordSite(site);
-      unwindCheck(site);
-    }
-    close();
-    if (extra) {
-      // The extra check is paid for now (charge() counts from CHUNK).
-      opU(Opcode.GlobalGet, FG);
-      i32c(extra);
-      op(Opcode.I32Sub);
-      opU(Opcode.GlobalSet, FG);
-    }
-    restart(extra);
-  };
-  const unwindLabel = 1;
-  /** After a site: `if (state) { site local = site; br $save }`; `hot` when the code around it is (then the branch is hinted). */
-  const unwindCheck = (site: number, hot = false): void => {
-    opU(Opcode.GlobalGet, ST);
-    if (hot) coldIf();
-    else open(Opcode.If);
-    i32c(site);
-    opU(Opcode.LocalSet, S);
-    opU(Opcode.Br, D - unwindLabel);
-    close();
-  };
-  const frames: Frame[] = [];
-  let bodyCounter = 0;
+  CHUNK = ctx.fuelChunk;
+  fuelInGlobal = ctx.looping[fi] === 0;
+  frames = [];
+  bodyCounter = 0;
 
-  /** Opens the wrappers of a body (one per direct target). */
-  const openWrappers = (f: Frame): void => {
-    f.wrapperBase = D;
-    f.targets = st.targetCount[f.body]!;
-    f.passed = 0;
-    for (let i = 0; i < f.targets; i++) open(Opcode.Block);
-  };
-  /** A target point: the next target's wrapper ends here. */
-  const passTarget = (f: Frame): void => {
-    if (f.passed >= f.targets) throw new InstrumentError(`function ${func}: internal error: more targets than counted`);
-    f.passed++;
-    close();
-  };
-  /** The rewind dispatch of a body: a br_table from the site to the wrapper of the target that contains it (or to `fallLabel` for `fallSite`). */
   /** Bodies whose dispatch moved into the construct opened at their start (outermost first). */
-  const pending: Frame[] = [];
-  /**
-   * The rewind dispatch: from the site to the wrapper of the target that
-   * contains it (in this body or in a pending enclosing one), or to
-   * `fallLabel` for `fallSite`.
-   */
-  const dispatch = (f: Frame, fallSite: number, fallLabel: number): void => {
-    // The pending bodies and this one (the list is emptied at the end, not reallocated).
-    const bodies = pending;
-    bodies.push(f);
-    const lo = st.bodyLo[bodies[0]!.body]!;
-    const hi = st.bodyHi[bodies[0]!.body]!;
-    // Label position per site (-1: no such site here), in a scratch array (one allocation per module, not per body).
-    const n = hi - lo;
-    if (labelScratch.length < n) labelScratch = new Int32Array(Math.max(n, 2 * labelScratch.length));
-    const labels = labelScratch;
-    labels.fill(-1, 0, n);
-    for (let i = 0; i < bodies.length; i++) {
-      const b = bodies[i]!;
-      const bhi = st.bodyHi[b.body]!;
-      // k: the last target at or below s; `next` the entry after it.
-      let k = -1;
-      let next = st.targetHead[b.body]!;
-      for (let s = st.bodyLo[b.body]!; s < bhi; s++) {
-        while (next >= 0 && st.targetSite[next]! <= s) {
-          k++;
-          next = st.targetNext[next]!;
-        }
-        if (s === fallSite && b === f) labels[s - lo] = fallLabel;
-        else if (k >= 0) labels[s - lo] = b.wrapperBase + b.targets - k;
-      }
-    }
-    // A br_table costs a byte or two per site, a chain of tests about eight
-    // bytes per run of sites with the same label: take the smaller.
-    let runs = 0;
-    for (let i = 0; i < n; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
-    if (n <= 4 * runs + 8) {
-      open(Opcode.Block); // $bad: an unknown site traps
-      opU(Opcode.LocalGet, S);
-      if (lo !== 0) {
-        i32c(lo);
-        op(Opcode.I32Sub);
-      }
-      opU(Opcode.BrTable, n);
-      for (let i = 0; i < n; i++) {
-        const l = labels[i]!;
-        w.u32(l < 0 ? 0 : D - l);
-      }
-      w.u32(0);
-      close();
-    } else {
-      opU(Opcode.LocalGet, S);
-      i32c(hi);
-      op(Opcode.I32GeU);
-      open(Opcode.If);
-      op(Opcode.Unreachable);
-      close();
-      // From the last run down: the first that starts at or below the site.
-      for (let i = n - 1; i >= 0; ) {
-        let j = i;
-        while (j > 0 && labels[j - 1] === labels[i]) j--;
-        if (labels[i]! >= 0) {
-          opU(Opcode.LocalGet, S);
-          i32c(lo + j);
-          op(Opcode.I32GeU);
-          opU(Opcode.BrIf, D - labels[i]!);
-        }
-        i = j - 1;
-      }
-    }
-    op(Opcode.Unreachable);
-    bodies.length = 0;
-  };
-  /**
-   * The entry check: `global -= 1; if (global <= 0) { [rewinding: restore,
-   * dispatch] yield(); [unwound? save] }` (the F local holds global - 1
-   * meanwhile: below 1 when rewinding, as the body's rewind guards expect).
-   */
-  const check = (site: number, merge: Frame | undefined, restore: boolean): void => {
-    opU(Opcode.GlobalGet, FG);
-    i32c(1);
-    op(Opcode.I32Sub);
-    opU(Opcode.LocalTee, F);
-    opU(Opcode.GlobalSet, FG);
-    opU(Opcode.LocalGet, F);
-    i32c(0);
-    op(Opcode.I32LeS);
-    coldIf();
-    if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
-      open(Opcode.Block);
-      const fall = D;
-      opU(Opcode.GlobalGet, ST);
-      i32c(2);
-      op(Opcode.I32Ne);
-      opU(Opcode.BrIf, 0);
-      if (restore) restoreAt = w.length;
-      if (st.bodyHi[merge.body]! > st.bodyLo[merge.body]!) dispatch(merge, site, fall);
-      close();
-    }
-    opU(Opcode.Call, fn.yield);
-    if (site >= 0) {
-      recordSite(site);
-      unwindCheck(site);
-    }
-    close();
-  };
-  /** A bulk operation's check, after its charge to the countdown: `if (countdown <= 0) outOfChunk`. */
-  const bulkCheck = (site: number): void => {
-    opU(Opcode.LocalGet, F);
-    i32c(0);
-    op(Opcode.I32LeS);
-    coldIf();
-    outOfChunk(site, 0);
-    close();
-  };
-  /** `block $exit (result) loop $again block $cold loop (result)`: see LoopLabels. */
-  const openLoopFrame = (result: number): LoopLabels => {
-    w.u8(Opcode.Block).u8(result);
-    const exit = ++D;
-    open(Opcode.Loop);
-    const again = D;
-    open(Opcode.Block);
-    const labels = { exit, again, cold: D };
-    w.u8(Opcode.Loop).u8(result);
-    D++;
-    return labels;
-  };
-  /**
-   * The check at a loop's header: `countdown -= 1; if (countdown <= 0) br
-   * $cold`, with the rewind dispatch of the loop's body (a rewind reaches
-   * it with the countdown below 1) before that branch when the body holds
-   * other sites. The call of the
-   * yield import is after the loop (closeLoopFrame): a call inside a loop,
-   * even on a path never taken, makes V8 keep the loop's values in memory.
-   */
-  const loopCheck = (nf: Frame, site: number, withSites: boolean): void => {
-    const labels = nf.loop!;
-    opU(Opcode.LocalGet, F);
-    i32c(1);
-    op(Opcode.I32Sub);
-    opU(Opcode.LocalTee, F);
-    i32c(0);
-    op(Opcode.I32LeS);
-    const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
-    if (!withSites || (!others && pending.length === 0)) {
-      coldBrIf(D - labels.cold);
-      return;
-    }
-    coldIf();
-    opU(Opcode.GlobalGet, ST);
-    i32c(2);
-    op(Opcode.I32Ne);
-    opU(Opcode.BrIf, D - labels.cold);
-    dispatch(nf, site, labels.cold);
-    close();
-  };
-  /** After a loop's `end`: `br $exit end $cold; outOfChunk; br $again end $again end $exit`. */
-  const closeLoopFrame = (f: Frame): void => {
-    const labels = f.loop!;
-    opU(Opcode.Br, D - labels.exit);
-    close();
-    // One more than the chunk: the check at the header runs again first,
-    // and must let the body run once.
-    outOfChunk(ctx.checksUnwind ? st.bodyLo[f.body]! : -1, 1);
-    opU(Opcode.Br, D - labels.again);
-    close();
-    if (f.result !== VOID) op(Opcode.Unreachable);
-    close();
-  };
-  /** Rewind prefilter and dispatch at the start of a block or if body with targets. */
-  /** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path); the global's fuel if asked. */
-  const whenRewinding = (emit: () => void, globalFuel = false): void => {
-    if (globalFuel) opU(Opcode.GlobalGet, FG);
-    else fuelGet();
-    i32c(1);
-    op(Opcode.I32LtS);
-    coldIf();
-    opU(Opcode.GlobalGet, ST);
-    i32c(2);
-    op(Opcode.I32Ne);
-    opU(Opcode.BrIf, 0);
-    emit();
-    close();
-  };
-  const bodyDispatch = (f: Frame): void => {
-    if (f.targets === 0) return;
-    if (st.chained[f.body]) {
-      // The construct that opens next dispatches for this body too.
-      pending.push(f);
-      return;
-    }
-    whenRewinding(() => dispatch(f, -1, 0));
-  };
-  /** Moves the current body's values (from `from` up) to slots, top first. */
-  const spill = (from: number): void => {
-    for (let d = h - 1; d >= from; d--) opU(Opcode.LocalSet, slot(d, types[d]!));
-  };
-  const reload = (from: number, to: number): void => {
-    for (let d = from; d < to; d++) opU(Opcode.LocalGet, slot(d, types[d]!));
-  };
+  pending = [];
 
   // Function prologue.
-  const fnFrame: Frame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0, loop: undefined };
+  fnFrame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0, loop: undefined };
   frames.push(fnFrame);
   if (hasSites) open(Opcode.Block); // $unwind
   openWrappers(fnFrame);
@@ -1169,414 +1661,14 @@ function instrumentFunction(
     }
   }
 
-  let copyFrom = body.codeStart;
-  let callCounter = 0;
-  let bulkCounter = 0;
-  let breakCounter = 0;
-  let loopCounter = 0;
-  const anyBreakpoints = ctx.breakpoints.size > 0;
-  const flush = (to: number): void => {
-    if (to <= copyFrom) return;
-    if (origins) {
-      origins.at.push(w.length);
-      origins.from.push(copyFrom);
-      origins.length.push(to - copyFrom);
-    }
-    w.range(bytes, copyFrom, to);
-  };
-  const depthOf = (n: number): number => D - frames[frames.length - 1 - n]!.label;
+  copyFrom = body.codeStart;
+  callCounter = 0;
+  bulkCounter = 0;
+  breakCounter = 0;
+  loopCounter = 0;
+  anyBreakpoints = ctx.breakpoints.size > 0;
 
-  /** Emits instruction `o` at `pos` (and what the transform puts around it). */
-  const visit = (o: number, pos: number, immEnd: number): void => {
-    const f = frames[frames.length - 1]!;
-    if (f.dead) {
-      // Unreachable code: copied, with labels and function indices renumbered.
-      switch (o) {
-        case 0x02:
-        case 0x03:
-        case 0x04:
-          if (o === 0x03) loopCounter++;
-          D++;
-          bodyCounter++;
-          frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined });
-          return;
-        case 0x05:
-          onElse(f, immEnd);
-          return;
-        case 0x0b:
-          endFrame(f, pos, immEnd);
-          return;
-        case 0x0c:
-        case 0x0d:
-          flush(pos);
-          opU(o, depthOf(u32At(bytes, pos + 1)));
-          copyFrom = immEnd;
-          return;
-        case 0x0e:
-          flush(pos);
-          brTable(pos);
-          copyFrom = immEnd;
-          return;
-        case 0x10:
-          callCounter++;
-          flush(pos);
-          opU(Opcode.Call, remap(u32At(bytes, pos + 1)));
-          copyFrom = immEnd;
-          return;
-        case 0x11:
-          callCounter++;
-          return;
-        case 0xfc: {
-          const sub = subopcodeAt(bytes, pos);
-          if (sub === 10 || sub === 11) bulkCounter++;
-          return;
-        }
-      }
-      return;
-    }
-    if (anyBreakpoints && ctx.breakpoints.has(pos - ctx.codeBase)) {
-      // A breakpoint: the whole operand stack to slots, then the runtime's
-      // breakpoint import, which may unwind (the frame stops here) or, when
-      // it ends a rewind, return so that the instruction runs.
-      const site = st.breakSite[breakCounter++]!;
-      flush(pos);
-      spill(f.base);
-      passTarget(f);
-      recordSite(site);
-      i32c(pos - ctx.codeBase);
-      opU(Opcode.Call, fn.breakpoint);
-      unwindCheck(site, true);
-      reload(f.base, h);
-      copyFrom = pos;
-    }
-    switch (o) {
-      case 0x02:
-      case 0x03:
-      case 0x04: {
-        const id = ++bodyCounter;
-        const result = bytes[pos + 1]!; // VOID or a value type (Gate has no multi-value blocks)
-        if (o === 0x04) h--;
-        const withSites = st.frameHi[id]! > st.bodyLo[id]!;
-        // A loop without a check of its own is handled as a block.
-        const checkedLoop = o === 0x03 && ctx.coveredLoops[ctx.firstLoop[fi]! + loopCounter++] !== 1;
-        let loop: LoopLabels | undefined;
-        let spilled = 0;
-        if (withSites) {
-          flush(pos);
-          if (o === 0x04) opU(Opcode.LocalSet, C);
-          spilled = h - f.base;
-          spill(f.base);
-          passTarget(f);
-          if (o === 0x04) {
-            // Rewinding: take the branch that holds the site.
-            whenRewinding(() => {
-              opU(Opcode.LocalGet, S);
-              i32c(st.bodyHi[id]!);
-              op(Opcode.I32LtU);
-              opU(Opcode.LocalSet, C);
-            });
-            opU(Opcode.LocalGet, C);
-          }
-          if (checkedLoop) loop = openLoopFrame(result);
-          else {
-            w.u8(o).u8(bytes[pos + 1]!);
-            D++;
-          }
-        } else if (checkedLoop) {
-          flush(pos);
-          loop = openLoopFrame(result);
-        } else {
-          D++;
-          const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined };
-          frames.push(nf);
-          return;
-        }
-        copyFrom = immEnd;
-        const nf: Frame = { kind: checkedLoop ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0, loop };
-        frames.push(nf);
-        if (withSites) openWrappers(nf);
-        if (checkedLoop) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
-        else if (withSites) bodyDispatch(nf);
-        return;
-      }
-      case 0x05:
-        onElse(f, immEnd);
-        return;
-      case 0x0b:
-        endFrame(f, pos, immEnd);
-        return;
-      case 0x0c: {
-        const n = u32At(bytes, pos + 1);
-        flush(pos);
-        if (frames.length - 1 - n === 0) fuelFlush(false);
-        opU(Opcode.Br, depthOf(n));
-        copyFrom = immEnd;
-        f.dead = true;
-        return;
-      }
-      case 0x0d: {
-        const n = u32At(bytes, pos + 1);
-        flush(pos);
-        copyFrom = immEnd;
-        h--;
-        if (frames.length - 1 - n !== 0 || fuelInGlobal) {
-          opU(Opcode.BrIf, depthOf(n));
-          return;
-        }
-        // A conditional return charges only when it returns:
-        // `if (cond) { charge; br $fn }`, the result (if any) kept in a slot.
-        const r = fnFrame.result;
-        if (r === VOID) open(Opcode.If);
-        else {
-          opU(Opcode.LocalSet, C);
-          opU(Opcode.LocalTee, slot(h - 1, r));
-          opU(Opcode.LocalGet, C);
-          open(Opcode.If);
-          opU(Opcode.LocalGet, slot(h - 1, r));
-        }
-        charge();
-        opU(Opcode.Br, depthOf(n));
-        close();
-        return;
-      }
-      case 0x0e:
-        flush(pos);
-        brTable(pos);
-        copyFrom = immEnd;
-        f.dead = true;
-        return;
-      case 0x0f:
-        flush(pos);
-        fuelFlush(false);
-        copyFrom = pos;
-        f.dead = true;
-        return;
-      case 0x00:
-        f.dead = true;
-        return;
-      case 0x10:
-      case 0x11: {
-        const site = st.callSite[callCounter++]!;
-        const x = u32At(bytes, pos + 1);
-        const t = o === 0x10 ? ctx.funcTypes[x]! : m.types[x]!;
-        const nArgs = t.params.length + (o === 0x11 ? 1 : 0);
-        flush(pos);
-        if (site < 0) {
-          emitCall(o, x, pos, immEnd);
-          h -= nArgs;
-          if (t.results.length) types[h++] = t.results[0]!;
-          copyFrom = immEnd;
-          return;
-        }
-        const below = h - nArgs - f.base;
-        spill(f.base);
-        passTarget(f);
-        recordSite(site);
-        reload(h - nArgs, h);
-        emitCall(o, x, pos, immEnd);
-        unwindCheck(site, true);
-        h -= nArgs;
-        if (below > 0) {
-          if (t.results.length) {
-            const r = t.results[0]!;
-            types[h] = r;
-            opU(Opcode.LocalSet, slot(h, r));
-            reload(f.base, h);
-            opU(Opcode.LocalGet, slot(h, r));
-          } else reload(f.base, h);
-        }
-        if (t.results.length) types[h++] = t.results[0]!;
-        copyFrom = immEnd;
-        return;
-      }
-      case 0x1a: // drop
-        h--;
-        return;
-      case 0x1b: // select
-        h -= 2;
-        return;
-      case 0x20:
-        types[h++] = localTypes[u32At(bytes, pos + 1)]!;
-        return;
-      case 0x21:
-        h--;
-        return;
-      case 0x22:
-        return;
-      case 0x23:
-        types[h++] = ctx.globalTypes[u32At(bytes, pos + 1)]!;
-        return;
-      case 0x24:
-        h--;
-        return;
-      case 0x01:
-        return;
-      case 0xfc: {
-        const sub = subopcodeAt(bytes, pos);
-        if (sub <= 7) {
-          types[h - 1] = SAT_PUSH[sub]!;
-          return;
-        }
-        if (sub === 10 || sub === 11) {
-          const site = st.bulkSite[bulkCounter++]!;
-          flush(pos);
-          if (site < 0) {
-            // length on top: charge one unit per 64 KiB, then check
-            opU(Opcode.LocalTee, TMP);
-            opU(Opcode.LocalGet, F);
-            opU(Opcode.LocalGet, TMP);
-            i32c(16);
-            op(Opcode.I32ShrU);
-            op(Opcode.I32Sub);
-            i32c(1);
-            op(Opcode.I32Sub);
-            opU(Opcode.LocalSet, F);
-            bulkCheck(-1);
-          } else {
-            spill(f.base);
-            opU(Opcode.LocalGet, F);
-            opU(Opcode.LocalGet, slot(h - 1, I32));
-            i32c(16);
-            op(Opcode.I32ShrU);
-            op(Opcode.I32Sub);
-            i32c(1);
-            op(Opcode.I32Sub);
-            opU(Opcode.LocalSet, F);
-            passTarget(f);
-            bulkCheck(site);
-            reload(f.base, h);
-          }
-          copyFrom = pos;
-          h -= 3;
-          return;
-        }
-        if (sub === 8 || sub === 12 || sub === 14) h -= 3;
-        return;
-      }
-      default: {
-        const pops = POPS[o]!;
-        h -= pops;
-        const push = PUSH[o]!;
-        if (push) types[h++] = push;
-      }
-    }
-  };
   visitInstructions(bytes, list, visit);
-
-  function remap(x: number): number {
-    return x < ctx.nImports ? x : x + ctx.shift;
-  }
-
-  function emitCall(o: number, x: number, pos: number, immEnd: number): void {
-    if (origins) {
-      origins.at.push(w.length);
-      origins.from.push(pos);
-      origins.length.push(immEnd - pos);
-    }
-    if (o === Opcode.Call) opU(Opcode.Call, remap(x));
-    else w.range(bytes, pos, immEnd);
-  }
-
-  function brTable(pos: number): void {
-    const r = new ByteReader(bytes, pos + 1);
-    const n = r.u32();
-    let exits = false;
-    const depths: number[] = new Array<number>(n + 1);
-    for (let i = 0; i <= n; i++) {
-      const d = r.u32();
-      if (frames.length - 1 - d === 0) exits = true;
-      depths[i] = depthOf(d);
-    }
-    // (the index is on the stack; the store does not touch it)
-    if (exits) fuelFlush(true);
-    w.u8(Opcode.BrTable).u32(n);
-    for (const d of depths) w.u32(d);
-    h--;
-  }
-
-  /** `else`: a new body (of a construct opened in unreachable code, only counted). */
-  function onElse(f: Frame, immEnd: number): void {
-    bodyCounter++;
-    if (f.deadFrame) return;
-    flush(immEnd);
-    copyFrom = immEnd;
-    elseBody(f);
-  }
-
-  function elseBody(f: Frame): void {
-    const id = bodyCounter;
-    f.body = id;
-    f.dead = f.deadFrame;
-    h = f.base;
-    if (f.deadFrame) return;
-    const withSites = st.bodyHi[id]! > st.bodyLo[id]!;
-    if (withSites) {
-      openWrappers(f);
-      bodyDispatch(f);
-    } else {
-      f.targets = 0;
-      f.passed = 0;
-    }
-  }
-
-  function endFrame(f: Frame, pos: number, immEnd: number): void {
-    if (!f.deadFrame && f.passed !== f.targets) throw new InstrumentError(`function ${func}: internal error: ${f.targets - f.passed} targets not reached`);
-    if (f.kind === 3) {
-      flush(pos);
-      fuelFlush(false);
-      if (hasSites) {
-        op(Opcode.Return);
-        close();
-        emitSave();
-      }
-      op(Opcode.End);
-      copyFrom = immEnd;
-      frames.pop();
-      return;
-    }
-    frames.pop();
-    if (f.deadFrame) {
-      D--;
-      return;
-    }
-    flush(immEnd);
-    copyFrom = immEnd;
-    D--;
-    h = f.base;
-    if (f.kind === 1) closeLoopFrame(f);
-    if (f.result !== VOID) types[h++] = f.result;
-    if (f.spilled > 0) {
-      const from = f.base - f.spilled;
-      if (f.result !== VOID) {
-        const top = h - 1;
-        opU(Opcode.LocalSet, slot(top, f.result));
-        reload(from, top);
-        opU(Opcode.LocalGet, slot(top, f.result));
-      } else reload(from, f.base);
-    }
-  }
-
-  function emitSave(): void {
-    i32c(func);
-    opU(Opcode.LocalGet, S);
-    opU(Opcode.Call, fn.unwindFrame);
-    const saveValue = (l: number, t: number): void => {
-      opU(Opcode.LocalGet, l);
-      if (t === F32) op(0xbc);
-      else if (t === F64) op(0xbd);
-      opU(Opcode.Call, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
-    };
-    for (let l = 0; l < nOriginal; l++) saveValue(l, localTypes[l]!);
-    slots.forEach((s, i) => saveValue(slotBase + i, s.type));
-    const r = type.results[0];
-    if (r === I32) i32c(0);
-    else if (r === I64) w.u8(0x42).u8(0);
-    else if (r === F32) w.u8(0x43).u32(0).u8(0).u8(0).u8(0);
-    else if (r === F64) {
-      w.u8(0x44);
-      for (let i = 0; i < 8; i++) w.u8(0);
-    }
-  }
 
   // The restore code needs the slot list, known only now.
   const code = w.view();
