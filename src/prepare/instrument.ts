@@ -818,7 +818,7 @@ let sitesLayout: SiteLayout[] | undefined;
 let unlikely: number[];
 let CHUNK: number;
 let fuelInGlobal: boolean;
-let frames: Frame[];
+let frames: Frame[] = [];
 let bodyCounter: number;
 let pending: Frame[];
 let fnFrame: Frame;
@@ -1132,9 +1132,12 @@ function closeLoopFrame(f: Frame): void {
   close();
 }
 
-/** Rewind prefilter and dispatch at the start of a block or if body with targets. */
-/** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path); the global's fuel if asked. */
-function whenRewinding(emit: () => void, globalFuel = false): void {
+/**
+ * Opens `if (fuel < 1 && state == 2) {` (closed by the caller's close()):
+ * fuel below 1 outside a check means rewinding (a register test on the hot
+ * path); the global's fuel if asked.
+ */
+function openWhenRewinding(globalFuel = false): void {
   if (globalFuel) opU(Opcode.GlobalGet, FG);
   else fuelGet();
   i32c(1);
@@ -1144,8 +1147,36 @@ function whenRewinding(emit: () => void, globalFuel = false): void {
   i32c(2);
   op(Opcode.I32Ne);
   opU(Opcode.BrIf, 0);
-  emit();
-  close();
+}
+
+/**
+ * Frames are reused from function to function, one per depth: a frame is
+ * not used once popped (endFrame pushes none while it finishes one).
+ */
+const framePool: Frame[] = [];
+
+/** Opens frame (a construct's, or the function's) on the frame stack: label and wrapper base `label`, no targets passed. */
+function pushFrame(kind: number, label: number, body: number, base: number, result: number, dead: boolean, spilled: number, loop: LoopLabels | undefined): Frame {
+  let f = framePool[frames.length];
+  if (!f) {
+    f = { kind, label, body, base, result, dead, deadFrame: dead, spilled, wrapperBase: label, targets: 0, passed: 0, loop };
+    framePool.push(f);
+  } else {
+    f.kind = kind;
+    f.label = label;
+    f.body = body;
+    f.base = base;
+    f.result = result;
+    f.dead = dead;
+    f.deadFrame = dead;
+    f.spilled = spilled;
+    f.wrapperBase = label;
+    f.targets = 0;
+    f.passed = 0;
+    f.loop = loop;
+  }
+  frames.push(f);
+  return f;
 }
 
 function bodyDispatch(f: Frame): void {
@@ -1155,7 +1186,10 @@ function bodyDispatch(f: Frame): void {
     pending.push(f);
     return;
   }
-  whenRewinding(() => dispatch(f, -1, 0));
+  // Rewind prefilter and dispatch at the start of a block or if body with targets.
+  openWhenRewinding();
+  dispatch(f, -1, 0);
+  close();
 }
 
 /** Moves the current body's values (from `from` up) to slots, top first. */
@@ -1193,7 +1227,7 @@ function visit(o: number, pos: number, immEnd: number): void {
         if (o === 0x03) loopCounter++;
         D++;
         bodyCounter++;
-        frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined });
+        pushFrame(o === 0x03 ? 1 : o === 0x04 ? 2 : 0, D, -1, h, VOID, true, 0, undefined);
         return;
       case 0x05:
         onElse(f, immEnd);
@@ -1264,12 +1298,12 @@ function visit(o: number, pos: number, immEnd: number): void {
         passTarget(f);
         if (o === 0x04) {
           // Rewinding: take the branch that holds the site.
-          whenRewinding(() => {
-            opU(Opcode.LocalGet, S);
-            i32c(st.bodyHi[id]!);
-            op(Opcode.I32LtU);
-            opU(Opcode.LocalSet, C);
-          });
+          openWhenRewinding();
+          opU(Opcode.LocalGet, S);
+          i32c(st.bodyHi[id]!);
+          op(Opcode.I32LtU);
+          opU(Opcode.LocalSet, C);
+          close();
           opU(Opcode.LocalGet, C);
         }
         if (checkedLoop) loop = openLoopFrame(result);
@@ -1282,13 +1316,11 @@ function visit(o: number, pos: number, immEnd: number): void {
         loop = openLoopFrame(result);
       } else {
         D++;
-        const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined };
-        frames.push(nf);
+        pushFrame(o === 0x04 ? 2 : 0, D, id, h, result, false, 0, undefined);
         return;
       }
       copyFrom = immEnd;
-      const nf: Frame = { kind: checkedLoop ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0, loop };
-      frames.push(nf);
+      const nf = pushFrame(checkedLoop ? 1 : o === 0x04 ? 2 : 0, D, id, h, result, false, spilled, loop);
       if (withSites) openWrappers(nf);
       if (checkedLoop) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
       else if (withSites) bodyDispatch(nf);
@@ -1633,15 +1665,14 @@ function instrumentFunction(
   // itself (its entry check).
   CHUNK = ctx.fuelChunk;
   fuelInGlobal = ctx.looping[fi] === 0;
-  frames = [];
+  frames.length = 0;
   bodyCounter = 0;
 
   /** Bodies whose dispatch moved into the construct opened at their start (outermost first). */
   pending = [];
 
   // Function prologue.
-  fnFrame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0, loop: undefined };
-  frames.push(fnFrame);
+  fnFrame = pushFrame(3, 0, 0, 0, type.results[0] ?? VOID, false, 0, undefined);
   if (hasSites) open(Opcode.Block); // $unwind
   openWrappers(fnFrame);
   if (hasEntryCheck) {
@@ -1652,12 +1683,12 @@ function instrumentFunction(
     restart(0);
     if (hasSites) {
       // Rewinding (the global is 0): the countdown below 1 for the body's guards.
-      whenRewinding(() => {
-        i32c(0);
-        opU(Opcode.LocalSet, F);
-        restoreAt = w.length;
-        dispatch(fnFrame, -1, 0);
-      }, true);
+      openWhenRewinding(true);
+      i32c(0);
+      opU(Opcode.LocalSet, F);
+      restoreAt = w.length;
+      dispatch(fnFrame, -1, 0);
+      close();
     }
   }
 
