@@ -420,9 +420,9 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
 
 /**
  * Calls `visit` for each instruction of `list`. The passes over a body are
- * closures called from this small loop rather than loops of their own: V8
- * then optimizes the closures early, without recompiling a whole pass
- * on-stack (a slower first preparation in a fresh process).
+ * functions called from this small loop rather than loops of their own: V8
+ * then optimizes them early, without recompiling a whole pass on-stack (a
+ * slower first preparation in a fresh process).
  */
 function visitInstructions(bytes: Uint8Array, list: InstructionList, visit: (op: number, pos: number, immEnd: number) => void): void {
   const { starts, count } = list;
@@ -780,7 +780,6 @@ interface CodeOrigins {
   length: number[];
 }
 
-/** Appends the instrumented body (size-prefixed, as in the code section) to `out`. */
 /**
  * The function instrumentFunction is working on: its state, shared by the
  * helpers below (module-level functions, not closures made per function:
@@ -1604,6 +1603,7 @@ function emitSave(): void {
   }
 }
 
+/** Appends the instrumented body (size-prefixed, as in the code section) to `out`. */
 function instrumentFunction(
   context: ModuleContext,
   index: number,
