@@ -1581,18 +1581,28 @@ function endFrame(f: Frame, pos: number, immEnd: number): void {
   }
 }
 
+/** The save block's hand-over of local `l` of type `t` to the host. */
+function saveValue(l: number, t: number): void {
+  opU(Opcode.LocalGet, l);
+  if (t === F32) op(0xbc);
+  else if (t === F64) op(0xbd);
+  opU(Opcode.Call, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
+}
+
+/** The rewind prologue's restore of local `l` of type `t` from the host, into `rw`. */
+function restoreValue(rw: ByteWriter, l: number, t: number): void {
+  rw.u8(Opcode.Call).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
+  if (t === F32) rw.u8(0xbe);
+  else if (t === F64) rw.u8(0xbf);
+  rw.u8(Opcode.LocalSet).u32(l);
+}
+
 function emitSave(): void {
   i32c(func);
   opU(Opcode.LocalGet, S);
   opU(Opcode.Call, fn.unwindFrame);
-  const saveValue = (l: number, t: number): void => {
-    opU(Opcode.LocalGet, l);
-    if (t === F32) op(0xbc);
-    else if (t === F64) op(0xbd);
-    opU(Opcode.Call, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
-  };
   for (let l = 0; l < nOriginal; l++) saveValue(l, localTypes[l]!);
-  slots.forEach((s, i) => saveValue(slotBase + i, s.type));
+  for (let i = 0; i < slots.length; i++) saveValue(slotBase + i, slots[i]!.type);
   const r = type.results[0];
   if (r === I32) i32c(0);
   else if (r === I64) w.u8(0x42).u8(0);
@@ -1707,14 +1717,8 @@ function instrumentFunction(
   if (restoreAt >= 0) {
     const rw = restoreScratch.reset();
     rw.u8(Opcode.I32Const).s32(func).u8(Opcode.Call).u32(fn.rewindFrame).u8(Opcode.LocalSet).u32(S);
-    const restoreValue = (l: number, t: number): void => {
-      rw.u8(Opcode.Call).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
-      if (t === F32) rw.u8(0xbe);
-      else if (t === F64) rw.u8(0xbf);
-      rw.u8(Opcode.LocalSet).u32(l);
-    };
-    for (let l = 0; l < nOriginal; l++) restoreValue(l, localTypes[l]!);
-    slots.forEach((s, i) => restoreValue(slotBase + i, s.type));
+    for (let l = 0; l < nOriginal; l++) restoreValue(rw, l, localTypes[l]!);
+    for (let i = 0; i < slots.length; i++) restoreValue(rw, slotBase + i, slots[i]!.type);
     restore = rw.view();
   }
 
@@ -1741,8 +1745,9 @@ function instrumentFunction(
     ? { func, locals: localTypes as ValTypeCode[], slots: slots as FunctionLayout['slots'], sites: sitesLayout! }
     : undefined;
   // Hint offsets count from the body's start (its locals header), after the restore code is put in.
-  const shiftFor = (c: number): number => header.length + c + (restore && c >= restoreAt ? restore.length : 0);
-  return { layout, sites: st.sites, codeStart: prefixLength, restoreAt, restoreLength: restore?.length ?? 0, unlikely: unlikely.map(shiftFor) };
+  const restoreLength = restore?.length ?? 0;
+  for (let i = 0; i < unlikely.length; i++) unlikely[i] = header.length + unlikely[i]! + (restoreLength > 0 && unlikely[i]! >= restoreAt ? restoreLength : 0);
+  return { layout, sites: st.sites, codeStart: prefixLength, restoreAt, restoreLength, unlikely };
 }
 
 // --- The module -------------------------------------------------------------
