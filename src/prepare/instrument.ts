@@ -28,7 +28,7 @@ import { decodeInstructionList, InstructionList, Opcode, subopcodeAt } from '../
 import { POPS, PUSH, SAT_PUSH } from '../wasm/stack-effects.js';
 import { ModuleError } from '../wasm/errors.js';
 import { ByteReader, ByteWriter, u32At } from '../wasm/leb128.js';
-import { ExternalKind, SectionId, skipConstExpr, type FuncType, type ValTypeCode, type WasmModule } from '../wasm/module.js';
+import { ExternalKind, SectionId, skipConstExpr, type FuncType, type FunctionBody, type ValTypeCode, type WasmModule } from '../wasm/module.js';
 import { INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from './internal.js';
 import type { Profile } from './profile.js';
 
@@ -139,8 +139,10 @@ interface ModuleContext {
   calls: Uint8Array;
   /** Per defined function: has loops with checks or bulk memory operations (keeps its fuel in a local; the others use the global). */
   looping: Uint8Array;
-  /** Per defined function, per loop in code order: the loop needs no check (io-suspend; its body first calls a function that checks). */
-  coveredLoops: Uint8Array[];
+  /** Per loop of the module, by function and then in code order: the loop needs no check (io-suspend; its body first calls a function that checks). */
+  coveredLoops: Uint8Array;
+  /** Per defined function: index of its first loop in coveredLoops. */
+  firstLoop: Int32Array;
   /** Per defined function: a call of it may unwind. */
   mayUnwind: Uint8Array;
   /** Per type index: a call_indirect of it may unwind. */
@@ -216,13 +218,14 @@ function tableFunctions(m: WasmModule): number[] {
 const bodyInstructions = new InstructionList();
 
 /**
- * What analyzeModule needs of one body: the functions it calls (`direct`),
- * the canonical types it calls indirectly, per loop the function its body
- * calls before any control instruction (or -1); returns whether it has a
- * memory.fill or memory.copy. (A function of its own, so that V8 optimizes
- * this loop early instead of recompiling analyzeModule on-stack.)
+ * What analyzeModule needs of one body, appended to columns shared by all
+ * bodies: the functions it calls (`direct`), the canonical types it calls
+ * indirectly, per loop the function its body calls before any control
+ * instruction (or -1); returns whether it has a memory.fill or
+ * memory.copy. (A function of its own, so that V8 optimizes this loop early
+ * instead of recompiling analyzeModule on-stack.)
  */
-function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: number[], direct: number[], indirect: number[], firstCallee: number[]): boolean {
+function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: Int32Array, direct: IntColumn, indirect: IntColumn, firstCallee: IntColumn): boolean {
   let scanning = false;
   let bulk = false;
   const { starts, count } = list;
@@ -231,7 +234,7 @@ function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: number[],
     const op = bytes[pos]!;
     if (scanning && (op === 0x10 || op <= 0x05 || (op >= 0x0b && op <= 0x11))) {
       scanning = false;
-      if (op === 0x10) firstCallee[firstCallee.length - 1] = u32At(bytes, pos + 1);
+      if (op === 0x10) firstCallee.values[firstCallee.length - 1] = u32At(bytes, pos + 1);
     }
     if (op === 0x10) direct.push(u32At(bytes, pos + 1));
     else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
@@ -264,7 +267,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
 
   // Structural type identity (call_indirect checks signatures, not indices).
   const canon = new Map<string, number>();
-  const typeCanon = m.types.map((t) => {
+  const typeCanon = Int32Array.from(m.types, (t) => {
     const k = typeKey(t);
     let c = canon.get(k);
     if (c === undefined) canon.set(k, (c = canon.size));
@@ -274,10 +277,17 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const checked = new Uint8Array(n);
   const looping = new Uint8Array(n);
   const calls = new Uint8Array(n);
-  const callees: number[][] = [];
-  const indirectTypes: number[][] = [];
-  /** Per function, per loop in code order: the function its body calls before any control instruction, or -1. */
-  const loopFirstCallee: number[][] = [];
+  // Per function (its range from first[i] to first[i + 1] in each column):
+  // the functions it calls, the canonical types it calls indirectly, and
+  // per loop in code order the function its body calls before any control
+  // instruction, or -1. (Columns rather than arrays per function: fewer
+  // objects, and no arrays whose element kinds change from run to run.)
+  const direct = new IntColumn();
+  const directFirst = new Int32Array(n + 1);
+  const indirect = new IntColumn();
+  const indirectFirst = new Int32Array(n + 1);
+  const loopFirstCallee = new IntColumn();
+  const firstLoop = new Int32Array(n + 1);
   const bulks = new Uint8Array(n);
   const breakpoints = opts.breakpoints ?? new Set<number>();
   const codeBase = (m.sections.find((s) => s.id === SectionId.Code)?.payloadStart ?? 0) + (opts.codeOffsetShift ?? 0);
@@ -302,34 +312,38 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const kept = new IntColumn();
   const keptFirst = new Int32Array(keep ? n + 1 : 0);
   for (let i = 0; i < n; i++) {
-    const direct: number[] = [];
-    const indirect: number[] = [];
-    const firstCallee: number[] = [];
+    directFirst[i] = direct.length;
+    indirectFirst[i] = indirect.length;
+    firstLoop[i] = loopFirstCallee.length;
     const list = decodeInstructionList(m.bytes, m.bodies[i]!, bodyInstructions, nImports + i);
     if (keep) {
       keptFirst[i] = kept.length;
       kept.append(list.starts, list.count + 1);
     }
-    const bulk = scanBody(m.bytes, list, typeCanon, direct, indirect, firstCallee);
-    callees.push(direct);
-    indirectTypes.push(indirect);
-    loopFirstCallee.push(firstCallee);
+    const bulk = scanBody(m.bytes, list, typeCanon, direct, indirect, loopFirstCallee);
     bulks[i] = bulk ? 1 : 0;
-    calls[i] = direct.length || indirect.length ? 1 : 0;
-    checked[i] = calls[i] || firstCallee.length || bulk || breaks[i] ? 1 : 0;
+    calls[i] = direct.length > directFirst[i]! || indirect.length > indirectFirst[i]! ? 1 : 0;
+    checked[i] = calls[i] || loopFirstCallee.length > firstLoop[i]! || bulk || breaks[i] ? 1 : 0;
   }
+  directFirst[n] = direct.length;
+  indirectFirst[n] = indirect.length;
+  firstLoop[n] = loopFirstCallee.length;
   if (keep) keptFirst[n] = kept.length;
 
   // Under io-suspend a loop whose every iteration first calls a function
   // that checks at its entry needs no check of its own (the callee's bounds
   // it). Under suspend-anywhere every loop keeps its check: it is a place
   // where a snapshot's frame can stop.
-  const coveredLoops = loopFirstCallee.map((fs) => {
-    const covered = new Uint8Array(fs.length);
-    if (!checksUnwind) fs.forEach((x, k) => (covered[k] = x >= nImports && calls[x - nImports] === 1 ? 1 : 0));
-    return covered;
-  });
-  for (let i = 0; i < n; i++) looping[i] = bulks[i] || coveredLoops[i]!.some((c) => c === 0) ? 1 : 0;
+  const coveredLoops = new Uint8Array(loopFirstCallee.length);
+  if (!checksUnwind) {
+    const fs = loopFirstCallee.values;
+    for (let k = 0; k < coveredLoops.length; k++) coveredLoops[k] = fs[k]! >= nImports && calls[fs[k]! - nImports] === 1 ? 1 : 0;
+  }
+  for (let i = 0; i < n; i++) {
+    let uncovered = false;
+    for (let k = firstLoop[i]!; k < firstLoop[i + 1]! && !uncovered; k++) uncovered = coveredLoops[k] === 0;
+    looping[i] = bulks[i] || uncovered ? 1 : 0;
+  }
 
   // Which calls may unwind: walked backwards from functions that unwind
   // themselves (a check under suspend-anywhere, a call of an unwinding import).
@@ -348,12 +362,13 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   };
   for (let i = 0; i < n; i++) {
     if ((checksUnwind && checked[i]) || breaks[i]) mark(i);
-    for (const c of callees[i]!) {
+    for (let k = directFirst[i]!; k < directFirst[i + 1]!; k++) {
+      const c = direct.values[k]!;
       if (c < nImports) {
         if (opts.unwindingImports.has(c)) mark(i);
       } else callers[c - nImports]!.push(i);
     }
-    for (const t of indirectTypes[i]!) indirectCallers[t]!.push(i);
+    for (let k = indirectFirst[i]!; k < indirectFirst[i + 1]!; k++) indirectCallers[indirect.values[k]!]!.push(i);
   }
   const markCanon = (c: number): void => {
     if (canonMay[c]) return;
@@ -388,6 +403,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     checked,
     looping,
     coveredLoops,
+    firstLoop,
     calls,
     mayUnwind,
     indirectMayUnwind,
@@ -404,9 +420,9 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
 
 /**
  * Calls `visit` for each instruction of `list`. The passes over a body are
- * closures called from this small loop rather than loops of their own: V8
- * then optimizes the closures early, without recompiling a whole pass
- * on-stack (a slower first preparation in a fresh process).
+ * functions called from this small loop rather than loops of their own: V8
+ * then optimizes them early, without recompiling a whole pass on-stack (a
+ * slower first preparation in a fresh process).
  */
 function visitInstructions(bytes: Uint8Array, list: InstructionList, visit: (op: number, pos: number, immEnd: number) => void): void {
   const { starts, count } = list;
@@ -444,8 +460,16 @@ interface Structure {
   /** Per body (function body, block/loop/if bodies, else bodies, in order of opening): its site range. */
   bodyLo: Int32Array;
   bodyHi: Int32Array;
-  /** Per body: first site of each direct target (a call site, a bulk check, or a child construct with sites), in order; undefined for none. */
-  bodyTargets: Array<number[] | undefined>;
+  /**
+   * Per body: its direct targets (a call site, a bulk check, or a child
+   * construct with sites; each is its first site), in order, as a list:
+   * how many, the first entry (-1: none); per entry, its site and the next
+   * entry (-1: the last).
+   */
+  targetCount: Int32Array;
+  targetHead: Int32Array;
+  targetSite: Int32Array;
+  targetNext: Int32Array;
   /** Per construct, by the id of the body it opens with: end of its whole site range (else part included). */
   frameHi: Int32Array;
   /** Per call instruction in order: its site or -1. */
@@ -462,9 +486,6 @@ interface Structure {
   /** Per breakpoint met in reachable code, in order: its site. */
   breakSite: Int32Array;
 }
-
-/** The targets of a body without any. */
-const NO_TARGETS: readonly number[] = [];
 
 /**
  * A growable column of integers reused from function to function: the
@@ -513,160 +534,190 @@ const columns = {
   callSite: new IntColumn(),
   bulkSite: new IntColumn(),
   breakSite: new IntColumn(),
+  targetCount: new IntColumn(),
+  targetHead: new IntColumn(),
+  targetTail: new IntColumn(),
+  targetSite: new IntColumn(),
+  targetNext: new IntColumn(),
 };
 
+/**
+ * The structure pass's control stack (one entry per open construct): body
+ * id in effect, body id the construct opened with, and flags (see
+ * structure). Grown as needed, shared by every function.
+ */
+let controlStack = new Int32Array(6 * 64);
+
+/**
+ * The structure pass's state, for the function in pass: module-level, like
+ * the emission pass's (see instrumentFunction), so that its helpers are not
+ * closures made per function.
+ */
+let passCtx: ModuleContext;
+let passBytes: Uint8Array;
+let passSites = 0;
+/** The control stack's top entry (see structure). */
+let passTop = 0;
+let passAnyBreakpoints = false;
+
+// Fields of a control stack entry (see structure).
+const BODY = 0;
+const OPEN = 1;
+const DEAD = 2;
+const DEAD_FRAME = 3;
+const FRESH = 4;
+const AT_START = 5;
+
+function addSite(kind: number, pos: number): number {
+  columns.siteKind.push(kind);
+  columns.siteOffset.push(pos - passCtx.codeBase);
+  return passSites++;
+}
+
+function addTarget(inBody: number, site: number): void {
+  const { targetCount, targetHead, targetTail, targetSite, targetNext } = columns;
+  const entry = targetSite.push(site);
+  targetNext.push(-1);
+  if (targetCount.values[inBody]++ === 0) targetHead.values[inBody] = entry;
+  else targetNext.values[targetTail.values[inBody]!] = entry;
+  targetTail.values[inBody] = entry;
+}
+
+function newBody(): number {
+  columns.chained.push(0);
+  columns.bodyHi.push(passSites);
+  columns.targetCount.push(0);
+  columns.targetHead.push(-1);
+  columns.targetTail.push(-1);
+  columns.frameHi.push(passSites);
+  return columns.bodyLo.push(passSites);
+}
+
 function structure(ctx: ModuleContext, fi: number, hasEntryCheck: boolean, list: InstructionList): Structure {
-  const m = ctx.m;
-  const body = m.bodies[fi]!;
-  const bytes = m.bytes;
-  const codeBase = ctx.codeBase;
-  const siteKind = columns.siteKind.reset();
-  const siteOffset = columns.siteOffset.reset();
-  const bodyLo = columns.bodyLo.reset();
-  const bodyHi = columns.bodyHi.reset();
-  const frameHi = columns.frameHi.reset();
-  const chained = columns.chained.reset();
-  const callSite = columns.callSite.reset();
-  const bulkSite = columns.bulkSite.reset();
-  const breakSite = columns.breakSite.reset();
-  const bodyTargets: Array<number[] | undefined> = [];
-  let sites = 0;
-  const addSite = (kind: number, pos: number): number => {
-    siteKind.push(kind);
-    siteOffset.push(pos - codeBase);
-    return sites++;
-  };
-  const addTarget = (inBody: number, site: number): void => {
-    const targets = bodyTargets[inBody];
-    if (targets) targets.push(site);
-    else bodyTargets[inBody] = [site];
-  };
+  const body = ctx.m.bodies[fi]!;
+  for (const c of Object.values(columns)) c.reset();
+  passCtx = ctx;
+  passBytes = ctx.m.bytes;
+  passSites = 0;
+  passAnyBreakpoints = ctx.breakpoints.size > 0;
   // Body 0 is the function's: its range begins before the entry check's site.
-  chained.push(0);
-  bodyLo.push(0);
-  bodyHi.push(0);
-  bodyTargets.push(undefined);
-  frameHi.push(0);
+  newBody();
   if (hasEntryCheck && ctx.checksUnwind) addSite(SiteKind.Entry, body.codeStart);
-  // Control stack: body id in effect, body id the construct opened with, dead flags.
-  const fBody: number[] = [0];
-  const fOpen: number[] = [0];
-  const fDead: boolean[] = [false];
-  const fDeadFrame: boolean[] = [false];
-  /** No instruction yet in the body in effect; and, per construct, whether it opened at its parent body's start. */
-  const fFresh: boolean[] = [true];
-  const fAtStart: boolean[] = [false];
-  const newBody = (): number => {
-    chained.push(0);
-    bodyHi.push(sites);
-    bodyTargets.push(undefined);
-    frameHi.push(sites);
-    return bodyLo.push(sites);
-  };
-  const { checksUnwind, nImports } = ctx;
-  // (no set lookup per instruction in the usual case, a module without breakpoints)
-  const anyBreakpoints = ctx.breakpoints.size > 0;
-  visitInstructions(bytes, list, (op, pos) => {
-    const top = fBody.length - 1;
-    if (anyBreakpoints && ctx.breakpoints.has(pos - codeBase) && !fDead[top]) {
-      const site = addSite(SiteKind.Breakpoint, pos);
-      addTarget(fBody[top]!, site);
-      breakSite.push(site);
-      fFresh[top] = false;
-    }
-    switch (op) {
-      case 0x02:
-      case 0x03:
-      case 0x04: {
-        const dead = fDead[top]!;
-        const id = newBody();
-        fAtStart.push(op !== 0x04 && fFresh[top]!);
-        fFresh[top] = false;
-        fFresh.push(true);
-        fBody.push(id);
-        fOpen.push(id);
-        fDead.push(dead);
-        fDeadFrame.push(dead);
-        if (op === 0x03 && !dead && checksUnwind) addSite(SiteKind.Loop, pos);
-        break;
-      }
-      case 0x05: {
-        bodyHi.values[fBody[top]!] = sites;
-        fFresh[top] = true;
-        fBody[top] = newBody();
-        fDead[top] = fDeadFrame[top]!;
-        break;
-      }
-      case 0x0b: {
-        bodyHi.values[fBody[top]!] = sites;
-        if (top === 0) return;
-        const open = fOpen[top]!;
-        frameHi.values[open] = sites;
-        const deadFrame = fDeadFrame[top]!;
-        const atStart = fAtStart[top]!;
-        fBody.pop();
-        fOpen.pop();
-        fDead.pop();
-        fDeadFrame.pop();
-        fFresh.pop();
-        fAtStart.pop();
-        if (!deadFrame && sites > bodyLo.values[open]!) {
-          const parent = fBody[top - 1]!;
-          if (atStart && !bodyTargets[parent]) chained.values[parent] = 1;
-          addTarget(parent, bodyLo.values[open]!);
-        }
-        break;
-      }
-      case 0x00:
-      case 0x0c:
-      case 0x0e:
-      case 0x0f:
-        fDead[top] = true;
-        break;
-      case 0x10:
-      case 0x11: {
-        let site = -1;
-        if (!fDead[top]) {
-          const x = u32At(bytes, pos + 1);
-          const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
-          if (may) {
-            site = addSite(SiteKind.Call, pos);
-            addTarget(fBody[top]!, site);
-          }
-        }
-        callSite.push(site);
-        break;
-      }
-      case 0xfc: {
-        const sub = subopcodeAt(bytes, pos);
-        if (sub === 10 || sub === 11) {
-          let site = -1;
-          if (!fDead[top] && checksUnwind) {
-            site = addSite(SiteKind.Bulk, pos);
-            addTarget(fBody[top]!, site);
-          }
-          bulkSite.push(site);
-        }
-        break;
-      }
-    }
-    if (op !== 0x02 && op !== 0x03 && op !== 0x04 && op !== 0x05 && op !== 0x0b) fFresh[fBody.length - 1] = false;
-  });
-  frameHi.values[0] = sites;
+  // Control stack, from entry `top` at 6 * top: body id in effect, body id
+  // the construct opened with, dead (the code that follows is unreachable),
+  // dead frame (the construct opened in unreachable code), fresh (no
+  // instruction yet in the body in effect), at start (the construct opened
+  // at its parent body's start). Nesting is at most one per instruction.
+  if (controlStack.length < 6 * (list.count + 1)) controlStack = new Int32Array(6 * Math.max(list.count + 1, 2 * (controlStack.length / 6)));
+  controlStack.fill(0, 0, 6);
+  controlStack[FRESH] = 1;
+  passTop = 0;
+  visitInstructions(passBytes, list, structureVisit);
+  columns.frameHi.values[0] = passSites;
   // (the columns' arrays are final only now: a push may have grown them)
   return {
-    sites,
-    siteKind: siteKind.values,
-    siteOffset: siteOffset.values,
-    bodyLo: bodyLo.values,
-    bodyHi: bodyHi.values,
-    bodyTargets,
-    frameHi: frameHi.values,
-    callSite: callSite.values,
-    chained: chained.values,
-    bulkSite: bulkSite.values,
-    breakSite: breakSite.values,
+    sites: passSites,
+    siteKind: columns.siteKind.values,
+    siteOffset: columns.siteOffset.values,
+    bodyLo: columns.bodyLo.values,
+    bodyHi: columns.bodyHi.values,
+    targetCount: columns.targetCount.values,
+    targetHead: columns.targetHead.values,
+    targetSite: columns.targetSite.values,
+    targetNext: columns.targetNext.values,
+    frameHi: columns.frameHi.values,
+    callSite: columns.callSite.values,
+    chained: columns.chained.values,
+    bulkSite: columns.bulkSite.values,
+    breakSite: columns.breakSite.values,
   };
+}
+
+/** One instruction of the structure pass. */
+function structureVisit(op: number, pos: number): void {
+  const cs = controlStack;
+  const ctx = passCtx;
+  const t = 6 * passTop;
+  if (passAnyBreakpoints && ctx.breakpoints.has(pos - ctx.codeBase) && cs[t + DEAD] === 0) {
+    const site = addSite(SiteKind.Breakpoint, pos);
+    addTarget(cs[t + BODY]!, site);
+    columns.breakSite.push(site);
+    cs[t + FRESH] = 0;
+  }
+  switch (op) {
+    case 0x02:
+    case 0x03:
+    case 0x04: {
+      const dead = cs[t + DEAD]!;
+      const id = newBody();
+      const n = t + 6;
+      cs[n + AT_START] = op !== 0x04 && cs[t + FRESH] === 1 ? 1 : 0;
+      cs[t + FRESH] = 0;
+      cs[n + FRESH] = 1;
+      cs[n + BODY] = id;
+      cs[n + OPEN] = id;
+      cs[n + DEAD] = dead;
+      cs[n + DEAD_FRAME] = dead;
+      passTop++;
+      if (op === 0x03 && dead === 0 && ctx.checksUnwind) addSite(SiteKind.Loop, pos);
+      return;
+    }
+    case 0x05: {
+      columns.bodyHi.values[cs[t + BODY]!] = passSites;
+      cs[t + FRESH] = 1;
+      cs[t + BODY] = newBody();
+      cs[t + DEAD] = cs[t + DEAD_FRAME]!;
+      return;
+    }
+    case 0x0b: {
+      columns.bodyHi.values[cs[t + BODY]!] = passSites;
+      if (passTop === 0) return;
+      const open = cs[t + OPEN]!;
+      columns.frameHi.values[open] = passSites;
+      passTop--;
+      const lo = columns.bodyLo.values[open]!;
+      if (cs[t + DEAD_FRAME] === 0 && passSites > lo) {
+        const parent = cs[t - 6 + BODY]!;
+        if (cs[t + AT_START] === 1 && columns.targetCount.values[parent] === 0) columns.chained.values[parent] = 1;
+        addTarget(parent, lo);
+      }
+      return;
+    }
+    case 0x00:
+    case 0x0c:
+    case 0x0e:
+    case 0x0f:
+      cs[t + DEAD] = 1;
+      break;
+    case 0x10:
+    case 0x11: {
+      let site = -1;
+      if (cs[t + DEAD] === 0) {
+        const x = u32At(passBytes, pos + 1);
+        const nImports = ctx.nImports;
+        const may = op === 0x10 ? (x < nImports ? ctx.unwindingImports.has(x) : ctx.mayUnwind[x - nImports] === 1) : ctx.indirectMayUnwind[x] === 1;
+        if (may) {
+          site = addSite(SiteKind.Call, pos);
+          addTarget(cs[t + BODY]!, site);
+        }
+      }
+      columns.callSite.push(site);
+      break;
+    }
+    case 0xfc: {
+      const sub = subopcodeAt(passBytes, pos);
+      if (sub === 10 || sub === 11) {
+        let site = -1;
+        if (cs[t + DEAD] === 0 && ctx.checksUnwind) {
+          site = addSite(SiteKind.Bulk, pos);
+          addTarget(cs[t + BODY]!, site);
+        }
+        columns.bulkSite.push(site);
+      }
+      break;
+    }
+  }
+  cs[t + FRESH] = 0;
 }
 
 // --- Pass 2: emission -------------------------------------------------------
@@ -705,7 +756,6 @@ interface LoopLabels {
   cold: number;
 }
 
-
 /**
  * The instrumented body of defined function `fi` (its locals header
  * included), and, if asked, how its frames are laid out.
@@ -730,26 +780,862 @@ interface CodeOrigins {
   length: number[];
 }
 
+/**
+ * The function instrumentFunction is working on: its state, shared by the
+ * helpers below (module-level functions, not closures made per function:
+ * V8 keeps their optimized code across major GCs, which drop the optimized
+ * code of closures no longer alive). The transform is synchronous and not
+ * reentrant, like the scratch buffers above.
+ */
+let ctx: ModuleContext;
+let fi: number;
+let origins: CodeOrigins | undefined;
+let m: WasmModule;
+let bytes: Uint8Array;
+let body: FunctionBody;
+let func: number;
+let type: FuncType;
+let hasEntryCheck: boolean;
+let list: InstructionList;
+let st: Structure;
+let hasSites: boolean;
+let localTypes: number[];
+let nOriginal: number;
+let F: number;
+let S: number;
+let C: number;
+let TMP: number;
+let slotBase: number;
+let slotIndex: number[];
+let slots: Array<{ depth: number; type: number }>;
+let w: ByteWriter;
+let types: Uint8Array;
+let h: number;
+let D: number;
+let restoreAt: number;
+let sitesLayout: SiteLayout[] | undefined;
+let unlikely: number[];
+let CHUNK: number;
+let fuelInGlobal: boolean;
+let frames: Frame[] = [];
+let bodyCounter: number;
+let pending: Frame[];
+let fnFrame: Frame;
+let copyFrom: number;
+let callCounter: number;
+let bulkCounter: number;
+let breakCounter: number;
+let loopCounter: number;
+let anyBreakpoints: boolean;
+let FG: number;
+let ST: number;
+let fn: Record<keyof typeof InternalImport, number>;
+
+function slot(depth: number, t: number): number {
+  const k = depth * 4 + TYPE_INDEX[t]!;
+  let l = slotIndex[k];
+  if (l === undefined) {
+    l = slotBase + slots.length;
+    slotIndex[k] = l;
+    slots.push({ depth, type: t });
+  }
+  return l;
+}
+
+function recordSite(site: number): void {
+  if (sitesLayout) sitesLayout[site] = { kind: st.siteKind[site] as SiteKindCode, offset: st.siteOffset[site]!, stack: Array.from(types.subarray(0, h)) as ValTypeCode[] };
+}
+
+function op(b: number): void {
+  w.u8(b);
+}
+
+function opU(b: number, x: number): void {
+  w.u8(b).u32(x);
+}
+
+function i32c(x: number): void {
+  w.u8(Opcode.I32Const).s32(x);
+}
+
+function open(o: number): void {
+  w.u8(o).u8(VOID);
+  D++;
+}
+
+function coldIf(): void {
+  unlikely.push(w.length);
+  open(Opcode.If);
+}
+
+function coldBrIf(depth: number): void {
+  unlikely.push(w.length);
+  opU(Opcode.BrIf, depth);
+}
+
+function close(): void {
+  w.u8(Opcode.End);
+  D--;
+}
+
+function fuelGet(): void {
+  if (fuelInGlobal) opU(Opcode.GlobalGet, FG);
+  else opU(Opcode.LocalGet, F);
+}
+
+/** `global -= CHUNK - countdown` (what the countdown used). */
+function charge(): void {
+  opU(Opcode.GlobalGet, FG);
+  opU(Opcode.LocalGet, F);
+  op(Opcode.I32Add);
+  i32c(CHUNK);
+  op(Opcode.I32Sub);
+  opU(Opcode.GlobalSet, FG);
+}
+
+/** `countdown = CHUNK + extra`. */
+function restart(extra: number): void {
+  i32c(CHUNK + extra);
+  opU(Opcode.LocalSet, F);
+}
+
+/** At an exit: charge; at a branch that may not exit, restart the countdown too. */
+function fuelFlush(conditional: boolean): void {
+  if (fuelInGlobal) return;
+  charge();
+  if (conditional) restart(0);
+}
+
+/** The countdown ran out: `charge; if (global <= 0) { yield(); [unwound? save] } restart`. */
+function outOfChunk(site: number, extra: number): void {
+  charge();
+  opU(Opcode.GlobalGet, FG);
+  i32c(0);
+  op(Opcode.I32LeS);
+  open(Opcode.If);
+  opU(Opcode.Call, fn.yield);
+  if (site >= 0) {
+    recordSite(site);
+    unwindCheck(site);
+  }
+  close();
+  if (extra) {
+    // The extra check is paid for now (charge() counts from CHUNK).
+    opU(Opcode.GlobalGet, FG);
+    i32c(extra);
+    op(Opcode.I32Sub);
+    opU(Opcode.GlobalSet, FG);
+  }
+  restart(extra);
+}
+
+const unwindLabel = 1;
+
+/** After a site: `if (state) { site local = site; br $save }`; `hot` when the code around it is (then the branch is hinted). */
+function unwindCheck(site: number, hot = false): void {
+  opU(Opcode.GlobalGet, ST);
+  if (hot) coldIf();
+  else open(Opcode.If);
+  i32c(site);
+  opU(Opcode.LocalSet, S);
+  opU(Opcode.Br, D - unwindLabel);
+  close();
+}
+
+/** Opens the wrappers of a body (one per direct target). */
+function openWrappers(f: Frame): void {
+  f.wrapperBase = D;
+  f.targets = st.targetCount[f.body]!;
+  f.passed = 0;
+  for (let i = 0; i < f.targets; i++) open(Opcode.Block);
+}
+
+/** A target point: the next target's wrapper ends here. */
+function passTarget(f: Frame): void {
+  if (f.passed >= f.targets) throw new InstrumentError(`function ${func}: internal error: more targets than counted`);
+  f.passed++;
+  close();
+}
+
+/**
+ * The rewind dispatch: from the site to the wrapper of the target that
+ * contains it (in this body or in a pending enclosing one), or to
+ * `fallLabel` for `fallSite`.
+ */
+function dispatch(f: Frame, fallSite: number, fallLabel: number): void {
+  // The pending bodies and this one (the list is emptied at the end, not reallocated).
+  const bodies = pending;
+  bodies.push(f);
+  const lo = st.bodyLo[bodies[0]!.body]!;
+  const hi = st.bodyHi[bodies[0]!.body]!;
+  // Label position per site (-1: no such site here), in a scratch array (one allocation per module, not per body).
+  const n = hi - lo;
+  if (labelScratch.length < n) labelScratch = new Int32Array(Math.max(n, 2 * labelScratch.length));
+  const labels = labelScratch;
+  labels.fill(-1, 0, n);
+  for (let i = 0; i < bodies.length; i++) {
+    const b = bodies[i]!;
+    const bhi = st.bodyHi[b.body]!;
+    // k: the last target at or below s; `next` the entry after it.
+    let k = -1;
+    let next = st.targetHead[b.body]!;
+    for (let s = st.bodyLo[b.body]!; s < bhi; s++) {
+      while (next >= 0 && st.targetSite[next]! <= s) {
+        k++;
+        next = st.targetNext[next]!;
+      }
+      if (s === fallSite && b === f) labels[s - lo] = fallLabel;
+      else if (k >= 0) labels[s - lo] = b.wrapperBase + b.targets - k;
+    }
+  }
+  // A br_table costs a byte or two per site, a chain of tests about eight
+  // bytes per run of sites with the same label: take the smaller.
+  let runs = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
+  if (n <= 4 * runs + 8) {
+    open(Opcode.Block); // $bad: an unknown site traps
+    opU(Opcode.LocalGet, S);
+    if (lo !== 0) {
+      i32c(lo);
+      op(Opcode.I32Sub);
+    }
+    opU(Opcode.BrTable, n);
+    for (let i = 0; i < n; i++) {
+      const l = labels[i]!;
+      w.u32(l < 0 ? 0 : D - l);
+    }
+    w.u32(0);
+    close();
+  } else {
+    opU(Opcode.LocalGet, S);
+    i32c(hi);
+    op(Opcode.I32GeU);
+    open(Opcode.If);
+    op(Opcode.Unreachable);
+    close();
+    // From the last run down: the first that starts at or below the site.
+    for (let i = n - 1; i >= 0; ) {
+      let j = i;
+      while (j > 0 && labels[j - 1] === labels[i]) j--;
+      if (labels[i]! >= 0) {
+        opU(Opcode.LocalGet, S);
+        i32c(lo + j);
+        op(Opcode.I32GeU);
+        opU(Opcode.BrIf, D - labels[i]!);
+      }
+      i = j - 1;
+    }
+  }
+  op(Opcode.Unreachable);
+  bodies.length = 0;
+}
+
+/**
+ * The entry check: `global -= 1; if (global <= 0) { [rewinding: restore,
+ * dispatch] yield(); [unwound? save] }` (the F local holds global - 1
+ * meanwhile: below 1 when rewinding, as the body's rewind guards expect).
+ */
+function check(site: number, merge: Frame | undefined, restore: boolean): void {
+  opU(Opcode.GlobalGet, FG);
+  i32c(1);
+  op(Opcode.I32Sub);
+  opU(Opcode.LocalTee, F);
+  opU(Opcode.GlobalSet, FG);
+  opU(Opcode.LocalGet, F);
+  i32c(0);
+  op(Opcode.I32LeS);
+  coldIf();
+  if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
+    open(Opcode.Block);
+    const fall = D;
+    opU(Opcode.GlobalGet, ST);
+    i32c(2);
+    op(Opcode.I32Ne);
+    opU(Opcode.BrIf, 0);
+    if (restore) restoreAt = w.length;
+    if (st.bodyHi[merge.body]! > st.bodyLo[merge.body]!) dispatch(merge, site, fall);
+    close();
+  }
+  opU(Opcode.Call, fn.yield);
+  if (site >= 0) {
+    recordSite(site);
+    unwindCheck(site);
+  }
+  close();
+}
+
+/** A bulk operation's check, after its charge to the countdown: `if (countdown <= 0) outOfChunk`. */
+function bulkCheck(site: number): void {
+  opU(Opcode.LocalGet, F);
+  i32c(0);
+  op(Opcode.I32LeS);
+  coldIf();
+  outOfChunk(site, 0);
+  close();
+}
+
+/** `block $exit (result) loop $again block $cold loop (result)`: see LoopLabels. */
+function openLoopFrame(result: number): LoopLabels {
+  w.u8(Opcode.Block).u8(result);
+  const exit = ++D;
+  open(Opcode.Loop);
+  const again = D;
+  open(Opcode.Block);
+  const labels = { exit, again, cold: D };
+  w.u8(Opcode.Loop).u8(result);
+  D++;
+  return labels;
+}
+
+/**
+ * The check at a loop's header: `countdown -= 1; if (countdown <= 0) br
+ * $cold`, with the rewind dispatch of the loop's body (a rewind reaches
+ * it with the countdown below 1) before that branch when the body holds
+ * other sites. The call of the
+ * yield import is after the loop (closeLoopFrame): a call inside a loop,
+ * even on a path never taken, makes V8 keep the loop's values in memory.
+ */
+function loopCheck(nf: Frame, site: number, withSites: boolean): void {
+  const labels = nf.loop!;
+  opU(Opcode.LocalGet, F);
+  i32c(1);
+  op(Opcode.I32Sub);
+  opU(Opcode.LocalTee, F);
+  i32c(0);
+  op(Opcode.I32LeS);
+  const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
+  if (!withSites || (!others && pending.length === 0)) {
+    coldBrIf(D - labels.cold);
+    return;
+  }
+  coldIf();
+  opU(Opcode.GlobalGet, ST);
+  i32c(2);
+  op(Opcode.I32Ne);
+  opU(Opcode.BrIf, D - labels.cold);
+  dispatch(nf, site, labels.cold);
+  close();
+}
+
+/** After a loop's `end`: `br $exit end $cold; outOfChunk; br $again end $again end $exit`. */
+function closeLoopFrame(f: Frame): void {
+  const labels = f.loop!;
+  opU(Opcode.Br, D - labels.exit);
+  close();
+  // One more than the chunk: the check at the header runs again first,
+  // and must let the body run once.
+  outOfChunk(ctx.checksUnwind ? st.bodyLo[f.body]! : -1, 1);
+  opU(Opcode.Br, D - labels.again);
+  close();
+  if (f.result !== VOID) op(Opcode.Unreachable);
+  close();
+}
+
+/**
+ * Opens `if (fuel < 1 && state == 2) {` (closed by the caller's close()):
+ * fuel below 1 outside a check means rewinding (a register test on the hot
+ * path); the global's fuel if asked.
+ */
+function openWhenRewinding(globalFuel = false): void {
+  if (globalFuel) opU(Opcode.GlobalGet, FG);
+  else fuelGet();
+  i32c(1);
+  op(Opcode.I32LtS);
+  coldIf();
+  opU(Opcode.GlobalGet, ST);
+  i32c(2);
+  op(Opcode.I32Ne);
+  opU(Opcode.BrIf, 0);
+}
+
+/**
+ * Frames are reused from function to function, one per depth: a frame is
+ * not used once popped (endFrame pushes none while it finishes one).
+ */
+const framePool: Frame[] = [];
+
+/** Opens frame (a construct's, or the function's) on the frame stack: label and wrapper base `label`, no targets passed. */
+function pushFrame(kind: number, label: number, body: number, base: number, result: number, dead: boolean, spilled: number, loop: LoopLabels | undefined): Frame {
+  let f = framePool[frames.length];
+  if (!f) {
+    f = { kind, label, body, base, result, dead, deadFrame: dead, spilled, wrapperBase: label, targets: 0, passed: 0, loop };
+    framePool.push(f);
+  } else {
+    f.kind = kind;
+    f.label = label;
+    f.body = body;
+    f.base = base;
+    f.result = result;
+    f.dead = dead;
+    f.deadFrame = dead;
+    f.spilled = spilled;
+    f.wrapperBase = label;
+    f.targets = 0;
+    f.passed = 0;
+    f.loop = loop;
+  }
+  frames.push(f);
+  return f;
+}
+
+function bodyDispatch(f: Frame): void {
+  if (f.targets === 0) return;
+  if (st.chained[f.body]) {
+    // The construct that opens next dispatches for this body too.
+    pending.push(f);
+    return;
+  }
+  // Rewind prefilter and dispatch at the start of a block or if body with targets.
+  openWhenRewinding();
+  dispatch(f, -1, 0);
+  close();
+}
+
+/** Moves the current body's values (from `from` up) to slots, top first. */
+function spill(from: number): void {
+  for (let d = h - 1; d >= from; d--) opU(Opcode.LocalSet, slot(d, types[d]!));
+}
+
+function reload(from: number, to: number): void {
+  for (let d = from; d < to; d++) opU(Opcode.LocalGet, slot(d, types[d]!));
+}
+
+function flush(to: number): void {
+  if (to <= copyFrom) return;
+  if (origins) {
+    origins.at.push(w.length);
+    origins.from.push(copyFrom);
+    origins.length.push(to - copyFrom);
+  }
+  w.range(bytes, copyFrom, to);
+}
+
+function depthOf(n: number): number {
+  return D - frames[frames.length - 1 - n]!.label;
+}
+
+/** Emits instruction `o` at `pos` (and what the transform puts around it). */
+function visit(o: number, pos: number, immEnd: number): void {
+  const f = frames[frames.length - 1]!;
+  if (f.dead) {
+    // Unreachable code: copied, with labels and function indices renumbered.
+    switch (o) {
+      case 0x02:
+      case 0x03:
+      case 0x04:
+        if (o === 0x03) loopCounter++;
+        D++;
+        bodyCounter++;
+        pushFrame(o === 0x03 ? 1 : o === 0x04 ? 2 : 0, D, -1, h, VOID, true, 0, undefined);
+        return;
+      case 0x05:
+        onElse(f, immEnd);
+        return;
+      case 0x0b:
+        endFrame(f, pos, immEnd);
+        return;
+      case 0x0c:
+      case 0x0d:
+        flush(pos);
+        opU(o, depthOf(u32At(bytes, pos + 1)));
+        copyFrom = immEnd;
+        return;
+      case 0x0e:
+        flush(pos);
+        brTable(pos);
+        copyFrom = immEnd;
+        return;
+      case 0x10:
+        callCounter++;
+        flush(pos);
+        opU(Opcode.Call, remap(u32At(bytes, pos + 1)));
+        copyFrom = immEnd;
+        return;
+      case 0x11:
+        callCounter++;
+        return;
+      case 0xfc: {
+        const sub = subopcodeAt(bytes, pos);
+        if (sub === 10 || sub === 11) bulkCounter++;
+        return;
+      }
+    }
+    return;
+  }
+  if (anyBreakpoints && ctx.breakpoints.has(pos - ctx.codeBase)) {
+    // A breakpoint: the whole operand stack to slots, then the runtime's
+    // breakpoint import, which may unwind (the frame stops here) or, when
+    // it ends a rewind, return so that the instruction runs.
+    const site = st.breakSite[breakCounter++]!;
+    flush(pos);
+    spill(f.base);
+    passTarget(f);
+    recordSite(site);
+    i32c(pos - ctx.codeBase);
+    opU(Opcode.Call, fn.breakpoint);
+    unwindCheck(site, true);
+    reload(f.base, h);
+    copyFrom = pos;
+  }
+  switch (o) {
+    case 0x02:
+    case 0x03:
+    case 0x04: {
+      const id = ++bodyCounter;
+      const result = bytes[pos + 1]!; // VOID or a value type (Gate has no multi-value blocks)
+      if (o === 0x04) h--;
+      const withSites = st.frameHi[id]! > st.bodyLo[id]!;
+      // A loop without a check of its own is handled as a block.
+      const checkedLoop = o === 0x03 && ctx.coveredLoops[ctx.firstLoop[fi]! + loopCounter++] !== 1;
+      let loop: LoopLabels | undefined;
+      let spilled = 0;
+      if (withSites) {
+        flush(pos);
+        if (o === 0x04) opU(Opcode.LocalSet, C);
+        spilled = h - f.base;
+        spill(f.base);
+        passTarget(f);
+        if (o === 0x04) {
+          // Rewinding: take the branch that holds the site.
+          openWhenRewinding();
+          opU(Opcode.LocalGet, S);
+          i32c(st.bodyHi[id]!);
+          op(Opcode.I32LtU);
+          opU(Opcode.LocalSet, C);
+          close();
+          opU(Opcode.LocalGet, C);
+        }
+        if (checkedLoop) loop = openLoopFrame(result);
+        else {
+          w.u8(o).u8(bytes[pos + 1]!);
+          D++;
+        }
+      } else if (checkedLoop) {
+        flush(pos);
+        loop = openLoopFrame(result);
+      } else {
+        D++;
+        pushFrame(o === 0x04 ? 2 : 0, D, id, h, result, false, 0, undefined);
+        return;
+      }
+      copyFrom = immEnd;
+      const nf = pushFrame(checkedLoop ? 1 : o === 0x04 ? 2 : 0, D, id, h, result, false, spilled, loop);
+      if (withSites) openWrappers(nf);
+      if (checkedLoop) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
+      else if (withSites) bodyDispatch(nf);
+      return;
+    }
+    case 0x05:
+      onElse(f, immEnd);
+      return;
+    case 0x0b:
+      endFrame(f, pos, immEnd);
+      return;
+    case 0x0c: {
+      const n = u32At(bytes, pos + 1);
+      flush(pos);
+      if (frames.length - 1 - n === 0) fuelFlush(false);
+      opU(Opcode.Br, depthOf(n));
+      copyFrom = immEnd;
+      f.dead = true;
+      return;
+    }
+    case 0x0d: {
+      const n = u32At(bytes, pos + 1);
+      flush(pos);
+      copyFrom = immEnd;
+      h--;
+      if (frames.length - 1 - n !== 0 || fuelInGlobal) {
+        opU(Opcode.BrIf, depthOf(n));
+        return;
+      }
+      // A conditional return charges only when it returns:
+      // `if (cond) { charge; br $fn }`, the result (if any) kept in a slot.
+      const r = fnFrame.result;
+      if (r === VOID) open(Opcode.If);
+      else {
+        opU(Opcode.LocalSet, C);
+        opU(Opcode.LocalTee, slot(h - 1, r));
+        opU(Opcode.LocalGet, C);
+        open(Opcode.If);
+        opU(Opcode.LocalGet, slot(h - 1, r));
+      }
+      charge();
+      opU(Opcode.Br, depthOf(n));
+      close();
+      return;
+    }
+    case 0x0e:
+      flush(pos);
+      brTable(pos);
+      copyFrom = immEnd;
+      f.dead = true;
+      return;
+    case 0x0f:
+      flush(pos);
+      fuelFlush(false);
+      copyFrom = pos;
+      f.dead = true;
+      return;
+    case 0x00:
+      f.dead = true;
+      return;
+    case 0x10:
+    case 0x11: {
+      const site = st.callSite[callCounter++]!;
+      const x = u32At(bytes, pos + 1);
+      const t = o === 0x10 ? ctx.funcTypes[x]! : m.types[x]!;
+      const nArgs = t.params.length + (o === 0x11 ? 1 : 0);
+      flush(pos);
+      if (site < 0) {
+        emitCall(o, x, pos, immEnd);
+        h -= nArgs;
+        if (t.results.length) types[h++] = t.results[0]!;
+        copyFrom = immEnd;
+        return;
+      }
+      const below = h - nArgs - f.base;
+      spill(f.base);
+      passTarget(f);
+      recordSite(site);
+      reload(h - nArgs, h);
+      emitCall(o, x, pos, immEnd);
+      unwindCheck(site, true);
+      h -= nArgs;
+      if (below > 0) {
+        if (t.results.length) {
+          const r = t.results[0]!;
+          types[h] = r;
+          opU(Opcode.LocalSet, slot(h, r));
+          reload(f.base, h);
+          opU(Opcode.LocalGet, slot(h, r));
+        } else reload(f.base, h);
+      }
+      if (t.results.length) types[h++] = t.results[0]!;
+      copyFrom = immEnd;
+      return;
+    }
+    case 0x1a: // drop
+      h--;
+      return;
+    case 0x1b: // select
+      h -= 2;
+      return;
+    case 0x20:
+      types[h++] = localTypes[u32At(bytes, pos + 1)]!;
+      return;
+    case 0x21:
+      h--;
+      return;
+    case 0x22:
+      return;
+    case 0x23:
+      types[h++] = ctx.globalTypes[u32At(bytes, pos + 1)]!;
+      return;
+    case 0x24:
+      h--;
+      return;
+    case 0x01:
+      return;
+    case 0xfc: {
+      const sub = subopcodeAt(bytes, pos);
+      if (sub <= 7) {
+        types[h - 1] = SAT_PUSH[sub]!;
+        return;
+      }
+      if (sub === 10 || sub === 11) {
+        const site = st.bulkSite[bulkCounter++]!;
+        flush(pos);
+        if (site < 0) {
+          // length on top: charge one unit per 64 KiB, then check
+          opU(Opcode.LocalTee, TMP);
+          opU(Opcode.LocalGet, F);
+          opU(Opcode.LocalGet, TMP);
+          i32c(16);
+          op(Opcode.I32ShrU);
+          op(Opcode.I32Sub);
+          i32c(1);
+          op(Opcode.I32Sub);
+          opU(Opcode.LocalSet, F);
+          bulkCheck(-1);
+        } else {
+          spill(f.base);
+          opU(Opcode.LocalGet, F);
+          opU(Opcode.LocalGet, slot(h - 1, I32));
+          i32c(16);
+          op(Opcode.I32ShrU);
+          op(Opcode.I32Sub);
+          i32c(1);
+          op(Opcode.I32Sub);
+          opU(Opcode.LocalSet, F);
+          passTarget(f);
+          bulkCheck(site);
+          reload(f.base, h);
+        }
+        copyFrom = pos;
+        h -= 3;
+        return;
+      }
+      if (sub === 8 || sub === 12 || sub === 14) h -= 3;
+      return;
+    }
+    default: {
+      const pops = POPS[o]!;
+      h -= pops;
+      const push = PUSH[o]!;
+      if (push) types[h++] = push;
+    }
+  }
+}
+
+function remap(x: number): number {
+  return x < ctx.nImports ? x : x + ctx.shift;
+}
+
+function emitCall(o: number, x: number, pos: number, immEnd: number): void {
+  if (origins) {
+    origins.at.push(w.length);
+    origins.from.push(pos);
+    origins.length.push(immEnd - pos);
+  }
+  if (o === Opcode.Call) opU(Opcode.Call, remap(x));
+  else w.range(bytes, pos, immEnd);
+}
+
+function brTable(pos: number): void {
+  const r = new ByteReader(bytes, pos + 1);
+  const n = r.u32();
+  let exits = false;
+  const depths: number[] = new Array<number>(n + 1);
+  for (let i = 0; i <= n; i++) {
+    const d = r.u32();
+    if (frames.length - 1 - d === 0) exits = true;
+    depths[i] = depthOf(d);
+  }
+  // (the index is on the stack; the store does not touch it)
+  if (exits) fuelFlush(true);
+  w.u8(Opcode.BrTable).u32(n);
+  for (const d of depths) w.u32(d);
+  h--;
+}
+
+/** `else`: a new body (of a construct opened in unreachable code, only counted). */
+function onElse(f: Frame, immEnd: number): void {
+  bodyCounter++;
+  if (f.deadFrame) return;
+  flush(immEnd);
+  copyFrom = immEnd;
+  elseBody(f);
+}
+
+function elseBody(f: Frame): void {
+  const id = bodyCounter;
+  f.body = id;
+  f.dead = f.deadFrame;
+  h = f.base;
+  if (f.deadFrame) return;
+  const withSites = st.bodyHi[id]! > st.bodyLo[id]!;
+  if (withSites) {
+    openWrappers(f);
+    bodyDispatch(f);
+  } else {
+    f.targets = 0;
+    f.passed = 0;
+  }
+}
+
+function endFrame(f: Frame, pos: number, immEnd: number): void {
+  if (!f.deadFrame && f.passed !== f.targets) throw new InstrumentError(`function ${func}: internal error: ${f.targets - f.passed} targets not reached`);
+  if (f.kind === 3) {
+    flush(pos);
+    fuelFlush(false);
+    if (hasSites) {
+      op(Opcode.Return);
+      close();
+      emitSave();
+    }
+    op(Opcode.End);
+    copyFrom = immEnd;
+    frames.pop();
+    return;
+  }
+  frames.pop();
+  if (f.deadFrame) {
+    D--;
+    return;
+  }
+  flush(immEnd);
+  copyFrom = immEnd;
+  D--;
+  h = f.base;
+  if (f.kind === 1) closeLoopFrame(f);
+  if (f.result !== VOID) types[h++] = f.result;
+  if (f.spilled > 0) {
+    const from = f.base - f.spilled;
+    if (f.result !== VOID) {
+      const top = h - 1;
+      opU(Opcode.LocalSet, slot(top, f.result));
+      reload(from, top);
+      opU(Opcode.LocalGet, slot(top, f.result));
+    } else reload(from, f.base);
+  }
+}
+
+/** The save block's hand-over of local `l` of type `t` to the host. */
+function saveValue(l: number, t: number): void {
+  opU(Opcode.LocalGet, l);
+  if (t === F32) op(0xbc);
+  else if (t === F64) op(0xbd);
+  opU(Opcode.Call, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
+}
+
+/** The rewind prologue's restore of local `l` of type `t` from the host, into `rw`. */
+function restoreValue(rw: ByteWriter, l: number, t: number): void {
+  rw.u8(Opcode.Call).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
+  if (t === F32) rw.u8(0xbe);
+  else if (t === F64) rw.u8(0xbf);
+  rw.u8(Opcode.LocalSet).u32(l);
+}
+
+function emitSave(): void {
+  i32c(func);
+  opU(Opcode.LocalGet, S);
+  opU(Opcode.Call, fn.unwindFrame);
+  for (let l = 0; l < nOriginal; l++) saveValue(l, localTypes[l]!);
+  for (let i = 0; i < slots.length; i++) saveValue(slotBase + i, slots[i]!.type);
+  const r = type.results[0];
+  if (r === I32) i32c(0);
+  else if (r === I64) w.u8(0x42).u8(0);
+  else if (r === F32) w.u8(0x43).u32(0).u8(0).u8(0).u8(0);
+  else if (r === F64) {
+    w.u8(0x44);
+    for (let i = 0; i < 8; i++) w.u8(0);
+  }
+}
+
 /** Appends the instrumented body (size-prefixed, as in the code section) to `out`. */
 function instrumentFunction(
-  ctx: ModuleContext,
-  fi: number,
+  context: ModuleContext,
+  index: number,
   wantLayout: boolean,
   out: ByteWriter,
-  origins?: CodeOrigins,
+  codeOrigins?: CodeOrigins,
 ): { layout: FunctionLayout | undefined; sites: number; codeStart: number; restoreAt: number; restoreLength: number; unlikely: number[] } {
-  const m = ctx.m;
-  const bytes = m.bytes;
-  const body = m.bodies[fi]!;
-  const func = ctx.nImports + fi;
-  const type = ctx.funcTypes[func]!;
-  const hasEntryCheck = ctx.calls[fi] === 1;
-  const list = instructionsOf(ctx, fi);
-  const st = structure(ctx, fi, hasEntryCheck, list);
-  const hasSites = st.sites > 0;
+  ctx = context;
+  fi = index;
+  origins = codeOrigins;
+  m = ctx.m;
+  bytes = m.bytes;
+  body = m.bodies[fi]!;
+  func = ctx.nImports + fi;
+  type = ctx.funcTypes[func]!;
+  hasEntryCheck = ctx.calls[fi] === 1;
+  list = instructionsOf(ctx, fi);
+  st = structure(ctx, fi, hasEntryCheck, list);
+  hasSites = st.sites > 0;
 
   // Local types: parameters, then the declared groups.
-  const localTypes: number[] = [...type.params];
+  localTypes = [...type.params];
   const declared = new ByteReader(bytes, body.bodyStart, body.codeStart);
   const groups = declared.u32();
   const groupsStart = declared.pos;
@@ -758,349 +1644,45 @@ function instrumentFunction(
     const t = declared.u8();
     for (let i = 0; i < c; i++) localTypes.push(t);
   }
-  const nOriginal = localTypes.length;
-  const F = nOriginal; // fuel
-  const S = nOriginal + 1; // site
-  const C = nOriginal + 2; // if condition
-  const TMP = nOriginal + 3; // bulk length
-  const slotBase = nOriginal + 4;
-  const slotIndex: number[] = []; // by depth*4 + type index → local
-  const slots: Array<{ depth: number; type: number }> = [];
-  const slot = (depth: number, t: number): number => {
-    const k = depth * 4 + TYPE_INDEX[t]!;
-    let l = slotIndex[k];
-    if (l === undefined) {
-      l = slotBase + slots.length;
-      slotIndex[k] = l;
-      slots.push({ depth, type: t });
-    }
-    return l;
-  };
+  nOriginal = localTypes.length;
+  F = nOriginal; // fuel
+  S = nOriginal + 1; // site
+  C = nOriginal + 2; // if condition
+  TMP = nOriginal + 3; // bulk length
+  slotBase = nOriginal + 4;
+  slotIndex = []; // by depth*4 + type index → local
+  slots = [];
 
-  const w = bodyScratch.reset();
+  w = bodyScratch.reset();
   if (typesScratch.length < 1024 + (body.end - body.codeStart)) typesScratch = new Uint8Array(2 * (1024 + (body.end - body.codeStart)));
-  const types = typesScratch;
-  let h = 0;
-  let D = 0;
-  let restoreAt = -1;
-  const sitesLayout: SiteLayout[] | undefined = wantLayout ? new Array(st.sites) : undefined;
-  const recordSite = (site: number): void => {
-    if (sitesLayout) sitesLayout[site] = { kind: st.siteKind[site] as SiteKindCode, offset: st.siteOffset[site]!, stack: Array.from(types.subarray(0, h)) as ValTypeCode[] };
-  };
-  const { fuelGlobal: FG, stateGlobal: ST, fn } = ctx;
-  const op = (b: number): void => {
-    w.u8(b);
-  };
-  const opU = (b: number, x: number): void => {
-    w.u8(b).u32(x);
-  };
-  const i32c = (x: number): void => {
-    w.u8(Opcode.I32Const).s32(x);
-  };
-  const open = (o: number): void => {
-    w.u8(o).u8(VOID);
-    D++;
-  };
+  types = typesScratch;
+  h = 0;
+  D = 0;
+  restoreAt = -1;
+  sitesLayout = wantLayout ? new Array(st.sites) : undefined;
+  ({ fuelGlobal: FG, stateGlobal: ST, fn } = ctx);
   // Branches from hot code to cold code (code positions of their
   // `if`/`br_if`), for the branch hint section: V8's optimizing tier then
   // moves that code out of line and keeps its register moves off the hot
   // path. Code reached only from cold code is cold already (V8 propagates
   // it), so branches there need no hint.
-  const unlikely: number[] = [];
-  const coldIf = (): void => {
-    unlikely.push(w.length);
-    open(Opcode.If);
-  };
-  const coldBrIf = (depth: number): void => {
-    unlikely.push(w.length);
-    opU(Opcode.BrIf, depth);
-  };
-  const close = (): void => {
-    w.u8(Opcode.End);
-    D--;
-  };
+  unlikely = [];
   // The fuel is the global. A function with loops (or bulk operations)
   // counts its checks in a local countdown (a register) from CHUNK and
   // charges the global with what it used when the countdown runs out and
   // when it returns: calls need no syncing, and every check is charged
   // (at most CHUNK per frame late). One without loops counts in the global
   // itself (its entry check).
-  const CHUNK = ctx.fuelChunk;
-  const fuelInGlobal = ctx.looping[fi] === 0;
-  const fuelGet = (): void => {
-    if (fuelInGlobal) opU(Opcode.GlobalGet, FG);
-    else opU(Opcode.LocalGet, F);
-  };
-  /** `global -= CHUNK - countdown` (what the countdown used). */
-  const charge = (): void => {
-    opU(Opcode.GlobalGet, FG);
-    opU(Opcode.LocalGet, F);
-    op(Opcode.I32Add);
-    i32c(CHUNK);
-    op(Opcode.I32Sub);
-    opU(Opcode.GlobalSet, FG);
-  };
-  /** `countdown = CHUNK + extra`. */
-  const restart = (extra: number): void => {
-    i32c(CHUNK + extra);
-    opU(Opcode.LocalSet, F);
-  };
-  /** At an exit: charge; at a branch that may not exit, restart the countdown too. */
-  const fuelFlush = (conditional: boolean): void => {
-    if (fuelInGlobal) return;
-    charge();
-    if (conditional) restart(0);
-  };
-  /** The countdown ran out: `charge; if (global <= 0) { yield(); [unwound? save] } restart`. */
-  const outOfChunk = (site: number, extra: number): void => {
-    charge();
-    opU(Opcode.GlobalGet, FG);
-    i32c(0);
-    op(Opcode.I32LeS);
-    open(Opcode.If);
-    opU(Opcode.Call, fn.yield);
-    if (site >= 0) {
-      recordSite(site);
-      unwindCheck(site);
-    }
-    close();
-    if (extra) {
-      // The extra check is paid for now (charge() counts from CHUNK).
-      opU(Opcode.GlobalGet, FG);
-      i32c(extra);
-      op(Opcode.I32Sub);
-      opU(Opcode.GlobalSet, FG);
-    }
-    restart(extra);
-  };
-  const unwindLabel = 1;
-  /** After a site: `if (state) { site local = site; br $save }`; `hot` when the code around it is (then the branch is hinted). */
-  const unwindCheck = (site: number, hot = false): void => {
-    opU(Opcode.GlobalGet, ST);
-    if (hot) coldIf();
-    else open(Opcode.If);
-    i32c(site);
-    opU(Opcode.LocalSet, S);
-    opU(Opcode.Br, D - unwindLabel);
-    close();
-  };
-  const frames: Frame[] = [];
-  let bodyCounter = 0;
+  CHUNK = ctx.fuelChunk;
+  fuelInGlobal = ctx.looping[fi] === 0;
+  frames.length = 0;
+  bodyCounter = 0;
 
-  /** Opens the wrappers of a body (one per direct target). */
-  const openWrappers = (f: Frame): void => {
-    f.wrapperBase = D;
-    f.targets = st.bodyTargets[f.body]?.length ?? 0;
-    f.passed = 0;
-    for (let i = 0; i < f.targets; i++) open(Opcode.Block);
-  };
-  /** A target point: the next target's wrapper ends here. */
-  const passTarget = (f: Frame): void => {
-    if (f.passed >= f.targets) throw new InstrumentError(`function ${func}: internal error: more targets than counted`);
-    f.passed++;
-    close();
-  };
-  /** The rewind dispatch of a body: a br_table from the site to the wrapper of the target that contains it (or to `fallLabel` for `fallSite`). */
   /** Bodies whose dispatch moved into the construct opened at their start (outermost first). */
-  const pending: Frame[] = [];
-  /**
-   * The rewind dispatch: from the site to the wrapper of the target that
-   * contains it (in this body or in a pending enclosing one), or to
-   * `fallLabel` for `fallSite`.
-   */
-  const dispatch = (f: Frame, fallSite: number, fallLabel: number): void => {
-    // The pending bodies and this one (the list is emptied at the end, not reallocated).
-    const bodies = pending;
-    bodies.push(f);
-    const lo = st.bodyLo[bodies[0]!.body]!;
-    const hi = st.bodyHi[bodies[0]!.body]!;
-    // Label position per site (-1: no such site here), in a scratch array (one allocation per module, not per body).
-    const n = hi - lo;
-    if (labelScratch.length < n) labelScratch = new Int32Array(Math.max(n, 2 * labelScratch.length));
-    const labels = labelScratch;
-    labels.fill(-1, 0, n);
-    for (const b of bodies) {
-      const targets = st.bodyTargets[b.body] ?? NO_TARGETS;
-      const bhi = st.bodyHi[b.body]!;
-      let k = -1;
-      for (let s = st.bodyLo[b.body]!; s < bhi; s++) {
-        while (k + 1 < targets.length && targets[k + 1]! <= s) k++;
-        if (s === fallSite && b === f) labels[s - lo] = fallLabel;
-        else if (k >= 0) labels[s - lo] = b.wrapperBase + b.targets - k;
-      }
-    }
-    // A br_table costs a byte or two per site, a chain of tests about eight
-    // bytes per run of sites with the same label: take the smaller.
-    let runs = 0;
-    for (let i = 0; i < n; i++) if (i === 0 || labels[i] !== labels[i - 1]) runs++;
-    if (n <= 4 * runs + 8) {
-      open(Opcode.Block); // $bad: an unknown site traps
-      opU(Opcode.LocalGet, S);
-      if (lo !== 0) {
-        i32c(lo);
-        op(Opcode.I32Sub);
-      }
-      opU(Opcode.BrTable, n);
-      for (let i = 0; i < n; i++) {
-        const l = labels[i]!;
-        w.u32(l < 0 ? 0 : D - l);
-      }
-      w.u32(0);
-      close();
-    } else {
-      opU(Opcode.LocalGet, S);
-      i32c(hi);
-      op(Opcode.I32GeU);
-      open(Opcode.If);
-      op(Opcode.Unreachable);
-      close();
-      // From the last run down: the first that starts at or below the site.
-      for (let i = n - 1; i >= 0; ) {
-        let j = i;
-        while (j > 0 && labels[j - 1] === labels[i]) j--;
-        if (labels[i]! >= 0) {
-          opU(Opcode.LocalGet, S);
-          i32c(lo + j);
-          op(Opcode.I32GeU);
-          opU(Opcode.BrIf, D - labels[i]!);
-        }
-        i = j - 1;
-      }
-    }
-    op(Opcode.Unreachable);
-    bodies.length = 0;
-  };
-  /**
-   * The entry check: `global -= 1; if (global <= 0) { [rewinding: restore,
-   * dispatch] yield(); [unwound? save] }` (the F local holds global - 1
-   * meanwhile: below 1 when rewinding, as the body's rewind guards expect).
-   */
-  const check = (site: number, merge: Frame | undefined, restore: boolean): void => {
-    opU(Opcode.GlobalGet, FG);
-    i32c(1);
-    op(Opcode.I32Sub);
-    opU(Opcode.LocalTee, F);
-    opU(Opcode.GlobalSet, FG);
-    opU(Opcode.LocalGet, F);
-    i32c(0);
-    op(Opcode.I32LeS);
-    coldIf();
-    if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
-      open(Opcode.Block);
-      const fall = D;
-      opU(Opcode.GlobalGet, ST);
-      i32c(2);
-      op(Opcode.I32Ne);
-      opU(Opcode.BrIf, 0);
-      if (restore) restoreAt = w.length;
-      if (st.bodyHi[merge.body]! > st.bodyLo[merge.body]!) dispatch(merge, site, fall);
-      close();
-    }
-    opU(Opcode.Call, fn.yield);
-    if (site >= 0) {
-      recordSite(site);
-      unwindCheck(site);
-    }
-    close();
-  };
-  /** A bulk operation's check, after its charge to the countdown: `if (countdown <= 0) outOfChunk`. */
-  const bulkCheck = (site: number): void => {
-    opU(Opcode.LocalGet, F);
-    i32c(0);
-    op(Opcode.I32LeS);
-    coldIf();
-    outOfChunk(site, 0);
-    close();
-  };
-  /** `block $exit (result) loop $again block $cold loop (result)`: see LoopLabels. */
-  const openLoopFrame = (result: number): LoopLabels => {
-    w.u8(Opcode.Block).u8(result);
-    const exit = ++D;
-    open(Opcode.Loop);
-    const again = D;
-    open(Opcode.Block);
-    const labels = { exit, again, cold: D };
-    w.u8(Opcode.Loop).u8(result);
-    D++;
-    return labels;
-  };
-  /**
-   * The check at a loop's header: `countdown -= 1; if (countdown <= 0) br
-   * $cold`, with the rewind dispatch of the loop's body (a rewind reaches
-   * it with the countdown below 1) before that branch when the body holds
-   * other sites. The call of the
-   * yield import is after the loop (closeLoopFrame): a call inside a loop,
-   * even on a path never taken, makes V8 keep the loop's values in memory.
-   */
-  const loopCheck = (nf: Frame, site: number, withSites: boolean): void => {
-    const labels = nf.loop!;
-    opU(Opcode.LocalGet, F);
-    i32c(1);
-    op(Opcode.I32Sub);
-    opU(Opcode.LocalTee, F);
-    i32c(0);
-    op(Opcode.I32LeS);
-    const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
-    if (!withSites || (!others && pending.length === 0)) {
-      coldBrIf(D - labels.cold);
-      return;
-    }
-    coldIf();
-    opU(Opcode.GlobalGet, ST);
-    i32c(2);
-    op(Opcode.I32Ne);
-    opU(Opcode.BrIf, D - labels.cold);
-    dispatch(nf, site, labels.cold);
-    close();
-  };
-  /** After a loop's `end`: `br $exit end $cold; outOfChunk; br $again end $again end $exit`. */
-  const closeLoopFrame = (f: Frame): void => {
-    const labels = f.loop!;
-    opU(Opcode.Br, D - labels.exit);
-    close();
-    // One more than the chunk: the check at the header runs again first,
-    // and must let the body run once.
-    outOfChunk(ctx.checksUnwind ? st.bodyLo[f.body]! : -1, 1);
-    opU(Opcode.Br, D - labels.again);
-    close();
-    if (f.result !== VOID) op(Opcode.Unreachable);
-    close();
-  };
-  /** Rewind prefilter and dispatch at the start of a block or if body with targets. */
-  /** `if (fuel < 1 && state == 2) { emit() }`: fuel below 1 outside a check means rewinding (a register test on the hot path); the global's fuel if asked. */
-  const whenRewinding = (emit: () => void, globalFuel = false): void => {
-    if (globalFuel) opU(Opcode.GlobalGet, FG);
-    else fuelGet();
-    i32c(1);
-    op(Opcode.I32LtS);
-    coldIf();
-    opU(Opcode.GlobalGet, ST);
-    i32c(2);
-    op(Opcode.I32Ne);
-    opU(Opcode.BrIf, 0);
-    emit();
-    close();
-  };
-  const bodyDispatch = (f: Frame): void => {
-    if (f.targets === 0) return;
-    if (st.chained[f.body]) {
-      // The construct that opens next dispatches for this body too.
-      pending.push(f);
-      return;
-    }
-    whenRewinding(() => dispatch(f, -1, 0));
-  };
-  /** Moves the current body's values (from `from` up) to slots, top first. */
-  const spill = (from: number): void => {
-    for (let d = h - 1; d >= from; d--) opU(Opcode.LocalSet, slot(d, types[d]!));
-  };
-  const reload = (from: number, to: number): void => {
-    for (let d = from; d < to; d++) opU(Opcode.LocalGet, slot(d, types[d]!));
-  };
+  pending = [];
 
   // Function prologue.
-  const fnFrame: Frame = { kind: 3, label: 0, body: 0, base: 0, result: type.results[0] ?? VOID, dead: false, deadFrame: false, spilled: 0, wrapperBase: 0, targets: 0, passed: 0, loop: undefined };
-  frames.push(fnFrame);
+  fnFrame = pushFrame(3, 0, 0, 0, type.results[0] ?? VOID, false, 0, undefined);
   if (hasSites) open(Opcode.Block); // $unwind
   openWrappers(fnFrame);
   if (hasEntryCheck) {
@@ -1111,423 +1693,23 @@ function instrumentFunction(
     restart(0);
     if (hasSites) {
       // Rewinding (the global is 0): the countdown below 1 for the body's guards.
-      whenRewinding(() => {
-        i32c(0);
-        opU(Opcode.LocalSet, F);
-        restoreAt = w.length;
-        dispatch(fnFrame, -1, 0);
-      }, true);
+      openWhenRewinding(true);
+      i32c(0);
+      opU(Opcode.LocalSet, F);
+      restoreAt = w.length;
+      dispatch(fnFrame, -1, 0);
+      close();
     }
   }
 
-  let copyFrom = body.codeStart;
-  let callCounter = 0;
-  let bulkCounter = 0;
-  let breakCounter = 0;
-  let loopCounter = 0;
-  const anyBreakpoints = ctx.breakpoints.size > 0;
-  const flush = (to: number): void => {
-    if (to <= copyFrom) return;
-    if (origins) {
-      origins.at.push(w.length);
-      origins.from.push(copyFrom);
-      origins.length.push(to - copyFrom);
-    }
-    w.range(bytes, copyFrom, to);
-  };
-  const depthOf = (n: number): number => D - frames[frames.length - 1 - n]!.label;
+  copyFrom = body.codeStart;
+  callCounter = 0;
+  bulkCounter = 0;
+  breakCounter = 0;
+  loopCounter = 0;
+  anyBreakpoints = ctx.breakpoints.size > 0;
 
-  /** Emits instruction `o` at `pos` (and what the transform puts around it). */
-  const visit = (o: number, pos: number, immEnd: number): void => {
-    const f = frames[frames.length - 1]!;
-    if (f.dead) {
-      // Unreachable code: copied, with labels and function indices renumbered.
-      switch (o) {
-        case 0x02:
-        case 0x03:
-        case 0x04:
-          if (o === 0x03) loopCounter++;
-          D++;
-          bodyCounter++;
-          frames.push({ kind: o === 0x03 ? 1 : o === 0x04 ? 2 : 0, label: D, body: -1, base: h, result: VOID, dead: true, deadFrame: true, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined });
-          return;
-        case 0x05:
-          onElse(f, immEnd);
-          return;
-        case 0x0b:
-          endFrame(f, pos, immEnd);
-          return;
-        case 0x0c:
-        case 0x0d:
-          flush(pos);
-          opU(o, depthOf(u32At(bytes, pos + 1)));
-          copyFrom = immEnd;
-          return;
-        case 0x0e:
-          flush(pos);
-          brTable(pos);
-          copyFrom = immEnd;
-          return;
-        case 0x10:
-          callCounter++;
-          flush(pos);
-          opU(Opcode.Call, remap(u32At(bytes, pos + 1)));
-          copyFrom = immEnd;
-          return;
-        case 0x11:
-          callCounter++;
-          return;
-        case 0xfc: {
-          const sub = subopcodeAt(bytes, pos);
-          if (sub === 10 || sub === 11) bulkCounter++;
-          return;
-        }
-      }
-      return;
-    }
-    if (anyBreakpoints && ctx.breakpoints.has(pos - ctx.codeBase)) {
-      // A breakpoint: the whole operand stack to slots, then the runtime's
-      // breakpoint import, which may unwind (the frame stops here) or, when
-      // it ends a rewind, return so that the instruction runs.
-      const site = st.breakSite[breakCounter++]!;
-      flush(pos);
-      spill(f.base);
-      passTarget(f);
-      recordSite(site);
-      i32c(pos - ctx.codeBase);
-      opU(Opcode.Call, fn.breakpoint);
-      unwindCheck(site, true);
-      reload(f.base, h);
-      copyFrom = pos;
-    }
-    switch (o) {
-      case 0x02:
-      case 0x03:
-      case 0x04: {
-        const id = ++bodyCounter;
-        const result = bytes[pos + 1]!; // VOID or a value type (Gate has no multi-value blocks)
-        if (o === 0x04) h--;
-        const withSites = st.frameHi[id]! > st.bodyLo[id]!;
-        // A loop without a check of its own is handled as a block.
-        const checkedLoop = o === 0x03 && ctx.coveredLoops[fi]![loopCounter++] !== 1;
-        let loop: LoopLabels | undefined;
-        let spilled = 0;
-        if (withSites) {
-          flush(pos);
-          if (o === 0x04) opU(Opcode.LocalSet, C);
-          spilled = h - f.base;
-          spill(f.base);
-          passTarget(f);
-          if (o === 0x04) {
-            // Rewinding: take the branch that holds the site.
-            whenRewinding(() => {
-              opU(Opcode.LocalGet, S);
-              i32c(st.bodyHi[id]!);
-              op(Opcode.I32LtU);
-              opU(Opcode.LocalSet, C);
-            });
-            opU(Opcode.LocalGet, C);
-          }
-          if (checkedLoop) loop = openLoopFrame(result);
-          else {
-            w.u8(o).u8(bytes[pos + 1]!);
-            D++;
-          }
-        } else if (checkedLoop) {
-          flush(pos);
-          loop = openLoopFrame(result);
-        } else {
-          D++;
-          const nf: Frame = { kind: o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled: 0, wrapperBase: D, targets: 0, passed: 0, loop: undefined };
-          frames.push(nf);
-          return;
-        }
-        copyFrom = immEnd;
-        const nf: Frame = { kind: checkedLoop ? 1 : o === 0x04 ? 2 : 0, label: D, body: id, base: h, result, dead: false, deadFrame: false, spilled, wrapperBase: D, targets: 0, passed: 0, loop };
-        frames.push(nf);
-        if (withSites) openWrappers(nf);
-        if (checkedLoop) loopCheck(nf, ctx.checksUnwind ? st.bodyLo[id]! : -1, withSites);
-        else if (withSites) bodyDispatch(nf);
-        return;
-      }
-      case 0x05:
-        onElse(f, immEnd);
-        return;
-      case 0x0b:
-        endFrame(f, pos, immEnd);
-        return;
-      case 0x0c: {
-        const n = u32At(bytes, pos + 1);
-        flush(pos);
-        if (frames.length - 1 - n === 0) fuelFlush(false);
-        opU(Opcode.Br, depthOf(n));
-        copyFrom = immEnd;
-        f.dead = true;
-        return;
-      }
-      case 0x0d: {
-        const n = u32At(bytes, pos + 1);
-        flush(pos);
-        copyFrom = immEnd;
-        h--;
-        if (frames.length - 1 - n !== 0 || fuelInGlobal) {
-          opU(Opcode.BrIf, depthOf(n));
-          return;
-        }
-        // A conditional return charges only when it returns:
-        // `if (cond) { charge; br $fn }`, the result (if any) kept in a slot.
-        const r = fnFrame.result;
-        if (r === VOID) open(Opcode.If);
-        else {
-          opU(Opcode.LocalSet, C);
-          opU(Opcode.LocalTee, slot(h - 1, r));
-          opU(Opcode.LocalGet, C);
-          open(Opcode.If);
-          opU(Opcode.LocalGet, slot(h - 1, r));
-        }
-        charge();
-        opU(Opcode.Br, depthOf(n));
-        close();
-        return;
-      }
-      case 0x0e:
-        flush(pos);
-        brTable(pos);
-        copyFrom = immEnd;
-        f.dead = true;
-        return;
-      case 0x0f:
-        flush(pos);
-        fuelFlush(false);
-        copyFrom = pos;
-        f.dead = true;
-        return;
-      case 0x00:
-        f.dead = true;
-        return;
-      case 0x10:
-      case 0x11: {
-        const site = st.callSite[callCounter++]!;
-        const x = u32At(bytes, pos + 1);
-        const t = o === 0x10 ? ctx.funcTypes[x]! : m.types[x]!;
-        const nArgs = t.params.length + (o === 0x11 ? 1 : 0);
-        flush(pos);
-        if (site < 0) {
-          emitCall(o, x, pos, immEnd);
-          h -= nArgs;
-          if (t.results.length) types[h++] = t.results[0]!;
-          copyFrom = immEnd;
-          return;
-        }
-        const below = h - nArgs - f.base;
-        spill(f.base);
-        passTarget(f);
-        recordSite(site);
-        reload(h - nArgs, h);
-        emitCall(o, x, pos, immEnd);
-        unwindCheck(site, true);
-        h -= nArgs;
-        if (below > 0) {
-          if (t.results.length) {
-            const r = t.results[0]!;
-            types[h] = r;
-            opU(Opcode.LocalSet, slot(h, r));
-            reload(f.base, h);
-            opU(Opcode.LocalGet, slot(h, r));
-          } else reload(f.base, h);
-        }
-        if (t.results.length) types[h++] = t.results[0]!;
-        copyFrom = immEnd;
-        return;
-      }
-      case 0x1a: // drop
-        h--;
-        return;
-      case 0x1b: // select
-        h -= 2;
-        return;
-      case 0x20:
-        types[h++] = localTypes[u32At(bytes, pos + 1)]!;
-        return;
-      case 0x21:
-        h--;
-        return;
-      case 0x22:
-        return;
-      case 0x23:
-        types[h++] = ctx.globalTypes[u32At(bytes, pos + 1)]!;
-        return;
-      case 0x24:
-        h--;
-        return;
-      case 0x01:
-        return;
-      case 0xfc: {
-        const sub = subopcodeAt(bytes, pos);
-        if (sub <= 7) {
-          types[h - 1] = SAT_PUSH[sub]!;
-          return;
-        }
-        if (sub === 10 || sub === 11) {
-          const site = st.bulkSite[bulkCounter++]!;
-          flush(pos);
-          if (site < 0) {
-            // length on top: charge one unit per 64 KiB, then check
-            opU(Opcode.LocalTee, TMP);
-            opU(Opcode.LocalGet, F);
-            opU(Opcode.LocalGet, TMP);
-            i32c(16);
-            op(Opcode.I32ShrU);
-            op(Opcode.I32Sub);
-            i32c(1);
-            op(Opcode.I32Sub);
-            opU(Opcode.LocalSet, F);
-            bulkCheck(-1);
-          } else {
-            spill(f.base);
-            opU(Opcode.LocalGet, F);
-            opU(Opcode.LocalGet, slot(h - 1, I32));
-            i32c(16);
-            op(Opcode.I32ShrU);
-            op(Opcode.I32Sub);
-            i32c(1);
-            op(Opcode.I32Sub);
-            opU(Opcode.LocalSet, F);
-            passTarget(f);
-            bulkCheck(site);
-            reload(f.base, h);
-          }
-          copyFrom = pos;
-          h -= 3;
-          return;
-        }
-        if (sub === 8 || sub === 12 || sub === 14) h -= 3;
-        return;
-      }
-      default: {
-        const pops = POPS[o]!;
-        h -= pops;
-        const push = PUSH[o]!;
-        if (push) types[h++] = push;
-      }
-    }
-  };
   visitInstructions(bytes, list, visit);
-
-  function remap(x: number): number {
-    return x < ctx.nImports ? x : x + ctx.shift;
-  }
-
-  function emitCall(o: number, x: number, pos: number, immEnd: number): void {
-    if (origins) {
-      origins.at.push(w.length);
-      origins.from.push(pos);
-      origins.length.push(immEnd - pos);
-    }
-    if (o === Opcode.Call) opU(Opcode.Call, remap(x));
-    else w.range(bytes, pos, immEnd);
-  }
-
-  function brTable(pos: number): void {
-    const r = new ByteReader(bytes, pos + 1);
-    const n = r.u32();
-    let exits = false;
-    const depths: number[] = new Array<number>(n + 1);
-    for (let i = 0; i <= n; i++) {
-      const d = r.u32();
-      if (frames.length - 1 - d === 0) exits = true;
-      depths[i] = depthOf(d);
-    }
-    // (the index is on the stack; the store does not touch it)
-    if (exits) fuelFlush(true);
-    w.u8(Opcode.BrTable).u32(n);
-    for (const d of depths) w.u32(d);
-    h--;
-  }
-
-  /** `else`: a new body (of a construct opened in unreachable code, only counted). */
-  function onElse(f: Frame, immEnd: number): void {
-    bodyCounter++;
-    if (f.deadFrame) return;
-    flush(immEnd);
-    copyFrom = immEnd;
-    elseBody(f);
-  }
-
-  function elseBody(f: Frame): void {
-    const id = bodyCounter;
-    f.body = id;
-    f.dead = f.deadFrame;
-    h = f.base;
-    if (f.deadFrame) return;
-    const withSites = st.bodyHi[id]! > st.bodyLo[id]!;
-    if (withSites) {
-      openWrappers(f);
-      bodyDispatch(f);
-    } else {
-      f.targets = 0;
-      f.passed = 0;
-    }
-  }
-
-  function endFrame(f: Frame, pos: number, immEnd: number): void {
-    if (!f.deadFrame && f.passed !== f.targets) throw new InstrumentError(`function ${func}: internal error: ${f.targets - f.passed} targets not reached`);
-    if (f.kind === 3) {
-      flush(pos);
-      fuelFlush(false);
-      if (hasSites) {
-        op(Opcode.Return);
-        close();
-        emitSave();
-      }
-      op(Opcode.End);
-      copyFrom = immEnd;
-      frames.pop();
-      return;
-    }
-    frames.pop();
-    if (f.deadFrame) {
-      D--;
-      return;
-    }
-    flush(immEnd);
-    copyFrom = immEnd;
-    D--;
-    h = f.base;
-    if (f.kind === 1) closeLoopFrame(f);
-    if (f.result !== VOID) types[h++] = f.result;
-    if (f.spilled > 0) {
-      const from = f.base - f.spilled;
-      if (f.result !== VOID) {
-        const top = h - 1;
-        opU(Opcode.LocalSet, slot(top, f.result));
-        reload(from, top);
-        opU(Opcode.LocalGet, slot(top, f.result));
-      } else reload(from, f.base);
-    }
-  }
-
-  function emitSave(): void {
-    i32c(func);
-    opU(Opcode.LocalGet, S);
-    opU(Opcode.Call, fn.unwindFrame);
-    const saveValue = (l: number, t: number): void => {
-      opU(Opcode.LocalGet, l);
-      if (t === F32) op(0xbc);
-      else if (t === F64) op(0xbd);
-      opU(Opcode.Call, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
-    };
-    for (let l = 0; l < nOriginal; l++) saveValue(l, localTypes[l]!);
-    slots.forEach((s, i) => saveValue(slotBase + i, s.type));
-    const r = type.results[0];
-    if (r === I32) i32c(0);
-    else if (r === I64) w.u8(0x42).u8(0);
-    else if (r === F32) w.u8(0x43).u32(0).u8(0).u8(0).u8(0);
-    else if (r === F64) {
-      w.u8(0x44);
-      for (let i = 0; i < 8; i++) w.u8(0);
-    }
-  }
 
   // The restore code needs the slot list, known only now.
   const code = w.view();
@@ -1535,14 +1717,8 @@ function instrumentFunction(
   if (restoreAt >= 0) {
     const rw = restoreScratch.reset();
     rw.u8(Opcode.I32Const).s32(func).u8(Opcode.Call).u32(fn.rewindFrame).u8(Opcode.LocalSet).u32(S);
-    const restoreValue = (l: number, t: number): void => {
-      rw.u8(Opcode.Call).u32(t === I32 || t === F32 ? fn.rewindI32 : fn.rewindI64);
-      if (t === F32) rw.u8(0xbe);
-      else if (t === F64) rw.u8(0xbf);
-      rw.u8(Opcode.LocalSet).u32(l);
-    };
-    for (let l = 0; l < nOriginal; l++) restoreValue(l, localTypes[l]!);
-    slots.forEach((s, i) => restoreValue(slotBase + i, s.type));
+    for (let l = 0; l < nOriginal; l++) restoreValue(rw, l, localTypes[l]!);
+    for (let i = 0; i < slots.length; i++) restoreValue(rw, slotBase + i, slots[i]!.type);
     restore = rw.view();
   }
 
@@ -1569,8 +1745,9 @@ function instrumentFunction(
     ? { func, locals: localTypes as ValTypeCode[], slots: slots as FunctionLayout['slots'], sites: sitesLayout! }
     : undefined;
   // Hint offsets count from the body's start (its locals header), after the restore code is put in.
-  const shiftFor = (c: number): number => header.length + c + (restore && c >= restoreAt ? restore.length : 0);
-  return { layout, sites: st.sites, codeStart: prefixLength, restoreAt, restoreLength: restore?.length ?? 0, unlikely: unlikely.map(shiftFor) };
+  const restoreLength = restore?.length ?? 0;
+  for (let i = 0; i < unlikely.length; i++) unlikely[i] = header.length + unlikely[i]! + (restoreLength > 0 && unlikely[i]! >= restoreAt ? restoreLength : 0);
+  return { layout, sites: st.sites, codeStart: prefixLength, restoreAt, restoreLength, unlikely };
 }
 
 // --- The module -------------------------------------------------------------

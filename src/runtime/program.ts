@@ -37,10 +37,7 @@ export class Program {
     // validate function bodies now, so that a bad module is the client's
     // error here rather than a failure of preparation or compilation later.
     if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) throw new ModuleError(`invalid module: ${engineValidationMessage(bytes)}`);
-    const snapshot = readSnapshot(parsed);
-    // A snapshot hides its exports while it has a stack, and keeps its start
-    // function (if still pending) in the stack instead of a start section.
-    const module: WasmModule = snapshot ? { ...parsed, exports: snapshot.exports, start: snapshot.stack?.startFunction } : parsed;
+    const { module, snapshot } = runtimeView(parsed);
     validateModule(module, limits);
     for (const e of module.exports) {
       if (e.name.startsWith(INTERNAL_PREFIX) || e.name.startsWith('asyncify_')) {
@@ -56,6 +53,17 @@ export class Program {
     }
     const imports = resolveImports(module).map((r) => r.canonical);
     return new Program(module, imports, snapshot);
+  }
+
+  /**
+   * The Program of bytes that `load` has accepted before, in this process
+   * (the preparation worker gets a Program's bytes from the thread that
+   * loaded it): parsed again, not validated again, which for a large module
+   * is most of `load`'s time.
+   */
+  static loaded(bytes: Uint8Array): Program {
+    const { module, snapshot } = runtimeView(parseModule(bytes));
+    return new Program(module, resolveImports(module).map((r) => r.canonical), snapshot);
   }
 
   get bytes(): Uint8Array {
@@ -121,6 +129,16 @@ export class Program {
 
   private readonly prepared = new Map<string, Promise<PreparedModule>>();
   private readonly layouts = new Map<string, UnwindLayouts>();
+}
+
+/**
+ * The module as the runtime sees it: a snapshot hides its exports while it
+ * has a stack, and keeps its start function (if still pending) in the
+ * stack instead of a start section.
+ */
+function runtimeView(parsed: WasmModule): { module: WasmModule; snapshot: SnapshotInfo | undefined } {
+  const snapshot = readSnapshot(parsed);
+  return { module: snapshot ? { ...parsed, exports: snapshot.exports, start: snapshot.stack?.startFunction } : parsed, snapshot };
 }
 
 function preparedKey(profile: Profile, breakpoints: readonly number[]): string {

@@ -186,7 +186,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     memoryLimitPages: Math.floor(limits.maxMemorySize / 65536),
   };
   // Preparation never runs on the event loop: a large upload costs a worker, not every request.
-  const preparer = new PreparePool({ cacheDir: opts.preparedCacheDir ?? join(opts.stateDir, 'prepared'), limits: moduleLimits });
+  const preparer = new PreparePool({ cacheDir: opts.preparedCacheDir ?? join(opts.stateDir, 'prepared') });
   // Anonymous runs (no principal) get their own CPU budget and a lower CPU
   // priority; their Runtimes are kept apart even where they share an
   // executor with signed ones (runtime.isolateprincipals = false).

@@ -421,6 +421,15 @@ export interface DataSegmentUse {
   func: number;
 }
 
+/** The next 0xFC byte at or after `from` that may begin a memory.init or data.drop (see findDataSegmentUse), or -1. */
+function nextDataSegmentPrefix(bytes: Uint8Array, from: number): number {
+  for (let p = bytes.indexOf(Opcode.PrefixFC, from); p >= 0; p = bytes.indexOf(Opcode.PrefixFC, p + 1)) {
+    const low = (bytes[p + 1] ?? 0) & 0x7f;
+    if (low === SubopcodeFC.MemoryInit || low === SubopcodeFC.DataDrop) return p;
+  }
+  return -1;
+}
+
 /**
  * The first memory.init or data.drop in the module's code, if any. Both are
  * only valid with a data count section, so without one nothing is decoded.
@@ -429,15 +438,17 @@ export function findDataSegmentUse(m: WasmModule): DataSegmentUse | undefined {
   if (!m.sections.some((s) => s.id === SectionId.DataCount)) return undefined;
   const list = new InstructionList();
   const bytes = m.bytes;
-  // Both are 0xFC-prefixed: a body without that byte anywhere has neither,
-  // and most bodies need no decoding. `fc` is the next 0xFC byte at or after
-  // the body (a native search, resumed only past it: linear in all).
+  // Both are 0xFC-prefixed, with a sub-opcode whose LEB128 begins with a
+  // byte of low bits 8 or 9: a body without such a pair of bytes anywhere
+  // has neither, and most bodies need no decoding. `fc` is the next such
+  // pair at or after the body (native searches, resumed only past it:
+  // linear in all).
   let fc = 0;
   for (let i = 0; i < m.bodies.length; i++) {
     const func = m.importedFunctionCount + i;
     const body = m.bodies[i]!;
     if (fc < body.codeStart) {
-      fc = bytes.indexOf(Opcode.PrefixFC, body.codeStart);
+      fc = nextDataSegmentPrefix(bytes, body.codeStart);
       if (fc < 0) break;
     }
     if (fc >= body.end) continue;

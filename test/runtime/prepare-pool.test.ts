@@ -10,7 +10,7 @@ const load = (name: string): Promise<Program> => Program.load(programBytes(name)
 
 describe('PreparePool', () => {
   it('prepares in workers exactly what this thread would, memoized per program', async () => {
-    const pool = new PreparePool({ workers: 2, limits: DEFAULT_LOCAL_LIMITS });
+    const pool = new PreparePool({ workers: 2 });
     try {
       const programs = await Promise.all(['hello', 'suspend', 'counter'].map(load));
       const results = await Promise.all(programs.map((p) => pool.prepare(p, 'suspend-anywhere')));
@@ -28,14 +28,14 @@ describe('PreparePool', () => {
   });
 
   it('gives up on a preparation that takes too long, and prepares again afterwards', async () => {
-    const pool = new PreparePool({ timeoutMs: 1, limits: DEFAULT_LOCAL_LIMITS });
+    const pool = new PreparePool({ timeoutMs: 1 });
     try {
       const counter = await load('counter');
       await assert.rejects(pool.prepare(counter, 'suspend-anywhere'), (e: Error) => e instanceof PreparationError && /took longer than/.test(e.message));
     } finally {
       await pool.close();
     }
-    const patient = new PreparePool({ limits: DEFAULT_LOCAL_LIMITS });
+    const patient = new PreparePool();
     try {
       assert.match((await patient.prepare(await load('counter'), 'suspend-anywhere')).key, /^[0-9a-f]{64}$/);
     } finally {
@@ -44,7 +44,7 @@ describe('PreparePool', () => {
   });
 
   it('refuses work after close', async () => {
-    const pool = new PreparePool({ limits: DEFAULT_LOCAL_LIMITS });
+    const pool = new PreparePool();
     await pool.close();
     await assert.rejects(pool.prepare(await load('hello'), 'suspend-anywhere'), PreparationError);
   });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import binaryen from 'binaryen';
 
-import { decodeInstructions } from '../../src/wasm/code.js';
+import { decodeInstructions, findDataSegmentUse } from '../../src/wasm/code.js';
 import { ModuleError } from '../../src/wasm/errors.js';
 import { parseModule, type WasmModule } from '../../src/wasm/module.js';
 import { ModuleBuilder, I32, sleb, sleb64, uleb } from './wasm-builder.js';
@@ -87,6 +87,20 @@ test('0xFC instructions report their sub-opcode', () => {
   const visits = decode(moduleWith(code)).filter((v) => v.op === 0xfc);
   assert.deepEqual(visits.map((v) => v.sub), [0, 7, 8, 9, 10, 11, 12, 13, 14, 0]);
   assert.deepEqual(visits.map((v) => v.end - v.pos), [2, 2, 4, 3, 4, 3, 4, 3, 4, 3]);
+});
+
+test('findDataSegmentUse finds memory.init and data.drop (padded sub-opcodes too), not 0xFC bytes in immediates', () => {
+  const find = (bodies: number[][]): ReturnType<typeof findDataSegmentUse> => {
+    const b = new ModuleBuilder().memory(1).dataCount().data(undefined, [1, 2, 3]);
+    for (const code of bodies) b.func([], [], code);
+    return findDataSegmentUse(parseModule(b.build()));
+  };
+  const immediates = [0x41, 0xfc, 0x08, 0x1a, 0x41, 0xfc, 0x09, 0x1a, 0x0b]; // i32.const with LEB bytes 0xfc 0x08, 0xfc 0x09
+  assert.equal(find([immediates, immediates]), undefined);
+  assert.equal(find([[0x41, 0, 0x41, 0, 0x41, 0, 0xfc, 0x0a, 0, 0, 0x0b]]), undefined); // memory.copy
+  assert.deepEqual(find([immediates, [0xfc, 0x09, 0x00, 0x0b]]), { op: 'data.drop', func: 1 });
+  assert.deepEqual(find([immediates, [0x41, 0, 0x41, 0, 0x41, 0, 0xfc, 0x88, 0x80, 0x00, 0x00, 0x00, 0x0b]]), { op: 'memory.init', func: 1 }); // sub-opcode 8 in 3 bytes
+  assert.deepEqual(find([[0xfc, 0x89, 0x00, 0x00, 0x0b]]), { op: 'data.drop', func: 0 }); // sub-opcode 9 in 2 bytes
 });
 
 test('sign-extension instructions are accepted', () => {

@@ -50,6 +50,7 @@ export class ModuleBuilder {
   private elements: { offset: number[]; funcs: number[] }[] = [];
   private datas: { offset: number[] | undefined; bytes: number[] }[] = [];
   private customs: { name: string; bytes: number[] }[] = [];
+  private withDataCount = false;
   /** Raw bodies that replace the generated code section entries (by defined function index). */
   private rawBodies = new Map<number, number[]>();
 
@@ -139,6 +140,12 @@ export class ModuleBuilder {
     return this;
   }
 
+  /** Adds a data count section (what memory.init and data.drop need). */
+  dataCount(): this {
+    this.withDataCount = true;
+    return this;
+  }
+
   custom(name: string, bytes: number[]): this {
     this.customs.push({ name, bytes });
     return this;
@@ -216,6 +223,7 @@ export class ModuleBuilder {
         }
       });
     }
+    if (this.withDataCount) section(w, 12, (s) => s.u32(this.datas.length));
     if (this.funcs.length) {
       section(w, 10, (s) => {
         s.u32(this.funcs.length);

@@ -10,7 +10,6 @@ import { GateError } from '../../errors.js';
 import type { PreparedModule } from '../../prepare/pipeline.js';
 import type { Profile } from '../../prepare/profile.js';
 import { preparationReplyError } from '../../prepare/reply-error.js';
-import type { ModuleLimits } from '../../wasm/validate.js';
 import type { Program } from '../program.js';
 import type { PrepareJob, PrepareReply } from './prepare-worker-main.js';
 
@@ -23,8 +22,6 @@ export interface PreparePoolOptions {
   timeoutMs?: number;
   /** Prepared modules on disk (a FileCache directory), shared with other processes. */
   cacheDir?: string;
-  /** Acceptance limits the worker loads modules with (the caller's). */
-  limits: ModuleLimits;
 }
 
 /** Preparation failed in its worker; the message says why (the module's problem unless it timed out). */
@@ -53,7 +50,12 @@ export class PreparePool {
   private seq = 0;
   private closed = false;
 
-  constructor(private readonly opts: PreparePoolOptions) {}
+  constructor(private readonly opts: PreparePoolOptions = {}) {
+    // Started now rather than on the first job: a thread and its modules
+    // take a good part of a second on a busy machine, which a newcomer's
+    // first call would otherwise wait for.
+    this.startWorker();
+  }
 
   /** The program's prepared module (memoized per Program and profile). */
   prepare(program: Program, profile: Profile, breakpoints: readonly number[] = []): Promise<PreparedModule> {
@@ -78,7 +80,7 @@ export class PreparePool {
   private run(bytes: Uint8Array, profile: Profile, breakpoints: number[]): Promise<PreparedModule> {
     if (this.closed) return Promise.reject(new PreparationError('the server is shutting down'));
     return new Promise((resolve, reject) => {
-      const job: PrepareJob = { id: ++this.seq, bytes, limits: this.opts.limits, profile, cacheDir: this.opts.cacheDir, breakpoints };
+      const job: PrepareJob = { id: ++this.seq, bytes, profile, cacheDir: this.opts.cacheDir, breakpoints };
       this.queue.push({ job, resolve, reject });
       this.dispatch();
     });

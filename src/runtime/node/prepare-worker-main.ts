@@ -6,14 +6,13 @@
 import { parentPort } from 'node:worker_threads';
 import type { Profile } from '../../prepare/profile.js';
 import { GateError } from '../../errors.js';
-import type { ModuleLimits } from '../../wasm/validate.js';
 import { Program } from '../program.js';
 import { FileCache } from './file-cache.js';
 
 export interface PrepareJob {
   id: number;
+  /** The bytes of a Program (validated by Program.load where it was made). */
   bytes: Uint8Array;
-  limits: ModuleLimits;
   profile: Profile;
   cacheDir: string | undefined;
   /** Debugger breakpoints to instrument (code offsets). */
@@ -29,7 +28,7 @@ const caches = new Map<string, FileCache>();
 parentPort!.on('message', (job: PrepareJob) => {
   void (async (): Promise<PrepareReply> => {
     try {
-      const program = await Program.load(job.bytes, job.limits);
+      const program = Program.loaded(job.bytes);
       let cache: FileCache | undefined;
       if (job.cacheDir !== undefined) {
         cache = caches.get(job.cacheDir);
