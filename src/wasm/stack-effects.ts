@@ -4,11 +4,9 @@
  * value pushed (0: none). Control, variable, call and 0xFC instructions are
  * left to their users, which know their immediates.
  */
+import { ValType } from './module.js';
 
-const I32 = 0x7f;
-const I64 = 0x7e;
-const F32 = 0x7d;
-const F64 = 0x7c;
+const { i32: I32, i64: I64, f32: F32, f64: F64 } = ValType;
 
 export const POPS = new Uint8Array(256);
 export const PUSH = new Uint8Array(256);

@@ -160,7 +160,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
           if (!this.demoted) {
             this.demoted = true;
             this.idleSpare = false;
-            cmd.cpu?.idle();
+            this.cpu?.idle();
             onDemoted?.();
           }
         } else this.onMessage(m);
