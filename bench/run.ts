@@ -19,6 +19,7 @@ import { PROFILES, type Profile } from '../src/prepare/profile.js';
 import type { CanonicalImport } from '../src/prepare/rewrite.js';
 import { PacketChannel } from '../src/runtime/channel.js';
 import { Instance } from '../src/runtime/instance.js';
+import { RewindCopyCompiler } from '../src/runtime/rewind-copies.js';
 import { Program } from '../src/runtime/program.js';
 import { DEFAULT_LOCAL_LIMITS } from '../src/wasm/validate.js';
 import { parseModule } from '../src/wasm/module.js';
@@ -79,6 +80,7 @@ async function profileRunner(bytes: Uint8Array, profile: Profile): Promise<Runne
   const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
   const prepared = await program.prepare(profile);
   const mod = new WebAssembly.Module(prepared.bytes as Uint8Array<ArrayBuffer>);
+  const rewindCopies = new RewindCopyCompiler(program.rewindSource(profile));
   const mem = program.memoryLimits;
   return {
     name: profile,
@@ -88,6 +90,7 @@ async function profileRunner(bytes: Uint8Array, profile: Profile): Promise<Runne
         id: 'bench',
         profile,
         module: mod,
+        rewindCopies,
         memoryPages: mem ? { initial: mem.min, maximum: mem.max ?? 65536 } : { initial: 1, maximum: 1 },
         hasStart: program.hasStart,
         entry: 'run',

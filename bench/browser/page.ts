@@ -11,6 +11,7 @@ import type { CanonicalImport } from '../../src/prepare/rewrite.js';
 import { PacketChannel } from '../../src/runtime/channel.js';
 import { Instance } from '../../src/runtime/instance.js';
 import { Program } from '../../src/runtime/program.js';
+import { RewindCopyCompiler } from '../../src/runtime/rewind-copies.js';
 import { parseModule } from '../../src/wasm/module.js';
 import { DEFAULT_LOCAL_LIMITS } from '../../src/wasm/validate.js';
 
@@ -42,6 +43,9 @@ async function profileRunner(bytes: Uint8Array, profile: Profile): Promise<Runne
   const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
   const prepared = await program.prepare(profile);
   const mod = await WebAssembly.compile(prepared.bytes as Uint8Array<ArrayBuffer>);
+  // Compiled ahead, asynchronously: a page's main thread may not compile synchronously (the executor worker may).
+  const rewindCopies = new RewindCopyCompiler(program.rewindSource(profile));
+  await rewindCopies.compileAll();
   const mem = program.memoryLimits;
   return {
     name: profile,
@@ -51,6 +55,7 @@ async function profileRunner(bytes: Uint8Array, profile: Profile): Promise<Runne
         id: 'bench',
         profile,
         module: mod,
+        rewindCopies,
         memoryPages: mem ? { initial: mem.min, maximum: mem.max ?? 65536 } : { initial: 1, maximum: 1 },
         hasStart: program.hasStart,
         entry: 'run',

@@ -32,7 +32,7 @@ async function handle(m: ToWorker): Promise<void> {
   switch (m.t) {
     case 'load':
       try {
-        await core.loadModule(m.key, m.bytes);
+        await core.loadModule(m.key, m.bytes, m.source);
         send({ t: 'loaded', seq: m.seq });
       } catch (e) {
         send({ t: 'loaded', seq: m.seq, error: message(e) });

@@ -8,6 +8,7 @@ import { DEBUG_CHUNK_BYTES } from '../runtime/debug-limits.js';
 import { ExecutorError } from '../runtime/errors.js';
 import type { ExecutorSnapshot } from '../runtime/executor.js';
 import { RemoteExecutor } from '../runtime/remote-executor.js';
+import type { RewindSource } from '../runtime/rewind-copies.js';
 import type { GlobalValue } from '../snapshot/state.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
@@ -118,11 +119,11 @@ export class WorkerExecutor extends RemoteExecutor {
     });
   }
 
-  async loadModule(key: string, bytes: Uint8Array): Promise<void> {
+  async loadModule(key: string, bytes: Uint8Array, source?: RewindSource): Promise<void> {
     if (this.hasModule(key)) return;
     await this.ready;
     if (!this.alive) throw new ExecutorError('executor worker is gone');
-    await this.requestLoad(key, bytes);
+    await this.requestLoad(key, bytes, source);
   }
 
   /** Terminates the worker: its instances end KILLED (INTERNAL), retained ones are lost. */

@@ -29,7 +29,7 @@ import { POPS, PUSH, SAT_PUSH } from '../wasm/stack-effects.js';
 import { ModuleError } from '../wasm/errors.js';
 import { ByteReader, ByteWriter, u32At } from '../wasm/leb128.js';
 import { ExternalKind, SectionId, skipConstExpr, type FuncType, type FunctionBody, type ValTypeCode, type WasmModule } from '../wasm/module.js';
-import { INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from './internal.js';
+import { COPY_IMPORT_MODULE, INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from './internal.js';
 import type { Profile } from './profile.js';
 
 export interface InstrumentOptions {
@@ -58,6 +58,14 @@ export interface InstrumentOptions {
    * breakpoints are offsets in the original's code section.
    */
   codeOffsetShift?: number;
+  /**
+   * Where the rewind code goes (docs/runtime.md "Lazy rewind"): `lazy`
+   * (default) leaves it out of the prepared module, whose functions hand a
+   * rewind over to a copy of themselves made on demand (RewindCopier);
+   * `inline` compiles it into every function (the transform before lazy
+   * rewind; tests compare the two).
+   */
+  rewind?: 'lazy' | 'inline';
 }
 
 export interface InstrumentResult {
@@ -152,6 +160,14 @@ interface ModuleContext {
   fuelChunk: number;
   /** Function indices of the internal imports. */
   fn: Record<keyof typeof InternalImport, number>;
+  /** Type indices of the internal imports (filled by typeSection). */
+  importType: Partial<Record<keyof typeof InternalImport, number>>;
+  /** Rewind code left to copies (InstrumentOptions.rewind); false when no function can unwind. */
+  lazy: boolean;
+  /** Per defined function: uses a data or element segment (memory.init, data.drop, table.init, elem.drop), which a copy in another module cannot: rewound inline. */
+  segmentUse: Uint8Array;
+  /** Index of the table of defined functions and their rewind copies (lazy only). */
+  funcsTable: number;
   /** The internal imports appended (the breakpoint import only when there are breakpoints). */
   importKeys: Array<keyof typeof InternalImport>;
   breakpoints: ReadonlySet<number>;
@@ -222,12 +238,12 @@ const bodyInstructions = new InstructionList();
  * bodies: the functions it calls (`direct`), the canonical types it calls
  * indirectly, per loop the function its body calls before any control
  * instruction (or -1); returns whether it has a memory.fill or
- * memory.copy. (A function of its own, so that V8 optimizes this loop early
+ * memory.copy, and whether it uses a segment (SCAN_*). (A function of its own, so that V8 optimizes this loop early
  * instead of recompiling analyzeModule on-stack.)
  */
-function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: Int32Array, direct: IntColumn, indirect: IntColumn, firstCallee: IntColumn): boolean {
+function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: Int32Array, direct: IntColumn, indirect: IntColumn, firstCallee: IntColumn): number {
   let scanning = false;
-  let bulk = false;
+  let bulk = 0;
   const { starts, count } = list;
   for (let k = 0; k < count; k++) {
     const pos = starts[k]!;
@@ -243,11 +259,16 @@ function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: Int32Arra
       scanning = true;
     } else if (op === 0xfc) {
       const sub = subopcodeAt(bytes, pos);
-      if (sub === 10 || sub === 11) bulk = true;
+      if (sub === 10 || sub === 11) bulk |= SCAN_BULK;
+      else if (sub === 8 || sub === 9 || sub === 12 || sub === 13) bulk |= SCAN_SEGMENT;
     }
   }
   return bulk;
 }
+
+/** scanBody's findings: a memory.fill or memory.copy; a use of a data or element segment. */
+const SCAN_BULK = 1;
+const SCAN_SEGMENT = 2;
 
 /** Whole-module facts: types, which functions check, and which calls may unwind (a fixed point over the call graph). */
 function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions = false): ModuleContext {
@@ -289,6 +310,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const loopFirstCallee = new IntColumn();
   const firstLoop = new Int32Array(n + 1);
   const bulks = new Uint8Array(n);
+  const segmentUse = new Uint8Array(n);
   const breakpoints = opts.breakpoints ?? new Set<number>();
   const codeBase = (m.sections.find((s) => s.id === SectionId.Code)?.payloadStart ?? 0) + (opts.codeOffsetShift ?? 0);
   /** Per defined function: holds an instruction at a breakpoint (it gets sites, and calls of it may unwind, under both profiles). */
@@ -320,8 +342,10 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
       keptFirst[i] = kept.length;
       kept.append(list.starts, list.count + 1);
     }
-    const bulk = scanBody(m.bytes, list, typeCanon, direct, indirect, loopFirstCallee);
+    const scan = scanBody(m.bytes, list, typeCanon, direct, indirect, loopFirstCallee);
+    const bulk = (scan & SCAN_BULK) !== 0;
     bulks[i] = bulk ? 1 : 0;
+    segmentUse[i] = scan & SCAN_SEGMENT ? 1 : 0;
     calls[i] = direct.length > directFirst[i]! || indirect.length > indirectFirst[i]! ? 1 : 0;
     checked[i] = calls[i] || loopFirstCallee.length > firstLoop[i]! || bulk || breaks[i] ? 1 : 0;
   }
@@ -392,6 +416,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const fn = {} as Record<keyof typeof InternalImport, number>;
   const importKeys = breakpoints.size ? ALL_IMPORT_KEYS : BASE_IMPORT_KEYS;
   importKeys.forEach((k, i) => (fn[k] = nImports + i));
+  const importedTables = m.imports.filter((i) => i.kind === ExternalKind.Table).length;
   return {
     m,
     checksUnwind,
@@ -411,10 +436,14 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     stateGlobal: fuelGlobal + 1,
     fuelChunk: opts.fuelChunk ?? FUEL_CHUNK,
     fn,
+    importType: {},
     importKeys,
     breakpoints,
     codeBase,
     instructions: keep ? { starts: kept.values, first: keptFirst } : undefined,
+    lazy: (opts.rewind ?? 'lazy') === 'lazy' && mayUnwind.includes(1),
+    segmentUse,
+    funcsTable: importedTables + m.tables.length,
   };
 }
 
@@ -829,6 +858,10 @@ let loopCounter: number;
 let anyBreakpoints: boolean;
 let FG: number;
 let ST: number;
+/** This function's rewind code is in its body (not lazy, a segment user, or a rewind copy). */
+let inlineRewind: boolean;
+/** Emitting a rewind copy (RewindCopier): calls of defined functions go through the funcs table. */
+let asCopy: boolean;
 let fn: Record<keyof typeof InternalImport, number>;
 
 function slot(depth: number, t: number): number {
@@ -945,13 +978,14 @@ function unwindCheck(site: number, hot = false): void {
 /** Opens the wrappers of a body (one per direct target). */
 function openWrappers(f: Frame): void {
   f.wrapperBase = D;
-  f.targets = st.targetCount[f.body]!;
+  f.targets = inlineRewind ? st.targetCount[f.body]! : 0;
   f.passed = 0;
   for (let i = 0; i < f.targets; i++) open(Opcode.Block);
 }
 
 /** A target point: the next target's wrapper ends here. */
 function passTarget(f: Frame): void {
+  if (!inlineRewind) return;
   if (f.passed >= f.targets) throw new InstrumentError(`function ${func}: internal error: more targets than counted`);
   f.passed++;
   close();
@@ -1045,7 +1079,15 @@ function check(site: number, merge: Frame | undefined, restore: boolean): void {
   i32c(0);
   op(Opcode.I32LeS);
   coldIf();
-  if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
+  if (merge && !inlineRewind) {
+    open(Opcode.Block);
+    opU(Opcode.GlobalGet, ST);
+    i32c(2);
+    op(Opcode.I32Ne);
+    opU(Opcode.BrIf, 0);
+    redirect();
+    close();
+  } else if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
     open(Opcode.Block);
     const fall = D;
     opU(Opcode.GlobalGet, ST);
@@ -1063,6 +1105,22 @@ function check(site: number, merge: Frame | undefined, restore: boolean): void {
   }
   close();
 }
+
+/**
+ * Lazy rewind: this function hands the rewind over to its copy (installed
+ * by the host in the funcs table's upper half before the rewind starts),
+ * with its arguments (the copy restores its own locals), as a tail call.
+ */
+function redirect(): void {
+  for (let l = 0; l < type.params.length; l++) opU(Opcode.LocalGet, l);
+  i32c(m.bodies.length + fi);
+  // A tail call: the copy takes this frame's place (a rewind needs no more native stack than the original calls did).
+  opU(RETURN_CALL_INDIRECT, m.functions[fi]!);
+  w.u32(ctx.funcsTable);
+}
+
+/** The tail call proposal's `return_call_indirect` (V8 since 11.2, Node 20). */
+const RETURN_CALL_INDIRECT = 0x13;
 
 /** A bulk operation's check, after its charge to the countdown: `if (countdown <= 0) outOfChunk`. */
 function bulkCheck(site: number): void {
@@ -1104,7 +1162,7 @@ function loopCheck(nf: Frame, site: number, withSites: boolean): void {
   i32c(0);
   op(Opcode.I32LeS);
   const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
-  if (!withSites || (!others && pending.length === 0)) {
+  if (!withSites || !inlineRewind || (!others && pending.length === 0)) {
     coldBrIf(D - labels.cold);
     return;
   }
@@ -1248,7 +1306,7 @@ function visit(o: number, pos: number, immEnd: number): void {
       case 0x10:
         callCounter++;
         flush(pos);
-        opU(Opcode.Call, remap(u32At(bytes, pos + 1)));
+        directCall(u32At(bytes, pos + 1));
         copyFrom = immEnd;
         return;
       case 0x11:
@@ -1296,13 +1354,15 @@ function visit(o: number, pos: number, immEnd: number): void {
         spill(f.base);
         passTarget(f);
         if (o === 0x04) {
-          // Rewinding: take the branch that holds the site.
-          openWhenRewinding();
-          opU(Opcode.LocalGet, S);
-          i32c(st.bodyHi[id]!);
-          op(Opcode.I32LtU);
-          opU(Opcode.LocalSet, C);
-          close();
+          if (inlineRewind) {
+            // Rewinding: take the branch that holds the site.
+            openWhenRewinding();
+            opU(Opcode.LocalGet, S);
+            i32c(st.bodyHi[id]!);
+            op(Opcode.I32LtU);
+            opU(Opcode.LocalSet, C);
+            close();
+          }
           opU(Opcode.LocalGet, C);
         }
         if (checkedLoop) loop = openLoopFrame(result);
@@ -1498,8 +1558,17 @@ function emitCall(o: number, x: number, pos: number, immEnd: number): void {
     origins.from.push(pos);
     origins.length.push(immEnd - pos);
   }
-  if (o === Opcode.Call) opU(Opcode.Call, remap(x));
+  if (o === Opcode.Call) directCall(x);
   else w.range(bytes, pos, immEnd);
+}
+
+/** `call x` (x in the original's index space); in a rewind copy, a defined function is called through the funcs table. */
+function directCall(x: number): void {
+  if (asCopy && x >= ctx.nImports) {
+    i32c(x - ctx.nImports);
+    opU(Opcode.CallIndirect, m.functions[x - ctx.nImports]!);
+    w.u32(ctx.funcsTable);
+  } else opU(Opcode.Call, remap(x));
 }
 
 function brTable(pos: number): void {
@@ -1620,6 +1689,7 @@ function instrumentFunction(
   wantLayout: boolean,
   out: ByteWriter,
   codeOrigins?: CodeOrigins,
+  copy = false,
 ): { layout: FunctionLayout | undefined; sites: number; codeStart: number; restoreAt: number; restoreLength: number; unlikely: number[] } {
   ctx = context;
   fi = index;
@@ -1661,6 +1731,8 @@ function instrumentFunction(
   restoreAt = -1;
   sitesLayout = wantLayout ? new Array(st.sites) : undefined;
   ({ fuelGlobal: FG, stateGlobal: ST, fn } = ctx);
+  asCopy = copy;
+  inlineRewind = !ctx.lazy || copy || ctx.segmentUse[fi] === 1;
   // Branches from hot code to cold code (code positions of their
   // `if`/`br_if`), for the branch hint section: V8's optimizing tier then
   // moves that code out of line and keeps its register moves off the hot
@@ -1694,10 +1766,12 @@ function instrumentFunction(
     if (hasSites) {
       // Rewinding (the global is 0): the countdown below 1 for the body's guards.
       openWhenRewinding(true);
-      i32c(0);
-      opU(Opcode.LocalSet, F);
-      restoreAt = w.length;
-      dispatch(fnFrame, -1, 0);
+      if (inlineRewind) {
+        i32c(0);
+        opU(Opcode.LocalSet, F);
+        restoreAt = w.length;
+        dispatch(fnFrame, -1, 0);
+      } else redirect();
       close();
     }
   }
@@ -1768,54 +1842,23 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     if (s) out.bytes(bytes.subarray(s.start, s.end));
   };
   const remap = (f: number): number => (f < ctx.nImports ? f : f + ctx.shift);
+  const nDefined = m.bodies.length;
 
-  // Types: the program's, then any the internal imports need.
-  const typeIndex = new Map<string, number>();
-  m.types.forEach((t, i) => {
-    const k = typeKey(t);
-    if (!typeIndex.has(k)) typeIndex.set(k, i);
-  });
-  const extraTypes: FuncType[] = [];
-  const importType: Record<string, number> = {};
-  for (const k of ctx.importKeys) {
-    const t = IMPORT_TYPES[k];
-    let i = typeIndex.get(typeKey(t));
-    if (i === undefined) {
-      i = m.types.length + extraTypes.length;
-      typeIndex.set(typeKey(t), i);
-      extraTypes.push(t);
-    }
-    importType[k] = i;
-  }
-  {
-    const w = new ByteWriter().u32(m.types.length + extraTypes.length);
-    const s = sectionOf(SectionId.Type);
-    if (s) {
-      const r = new ByteReader(bytes, s.payloadStart, s.end);
-      r.u32();
-      w.bytes(bytes.subarray(r.pos, s.end));
-    }
-    for (const t of extraTypes) {
-      w.u8(0x60).u32(t.params.length);
-      for (const p of t.params) w.u8(p);
-      w.u32(t.results.length);
-      for (const p of t.results) w.u8(p);
-    }
-    out.section(SectionId.Type, w.finish());
-  }
-  {
-    const w = new ByteWriter().u32(m.imports.length + ctx.importKeys.length);
-    const s = sectionOf(SectionId.Import);
-    if (s) {
-      const r = new ByteReader(bytes, s.payloadStart, s.end);
-      r.u32();
-      w.bytes(bytes.subarray(r.pos, s.end));
-    }
-    for (const k of ctx.importKeys) w.name(INTERNAL_IMPORT_MODULE).name(InternalImport[k]).u8(ExternalKind.Function).u32(importType[k]!);
-    out.section(SectionId.Import, w.finish());
-  }
+  out.section(SectionId.Type, typeSection(ctx));
+  out.section(SectionId.Import, importSection(ctx).finish());
   copy(SectionId.Function);
-  copy(SectionId.Table);
+  if (ctx.lazy) {
+    // The program's tables, then the funcs table: its defined functions, then room for their rewind copies.
+    const w = new ByteWriter().u32(m.tables.length + 1);
+    const s = sectionOf(SectionId.Table);
+    if (s) {
+      const r = new ByteReader(bytes, s.payloadStart, s.end);
+      r.u32();
+      w.bytes(bytes.subarray(r.pos, s.end));
+    }
+    w.u8(0x70).u8(1).u32(2 * nDefined).u32(2 * nDefined);
+    out.section(SectionId.Table, w.finish());
+  } else copy(SectionId.Table);
   copy(SectionId.Memory);
   {
     const w = new ByteWriter().u32(m.globals.length + 2);
@@ -1831,27 +1874,42 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     out.section(SectionId.Global, w.finish());
   }
   {
-    const w = new ByteWriter().u32(m.exports.length + 2);
+    // What rewind copies import from the prepared module (see copyImports).
+    const copyExports = ctx.lazy ? 1 + (m.tables.length ? 1 : 0) + (m.memories.length ? 1 : 0) + m.globals.length : 0;
+    const w = new ByteWriter().u32(m.exports.length + 2 + copyExports);
     for (const e of m.exports) w.name(e.name).u8(e.kind).u32(e.kind === ExternalKind.Function ? remap(e.index) : e.index);
     w.name(InternalExport.fuel).u8(ExternalKind.Global).u32(ctx.fuelGlobal);
     w.name(InternalExport.state).u8(ExternalKind.Global).u32(ctx.stateGlobal);
+    if (ctx.lazy) {
+      w.name(InternalExport.funcs).u8(ExternalKind.Table).u32(ctx.funcsTable);
+      if (m.tables.length) w.name(InternalExport.copyTable).u8(ExternalKind.Table).u32(ctx.funcsTable - 1);
+      // (a program's memory is imported after rewrite.ts; a module given to instrument() directly may define it)
+      if (m.memories.length) w.name(InternalExport.copyMemory).u8(ExternalKind.Memory).u32(0);
+      const firstDefined = ctx.fuelGlobal - m.globals.length;
+      for (let g = 0; g < m.globals.length; g++) w.name(`${InternalExport.copyGlobalPrefix}${firstDefined + g}`).u8(ExternalKind.Global).u32(firstDefined + g);
+    }
     out.section(SectionId.Export, w.finish());
   }
   if (m.start !== undefined) out.section(SectionId.Start, new ByteWriter().u32(remap(m.start)).finish());
   {
     const s = sectionOf(SectionId.Element);
-    if (s) {
-      const r = new ByteReader(bytes, s.payloadStart, s.end);
-      const n = r.u32();
-      const w = new ByteWriter(s.end - s.start + 64).u32(n);
+    if (s || ctx.lazy) {
+      const r = s ? new ByteReader(bytes, s.payloadStart, s.end) : undefined;
+      const n = r ? r.u32() : 0;
+      const w = new ByteWriter((s ? s.end - s.start : 0) + 64 + 3 * nDefined).u32(n + (ctx.lazy ? 1 : 0));
       for (let i = 0; i < n; i++) {
-        const flagsAt = r.pos;
-        r.u32();
-        skipConstExpr(r);
-        w.bytes(bytes.subarray(flagsAt, r.pos));
-        const count = r.u32();
+        const flagsAt = r!.pos;
+        r!.u32();
+        skipConstExpr(r!);
+        w.bytes(bytes.subarray(flagsAt, r!.pos));
+        const count = r!.u32();
         w.u32(count);
-        for (let j = 0; j < count; j++) w.u32(remap(r.u32()));
+        for (let j = 0; j < count; j++) w.u32(remap(r!.u32()));
+      }
+      if (ctx.lazy) {
+        // Active, table funcsTable, offset 0, funcref: every defined function.
+        w.u8(2).u32(ctx.funcsTable).u8(Opcode.I32Const).u8(0).u8(Opcode.End).u8(0).u32(nDefined);
+        for (let i = 0; i < nDefined; i++) w.u32(ctx.nImports + ctx.shift + i);
       }
       out.section(SectionId.Element, w.finish());
     }
@@ -1859,11 +1917,10 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
   copy(SectionId.DataCount);
   let sites = 0;
   {
-    const n = m.bodies.length;
-    const w = new ByteWriter(bytes.length + 1024).u32(n);
+    const w = new ByteWriter(bytes.length + 1024).u32(nDefined);
     const hints = new ByteWriter();
     let hinted = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < nDefined; i++) {
       const b = m.bodies[i]!;
       if (!ctx.checked[i]) {
         w.range(bytes, b.start, b.end);
@@ -1873,19 +1930,154 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
       sites += r.sites;
       if (r.unlikely.length === 0) continue;
       hinted++;
-      hints.u32(ctx.nImports + ctx.shift + i).u32(r.unlikely.length);
-      for (const at of r.unlikely) hints.u32(at).u32(1).u8(0);
+      appendHints(hints, ctx.nImports + ctx.shift + i, r.unlikely);
     }
-    if (hinted > 0) {
-      // The branch hinting proposal's section, which must precede the code section.
-      const name = 'metadata.code.branch_hint';
-      out.section(0, new ByteWriter(hints.length + 64).name(name).u32(hinted).bytes(hints.view()).view());
-    }
+    if (hinted > 0) out.section(0, branchHintSection(hinted, hints));
     // (views, not copies: out.section copies them at once)
     out.section(SectionId.Code, w.view());
   }
   copy(SectionId.Data);
   return { bytes: out.finish(), sites };
+}
+
+/** One function's entry of the branch hint section: its hot-to-cold branches, each hinted unlikely. */
+function appendHints(hints: ByteWriter, func: number, unlikely: number[]): void {
+  hints.u32(func).u32(unlikely.length);
+  for (const at of unlikely) hints.u32(at).u32(1).u8(0);
+}
+
+/** The branch hinting proposal's section (it must precede the code section). */
+function branchHintSection(functions: number, hints: ByteWriter): Uint8Array {
+  return new ByteWriter(hints.length + 64).name('metadata.code.branch_hint').u32(functions).bytes(hints.view()).view();
+}
+
+/** The type section: the program's types, then any the internal imports need (also fills ctx's import type indices). */
+function typeSection(ctx: ModuleContext): Uint8Array {
+  const { m } = ctx;
+  const typeIndex = new Map<string, number>();
+  m.types.forEach((t, i) => {
+    const k = typeKey(t);
+    if (!typeIndex.has(k)) typeIndex.set(k, i);
+  });
+  const extraTypes: FuncType[] = [];
+  for (const k of ctx.importKeys) {
+    const t = IMPORT_TYPES[k];
+    let i = typeIndex.get(typeKey(t));
+    if (i === undefined) {
+      i = m.types.length + extraTypes.length;
+      typeIndex.set(typeKey(t), i);
+      extraTypes.push(t);
+    }
+    ctx.importType[k] = i;
+  }
+  const w = new ByteWriter().u32(m.types.length + extraTypes.length);
+  const s = m.sections.find((x) => x.id === SectionId.Type);
+  if (s) {
+    const r = new ByteReader(m.bytes, s.payloadStart, s.end);
+    r.u32();
+    w.bytes(m.bytes.subarray(r.pos, s.end));
+  }
+  for (const t of extraTypes) {
+    w.u8(0x60).u32(t.params.length);
+    for (const p of t.params) w.u8(p);
+    w.u32(t.results.length);
+    for (const p of t.results) w.u8(p);
+  }
+  return w.finish();
+}
+
+/**
+ * The import section's contents: the program's imports, then the internal
+ * ones (after typeSection), and `extra` more entries that the caller
+ * appends to the writer returned.
+ */
+function importSection(ctx: ModuleContext, extra = 0): ByteWriter {
+  const { m } = ctx;
+  const w = new ByteWriter().u32(m.imports.length + ctx.importKeys.length + extra);
+  const s = m.sections.find((x) => x.id === SectionId.Import);
+  if (s) {
+    const r = new ByteReader(m.bytes, s.payloadStart, s.end);
+    r.u32();
+    w.bytes(m.bytes.subarray(r.pos, s.end));
+  }
+  for (const k of ctx.importKeys) w.name(INTERNAL_IMPORT_MODULE).name(InternalImport[k]).u8(ExternalKind.Function).u32(ctx.importType[k]!);
+  return w;
+}
+
+/**
+ * Rewind copies (docs/runtime.md "Lazy rewind"): a module prepared with
+ * `rewind: 'lazy'` has no rewind code; a rewind enters each function on
+ * the saved stack with the state at 2, and the function hands over to its
+ * copy in the funcs table. The copy of a function is a module of its own:
+ * the function instrumented as with inline rewind (same sites, same frame
+ * layout: its frames are the prepared function's), importing what the
+ * prepared module has (its imports, and through exports its globals, its
+ * table and its funcs table), and calling the prepared module's defined
+ * functions through the funcs table. A frame that stays on the stack in a
+ * copy (an event loop) keeps running there, at full speed, and unwinds and
+ * rewinds as the prepared function would.
+ */
+export class RewindCopier {
+  private readonly ctx: ModuleContext;
+  private types: Uint8Array | undefined;
+
+  /** `m` and `opts` as given to instrument() for the prepared module. */
+  constructor(m: WasmModule, opts: InstrumentOptions) {
+    this.ctx = analyzeModule(m, opts);
+  }
+
+  /** Number of function imports of the module (the first defined function's index). */
+  get importedFunctions(): number {
+    return this.ctx.nImports;
+  }
+
+  get definedFunctions(): number {
+    return this.ctx.m.bodies.length;
+  }
+
+  /**
+   * The copy of defined function `func` (absolute index): module bytes
+   * exporting it as `InternalExport.copy`; `inline` when the prepared
+   * function rewinds itself (no copy needed), undefined when it has no
+   * sites (no frame can be saved from it) or is not a defined function.
+   */
+  copy(func: number): Uint8Array | 'inline' | undefined {
+    const ctx = this.ctx;
+    const { m } = ctx;
+    const fi = func - ctx.nImports;
+    if (!Number.isInteger(fi) || fi < 0 || fi >= m.bodies.length || !ctx.checked[fi] || !ctx.mayUnwind[fi]) return undefined;
+    if (!ctx.lazy || ctx.segmentUse[fi]) return 'inline';
+    this.types ??= typeSection(ctx);
+    const out = new ByteWriter();
+    out.bytes(m.bytes.subarray(0, 8));
+    out.section(SectionId.Type, this.types);
+    // Imports: the prepared module's, then its defined globals, fuel and state, its table, the funcs table (same index spaces).
+    const defined = m.globals.length;
+    const w = importSection(ctx, defined + 2 + (m.tables.length ? 1 : 0) + 1 + (m.memories.length ? 1 : 0));
+    const firstDefined = ctx.fuelGlobal - defined;
+    for (let g = 0; g < defined; g++) {
+      const def = m.globals[g]!;
+      w.name(COPY_IMPORT_MODULE).name(`${InternalExport.copyGlobalPrefix}${firstDefined + g}`).u8(ExternalKind.Global).u8(def.type).u8(def.mutable ? 1 : 0);
+    }
+    w.name(COPY_IMPORT_MODULE).name(InternalExport.fuel).u8(ExternalKind.Global).u8(I32).u8(1);
+    w.name(COPY_IMPORT_MODULE).name(InternalExport.state).u8(ExternalKind.Global).u8(I32).u8(1);
+    if (m.tables.length) w.name(COPY_IMPORT_MODULE).name(InternalExport.copyTable).u8(ExternalKind.Table).u8(0x70).u8(0).u32(m.tables[0]!.min);
+    w.name(COPY_IMPORT_MODULE).name(InternalExport.funcs).u8(ExternalKind.Table).u8(0x70).u8(0).u32(2 * m.bodies.length);
+    if (m.memories.length) w.name(COPY_IMPORT_MODULE).name(InternalExport.copyMemory).u8(ExternalKind.Memory).u8(0).u32(m.memories[0]!.min);
+    out.section(SectionId.Import, w.finish());
+    out.section(SectionId.Function, new ByteWriter().u32(1).u32(m.functions[fi]!).finish());
+    const index = ctx.nImports + ctx.shift;
+    out.section(SectionId.Export, new ByteWriter().u32(1).name(InternalExport.copy).u8(ExternalKind.Function).u32(index).finish());
+    const code = new ByteWriter().u32(1);
+    const r = instrumentFunction(ctx, fi, false, code, undefined, true);
+    if (r.unlikely.length) {
+      const hints = new ByteWriter();
+      appendHints(hints, index, r.unlikely);
+      out.section(0, branchHintSection(1, hints));
+    }
+    out.section(SectionId.Code, code.view());
+    return out.finish();
+  }
 }
 
 /**

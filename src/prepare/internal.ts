@@ -14,7 +14,18 @@ export const InternalExport = {
   /** Setter and getter of a mutable float global's bits (an integer of its width). */
   globalSetPrefix: '__gate_gs',
   globalGetPrefix: '__gate_gg',
+  /** Lazy rewind (instrument.ts RewindCopier): the table of defined functions and, above them, their rewind copies. */
+  funcs: '__gate_funcs',
+  /** Lazy rewind: the program's table, and its defined globals by absolute index, for rewind copies to import. */
+  copyTable: '__gate_ctable',
+  copyGlobalPrefix: '__gate_cg',
+  copyMemory: '__gate_cmem',
+  /** What a rewind copy module exports: its one function. */
+  copy: 'f',
 } as const;
+
+/** Module name under which a rewind copy imports the prepared module's exports (InternalExport). */
+export const COPY_IMPORT_MODULE = '__gate_p';
 
 export const INTERNAL_PREFIX = '__gate_';
 

@@ -5,6 +5,7 @@ import { InstanceStateError, InternalRuntimeError } from './errors.js';
 import type { ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 import { Instance } from './instance.js';
 import { Scheduler } from './scheduler.js';
+import { RewindCopyCompiler, type RewindSource } from './rewind-copies.js';
 import { recordCodeLayout } from './trap-frames.js';
 import { internalFailure } from './status.js';
 
@@ -44,7 +45,7 @@ const RANDOM_BATCH_BYTES = 4096;
  * through InstanceEvents and the methods below.
  */
 export class ExecutorCore {
-  private readonly modules = new Map<string, WebAssembly.Module>();
+  private readonly modules = new Map<string, { module: WebAssembly.Module; copies: RewindCopyCompiler | undefined }>();
   private readonly instances = new Map<string, Entry>();
   private readonly scheduler: Scheduler;
   /** Memory objects for reuse, by memoryKey (see MAX_REUSED_MEMORY_BYTES). */
@@ -65,6 +66,8 @@ export class ExecutorCore {
     private readonly instanceMemoryCapBytes?: number,
     /** The process's CPU milliseconds, where known (see Scheduler's cpuClock). */
     cpuClock?: () => number,
+    /** Called with module bytes (prepared modules and rewind copies) before they are compiled (runtime/node/engine-flags.ts). */
+    private readonly beforeCompile?: (bytes: Uint8Array) => void,
   ) {
     this.scheduler = new Scheduler((inst, status) => {
       const e = this.instances.get(inst.id);
@@ -92,11 +95,13 @@ export class ExecutorCore {
     this.scheduler.resume();
   }
 
-  async loadModule(key: string, bytes: Uint8Array): Promise<void> {
+  /** Compiles a prepared module; `source` makes its rewind copies (runtime/rewind-copies.ts), needed when it was prepared with lazy rewind. */
+  async loadModule(key: string, bytes: Uint8Array, source?: RewindSource): Promise<void> {
     if (this.modules.has(key)) return;
+    this.beforeCompile?.(bytes);
     const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
     recordCodeLayout(module, bytes);
-    this.modules.set(key, module);
+    this.modules.set(key, { module, copies: source && new RewindCopyCompiler(source, this.beforeCompile) });
   }
 
   hasModule(key: string): boolean {
@@ -107,8 +112,8 @@ export class ExecutorCore {
 
   createInstance(spec: InstanceSpec, events: InstanceEvents): void {
     if (this.instances.has(spec.id)) throw new InstanceStateError(`instance ${spec.id} already exists in this executor`);
-    const module = this.modules.get(spec.moduleKey);
-    if (!module) throw new InternalRuntimeError(`module ${spec.moduleKey} is not loaded in this executor`);
+    const loaded = this.modules.get(spec.moduleKey);
+    if (!loaded) throw new InternalRuntimeError(`module ${spec.moduleKey} is not loaded in this executor`);
     let instance: Instance | undefined;
     let memoryPages = spec.memoryPages;
     if (this.instanceMemoryCapBytes !== undefined) {
@@ -143,7 +148,8 @@ export class ExecutorCore {
       instance = new Instance({
         id: spec.id,
         profile: spec.profile,
-        module,
+        module: loaded.module,
+        rewindCopies: loaded.copies,
         memoryPages,
         hasStart: spec.hasStart,
         entry: spec.entry,

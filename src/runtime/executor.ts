@@ -1,4 +1,5 @@
 import type { Profile } from '../prepare/profile.js';
+import type { RewindSource } from './rewind-copies.js';
 import type { GlobalValue } from '../snapshot/state.js';
 import type { DebugLimits } from './debug-limits.js';
 import type { InstanceStatus } from './status.js';
@@ -117,7 +118,8 @@ export interface InstanceEvents {
  * programs out of the server's and CLI's process.
  */
 export interface Executor {
-  loadModule(key: string, bytes: Uint8Array): Promise<void>;
+  /** Compiles a prepared module; `source` makes its rewind copies (runtime/rewind-copies.ts), needed when it was prepared with lazy rewind. */
+  loadModule(key: string, bytes: Uint8Array, source?: RewindSource): Promise<void>;
   hasModule(key: string): boolean;
   createInstance(spec: InstanceSpec, events: InstanceEvents): void;
   /** A packet from a service to the program (exact size; the executor pads it). */

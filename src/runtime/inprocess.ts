@@ -1,4 +1,5 @@
 import { ExecutorCore } from './executor-core.js';
+import type { RewindSource } from './rewind-copies.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 
 /**
@@ -10,8 +11,8 @@ export class InProcessExecutor implements Executor {
   constructor(opts: { sliceMs?: number } = {}) {
     this.core = new ExecutorCore(opts.sliceMs);
   }
-  loadModule(key: string, bytes: Uint8Array): Promise<void> {
-    return this.core.loadModule(key, bytes);
+  loadModule(key: string, bytes: Uint8Array, source?: RewindSource): Promise<void> {
+    return this.core.loadModule(key, bytes, source);
   }
   hasModule(key: string): boolean {
     return this.core.hasModule(key);

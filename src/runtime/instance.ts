@@ -12,6 +12,7 @@ import { InternalRuntimeError } from './errors.js';
 import { State, statusForTrap, type InstanceStatus } from './status.js';
 import { ExitSignal, KillSignal, classifyError } from './traps.js';
 import { trapFramesOf } from './trap-frames.js';
+import { InstanceRewindCopies, type RewindCopyCompiler } from './rewind-copies.js';
 import { decodeRawStack, encodeRawStack, RewindError, Unwinder, UnwindState, type RawStack } from './unwinder.js';
 
 /** Checks run between two calls of the yield import (fuel is refilled there). */
@@ -37,6 +38,8 @@ export interface InstanceOptions {
   profile: Profile;
   /** Compiled prepared module. */
   module: WebAssembly.Module;
+  /** Its rewind copies (prepared with lazy rewind). */
+  rewindCopies?: RewindCopyCompiler;
   /** Initial and maximum memory in pages (maximum already capped by policy). */
   memoryPages: { initial: number; maximum: number };
   hasStart: boolean;
@@ -141,7 +144,7 @@ export class Instance implements AbiContext {
       [INTERNAL_IMPORT_MODULE]: { ...this.unwinder.imports(() => this.yieldImport()), [InternalImport.breakpoint]: (offset: number) => this.breakpointImport(offset) },
     };
     this.wasm = new WebAssembly.Instance(opts.module, imports as WebAssembly.Imports);
-    this.unwinder.bind(this.wasm.exports);
+    this.unwinder.bind(this.wasm.exports, opts.rewindCopies && new InstanceRewindCopies(opts.rewindCopies, imports as WebAssembly.Imports, this.wasm.exports));
     this.unwinder.fuel = FUEL;
     this.applyInitialState(opts.init);
     if (opts.resume) {

@@ -11,6 +11,7 @@ import { ModuleError } from '../wasm/errors.js';
 import { parseModule, type WasmModule } from '../wasm/module.js';
 import { validateModule, type ModuleLimits } from '../wasm/validate.js';
 import type { GlobalType, InitialState } from './executor.js';
+import type { RewindSource } from './rewind-copies.js';
 
 const UNWINDING = new Set<string>(BLOCKING_IMPORTS);
 
@@ -119,16 +120,31 @@ export class Program {
     const key = preparedKey(profile, breakpoints);
     let l = this.layouts.get(key);
     if (!l) {
-      const rewritten = rewrittenModule(this.module, this.imports);
-      const codeShift = codeOffsetShift(this.module, rewritten);
-      l = new UnwindLayouts(rewritten, { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING), breakpoints: new Set(breakpoints), codeOffsetShift: codeShift });
+      const { module, codeShift } = this.rewritten();
+      l = new UnwindLayouts(module, { profile, unwindingImports: unwindingImportIndices(this.imports, UNWINDING), breakpoints: new Set(breakpoints), codeOffsetShift: codeShift });
       this.layouts.set(key, l);
     }
     return l;
   }
 
+  /** What an executor makes the prepared module's rewind copies from (runtime/rewind-copies.ts); `breakpoints` as prepared. */
+  rewindSource(profile: Profile, breakpoints: readonly number[] = []): RewindSource {
+    const { module, codeShift } = this.rewritten();
+    return { module: module.bytes, profile, unwindingImports: [...unwindingImportIndices(this.imports, UNWINDING)], breakpoints: [...new Set(breakpoints)].sort((a, b) => a - b), codeOffsetShift: codeShift };
+  }
+
+  /** The module the transform instruments (pipeline.ts rewrittenModule), made once. */
+  private rewritten(): { module: WasmModule; codeShift: number } {
+    if (!this.rewrittenMemo) {
+      const module = rewrittenModule(this.module, this.imports);
+      this.rewrittenMemo = { module, codeShift: codeOffsetShift(this.module, module) };
+    }
+    return this.rewrittenMemo;
+  }
+
   private readonly prepared = new Map<string, Promise<PreparedModule>>();
   private readonly layouts = new Map<string, UnwindLayouts>();
+  private rewrittenMemo: { module: WasmModule; codeShift: number } | undefined;
 }
 
 /**

@@ -12,6 +12,7 @@ import { ExecutorError, InstanceStateError } from './errors.js';
 import { isValidBinding, parseStatus } from './executor-checks.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
 import { internalFailure } from './status.js';
+import type { RewindSource } from './rewind-copies.js';
 
 /**
  * Packet bytes an instance may have sent and not had acknowledged: its output
@@ -28,7 +29,7 @@ export const RELEASE_DELAY_MS = 50;
 
 /** A request to the executor, before the host encodes it. */
 export type ExecutorRequest =
-  | { t: 'load'; seq: number; key: string; bytes: Uint8Array }
+  | { t: 'load'; seq: number; key: string; bytes: Uint8Array; source: RewindSource | undefined }
   | { t: 'create'; spec: InstanceSpec }
   | { t: 'deliver'; id: string; packet: Uint8Array }
   | { t: 'ack'; id: string; bytes: number }
@@ -122,7 +123,7 @@ export abstract class RemoteExecutor implements Executor {
     return this.ready;
   }
 
-  abstract loadModule(key: string, bytes: Uint8Array): Promise<void>;
+  abstract loadModule(key: string, bytes: Uint8Array, source?: RewindSource): Promise<void>;
 
   hasModule(key: string): boolean {
     return this.loaded.has(key);
@@ -221,11 +222,11 @@ export abstract class RemoteExecutor implements Executor {
   abstract close(): Promise<void>;
 
   /** Asks the executor to compile a module (once it is ready); resolves once it has. */
-  protected async requestLoad(key: string, bytes: Uint8Array): Promise<void> {
+  protected async requestLoad(key: string, bytes: Uint8Array, source: RewindSource | undefined): Promise<void> {
     const seq = ++this.seq;
     await new Promise<void>((resolve, reject) => {
       this.loading.set(seq, { resolve, reject });
-      this.post({ t: 'load', seq, key, bytes });
+      this.post({ t: 'load', seq, key, bytes, source });
     });
     this.loaded.add(key);
   }

@@ -162,7 +162,7 @@ export class Runtime {
     const prepared = this.opts.preparer ? await this.opts.preparer(program, profile, instrumented) : await program.prepare(profile, this.opts.cache, instrumented);
     // The frames must fit the code (checked before anything runs); the executor gets them raw.
     const stack = snap?.stack ? encodeRawStack(rawFromFrames(snap.stack.frames, program.unwindLayouts(profile, prepared.breakpoints))) : new Uint8Array(0);
-    await executor.loadModule(prepared.key, prepared.bytes);
+    if (!executor.hasModule(prepared.key)) await executor.loadModule(prepared.key, prepared.bytes, program.rewindSource(profile, prepared.breakpoints));
 
     const retain = launch.retain ?? false;
     const inst = new RunningInstance<C>(id, executor, debug, program, prepared, retain);

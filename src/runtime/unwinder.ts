@@ -58,8 +58,14 @@ export interface UnwindImports {
   rewind_i64(): bigint;
 }
 
+/** Puts the rewind copies of a stack's functions in place (runtime/rewind-copies.ts). */
+export interface RewindCopyInstaller {
+  install(stack: RawStack): void;
+}
+
 export class Unwinder {
   private stateGlobal: WebAssembly.Global | undefined;
+  private copies: RewindCopyInstaller | undefined;
   private fuelGlobal: WebAssembly.Global | undefined;
   private frames: RawFrame[] = [];
   private current: RawFrame | undefined;
@@ -76,10 +82,16 @@ export class Unwinder {
    */
   constructor(readonly maxValues = 4_000_000) {}
 
-  /** Finds the instrumented module's globals (call once, after instantiation). */
-  bind(exports: WebAssembly.Exports): void {
+  /**
+   * Finds the instrumented module's globals (call once, after
+   * instantiation); `copies` installs the rewind copies of a stack's
+   * functions (runtime/rewind-copies.ts; needed when the module was
+   * prepared with lazy rewind, the default).
+   */
+  bind(exports: WebAssembly.Exports, copies?: RewindCopyInstaller): void {
     this.stateGlobal = exports[InternalExport.state] as WebAssembly.Global | undefined;
     this.fuelGlobal = exports[InternalExport.fuel] as WebAssembly.Global | undefined;
+    this.copies = copies;
   }
 
   get state(): UnwindState {
@@ -155,6 +167,8 @@ export class Unwinder {
     this.valueIndex = 0;
     this.fuel = 0;
     this.stateGlobal!.value = UnwindState.Rewinding;
+    // (in the rewinding state: what fails here fails the rewind)
+    this.copies?.install(stack);
   }
 
   /** Ends a rewind once the innermost call has been re-issued; throws if frames or values are left over. */

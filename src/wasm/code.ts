@@ -351,7 +351,7 @@ export function decodeInstructionList(bytes: Uint8Array, body: FunctionBody, lis
       }
       case K_CALL_INDIRECT:
         p = readU32(bytes, p, end, fi);
-        p = readZero(bytes, p, end, fi, 'table');
+        p = preparedCode ? readU32(bytes, p, end, fi) : readZero(bytes, p, end, fi, 'table');
         break;
       case K_MEMARG: {
         const at = p;
@@ -384,8 +384,27 @@ export function decodeInstructionList(bytes: Uint8Array, body: FunctionBody, lis
         if (lebValue > 7) p = skipFCImmediates(bytes, p, end, fi, pos, lebValue);
         break;
       default:
+        if (preparedCode && op === RETURN_CALL_INDIRECT) {
+          p = readU32(bytes, p, end, fi);
+          p = readU32(bytes, p, end, fi);
+          break;
+        }
         throw unsupported(op, fi, pos);
     }
+  }
+}
+
+/** Set while decodePreparedInstructions runs: our transform's output also has `return_call_indirect` and tables other than 0. */
+let preparedCode = false;
+const RETURN_CALL_INDIRECT = 0x13;
+
+/** decodeInstructions for a module our transform made (prepare/instrument.ts): for tests and tools that inspect its output. */
+export function decodePreparedInstructions(bytes: Uint8Array, body: FunctionBody, visit: InstructionVisitor): void {
+  preparedCode = true;
+  try {
+    decodeInstructions(bytes, body, visit);
+  } finally {
+    preparedCode = false;
   }
 }
 

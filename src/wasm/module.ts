@@ -246,7 +246,12 @@ export function constExprValue(r: ByteReader): number | bigint | undefined {
   return v;
 }
 
-export function parseModule(bytes: Uint8Array): WasmModule {
+/**
+ * Reads a module's sections (see WasmModule). `prepared`: a module our
+ * transform made (tests and tools that inspect it), whose element section
+ * (with a segment for a second table) is not read.
+ */
+export function parseModule(bytes: Uint8Array, opts: { prepared?: boolean } = {}): WasmModule {
   if (bytes.length < 8) throw new ModuleError('module is too short to be WebAssembly');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.getUint32(0, true) !== MAGIC) throw new ModuleError('not a WebAssembly module (bad magic number)', 0);
@@ -291,7 +296,8 @@ export function parseModule(bytes: Uint8Array): WasmModule {
       if (id > SectionId.DataCount) throw new ModuleError(`unknown section id ${id}`, start);
       if (order(id) <= lastOrdered) throw new ModuleError(`section ${id} is out of order or duplicated`, start);
       lastOrdered = order(id);
-      readSection(m, id, s);
+      if (opts.prepared && id === SectionId.Element) s.pos = end;
+      else readSection(m, id, s);
       if (!s.eof()) throw new ModuleError(`section ${id} has ${s.remaining} unexpected trailing bytes`, s.pos);
     }
     m.sections.push(section);

@@ -36,6 +36,7 @@ import { UnwindLayouts, instrument } from '../../src/prepare/instrument.js';
 import type { Profile } from '../../src/prepare/profile.js';
 import { framesFromRaw, rawFromFrames } from '../../src/runtime/frames.js';
 import { Unwinder, UnwindState, decodeRawStack, encodeRawStack, type RawStack } from '../../src/runtime/unwinder.js';
+import { InstanceRewindCopies, RewindCopyCompiler } from '../../src/runtime/rewind-copies.js';
 import { forcedYield } from '../helpers/forced-unwinds.js';
 import { decodeStack, encodeStack } from '../../src/snapshot/format.js';
 import { parseModule } from '../../src/wasm/module.js';
@@ -149,6 +150,7 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
   // Fuel 1 means every check calls yield only if functions charge every check at once.
   const opts = { profile: v.profile, unwindingImports: new Set(v.unwindingImports), fuelChunk: v.refill === 1 ? 1 : undefined, breakpoints };
   let layouts: UnwindLayouts | undefined;
+  let copies: RewindCopyCompiler;
   try {
     const parsed = parseModule(bytes);
     if (v.breakShare > 0) {
@@ -157,6 +159,7 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
       for (const body of parsed.bodies) decodeInstructions(parsed.bytes, body, (_op, _sub, pos) => void (pickBreaks() < v.breakShare && breakpoints.add(pos - base)));
     }
     out = instrument(parsed, opts).bytes;
+    copies = new RewindCopyCompiler({ module: bytes, profile: v.profile, unwindingImports: v.unwindingImports, breakpoints: [...breakpoints], codeOffsetShift: 0, fuelChunk: opts.fuelChunk });
     if (v.viaFrames) layouts = new UnwindLayouts(parsed, opts);
   } catch (e) {
     run.failure = { kind: 'instrument-threw', message: errorText(e) };
@@ -229,7 +232,15 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
   const nop = (): void => {
     if (unwinder.state !== UnwindState.Normal) protocol.push(`an env.nop import was called in state ${unwinder.state}`);
   };
-  const instantiate = (): WebAssembly.Instance => new WebAssembly.Instance(mod, { env: hostEnv(def, { block, mix, nop }) as WebAssembly.ModuleImports, __gate: gate });
+  // Each instance gets its own imports (and its own copies; the compiled ones are shared).
+  const importsOf = new WeakMap<WebAssembly.Instance, WebAssembly.Imports>();
+  const instantiate = (): WebAssembly.Instance => {
+    const imports = { env: hostEnv(def, { block, mix, nop }) as WebAssembly.ModuleImports, __gate: gate } as WebAssembly.Imports;
+    const i = new WebAssembly.Instance(mod, imports);
+    importsOf.set(i, imports);
+    return i;
+  };
+  const bindTo = (i: WebAssembly.Instance): void => unwinder.bind(i.exports, new InstanceRewindCopies(copies, importsOf.get(i)!, i.exports));
   let inst: WebAssembly.Instance;
   try {
     inst = instantiate();
@@ -238,7 +249,7 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
     else run.failure = { kind: 'invalid-output', message: `instantiation: ${errorText(e)}` };
     return run;
   }
-  unwinder.bind(inst.exports);
+  bindTo(inst);
   const checkCount = (): bigint => (inst.exports['g2'] as () => bigint)();
   const checksBefore = countChecks ? checkCount() : 0n;
   let ret: string;
@@ -258,7 +269,7 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
         const next = instantiate();
         moveState(inst, next, nGlobals);
         inst = next;
-        unwinder.bind(inst.exports);
+        bindTo(inst);
         active = true;
       }
       unwinder.startRewind(layouts ? throughFrames(stack, layouts, v.profile) : decodeRawStack(encodeRawStack(stack)));

@@ -4,7 +4,7 @@ import { MemoryCache } from '../../src/prepare/cache.js';
 import { prepare } from '../../src/prepare/pipeline.js';
 import { InternalExport, rewriteModule } from '../../src/prepare/rewrite.js';
 import { parseModule, SectionId } from '../../src/wasm/module.js';
-import { decodeInstructions, Opcode } from '../../src/wasm/code.js';
+import { decodePreparedInstructions, Opcode } from '../../src/wasm/code.js';
 import { ByteReader } from '../../src/wasm/leb128.js';
 import { instrument } from '../../src/prepare/instrument.js';
 import { INTERNAL_IMPORT_MODULE } from '../../src/prepare/internal.js';
@@ -70,7 +70,7 @@ describe('instrument', () => {
     const m = parseModule(rewriteModule(parseModule(withHints), { imports: IMPORTS }).bytes);
     for (const profile of ['suspend-anywhere', 'io-suspend'] as const) {
       const r = instrument(m, { profile, unwindingImports: new Set([0]) });
-      const out = parseModule(r.bytes);
+      const out = parseModule(r.bytes, { prepared: true });
       const at = out.sections.findIndex((s) => s.name === 'metadata.code.branch_hint');
       assert.ok(at >= 0, `${profile}: no branch hint section`);
       assert.equal(out.sections.filter((s) => s.name === 'metadata.code.branch_hint').length, 1);
@@ -87,7 +87,7 @@ describe('instrument', () => {
         lastFunc = func;
         const body = out.bodies[func - nImports]!;
         const starts = new Map<number, number>();
-        decodeInstructions(r.bytes, body, (op, _sub, pos) => starts.set(pos - body.bodyStart, op));
+        decodePreparedInstructions(r.bytes, body, (op, _sub, pos) => starts.set(pos - body.bodyStart, op));
         let lastOffset = -1;
         for (let k = reader.u32(); k > 0; k--) {
           const offset = reader.u32();

@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import type { Profile } from '../../src/prepare/profile.js';
 import { INTERNAL_IMPORT_MODULE } from '../../src/prepare/internal.js';
 import { Unwinder } from '../../src/runtime/unwinder.js';
+import { InstanceRewindCopies, RewindCopyCompiler } from '../../src/runtime/rewind-copies.js';
 import { callWithUnwinds, forcedYield } from '../helpers/forced-unwinds.js';
 import { ByteWriter } from '../../src/wasm/leb128.js';
 import { ExternalKind, parseModule, type WasmModule } from '../../src/wasm/module.js';
@@ -408,6 +409,8 @@ function taint(slot: OkSlot): string | undefined {
 
 interface Prepared {
   module?: WebAssembly.Module;
+  /** Its rewind copies (instrumented ways). */
+  copies?: RewindCopyCompiler;
   /** Not applicable (outside Gate's ABI or feature set): the reason. */
   na?: string;
   /** Refused (parse, instrument or compile error): who and why. */
@@ -680,7 +683,8 @@ export class SpecRunner {
     }
     try {
       const module = new WebAssembly.Module(out as Uint8Array<ArrayBuffer>);
-      return na ? { na, module } : { module };
+      const copies = new RewindCopyCompiler({ module: bytes, profile: way.profile, unwindingImports: [], breakpoints: [], codeOffsetShift: 0, fuelChunk: way.forced ? 1 : undefined });
+      return na ? { na, module, copies } : { module, copies };
     } catch (e) {
       return { refused: { by: 'V8 (instrumented bytes)', message: (e as Error).message }, ...(na ? { na } : {}) };
     }
@@ -697,7 +701,7 @@ export class SpecRunner {
       const imports = s.importsFor(p.module);
       if ('na' in imports) return { o: { kind: 'na', reason: imports.na as string } };
       try {
-        const loaded = s.way.profile ? this.instantiateInstrumented(s, p.module, imports as Record<string, Record<string, unknown>>) : instantiateRaw(p.module, imports as Record<string, Record<string, unknown>>);
+        const loaded = s.way.profile ? this.instantiateInstrumented(s, p.module, p.copies!, imports as Record<string, Record<string, unknown>>) : instantiateRaw(p.module, imports as Record<string, Record<string, unknown>>);
         return { o: { kind: 'ok' }, loaded };
       } catch (e) {
         if (e instanceof WebAssembly.LinkError) return { o: { kind: 'link', message: e.message } };
@@ -720,7 +724,7 @@ export class SpecRunner {
     return o;
   }
 
-  private instantiateInstrumented(s: WayState, mod: WebAssembly.Module, imports: Record<string, Record<string, unknown>>): Loaded {
+  private instantiateInstrumented(s: WayState, mod: WebAssembly.Module, copies: RewindCopyCompiler, imports: Record<string, Record<string, unknown>>): Loaded {
     const unwinder = new Unwinder();
     let active = false;
     let checks = 0;
@@ -733,7 +737,7 @@ export class SpecRunner {
       : (): boolean => false;
     const all = { ...imports, [INTERNAL_IMPORT_MODULE]: unwinder.imports(forcedYield(unwinder, shouldUnwind, () => active)) };
     const inst = new WebAssembly.Instance(mod, all as WebAssembly.Imports);
-    unwinder.bind(inst.exports);
+    unwinder.bind(inst.exports, new InstanceRewindCopies(copies, all as WebAssembly.Imports, inst.exports));
     const counts = s.counts;
     return {
       exports: inst.exports,

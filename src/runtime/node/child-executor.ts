@@ -5,11 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { ExecutorError } from '../errors.js';
 import type { CpuPriority } from './sandbox/cgroup.js';
 import { RemoteExecutor, type ExecutorRequest } from '../remote-executor.js';
+import type { RewindSource } from '../rewind-copies.js';
 import { MAX_PACKET_SIZE } from '../../abi/packet.js';
 import { FrameDecoder, FrameError, corkedWrite, encodeFrame, quoteType, type Message } from './framing.js';
 import {
   decodeSnapshot,
   encodeSpec,
+  rewindSourceHeader,
   MAX_DEBUG_MESSAGE_BYTES,
   MAX_EXECUTOR_HEADER_BYTES,
   SNAPSHOT_EXTRA_BYTES,
@@ -203,13 +205,13 @@ export class ChildProcessExecutor extends RemoteExecutor {
     return super.load + this.pendingLoads;
   }
 
-  async loadModule(key: string, bytes: Uint8Array): Promise<void> {
+  async loadModule(key: string, bytes: Uint8Array, source?: RewindSource): Promise<void> {
     if (this.hasModule(key)) return;
     // A launch in progress keeps the executor busy (see `load`).
     this.pendingLoads++;
     try {
       await this.ready;
-      await this.requestLoad(key, bytes);
+      await this.requestLoad(key, bytes, source);
     } finally {
       this.pendingLoads--;
     }
@@ -235,7 +237,7 @@ export class ChildProcessExecutor extends RemoteExecutor {
     if (!this.alive) return;
     switch (m.t) {
       case 'load':
-        return corkedWrite(this.child.stdin!, encodeFrame({ t: 'load', key: m.key, seq: m.seq }, m.bytes));
+        return corkedWrite(this.child.stdin!, encodeFrame(m.source ? { t: 'load', key: m.key, seq: m.seq, source: rewindSourceHeader(m.source) } : { t: 'load', key: m.key, seq: m.seq }, m.source ? [m.bytes, m.source.module] : m.bytes));
       case 'create': {
         const { header, payload } = encodeSpec(m.spec);
         return corkedWrite(this.child.stdin!, encodeFrame({ t: 'create', ...header }, payload));

@@ -9,7 +9,7 @@ import { getPriority, setPriority } from 'node:os';
 import { ExecutorCore } from '../executor-core.js';
 import { internalFailure, type InstanceStatus } from '../status.js';
 import { FrameDecoder, corkedWrite, encodeFramePieces, type Message } from './framing.js';
-import { decodeSpec, encodeSnapshot } from './protocol.js';
+import { decodeRewindSource, decodeSpec, encodeSnapshot } from './protocol.js';
 
 // The terminal's Ctrl-C and Ctrl-\ reach the whole foreground process group:
 // they are for the parent (gate run suspends or kills the instance), which
@@ -48,7 +48,7 @@ const processCpuMs = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
-const core = new ExecutorCore(sliceMs, instanceMemoryCap, processCpuMs);
+const core = new ExecutorCore(sliceMs, instanceMemoryCap, processCpuMs, engineBeforeCompile);
 
 /**
  * Lowers this process's CPU priority to nice value `target`, so
@@ -139,9 +139,10 @@ async function handle(m: Message): Promise<void> {
     case 'load': {
       const key = String(h.key);
       try {
-        const bytes = m.payload ?? new Uint8Array(0);
-        if (!core.hasModule(key)) engineBeforeCompile(bytes);
-        await core.loadModule(key, bytes);
+        const payload = m.payload ?? new Uint8Array(0);
+        // The payload: the prepared module, then the module its rewind copies are made from (h.source says how long and how).
+        const source = decodeRewindSource(h.source, payload);
+        await core.loadModule(key, source ? payload.subarray(0, payload.length - source.module.length) : payload, source);
         send({ t: 'loaded', key, seq: h.seq });
       } catch (e) {
         send({ t: 'loaded', key, seq: h.seq, error: e instanceof Error ? e.message : String(e) });

@@ -5,6 +5,7 @@
  */
 import type { GlobalValue } from '../../snapshot/state.js';
 import { DEBUG_CHUNK_BYTES } from '../debug-limits.js';
+import type { RewindSource } from '../rewind-copies.js';
 import type { ExecutorSnapshot, InstanceSpec } from '../executor.js';
 import { FrameError, packParts, unpackParts } from './framing.js';
 
@@ -75,6 +76,39 @@ export function encodeSpec(spec: InstanceSpec): { header: Json; payload: Uint8Ar
 }
 
 /** Executor side: the spec comes from the trusted parent. */
+/** A load message's description of the rewind source that follows the prepared module in its payload. */
+export function rewindSourceHeader(s: RewindSource): Json {
+  return { profile: s.profile, unwindingImports: s.unwindingImports, breakpoints: s.breakpoints, codeOffsetShift: s.codeOffsetShift, fuelChunk: s.fuelChunk, length: s.module.length };
+}
+
+/** The rewind source of a load message (undefined: none), its module the last `length` bytes of the payload. */
+export function decodeRewindSource(header: unknown, payload: Uint8Array): RewindSource | undefined {
+  if (header === undefined) return undefined;
+  const h = header as Json;
+  const ints = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0);
+  const length = h.length;
+  if (
+    (h.profile !== 'suspend-anywhere' && h.profile !== 'io-suspend') ||
+    !ints(h.unwindingImports) ||
+    !ints(h.breakpoints) ||
+    !Number.isInteger(h.codeOffsetShift) ||
+    (h.fuelChunk !== undefined && !(Number.isInteger(h.fuelChunk) && (h.fuelChunk as number) > 0)) ||
+    !Number.isInteger(length) ||
+    (length as number) < 0 ||
+    (length as number) > payload.length
+  ) {
+    throw new FrameError('invalid rewind source');
+  }
+  return {
+    module: payload.subarray(payload.length - (length as number)),
+    profile: h.profile,
+    unwindingImports: h.unwindingImports,
+    breakpoints: h.breakpoints,
+    codeOffsetShift: h.codeOffsetShift as number,
+    fuelChunk: h.fuelChunk as number | undefined,
+  };
+}
+
 export function decodeSpec(header: Json, payload: Uint8Array | undefined): InstanceSpec {
   const parts = unpackParts(header.lengths, payload);
   const json = header.spec as Json & { init: { data: number[]; globals: Array<{ index: number; value: unknown }> }; resume?: Json };

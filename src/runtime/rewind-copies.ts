@@ -1,0 +1,143 @@
+/**
+ * Lazy rewind, the host's side (docs/runtime.md "Lazy rewind"): before a
+ * rewind starts, every function on the saved stack gets its rewind copy
+ * (prepare/instrument.ts RewindCopier) in its instance's funcs table. Copies
+ * are generated and compiled once per prepared module and function, and
+ * instantiated once per instance and function, on the first rewind that
+ * needs them.
+ */
+import { RewindCopier } from '../prepare/instrument.js';
+import { COPY_IMPORT_MODULE, InternalExport } from '../prepare/internal.js';
+import type { Profile } from '../prepare/profile.js';
+import { parseModule } from '../wasm/module.js';
+import { RewindError, type RawStack } from './unwinder.js';
+
+/**
+ * What the copies of a prepared module are made from: the module the
+ * transform instrumented (prepare/pipeline.ts rewrittenModule) and the
+ * transform's options, exactly as for the prepared module (plain data: it
+ * travels to executor processes).
+ */
+export interface RewindSource {
+  module: Uint8Array;
+  profile: Profile;
+  unwindingImports: number[];
+  breakpoints: number[];
+  codeOffsetShift: number;
+  /** As InstrumentOptions.fuelChunk (tests). */
+  fuelChunk?: number;
+}
+
+/** Compiled copies of one prepared module's functions. */
+export class RewindCopyCompiler {
+  private copier: RewindCopier | undefined;
+  /** By function: its compiled copy, or null when it rewinds inline. */
+  private readonly compiled = new Map<number, WebAssembly.Module | null>();
+
+  /**
+   * @param beforeCompile Called with a copy's bytes before it is compiled
+   *   (runtime/node/engine-flags.ts: the register-allocation rule for huge
+   *   functions applies to copies too).
+   */
+  constructor(
+    private readonly source: RewindSource,
+    private readonly beforeCompile?: (bytes: Uint8Array) => void,
+  ) {}
+
+  /**
+   * Compiles every copy now, asynchronously (where synchronous compiles of
+   * larger modules are not allowed: a browser page's main thread).
+   */
+  async compileAll(): Promise<void> {
+    const copier = this.copierOf();
+    for (let func = copier.importedFunctions; func < copier.importedFunctions + copier.definedFunctions; func++) {
+      if (this.compiled.has(func)) continue;
+      const bytes = copier.copy(func);
+      if (bytes === undefined) continue;
+      this.compiled.set(func, bytes === 'inline' ? null : await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>));
+    }
+  }
+
+  private copierOf(): RewindCopier {
+    const s = this.source;
+    this.copier ??= new RewindCopier(parseModule(s.module), {
+      profile: s.profile,
+      unwindingImports: new Set(s.unwindingImports),
+      breakpoints: new Set(s.breakpoints),
+      codeOffsetShift: s.codeOffsetShift,
+      fuelChunk: s.fuelChunk,
+    });
+    return this.copier;
+  }
+
+  /** Index of function `func` (absolute) among the defined functions (after module() for it). */
+  definedIndex(func: number): number {
+    return func - this.copierOf().importedFunctions;
+  }
+
+  /** The copy of function `func` (absolute index); null when the prepared function rewinds itself; throws RewindError when no frame can be in it. */
+  module(func: number): WebAssembly.Module | null {
+    const known = this.compiled.get(func);
+    if (known !== undefined) return known;
+    const bytes = this.copierOf().copy(func);
+    if (bytes === undefined) throw new RewindError(`the stack has a frame of function ${func}, which cannot be rewound (it has no call sites or checks)`);
+    let module: WebAssembly.Module | null = null;
+    if (bytes !== 'inline') {
+      this.beforeCompile?.(bytes);
+      module = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+    }
+    this.compiled.set(func, module);
+    return module;
+  }
+}
+
+/** The copies installed in one instance of a prepared module. */
+export class InstanceRewindCopies {
+  private readonly installed = new Set<number>();
+  private table: WebAssembly.Table | undefined;
+
+  /**
+   * @param imports What the prepared module was instantiated with (copies
+   *   import the same host functions, memory and runtime functions).
+   * @param exports The prepared instance's exports.
+   */
+  constructor(
+    private readonly compiler: RewindCopyCompiler,
+    private readonly imports: WebAssembly.Imports,
+    private readonly exports: WebAssembly.Exports,
+  ) {}
+
+  /** Puts the copies of the functions on `stack` into the funcs table (call before the rewind starts). */
+  install(stack: RawStack): void {
+    for (const frame of stack) {
+      const func = frame.func;
+      if (this.installed.has(func)) continue;
+      const module = this.compiler.module(func);
+      if (module !== null) {
+        const table = this.funcsTable();
+        const copy = new WebAssembly.Instance(module, this.importsFor(module)).exports[InternalExport.copy] as Function;
+        // Slots: the defined functions, then their copies in the same order.
+        table.set(table.length / 2 + this.compiler.definedIndex(func), copy);
+      }
+      this.installed.add(func);
+    }
+  }
+
+  private funcsTable(): WebAssembly.Table {
+    if (!this.table) {
+      const t = this.exports[InternalExport.funcs];
+      if (!(t instanceof WebAssembly.Table)) throw new RewindError('the prepared module has no table of rewind copies');
+      this.table = t;
+    }
+    return this.table;
+  }
+
+  private importsFor(module: WebAssembly.Module): WebAssembly.Imports {
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const i of WebAssembly.Module.imports(module)) {
+      const value = i.module === COPY_IMPORT_MODULE ? this.exports[i.name] : (this.imports[i.module] as Record<string, unknown> | undefined)?.[i.name];
+      (out[i.module] ??= {})[i.name] = value;
+    }
+    return out as WebAssembly.Imports;
+  }
+}
