@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { prepare } from '../src/prepare/pipeline.js';
+import { BLOCKING_IMPORTS } from '../src/abi/imports.js';
 import { PROFILES, type Profile } from '../src/prepare/profile.js';
 import type { CanonicalImport } from '../src/prepare/rewrite.js';
 import { PacketChannel } from '../src/runtime/channel.js';
@@ -76,14 +77,17 @@ function rawRunner(bytes: Uint8Array): Runner {
   };
 }
 
-async function profileRunner(bytes: Uint8Array, profile: Profile): Promise<Runner> {
+/** `inline`: the transform as it was before lazy rewind (its rewind code in every function), for comparison in the same run. */
+async function profileRunner(bytes: Uint8Array, profile: Profile, inline = false): Promise<Runner> {
   const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
-  const prepared = await program.prepare(profile);
+  const prepared = inline
+    ? await prepare(program.module, { profile, imports: program.imports, unwindingImports: new Set(BLOCKING_IMPORTS), rewind: 'inline' })
+    : await program.prepare(profile);
   const mod = new WebAssembly.Module(prepared.bytes as Uint8Array<ArrayBuffer>);
-  const rewindCopies = new RewindCopyCompiler(program.rewindSource(profile));
+  const rewindCopies = inline ? undefined : new RewindCopyCompiler(program.rewindSource(profile));
   const mem = program.memoryLimits;
   return {
-    name: profile,
+    name: inline ? inlineName(profile) : profile,
     run() {
       const channel = new PacketChannel([], { packet() {}, bind() {}, inputReady() {} });
       const inst = new Instance({
@@ -146,12 +150,13 @@ async function legacyRunner(bytes: Uint8Array, profile: Profile): Promise<Runner
 }
 
 const legacyName = (p: Profile): string => `Asyncify version: ${p}`;
+const inlineName = (p: Profile): string => `${p}, inline rewind`;
 
 async function kernels(lines: string[]): Promise<void> {
   lines.push('## Compute kernels: time relative to raw V8', '');
-  const variants = [...PROFILES, ...(legacy ? PROFILES.map(legacyName) : [])];
+  const variants = [...PROFILES, ...PROFILES.map(inlineName), ...(legacy ? PROFILES.map(legacyName) : [])];
   lines.push(
-    `Median of ${ROUNDS} rounds of per-round ratios; variants alternate within each round. Instrumented runs go through the runtime's Instance with 10 ms time slices (they really unwind and rewind at each). The *Asyncify version* columns are the first version's pipeline (bench/legacy/) measured in the same run, instantiated directly with a check that never unwinds.`,
+    `Median of ${ROUNDS} rounds of per-round ratios; variants alternate within each round. Instrumented runs go through the runtime's Instance with 10 ms time slices (they really unwind and rewind at each). The *inline rewind* columns are our transform before lazy rewind (its rewind code in every function of the prepared module; docs/runtime.md). The *Asyncify version* columns are the first version's pipeline (bench/legacy/) measured in the same run, instantiated directly with a check that never unwinds.`,
     '',
   );
   lines.push(`| kernel | raw (ms) | ${variants.join(' | ')} |`, `|---|---|${variants.map(() => '---').join('|')}|`);
@@ -161,6 +166,7 @@ async function kernels(lines: string[]): Promise<void> {
     const runners = [
       rawRunner(bytes),
       ...(await Promise.all(PROFILES.map((p) => profileRunner(bytes, p)))),
+      ...(await Promise.all(PROFILES.map((p) => profileRunner(bytes, p, true)))),
       ...(legacy ? await Promise.all(PROFILES.map((p) => legacyRunner(bytes, p))) : []),
     ];
     for (const r of runners) r.run(); // warm up (and tier up)

@@ -168,7 +168,7 @@ const MID_TIER = "suspend-anywhere with V8's mid-tier register allocator for lar
 /** The module without its custom section `name`. */
 function withoutCustomSection(bytes: Uint8Array, name: string): Uint8Array {
   const parts = [bytes.subarray(0, 8)];
-  for (const s of parseModule(bytes).sections) if (s.name !== name) parts.push(bytes.subarray(s.start, s.end));
+  for (const s of parseModule(bytes, { prepared: true }).sections) if (s.name !== name) parts.push(bytes.subarray(s.start, s.end));
   return new Uint8Array(Buffer.concat(parts));
 }
 

@@ -29,7 +29,7 @@ import { POPS, PUSH, SAT_PUSH } from '../wasm/stack-effects.js';
 import { ModuleError } from '../wasm/errors.js';
 import { ByteReader, ByteWriter, u32At } from '../wasm/leb128.js';
 import { ExternalKind, SectionId, skipConstExpr, type FuncType, type FunctionBody, type ValTypeCode, type WasmModule } from '../wasm/module.js';
-import { COPY_IMPORT_MODULE, INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from './internal.js';
+import { COPY_IMPORT_MODULE, COPY_MODULE_NAME_PREFIX, INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from './internal.js';
 import type { Profile } from './profile.js';
 
 export interface InstrumentOptions {
@@ -66,6 +66,8 @@ export interface InstrumentOptions {
    * rewind; tests compare the two).
    */
   rewind?: 'lazy' | 'inline';
+  /** Lazy rewind: functions whose body is smaller than this (bytes) keep their rewind code inline (default LAZY_MIN_BODY_BYTES). */
+  lazyMinBodyBytes?: number;
 }
 
 export interface InstrumentResult {
@@ -166,6 +168,8 @@ interface ModuleContext {
   lazy: boolean;
   /** Per defined function: uses a data or element segment (memory.init, data.drop, table.init, elem.drop), which a copy in another module cannot: rewound inline. */
   segmentUse: Uint8Array;
+  /** See rewindsInline. */
+  lazyMinBody: number;
   /** Index of the table of defined functions and their rewind copies (lazy only). */
   funcsTable: number;
   /** The internal imports appended (the breakpoint import only when there are breakpoints). */
@@ -443,6 +447,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     instructions: keep ? { starts: kept.values, first: keptFirst } : undefined,
     lazy: (opts.rewind ?? 'lazy') === 'lazy' && mayUnwind.includes(1),
     segmentUse,
+    lazyMinBody: opts.lazyMinBodyBytes ?? LAZY_MIN_BODY_BYTES,
     funcsTable: importedTables + m.tables.length,
   };
 }
@@ -1119,6 +1124,24 @@ function redirect(): void {
   w.u32(ctx.funcsTable);
 }
 
+/**
+ * Whether defined function `fi` keeps its rewind code (lazy rewind: see
+ * RewindCopier): a function that uses a segment (another module cannot
+ * name it), and a small one, whose copy would cost more per instance (an
+ * instantiation on its first rewind) than its rewind code costs in bytes.
+ */
+function rewindsInline(ctx: ModuleContext, fi: number): boolean {
+  if (!ctx.lazy || ctx.segmentUse[fi] === 1) return true;
+  const b = ctx.m.bodies[fi]!;
+  return b.end - b.start < ctx.lazyMinBody;
+}
+
+/**
+ * Lazy rewind leaves a function's rewind code to its copy only from this
+ * body size on (see rewindsInline).
+ */
+export const LAZY_MIN_BODY_BYTES = 0;
+
 /** The tail call proposal's `return_call_indirect` (V8 since 11.2, Node 20). */
 const RETURN_CALL_INDIRECT = 0x13;
 
@@ -1732,7 +1755,7 @@ function instrumentFunction(
   sitesLayout = wantLayout ? new Array(st.sites) : undefined;
   ({ fuelGlobal: FG, stateGlobal: ST, fn } = ctx);
   asCopy = copy;
-  inlineRewind = !ctx.lazy || copy || ctx.segmentUse[fi] === 1;
+  inlineRewind = copy || rewindsInline(ctx, fi);
   // Branches from hot code to cold code (code positions of their
   // `if`/`br_if`), for the branch hint section: V8's optimizing tier then
   // moves that code out of line and keeps its register moves off the hot
@@ -2046,7 +2069,7 @@ export class RewindCopier {
     const { m } = ctx;
     const fi = func - ctx.nImports;
     if (!Number.isInteger(fi) || fi < 0 || fi >= m.bodies.length || !ctx.checked[fi] || !ctx.mayUnwind[fi]) return undefined;
-    if (!ctx.lazy || ctx.segmentUse[fi]) return 'inline';
+    if (rewindsInline(ctx, fi)) return 'inline';
     this.types ??= typeSection(ctx);
     const out = new ByteWriter();
     out.bytes(m.bytes.subarray(0, 8));
@@ -2076,6 +2099,9 @@ export class RewindCopier {
       out.section(0, branchHintSection(1, hints));
     }
     out.section(SectionId.Code, code.view());
+    // The module's name (name section, module name subsection): V8 puts it in stack traces, where trap-frames.ts finds frames of copies.
+    const moduleName = new ByteWriter().name(`${COPY_MODULE_NAME_PREFIX}${func}`).finish();
+    out.section(0, new ByteWriter().name('name').u8(0).u32(moduleName.length).bytes(moduleName).finish());
     return out.finish();
   }
 }

@@ -24,6 +24,9 @@ export const InternalExport = {
   copy: 'f',
 } as const;
 
+/** A rewind copy of function N is the module named this + N (its name section; V8 shows it in stack traces). */
+export const COPY_MODULE_NAME_PREFIX = '__gate_copy_';
+
 /** Module name under which a rewind copy imports the prepared module's exports (InternalExport). */
 export const COPY_IMPORT_MODULE = '__gate_p';
 

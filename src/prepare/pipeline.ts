@@ -21,6 +21,8 @@ export interface PrepareOptions {
   cache?: PreparedCache;
   /** Debugger breakpoints to instrument (code offsets, see InstrumentOptions.breakpoints). */
   breakpoints?: readonly number[];
+  /** InstrumentOptions.rewind (benchmarks compare the two; the runtime uses the default, lazy). */
+  rewind?: 'lazy' | 'inline';
 }
 
 export interface PreparedModule {
@@ -77,10 +79,11 @@ export async function prepare(m: WasmModule, opts: PrepareOptions): Promise<Prep
   const breakpoints = [...new Set(opts.breakpoints ?? [])].sort((a, b) => a - b);
   // Without breakpoints the key is what it was before they existed (cached modules stay valid).
   const breaks = breakpoints.length ? `:break=${breakpoints.join(',')}` : '';
-  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}${breaks}:${await sha256Hex(rewritten.bytes)}`);
+  const inline = opts.rewind === 'inline' ? ':inline' : '';
+  const key = await sha256Hex(`gate-prepare:${PIPELINE_VERSION}:${opts.profile}${breaks}${inline}:${await sha256Hex(rewritten.bytes)}`);
   const cached = await opts.cache?.get(key);
   if (cached) return { key, bytes: cached, profile: opts.profile, fromCache: true, breakpoints };
-  const { bytes } = instrument(rewritten, { profile: opts.profile, unwindingImports: unwindingImportIndices(opts.imports, opts.unwindingImports), breakpoints: new Set(breakpoints), codeOffsetShift: codeOffsetShift(m, rewritten) });
+  const { bytes } = instrument(rewritten, { profile: opts.profile, unwindingImports: unwindingImportIndices(opts.imports, opts.unwindingImports), breakpoints: new Set(breakpoints), codeOffsetShift: codeOffsetShift(m, rewritten), rewind: opts.rewind });
   await opts.cache?.set(key, bytes);
   return { key, bytes, profile: opts.profile, fromCache: false, breakpoints };
 }

@@ -9,7 +9,9 @@
  * module's bodies start, not the module's bytes.
  */
 import { functionBodyEntries } from '../wasm/module.js';
-import { INTERNAL_IMPORT_MODULE } from '../prepare/internal.js';
+import { COPY_MODULE_NAME_PREFIX, INTERNAL_IMPORT_MODULE } from '../prepare/internal.js';
+
+const COPY_FRAME = new RegExp(`^${COPY_MODULE_NAME_PREFIX}(\\d+)-`);
 
 /** At most this many frames travel (the innermost ones). */
 export const MAX_TRAP_FRAMES = 64;
@@ -50,11 +52,17 @@ function importCounts(module: WebAssembly.Module): { programImports: number; int
 export function trapFramesOf(e: Error, module: WebAssembly.Module): number[] {
   const layout = layouts.get(module) ?? { ...importCounts(module), bodyStarts: new Uint32Array(0) };
   const out: number[] = [];
-  const re = /wasm-function\[(\d+)\]:0x([0-9a-f]+)/g;
+  const re = /wasm:\/\/wasm\/([^:\s]*):wasm-function\[(\d+)\]:0x([0-9a-f]+)/g;
   const stack = e.stack ?? '';
   for (let m = re.exec(stack); m && out.length < 2 * MAX_TRAP_FRAMES; m = re.exec(stack)) {
-    const prepared = Number(m[1]);
-    const offset = parseInt(m[2]!, 16);
+    const copy = COPY_FRAME.exec(m[1]!);
+    if (copy) {
+      // A rewind copy (prepare/instrument.ts RewindCopier), named after its function: the offset is in the copy, not the prepared body.
+      out.push(Number(copy[1]), -1);
+      continue;
+    }
+    const prepared = Number(m[2]);
+    const offset = parseInt(m[3]!, 16);
     const defined = prepared - layout.programImports - layout.internalImports;
     if (defined < 0) continue;
     const start = layout.bodyStarts[defined];
