@@ -166,10 +166,22 @@ interface ModuleContext {
   importType: Partial<Record<keyof typeof InternalImport, number>>;
   /** Rewind code left to copies (InstrumentOptions.rewind); false when no function can unwind. */
   lazy: boolean;
-  /** Per defined function: uses a data or element segment (memory.init, data.drop, table.init, elem.drop), which a copy in another module cannot: rewound inline. */
+  /** Per defined function: uses a data or element segment (memory.init, data.drop, table.init, elem.drop) or the table (table.copy), which a copy in another module cannot: rewound inline. */
   segmentUse: Uint8Array;
+  /** Per defined function: a call of it may reach a blocking import (not only a check). */
+  mayBlock: Uint8Array;
   /** See rewindsInline. */
   lazyMinBody: number;
+  /**
+   * Lazy rewind: the types of the program's call_indirect instructions, in
+   * order, each with a helper function appended to the prepared module
+   * (exported as `__gate_ci<type>`) that makes the call for rewind copies:
+   * a copy that imported the program's table would cost each instantiation
+   * time in proportion to the table's size.
+   */
+  indirectHelpers: number[];
+  /** Per entry of indirectHelpers: the helper's type index (filled by typeSection). */
+  indirectHelperType: number[];
   /** Index of the table of defined functions and their rewind copies (lazy only). */
   funcsTable: number;
   /** The internal imports appended (the breakpoint import only when there are breakpoints). */
@@ -245,7 +257,7 @@ const bodyInstructions = new InstructionList();
  * memory.copy, and whether it uses a segment (SCAN_*). (A function of its own, so that V8 optimizes this loop early
  * instead of recompiling analyzeModule on-stack.)
  */
-function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: Int32Array, direct: IntColumn, indirect: IntColumn, firstCallee: IntColumn): number {
+function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: Int32Array, direct: IntColumn, indirect: IntColumn, firstCallee: IntColumn, indirectUsed: Uint8Array): number {
   let scanning = false;
   let bulk = 0;
   const { starts, count } = list;
@@ -257,20 +269,24 @@ function scanBody(bytes: Uint8Array, list: InstructionList, typeCanon: Int32Arra
       if (op === 0x10) firstCallee.values[firstCallee.length - 1] = u32At(bytes, pos + 1);
     }
     if (op === 0x10) direct.push(u32At(bytes, pos + 1));
-    else if (op === 0x11) indirect.push(typeCanon[u32At(bytes, pos + 1)]!);
+    else if (op === 0x11) {
+      const t = u32At(bytes, pos + 1);
+      indirect.push(typeCanon[t]!);
+      indirectUsed[t] = 1;
+    }
     else if (op === 0x03) {
       firstCallee.push(-1);
       scanning = true;
     } else if (op === 0xfc) {
       const sub = subopcodeAt(bytes, pos);
       if (sub === 10 || sub === 11) bulk |= SCAN_BULK;
-      else if (sub === 8 || sub === 9 || sub === 12 || sub === 13) bulk |= SCAN_SEGMENT;
+      else if (sub === 8 || sub === 9 || sub === 12 || sub === 13 || sub === 14) bulk |= SCAN_SEGMENT;
     }
   }
   return bulk;
 }
 
-/** scanBody's findings: a memory.fill or memory.copy; a use of a data or element segment. */
+/** scanBody's findings: a memory.fill or memory.copy; a use of a data or element segment, or of the table other than call_indirect (table.copy). */
 const SCAN_BULK = 1;
 const SCAN_SEGMENT = 2;
 
@@ -315,6 +331,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const firstLoop = new Int32Array(n + 1);
   const bulks = new Uint8Array(n);
   const segmentUse = new Uint8Array(n);
+  const indirectUsed = new Uint8Array(m.types.length);
   const breakpoints = opts.breakpoints ?? new Set<number>();
   const codeBase = (m.sections.find((s) => s.id === SectionId.Code)?.payloadStart ?? 0) + (opts.codeOffsetShift ?? 0);
   /** Per defined function: holds an instruction at a breakpoint (it gets sites, and calls of it may unwind, under both profiles). */
@@ -346,7 +363,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
       keptFirst[i] = kept.length;
       kept.append(list.starts, list.count + 1);
     }
-    const scan = scanBody(m.bytes, list, typeCanon, direct, indirect, loopFirstCallee);
+    const scan = scanBody(m.bytes, list, typeCanon, direct, indirect, loopFirstCallee, indirectUsed);
     const bulk = (scan & SCAN_BULK) !== 0;
     bulks[i] = bulk ? 1 : 0;
     segmentUse[i] = scan & SCAN_SEGMENT ? 1 : 0;
@@ -415,12 +432,42 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const indirectMayUnwind = new Uint8Array(m.types.length);
   typeCanon.forEach((c, t) => (indirectMayUnwind[t] = canonMay[c]!));
 
+  // Which functions may reach a blocking import (the same walk, from the imports only): see rewindsInline.
+  const mayBlock = new Uint8Array(n);
+  const canonBlock = new Uint8Array(canon.size);
+  const markBlock = (f: number): void => {
+    if (!mayBlock[f]) {
+      mayBlock[f] = 1;
+      work.push(f);
+    }
+  };
+  for (let i = 0; i < n; i++) {
+    for (let k = directFirst[i]!; k < directFirst[i + 1]!; k++) {
+      const c = direct.values[k]!;
+      if (c < nImports && opts.unwindingImports.has(c)) markBlock(i);
+    }
+  }
+  const markBlockCanon = (c: number): void => {
+    if (canonBlock[c]) return;
+    canonBlock[c] = 1;
+    for (const g of indirectCallers[c]!) markBlock(g);
+  };
+  tableByCanon.forEach((fs, c) => {
+    if (fs.some((f) => f < nImports && opts.unwindingImports.has(f))) markBlockCanon(c);
+  });
+  while (work.length) {
+    const f = work.pop()!;
+    for (const g of callers[f]!) markBlock(g);
+    if (inTable.has(f + nImports)) markBlockCanon(canon.get(typeKey(funcTypes[f + nImports]!))!);
+  }
+
   const importedGlobals = m.imports.filter((i) => i.kind === ExternalKind.Global).length;
   const fuelGlobal = importedGlobals + m.globals.length;
   const fn = {} as Record<keyof typeof InternalImport, number>;
   const importKeys = breakpoints.size ? ALL_IMPORT_KEYS : BASE_IMPORT_KEYS;
   importKeys.forEach((k, i) => (fn[k] = nImports + i));
   const importedTables = m.imports.filter((i) => i.kind === ExternalKind.Table).length;
+  const lazy = (opts.rewind ?? 'lazy') === 'lazy' && mayUnwind.includes(1);
   return {
     m,
     checksUnwind,
@@ -445,8 +492,11 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     breakpoints,
     codeBase,
     instructions: keep ? { starts: kept.values, first: keptFirst } : undefined,
-    lazy: (opts.rewind ?? 'lazy') === 'lazy' && mayUnwind.includes(1),
+    lazy,
+    indirectHelpers: lazy ? indirectUsed.reduce<number[]>((out, used, t) => (used ? [...out, t] : out), []) : [],
+    indirectHelperType: [],
     segmentUse,
+    mayBlock,
     lazyMinBody: opts.lazyMinBodyBytes ?? LAZY_MIN_BODY_BYTES,
     funcsTable: importedTables + m.tables.length,
   };
@@ -865,8 +915,11 @@ let FG: number;
 let ST: number;
 /** This function's rewind code is in its body (not lazy, a segment user, or a rewind copy). */
 let inlineRewind: boolean;
-/** Emitting a rewind copy (RewindCopier): calls of defined functions go through the funcs table. */
+/** Emitting a rewind copy (RewindCopier): calls of defined functions and call_indirect go to imports of the prepared module's functions. */
 let asCopy: boolean;
+/** Emitting a rewind copy: the function index of each defined function it calls, and of the call_indirect helper of each type. */
+let copyCallees: Map<number, number> = new Map();
+let copyIndirect: Map<number, number> = new Map();
 let fn: Record<keyof typeof InternalImport, number>;
 
 function slot(depth: number, t: number): number {
@@ -1126,21 +1179,21 @@ function redirect(): void {
 
 /**
  * Whether defined function `fi` keeps its rewind code (lazy rewind: see
- * RewindCopier): a function that uses a segment (another module cannot
- * name it), and a small one, whose copy would cost more per instance (an
- * instantiation on its first rewind) than its rewind code costs in bytes.
+ * RewindCopier): a function that uses a segment or the table (another
+ * module cannot name them), and a small one that may reach a blocking
+ * import. Those are on the stack whenever a short-lived instance (a
+ * request) waits for I/O, and every instance instantiates each copy it
+ * rewinds into (25–50 µs each: about a tenth of a whole `call` of a small
+ * program); in bytes, their rewind code is a small part of a module.
  */
 function rewindsInline(ctx: ModuleContext, fi: number): boolean {
   if (!ctx.lazy || ctx.segmentUse[fi] === 1) return true;
   const b = ctx.m.bodies[fi]!;
-  return b.end - b.start < ctx.lazyMinBody;
+  return ctx.mayBlock[fi] === 1 && b.end - b.start < ctx.lazyMinBody;
 }
 
-/**
- * Lazy rewind leaves a function's rewind code to its copy only from this
- * body size on (see rewindsInline).
- */
-export const LAZY_MIN_BODY_BYTES = 0;
+/** Lazy rewind leaves the rewind code of a function that may block to its copy only from this body size on (see rewindsInline). */
+export const LAZY_MIN_BODY_BYTES = 1024;
 
 /** The tail call proposal's `return_call_indirect` (V8 since 11.2, Node 20). */
 const RETURN_CALL_INDIRECT = 0x13;
@@ -1334,6 +1387,12 @@ function visit(o: number, pos: number, immEnd: number): void {
         return;
       case 0x11:
         callCounter++;
+        if (asCopy) {
+          // (a copy has no table: even unreachable code calls the helper)
+          flush(pos);
+          emitCall(o, u32At(bytes, pos + 1), pos, immEnd);
+          copyFrom = immEnd;
+        }
         return;
       case 0xfc: {
         const sub = subopcodeAt(bytes, pos);
@@ -1582,16 +1641,13 @@ function emitCall(o: number, x: number, pos: number, immEnd: number): void {
     origins.length.push(immEnd - pos);
   }
   if (o === Opcode.Call) directCall(x);
+  else if (asCopy) opU(Opcode.Call, copyIndirect.get(x)!);
   else w.range(bytes, pos, immEnd);
 }
 
-/** `call x` (x in the original's index space); in a rewind copy, a defined function is called through the funcs table. */
+/** `call x` (x in the original's index space); in a rewind copy, a defined function is an import. */
 function directCall(x: number): void {
-  if (asCopy && x >= ctx.nImports) {
-    i32c(x - ctx.nImports);
-    opU(Opcode.CallIndirect, m.functions[x - ctx.nImports]!);
-    w.u32(ctx.funcsTable);
-  } else opU(Opcode.Call, remap(x));
+  opU(Opcode.Call, asCopy && x >= ctx.nImports ? copyCallees.get(x)! : remap(x));
 }
 
 function brTable(pos: number): void {
@@ -1869,9 +1925,23 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
 
   out.section(SectionId.Type, typeSection(ctx));
   out.section(SectionId.Import, importSection(ctx).finish());
-  copy(SectionId.Function);
+  const helpers = ctx.indirectHelpers.length;
+  // Lazy rewind appends functions: the call_indirect helpers of rewind copies (ModuleContext.indirectHelpers), then the funcs table's filler.
+  const appended = ctx.lazy ? helpers + 1 : 0;
+  const fillFunction = ctx.nImports + ctx.shift + nDefined + helpers;
+  const programSegments = ((): number => {
+    const s = sectionOf(SectionId.Element);
+    return s ? new ByteReader(bytes, s.payloadStart, s.end).u32() : 0;
+  })();
+  if (appended) {
+    const w = new ByteWriter().u32(nDefined + appended);
+    for (const t of m.functions) w.u32(t);
+    for (const t of ctx.indirectHelperType) w.u32(t);
+    w.u32(ctx.importType.yield!); // [] → []
+    out.section(SectionId.Function, w.finish());
+  } else copy(SectionId.Function);
   if (ctx.lazy) {
-    // The program's tables, then the funcs table: its defined functions, then room for their rewind copies.
+    // The program's tables, then the funcs table (empty until the first rewind: see the filler below).
     const w = new ByteWriter().u32(m.tables.length + 1);
     const s = sectionOf(SectionId.Table);
     if (s) {
@@ -1879,7 +1949,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
       r.u32();
       w.bytes(bytes.subarray(r.pos, s.end));
     }
-    w.u8(0x70).u8(1).u32(2 * nDefined).u32(2 * nDefined);
+    w.u8(0x70).u8(0).u32(0);
     out.section(SectionId.Table, w.finish());
   } else copy(SectionId.Table);
   copy(SectionId.Memory);
@@ -1898,14 +1968,15 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
   }
   {
     // What rewind copies import from the prepared module (see copyImports).
-    const copyExports = ctx.lazy ? 1 + (m.tables.length ? 1 : 0) + (m.memories.length ? 1 : 0) + m.globals.length : 0;
+    const copyExports = ctx.lazy ? 2 + helpers + (m.memories.length ? 1 : 0) + m.globals.length : 0;
     const w = new ByteWriter().u32(m.exports.length + 2 + copyExports);
     for (const e of m.exports) w.name(e.name).u8(e.kind).u32(e.kind === ExternalKind.Function ? remap(e.index) : e.index);
     w.name(InternalExport.fuel).u8(ExternalKind.Global).u32(ctx.fuelGlobal);
     w.name(InternalExport.state).u8(ExternalKind.Global).u32(ctx.stateGlobal);
     if (ctx.lazy) {
       w.name(InternalExport.funcs).u8(ExternalKind.Table).u32(ctx.funcsTable);
-      if (m.tables.length) w.name(InternalExport.copyTable).u8(ExternalKind.Table).u32(ctx.funcsTable - 1);
+      w.name(InternalExport.fillFuncs).u8(ExternalKind.Function).u32(fillFunction);
+      ctx.indirectHelpers.forEach((t, k) => w.name(`${InternalExport.copyIndirectPrefix}${t}`).u8(ExternalKind.Function).u32(ctx.nImports + ctx.shift + nDefined + k));
       // (a program's memory is imported after rewrite.ts; a module given to instrument() directly may define it)
       if (m.memories.length) w.name(InternalExport.copyMemory).u8(ExternalKind.Memory).u32(0);
       const firstDefined = ctx.fuelGlobal - m.globals.length;
@@ -1930,8 +2001,8 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
         for (let j = 0; j < count; j++) w.u32(remap(r!.u32()));
       }
       if (ctx.lazy) {
-        // Active, table funcsTable, offset 0, funcref: every defined function.
-        w.u8(2).u32(ctx.funcsTable).u8(Opcode.I32Const).u8(0).u8(Opcode.End).u8(0).u32(nDefined);
+        // Passive, funcref: every defined function (an active segment would cost every instantiation time in proportion).
+        w.u8(1).u8(0).u32(nDefined);
         for (let i = 0; i < nDefined; i++) w.u32(ctx.nImports + ctx.shift + i);
       }
       out.section(SectionId.Element, w.finish());
@@ -1940,7 +2011,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
   copy(SectionId.DataCount);
   let sites = 0;
   {
-    const w = new ByteWriter(bytes.length + 1024).u32(nDefined);
+    const w = new ByteWriter(bytes.length + 1024).u32(nDefined + appended);
     const hints = new ByteWriter();
     let hinted = 0;
     for (let i = 0; i < nDefined; i++) {
@@ -1954,6 +2025,23 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
       if (r.unlikely.length === 0) continue;
       hinted++;
       appendHints(hints, ctx.nImports + ctx.shift + i, r.unlikely);
+    }
+    ctx.indirectHelpers.forEach((t) => {
+      // `(params…, index) → call_indirect t (params…) index`
+      const params = m.types[t]!.params.length;
+      const body = new ByteWriter().u8(0);
+      for (let l = 0; l <= params; l++) body.u8(Opcode.LocalGet).u32(l);
+      body.u8(Opcode.CallIndirect).u32(t).u32(0).u8(Opcode.End);
+      w.u32(body.length).bytes(body.view());
+    });
+    if (ctx.lazy) {
+      // The filler (called by the host before the instance's first rewind):
+      // `table.grow funcs (ref.null func, 2n); table.init segment funcs (0, 0, n)`.
+      const body = new ByteWriter().u8(0);
+      body.u8(0xd0).u8(0x70).u8(Opcode.I32Const).s32(2 * nDefined).u8(Opcode.PrefixFC).u32(15).u32(ctx.funcsTable).u8(Opcode.Drop);
+      body.u8(Opcode.I32Const).u8(0).u8(Opcode.I32Const).u8(0).u8(Opcode.I32Const).s32(nDefined);
+      body.u8(Opcode.PrefixFC).u32(12).u32(programSegments).u32(ctx.funcsTable).u8(Opcode.End);
+      w.u32(body.length).bytes(body.view());
     }
     if (hinted > 0) out.section(0, branchHintSection(hinted, hints));
     // (views, not copies: out.section copies them at once)
@@ -1993,6 +2081,17 @@ function typeSection(ctx: ModuleContext): Uint8Array {
     }
     ctx.importType[k] = i;
   }
+  ctx.indirectHelperType = ctx.indirectHelpers.map((t) => {
+    const ft = m.types[t]!;
+    const helper: FuncType = { params: [...ft.params, I32 as ValTypeCode], results: ft.results };
+    let i = typeIndex.get(typeKey(helper));
+    if (i === undefined) {
+      i = m.types.length + extraTypes.length;
+      typeIndex.set(typeKey(helper), i);
+      extraTypes.push(helper);
+    }
+    return i;
+  });
   const w = new ByteWriter().u32(m.types.length + extraTypes.length);
   const s = m.sections.find((x) => x.id === SectionId.Type);
   if (s) {
@@ -2074,9 +2173,24 @@ export class RewindCopier {
     const out = new ByteWriter();
     out.bytes(m.bytes.subarray(0, 8));
     out.section(SectionId.Type, this.types);
-    // Imports: the prepared module's, then its defined globals, fuel and state, its table, the funcs table (same index spaces).
+    // What it calls: defined functions and call_indirect helpers of the prepared module, imported (in order of first call).
+    const callees = new Map<number, number>();
+    const indirect = new Map<number, number>();
+    const list = instructionsOf(ctx, fi);
+    for (let k = 0; k < list.count; k++) {
+      const pos = list.starts[k]!;
+      const o = m.bytes[pos];
+      if (o === Opcode.Call) {
+        const x = u32At(m.bytes, pos + 1);
+        if (x >= ctx.nImports && !callees.has(x)) callees.set(x, callees.size);
+      } else if (o === Opcode.CallIndirect) {
+        const t = u32At(m.bytes, pos + 1);
+        if (!indirect.has(t)) indirect.set(t, indirect.size);
+      }
+    }
+    // Imports: the prepared module's, then its defined globals, fuel and state (same global indices), the functions it calls, its memory.
     const defined = m.globals.length;
-    const w = importSection(ctx, defined + 2 + (m.tables.length ? 1 : 0) + 1 + (m.memories.length ? 1 : 0));
+    const w = importSection(ctx, defined + 2 + callees.size + indirect.size + (m.memories.length ? 1 : 0));
     const firstDefined = ctx.fuelGlobal - defined;
     for (let g = 0; g < defined; g++) {
       const def = m.globals[g]!;
@@ -2084,14 +2198,23 @@ export class RewindCopier {
     }
     w.name(COPY_IMPORT_MODULE).name(InternalExport.fuel).u8(ExternalKind.Global).u8(I32).u8(1);
     w.name(COPY_IMPORT_MODULE).name(InternalExport.state).u8(ExternalKind.Global).u8(I32).u8(1);
-    if (m.tables.length) w.name(COPY_IMPORT_MODULE).name(InternalExport.copyTable).u8(ExternalKind.Table).u8(0x70).u8(0).u32(m.tables[0]!.min);
-    w.name(COPY_IMPORT_MODULE).name(InternalExport.funcs).u8(ExternalKind.Table).u8(0x70).u8(0).u32(2 * m.bodies.length);
+    const base = ctx.nImports + ctx.shift;
+    for (const [x, k] of callees) {
+      w.name(COPY_IMPORT_MODULE).name(`${InternalExport.copyFunctionPrefix}${x}`).u8(ExternalKind.Function).u32(m.functions[x - ctx.nImports]!);
+      callees.set(x, base + k);
+    }
+    for (const [t, k] of indirect) {
+      w.name(COPY_IMPORT_MODULE).name(`${InternalExport.copyIndirectPrefix}${t}`).u8(ExternalKind.Function).u32(ctx.indirectHelperType[ctx.indirectHelpers.indexOf(t)]!);
+      indirect.set(t, base + callees.size + k);
+    }
     if (m.memories.length) w.name(COPY_IMPORT_MODULE).name(InternalExport.copyMemory).u8(ExternalKind.Memory).u8(0).u32(m.memories[0]!.min);
     out.section(SectionId.Import, w.finish());
     out.section(SectionId.Function, new ByteWriter().u32(1).u32(m.functions[fi]!).finish());
-    const index = ctx.nImports + ctx.shift;
+    const index = base + callees.size + indirect.size;
     out.section(SectionId.Export, new ByteWriter().u32(1).name(InternalExport.copy).u8(ExternalKind.Function).u32(index).finish());
     const code = new ByteWriter().u32(1);
+    copyCallees = callees;
+    copyIndirect = indirect;
     const r = instrumentFunction(ctx, fi, false, code, undefined, true);
     if (r.unlikely.length) {
       const hints = new ByteWriter();

@@ -16,8 +16,12 @@ export const InternalExport = {
   globalGetPrefix: '__gate_gg',
   /** Lazy rewind (instrument.ts RewindCopier): the table of defined functions and, above them, their rewind copies. */
   funcs: '__gate_funcs',
-  /** Lazy rewind: the program's table, and its defined globals by absolute index, for rewind copies to import. */
-  copyTable: '__gate_ctable',
+  /** Lazy rewind: fills the funcs table (called before an instance's first rewind). */
+  fillFuncs: '__gate_fill',
+  /** Lazy rewind: a call_indirect of type N for rewind copies (instrument.ts ModuleContext.indirectHelpers); the program's defined globals by absolute index and its memory, for copies to import. */
+  copyIndirectPrefix: '__gate_ci',
+  /** Lazy rewind: how a rewind copy imports defined function N (the host takes it from the funcs table). */
+  copyFunctionPrefix: 'f',
   copyGlobalPrefix: '__gate_cg',
   copyMemory: '__gate_cmem',
   /** What a rewind copy module exports: its one function. */

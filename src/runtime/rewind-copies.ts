@@ -28,11 +28,21 @@ export interface RewindSource {
   fuelChunk?: number;
 }
 
+/** A compiled copy and its imports (listed once: WebAssembly.Module.imports allocates). */
+interface CompiledCopy {
+  module: WebAssembly.Module;
+  imports: readonly WebAssembly.ModuleImportDescriptor[];
+}
+
+function compiledCopy(module: WebAssembly.Module): CompiledCopy {
+  return { module, imports: WebAssembly.Module.imports(module) };
+}
+
 /** Compiled copies of one prepared module's functions. */
 export class RewindCopyCompiler {
   private copier: RewindCopier | undefined;
-  /** By function: its compiled copy, or null when it rewinds inline. */
-  private readonly compiled = new Map<number, WebAssembly.Module | null>();
+  /** By function: its compiled copy and what it imports, or null when it rewinds inline. */
+  private readonly compiled = new Map<number, CompiledCopy | null>();
 
   /**
    * @param beforeCompile Called with a copy's bytes before it is compiled
@@ -54,7 +64,7 @@ export class RewindCopyCompiler {
       if (this.compiled.has(func)) continue;
       const bytes = copier.copy(func);
       if (bytes === undefined) continue;
-      this.compiled.set(func, bytes === 'inline' ? null : await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>));
+      this.compiled.set(func, bytes === 'inline' ? null : compiledCopy(await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>)));
     }
   }
 
@@ -76,18 +86,18 @@ export class RewindCopyCompiler {
   }
 
   /** The copy of function `func` (absolute index); null when the prepared function rewinds itself; throws RewindError when no frame can be in it. */
-  module(func: number): WebAssembly.Module | null {
+  module(func: number): CompiledCopy | null {
     const known = this.compiled.get(func);
     if (known !== undefined) return known;
     const bytes = this.copierOf().copy(func);
     if (bytes === undefined) throw new RewindError(`the stack has a frame of function ${func}, which cannot be rewound (it has no call sites or checks)`);
-    let module: WebAssembly.Module | null = null;
+    let copy: CompiledCopy | null = null;
     if (bytes !== 'inline') {
       this.beforeCompile?.(bytes);
-      module = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+      copy = compiledCopy(new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>));
     }
-    this.compiled.set(func, module);
-    return module;
+    this.compiled.set(func, copy);
+    return copy;
   }
 }
 
@@ -112,12 +122,12 @@ export class InstanceRewindCopies {
     for (const frame of stack) {
       const func = frame.func;
       if (this.installed.has(func)) continue;
-      const module = this.compiler.module(func);
-      if (module !== null) {
+      const copy = this.compiler.module(func);
+      if (copy !== null) {
         const table = this.funcsTable();
-        const copy = new WebAssembly.Instance(module, this.importsFor(module)).exports[InternalExport.copy] as Function;
+        const f = new WebAssembly.Instance(copy.module, this.importsFor(copy.imports)).exports[InternalExport.copy] as Function;
         // Slots: the defined functions, then their copies in the same order.
-        table.set(table.length / 2 + this.compiler.definedIndex(func), copy);
+        table.set(table.length / 2 + this.compiler.definedIndex(func), f);
       }
       this.installed.add(func);
     }
@@ -126,16 +136,24 @@ export class InstanceRewindCopies {
   private funcsTable(): WebAssembly.Table {
     if (!this.table) {
       const t = this.exports[InternalExport.funcs];
-      if (!(t instanceof WebAssembly.Table)) throw new RewindError('the prepared module has no table of rewind copies');
+      const fill = this.exports[InternalExport.fillFuncs];
+      if (!(t instanceof WebAssembly.Table) || typeof fill !== 'function') throw new RewindError('the prepared module has no table of rewind copies');
+      // Empty until now (filling it at instantiation would cost every instance, most of which never rewind).
+      (fill as () => void)();
       this.table = t;
     }
     return this.table;
   }
 
-  private importsFor(module: WebAssembly.Module): WebAssembly.Imports {
+  private importsFor(imports: readonly WebAssembly.ModuleImportDescriptor[]): WebAssembly.Imports {
     const out: Record<string, Record<string, unknown>> = {};
-    for (const i of WebAssembly.Module.imports(module)) {
-      const value = i.module === COPY_IMPORT_MODULE ? this.exports[i.name] : (this.imports[i.module] as Record<string, unknown> | undefined)?.[i.name];
+    for (const i of imports) {
+      let value: unknown;
+      if (i.module !== COPY_IMPORT_MODULE) value = (this.imports[i.module] as Record<string, unknown> | undefined)?.[i.name];
+      else if (i.kind === 'function' && i.name.startsWith(InternalExport.copyFunctionPrefix)) {
+        // A defined function of the prepared module: from the lower half of the funcs table.
+        value = this.funcsTable().get(this.compiler.definedIndex(Number(i.name.slice(InternalExport.copyFunctionPrefix.length))));
+      } else value = this.exports[i.name];
       (out[i.module] ??= {})[i.name] = value;
     }
     return out as WebAssembly.Imports;
