@@ -204,7 +204,7 @@ async function prepareTimes(lines: string[]): Promise<void> {
   ];
   lines.push('## Preparation time (binary rewrite + our transform)', '');
   lines.push(
-    'First run in this process (JavaScript not yet optimized, as in a fresh prepare worker) and the median of the runs after it.',
+    'First run in this process (JavaScript not yet optimized, as in a fresh prepare worker) and the median of the runs after it. Foreign imports are treated as blocking (the costliest case). *inline rewind*: our transform before lazy rewind (docs/runtime.md), for comparison.',
     '',
     '| module | size | profile | first run (ms) | then (ms) | MB/s (then) | output size |',
     '|---|---|---|---|---|---|---|',
@@ -214,18 +214,18 @@ async function prepareTimes(lines: string[]): Promise<void> {
     // Foreign imports are treated as blocking ones: the costliest case for io-suspend.
     const imports: CanonicalImport[] = m.imports.map((i) => ({ module: 'wasi', name: `${i.module}.${i.field}` }));
     const unwinding = new Set(imports.map((i) => `${i.module}.${i.name}`));
-    for (const profile of PROFILES) {
+    for (const [profile, rewind] of PROFILES.flatMap((p) => [[p, 'lazy'] as const, [p, 'inline'] as const])) {
       const times: number[] = [];
       let size = 0;
       const runs = quick ? 4 : 10;
       for (let i = 0; i < runs; i++) {
         const t0 = performance.now();
-        const p = await prepare(m, { profile, imports, unwindingImports: unwinding });
+        const p = await prepare(m, { profile, imports, unwindingImports: unwinding, rewind });
         times.push(performance.now() - t0);
         size = p.bytes.length;
       }
       const t = median(times.slice(1));
-      lines.push(`| ${name} | ${(bytes.length / 1024).toFixed(0)} KiB | ${profile} | ${fmt(times[0]!, 0)} | ${fmt(t, 0)} | ${fmt(bytes.length / 1e6 / (t / 1000), 2)} | ${fmt(size / bytes.length)}× |`);
+      lines.push(`| ${name} | ${(bytes.length / 1024).toFixed(0)} KiB | ${rewind === 'inline' ? inlineName(profile) : profile} | ${fmt(times[0]!, 0)} | ${fmt(t, 0)} | ${fmt(bytes.length / 1e6 / (t / 1000), 2)} | ${fmt(size / bytes.length)}× |`);
       process.stderr.write(`bench: prepare ${name} ${profile} done\n`);
     }
   }

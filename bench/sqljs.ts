@@ -163,6 +163,7 @@ export async function engine(instantiate: (imports: WebAssembly.Imports) => WebA
 
 const BRANCH_HINTS = 'metadata.code.branch_hint';
 const NO_HINTS = 'suspend-anywhere without branch hints (diagnostic)';
+const INLINE_REWIND = 'suspend-anywhere, inline rewind';
 const MID_TIER = "suspend-anywhere with V8's mid-tier register allocator for large functions (diagnostic, its own process)";
 
 /** The module without its custom section `name`. */
@@ -199,6 +200,23 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
         const modUnhinted = new WebAssembly.Module(unhinted as Uint8Array<ArrayBuffer>);
         variants.push({ name: NO_HINTS, size: unhinted.length, sql: await engine((imp) => preparedInstance(original, modUnhinted, imp)) });
       }
+    } catch (e) {
+      v.error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    }
+  }
+
+  // Our transform before lazy rewind (its rewind code in every function), in the same run.
+  {
+    const profile: Profile = 'suspend-anywhere';
+    const v: (typeof variants)[number] = { name: INLINE_REWIND };
+    variants.push(v);
+    try {
+      const t0 = performance.now();
+      const prepared = await prepare(original, { profile, imports, unwindingImports: new Set(), rewind: 'inline' });
+      v.prepareMs = performance.now() - t0;
+      v.size = prepared.bytes.length;
+      const mod = new WebAssembly.Module(prepared.bytes as Uint8Array<ArrayBuffer>);
+      v.sql = await engine((imp) => preparedInstance(original, mod, imp));
     } catch (e) {
       v.error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
     }
@@ -287,7 +305,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
       `No import may unwind, so suspend-anywhere makes what is reachable from a check unwindable, and io-suspend has no unwindable call at all. ` +
       `Median of ${rounds} rounds (after ${WARMUP_RUNS} warm-up runs each), order alternating between rounds; min–max in parentheses. Preparation: one uncached run with these options.`,
     '',
-    `Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption). *${NO_HINTS}* is the suspend-anywhere module without its branch hint section, as V8 compiles it when it does not read the hints (docs/runtime.md). *${MID_TIER}* is the suspend-anywhere module under V8's default register allocation, which gives functions of more than 8192 virtual registers to its mid-tier allocator (executors turn that off, docs/runtime.md): the flag is per process, so that row is measured in a process of its own (bench/sqljs-midtier.ts), raw and instrumented alternating there in as many rounds.`,
+    `*${INLINE_REWIND}* is our transform before lazy rewind, with the rewind code in every function of the prepared module (docs/runtime.md), measured in the same run. Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption). *${NO_HINTS}* is the suspend-anywhere module without its branch hint section, as V8 compiles it when it does not read the hints (docs/runtime.md). *${MID_TIER}* is the suspend-anywhere module under V8's default register allocation, which gives functions of more than 8192 virtual registers to its mid-tier allocator (executors turn that off, docs/runtime.md): the flag is per process, so that row is measured in a process of its own (bench/sqljs-midtier.ts), raw and instrumented alternating there in as many rounds.`,
     '',
   );
   lines.push('| variant | time (ms) | vs raw | preparation (s) | prepared size |', '|---|---|---|---|---|');

@@ -122,23 +122,27 @@ describe('lazy rewind', () => {
     assert.throws(() => unwinder.startRewind([{ func: 99, site: 0, values: [] }]), RewindError);
   });
 
-  it('reports a trap in a copy with its function (a loop that blocked, then trapped)', async () => {
-    // main blocks in io (an unwind and a rewind: main then runs in its copy), then traps.
-    const bytes = wat(`(module
-      (import "env" "__gate_io_65536" (func $io (param i32 i32 i32 i32 i32 i32 i64 i32)))
-      (memory 1)
-      (func $explode (param i32) (result i32) (if (i32.eq (local.get 0) (i32.const 3)) (then unreachable)) (local.get 0))
-      (func (export "main") (local i32)
-        (loop $l
-          (call $io (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 1000000) (i32.const 0))
-          (local.set 0 (call $explode (i32.add (local.get 0) (i32.const 1))))
-          (br $l))))`);
-    for (const profile of ['suspend-anywhere', 'io-suspend'] as const) {
-      const r = await runProgram(bytes, { profile, entry: 'main' });
-      assert.equal(r.status.state, 'KILLED', profile);
-      assert.equal(r.status.cause, 'UNREACHABLE', profile);
-      // explode (function 1), called by main's copy (function 2: no offset, the frame is in the copy).
-      assert.deepEqual(r.instance.trapBacktrace?.map((f) => [f.function, f.offset === undefined]), [[1, false], [2, true]], profile);
-    }
-  });
+  for (const padded of [true, false]) {
+    it(`reports a trap in a copy with its function (a loop that blocked, then trapped; ${padded ? 'main past 1 KiB: in its copy' : 'main small: rewound inline'})`, async () => {
+      // main blocks in io (an unwind and a rewind), then traps. A function that may block keeps its rewind code inline below 1 KiB.
+      const padding = padded ? '(drop (i32.const 100000))'.repeat(300) : '';
+      const bytes = wat(`(module
+        (import "env" "__gate_io_65536" (func $io (param i32 i32 i32 i32 i32 i32 i64 i32)))
+        (memory 1)
+        (func $explode (param i32) (result i32) (if (i32.eq (local.get 0) (i32.const 3)) (then unreachable)) (local.get 0))
+        (func (export "main") (local i32)
+          ${padding}
+          (loop $l
+            (call $io (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 1000000) (i32.const 0))
+            (local.set 0 (call $explode (i32.add (local.get 0) (i32.const 1))))
+            (br $l))))`);
+      for (const profile of ['suspend-anywhere', 'io-suspend'] as const) {
+        const r = await runProgram(bytes, { profile, entry: 'main' });
+        assert.equal(r.status.state, 'KILLED', profile);
+        assert.equal(r.status.cause, 'UNREACHABLE', profile);
+        // explode (function 1) in the prepared module, called by main (function 2): in its copy there is no offset.
+        assert.deepEqual(r.instance.trapBacktrace?.map((f) => [f.function, f.offset === undefined]), [[1, false], [2, padded]], profile);
+      }
+    });
+  }
 });
