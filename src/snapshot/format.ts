@@ -319,15 +319,8 @@ export function encodeStack(s: StackState): Uint8Array {
     for (const v of vs) {
       if (!VALUE_TYPES.has(v.type)) throw new SnapshotError(`${what}: unknown value type 0x${Number(v.type).toString(16)}`);
       w.u8(v.type);
-      if (v.type === 0x7f || v.type === 0x7d) {
-        const b = new Uint8Array(4);
-        new DataView(b.buffer).setUint32(0, Number(v.bits) >>> 0, true);
-        w.bytes(b);
-      } else {
-        const b = new Uint8Array(8);
-        new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, BigInt(v.bits)), true);
-        w.bytes(b);
-      }
+      if (v.type === 0x7f || v.type === 0x7d) w.u32le(Number(v.bits) >>> 0);
+      else w.u64le(BigInt(v.bits));
     }
   };
   s.frames.forEach((f, i) => {
@@ -559,13 +552,9 @@ export function decodeStack(content: Uint8Array): StackState {
     const out: StackValue[] = [];
     for (let i = 0; i < n; i++) {
       const type = r.u8();
-      if (type === 0x7f || type === 0x7d) {
-        const b = r.bytes(4);
-        out.push({ type, bits: new DataView(b.buffer, b.byteOffset, 4).getUint32(0, true) });
-      } else if (type === 0x7e || type === 0x7c) {
-        const b = r.bytes(8);
-        out.push({ type, bits: new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true) });
-      } else r.fail(`${what}: unknown value type 0x${type.toString(16)}`);
+      if (type === 0x7f || type === 0x7d) out.push({ type, bits: r.u32le() });
+      else if (type === 0x7e || type === 0x7c) out.push({ type, bits: r.u64le() });
+      else r.fail(`${what}: unknown value type 0x${type.toString(16)}`);
     }
     return out;
   };

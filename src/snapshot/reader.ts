@@ -16,6 +16,19 @@ export class Reader {
     if (this.pos >= this.end) this.fail('unexpected end of section');
     return this.b[this.pos++]!;
   }
+  /** Four bytes, little-endian, unsigned. */
+  u32le(): number {
+    if (this.end - this.pos < 4) this.fail('unexpected end of section');
+    const b = this.b;
+    const p = this.pos;
+    this.pos = p + 4;
+    return (b[p]! | (b[p + 1]! << 8) | (b[p + 2]! << 16) | (b[p + 3]! << 24)) >>> 0;
+  }
+  /** Eight bytes, little-endian, unsigned. */
+  u64le(): bigint {
+    const lo = this.u32le();
+    return (BigInt(this.u32le()) << 32n) | BigInt(lo);
+  }
   /** Unsigned LEB128 up to 32 bits (non-minimal encodings accepted, spec §5). */
   u32(): number {
     let result = 0;

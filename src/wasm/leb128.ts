@@ -152,6 +152,26 @@ export class ByteWriter {
     return this;
   }
 
+  /** Four bytes, little-endian (fixed width, not LEB128). */
+  u32le(v: number): this {
+    this.reserve(4);
+    const buf = this.buf;
+    const at = this.length;
+    buf[at] = v;
+    buf[at + 1] = v >>> 8;
+    buf[at + 2] = v >>> 16;
+    buf[at + 3] = v >>> 24;
+    this.length = at + 4;
+    return this;
+  }
+
+  /** Eight bytes, little-endian, of a 64-bit value (as unsigned). */
+  u64le(v: bigint): this {
+    const u = BigInt.asUintN(64, v);
+    this.u32le(Number(u & 0xffffffffn));
+    return this.u32le(Number(u >> 32n));
+  }
+
   s32(v: number): this {
     v |= 0;
     this.reserve(5);
