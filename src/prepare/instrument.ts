@@ -182,6 +182,13 @@ interface ModuleContext {
   indirectHelpers: number[];
   /** Per entry of indirectHelpers: the helper's type index (filled by typeSection). */
   indirectHelperType: number[];
+  /**
+   * The loop helper (loopHelperBody) appended to the prepared module, when
+   * a function has a checked loop: its function index, else -1; its type
+   * (filled by typeSection).
+   */
+  loopHelper: number;
+  loopHelperType: number;
   /** Index of the table of defined functions and their rewind copies (lazy only). */
   funcsTable: number;
   /** The internal imports appended (the breakpoint import only when there are breakpoints). */
@@ -468,6 +475,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   importKeys.forEach((k, i) => (fn[k] = nImports + i));
   const importedTables = m.imports.filter((i) => i.kind === ExternalKind.Table).length;
   const lazy = (opts.rewind ?? 'lazy') === 'lazy' && mayUnwind.includes(1);
+  const indirectHelpers = lazy ? indirectUsed.reduce<number[]>((out, used, t) => (used ? [...out, t] : out), []) : [];
   return {
     m,
     checksUnwind,
@@ -493,8 +501,11 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     codeBase,
     instructions: keep ? { starts: kept.values, first: keptFirst } : undefined,
     lazy,
-    indirectHelpers: lazy ? indirectUsed.reduce<number[]>((out, used, t) => (used ? [...out, t] : out), []) : [],
+    indirectHelpers,
     indirectHelperType: [],
+    // After the program's functions, the call_indirect helpers and the funcs table's filler (lazy).
+    loopHelper: looping.includes(1) ? nImports + importKeys.length + n + (lazy ? indirectHelpers.length + 1 : 0) : -1,
+    loopHelperType: -1,
     segmentUse,
     mayBlock,
     lazyMinBody: opts.lazyMinBodyBytes ?? LAZY_MIN_BODY_BYTES,
@@ -920,6 +931,8 @@ let asCopy: boolean;
 /** Emitting a rewind copy: the function index of each defined function it calls, and of the call_indirect helper of each type. */
 let copyCallees: Map<number, number> = new Map();
 let copyIndirect: Map<number, number> = new Map();
+/** The function index of the loop helper in the module being emitted. */
+let loopCall = -1;
 let fn: Record<keyof typeof InternalImport, number>;
 
 function slot(depth: number, t: number): number {
@@ -1251,14 +1264,40 @@ function loopCheck(nf: Frame, site: number, withSites: boolean): void {
   close();
 }
 
-/** After a loop's `end`: `br $exit end $cold; outOfChunk; br $again end $again end $exit`. */
+/**
+ * The loop helper's body: `(countdown) → countdown`, what outOfChunk does
+ * for a loop (extra 1), with its caller's unwind test left to the caller:
+ * `charge; if (global <= 0) { yield(); if (state) return }; global -= 1;
+ * return CHUNK + 1`.
+ */
+function loopHelperBody(c: ModuleContext): Uint8Array {
+  const b = new ByteWriter().u8(0);
+  b.u8(Opcode.GlobalGet).u32(c.fuelGlobal).u8(Opcode.LocalGet).u32(0).u8(Opcode.I32Add).u8(Opcode.I32Const).s32(c.fuelChunk).u8(Opcode.I32Sub).u8(Opcode.GlobalSet).u32(c.fuelGlobal);
+  b.u8(Opcode.GlobalGet).u32(c.fuelGlobal).u8(Opcode.I32Const).u8(0).u8(Opcode.I32LeS).u8(Opcode.If).u8(VOID);
+  b.u8(Opcode.Call).u32(c.fn.yield);
+  b.u8(Opcode.GlobalGet).u32(c.stateGlobal).u8(Opcode.If).u8(VOID).u8(Opcode.LocalGet).u32(0).u8(Opcode.Return).u8(Opcode.End);
+  b.u8(Opcode.End);
+  b.u8(Opcode.GlobalGet).u32(c.fuelGlobal).u8(Opcode.I32Const).u8(1).u8(Opcode.I32Sub).u8(Opcode.GlobalSet).u32(c.fuelGlobal);
+  b.u8(Opcode.I32Const).s32(c.fuelChunk + 1).u8(Opcode.End);
+  return b.view();
+}
+
+/** After a loop's `end`: `br $exit end $cold; countdown = loopHelper(countdown); [unwound? save] br $again end $again end $exit`. */
 function closeLoopFrame(f: Frame): void {
   const labels = f.loop!;
   opU(Opcode.Br, D - labels.exit);
   close();
-  // One more than the chunk: the check at the header runs again first,
-  // and must let the body run once.
-  outOfChunk(ctx.checksUnwind ? st.bodyLo[f.body]! : -1, 1);
+  // The countdown ran out: the loop helper charges, yields and restarts
+  // the countdown at one more than the chunk (the check at the header runs
+  // again first, and must let the body run once); a shared function, not
+  // code in every loop.
+  opU(Opcode.LocalGet, F);
+  opU(Opcode.Call, loopCall);
+  opU(Opcode.LocalSet, F);
+  if (ctx.checksUnwind) {
+    recordSite(st.bodyLo[f.body]!);
+    unwindCheck(st.bodyLo[f.body]!);
+  }
   opU(Opcode.Br, D - labels.again);
   close();
   if (f.result !== VOID) op(Opcode.Unreachable);
@@ -1811,6 +1850,7 @@ function instrumentFunction(
   sitesLayout = wantLayout ? new Array(st.sites) : undefined;
   ({ fuelGlobal: FG, stateGlobal: ST, fn } = ctx);
   asCopy = copy;
+  if (!copy) loopCall = ctx.loopHelper;
   inlineRewind = copy || rewindsInline(ctx, fi);
   // Branches from hot code to cold code (code positions of their
   // `if`/`br_if`), for the branch hint section: V8's optimizing tier then
@@ -1927,7 +1967,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
   out.section(SectionId.Import, importSection(ctx).finish());
   const helpers = ctx.indirectHelpers.length;
   // Lazy rewind appends functions: the call_indirect helpers of rewind copies (ModuleContext.indirectHelpers), then the funcs table's filler.
-  const appended = ctx.lazy ? helpers + 1 : 0;
+  const appended = (ctx.lazy ? helpers + 1 : 0) + (ctx.loopHelper >= 0 ? 1 : 0);
   const fillFunction = ctx.nImports + ctx.shift + nDefined + helpers;
   const programSegments = ((): number => {
     const s = sectionOf(SectionId.Element);
@@ -1937,7 +1977,8 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     const w = new ByteWriter().u32(nDefined + appended);
     for (const t of m.functions) w.u32(t);
     for (const t of ctx.indirectHelperType) w.u32(t);
-    w.u32(ctx.importType.yield!); // [] → []
+    if (ctx.lazy) w.u32(ctx.importType.yield!); // [] → []
+    if (ctx.loopHelper >= 0) w.u32(ctx.loopHelperType);
     out.section(SectionId.Function, w.finish());
   } else copy(SectionId.Function);
   if (ctx.lazy) {
@@ -1968,7 +2009,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
   }
   {
     // What rewind copies import from the prepared module (see copyImports).
-    const copyExports = ctx.lazy ? 2 + helpers + (m.memories.length ? 1 : 0) + m.globals.length : 0;
+    const copyExports = ctx.lazy ? 2 + helpers + (m.memories.length ? 1 : 0) + m.globals.length + (ctx.loopHelper >= 0 ? 1 : 0) : 0;
     const w = new ByteWriter().u32(m.exports.length + 2 + copyExports);
     for (const e of m.exports) w.name(e.name).u8(e.kind).u32(e.kind === ExternalKind.Function ? remap(e.index) : e.index);
     w.name(InternalExport.fuel).u8(ExternalKind.Global).u32(ctx.fuelGlobal);
@@ -1976,6 +2017,7 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
     if (ctx.lazy) {
       w.name(InternalExport.funcs).u8(ExternalKind.Table).u32(ctx.funcsTable);
       w.name(InternalExport.fillFuncs).u8(ExternalKind.Function).u32(fillFunction);
+      if (ctx.loopHelper >= 0) w.name(InternalExport.loopHelper).u8(ExternalKind.Function).u32(ctx.loopHelper);
       ctx.indirectHelpers.forEach((t, k) => w.name(`${InternalExport.copyIndirectPrefix}${t}`).u8(ExternalKind.Function).u32(ctx.nImports + ctx.shift + nDefined + k));
       // (a program's memory is imported after rewrite.ts; a module given to instrument() directly may define it)
       if (m.memories.length) w.name(InternalExport.copyMemory).u8(ExternalKind.Memory).u32(0);
@@ -2043,6 +2085,10 @@ export function instrument(m: WasmModule, opts: InstrumentOptions): InstrumentRe
       body.u8(Opcode.PrefixFC).u32(12).u32(programSegments).u32(ctx.funcsTable).u8(Opcode.End);
       w.u32(body.length).bytes(body.view());
     }
+    if (ctx.loopHelper >= 0) {
+      const body = loopHelperBody(ctx);
+      w.u32(body.length).bytes(body);
+    }
     if (hinted > 0) out.section(0, branchHintSection(hinted, hints));
     // (views, not copies: out.section copies them at once)
     out.section(SectionId.Code, w.view());
@@ -2080,6 +2126,16 @@ function typeSection(ctx: ModuleContext): Uint8Array {
       extraTypes.push(t);
     }
     ctx.importType[k] = i;
+  }
+  if (ctx.loopHelper >= 0) {
+    const helper: FuncType = { params: [I32 as ValTypeCode], results: [I32 as ValTypeCode] };
+    let i = typeIndex.get(typeKey(helper));
+    if (i === undefined) {
+      i = m.types.length + extraTypes.length;
+      typeIndex.set(typeKey(helper), i);
+      extraTypes.push(helper);
+    }
+    ctx.loopHelperType = i;
   }
   ctx.indirectHelperType = ctx.indirectHelpers.map((t) => {
     const ft = m.types[t]!;
@@ -2177,10 +2233,12 @@ export class RewindCopier {
     const callees = new Map<number, number>();
     const indirect = new Map<number, number>();
     const list = instructionsOf(ctx, fi);
+    let loops = false;
     for (let k = 0; k < list.count; k++) {
       const pos = list.starts[k]!;
       const o = m.bytes[pos];
-      if (o === Opcode.Call) {
+      if (o === Opcode.Loop) loops = true;
+      else if (o === Opcode.Call) {
         const x = u32At(m.bytes, pos + 1);
         if (x >= ctx.nImports && !callees.has(x)) callees.set(x, callees.size);
       } else if (o === Opcode.CallIndirect) {
@@ -2190,7 +2248,8 @@ export class RewindCopier {
     }
     // Imports: the prepared module's, then its defined globals, fuel and state (same global indices), the functions it calls, its memory.
     const defined = m.globals.length;
-    const w = importSection(ctx, defined + 2 + callees.size + indirect.size + (m.memories.length ? 1 : 0));
+    const loopImport = loops && ctx.loopHelper >= 0;
+    const w = importSection(ctx, defined + 2 + callees.size + indirect.size + (loopImport ? 1 : 0) + (m.memories.length ? 1 : 0));
     const firstDefined = ctx.fuelGlobal - defined;
     for (let g = 0; g < defined; g++) {
       const def = m.globals[g]!;
@@ -2207,14 +2266,16 @@ export class RewindCopier {
       w.name(COPY_IMPORT_MODULE).name(`${InternalExport.copyIndirectPrefix}${t}`).u8(ExternalKind.Function).u32(ctx.indirectHelperType[ctx.indirectHelpers.indexOf(t)]!);
       indirect.set(t, base + callees.size + k);
     }
+    if (loopImport) w.name(COPY_IMPORT_MODULE).name(InternalExport.loopHelper).u8(ExternalKind.Function).u32(ctx.loopHelperType);
     if (m.memories.length) w.name(COPY_IMPORT_MODULE).name(InternalExport.copyMemory).u8(ExternalKind.Memory).u8(0).u32(m.memories[0]!.min);
     out.section(SectionId.Import, w.finish());
     out.section(SectionId.Function, new ByteWriter().u32(1).u32(m.functions[fi]!).finish());
-    const index = base + callees.size + indirect.size;
+    const index = base + callees.size + indirect.size + (loopImport ? 1 : 0);
     out.section(SectionId.Export, new ByteWriter().u32(1).name(InternalExport.copy).u8(ExternalKind.Function).u32(index).finish());
     const code = new ByteWriter().u32(1);
     copyCallees = callees;
     copyIndirect = indirect;
+    loopCall = loopImport ? base + callees.size + indirect.size : -1;
     const r = instrumentFunction(ctx, fi, false, code, undefined, true);
     if (r.unlikely.length) {
       const hints = new ByteWriter();

@@ -18,6 +18,8 @@ export const InternalExport = {
   funcs: '__gate_funcs',
   /** Lazy rewind: fills the funcs table (called before an instance's first rewind). */
   fillFuncs: '__gate_fill',
+  /** The loop helper (instrument.ts loopHelperBody), for rewind copies to import. */
+  loopHelper: '__gate_loop',
   /** Lazy rewind: a call_indirect of type N for rewind copies (instrument.ts ModuleContext.indirectHelpers); the program's defined globals by absolute index and its memory, for copies to import. */
   copyIndirectPrefix: '__gate_ci',
   /** Lazy rewind: how a rewind copy imports defined function N (the host takes it from the funcs table). */
