@@ -397,76 +397,65 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     looping[i] = bulks[i] || uncovered ? 1 : 0;
   }
 
-  // Which calls may unwind: walked backwards from functions that unwind
-  // themselves (a check under suspend-anywhere, a call of an unwinding import).
-  const mayUnwind = new Uint8Array(n);
-  const canonMay = new Uint8Array(canon.size);
+  // Callers, indirect callers by canonical type, and table functions by canonical type.
   const callers: number[][] = Array.from({ length: n }, () => []);
   const indirectCallers: number[][] = Array.from({ length: canon.size }, () => []);
   const tableByCanon: number[][] = Array.from({ length: canon.size }, () => []);
   for (const f of tableFunctions(m)) tableByCanon[canon.get(typeKey(funcTypes[f]!))!]!.push(f);
-  const work: number[] = [];
-  const mark = (f: number): void => {
-    if (!mayUnwind[f]) {
-      mayUnwind[f] = 1;
-      work.push(f);
-    }
-  };
   for (let i = 0; i < n; i++) {
-    if ((checksUnwind && checked[i]) || breaks[i]) mark(i);
     for (let k = directFirst[i]!; k < directFirst[i + 1]!; k++) {
       const c = direct.values[k]!;
-      if (c < nImports) {
-        if (opts.unwindingImports.has(c)) mark(i);
-      } else callers[c - nImports]!.push(i);
+      if (c >= nImports) callers[c - nImports]!.push(i);
     }
     for (let k = indirectFirst[i]!; k < indirectFirst[i + 1]!; k++) indirectCallers[indirect.values[k]!]!.push(i);
   }
-  const markCanon = (c: number): void => {
-    if (canonMay[c]) return;
-    canonMay[c] = 1;
-    for (const g of indirectCallers[c]!) mark(g);
-  };
-  tableByCanon.forEach((fs, c) => {
-    if (fs.some((f) => f < nImports && opts.unwindingImports.has(f))) markCanon(c);
-  });
   const inTable = new Set<number>(tableFunctions(m));
-  while (work.length) {
-    const f = work.pop()!;
-    for (const g of callers[f]!) mark(g);
-    if (inTable.has(f + nImports)) markCanon(canon.get(typeKey(funcTypes[f + nImports]!))!);
-  }
+  /**
+   * The functions from which a call may reach one of `seeds` (defined
+   * functions) or an unwinding import, walked backwards over the call graph
+   * (a call_indirect of a type reaches every table function of that type);
+   * and per canonical type whether a call_indirect of it may.
+   */
+  const reaching = (seeds: (i: number) => boolean): { funcs: Uint8Array; canons: Uint8Array } => {
+    const funcs = new Uint8Array(n);
+    const canons = new Uint8Array(canon.size);
+    const work: number[] = [];
+    const mark = (f: number): void => {
+      if (!funcs[f]) {
+        funcs[f] = 1;
+        work.push(f);
+      }
+    };
+    const markCanon = (c: number): void => {
+      if (canons[c]) return;
+      canons[c] = 1;
+      for (const g of indirectCallers[c]!) mark(g);
+    };
+    for (let i = 0; i < n; i++) {
+      if (seeds(i)) mark(i);
+      for (let k = directFirst[i]!; k < directFirst[i + 1]!; k++) {
+        const c = direct.values[k]!;
+        if (c < nImports && opts.unwindingImports.has(c)) mark(i);
+      }
+    }
+    tableByCanon.forEach((fs, c) => {
+      if (fs.some((f) => f < nImports && opts.unwindingImports.has(f))) markCanon(c);
+    });
+    while (work.length) {
+      const f = work.pop()!;
+      for (const g of callers[f]!) mark(g);
+      if (inTable.has(f + nImports)) markCanon(canon.get(typeKey(funcTypes[f + nImports]!))!);
+    }
+    return { funcs, canons };
+  };
+  // Which calls may unwind: from functions that unwind themselves (a check
+  // under suspend-anywhere, a breakpoint) and calls of unwinding imports.
+  const { funcs: mayUnwind, canons: canonMay } = reaching((i) => (checksUnwind && checked[i] === 1) || breaks[i] === 1);
   const indirectMayUnwind = new Uint8Array(m.types.length);
   typeCanon.forEach((c, t) => (indirectMayUnwind[t] = canonMay[c]!));
 
-  // Which functions may reach a blocking import (the same walk, from the imports only): see rewindsInline.
-  const mayBlock = new Uint8Array(n);
-  const canonBlock = new Uint8Array(canon.size);
-  const markBlock = (f: number): void => {
-    if (!mayBlock[f]) {
-      mayBlock[f] = 1;
-      work.push(f);
-    }
-  };
-  for (let i = 0; i < n; i++) {
-    for (let k = directFirst[i]!; k < directFirst[i + 1]!; k++) {
-      const c = direct.values[k]!;
-      if (c < nImports && opts.unwindingImports.has(c)) markBlock(i);
-    }
-  }
-  const markBlockCanon = (c: number): void => {
-    if (canonBlock[c]) return;
-    canonBlock[c] = 1;
-    for (const g of indirectCallers[c]!) markBlock(g);
-  };
-  tableByCanon.forEach((fs, c) => {
-    if (fs.some((f) => f < nImports && opts.unwindingImports.has(f))) markBlockCanon(c);
-  });
-  while (work.length) {
-    const f = work.pop()!;
-    for (const g of callers[f]!) markBlock(g);
-    if (inTable.has(f + nImports)) markBlockCanon(canon.get(typeKey(funcTypes[f + nImports]!))!);
-  }
+  // Which functions may reach a blocking import (not only a check): see rewindsInline.
+  const mayBlock = reaching(() => false).funcs;
 
   const importedGlobals = m.imports.filter((i) => i.kind === ExternalKind.Global).length;
   const fuelGlobal = importedGlobals + m.globals.length;
