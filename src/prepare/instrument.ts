@@ -102,8 +102,14 @@ export interface SiteLayout {
   kind: SiteKindCode;
   /** Byte offset of the instruction relative to the start of the code section's contents (as DWARF addresses wasm code). */
   offset: number;
-  /** Types of the operand stack at the site, bottom first (a call's arguments included). */
+  /** Types of the operand stack at the site, bottom first (a call's arguments included only for calls of imports and call_indirect: see args). */
   stack: ValTypeCode[];
+  /**
+   * A call of a defined function: the types of its arguments, which are not
+   * part of the frame (the callee's frame has its parameters). A snapshot
+   * made before they were left out has them on top of its operand stack.
+   */
+  args?: ValTypeCode[];
 }
 
 /** How frames of one function are saved: what `unwind_*` receives, in order. */
@@ -935,8 +941,12 @@ function slot(depth: number, t: number): number {
   return l;
 }
 
-function recordSite(site: number): void {
-  if (sitesLayout) sitesLayout[site] = { kind: st.siteKind[site] as SiteKindCode, offset: st.siteOffset[site]!, stack: Array.from(types.subarray(0, h)) as ValTypeCode[] };
+/** Records site `site`'s layout (when asked for): the operand stack, without the top `args` values (a call's arguments that are not part of the frame). */
+function recordSite(site: number, args = 0): void {
+  if (!sitesLayout) return;
+  const layout: SiteLayout = { kind: st.siteKind[site] as SiteKindCode, offset: st.siteOffset[site]!, stack: Array.from(types.subarray(0, h - args)) as ValTypeCode[] };
+  if (args) layout.args = Array.from(types.subarray(h - args, h)) as ValTypeCode[];
+  sitesLayout[site] = layout;
 }
 
 function op(b: number): void {
@@ -1565,10 +1575,22 @@ function visit(o: number, pos: number, immEnd: number): void {
         return;
       }
       const below = h - nArgs - f.base;
-      spill(f.base);
-      passTarget(f);
-      recordSite(site);
-      reload(h - nArgs, h);
+      // The arguments of a call of a defined function are not part of the
+      // frame: the callee, rewound too, restores its parameters from its own
+      // frame. So where nothing of this body lies below them, they stay on
+      // the stack in the prepared module (its rewind code, in the copy,
+      // re-issues the call with whatever the slots hold).
+      const argsInFrame = o !== Opcode.Call || x < ctx.nImports;
+      if (!argsInFrame && below === 0 && !inlineRewind) {
+        // (the slots the copy's spill uses, allocated in the same order: both have the same frame layout)
+        for (let d = h - 1; d >= f.base; d--) slot(d, types[d]!);
+        recordSite(site, nArgs);
+      } else {
+        spill(f.base);
+        passTarget(f);
+        recordSite(site, argsInFrame ? 0 : nArgs);
+        reload(h - nArgs, h);
+      }
       emitCall(o, x, pos, immEnd);
       unwindCheck(site, true);
       h -= nArgs;

@@ -59,7 +59,11 @@ export function rawFromFrames(frames: StackFrame[], layouts: UnwindLayouts): Raw
     const l = layoutOf(layouts, f.func, i);
     const site = l.sites.findIndex((s) => s.kind === f.kind && s.offset === f.offset);
     if (site < 0) throw new SnapshotError(`${where}: the code has no place where a frame can stop of kind ${f.kind} at offset 0x${f.offset.toString(16)}`);
-    const stackTypes = l.sites[site]!.stack;
+    const { stack: stackTypes, args } = l.sites[site]!;
+    if (args && f.stack.length === stackTypes.length + args.length && args.every((t, j) => f.stack[stackTypes.length + j]!.type === t)) {
+      // A snapshot from before a call's arguments were left out of its frame: they are not needed.
+      f = { ...f, stack: f.stack.slice(0, stackTypes.length) };
+    }
     if (f.locals.length !== l.locals.length || f.locals.some((v, j) => v.type !== l.locals[j])) {
       throw new SnapshotError(`${where}: locals ${describe(f.locals)} do not match the function's ${describe(l.locals.map((type) => ({ type })))}`);
     }
