@@ -442,6 +442,8 @@ export class Api {
       suspend: false,
       tags: opts.instanceTags,
       debugLog: opts.debugLog,
+      // exchange() connects right after this.
+      clientConnects: true,
     });
     const headers: Record<string, string> = {};
     if (p) headers['Gate-Instance'] = inst.id;

@@ -182,6 +182,8 @@ export class WebsocketApi {
       suspend: false,
       tags: params.instanceTags,
       debugLog: params.debugLog,
+      // stream() connects right after this.
+      clientConnects: true,
       // With log=*, the program's debug output comes to this client as text
       // messages (our extension); a client that does not read them in time
       // misses some (the log then says how many bytes), rather than the server

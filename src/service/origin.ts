@@ -85,6 +85,8 @@ export class OriginService implements ServiceFactory, OriginConnector {
   private closed = false;
   private stopped = false;
   private accepting = 0;
+  /** The executor answers the program's first accept (answerFirstAccept); cleared when that accept arrives. */
+  private firstAnswered = false;
   private readonly waiting: Client[] = [];
   private readonly active = new Map<number, { stream: OriginStream; client: Client | undefined }>();
 
@@ -151,6 +153,31 @@ export class OriginService implements ServiceFactory, OriginConnector {
     });
   }
 
+  /**
+   * For a run whose client connects at once (a call): the replies to the
+   * program's first accept (stream 0 and its send credit, code field left
+   * 0), for the executor to give without waiting for this side. The service
+   * instance then sends them no more, and pairs that accept with the first
+   * client to connect; if there is none by then (it gave up), the stream
+   * closes at once, as if its client had left. Undefined once the service
+   * instance exists (a restored run).
+   */
+  answerFirstAccept(): Uint8Array[] | undefined {
+    if (this.config || this.firstAnswered || this.closed) return undefined;
+    this.firstAnswered = true;
+    const reply = new Uint8Array(8); // i32 stream id 0, i32 error 0
+    return [callPacket(0, reply), flowPacket(0, [{ id: 0, value: this.bufsize - 1 }])];
+  }
+
+  /**
+   * The run continues from a checkpoint, in a new executor instance that
+   * answers nothing ahead: an accept the program has not made yet is
+   * answered here again.
+   */
+  forgetAnswerAhead(): void {
+    this.firstAnswered = false;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -200,18 +227,23 @@ export class OriginService implements ServiceFactory, OriginConnector {
   private attachWaiting(): void {
     const config = this.config;
     if (!config) return;
-    while (!this.stopped && this.accepting > 0 && this.waiting.length > 0) {
-      const client = this.waiting.shift()!;
+    while (!this.stopped && this.accepting > 0 && (this.waiting.length > 0 || this.firstAnswered)) {
+      // Answered by the executor: stream 0 (nothing is active before the first accept) and its credit are the program's already.
+      const answered = this.firstAnswered;
+      this.firstAnswered = false;
+      const client = this.waiting.shift();
       let id = 0;
       while (this.active.has(id)) id++;
       this.accepting--;
       const stream = this.newStream(id, client, undefined);
-      client.stream = stream;
+      if (client) client.stream = stream;
       this.active.set(id, { stream, client });
-      const reply = new Uint8Array(8);
-      new DataView(reply.buffer).setInt32(0, id, true); // i32 stream id, i32 error (always 0)
-      config.send(callPacket(config.code, reply));
-      stream.start();
+      if (!answered) {
+        const reply = new Uint8Array(8);
+        new DataView(reply.buffer).setInt32(0, id, true); // i32 stream id, i32 error (always 0)
+        config.send(callPacket(config.code, reply));
+      }
+      stream.start(answered);
     }
   }
 

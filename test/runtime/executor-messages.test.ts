@@ -99,9 +99,12 @@ describe('executor messages of a call', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** hello's greet as gate-server calls it (retained: it may be made persistent while it runs), with one origin client. */
-  async function call(): Promise<{ id: string; output: string; release(): void }> {
-    const inst = await runtime.launch(program, { entry: 'greet', retain: true, services: instanceServices({ principalId: 'local' }) });
+  /**
+   * hello's greet as gate-server runs it (retained: it may be made persistent while it runs), with one origin client;
+   * `clientConnects`: as for a call, whose client connects at once (the executor answers the first accept).
+   */
+  async function call(clientConnects = false): Promise<{ id: string; output: string; release(): void }> {
+    const inst = await runtime.launch(program, { entry: 'greet', retain: true, services: instanceServices({ principalId: 'local', clientConnects }) });
     const out: Buffer[] = [];
     await inst.services.origin.connect(null, { write: (c) => void out.push(Buffer.from(c)), end: () => {} });
     const status = await inst.wait();
@@ -144,6 +147,19 @@ describe('executor messages of a call', () => {
     // Reads may join writes, never split a batch into more reads than frames.
     assert.ok(writesIn <= 2, `the executor got the call's frames in ${writesIn} reads: ${JSON.stringify(mine)}`);
     assert.ok(writesOut <= 2, `the executor sent the call's frames in ${writesOut} writes: ${JSON.stringify(mine)}`);
+  });
+
+  it('costs one write each way for a call whose client connects at once: the executor answers its first accept', async () => {
+    const before = events(log).length;
+    const c = await call(true);
+    assert.equal(c.output, 'hello, world\n');
+    c.release();
+    const mine = events(log).slice(before).filter((e) => e.id === c.id && e.t !== 'release');
+    const writesIn = new Set(mine.filter((e) => e.dir === 'in').map((e) => e.chunk)).size;
+    const writesOut = new Set(mine.filter((e) => e.dir === 'out').map((e) => e.chunk)).size;
+    assert.deepEqual(mine.filter((e) => e.dir === 'in').map((e) => e.t), ['create'], `what reached the executor: ${JSON.stringify(mine)}`);
+    assert.equal(writesIn, 1);
+    assert.equal(writesOut, 1, `the executor sent the call's frames in ${writesOut} writes: ${JSON.stringify(mine)}`);
   });
 });
 
