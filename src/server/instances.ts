@@ -13,7 +13,7 @@ import type { TrapFrame } from '../runtime/backtrace.js';
 import type { Runtime, RunningInstance, ServiceProvider } from '../runtime/runtime.js';
 import { InstanceStateError } from '../runtime/errors.js';
 import type { InstanceServices } from '../service/provider.js';
-import { OriginClosedError, type OriginInput, type OriginOutput } from '../service/origin.js';
+import { OriginClosedError, type AbortLike, type OriginInput, type OriginOutput } from '../service/origin.js';
 import { DuplicateInstanceError } from '../store/errors.js';
 import type { Inventory, InstanceRecord } from '../store/inventory.js';
 import { conflict, HttpError, instanceNotFound } from './errors.js';
@@ -557,7 +557,7 @@ export class InstanceManager {
   }
 
   /** Connects a client to the program's origin (spec §9.2 `io`); 409 when it cannot accept. */
-  async connect(inst: ServerInstance, input: OriginInput, output: OriginOutput, signal?: AbortSignal): Promise<void> {
+  async connect(inst: ServerInstance, input: OriginInput, output: OriginOutput, signal?: AbortLike): Promise<void> {
     const run = inst.run;
     if (!run || run.status.state !== State.Running) throw new HttpError(409, '');
     await run.services.origin.connect(input, output, signal);

@@ -34,6 +34,17 @@ export interface OriginOptions {
   bufsize?: number;
 }
 
+/**
+ * What connect needs of an AbortSignal (an AbortSignal is one): the server
+ * gives each call a cheaper one of its own (server/stream.ts).
+ */
+export interface AbortLike {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 /** How clients attach to a program instance's origin. */
 export interface OriginConnector {
   /**
@@ -49,7 +60,7 @@ export interface OriginConnector {
    * that, e.g., an HTTP request body can be wired without tearing down the
    * socket); its owner releases it after the promise settles.
    */
-  connect(input: OriginInput, output: OriginOutput, signal?: AbortSignal): Promise<void>;
+  connect(input: OriginInput, output: OriginOutput, signal?: AbortLike): Promise<void>;
   /** No more clients: waiting and future connects are rejected (established streams continue). */
   close(): void;
 }
@@ -122,7 +133,7 @@ export class OriginService implements ServiceFactory, OriginConnector {
     };
   }
 
-  connect(input: OriginInput, output: OriginOutput, signal?: AbortSignal): Promise<void> {
+  connect(input: OriginInput, output: OriginOutput, signal?: AbortLike): Promise<void> {
     if (this.closed) return Promise.reject(new OriginClosedError());
     if (signal?.aborted) return Promise.reject(new OriginAbortedError(signal.reason));
     // Opened here so that a broken iterable fails this connect, never the program.
