@@ -167,7 +167,7 @@ export abstract class RemoteExecutor implements Executor {
     if (!wasRetained || this.exited) return;
     this.releases.push(id);
     if (this.releaseTimer === undefined) {
-      this.releaseTimer = setTimeout(() => this.flush(), RELEASE_DELAY_MS);
+      this.releaseTimer = setTimeout(() => this.flush(true), RELEASE_DELAY_MS);
       (this.releaseTimer as { unref?(): void }).unref?.();
     }
   }
@@ -210,19 +210,19 @@ export abstract class RemoteExecutor implements Executor {
     if (ev !== undefined) this.post(m, ev);
   }
 
-  private flush(): void {
-    const batch = this.outbox;
+  /** Sends the outbox, with the releases ahead of it; releases alone go only when `releasesDue` (their delay is over). */
+  private flush(releasesDue = false): void {
+    const batch = this.outbox.filter(({ m, for: ev }) => ev === undefined || this.instances.get((m as { id: string }).id) === ev);
     this.outbox = [];
+    // A call's last packets are acknowledged in the turn it ends, and then released: that batch has only the release left.
+    if (batch.length === 0 && !releasesDue) return;
     clearTimeout(this.releaseTimer);
     this.releaseTimer = undefined;
     const releases = this.releases;
     this.releases = [];
     try {
       for (const id of releases) this.send({ t: 'release', id });
-      for (const { m, for: ev } of batch) {
-        if (ev !== undefined && this.instances.get((m as { id: string }).id) !== ev) continue;
-        this.send(m);
-      }
+      for (const { m } of batch) this.send(m);
     } catch (e) {
       // Nobody is on the stack to tell (this runs at the end of the turn): what was asked cannot be done.
       this.fail(`a request could not be sent to the ${this.names.sender}: ${e instanceof Error ? e.message : String(e)}`);

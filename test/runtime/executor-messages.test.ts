@@ -163,6 +163,51 @@ describe('executor messages of a call', () => {
   });
 });
 
+describe('the batches the trusted side sends for calls in a row', () => {
+  /** Records the types of the requests of each flush (a flush sends its requests in one run, corked into one write). */
+  class RecordingExecutor extends ChildProcessExecutor {
+    readonly batches: string[][] = [];
+    private inRun = false;
+    protected override send(m: ExecutorRequest): void {
+      if (!this.inRun) {
+        this.inRun = true;
+        this.batches.push([]);
+        queueMicrotask(() => (this.inRun = false));
+      }
+      this.batches.at(-1)!.push(m.t);
+      super.send(m);
+    }
+  }
+
+  it('sends a call’s release with the next call’s create, not on its own after the call’s last acknowledgements', async () => {
+    const executor = new RecordingExecutor();
+    try {
+      const runtime = new Runtime({ executor, memoryLimitPages: 2048, timeResolutionNs: 1000, cache: new MemoryCache() });
+      const program = await Program.load(programBytes('hello'), DEFAULT_LOCAL_LIMITS);
+      const call = async (): Promise<void> => {
+        const inst = await runtime.launch(program, { entry: 'greet', retain: true, services: instanceServices({ principalId: 'local', clientConnects: true }) });
+        const out: Buffer[] = [];
+        await inst.services.origin.connect(null, { write: (c) => void out.push(Buffer.from(c)), end: () => {} });
+        assert.deepEqual(await inst.wait(), { state: 'HALTED', result: 0 });
+        assert.equal(Buffer.concat(out).toString(), 'hello, world\n');
+        // As gate-server does, in the turn the call's end arrived in (with its last packets, whose acknowledgements are left out).
+        inst.release();
+      };
+      await call();
+      // The next call comes in a later turn (a client's next request).
+      await new Promise((r) => setImmediate(r));
+      await call();
+      const from = executor.batches.findIndex((b) => b.includes('create'));
+      assert.deepEqual(executor.batches.slice(from), [['create'], ['release', 'create']]);
+      // The last release has no batch to go with: it goes on its own, after its delay (bounded wait for liveness).
+      for (let i = 0; i < 200 && executor.batches.length === from + 2; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.deepEqual(executor.batches.slice(from + 2), [['release']]);
+    } finally {
+      await executor.close();
+    }
+  });
+});
+
 describe('a request that cannot be sent', () => {
   /** A host whose transport refuses to encode a create (as a browser's postMessage may refuse a value). */
   class RefusingExecutor extends ChildProcessExecutor {
