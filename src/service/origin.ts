@@ -29,6 +29,9 @@ export type { OriginInput, OriginOutput } from './originstream.js';
 
 export const DEFAULT_ORIGIN_BUFSIZE = 32768;
 
+/** The reply to a first accept: i32 stream id 0, i32 error 0 (code field 0). */
+const ACCEPT_STREAM_0 = callPacket(0, new Uint8Array(8));
+
 export interface OriginOptions {
   /** Per-stream program→client buffer (`service.origin.bufsize`): a power of two, default 32768. */
   bufsize?: number;
@@ -176,8 +179,8 @@ export class OriginService implements ServiceFactory, OriginConnector {
   answerFirstAccept(): Uint8Array[] | undefined {
     if (this.config || this.firstAnswered || this.closed) return undefined;
     this.firstAnswered = true;
-    const reply = new Uint8Array(8); // i32 stream id 0, i32 error 0
-    return [callPacket(0, reply), flowPacket(0, [{ id: 0, value: this.bufsize - 1 }])];
+    // Copies: the executor sets their code fields.
+    return [ACCEPT_STREAM_0.slice(), flowPacket(0, [{ id: 0, value: this.bufsize - 1 }])];
   }
 
   /**
