@@ -1,6 +1,8 @@
 import { ServiceDiscovery } from '../abi/discovery.js';
 import { InputQueue } from '../abi/inputqueue.js';
 import { PacketStreamDecoder } from '../abi/outputstream.js';
+import { Domain, setPacketCode } from '../abi/packet.js';
+import type { FirstCallReplies } from './executor.js';
 
 /**
  * How many bytes of packets an instance may have in flight to the trusted
@@ -35,26 +37,45 @@ export class PacketChannel {
   private readonly decoder: PacketStreamDecoder;
   private unacked = 0;
   private closed = false;
+  /** Code of the service whose first CALL is answered here (see FirstCallReplies), once discovered; -1 before. */
+  private answeredCode = -1;
+  private firstCall: FirstCallReplies | undefined;
 
   /**
    * @param services names the instance may discover
    * @param restore for an instance continuing from a snapshot: the services
    *   discovered before (code order), unread input and a partly written packet
+   * @param firstCall replies queued to the program at its first CALL to a
+   *   service, without waiting for the trusted side (never with `restore`)
    */
   constructor(
     services: readonly string[],
     private readonly sink: ChannelSink,
     restore?: { services: readonly string[]; input: Uint8Array; outputTail: Uint8Array },
+    firstCall?: FirstCallReplies,
   ) {
     const discovery = new ServiceDiscovery(new Set(services), restore?.services ?? []);
+    this.firstCall = restore ? undefined : firstCall;
     this.decoder = new PacketStreamDecoder(discovery, {
       onDiscovery: (response, bound) => {
         this.input.push(response);
         // Every code, available or not: the trusted side keeps the list in code order.
-        for (const b of bound) sink.bind(b.code, b.name);
+        for (const b of bound) {
+          if (b.available && this.firstCall !== undefined && b.name === this.firstCall.service) this.answeredCode = b.code;
+          sink.bind(b.code, b.name);
+        }
       },
       onServicePacket: (packet) => {
         this.unacked += packet.length;
+        if (this.answeredCode >= 0 && (packet[6]! & 0x0f) === Domain.Call && ((packet[4]! | (packet[5]! << 8)) << 16) >> 16 === this.answeredCode) {
+          // Queued before the CALL goes on: whatever the service sends after its replies comes after them.
+          for (const reply of this.firstCall!.packets) {
+            setPacketCode(reply, this.answeredCode);
+            this.input.push(reply);
+          }
+          this.firstCall = undefined;
+          this.answeredCode = -1;
+        }
         sink.packet(packet);
       },
     });

@@ -144,6 +144,7 @@ export class ExecutorCore {
           inputReady: () => instance && this.scheduler.wake(instance),
         },
         spec.resume,
+        spec.firstCallReplies,
       );
       instance = new Instance({
         id: spec.id,

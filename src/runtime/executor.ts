@@ -36,6 +36,20 @@ export interface ResumeState {
   services: string[];
 }
 
+/**
+ * Replies to the program's first CALL to a service that the executor queues
+ * to the program itself, at once, instead of the trusted side sending them
+ * after the CALL has reached it: a call's origin accept, whose client is
+ * known to be connecting, answered without a round trip. The trusted side's
+ * service still gets the CALL, and sends these replies no more. The executor
+ * sets their code fields to the service's code.
+ */
+export interface FirstCallReplies {
+  service: string;
+  /** Exact size each (no padding), code field to be set. */
+  packets: Uint8Array[];
+}
+
 /** What an executor hands out to make a snapshot of a stopped instance. */
 export interface ExecutorSnapshot {
   memory: Uint8Array;
@@ -79,6 +93,8 @@ export interface InstanceSpec {
   init: InitialState;
   /** Present when the instance continues from a snapshot. */
   resume?: ResumeState;
+  /** Replies the executor gives the program's first CALL to a service (not with `resume`). */
+  firstCallReplies?: FirstCallReplies;
   /** Debugger breakpoints that stop the instance (code offsets; the module was prepared with them). */
   breakpoints?: number[];
   /** Keep the stopped instance until `release`, so that it can be snapshotted. */

@@ -24,6 +24,17 @@ export const MAX_UNACKED_OUTPUT = OUTPUT_WINDOW + 2 * MAX_PACKET_SIZE;
 /** How long a killed instance may take to stop before its whole executor is given up. */
 export const KILL_GRACE_MS = 5000;
 
+/**
+ * Runs `fn` at the end of this turn of the event loop, after the I/O
+ * callbacks of the turn (setImmediate where it exists): the requests of
+ * several HTTP requests that arrived together leave in one write. Elsewhere
+ * (a browser), after this task.
+ */
+const endOfTurn: (fn: () => void) => void =
+  typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
+    ? (fn) => void (globalThis as unknown as { setImmediate(f: () => void): unknown }).setImmediate(fn)
+    : (fn) => queueMicrotask(fn);
+
 /** How long a release may wait for a batch to go with (see RemoteExecutor.releases). */
 export const RELEASE_DELAY_MS = 50;
 
@@ -157,7 +168,7 @@ export abstract class RemoteExecutor implements Executor {
     if (!wasRetained || this.exited) return;
     this.releases.push(id);
     if (this.releaseTimer === undefined) {
-      this.releaseTimer = setTimeout(() => this.flush(), RELEASE_DELAY_MS);
+      this.releaseTimer = setTimeout(() => this.flush(true), RELEASE_DELAY_MS);
       (this.releaseTimer as { unref?(): void }).unref?.();
     }
   }
@@ -190,7 +201,7 @@ export abstract class RemoteExecutor implements Executor {
 
   /** Queues a request for the end of this turn (see outbox). */
   private post(m: ExecutorRequest, forInstance?: InstanceEvents): void {
-    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    if (this.outbox.length === 0) endOfTurn(() => this.flush());
     this.outbox.push({ m, for: forInstance });
   }
 
@@ -200,19 +211,19 @@ export abstract class RemoteExecutor implements Executor {
     if (ev !== undefined) this.post(m, ev);
   }
 
-  private flush(): void {
-    const batch = this.outbox;
+  /** Sends the outbox, with the releases ahead of it; releases alone go only when `releasesDue` (their delay is over). */
+  private flush(releasesDue = false): void {
+    const batch = this.outbox.filter(({ m, for: ev }) => ev === undefined || this.instances.get((m as { id: string }).id) === ev);
     this.outbox = [];
+    // A call's last packets are acknowledged in the turn it ends, and then released: that batch has only the release left.
+    if (batch.length === 0 && !releasesDue) return;
     clearTimeout(this.releaseTimer);
     this.releaseTimer = undefined;
     const releases = this.releases;
     this.releases = [];
     try {
       for (const id of releases) this.send({ t: 'release', id });
-      for (const { m, for: ev } of batch) {
-        if (ev !== undefined && this.instances.get((m as { id: string }).id) !== ev) continue;
-        this.send(m);
-      }
+      for (const { m } of batch) this.send(m);
     } catch (e) {
       // Nobody is on the stack to tell (this runs at the end of the turn): what was asked cannot be done.
       this.fail(`a request could not be sent to the ${this.names.sender}: ${e instanceof Error ? e.message : String(e)}`);

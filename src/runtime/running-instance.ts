@@ -215,6 +215,8 @@ export class RunningInstance<C extends ServiceConnection = ServiceConnection> {
       ...created.spec,
       memoryPages: { initial: program.memoryLimits?.min ?? 0, maximum: created.spec.memoryPages.maximum },
       init: program.initialState(),
+      // Its first call (if any) was answered in the run before the checkpoint.
+      firstCallReplies: undefined,
       resume: { stack, calls, monotonicNs: snap.monotonicNs, input: snap.input, outputTail: snap.output, services: snap.services.map((s) => s.name) },
     };
     this.executor.release(this.id);

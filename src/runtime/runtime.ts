@@ -9,7 +9,7 @@ import { DEFAULT_LOCAL_LIMITS, type ModuleLimits } from '../wasm/validate.js';
 import { checkDebugLimits, type DebugLimits } from './debug-limits.js';
 import { DebugLog, type DebugSink } from './debug-log.js';
 import { InstanceStateError } from './errors.js';
-import type { Executor, InstanceEvents, InstanceSpec, ResumeState } from './executor.js';
+import type { Executor, FirstCallReplies, InstanceEvents, InstanceSpec, ResumeState } from './executor.js';
 import { rawFromFrames } from './frames.js';
 import { Program } from './program.js';
 import { RunningInstance } from './running-instance.js';
@@ -29,6 +29,13 @@ export interface ServiceConnection {
   shutdown(suspend: boolean): Promise<ServiceState[] | void> | ServiceState[] | void;
   /** Re-creates the services of a snapshot before the instance continues. */
   restore(states: ServiceState[]): void | Promise<void>;
+  /**
+   * Replies the executor may give the program's first CALL to a service
+   * itself (see FirstCallReplies); asked once per run of an instance that
+   * does not continue from a snapshot, just before it is created. Omitted or
+   * undefined: none.
+   */
+  firstCallReplies?(): FirstCallReplies | undefined;
   /** Whether checkpoint() is possible now. Omitted (with checkpoint): never. */
   canCheckpoint?(): boolean;
   /** Each discovered service's state as `shutdown(true)` would give it, while they all keep running (for a checkpoint). */
@@ -193,6 +200,7 @@ export class Runtime {
         services: snap.services.map((s) => s.name),
       };
     }
+    const firstCallReplies = resume === undefined ? services.firstCallReplies?.() : undefined;
     const spec: InstanceSpec = {
       id,
       moduleKey: prepared.key,
@@ -209,6 +217,7 @@ export class Runtime {
       globalTypes: program.globalTypes,
       init: program.initialState(),
       resume,
+      ...(firstCallReplies ? { firstCallReplies } : {}),
       retain,
       ...(launch.memoryGroup !== undefined ? { memoryGroup: launch.memoryGroup } : {}),
       ...(enabled.length ? { breakpoints: enabled } : {}),

@@ -442,15 +442,18 @@ export class Api {
       suspend: false,
       tags: opts.instanceTags,
       debugLog: opts.debugLog,
+      // exchange() connects right after this.
+      clientConnects: true,
     });
     const headers: Record<string, string> = {};
     if (p) headers['Gate-Instance'] = inst.id;
     if (p && pin) headers.Location = `${API_PREFIX}module/sha256/${hash}`;
-    if (wantsTrailers(r.req)) headers.Trailer = 'Gate-Status';
+    const trailers = wantsTrailers(r.req);
+    if (trailers) headers.Trailer = 'Gate-Status';
     const status = pin ? 201 : 200;
     const head = (): void => void r.res.writeHead(status, headers);
     head();
-    await exchange({ instances: this.instances, inst, req: r.req, res: r.res, input, untilStopped: true, killOnDisconnect: true, head });
+    await exchange({ instances: this.instances, inst, req: r.req, res: r.res, input, untilStopped: true, killOnDisconnect: true, head, trailers });
   }
 
   private async launch(hash: string, program: Program, p: Principal, pin: boolean, suspend: boolean, opts: LaunchParams, r: Request): Promise<void> {
@@ -576,9 +579,10 @@ export class Api {
 
   private async io(inst: ServerInstance, r: Request): Promise<void> {
     const headers: Record<string, string> = {};
-    if (wantsTrailers(r.req)) headers.Trailer = 'Gate-Status';
+    const trailers = wantsTrailers(r.req);
+    if (trailers) headers.Trailer = 'Gate-Status';
     const head = (): void => void r.res.writeHead(200, headers);
-    await exchange({ instances: this.instances, inst, req: r.req, res: r.res, input: r.req, untilStopped: false, killOnDisconnect: false, head });
+    await exchange({ instances: this.instances, inst, req: r.req, res: r.res, input: r.req, untilStopped: false, killOnDisconnect: false, head, trailers });
   }
 
   private async debug(inst: ServerInstance, r: Request): Promise<void> {

@@ -229,7 +229,7 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
     inventory,
     modules,
     runtimeFor,
-    services: (principal, scope) => instanceServices({ principalId: principal, scope, registry }),
+    services: (principal, scope, clientConnects) => instanceServices({ principalId: principal, scope, registry, clientConnects }),
     debugSink: (id) => {
       const child = log.child({ instance: id });
       return (data) => {

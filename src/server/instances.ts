@@ -13,7 +13,7 @@ import type { TrapFrame } from '../runtime/backtrace.js';
 import type { Runtime, RunningInstance, ServiceProvider } from '../runtime/runtime.js';
 import { InstanceStateError } from '../runtime/errors.js';
 import type { InstanceServices } from '../service/provider.js';
-import { OriginClosedError, type OriginInput, type OriginOutput } from '../service/origin.js';
+import { OriginClosedError, type AbortLike, type OriginInput, type OriginOutput } from '../service/origin.js';
 import { DuplicateInstanceError } from '../store/errors.js';
 import type { Inventory, InstanceRecord } from '../store/inventory.js';
 import { conflict, HttpError, instanceNotFound } from './errors.js';
@@ -27,7 +27,8 @@ export interface InstanceManagerDeps {
   /** The runtime whose executor runs instances of this principal (undefined: anonymous). */
   /** The runtime of the executor for a principal's instance, or for an anonymous one of `group`. */
   runtimeFor(principal: string | undefined, group?: string): Runtime;
-  services(principal: string | undefined, scope: readonly string[] | undefined): ServiceProvider<InstanceServices>;
+  /** `clientConnects`: see InstanceServicesOptions. */
+  services(principal: string | undefined, scope: readonly string[] | undefined, clientConnects?: boolean): ServiceProvider<InstanceServices>;
   /** Where a program's debug output goes when it was launched with `log=*`. */
   debugSink(id: string): DebugSink;
   onError(message: string, error: unknown): void;
@@ -66,6 +67,12 @@ export interface LaunchRequest {
   debugSink?: DebugSink;
   /** Anonymous instances: the executor group to run in (default 'anonymous'). */
   executorGroup?: string;
+  /**
+   * A client connects to the program's origin as soon as this launch returns
+   * (a call): the program's first accept is answered in the executor, ahead
+   * (InstanceServicesOptions.clientConnects).
+   */
+  clientConnects?: boolean;
 }
 
 export interface CloneRequest {
@@ -279,7 +286,7 @@ export class InstanceManager {
       // module, which is what a crash before the first periodic checkpoint
       // brings it back RUNNING from (a checkpoint now would only pause a
       // program that has not run yet, at the cost of a snapshot per launch).
-      if (!req.suspend) await this.start(inst, req.program, req.scope, req.function);
+      if (!req.suspend) await this.start(inst, req.program, req.scope, req.function, req.clientConnects);
       else if (!transient) await this.save(inst);
     } catch (e) {
       this.remove(inst);
@@ -550,7 +557,7 @@ export class InstanceManager {
   }
 
   /** Connects a client to the program's origin (spec §9.2 `io`); 409 when it cannot accept. */
-  async connect(inst: ServerInstance, input: OriginInput, output: OriginOutput, signal?: AbortSignal): Promise<void> {
+  async connect(inst: ServerInstance, input: OriginInput, output: OriginOutput, signal?: AbortLike): Promise<void> {
     const run = inst.run;
     if (!run || run.status.state !== State.Running) throw new HttpError(409, '');
     await run.services.origin.connect(input, output, signal);
@@ -789,7 +796,7 @@ export class InstanceManager {
     return { ...this.stopProgress, failed: [...this.stopProgress.failed] };
   }
 
-  private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string): Promise<void> {
+  private async start(inst: ServerInstance, program: Program, scope?: readonly string[], fn?: string, clientConnects = false): Promise<void> {
     if (inst.relinquished) throw new HttpError(503, 'the instance has moved to another server; retry', { 'Retry-After': '1' });
     inst.scope = scope;
     const runtime = this.deps.runtimeFor(inst.principal, inst.executorGroup);
@@ -799,7 +806,7 @@ export class InstanceManager {
       retain: true,
       // A principal's instances may reuse each other's memory objects (reset); anonymous ones never do.
       memoryGroup: inst.principal,
-      services: this.deps.services(inst.principal, scope),
+      services: this.deps.services(inst.principal, scope, clientConnects),
       debug: inst.debugLog ? (inst.debugSink ?? this.deps.debugSink(inst.id)) : undefined,
       breakpoints: inst.breakpoints,
     });

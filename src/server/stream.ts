@@ -4,7 +4,7 @@
  * body, and the final status goes in the `Gate-Status` trailer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { OriginInput, OriginOutput } from '../service/origin.js';
+import type { AbortLike, OriginInput, OriginOutput } from '../service/origin.js';
 import { OriginClosedError } from '../service/origin.js';
 import { statusHeader, type InstanceManager, type ServerInstance } from './instances.js';
 import { drainedOrClosed } from './http.js';
@@ -39,6 +39,35 @@ export function responseOutput(res: ServerResponse, head: () => void): OriginOut
   };
 }
 
+/**
+ * The client of one exchange went away: the abort signal of its origin
+ * connection (an AbortController and its EventTarget cost a call more than
+ * this; listeners are called once, in order).
+ */
+export class ClientGone implements AbortLike {
+  aborted = false;
+  reason: unknown = undefined;
+  private listeners: Array<() => void> = [];
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    if (!this.aborted) this.listeners.push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const i = this.listeners.indexOf(listener);
+    if (i >= 0) this.listeners.splice(i, 1);
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const listeners = this.listeners;
+    this.listeners = [];
+    for (const l of listeners) l();
+  }
+}
+
 export function wantsTrailers(req: IncomingMessage): boolean {
   return String(req.headers.te ?? '').split(',').some((t) => t.trim().toLowerCase() === 'trailers');
 }
@@ -55,6 +84,8 @@ export interface ExchangeOptions {
   killOnDisconnect: boolean;
   /** Writes the response head (called once the program has accepted or produced output, or before the trailer). */
   head: () => void;
+  /** Whether the client takes the status as a trailer (wantsTrailers), which the caller has found out already. */
+  trailers: boolean;
 }
 
 /**
@@ -62,10 +93,10 @@ export interface ExchangeOptions {
  * accepts rejects with OriginClosedError before any head is written (409).
  */
 export async function exchange(o: ExchangeOptions): Promise<void> {
-  const abort = new AbortController();
+  const gone = new ClientGone();
   const onClose = (): void => {
     if (o.res.writableFinished) return;
-    abort.abort(new Error('client disconnected'));
+    gone.abort(new Error('client disconnected'));
     if (o.killOnDisconnect) o.instances.kill(o.inst);
   };
   o.res.on('close', onClose);
@@ -73,15 +104,15 @@ export async function exchange(o: ExchangeOptions): Promise<void> {
   // close event has passed, and a call's program must not run on for nobody.
   if (o.res.destroyed || o.req.socket.destroyed) onClose();
   try {
-    await o.instances.connect(o.inst, o.input, responseOutput(o.res, o.head), abort.signal).catch((e: unknown) => {
+    await o.instances.connect(o.inst, o.input, responseOutput(o.res, o.head), gone).catch((e: unknown) => {
       // A call's program may never accept (it stopped first); the status says the rest.
-      if (abort.signal.aborted) return;
+      if (gone.aborted) return;
       if (!(e instanceof OriginClosedError) || !o.untilStopped) throw e;
     });
     const status = o.untilStopped ? await o.instances.wait(o.inst) : o.inst.status;
     if (o.res.destroyed) return;
     if (!o.res.headersSent) o.head();
-    if (wantsTrailers(o.req)) o.res.addTrailers({ 'Gate-Status': statusHeader(status) });
+    if (o.trailers) o.res.addTrailers({ 'Gate-Status': statusHeader(status) });
     o.res.end();
   } finally {
     o.res.off('close', onClose);

@@ -20,6 +20,7 @@ import { instanceIdProblem } from './instance-id.js';
 import { statusJson, type InstanceManager, type ServerInstance } from './instances.js';
 import { checkModuleKey, sha256Hex } from './modules.js';
 import { Query, takeActions } from './query.js';
+import { ClientGone } from './stream.js';
 import { resolve, type Route } from './routes.js';
 
 const SETUP_MESSAGE_LIMIT = 4096;
@@ -182,6 +183,8 @@ export class WebsocketApi {
       suspend: false,
       tags: params.instanceTags,
       debugLog: params.debugLog,
+      // stream() connects right after this.
+      clientConnects: true,
       // With log=*, the program's debug output comes to this client as text
       // messages (our extension); a client that does not read them in time
       // misses some (the log then says how many bytes), rather than the server
@@ -216,7 +219,7 @@ export class WebsocketApi {
 
   /** The data phase: binary input and output, then the status and a normal close. */
   private async stream(ws: WebSocket, messages: MessageQueue, inst: ServerInstance, call: boolean): Promise<void> {
-    const abort = new AbortController();
+    const abort = new ClientGone();
     const gone = (): void => {
       abort.abort(new Error('client disconnected'));
       if (call) this.instances.kill(inst);
@@ -246,9 +249,9 @@ export class WebsocketApi {
       end() {},
     };
     try {
-      await this.instances.connect(inst, input, output, abort.signal);
+      await this.instances.connect(inst, input, output, abort);
     } catch (e) {
-      if (!abort.signal.aborted && !(e instanceof HttpError && e.status === 409) && !(e instanceof OriginClosedError)) {
+      if (!abort.aborted && !(e instanceof HttpError && e.status === 409) && !(e instanceof OriginClosedError)) {
         // Nobody can reach a call's transient instance any more.
         if (call) this.instances.kill(inst);
         throw e;

@@ -29,9 +29,23 @@ export type { OriginInput, OriginOutput } from './originstream.js';
 
 export const DEFAULT_ORIGIN_BUFSIZE = 32768;
 
+/** The reply to a first accept: i32 stream id 0, i32 error 0 (code field 0). */
+const ACCEPT_STREAM_0 = callPacket(0, new Uint8Array(8));
+
 export interface OriginOptions {
   /** Per-stream program→client buffer (`service.origin.bufsize`): a power of two, default 32768. */
   bufsize?: number;
+}
+
+/**
+ * What connect needs of an AbortSignal (an AbortSignal is one): the server
+ * gives each call a cheaper one of its own (server/stream.ts).
+ */
+export interface AbortLike {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
 }
 
 /** How clients attach to a program instance's origin. */
@@ -49,7 +63,7 @@ export interface OriginConnector {
    * that, e.g., an HTTP request body can be wired without tearing down the
    * socket); its owner releases it after the promise settles.
    */
-  connect(input: OriginInput, output: OriginOutput, signal?: AbortSignal): Promise<void>;
+  connect(input: OriginInput, output: OriginOutput, signal?: AbortLike): Promise<void>;
   /** No more clients: waiting and future connects are rejected (established streams continue). */
   close(): void;
 }
@@ -85,6 +99,8 @@ export class OriginService implements ServiceFactory, OriginConnector {
   private closed = false;
   private stopped = false;
   private accepting = 0;
+  /** The executor answers the program's first accept (answerFirstAccept); cleared when that accept arrives. */
+  private firstAnswered = false;
   private readonly waiting: Client[] = [];
   private readonly active = new Map<number, { stream: OriginStream; client: Client | undefined }>();
 
@@ -120,7 +136,7 @@ export class OriginService implements ServiceFactory, OriginConnector {
     };
   }
 
-  connect(input: OriginInput, output: OriginOutput, signal?: AbortSignal): Promise<void> {
+  connect(input: OriginInput, output: OriginOutput, signal?: AbortLike): Promise<void> {
     if (this.closed) return Promise.reject(new OriginClosedError());
     if (signal?.aborted) return Promise.reject(new OriginAbortedError(signal.reason));
     // Opened here so that a broken iterable fails this connect, never the program.
@@ -149,6 +165,31 @@ export class OriginService implements ServiceFactory, OriginConnector {
       this.waiting.push(client);
       this.attachWaiting();
     });
+  }
+
+  /**
+   * For a run whose client connects at once (a call): the replies to the
+   * program's first accept (stream 0 and its send credit, code field left
+   * 0), for the executor to give without waiting for this side. The service
+   * instance then sends them no more, and pairs that accept with the first
+   * client to connect; if there is none by then (it gave up), the stream
+   * closes at once, as if its client had left. Undefined once the service
+   * instance exists (a restored run).
+   */
+  answerFirstAccept(): Uint8Array[] | undefined {
+    if (this.config || this.firstAnswered || this.closed) return undefined;
+    this.firstAnswered = true;
+    // Copies: the executor sets their code fields.
+    return [ACCEPT_STREAM_0.slice(), flowPacket(0, [{ id: 0, value: this.bufsize - 1 }])];
+  }
+
+  /**
+   * The run continues from a checkpoint, in a new executor instance that
+   * answers nothing ahead: an accept the program has not made yet is
+   * answered here again.
+   */
+  forgetAnswerAhead(): void {
+    this.firstAnswered = false;
   }
 
   close(): void {
@@ -200,18 +241,23 @@ export class OriginService implements ServiceFactory, OriginConnector {
   private attachWaiting(): void {
     const config = this.config;
     if (!config) return;
-    while (!this.stopped && this.accepting > 0 && this.waiting.length > 0) {
-      const client = this.waiting.shift()!;
+    while (!this.stopped && this.accepting > 0 && (this.waiting.length > 0 || this.firstAnswered)) {
+      // Answered by the executor: stream 0 (nothing is active before the first accept) and its credit are the program's already.
+      const answered = this.firstAnswered;
+      this.firstAnswered = false;
+      const client = this.waiting.shift();
       let id = 0;
       while (this.active.has(id)) id++;
       this.accepting--;
       const stream = this.newStream(id, client, undefined);
-      client.stream = stream;
+      if (client) client.stream = stream;
       this.active.set(id, { stream, client });
-      const reply = new Uint8Array(8);
-      new DataView(reply.buffer).setInt32(0, id, true); // i32 stream id, i32 error (always 0)
-      config.send(callPacket(config.code, reply));
-      stream.start();
+      if (!answered) {
+        const reply = new Uint8Array(8);
+        new DataView(reply.buffer).setInt32(0, id, true); // i32 stream id, i32 error (always 0)
+        config.send(callPacket(config.code, reply));
+      }
+      stream.start(answered);
     }
   }
 

@@ -125,12 +125,19 @@ export class OriginStream {
     }
   }
 
-  /** Sends the initial flow (or drives a restored stream towards closure) and starts reading. */
-  start(): void {
+  /**
+   * Sends the initial flow (or drives a restored stream towards closure) and
+   * starts reading. `creditGiven`: a new stream whose initial flow the
+   * program has had already, with the accept reply (OriginService.answerFirstAccept).
+   */
+  start(creditGiven = false): void {
+    if (creditGiven) this.wCredit = this.bufsize - 1;
     if (this.wWriting) {
-      // A new stream: the program's send credit follows the accept reply at once.
-      this.wCredit = this.bufsize - 1;
-      this.sender.flow(this.id, this.wCredit);
+      if (!creditGiven) {
+        // A new stream: the program's send credit follows the accept reply at once.
+        this.wCredit = this.bufsize - 1;
+        this.sender.flow(this.id, this.wCredit);
+      }
       this.pumpRead();
     } else {
       // Restored (or output-less): end-of-file for the read half, FLOW 0 for the write half.

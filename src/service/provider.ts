@@ -1,7 +1,8 @@
+import type { FirstCallReplies } from '../runtime/executor.js';
 import type { ServiceConnection, ServiceHooks, ServiceProvider } from '../runtime/runtime.js';
 import type { ServiceFactory } from './api.js';
 import { builtinServices } from './builtin.js';
-import type { OriginConnector, OriginOptions } from './origin.js';
+import type { OriginOptions, OriginService } from './origin.js';
 import type { RandomOptions } from './random.js';
 import { ServiceRegistry } from './registry.js';
 import type { ProgramScope } from './scope.js';
@@ -16,15 +17,23 @@ export interface InstanceServicesOptions {
   registry?: ServiceRegistry;
   origin?: OriginOptions;
   random?: RandomOptions;
+  /**
+   * A client connects to the origin as soon as the instance is launched (a
+   * call): the executor answers the program's first accept itself
+   * (OriginService.answerFirstAccept), which saves a round trip.
+   */
+  clientConnects?: boolean;
 }
 
 /** The services of one run of one instance: the session plus its origin connector. */
 export class InstanceServices implements ServiceConnection {
   readonly session: ServiceSession;
-  readonly origin: OriginConnector;
+  readonly origin: OriginService;
   readonly programScope: ProgramScope;
+  private readonly clientConnects: boolean;
 
   constructor(hooks: ServiceHooks, opts: InstanceServicesOptions) {
+    this.clientConnects = opts.clientConnects === true;
     const builtins = builtinServices({ parent: opts.registry, origin: opts.origin, random: opts.random });
     this.origin = builtins.origin;
     this.programScope = builtins.programScope;
@@ -44,6 +53,11 @@ export class InstanceServices implements ServiceConnection {
     this.session.bind(code, name);
   }
 
+  firstCallReplies(): FirstCallReplies | undefined {
+    const packets = this.clientConnects ? this.origin.answerFirstAccept() : undefined;
+    return packets && { service: this.origin.name, packets };
+  }
+
   /** Settles when the packet has been handled: the executor is acknowledged then (backpressure). */
   handle(packet: Uint8Array): void | Promise<void> {
     return this.session.handle(packet);
@@ -60,6 +74,10 @@ export class InstanceServices implements ServiceConnection {
   }
 
   checkpoint(): Promise<ServiceBuffer[]> {
+    // Every packet the program sent before it paused has been handled: if
+    // its first accept was answered ahead, it has arrived; if it has not,
+    // the instance continues without those replies (its spec has a resume).
+    this.origin.forgetAnswerAhead();
     return this.session.checkpoint();
   }
 

@@ -99,9 +99,12 @@ describe('executor messages of a call', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** hello's greet as gate-server calls it (retained: it may be made persistent while it runs), with one origin client. */
-  async function call(): Promise<{ id: string; output: string; release(): void }> {
-    const inst = await runtime.launch(program, { entry: 'greet', retain: true, services: instanceServices({ principalId: 'local' }) });
+  /**
+   * hello's greet as gate-server runs it (retained: it may be made persistent while it runs), with one origin client;
+   * `clientConnects`: as for a call, whose client connects at once (the executor answers the first accept).
+   */
+  async function call(clientConnects = false): Promise<{ id: string; output: string; release(): void }> {
+    const inst = await runtime.launch(program, { entry: 'greet', retain: true, services: instanceServices({ principalId: 'local', clientConnects }) });
     const out: Buffer[] = [];
     await inst.services.origin.connect(null, { write: (c) => void out.push(Buffer.from(c)), end: () => {} });
     const status = await inst.wait();
@@ -144,6 +147,64 @@ describe('executor messages of a call', () => {
     // Reads may join writes, never split a batch into more reads than frames.
     assert.ok(writesIn <= 2, `the executor got the call's frames in ${writesIn} reads: ${JSON.stringify(mine)}`);
     assert.ok(writesOut <= 2, `the executor sent the call's frames in ${writesOut} writes: ${JSON.stringify(mine)}`);
+  });
+
+  it('costs one write each way for a call whose client connects at once: the executor answers its first accept', async () => {
+    const before = events(log).length;
+    const c = await call(true);
+    assert.equal(c.output, 'hello, world\n');
+    c.release();
+    const mine = events(log).slice(before).filter((e) => e.id === c.id && e.t !== 'release');
+    const writesIn = new Set(mine.filter((e) => e.dir === 'in').map((e) => e.chunk)).size;
+    const writesOut = new Set(mine.filter((e) => e.dir === 'out').map((e) => e.chunk)).size;
+    assert.deepEqual(mine.filter((e) => e.dir === 'in').map((e) => e.t), ['create'], `what reached the executor: ${JSON.stringify(mine)}`);
+    assert.equal(writesIn, 1);
+    assert.equal(writesOut, 1, `the executor sent the call's frames in ${writesOut} writes: ${JSON.stringify(mine)}`);
+  });
+});
+
+describe('the batches the trusted side sends for calls in a row', () => {
+  /** Records the types of the requests of each flush (a flush sends its requests in one run, corked into one write). */
+  class RecordingExecutor extends ChildProcessExecutor {
+    readonly batches: string[][] = [];
+    private inRun = false;
+    protected override send(m: ExecutorRequest): void {
+      if (!this.inRun) {
+        this.inRun = true;
+        this.batches.push([]);
+        queueMicrotask(() => (this.inRun = false));
+      }
+      this.batches.at(-1)!.push(m.t);
+      super.send(m);
+    }
+  }
+
+  it('sends a call’s release with the next call’s create, not on its own after the call’s last acknowledgements', async () => {
+    const executor = new RecordingExecutor();
+    try {
+      const runtime = new Runtime({ executor, memoryLimitPages: 2048, timeResolutionNs: 1000, cache: new MemoryCache() });
+      const program = await Program.load(programBytes('hello'), DEFAULT_LOCAL_LIMITS);
+      const call = async (): Promise<void> => {
+        const inst = await runtime.launch(program, { entry: 'greet', retain: true, services: instanceServices({ principalId: 'local', clientConnects: true }) });
+        const out: Buffer[] = [];
+        await inst.services.origin.connect(null, { write: (c) => void out.push(Buffer.from(c)), end: () => {} });
+        assert.deepEqual(await inst.wait(), { state: 'HALTED', result: 0 });
+        assert.equal(Buffer.concat(out).toString(), 'hello, world\n');
+        // As gate-server does, in the turn the call's end arrived in (with its last packets, whose acknowledgements are left out).
+        inst.release();
+      };
+      await call();
+      // The next call comes in a later turn (a client's next request).
+      await new Promise((r) => setImmediate(r));
+      await call();
+      const from = executor.batches.findIndex((b) => b.includes('create'));
+      assert.deepEqual(executor.batches.slice(from), [['create'], ['release', 'create']]);
+      // The last release has no batch to go with: it goes on its own, after its delay (bounded wait for liveness).
+      for (let i = 0; i < 200 && executor.batches.length === from + 2; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.deepEqual(executor.batches.slice(from + 2), [['release']]);
+    } finally {
+      await executor.close();
+    }
   });
 });
 

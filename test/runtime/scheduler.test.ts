@@ -150,4 +150,43 @@ describe('scheduler', () => {
     assert.equal(s.mostCpuMs, 5);
     s.stop(busyBeside as unknown as Instance, 0);
   });
+
+  it('runs the short slices of instances ready together in one turn, reading the clocks once per slice plus once per turn; a long slice ends the turn', async () => {
+    let wallMs = 0;
+    let cpuMs = 0;
+    let cpuReads = 0;
+    const log: Slice[] = [];
+    // Slices of 100 ms: a turn goes on while it has taken less than 10 ms.
+    const s = new Scheduler(() => undefined, 100, () => wallMs, () => (cpuReads++, cpuMs));
+    /** A task whose one slice takes `wall` ms and `cpu` ms of the process's CPU, then waits for ever. */
+    const task = (name: string, wall: number, cpu: number) => ({
+      ...new Task(name, log, { workMs: 0 }),
+      runSlice(sliceMs: number): SliceOutcome {
+        log.push({ task: name, sliceMs });
+        wallMs += wall;
+        cpuMs += cpu;
+        return { kind: 'blocked', wait: { input: true, output: false, deadline: Infinity } };
+      },
+      waitSatisfied: () => false,
+      stopNow: () => ({ state: State.Killed }),
+    });
+    const short = [task('a', 2, 1), task('b', 1, 3), task('c', 3, 3)];
+    for (const t of short) s.add(t as unknown as Instance);
+    await until(() => log.length === 3);
+    assert.equal(cpuReads, 4, 'three slices in one turn');
+    // Each still counts the lesser of its own wall and CPU time.
+    assert.equal(s.mostCpuMs, 3);
+    for (const t of short) s.stop(t as unknown as Instance, 0);
+
+    cpuReads = 0;
+    const long = task('l', 50, 50);
+    const after = task('n', 1, 1);
+    s.add(long as unknown as Instance);
+    s.add(after as unknown as Instance);
+    await until(() => log.length === 5);
+    assert.deepEqual(log.slice(3).map((l) => l.task), ['l', 'n']);
+    assert.equal(cpuReads, 4, 'the long slice ended its turn: the next one had a turn of its own');
+    s.stop(long as unknown as Instance, 0);
+    s.stop(after as unknown as Instance, 0);
+  });
 });

@@ -65,11 +65,17 @@ export function encodeSpec(spec: InstanceSpec): { header: Json; payload: Uint8Ar
     ...spec,
     init: { data: spec.init.data.map((d) => d.offset), globals: spec.init.globals.map((g) => ({ index: g.index, value: globalToJson(g.value) })) },
     resume: undefined,
+    firstCallReplies: undefined,
   };
   if (spec.resume) {
     const r = spec.resume;
     parts.push(r.stack, r.input, r.outputTail);
     json.resume = { calls: r.calls, monotonicNs: String(r.monotonicNs), services: r.services };
+  }
+  if (spec.firstCallReplies) {
+    // After the data segments and the resume parts.
+    parts.push(...spec.firstCallReplies.packets);
+    json.firstCallReplies = { service: spec.firstCallReplies.service, count: spec.firstCallReplies.packets.length };
   }
   const { lengths, payload } = packParts(parts);
   return { header: { spec: json, lengths }, payload };
@@ -111,17 +117,28 @@ export function decodeRewindSource(header: unknown, payload: Uint8Array): Rewind
 
 export function decodeSpec(header: Json, payload: Uint8Array | undefined): InstanceSpec {
   const parts = unpackParts(header.lengths, payload);
-  const json = header.spec as Json & { init: { data: number[]; globals: Array<{ index: number; value: unknown }> }; resume?: Json };
+  const json = header.spec as Json & {
+    init: { data: number[]; globals: Array<{ index: number; value: unknown }> };
+    resume?: Json;
+    firstCallReplies?: { service: string; count: number };
+  };
   const data = json.init.data.map((offset, i) => ({ offset, bytes: parts[i]! }));
   const spec = {
     ...json,
     init: { data, globals: json.init.globals.map((g) => ({ index: g.index, value: globalFromJson(g.value) })) },
     resume: undefined,
+    firstCallReplies: undefined,
   } as unknown as InstanceSpec;
+  let next = data.length;
   if (json.resume) {
     const r = json.resume as { calls: string[]; monotonicNs: string; services: string[] };
-    const [stack, input, outputTail] = parts.slice(data.length);
+    const [stack, input, outputTail] = parts.slice(next, next + 3);
+    next += 3;
     spec.resume = { calls: r.calls, monotonicNs: BigInt(r.monotonicNs), services: r.services, stack: stack!, input: input!, outputTail: outputTail! };
+  }
+  if (json.firstCallReplies) {
+    const f = json.firstCallReplies;
+    spec.firstCallReplies = { service: f.service, packets: parts.slice(next, next + f.count) };
   }
   return spec;
 }
