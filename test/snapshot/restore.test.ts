@@ -126,6 +126,26 @@ for (const profile of PROFILES) {
       assert.match(restored.debug(), /deep \d+ ok/);
     });
 
+    it('a snapshot from before call arguments were left out of frames restores (deep recursion, arguments on every frame)', async () => {
+      const run = await start(a, programBytes('counter'), 'deep', profile);
+      await waitFor(run, /deep: bottom/);
+      const bytes = await suspendAndSnapshot(run);
+      // As such a snapshot had it: each call of a defined function with its arguments on top of the operand stack (any values: they are dropped).
+      const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
+      const stack = readSnapshot(program.module)!.stack!;
+      const layouts = program.unwindLayouts(stack.profile);
+      let withArgs = 0;
+      const frames = stack.frames.map((f): StackFrame => {
+        const args = layouts.get(f.func)!.sites.find((s) => s.kind === f.kind && s.offset === f.offset)!.args ?? [];
+        if (args.length) withArgs++;
+        return { ...f, stack: [...f.stack, ...args.map((type) => (type === 0x7e || type === 0x7c ? { type, bits: 0x5a5an } : { type, bits: 0x5a5a }))] as StackFrame['stack'] };
+      });
+      assert.ok(withArgs >= 10000, `only ${withArgs} frames call a defined function`);
+      const restored = await start(b, withStack(bytes, { ...stack, frames }));
+      assert.deepEqual(await restored.inst.wait(), { state: 'HALTED', result: 0 });
+      assert.match(restored.debug(), /deep \d+ ok/);
+    });
+
     it('a 64 MiB memory survives byte for byte', async () => {
       const run = await start(a, programBytes('snaptest'), 'bigmem', profile);
       await waitFor(run, /bigmem filled/, 60000);
