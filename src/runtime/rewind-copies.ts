@@ -64,7 +64,12 @@ export class RewindCopyCompiler {
       if (this.compiled.has(func)) continue;
       const bytes = copier.copy(func);
       if (bytes === undefined) continue;
-      this.compiled.set(func, bytes === 'inline' ? null : compiledCopy(await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>)));
+      if (bytes === 'inline') {
+        this.compiled.set(func, null);
+        continue;
+      }
+      this.beforeCompile?.(bytes);
+      this.compiled.set(func, compiledCopy(await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>)));
     }
   }
 
@@ -80,7 +85,7 @@ export class RewindCopyCompiler {
     return this.copier;
   }
 
-  /** Index of function `func` (absolute) among the defined functions (after module() for it). */
+  /** Index of function `func` (absolute) among the defined functions. */
   definedIndex(func: number): number {
     return func - this.copierOf().importedFunctions;
   }
