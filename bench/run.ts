@@ -77,7 +77,7 @@ function rawRunner(bytes: Uint8Array): Runner {
   };
 }
 
-/** `inline`: the transform as it was before lazy rewind (its rewind code in every function), for comparison in the same run. */
+/** `inline`: the transform with its rewind code in every function (as before lazy rewind; the other changes of the transform included), for comparison in the same run. */
 async function profileRunner(bytes: Uint8Array, profile: Profile, inline = false): Promise<Runner> {
   const program = await Program.load(bytes, DEFAULT_LOCAL_LIMITS);
   const prepared = inline
@@ -156,7 +156,7 @@ async function kernels(lines: string[]): Promise<void> {
   lines.push('## Compute kernels: time relative to raw V8', '');
   const variants = [...PROFILES, ...PROFILES.map(inlineName), ...(legacy ? PROFILES.map(legacyName) : [])];
   lines.push(
-    `Median of ${ROUNDS} rounds of per-round ratios; variants alternate within each round. Instrumented runs go through the runtime's Instance with 10 ms time slices (they really unwind and rewind at each). The *inline rewind* columns are our transform before lazy rewind (its rewind code in every function of the prepared module; docs/runtime.md). The *Asyncify version* columns are the first version's pipeline (bench/legacy/) measured in the same run, instantiated directly with a check that never unwinds.`,
+    `Median of ${ROUNDS} rounds of per-round ratios; variants alternate within each round. Instrumented runs go through the runtime's Instance with 10 ms time slices (they really unwind and rewind at each). The *inline rewind* columns are our transform with its rewind code in every function of the prepared module, as before lazy rewind (docs/runtime.md). The *Asyncify version* columns are the first version's pipeline (bench/legacy/) measured in the same run, instantiated directly with a check that never unwinds.`,
     '',
   );
   lines.push(`| kernel | raw (ms) | ${variants.join(' | ')} |`, `|---|---|${variants.map(() => '---').join('|')}|`);
@@ -204,7 +204,7 @@ async function prepareTimes(lines: string[]): Promise<void> {
   ];
   lines.push('## Preparation time (binary rewrite + our transform)', '');
   lines.push(
-    'First run in this process (JavaScript not yet optimized, as in a fresh prepare worker) and the median of the runs after it. Foreign imports are treated as blocking (the costliest case). *inline rewind*: our transform before lazy rewind (docs/runtime.md), for comparison.',
+    'First run in this process (JavaScript not yet optimized, as in a fresh prepare worker) and the median of the runs after it. Foreign imports are treated as blocking (the costliest case). *inline rewind*: our transform with its rewind code in every function, as before lazy rewind (docs/runtime.md), for comparison.',
     '',
     '| module | size | profile | first run (ms) | then (ms) | MB/s (then) | output size |',
     '|---|---|---|---|---|---|---|',

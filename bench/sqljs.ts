@@ -205,7 +205,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
     }
   }
 
-  // Our transform before lazy rewind (its rewind code in every function), in the same run.
+  // Our transform with its rewind code in every function (as before lazy rewind), in the same run.
   {
     const profile: Profile = 'suspend-anywhere';
     const v: (typeof variants)[number] = { name: INLINE_REWIND };
@@ -305,7 +305,7 @@ export async function sqljsSection(lines: string[], rounds: number, log: (s: str
       `No import may unwind, so suspend-anywhere makes what is reachable from a check unwindable, and io-suspend has no unwindable call at all. ` +
       `Median of ${rounds} rounds (after ${WARMUP_RUNS} warm-up runs each), order alternating between rounds; min–max in parentheses. Preparation: one uncached run with these options.`,
     '',
-    `*${INLINE_REWIND}* is our transform before lazy rewind, with the rewind code in every function of the prepared module (docs/runtime.md), measured in the same run. Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption). *${NO_HINTS}* is the suspend-anywhere module without its branch hint section, as V8 compiles it when it does not read the hints (docs/runtime.md). *${MID_TIER}* is the suspend-anywhere module under V8's default register allocation, which gives functions of more than 8192 virtual registers to its mid-tier allocator (executors turn that off, docs/runtime.md): the flag is per process, so that row is measured in a process of its own (bench/sqljs-midtier.ts), raw and instrumented alternating there in as many rounds.`,
+    `*${INLINE_REWIND}* is our transform with the rewind code in every function of the prepared module, as before lazy rewind (the transform's other changes included: the loop helper), measured in the same run. Rows *${legacyName('suspend-anywhere')}* and *${legacyName('io-suspend')}* are the first version's pipeline (fuel checks + Binaryen Asyncify, bench/legacy/), measured in the same run. *${CHECKS_ONLY}* is its fuel checks without any unwinding (a floor for check-based preemption). *${NO_HINTS}* is the suspend-anywhere module without its branch hint section, as V8 compiles it when it does not read the hints (docs/runtime.md). *${MID_TIER}* is the suspend-anywhere module under V8's default register allocation, which gives functions of more than 8192 virtual registers to its mid-tier allocator (executors turn that off, docs/runtime.md): the flag is per process, so that row is measured in a process of its own (bench/sqljs-midtier.ts), raw and instrumented alternating there in as many rounds.`,
     '',
   );
   lines.push('| variant | time (ms) | vs raw | preparation (s) | prepared size |', '|---|---|---|---|---|');

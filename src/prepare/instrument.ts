@@ -470,7 +470,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   importKeys.forEach((k, i) => (fn[k] = nImports + i));
   const importedTables = m.imports.filter((i) => i.kind === ExternalKind.Table).length;
   const lazy = (opts.rewind ?? 'lazy') === 'lazy' && mayUnwind.includes(1);
-  const indirectHelpers = lazy ? indirectUsed.reduce<number[]>((out, used, t) => (used ? [...out, t] : out), []) : [];
+  const indirectHelpers = lazy ? Array.from(indirectUsed.keys()).filter((t) => indirectUsed[t] === 1) : [];
   return {
     m,
     checksUnwind,
