@@ -174,7 +174,10 @@ export abstract class RemoteExecutor implements Executor {
   }
 
   deliver(id: string, packet: Uint8Array): void {
-    this.postFor(id, { t: 'deliver', id, packet });
+    // A retained instance that has stopped keeps what arrives (a service's
+    // reply still in flight when it suspended): it is in its snapshot's input.
+    if (!this.instances.has(id) && this.retained.has(id)) this.post({ t: 'deliver', id, packet });
+    else this.postFor(id, { t: 'deliver', id, packet });
   }
 
   ack(id: string, bytes: number): void {

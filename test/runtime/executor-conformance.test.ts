@@ -10,6 +10,12 @@ import { InProcessExecutor } from '../../src/runtime/inprocess.js';
 import { ChildProcessExecutor } from '../../src/runtime/node/child-executor.js';
 import { ExecutorPool } from '../../src/runtime/node/pool.js';
 import { programBytes, runWithClient } from '../helpers/runtime.js';
+import { Program } from '../../src/runtime/program.js';
+import { Runtime } from '../../src/runtime/runtime.js';
+import { instanceServices } from '../../src/service/provider.js';
+import { readSnapshot } from '../../src/snapshot/format.js';
+import { parseModule } from '../../src/wasm/module.js';
+import { DEFAULT_LOCAL_LIMITS } from '../../src/wasm/validate.js';
 
 const hosts: Array<[string, () => Promise<{ executor: Executor; close(): Promise<void> }>]> = [
   ['in-process', async () => ({ executor: new InProcessExecutor(), close: async () => {} })],
@@ -69,6 +75,20 @@ for (const [name, create] of hosts) {
       assert.match(oob.error ?? '', /^trapped in oob at 0x[0-9a-f]+$/);
       assert.deepEqual((await runWithClient(programBytes('traps'), { executor, entry: 'exit1' })).status, { state: 'TERMINATED', result: 1 });
       assert.deepEqual((await runWithClient(programBytes('randomseed'), { executor, entry: 'toomuch' })).status, { state: 'SUSPENDED', cause: 'ABI_DEFICIENCY' });
+    });
+
+    it('keeps a packet that arrives after a retained instance suspended, for its snapshot', async () => {
+      const runtime = new Runtime({ executor, memoryLimitPages: 2048, timeResolutionNs: 1000 });
+      const inst = await runtime.launch(await Program.load(programBytes('suspend'), DEFAULT_LOCAL_LIMITS), { entry: 'loop', retain: true, services: instanceServices({ principalId: 'local' }) });
+      await new Promise((r) => setTimeout(r, 100));
+      inst.suspend();
+      assert.deepEqual(await inst.wait(), { state: 'SUSPENDED' });
+      // As a service's reply still in flight when the instance suspended: a packet of service code 0 with 4 bytes of content.
+      const packet = new Uint8Array([12, 0, 0, 0, 0, 0, 0, 0, 0x47, 0x41, 0x54, 0x45]);
+      inst.sendToProgram(packet);
+      const info = readSnapshot(parseModule(await inst.snapshot()))!;
+      assert.ok(Buffer.from(info.input).includes(Buffer.from('GATE')), `the snapshot's input (${info.input.length} bytes) lacks the packet`);
+      inst.release();
     });
 
     it('suspends and kills on request', async () => {
