@@ -19,9 +19,15 @@
  * wrapper block per direct "target") with a `br_table` taken only when
  * rewinding — and re-issues the call with the saved arguments.
  *
+ * That rewind code is emitted only where it runs (lazy rewind, the default):
+ * the prepared module's functions hand a rewind over to copies of
+ * themselves that have it, made on demand by RewindCopier (see there and
+ * runtime/rewind-copies.ts).
+ *
  * The transform never renumbers locals or globals of the program; it
  * appends imports (which shifts defined functions by their count), two
- * globals (fuel, state), locals, and types. It works on any module within
+ * globals (fuel, state), locals, types, and (lazy rewind, checked loops)
+ * a few functions and a table after the program's. It works on any module within
  * Gate's feature set; the runtime's pipeline first applies rewrite.ts.
  */
 import { decodeInstructionList, InstructionList, Opcode, subopcodeAt } from '../wasm/code.js';
