@@ -176,7 +176,7 @@ interface ModuleContext {
   fn: Record<keyof typeof InternalImport, number>;
   /** Type indices of the internal imports (filled by typeSection). */
   importType: Partial<Record<keyof typeof InternalImport, number>>;
-  /** Rewind code left to copies (InstrumentOptions.rewind); false when no function can unwind. */
+  /** Rewind code left to copies (InstrumentOptions.rewind); false when every function that can unwind keeps its rewind code (rewindsInline). */
   lazy: boolean;
   /** Per defined function: uses a data or element segment (memory.init, data.drop, table.init, elem.drop) or the table (table.copy), which a copy in another module cannot: rewound inline. */
   segmentUse: Uint8Array;
@@ -475,7 +475,17 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const importKeys = breakpoints.size ? ALL_IMPORT_KEYS : BASE_IMPORT_KEYS;
   importKeys.forEach((k, i) => (fn[k] = nImports + i));
   const importedTables = m.imports.filter((i) => i.kind === ExternalKind.Table).length;
-  const lazy = (opts.rewind ?? 'lazy') === 'lazy' && mayUnwind.includes(1);
+  // Lazy rewind only if some function leaves its rewind code to a copy (see
+  // rewindsInline): otherwise the funcs table and the copies' helpers would
+  // only cost every instantiation.
+  const lazyMinBody = opts.lazyMinBodyBytes ?? LAZY_MIN_BODY_BYTES;
+  let lazy = false;
+  if ((opts.rewind ?? 'lazy') === 'lazy') {
+    for (let i = 0; i < n && !lazy; i++) {
+      const b = m.bodies[i]!;
+      lazy = mayUnwind[i] === 1 && checked[i] === 1 && segmentUse[i] === 0 && !(mayBlock[i] === 1 && b.end - b.start < lazyMinBody);
+    }
+  }
   const indirectHelpers = lazy ? Array.from(indirectUsed.keys()).filter((t) => indirectUsed[t] === 1) : [];
   return {
     m,
@@ -509,7 +519,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     loopHelperType: -1,
     segmentUse,
     mayBlock,
-    lazyMinBody: opts.lazyMinBodyBytes ?? LAZY_MIN_BODY_BYTES,
+    lazyMinBody,
     funcsTable: importedTables + m.tables.length,
   };
 }

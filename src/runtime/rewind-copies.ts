@@ -24,8 +24,9 @@ export interface RewindSource {
   unwindingImports: number[];
   breakpoints: number[];
   codeOffsetShift: number;
-  /** As InstrumentOptions.fuelChunk (tests). */
+  /** As InstrumentOptions.fuelChunk and lazyMinBodyBytes (tests). */
   fuelChunk?: number;
+  lazyMinBodyBytes?: number;
 }
 
 /** A compiled copy and its imports (listed once: WebAssembly.Module.imports allocates). */
@@ -81,6 +82,7 @@ export class RewindCopyCompiler {
       breakpoints: new Set(s.breakpoints),
       codeOffsetShift: s.codeOffsetShift,
       fuelChunk: s.fuelChunk,
+      lazyMinBodyBytes: s.lazyMinBodyBytes,
     });
     return this.copier;
   }

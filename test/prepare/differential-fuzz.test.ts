@@ -148,7 +148,9 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
   let out: Uint8Array;
   const breakpoints = new Set<number>();
   // Fuel 1 means every check calls yield only if functions charge every check at once.
-  const opts = { profile: v.profile, unwindingImports: new Set(v.unwindingImports), fuelChunk: v.refill === 1 ? 1 : undefined, breakpoints };
+  // Every other seed leaves even small functions that block to rewind copies (lazy rewind's 1 KiB rule would keep most of these small ones inline).
+  const lazyMinBodyBytes = v.seed % 2 === 0 ? 0 : undefined;
+  const opts = { profile: v.profile, unwindingImports: new Set(v.unwindingImports), fuelChunk: v.refill === 1 ? 1 : undefined, breakpoints, lazyMinBodyBytes };
   let layouts: UnwindLayouts | undefined;
   let copies: RewindCopyCompiler;
   try {
@@ -159,7 +161,7 @@ function runInstrumented(def: ModuleDef, bytes: Uint8Array<ArrayBuffer>, v: Vari
       for (const body of parsed.bodies) decodeInstructions(parsed.bytes, body, (_op, _sub, pos) => void (pickBreaks() < v.breakShare && breakpoints.add(pos - base)));
     }
     out = instrument(parsed, opts).bytes;
-    copies = new RewindCopyCompiler({ module: bytes, profile: v.profile, unwindingImports: v.unwindingImports, breakpoints: [...breakpoints], codeOffsetShift: 0, fuelChunk: opts.fuelChunk });
+    copies = new RewindCopyCompiler({ module: bytes, profile: v.profile, unwindingImports: v.unwindingImports, breakpoints: [...breakpoints], codeOffsetShift: 0, fuelChunk: opts.fuelChunk, lazyMinBodyBytes });
     if (v.viaFrames) layouts = new UnwindLayouts(parsed, opts);
   } catch (e) {
     run.failure = { kind: 'instrument-threw', message: errorText(e) };

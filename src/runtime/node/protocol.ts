@@ -84,7 +84,7 @@ export function encodeSpec(spec: InstanceSpec): { header: Json; payload: Uint8Ar
 /** Executor side: the spec comes from the trusted parent. */
 /** A load message's description of the rewind source that follows the prepared module in its payload. */
 export function rewindSourceHeader(s: RewindSource): Json {
-  return { profile: s.profile, unwindingImports: s.unwindingImports, breakpoints: s.breakpoints, codeOffsetShift: s.codeOffsetShift, fuelChunk: s.fuelChunk, length: s.module.length };
+  return { profile: s.profile, unwindingImports: s.unwindingImports, breakpoints: s.breakpoints, codeOffsetShift: s.codeOffsetShift, fuelChunk: s.fuelChunk, lazyMinBodyBytes: s.lazyMinBodyBytes, length: s.module.length };
 }
 
 /** The rewind source of a load message (undefined: none), its module the last `length` bytes of the payload. */
@@ -99,6 +99,7 @@ export function decodeRewindSource(header: unknown, payload: Uint8Array): Rewind
     !ints(h.breakpoints) ||
     !Number.isInteger(h.codeOffsetShift) ||
     (h.fuelChunk !== undefined && !(Number.isInteger(h.fuelChunk) && (h.fuelChunk as number) > 0)) ||
+    (h.lazyMinBodyBytes !== undefined && !(Number.isInteger(h.lazyMinBodyBytes) && (h.lazyMinBodyBytes as number) >= 0)) ||
     !Number.isInteger(length) ||
     (length as number) < 0 ||
     (length as number) > payload.length
@@ -112,6 +113,7 @@ export function decodeRewindSource(header: unknown, payload: Uint8Array): Rewind
     breakpoints: h.breakpoints,
     codeOffsetShift: h.codeOffsetShift as number,
     fuelChunk: h.fuelChunk as number | undefined,
+    lazyMinBodyBytes: h.lazyMinBodyBytes as number | undefined,
   };
 }
 
