@@ -178,12 +178,8 @@ interface ModuleContext {
   importType: Partial<Record<keyof typeof InternalImport, number>>;
   /** Rewind code left to copies (InstrumentOptions.rewind); false when every function that can unwind keeps its rewind code (rewindsInline). */
   lazy: boolean;
-  /** Per defined function: uses a data or element segment (memory.init, data.drop, table.init, elem.drop) or the table (table.copy), which a copy in another module cannot: rewound inline. */
-  segmentUse: Uint8Array;
-  /** Per defined function: a call of it may reach a blocking import (not only a check). */
-  mayBlock: Uint8Array;
-  /** See rewindsInline. */
-  lazyMinBody: number;
+  /** Per defined function: it keeps its rewind code even under lazy rewind (see rewindsInline). */
+  keepsRewindCode: Uint8Array;
   /**
    * Lazy rewind: the types of the program's call_indirect instructions, in
    * order, each with a helper function appended to the prepared module
@@ -475,17 +471,21 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
   const importKeys = breakpoints.size ? ALL_IMPORT_KEYS : BASE_IMPORT_KEYS;
   importKeys.forEach((k, i) => (fn[k] = nImports + i));
   const importedTables = m.imports.filter((i) => i.kind === ExternalKind.Table).length;
-  // Lazy rewind only if some function leaves its rewind code to a copy (see
-  // rewindsInline): otherwise the funcs table and the copies' helpers would
-  // only cost every instantiation.
+  // Functions that keep their rewind code under lazy rewind (see
+  // rewindsInline): those that use a segment or the table (another module
+  // cannot name them), and small ones that may reach a blocking import.
   const lazyMinBody = opts.lazyMinBodyBytes ?? LAZY_MIN_BODY_BYTES;
+  const keepsRewindCode = new Uint8Array(n);
+  // Lazy rewind only if some function leaves its rewind code to a copy:
+  // otherwise the funcs table and the copies' helpers would only cost every
+  // instantiation.
   let lazy = false;
-  if ((opts.rewind ?? 'lazy') === 'lazy') {
-    for (let i = 0; i < n && !lazy; i++) {
-      const b = m.bodies[i]!;
-      lazy = mayUnwind[i] === 1 && checked[i] === 1 && segmentUse[i] === 0 && !(mayBlock[i] === 1 && b.end - b.start < lazyMinBody);
-    }
+  for (let i = 0; i < n; i++) {
+    const b = m.bodies[i]!;
+    keepsRewindCode[i] = segmentUse[i] === 1 || (mayBlock[i] === 1 && b.end - b.start < lazyMinBody) ? 1 : 0;
+    if (mayUnwind[i] === 1 && checked[i] === 1 && keepsRewindCode[i] === 0) lazy = true;
   }
+  lazy &&= (opts.rewind ?? 'lazy') === 'lazy';
   const indirectHelpers = lazy ? Array.from(indirectUsed.keys()).filter((t) => indirectUsed[t] === 1) : [];
   return {
     m,
@@ -517,9 +517,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     // After the program's functions, the call_indirect helpers and the funcs table's filler (lazy).
     loopHelper: looping.includes(1) ? nImports + importKeys.length + n + (lazy ? indirectHelpers.length + 1 : 0) : -1,
     loopHelperType: -1,
-    segmentUse,
-    mayBlock,
-    lazyMinBody,
+    keepsRewindCode,
     funcsTable: importedTables + m.tables.length,
   };
 }
@@ -1012,9 +1010,9 @@ function charge(): void {
   opU(Opcode.GlobalSet, FG);
 }
 
-/** `countdown = CHUNK + extra`. */
-function restart(extra: number): void {
-  i32c(CHUNK + extra);
+/** `countdown = CHUNK`. */
+function restart(): void {
+  i32c(CHUNK);
   opU(Opcode.LocalSet, F);
 }
 
@@ -1022,11 +1020,11 @@ function restart(extra: number): void {
 function fuelFlush(conditional: boolean): void {
   if (fuelInGlobal) return;
   charge();
-  if (conditional) restart(0);
+  if (conditional) restart();
 }
 
 /** The countdown ran out: `charge; if (global <= 0) { yield(); [unwound? save] } restart`. */
-function outOfChunk(site: number, extra: number): void {
+function outOfChunk(site: number): void {
   charge();
   opU(Opcode.GlobalGet, FG);
   i32c(0);
@@ -1038,14 +1036,7 @@ function outOfChunk(site: number, extra: number): void {
     unwindCheck(site);
   }
   close();
-  if (extra) {
-    // The extra check is paid for now (charge() counts from CHUNK).
-    opU(Opcode.GlobalGet, FG);
-    i32c(extra);
-    op(Opcode.I32Sub);
-    opU(Opcode.GlobalSet, FG);
-  }
-  restart(extra);
+  restart();
 }
 
 const unwindLabel = 1;
@@ -1207,17 +1198,15 @@ function redirect(): void {
 
 /**
  * Whether defined function `fi` keeps its rewind code (lazy rewind: see
- * RewindCopier): a function that uses a segment or the table (another
- * module cannot name them), and a small one that may reach a blocking
- * import. Those are on the stack whenever a short-lived instance (a
+ * RewindCopier; analyzeModule decides it per function): a function that
+ * uses a segment or the table (another module cannot name them), and a
+ * small one that may reach a blocking import. Those are on the stack whenever a short-lived instance (a
  * request) waits for I/O, and every instance instantiates each copy it
  * rewinds into (25–50 µs each: about a tenth of a whole `call` of a small
  * program); in bytes, their rewind code is a small part of a module.
  */
 function rewindsInline(ctx: ModuleContext, fi: number): boolean {
-  if (!ctx.lazy || ctx.segmentUse[fi] === 1) return true;
-  const b = ctx.m.bodies[fi]!;
-  return ctx.mayBlock[fi] === 1 && b.end - b.start < ctx.lazyMinBody;
+  return !ctx.lazy || ctx.keepsRewindCode[fi] === 1;
 }
 
 /** Lazy rewind leaves the rewind code of a function that may block to its copy only from this body size on (see rewindsInline). */
@@ -1232,7 +1221,7 @@ function bulkCheck(site: number): void {
   i32c(0);
   op(Opcode.I32LeS);
   coldIf();
-  outOfChunk(site, 0);
+  outOfChunk(site);
   close();
 }
 
@@ -1281,7 +1270,7 @@ function loopCheck(nf: Frame, site: number, withSites: boolean): void {
 
 /**
  * The loop helper's body: `(countdown) → countdown`, what outOfChunk does
- * for a loop (extra 1), with its caller's unwind test left to the caller:
+ * for a bulk operation, plus one check paid in advance, with its caller's unwind test left to the caller:
  * `charge; if (global <= 0) { yield(); if (state) return }; global -= 1;
  * return CHUNK + 1`.
  */
@@ -1905,10 +1894,10 @@ function instrumentFunction(
   openWrappers(fnFrame);
   if (hasEntryCheck) {
     check(hasSites && st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);
-    if (!fuelInGlobal) restart(0);
+    if (!fuelInGlobal) restart();
   } else {
     // No entry check: only loops or bulk operations, so a countdown.
-    restart(0);
+    restart();
     if (hasSites) {
       // Rewinding (the global is 0): the countdown below 1 for the body's guards.
       openWhenRewinding(true);
@@ -2144,37 +2133,19 @@ function typeSection(ctx: ModuleContext): Uint8Array {
     if (!typeIndex.has(k)) typeIndex.set(k, i);
   });
   const extraTypes: FuncType[] = [];
-  for (const k of ctx.importKeys) {
-    const t = IMPORT_TYPES[k];
+  /** The index of type `t`: the program's, or one appended. */
+  const typeFor = (t: FuncType): number => {
     let i = typeIndex.get(typeKey(t));
     if (i === undefined) {
       i = m.types.length + extraTypes.length;
       typeIndex.set(typeKey(t), i);
       extraTypes.push(t);
     }
-    ctx.importType[k] = i;
-  }
-  if (ctx.loopHelper >= 0) {
-    const helper: FuncType = { params: [I32 as ValTypeCode], results: [I32 as ValTypeCode] };
-    let i = typeIndex.get(typeKey(helper));
-    if (i === undefined) {
-      i = m.types.length + extraTypes.length;
-      typeIndex.set(typeKey(helper), i);
-      extraTypes.push(helper);
-    }
-    ctx.loopHelperType = i;
-  }
-  ctx.indirectHelperType = ctx.indirectHelpers.map((t) => {
-    const ft = m.types[t]!;
-    const helper: FuncType = { params: [...ft.params, I32 as ValTypeCode], results: ft.results };
-    let i = typeIndex.get(typeKey(helper));
-    if (i === undefined) {
-      i = m.types.length + extraTypes.length;
-      typeIndex.set(typeKey(helper), i);
-      extraTypes.push(helper);
-    }
     return i;
-  });
+  };
+  for (const k of ctx.importKeys) ctx.importType[k] = typeFor(IMPORT_TYPES[k]);
+  if (ctx.loopHelper >= 0) ctx.loopHelperType = typeFor({ params: [I32 as ValTypeCode], results: [I32 as ValTypeCode] });
+  ctx.indirectHelperType = ctx.indirectHelpers.map((t) => typeFor({ params: [...m.types[t]!.params, I32 as ValTypeCode], results: m.types[t]!.results }));
   const w = new ByteWriter().u32(m.types.length + extraTypes.length);
   const s = m.sections.find((x) => x.id === SectionId.Type);
   if (s) {
