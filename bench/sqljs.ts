@@ -20,7 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
-import { INTERNAL_IMPORT_MODULE, InternalExport } from '../src/prepare/internal.js';
+import { INTERNAL_IMPORT_MODULE, InternalExport, InternalImport } from '../src/prepare/internal.js';
 import { prepare } from '../src/prepare/pipeline.js';
 import { PROFILES, type Profile } from '../src/prepare/profile.js';
 import { MEMORY_IMPORT, type CanonicalImport } from '../src/prepare/rewrite.js';
@@ -120,7 +120,7 @@ export function preparedInstance(original: WasmModule, module: WebAssembly.Modul
     // our transform's check; nothing unwinds here, so the frame functions are never called
     [INTERNAL_IMPORT_MODULE]: {
       ...Object.fromEntries(
-        ['unwind_frame', 'unwind_i32', 'unwind_i64', 'rewind_frame', 'rewind_i32', 'rewind_i64'].map((n) => [
+        Object.values(InternalImport).map((n) => [
           n,
           () => {
             throw new Error(`unexpected ${n}`);

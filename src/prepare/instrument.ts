@@ -229,6 +229,12 @@ const IMPORT_TYPES: Record<keyof typeof InternalImport, FuncType> = {
   unwindFrame: { params: [I32, I32], results: [] },
   unwindI32: { params: [I32], results: [] },
   unwindI64: { params: [I64], results: [] },
+  unwindI32x2: { params: [I32, I32], results: [] },
+  unwindI32x4: { params: [I32, I32, I32, I32], results: [] },
+  unwindI32x8: { params: [I32, I32, I32, I32, I32, I32, I32, I32], results: [] },
+  unwindI64x2: { params: [I64, I64], results: [] },
+  unwindI64x4: { params: [I64, I64, I64, I64], results: [] },
+  unwindI64x8: { params: [I64, I64, I64, I64, I64, I64, I64, I64], results: [] },
   rewindFrame: { params: [I32], results: [I32] },
   rewindI32: { params: [], results: [I32] },
   rewindI64: { params: [], results: [I64] },
@@ -1041,15 +1047,17 @@ function outOfChunk(site: number): void {
 
 const unwindLabel = 1;
 
-/** After a site: `if (state) { site local = site; br $save }`; `hot` when the code around it is (then the branch is hinted). */
+/**
+ * After a site: `br_if $save (site) (state); drop`: the site number goes to
+ * the save block as the branch's value (the smallest form: no `if`, no
+ * local); `hot` when the code around it is (then the branch is hinted).
+ */
 function unwindCheck(site: number, hot = false): void {
-  opU(Opcode.GlobalGet, ST);
-  if (hot) coldIf();
-  else open(Opcode.If);
   i32c(site);
-  opU(Opcode.LocalSet, S);
-  opU(Opcode.Br, D - unwindLabel);
-  close();
+  opU(Opcode.GlobalGet, ST);
+  if (hot) coldBrIf(D - unwindLabel);
+  else opU(Opcode.BrIf, D - unwindLabel);
+  op(Opcode.Drop);
 }
 
 /** Opens the wrappers of a body (one per direct target). */
@@ -1784,13 +1792,34 @@ function endFrame(f: Frame, pos: number, immEnd: number): void {
   }
 }
 
-/** The save block's hand-over of local `l` of type `t` to the host. */
-function saveValue(l: number, t: number): void {
-  opU(Opcode.LocalGet, l);
-  if (t === F32) op(0xbc);
-  else if (t === F64) op(0xbd);
-  opU(Opcode.Call, t === I32 || t === F32 ? fn.unwindI32 : fn.unwindI64);
+/**
+ * The save block's hand-over of locals `first` to `first + count - 1` (of
+ * the types `typeOf` gives) to the host: runs of 32-bit and of 64-bit
+ * values (floats as their bits, so NaN payloads survive) in calls of up to
+ * eight values each (SAVE_WIDTHS), to keep the cold code small.
+ */
+function saveValues(first: number, count: number, typeOf: (i: number) => number): void {
+  let i = 0;
+  while (i < count) {
+    const wide = typeOf(i) === I64 || typeOf(i) === F64;
+    let run = 1;
+    while (i + run < count && run < 8 && (typeOf(i + run) === I64 || typeOf(i + run) === F64) === wide) run++;
+    const width = SAVE_WIDTHS.find((n) => n <= run)!;
+    for (let k = 0; k < width; k++) {
+      const t = typeOf(i + k);
+      opU(Opcode.LocalGet, first + i + k);
+      if (t === F32) op(0xbc);
+      else if (t === F64) op(0xbd);
+    }
+    opU(Opcode.Call, fn[(wide ? SAVE64 : SAVE32)[width]!]);
+    i += width;
+  }
 }
+
+/** How many values one call of the save block hands over (the imports `unwind_i32`, `unwind_i32x2`, …). */
+const SAVE_WIDTHS = [8, 4, 2, 1];
+const SAVE32: Partial<Record<number, keyof typeof InternalImport>> = { 1: 'unwindI32', 2: 'unwindI32x2', 4: 'unwindI32x4', 8: 'unwindI32x8' };
+const SAVE64: Partial<Record<number, keyof typeof InternalImport>> = { 1: 'unwindI64', 2: 'unwindI64x2', 4: 'unwindI64x4', 8: 'unwindI64x8' };
 
 /** The rewind prologue's restore of local `l` of type `t` from the host, into `rw`. */
 function restoreValue(rw: ByteWriter, l: number, t: number): void {
@@ -1801,11 +1830,11 @@ function restoreValue(rw: ByteWriter, l: number, t: number): void {
 }
 
 function emitSave(): void {
+  // (the site number is on the stack)
   i32c(func);
-  opU(Opcode.LocalGet, S);
   opU(Opcode.Call, fn.unwindFrame);
-  for (let l = 0; l < nOriginal; l++) saveValue(l, localTypes[l]!);
-  for (let i = 0; i < slots.length; i++) saveValue(slotBase + i, slots[i]!.type);
+  saveValues(0, nOriginal, (l) => localTypes[l]!);
+  saveValues(slotBase, slots.length, (i) => slots[i]!.type);
   const r = type.results[0];
   if (r === I32) i32c(0);
   else if (r === I64) w.u8(0x42).u8(0);
@@ -1890,7 +1919,11 @@ function instrumentFunction(
 
   // Function prologue.
   fnFrame = pushFrame(3, 0, 0, 0, type.results[0] ?? VOID, false, 0, undefined);
-  if (hasSites) open(Opcode.Block); // $unwind
+  if (hasSites) {
+    // $unwind: a site's unwind test branches out of it with the site number.
+    w.u8(Opcode.Block).u8(I32);
+    D++;
+  }
   openWrappers(fnFrame);
   if (hasEntryCheck) {
     check(hasSites && st.siteKind[0] === SiteKind.Entry ? 0 : -1, hasSites ? fnFrame : undefined, hasSites);

@@ -50,6 +50,13 @@ export const InternalImport = {
   rewindFrame: 'rewind_frame',
   rewindI32: 'rewind_i32',
   rewindI64: 'rewind_i64',
+  /** Several values at once, in order (the save block's calls: prepare/instrument.ts saveValues). */
+  unwindI32x2: 'unwind_i32x2',
+  unwindI32x4: 'unwind_i32x4',
+  unwindI32x8: 'unwind_i32x8',
+  unwindI64x2: 'unwind_i64x2',
+  unwindI64x4: 'unwind_i64x4',
+  unwindI64x8: 'unwind_i64x8',
   /** (i32 offset): a debugger breakpoint; present only in modules prepared with breakpoints. */
   breakpoint: 'breakpoint',
 } as const;

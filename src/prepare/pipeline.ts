@@ -10,7 +10,7 @@ import { rewriteModule, type CanonicalImport } from './rewrite.js';
  * include it. Snapshots do not depend on it: their stacks are frames of the
  * original module (docs/snapshot.md), which any later pipeline can rewind.
  */
-export const PIPELINE_VERSION = 6;
+export const PIPELINE_VERSION = 7;
 
 export interface PrepareOptions {
   profile: Profile;

@@ -6,7 +6,7 @@
  * lives outside the program's memory.
  *
  * Unwinding: `startUnwind()` sets the state to 1; every frame on the wasm
- * stack, innermost first, calls `unwind_frame(func, site)` and then
+ * stack, innermost first, calls `unwind_frame(site, func)` and then
  * `unwind_i32`/`unwind_i64` for each of its values, and returns; the export
  * that the host called returns a dummy value, and `finishUnwind()` hands
  * out the frames, outermost first.
@@ -50,9 +50,15 @@ export class RewindError extends GateError {
 
 /** Functions of the `__gate` import module other than `yield`. */
 export interface UnwindImports {
-  unwind_frame(func: number, site: number): void;
+  unwind_frame(site: number, func: number): void;
   unwind_i32(v: number): void;
   unwind_i64(v: bigint): void;
+  unwind_i32x2(...v: number[]): void;
+  unwind_i32x4(...v: number[]): void;
+  unwind_i32x8(...v: number[]): void;
+  unwind_i64x2(...v: bigint[]): void;
+  unwind_i64x4(...v: bigint[]): void;
+  unwind_i64x8(...v: bigint[]): void;
   rewind_frame(func: number): number;
   rewind_i32(): number;
   rewind_i64(): bigint;
@@ -118,7 +124,7 @@ export class Unwinder {
   imports(yieldFn: () => void): Record<string, Function> {
     const fns: UnwindImports & { yield: () => void } = {
       yield: yieldFn,
-      unwind_frame: (func, site) => {
+      unwind_frame: (site, func) => {
         this.current = { func, site, values: [] };
         this.frames.push(this.current);
       },
@@ -128,6 +134,12 @@ export class Unwinder {
       unwind_i64: (v) => {
         this.pushValue(BigInt.asUintN(64, v));
       },
+      unwind_i32x2: (...v) => this.pushValues32(v),
+      unwind_i32x4: (...v) => this.pushValues32(v),
+      unwind_i32x8: (...v) => this.pushValues32(v),
+      unwind_i64x2: (...v) => this.pushValues64(v),
+      unwind_i64x4: (...v) => this.pushValues64(v),
+      unwind_i64x8: (...v) => this.pushValues64(v),
       rewind_frame: (func) => this.nextFrame(func),
       rewind_i32: () => {
         const v = this.nextValue();
@@ -187,6 +199,14 @@ export class Unwinder {
     if (this.stateGlobal) this.stateGlobal.value = UnwindState.Normal;
     this.frames = [];
     this.current = undefined;
+  }
+
+  private pushValues32(vs: number[]): void {
+    for (const v of vs) this.pushValue(v >>> 0);
+  }
+
+  private pushValues64(vs: bigint[]): void {
+    for (const v of vs) this.pushValue(BigInt.asUintN(64, v));
   }
 
   private pushValue(v: number | bigint): void {
