@@ -197,6 +197,12 @@ interface ModuleContext {
    */
   loopHelper: number;
   loopHelperType: number;
+  /**
+   * Lazy rewind: by a function's results (typeKey of `() → results`), the
+   * type of its rewind copy, which takes no parameters (it restores them
+   * from its frame), so that the redirect passes none.
+   */
+  copyTypes: Map<string, number>;
   /** Index of the table of defined functions and their rewind copies (lazy only). */
   funcsTable: number;
   /** The internal imports appended (the breakpoint import only when there are breakpoints). */
@@ -523,6 +529,7 @@ function analyzeModule(m: WasmModule, opts: InstrumentOptions, keepInstructions 
     // After the program's functions, the call_indirect helpers and the funcs table's filler (lazy).
     loopHelper: looping.includes(1) ? nImports + importKeys.length + n + (lazy ? indirectHelpers.length + 1 : 0) : -1,
     loopHelperType: -1,
+    copyTypes: new Map(),
     keepsRewindCode,
     funcsTable: importedTables + m.tables.length,
   };
@@ -1050,13 +1057,13 @@ const unwindLabel = 1;
 /**
  * After a site: `br_if $save (site) (state); drop`: the site number goes to
  * the save block as the branch's value (the smallest form: no `if`, no
- * local); `hot` when the code around it is (then the branch is hinted).
+ * local). Not hinted: measured side by side, a hint here changed nothing
+ * on sql.js or the kernels, and the hints took 4–5 bytes a site.
  */
-function unwindCheck(site: number, hot = false): void {
+function unwindCheck(site: number): void {
   i32c(site);
   opU(Opcode.GlobalGet, ST);
-  if (hot) coldBrIf(D - unwindLabel);
-  else opU(Opcode.BrIf, D - unwindLabel);
+  opU(Opcode.BrIf, D - unwindLabel);
   op(Opcode.Drop);
 }
 
@@ -1164,21 +1171,17 @@ function check(site: number, merge: Frame | undefined, restore: boolean): void {
   i32c(0);
   op(Opcode.I32LeS);
   coldIf();
+  // At a function's entry the state is 0 or 2 (rewinding): an unwind only
+  // returns, and the save block calls only the host.
   if (merge && !inlineRewind) {
-    open(Opcode.Block);
     opU(Opcode.GlobalGet, ST);
-    i32c(2);
-    op(Opcode.I32Ne);
-    opU(Opcode.BrIf, 0);
+    open(Opcode.If);
     redirect();
     close();
   } else if (merge && (restore || st.bodyHi[merge.body]! > st.bodyLo[merge.body]!)) {
-    open(Opcode.Block);
-    const fall = D;
     opU(Opcode.GlobalGet, ST);
-    i32c(2);
-    op(Opcode.I32Ne);
-    opU(Opcode.BrIf, 0);
+    open(Opcode.If);
+    const fall = D;
     if (restore) restoreAt = w.length;
     if (st.bodyHi[merge.body]! > st.bodyLo[merge.body]!) dispatch(merge, site, fall);
     close();
@@ -1197,11 +1200,15 @@ function check(site: number, merge: Frame | undefined, restore: boolean): void {
  * with its arguments (the copy restores its own locals), as a tail call.
  */
 function redirect(): void {
-  for (let l = 0; l < type.params.length; l++) opU(Opcode.LocalGet, l);
   i32c(m.bodies.length + fi);
   // A tail call: the copy takes this frame's place (a rewind needs no more native stack than the original calls did).
-  opU(RETURN_CALL_INDIRECT, m.functions[fi]!);
+  opU(RETURN_CALL_INDIRECT, copyType(ctx, type));
   w.u32(ctx.funcsTable);
+}
+
+/** The type of the rewind copy of a function of type `t`: no parameters (the copy restores them with its other locals), the same results. */
+function copyType(c: ModuleContext, t: FuncType): number {
+  return c.copyTypes.get(typeKey({ params: [], results: t.results }))!;
 }
 
 /**
@@ -1260,8 +1267,13 @@ function loopCheck(nf: Frame, site: number, withSites: boolean): void {
   i32c(1);
   op(Opcode.I32Sub);
   opU(Opcode.LocalTee, F);
-  i32c(0);
-  op(Opcode.I32LeS);
+  // Without rewind code the countdown is at least 1 here (restarted at the
+  // entry, by the loop helper and after every charge that used it up), so
+  // it runs out exactly at 0; a rewind guard sets it to 0 (then -1 here).
+  if (inlineRewind) {
+    i32c(0);
+    op(Opcode.I32LeS);
+  } else op(Opcode.I32Eqz);
   const others = st.bodyHi[nf.body]! - st.bodyLo[nf.body]! > (site >= 0 ? 1 : 0);
   if (!withSites || !inlineRewind || (!others && pending.length === 0)) {
     coldBrIf(D - labels.cold);
@@ -1317,13 +1329,12 @@ function closeLoopFrame(f: Frame): void {
 }
 
 /**
- * Opens `if (fuel < 1 && state == 2) {` (closed by the caller's close()):
- * fuel below 1 outside a check means rewinding (a register test on the hot
- * path); the global's fuel if asked.
+ * Opens `if (countdown < 1 && state == 2) {` (closed by the caller's
+ * close()): a countdown below 1 outside a check means rewinding (a
+ * register test on the hot path).
  */
-function openWhenRewinding(globalFuel = false): void {
-  if (globalFuel) opU(Opcode.GlobalGet, FG);
-  else fuelGet();
+function openWhenRewinding(): void {
+  fuelGet();
   i32c(1);
   op(Opcode.I32LtS);
   coldIf();
@@ -1464,7 +1475,7 @@ function visit(o: number, pos: number, immEnd: number): void {
     recordSite(site);
     i32c(pos - ctx.codeBase);
     opU(Opcode.Call, fn.breakpoint);
-    unwindCheck(site, true);
+    unwindCheck(site);
     reload(f.base, h);
     copyFrom = pos;
   }
@@ -1482,11 +1493,15 @@ function visit(o: number, pos: number, immEnd: number): void {
       let spilled = 0;
       if (withSites) {
         flush(pos);
-        if (o === 0x04) opU(Opcode.LocalSet, C);
         spilled = h - f.base;
+        // The condition waits in C while the values below it go to slots;
+        // the rewind code overrides it (where there is none and nothing to
+        // spill, it stays on the stack).
+        const conditionLocal = o === 0x04 && (inlineRewind || spilled > 0);
+        if (conditionLocal) opU(Opcode.LocalSet, C);
         spill(f.base);
         passTarget(f);
-        if (o === 0x04) {
+        if (conditionLocal) {
           if (inlineRewind) {
             // Rewinding: take the branch that holds the site.
             openWhenRewinding();
@@ -1605,7 +1620,7 @@ function visit(o: number, pos: number, immEnd: number): void {
         reload(h - nArgs, h);
       }
       emitCall(o, x, pos, immEnd);
-      unwindCheck(site, true);
+      unwindCheck(site);
       h -= nArgs;
       if (below > 0) {
         if (t.results.length) {
@@ -1932,8 +1947,9 @@ function instrumentFunction(
     // No entry check: only loops or bulk operations, so a countdown.
     restart();
     if (hasSites) {
-      // Rewinding (the global is 0): the countdown below 1 for the body's guards.
-      openWhenRewinding(true);
+      // Rewinding (the state is 0 or 2 at an entry: see check): the countdown below 1 for the body's guards.
+      opU(Opcode.GlobalGet, ST);
+      coldIf();
       if (inlineRewind) {
         i32c(0);
         opU(Opcode.LocalSet, F);
@@ -1973,7 +1989,17 @@ function instrumentFunction(
     if (last && last[1] === s.type) last[0]++;
     else runs.push([1, s.type]);
   }
-  hw.u32(groups + 1 + runs.length);
+  // A rewind copy takes no parameters: they are its first declared locals.
+  const paramRuns: Array<[number, number]> = [];
+  if (copy) {
+    for (const t of type.params) {
+      const last = paramRuns[paramRuns.length - 1];
+      if (last && last[1] === t) last[0]++;
+      else paramRuns.push([1, t]);
+    }
+  }
+  hw.u32(paramRuns.length + groups + 1 + runs.length);
+  for (const [c, t] of paramRuns) hw.u32(c).u8(t);
   hw.bytes(bytes.subarray(groupsStart, body.codeStart));
   hw.u32(4).u8(I32);
   for (const [c, t] of runs) hw.u32(c).u8(t);
@@ -2179,6 +2205,12 @@ function typeSection(ctx: ModuleContext): Uint8Array {
   for (const k of ctx.importKeys) ctx.importType[k] = typeFor(IMPORT_TYPES[k]);
   if (ctx.loopHelper >= 0) ctx.loopHelperType = typeFor({ params: [I32 as ValTypeCode], results: [I32 as ValTypeCode] });
   ctx.indirectHelperType = ctx.indirectHelpers.map((t) => typeFor({ params: [...m.types[t]!.params, I32 as ValTypeCode], results: m.types[t]!.results }));
+  if (ctx.lazy) {
+    for (const t of m.types) {
+      const c: FuncType = { params: [], results: t.results };
+      if (!ctx.copyTypes.has(typeKey(c))) ctx.copyTypes.set(typeKey(c), typeFor(c));
+    }
+  }
   const w = new ByteWriter().u32(m.types.length + extraTypes.length);
   const s = m.sections.find((x) => x.id === SectionId.Type);
   if (s) {
@@ -2300,7 +2332,7 @@ export class RewindCopier {
     if (loopImport) w.name(COPY_IMPORT_MODULE).name(InternalExport.loopHelper).u8(ExternalKind.Function).u32(ctx.loopHelperType);
     if (m.memories.length) w.name(COPY_IMPORT_MODULE).name(InternalExport.copyMemory).u8(ExternalKind.Memory).u8(0).u32(m.memories[0]!.min);
     out.section(SectionId.Import, w.finish());
-    out.section(SectionId.Function, new ByteWriter().u32(1).u32(m.functions[fi]!).finish());
+    out.section(SectionId.Function, new ByteWriter().u32(1).u32(copyType(ctx, m.types[m.functions[fi]!]!)).finish());
     const index = base + callees.size + indirect.size + (loopImport ? 1 : 0);
     out.section(SectionId.Export, new ByteWriter().u32(1).name(InternalExport.copy).u8(ExternalKind.Function).u32(index).finish());
     const code = new ByteWriter().u32(1);

@@ -55,6 +55,7 @@ export const Opcode = {
   I64Const: 0x42,
   F32Const: 0x43,
   F64Const: 0x44,
+  I32Eqz: 0x45,
   I32Ne: 0x47,
   I32LtS: 0x48,
   I32LtU: 0x49,
