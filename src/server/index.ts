@@ -267,7 +267,11 @@ export async function startServer(opts: ServerOptions): Promise<GateServer> {
   await instances.loadAll();
   const metrics = new ServerMetrics(() => instances.runningCount);
   const metricsServer = opts.metricsListen ? await serveMetrics(metrics, opts.metricsListen, log) : undefined;
-  const http: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createServer();
+  // No limit on a whole request's time (Node's default, 300 s, ends it with a
+  // 400): an instance's `io` stream is a request whose body lasts as long as
+  // the client stays. Headers still have to arrive within headersTimeout.
+  const serverOptions = { requestTimeout: 0 };
+  const http: Server = opts.tls ? createTlsServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key }) : createServer(serverOptions);
   await listen(http, opts.listen);
   const address = http.address();
   const hostPort = typeof address === 'object' && address ? `${hostForUrl((address as AddressInfo).address)}:${(address as AddressInfo).port}` : 'localhost';

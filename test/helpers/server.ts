@@ -154,8 +154,9 @@ export function openCountStream(server: Target, key: ClientIdentity, id: string)
   };
   const req = httpRequest(`${server.url}/gate-0/instance/${id}?action=io`, { method: 'POST', headers: { Authorization: `Bearer ${server.token(key)}` } }, (res) => {
     if (res.statusCode !== 200) {
-      fail(new Error(`io answered ${res.statusCode}`));
-      res.resume();
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => fail(new Error(`io answered ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').trim()}`)));
       return;
     }
     let text = '';
