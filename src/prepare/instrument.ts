@@ -1197,7 +1197,7 @@ function check(site: number, merge: Frame | undefined, restore: boolean): void {
 /**
  * Lazy rewind: this function hands the rewind over to its copy (installed
  * by the host in the funcs table's upper half before the rewind starts),
- * with its arguments (the copy restores its own locals), as a tail call.
+ * as a tail call, without arguments (the copy restores all its locals from its frame).
  */
 function redirect(): void {
   i32c(m.bodies.length + fi);
