@@ -146,7 +146,8 @@ describe('clone', () => {
       const b = await startTestServer({ stateDir: a.stateDir, checkpointIntervalMs: 0 });
       try {
         // The copy was running: it is resumed from its stored state after the restart.
-        assert.ok((await readCount(b, key, copy, (n) => n >= 1)) >= 1);
+        // Bounded, so that a restored program that never accepts its new client fails the test instead of hanging it.
+        assert.ok((await within(60_000, 'the restored copy counting to its new client', readCount(b, key, copy, (n) => n >= 1))) >= 1);
         assert.deepEqual((await info(b, id)).status, { state: 'HALTED' });
         await request(b, 'POST', `${I}${copy}?action=kill&action=wait`, { key });
       } finally {
