@@ -11,7 +11,7 @@ import { OUTPUT_WINDOW } from './channel.js';
 import { ExecutorError, InstanceStateError } from './errors.js';
 import { isValidBinding, parseStatus } from './executor-checks.js';
 import type { Executor, ExecutorSnapshot, InstanceEvents, InstanceSpec, KillReason } from './executor.js';
-import { internalFailure } from './status.js';
+import { internalFailure, State } from './status.js';
 import type { RewindSource } from './rewind-copies.js';
 
 /**
@@ -72,6 +72,12 @@ export abstract class RemoteExecutor implements Executor {
   private readonly memoryBytes = new Map<string, number>();
   /** Stopped instances kept for snapshots (until released). */
   private readonly retained = new Set<string>();
+  /**
+   * Retained instances that stopped SUSPENDED: what was sent to them in the
+   * turn they stopped in still goes (it belongs in their snapshot's input:
+   * the service that sent it counts it as received).
+   */
+  private readonly suspendedRetained = new Set<string>();
   private readonly loaded = new Set<string>();
   private readonly loading = new Map<number, { resolve(): void; reject(e: Error): void }>();
   private readonly snapshots = new Map<number, { id: string; resolve(s: ExecutorSnapshot): void; reject(e: Error): void }>();
@@ -164,6 +170,7 @@ export abstract class RemoteExecutor implements Executor {
   release(id: string): void {
     // Only a retained instance is kept by the executor once it has stopped.
     const wasRetained = this.retained.delete(id);
+    this.suspendedRetained.delete(id);
     if (!this.instances.has(id)) this.memoryBytes.delete(id);
     if (!wasRetained || this.exited) return;
     this.releases.push(id);
@@ -216,7 +223,7 @@ export abstract class RemoteExecutor implements Executor {
 
   /** Sends the outbox, with the releases ahead of it; releases alone go only when `releasesDue` (their delay is over). */
   private flush(releasesDue = false): void {
-    const batch = this.outbox.filter(({ m, for: ev }) => ev === undefined || this.instances.get((m as { id: string }).id) === ev);
+    const batch = this.outbox.filter(({ m, for: ev }) => ev === undefined || this.instances.get((m as { id: string }).id) === ev || (m.t === 'deliver' && this.suspendedRetained.has(m.id)));
     this.outbox = [];
     // A call's last packets are acknowledged in the turn it ends, and then released: that batch has only the release left.
     if (batch.length === 0 && !releasesDue) return;
@@ -317,6 +324,7 @@ export abstract class RemoteExecutor implements Executor {
           ev.stopped(internalFailure('executor reported an invalid status'));
           return this.violation('an invalid status');
         }
+        if (status.state === State.Suspended && this.retained.has(id)) this.suspendedRetained.add(id);
         // Where it trapped, for the debugger and logs; anything else than (function, offset) pairs is left out.
         const tf = m.trapFrames;
         const valid =
@@ -342,6 +350,7 @@ export abstract class RemoteExecutor implements Executor {
       this.shutDown(reason, violation);
     }
     this.retained.clear();
+    this.suspendedRetained.clear();
     for (const p of this.loading.values()) p.reject(new ExecutorError(reason));
     this.loading.clear();
     for (const p of this.snapshots.values()) p.reject(new ExecutorError(reason));
