@@ -6,8 +6,9 @@
  * lives outside the program's memory.
  *
  * Unwinding: `startUnwind()` sets the state to 1; every frame on the wasm
- * stack, innermost first, calls `unwind_frame(site, func)` and then
- * `unwind_i32`/`unwind_i64` for each of its values, and returns; the export
+ * stack, innermost first, calls `unwind_frame(site, func)` and then hands
+ * over its values in order (`unwind_i32`/`unwind_i64`, or up to eight at a
+ * time: `unwind_i32x2` … `unwind_i64x8`), and returns; the export
  * that the host called returns a dummy value, and `finishUnwind()` hands
  * out the frames, outermost first.
  *
