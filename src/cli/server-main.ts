@@ -139,6 +139,24 @@ async function configuredExtensionsHelp(spec: ProgramSpec, argv: string[]): Prom
   }
 }
 
+/**
+ * After commander's "unknown option '--state-dir'": settings are
+ * configuration keys, given with -o; names the key such an option spells
+ * (state.dir), if one does.
+ */
+function optionAsKeyHint(argv: readonly string[], keys: readonly string[]): string {
+  const squash = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]/g, '');
+  for (const arg of argv.slice(2)) {
+    if (!arg.startsWith('--')) continue;
+    const [name, value] = arg.slice(2).split('=', 2) as [string, string | undefined];
+    // The whole key (--state-dir), or the only one whose last part it is (--sandbox).
+    const byLast = keys.filter((k) => squash(k.slice(k.lastIndexOf('.') + 1)) === squash(name));
+    const key = keys.find((k) => squash(k) === squash(name)) ?? (byLast.length === 1 ? byLast[0] : undefined);
+    if (key) return `settings are configuration keys: use -o ${key}=${value ?? 'VALUE'} (see --help)`;
+  }
+  return 'settings are configuration keys, given with -o KEY=VALUE (see --help)';
+}
+
 /** Parses flags, starts the server and runs until SIGINT/SIGTERM; returns the exit code. */
 export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promise<number> {
   const extensionsHelp = argv.slice(2).some((a) => a === '-h' || a === '--help') ? await configuredExtensionsHelp(spec, argv) : '';
@@ -149,6 +167,7 @@ export async function runServerProgram(spec: ProgramSpec, argv: string[]): Promi
     cmd.parse(argv);
   } catch (e) {
     const code = (e as { exitCode?: number }).exitCode;
+    if ((e as { code?: string }).code === 'commander.unknownOption') process.stderr.write(`${spec.name}: ${optionAsKeyHint(argv, serverKeys(spec.keys).keys)}\n`);
     return code === 0 ? 0 : EXIT_CONFIG;
   }
   let tree: ConfigTree;

@@ -114,6 +114,14 @@ describe('unknown configuration keys', () => {
       const bogus = await run('gate-server', ['-o', 'bogus.key=1'], env);
       assert.equal(bogus.code, 2);
       assert.equal(bogus.stderr, 'gate-server: -o bogus.key=1: unknown configuration key bogus.key\n');
+      // A setting given as an option: the key it spells, as -o.
+      const flag = await run('gate-server', ['--state-dir', join(d, 's')], env);
+      assert.equal(flag.code, 2);
+      assert.equal(flag.stderr, "error: unknown option '--state-dir'\ngate-server: settings are configuration keys: use -o state.dir=VALUE (see --help)\n");
+      const last = await run('gate-server', ['--sandbox=none'], env);
+      assert.equal(last.stderr, "error: unknown option '--sandbox=none'\ngate-server: settings are configuration keys: use -o runtime.sandbox=none (see --help)\n");
+      const other = await run('gate-server', ['--nope'], env);
+      assert.equal(other.stderr, "error: unknown option '--nope'\ngate-server: settings are configuration keys, given with -o KEY=VALUE (see --help)\n");
       mkdirSync(join(d, 'config', 'gate'), { recursive: true });
       const daemonToml = join(d, 'config', 'gate', 'daemon.toml');
       writeFileSync(daemonToml, '[unix]\nsocet = "/tmp/x"\n');
