@@ -73,9 +73,9 @@ export abstract class RemoteExecutor implements Executor {
   /** Stopped instances kept for snapshots (until released). */
   private readonly retained = new Set<string>();
   /**
-   * Retained instances that stopped SUSPENDED: what was sent to them in the
-   * turn they stopped in still goes (it belongs in their snapshot's input:
-   * the service that sent it counts it as received).
+   * Retained instances that stopped SUSPENDED: what is sent to them still
+   * goes, also what was sent in the turn they stopped in (it belongs in
+   * their snapshot's input: the service that sent it counts it as received).
    */
   private readonly suspendedRetained = new Set<string>();
   private readonly loaded = new Set<string>();
@@ -181,10 +181,10 @@ export abstract class RemoteExecutor implements Executor {
   }
 
   deliver(id: string, packet: Uint8Array): void {
-    // A retained instance that has stopped keeps what arrives (a service's
-    // reply still in flight when it suspended): it is in its snapshot's input.
-    if (!this.instances.has(id) && this.retained.has(id)) this.post({ t: 'deliver', id, packet });
-    else this.postFor(id, { t: 'deliver', id, packet });
+    // A running instance gets it, and so does a retained one that stopped
+    // suspended (a service's reply still in flight then is in its snapshot's
+    // input), also when it stops later in this turn: see flush.
+    if (this.instances.has(id) || this.suspendedRetained.has(id)) this.post({ t: 'deliver', id, packet }, this.instances.get(id));
   }
 
   ack(id: string, bytes: number): void {
